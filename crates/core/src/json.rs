@@ -1,0 +1,371 @@
+//! The JSON form of events, for the CLI and the HTTP API.
+//!
+//! Input (one draft):
+//! ```json
+//! {"kind": "ArrivalRegistered", "id": "0193…", "occurred_at": "2026-10-03T09:00:00+08:00",
+//!  "person": "9f2c…", "origin": "411522", "residence": "610112",
+//!  "recipients": ["411522"], "causation": "0193…",
+//!  "body": {"channel": "REGISTRATION_CHANNEL_RENTAL_HOUSING"},
+//!  "identity": {"name": "…", "idNumber": "…"}, "contact": {…}, "health": {…}}
+//! ```
+//! `kind` and `body` are required (an empty body `{}` is fine for kinds with
+//! no fields); `body` and the tiers use the proto3 JSON mapping of
+//! `proto/yipan/v1` (camelCase fields, enum names as strings). `person` may
+//! be left out when `identity.idNumber` is given and the node has a
+//! person-key secret. Output adds the author-assigned fields and masks
+//! personal values unless asked to reveal them.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+use yipan_proto::v1::{
+    ContactTier, Envelope, EventBody, EventDraft, HealthTier, IdentityTier, Tier, TierPayload,
+};
+use yipan_proto::Message;
+
+use crate::error::{Error, Result};
+use crate::kind::{tier_name, EventKind};
+use crate::person::{mask_id_number, mask_name, mask_phone, PersonKey};
+use crate::time::{parse_rfc3339, to_ts, ts_text};
+
+const FIELDS: &[&str] = &[
+    "kind",
+    "id",
+    "occurred_at",
+    "person",
+    "origin",
+    "residence",
+    "recipients",
+    "causation",
+    "body",
+    "identity",
+    "contact",
+    "health",
+];
+
+/// Parses one JSON draft. `person_secret` is the deployment's person-key
+/// secret, used to derive `person` from `identity.idNumber`.
+pub fn draft_from_json(text: &str, person_secret: Option<&[u8]>) -> Result<EventDraft> {
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::Json(e.to_string()))?;
+    draft_from_value(value, person_secret)
+}
+
+/// Like [`draft_from_json`], from an already parsed value.
+pub fn draft_from_value(value: Value, person_secret: Option<&[u8]>) -> Result<EventDraft> {
+    let Value::Object(mut obj) = value else {
+        return Err(Error::Json("an event must be a JSON object".into()));
+    };
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(Error::field(
+            unknown.clone(),
+            format!("unknown field (known fields: {})", FIELDS.join(", ")),
+        ));
+    }
+    let kind_name = take_str(&mut obj, "kind")?
+        .ok_or_else(|| Error::field("kind", "missing; e.g. \"ArrivalRegistered\""))?;
+    let kind = EventKind::parse(&kind_name).ok_or_else(|| Error::UnknownKind {
+        kind: kind_name.clone(),
+        known: EventKind::known_list(),
+    })?;
+    let body_json = obj.remove("body").unwrap_or(Value::Object(Map::new()));
+    if !body_json.is_object() {
+        return Err(Error::field("body", "must be a JSON object"));
+    }
+    let body = kind.body_from_json(body_json).map_err(|(path, problem)| {
+        let field = if path == "." || path.is_empty() {
+            "body".to_string()
+        } else {
+            format!("body.{path}")
+        };
+        Error::field(field, problem)
+    })?;
+
+    let mut draft = EventDraft {
+        body: Some(EventBody { kind: Some(body) }),
+        ..Default::default()
+    };
+    if let Some(id) = take_str(&mut obj, "id")? {
+        draft.event_id = parse_uuid("id", &id)?.as_bytes().to_vec();
+    }
+    if let Some(c) = take_str(&mut obj, "causation")? {
+        draft.causation_id = parse_uuid("causation", &c)?.as_bytes().to_vec();
+    }
+    if let Some(t) = take_str(&mut obj, "occurred_at")? {
+        draft.occurred_at = Some(to_ts(
+            parse_rfc3339(&t).map_err(|p| Error::field("occurred_at", p))?,
+        ));
+    }
+    draft.origin = take_str(&mut obj, "origin")?.unwrap_or_default();
+    draft.residence = take_str(&mut obj, "residence")?.unwrap_or_default();
+    draft.person_key = take_str(&mut obj, "person")?.unwrap_or_default();
+    if let Some(r) = obj.remove("recipients") {
+        let Value::Array(items) = r else {
+            return Err(Error::field(
+                "recipients",
+                "must be an array of division codes",
+            ));
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Value::String(s) => draft.recipients.push(s),
+                _ => {
+                    return Err(Error::field(
+                        format!("recipients[{i}]"),
+                        "must be a division code string",
+                    ))
+                }
+            }
+        }
+    }
+    draft.identity = take_tier::<IdentityTier>(&mut obj, "identity")?;
+    draft.contact = take_tier::<ContactTier>(&mut obj, "contact")?;
+    draft.health = take_tier::<HealthTier>(&mut obj, "health")?;
+
+    if let (Some(identity), Some(secret)) = (&draft.identity, person_secret) {
+        if !identity.id_number.is_empty() {
+            let derived = PersonKey::derive(&identity.id_number, secret).to_string();
+            if draft.person_key.is_empty() {
+                draft.person_key = derived;
+            } else if draft.person_key != derived {
+                return Err(Error::field(
+                    "person",
+                    "does not match the key derived from identity.idNumber",
+                ));
+            }
+        }
+    }
+    Ok(draft)
+}
+
+fn take_str(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(Error::field(
+            field,
+            format!("must be a string, not {}", json_type(&other)),
+        )),
+    }
+}
+
+fn take_tier<T: serde::de::DeserializeOwned>(
+    obj: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<T>> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) => serde_path_to_error::deserialize::<_, T>(v)
+            .map(Some)
+            .map_err(|e| {
+                // Personal data: name the path, never the value.
+                let path = e.path().to_string();
+                let what = if e.inner().to_string().starts_with("unknown field") {
+                    "unknown field"
+                } else {
+                    "wrong type or value (value not shown)"
+                };
+                Error::field(format!("{field}.{path}"), what)
+            }),
+        Some(other) => Err(Error::field(
+            field,
+            format!("must be an object, not {}", json_type(&other)),
+        )),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn parse_uuid(field: &str, s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|_| Error::field(field, format!("`{s}` is not a UUID")))
+}
+
+/// Encodes a draft's tiers as payloads, in tier order.
+pub fn draft_tiers(draft: &EventDraft) -> Vec<TierPayload> {
+    let mut out = Vec::new();
+    if let Some(t) = &draft.identity {
+        out.push(TierPayload {
+            tier: Tier::Identity as i32,
+            content: t.encode_to_vec(),
+        });
+    }
+    if let Some(t) = &draft.contact {
+        out.push(TierPayload {
+            tier: Tier::Contact as i32,
+            content: t.encode_to_vec(),
+        });
+    }
+    if let Some(t) = &draft.health {
+        out.push(TierPayload {
+            tier: Tier::ReproductiveHealth as i32,
+            content: t.encode_to_vec(),
+        });
+    }
+    out
+}
+
+fn uuid_text(b: &[u8]) -> Value {
+    Uuid::from_slice(b)
+        .map(|u| Value::String(u.to_string()))
+        .unwrap_or(Value::Null)
+}
+
+/// The JSON of a stored event. `hash` is the event's chain hash. Tier
+/// payloads present are shown masked unless `reveal` is set; withheld tiers
+/// are listed under `tiers_withheld`.
+pub fn event_to_json(env: &Envelope, hash: &[u8], tiers: &[TierPayload], reveal: bool) -> Value {
+    let kind = env.body.as_ref().and_then(|b| b.kind.as_ref());
+    let mut o = Map::new();
+    o.insert("id".into(), uuid_text(&env.event_id));
+    o.insert(
+        "kind".into(),
+        kind.map(|k| EventKind::of(k).name()).unwrap_or("").into(),
+    );
+    o.insert("author".into(), env.author.clone().into());
+    o.insert("seq".into(), env.author_seq.into());
+    o.insert(
+        "recorded_at".into(),
+        ts_text(env.recorded_at.as_ref()).into(),
+    );
+    o.insert(
+        "occurred_at".into(),
+        ts_text(env.occurred_at.as_ref()).into(),
+    );
+    if !env.person_key.is_empty() {
+        o.insert("person".into(), env.person_key.clone().into());
+        o.insert("origin".into(), env.origin.clone().into());
+        o.insert("residence".into(), env.residence.clone().into());
+    }
+    let recipients: Vec<Value> = env
+        .recipients
+        .iter()
+        .map(|r| serde_json::json!({"locality": r.locality, "channel_seq": r.channel_seq}))
+        .collect();
+    o.insert("recipients".into(), recipients.into());
+    if !env.causation_id.is_empty() {
+        o.insert("causation".into(), uuid_text(&env.causation_id));
+    }
+    o.insert(
+        "body".into(),
+        kind.map(EventKind::body_to_json).unwrap_or(Value::Null),
+    );
+    let mut withheld = Vec::new();
+    for d in &env.tier_digests {
+        let tier = d.tier();
+        match tiers.iter().find(|t| t.tier == d.tier) {
+            Some(p) => {
+                o.insert(tier_name(tier).into(), tier_json(tier, &p.content, reveal));
+            }
+            None => withheld.push(Value::from(tier_name(tier))),
+        }
+    }
+    if !withheld.is_empty() {
+        o.insert("tiers_withheld".into(), withheld.into());
+    }
+    o.insert("prev_hash".into(), hex::encode(&env.prev_hash).into());
+    o.insert("hash".into(), hex::encode(hash).into());
+    Value::Object(o)
+}
+
+fn tier_json(tier: Tier, content: &[u8], reveal: bool) -> Value {
+    let v = match tier {
+        Tier::Identity => IdentityTier::decode(content).map(|mut t| {
+            if !reveal {
+                t.name = mask_name(&t.name);
+                t.id_number = mask_id_number(&t.id_number);
+                t.birth_date = t
+                    .birth_date
+                    .get(..4)
+                    .map(|y| format!("{y}-**-**"))
+                    .unwrap_or_default();
+            }
+            serde_json::to_value(t)
+        }),
+        Tier::Contact => ContactTier::decode(content).map(|mut t| {
+            if !reveal {
+                t.phone = mask_phone(&t.phone);
+                t.address = if t.address.is_empty() {
+                    String::new()
+                } else {
+                    "***".into()
+                };
+                t.channel = if t.channel.is_empty() {
+                    String::new()
+                } else {
+                    "***".into()
+                };
+            }
+            serde_json::to_value(t)
+        }),
+        Tier::ReproductiveHealth => HealthTier::decode(content).map(|t| {
+            if reveal {
+                serde_json::to_value(t)
+            } else {
+                Ok(Value::String(
+                    "*** (reproductive-health tier present)".into(),
+                ))
+            }
+        }),
+        Tier::Unspecified => return Value::Null,
+    };
+    match v {
+        Ok(Ok(v)) => v,
+        _ => Value::String("(undecodable tier payload)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        draft_from_json(text, Some(b"s")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_a_full_draft() {
+        let d = draft_from_json(
+            r#"{"kind":"ServiceRendered","origin":"411522","residence":"610112",
+                "identity":{"idNumber":"11010519491231002X"},
+                "occurred_at":"2026-10-03T09:00:00+08:00",
+                "body":{"service":"SERVICE_KIND_PRE_PREGNANCY_CHECK"},"health":{"pregnant":true}}"#,
+            Some(b"secret"),
+        )
+        .unwrap();
+        assert_eq!(
+            d.person_key,
+            PersonKey::derive("11010519491231002X", b"secret").to_string()
+        );
+        assert_eq!(d.occurred_at.unwrap().seconds, 1_790_989_200);
+        assert!(d.health.unwrap().pregnant);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err("{").starts_with("malformed JSON"));
+        assert!(err(r#"{"kind":"Nope"}"#).starts_with("unknown event kind `Nope`"));
+        assert!(err(r#"{"kind":"ArrivalRegistered","bogus":1}"#)
+            .starts_with("field `bogus`: unknown field"));
+        assert!(err(r#"{"kind":"ArrivalRegistered","origin":411522}"#)
+            .starts_with("field `origin`: must be a string"));
+        assert!(err(r#"{"kind":"ServiceRendered","body":{"service":"X"}}"#)
+            .starts_with("field `body.service`"));
+        assert!(
+            err(r#"{"kind":"ServiceRendered","occurred_at":"yesterday"}"#)
+                .starts_with("field `occurred_at`")
+        );
+        let e = err(r#"{"kind":"ArrivalRegistered","identity":{"idNumber":110105194912310021}}"#);
+        assert!(e.starts_with("field `identity.idNumber`"), "{e}");
+        assert!(
+            !e.contains("110105194912310021"),
+            "personal value echoed: {e}"
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! Checks a draft event before the author's node sequences and signs it.
+//!
+//! Every rule names the field it is about. Personal values are never echoed.
+
+use std::fmt;
+
+use uuid::Uuid;
+use yipan_proto::v1::{self, event_body::Kind as Body, EventDraft, Tier};
+
+use crate::error::{Error, Result};
+use crate::kind::{tier_name, EventKind, Role};
+use crate::locality::Locality;
+use crate::person::{check_id_number, IdCheck, PersonKey};
+
+/// A draft that passed validation, with what validation worked out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The event's kind.
+    pub kind: EventKind,
+    /// The person, for person events.
+    pub person: Option<PersonKey>,
+    /// The origin of the relationship, for person events.
+    pub origin: Option<Locality>,
+    /// The residence of the relationship, for person events.
+    pub residence: Option<Locality>,
+    /// Recipients in the order given (or the other party by default).
+    pub recipients: Vec<Locality>,
+    /// Accepted oddities worth telling the operator about.
+    pub warnings: Vec<Warning>,
+}
+
+/// Something accepted but worth a word to the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// The ID number's 18th character is not its check digit (accepted, as
+    /// the national platform did).
+    IdCheckDigit,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::IdCheckDigit => {
+                f.write_str("field `identity.idNumber`: check digit does not match (accepted; please re-check the document)")
+            }
+        }
+    }
+}
+
+/// Parses an optional 16-byte UUID field.
+pub fn uuid_field(field: &str, bytes: &[u8]) -> Result<Option<Uuid>> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    Uuid::from_slice(bytes)
+        .map(Some)
+        .map_err(|_| Error::field(field, format!("is {} bytes; a UUID is 16", bytes.len())))
+}
+
+/// Validates `draft` as authored by `author`.
+pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
+    let body = draft
+        .body
+        .as_ref()
+        .and_then(|b| b.kind.as_ref())
+        .ok_or_else(|| Error::field("kind", "missing; every event needs a kind and a body"))?;
+    let kind = EventKind::of(body);
+
+    if let Some(id) = uuid_field("id", &draft.event_id)? {
+        if id.get_version_num() != 7 {
+            return Err(Error::field(
+                "id",
+                format!(
+                    "`{id}` is a version {} UUID; event ids are UUIDv7",
+                    id.get_version_num()
+                ),
+            ));
+        }
+    }
+    if let Some(ts) = &draft.occurred_at {
+        if !(0..1_000_000_000).contains(&ts.nanos) || crate::time::from_ts(ts).is_none() {
+            return Err(Error::field("occurred_at", "is not a valid instant"));
+        }
+    }
+    let causation = uuid_field("causation", &draft.causation_id)?;
+    if kind.needs_causation() && causation.is_none() {
+        return Err(Error::field(
+            "causation",
+            format!("missing; a {kind} event must name the event it answers or corrects"),
+        ));
+    }
+
+    let mut warnings = Vec::new();
+    let (person, origin, residence, default_recipients) = if kind.role() == Role::Locality {
+        for (field, empty) in [
+            ("person", draft.person_key.is_empty()),
+            ("origin", draft.origin.is_empty()),
+            ("residence", draft.residence.is_empty()),
+        ] {
+            if !empty {
+                return Err(Error::field(
+                    field,
+                    format!("a {kind} event is about the locality, not a person; leave it out"),
+                ));
+            }
+        }
+        (None, None, None, Vec::new())
+    } else {
+        if draft.person_key.is_empty() {
+            return Err(Error::field("person", "missing; give the person key, or an identity.idNumber with a person-key secret configured"));
+        }
+        let person = PersonKey::parse(&draft.person_key).map_err(|p| Error::field("person", p))?;
+        let origin = Locality::parse_field("origin", &draft.origin)?;
+        let residence = Locality::parse_field("residence", &draft.residence)?;
+        if origin == residence {
+            return Err(Error::field(
+                "residence",
+                format!("equals the origin `{origin}`; a migrant's residence is another locality"),
+            ));
+        }
+        let role = match body {
+            Body::EventCorrected(c) => match c.replacement.as_ref().and_then(|b| b.kind.as_ref()) {
+                Some(r) => role_of(r),
+                None => Role::Either,
+            },
+            other => role_of(other),
+        };
+        let allowed = match role {
+            Role::Origin => author == origin,
+            Role::Residence => author == residence,
+            _ => author == origin || author == residence,
+        };
+        if !allowed {
+            let who = match role {
+                Role::Origin => format!("only the origin `{origin}`"),
+                Role::Residence => format!("only the residence `{residence}`"),
+                _ => format!("only the origin `{origin}` or the residence `{residence}`"),
+            };
+            return Err(Error::field(
+                "author",
+                format!("`{author}` may not author this {kind} event: {who} may"),
+            ));
+        }
+        let other = if author == origin { residence } else { origin };
+        (Some(person), Some(origin), Some(residence), vec![other])
+    };
+
+    let recipients = if draft.recipients.is_empty() {
+        default_recipients
+    } else {
+        let mut out: Vec<Locality> = Vec::with_capacity(draft.recipients.len());
+        for (i, code) in draft.recipients.iter().enumerate() {
+            let field = format!("recipients[{i}]");
+            let l = Locality::parse_field(&field, code)?;
+            if l == author {
+                return Err(Error::field(field, format!("`{l}` is the author itself")));
+            }
+            if out.contains(&l) {
+                return Err(Error::field(field, format!("`{l}` is listed twice")));
+            }
+            out.push(l);
+        }
+        out
+    };
+
+    check_tiers(kind, draft)?;
+    if let Some(identity) = &draft.identity {
+        if !identity.id_number.is_empty() {
+            match check_id_number(&identity.id_number) {
+                IdCheck::Valid => {}
+                IdCheck::BadCheckDigit => warnings.push(Warning::IdCheckDigit),
+                IdCheck::BadShape => {
+                    return Err(Error::field(
+                        "identity.idNumber",
+                        "is not 17 digits followed by a digit or X (value not shown)",
+                    ))
+                }
+            }
+        }
+    }
+    check_body(body)?;
+
+    Ok(Checked {
+        kind,
+        person,
+        origin,
+        residence,
+        recipients,
+        warnings,
+    })
+}
+
+fn role_of(body: &Body) -> Role {
+    match body {
+        Body::AgreementSigned(a) => match a.agreement() {
+            v1::AgreementKind::Pledge => Role::Origin,
+            v1::AgreementKind::ServiceAgreement => Role::Residence,
+            v1::AgreementKind::Unspecified => Role::Either,
+        },
+        other => EventKind::of(other).role(),
+    }
+}
+
+fn check_tiers(kind: EventKind, draft: &EventDraft) -> Result<()> {
+    let present = [
+        (Tier::Identity, "identity", draft.identity.is_some()),
+        (Tier::Contact, "contact", draft.contact.is_some()),
+        (Tier::ReproductiveHealth, "health", draft.health.is_some()),
+    ];
+    for (tier, field, is_present) in present {
+        if is_present && !kind.tiers().contains(&tier) {
+            let allowed: Vec<&str> = kind.tiers().iter().map(|t| tier_name(*t)).collect();
+            let allowed = if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            return Err(Error::field(
+                field,
+                format!(
+                    "a {kind} event may not carry {} data (allowed tiers: {allowed})",
+                    tier_name(tier)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn required<T: PartialEq + Default>(value: T, field: &str, what: &str) -> Result<()> {
+    if value == T::default() {
+        return Err(Error::field(field, format!("missing; {what}")));
+    }
+    Ok(())
+}
+
+fn check_body(body: &Body) -> Result<()> {
+    match body {
+        Body::ArrivalRegistered(b) if !b.township.is_empty() => {
+            let t = Locality::parse_field("body.township", &b.township)?;
+            if t.county() == t {
+                return Err(Error::field(
+                    "body.township",
+                    format!("`{t}` is a county code; a township code has 9 digits"),
+                ));
+            }
+        }
+        Body::DepartureRegistered(b) if !b.destination.is_empty() => {
+            Locality::parse_field("body.destination", &b.destination)?;
+        }
+        Body::CertificateMismatchFound(b) => required(
+            b.reason,
+            "body.reason",
+            "say why the certificate does not match",
+        )?,
+        Body::AgreementSigned(b) => required(
+            b.agreement,
+            "body.agreement",
+            "AGREEMENT_KIND_PLEDGE or AGREEMENT_KIND_SERVICE_AGREEMENT",
+        )?,
+        Body::ServiceRendered(b) => required(
+            b.service,
+            "body.service",
+            "which service, e.g. SERVICE_KIND_PRE_PREGNANCY_CHECK",
+        )?,
+        Body::BenefitGranted(b) => required(
+            b.benefit,
+            "body.benefit",
+            "BENEFIT_KIND_LEAVE or BENEFIT_KIND_REWARD",
+        )?,
+        Body::NotificationSent(b) => {
+            required(
+                b.topic,
+                "body.topic",
+                "what the notification is about, e.g. NOTIFICATION_TOPIC_REGISTRATION",
+            )?;
+            for (i, id) in b.about_events.iter().enumerate() {
+                uuid_field(&format!("body.aboutEvents[{i}]"), id)?;
+            }
+        }
+        Body::CaseAssistRequested(b) => required(
+            b.urgency,
+            "body.urgency",
+            "URGENCY_NORMAL (30 days) or URGENCY_URGENT (15 days)",
+        )?,
+        Body::CaseAssistAnswered(b) => required(
+            b.result,
+            "body.result",
+            "the verification result, e.g. VERIFICATION_RESULT_CONFIRMED",
+        )?,
+        Body::EventCorrected(b) => match b.replacement.as_ref().and_then(|r| r.kind.as_ref()) {
+            None => {
+                return Err(Error::field(
+                    "body.replacement",
+                    "missing; a correction carries the corrected body",
+                ))
+            }
+            Some(Body::EventCorrected(_) | Body::EventRetracted(_)) => {
+                return Err(Error::field(
+                    "body.replacement",
+                    "a correction cannot replace a body with another correction or retraction",
+                ))
+            }
+            Some(inner) => check_body(inner)?,
+        },
+        Body::DutyCatalogPublished(b) => {
+            required(b.version.as_str(), "body.version", "the catalogue version")?;
+            if !b.sha256.is_empty() {
+                use sha2::Digest;
+                if sha2::Sha256::digest(b.document.as_bytes()).as_slice() != b.sha256.as_slice() {
+                    return Err(Error::field(
+                        "body.sha256",
+                        "does not match the SHA-256 of body.document",
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
