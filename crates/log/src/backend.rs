@@ -1,0 +1,207 @@
+//! Ordered byte-key backends: sled on disk and a `BTreeMap` in memory.
+//!
+//! A backend offers point reads, ordered range scans and one atomic, durable
+//! batch write; the log builds everything else on those.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::RwLock;
+
+use crate::error::{Error, Result};
+
+/// One write of a batch: `Some` puts, `None` deletes.
+pub type Op = (Vec<u8>, Option<Vec<u8>>);
+/// A key/value pair read back.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Ordered key-value storage under the log.
+pub trait Backend: Send + Sync + 'static {
+    /// The value of `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Up to `limit` entries with `start <= key < end`, in key order.
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>>;
+    /// The last entry with `start <= key < end`.
+    fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<Entry>>;
+    /// Applies all of `ops` atomically and returns once they are durable.
+    fn commit(&self, ops: Vec<Op>) -> Result<()>;
+    /// Calls `f` on every entry with `start <= key < end` in key order, without
+    /// collecting them; stops early when `f` returns false.
+    fn for_each(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()>;
+}
+
+/// sled on disk. One tree; a batch is one `apply_batch` plus one `flush`.
+pub struct SledBackend {
+    db: sled::Db,
+}
+
+impl SledBackend {
+    /// Opens (or creates) the database in `dir`. A damaged database gives
+    /// [`Error::Damaged`], never a panic.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.display().to_string();
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 << 20)
+            .flush_every_ms(None);
+        // sled 0.34 can panic on some on-disk damage; a damaged store must be
+        // an error the operator can act on.
+        // The default hook would print the panic as if the program crashed;
+        // hold it back while opening so only the error below reaches the user.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()));
+        std::panic::set_hook(hook);
+        match opened {
+            Ok(Ok(db)) => Ok(SledBackend { db }),
+            Ok(Err(e)) => Err(Error::Damaged {
+                path,
+                problem: e.to_string(),
+            }),
+            Err(panic) => {
+                let problem = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the storage engine failed while recovering".into());
+                Err(Error::Damaged { path, problem })
+            }
+        }
+    }
+
+    /// The sled database (for the raw baseline of the benchmark).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+impl Backend for SledBackend {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for item in self.db.range(start..end).take(limit) {
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<Entry>> {
+        match self.db.range(start..end).next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn commit(&self, ops: Vec<Op>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in ops {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn for_each(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        for item in self.db.range(start..end) {
+            let (k, v) = item?;
+            if !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// In memory; durable for the life of the process only.
+#[derive(Default)]
+pub struct MemBackend {
+    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+        // A panic while holding the lock cannot leave the map half-updated
+        // (commits apply under one guard), so a poisoned lock is still usable.
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Backend for MemBackend {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.read().get(key).cloned())
+    }
+
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>> {
+        Ok(self
+            .read()
+            .range(start.to_vec()..end.to_vec())
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<Entry>> {
+        Ok(self
+            .read()
+            .range(start.to_vec()..end.to_vec())
+            .next_back()
+            .map(|(k, v)| (k.clone(), v.clone())))
+    }
+
+    fn commit(&self, ops: Vec<Op>) -> Result<()> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in ops {
+            match v {
+                Some(v) => {
+                    map.insert(k, v);
+                }
+                None => {
+                    map.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn for_each(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        // Copy out first: `f` may read the backend again, and holding the read
+        // guard across that could deadlock behind a waiting writer.
+        let entries = self.range(start, end, usize::MAX)?;
+        for (k, v) in entries {
+            if !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! Yipan's append-only event log: each locality's own signed, hash-chained
+//! events plus the verified events other localities addressed to it.
+//!
+//! - [`store`]: the [`EventStore`] trait every implementation offers.
+//! - [`log`]: [`Log`], the implementation over a byte [`Backend`]: validation,
+//!   sequencing, chaining and signing, group commit, idempotent appends,
+//!   ingest of foreign events with quarantine, reads.
+//! - [`backend`]: the two backends, sled on disk ([`SledBackend`]) and memory
+//!   ([`MemBackend`]).
+//! - [`layout`]: how keys are laid out in the backend.
+//! - [`event`]: [`StoredEvent`], a decoded stored event, and hashing.
+//! - [`keyfile`]: the locality's ed25519 key on disk.
+//! - [`verify`]: the audit of a whole store ([`VerifyReport`]).
+//! - [`bench`]: the append benchmark and its raw baselines.
+
+pub mod backend;
+pub mod bench;
+pub mod error;
+pub mod event;
+pub mod keyfile;
+pub mod layout;
+pub mod log;
+pub mod store;
+pub mod verify;
+
+pub use backend::{Backend, MemBackend, SledBackend};
+pub use error::{Error, Result};
+pub use event::StoredEvent;
+pub use log::{Appended, Ingested, Log, QuarantineEntry};
+pub use store::EventStore;
+pub use verify::{Fault, VerifyReport};
+
+/// The log on sled.
+pub type SledStore = Log<SledBackend>;
+/// The log in memory (tests, tools).
+pub type MemStore = Log<MemBackend>;

@@ -1,0 +1,277 @@
+//! The audit of a whole store: every chain, signature, sequence gap, channel
+//! position and index entry, with each fault named by author and sequence.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use ed25519_dalek::VerifyingKey;
+use yipan_core::Locality;
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::event::StoredEvent;
+use crate::layout;
+
+/// One problem found by [`run`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Fault {
+    /// Author locality of the faulty event (or chain).
+    pub author: String,
+    /// Author sequence of the faulty event (0 when about the whole chain).
+    pub seq: u64,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}: {}", self.author, self.seq, self.problem)
+    }
+}
+
+/// Per-author summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AuthorSummary {
+    /// Events held.
+    pub events: u64,
+    /// Lowest sequence held.
+    pub first_seq: u64,
+    /// Highest sequence held.
+    pub last_seq: u64,
+}
+
+/// What [`run`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    /// The store's locality.
+    pub locality: String,
+    /// Events checked.
+    pub events: u64,
+    /// Per author.
+    pub authors: BTreeMap<String, AuthorSummary>,
+    /// Entries in quarantine (rejected foreign events; not faults of the store).
+    pub quarantined: u64,
+    /// Everything wrong.
+    pub faults: Vec<Fault>,
+}
+
+impl VerifyReport {
+    /// True when no fault was found.
+    pub fn ok(&self) -> bool {
+        self.faults.is_empty()
+    }
+}
+
+struct Chain {
+    author: u32,
+    own: bool,
+    key: Option<VerifyingKey>,
+    prev: Option<(u64, [u8; 32])>,
+}
+
+/// Verifies every event of `backend` as the store of `me`, with `roster`.
+pub fn run<B: Backend>(
+    backend: &B,
+    me: Locality,
+    roster: &HashMap<u32, VerifyingKey>,
+) -> Result<VerifyReport> {
+    let mut report = VerifyReport {
+        locality: me.to_string(),
+        ..Default::default()
+    };
+    let mut faults: Vec<Fault> = Vec::new();
+    let mut chain: Option<Chain> = None;
+    let mut out_channels: HashMap<String, u64> = HashMap::new();
+    let mut in_channels: HashMap<u32, u64> = HashMap::new();
+    let me_text = me.to_string();
+    let mut own_last: Option<(u64, [u8; 32])> = None;
+    let mut index_errors: Vec<Fault> = Vec::new();
+
+    let mut visit = |k: &[u8], v: &[u8]| -> bool {
+        let Some((author, seq)) = layout::parse_event_key(k) else {
+            faults.push(Fault {
+                author: "?".into(),
+                seq: 0,
+                problem: format!("unreadable event key {}", hex::encode(k)),
+            });
+            return true;
+        };
+        let author_text = author.to_string();
+        let fault = |faults: &mut Vec<Fault>, problem: String| {
+            faults.push(Fault {
+                author: author_text.clone(),
+                seq,
+                problem,
+            })
+        };
+        if chain.as_ref().map(|c| c.author) != Some(author) {
+            let own = author == me.as_u32();
+            let key = roster.get(&author).copied();
+            if key.is_none() {
+                fault(
+                    &mut faults,
+                    "no roster key for this author; its signatures cannot be checked".into(),
+                );
+            }
+            chain = Some(Chain {
+                author,
+                own,
+                key,
+                prev: None,
+            });
+        }
+        let Some(c) = chain.as_mut() else { return true };
+        report.events += 1;
+        let summary = report.authors.entry(author_text.clone()).or_default();
+        summary.events += 1;
+        if summary.first_seq == 0 {
+            summary.first_seq = seq;
+        }
+        summary.last_seq = seq;
+
+        // Sequence continuity of the own chain (foreign chains are partial by design).
+        if c.own {
+            let expected = c.prev.map(|(s, _)| s + 1).unwrap_or(1);
+            if seq != expected {
+                fault(
+                    &mut faults,
+                    format!(
+                        "events {expected}..{} are missing from the own chain",
+                        seq.saturating_sub(1)
+                    ),
+                );
+            }
+        }
+        let ev = match StoredEvent::decode(v) {
+            Ok(ev) => ev,
+            Err(problem) => {
+                fault(&mut faults, problem);
+                c.prev = None;
+                return true;
+            }
+        };
+        let env = &ev.envelope;
+        if env.author != author_text || env.author_seq != seq {
+            fault(
+                &mut faults,
+                format!(
+                    "stored under {author_text}#{seq} but says {}#{} (moved or reordered)",
+                    env.author, env.author_seq
+                ),
+            );
+        }
+        if let Some(key) = &c.key {
+            if let Err(p) = ev.verify_signature(key) {
+                fault(&mut faults, p);
+            }
+        }
+        if let Err(p) = ev.verify_tiers(c.own) {
+            fault(&mut faults, p);
+        }
+        if let Some((prev_seq, prev_hash)) = c.prev {
+            if prev_seq + 1 == seq && env.prev_hash.as_slice() != prev_hash {
+                fault(
+                    &mut faults,
+                    format!("prev_hash does not match the hash of #{prev_seq}"),
+                );
+            }
+        } else if c.own && seq == 1 && env.prev_hash.as_slice() != [0u8; 32] {
+            fault(&mut faults, "first event's prev_hash is not zero".into());
+        }
+        if c.own {
+            for r in &env.recipients {
+                let last = out_channels.entry(r.locality.clone()).or_insert(0);
+                if r.channel_seq != *last + 1 {
+                    fault(
+                        &mut faults,
+                        format!(
+                            "channel to {} jumps from {} to {}",
+                            r.locality, last, r.channel_seq
+                        ),
+                    );
+                }
+                *last = r.channel_seq;
+            }
+            own_last = Some((seq, ev.hash));
+        } else {
+            match env.recipients.iter().find(|r| r.locality == me_text) {
+                None => fault(
+                    &mut faults,
+                    format!("held here but not addressed to {me_text}"),
+                ),
+                Some(r) => {
+                    let last = in_channels.entry(author).or_insert(0);
+                    if r.channel_seq != *last + 1 {
+                        fault(
+                            &mut faults,
+                            format!(
+                                "channel from {author_text} jumps from {} to {}",
+                                last, r.channel_seq
+                            ),
+                        );
+                    }
+                    *last = r.channel_seq;
+                }
+            }
+        }
+        match backend.get(&layout::id_key(
+            &env.event_id.as_slice().try_into().unwrap_or([0u8; 16]),
+        )) {
+            Ok(Some(idv))
+                if layout::parse_id_value(&idv).map(|(a, s, _)| (a, s)) == Some((author, seq)) => {}
+            _ => index_errors.push(Fault {
+                author: author_text.clone(),
+                seq,
+                problem: "id index does not point at this event".into(),
+            }),
+        }
+        c.prev = Some((seq, ev.hash));
+        true
+    };
+    backend.for_each(&[layout::EVENT], &[layout::EVENT + 1], &mut visit)?;
+    faults.extend(index_errors);
+
+    // The recorded head catches deletion of the last events.
+    if let Some(h) = backend.get(layout::META_HEAD)? {
+        if h.len() == 40 {
+            let seq = u64::from_be_bytes(h[..8].try_into().unwrap_or_default());
+            let hash: [u8; 32] = h[8..].try_into().unwrap_or_default();
+            match own_last {
+                Some((s, hh)) if s == seq && hh == hash => {}
+                Some((s, _)) if s != seq => faults.push(Fault {
+                    author: me_text.clone(),
+                    seq,
+                    problem: format!("recorded head is #{seq} but the own chain ends at #{s}"),
+                }),
+                Some(_) => faults.push(Fault {
+                    author: me_text.clone(),
+                    seq,
+                    problem: "hash of the last event differs from the recorded head".into(),
+                }),
+                None => faults.push(Fault {
+                    author: me_text.clone(),
+                    seq,
+                    problem: format!("recorded head is #{seq} but the own chain is empty"),
+                }),
+            }
+        } else {
+            faults.push(Fault {
+                author: me_text.clone(),
+                seq: 0,
+                problem: "recorded head is malformed".into(),
+            });
+        }
+    }
+    let mut quarantined = 0u64;
+    backend.for_each(
+        &[layout::QUARANTINE],
+        &[layout::QUARANTINE + 1],
+        &mut |_, _| {
+            quarantined += 1;
+            true
+        },
+    )?;
+    report.quarantined = quarantined;
+    report.faults = faults;
+    Ok(report)
+}
