@@ -5,11 +5,7 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [
-        "yipan/v1/envelope.proto",
-        "yipan/v1/events.proto",
-        "yipan/v1/tiers.proto",
-    ];
+    let files = ["yipan/v1/envelope.proto", "yipan/v1/events.proto", "yipan/v1/tiers.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
@@ -24,8 +20,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(fds)?;
 
     let descriptors = std::fs::read(&descriptor_path)?;
-    pbjson_build::Builder::new()
-        .register_descriptors(&descriptors)?
-        .build(&[".yipan"])?;
+    pbjson_build::Builder::new().register_descriptors(&descriptors)?.build(&[".yipan"])?;
     Ok(())
 }

@@ -28,10 +28,7 @@ pub enum Error {
 impl Error {
     /// Shorthand for a [`Error::Field`].
     pub fn field(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Error::Field {
-            field: field.into(),
-            problem: problem.into(),
-        }
+        Error::Field { field: field.into(), problem: problem.into() }
     }
 }
 

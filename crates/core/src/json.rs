@@ -11,15 +11,13 @@
 //! `kind` and `body` are required (an empty body `{}` is fine for kinds with
 //! no fields); `body` and the tiers use the proto3 JSON mapping of
 //! `proto/yipan/v1` (camelCase fields, enum names as strings). `person` may
-//! be left out when `identity.idNumber` is given and the node has a
-//! person-key secret. Output adds the author-assigned fields and masks
+//! be left out when `person_id_number` (used for the key only, never stored)
+//! or `identity.idNumber` is given and the node has a person-key secret. Output adds the author-assigned fields and masks
 //! personal values unless asked to reveal them.
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
-use yipan_proto::v1::{
-    ContactTier, Envelope, EventBody, EventDraft, HealthTier, IdentityTier, Tier, TierPayload,
-};
+use yipan_proto::v1::{ContactTier, Envelope, EventBody, EventDraft, HealthTier, IdentityTier, Tier, TierPayload};
 use yipan_proto::Message;
 
 use crate::error::{Error, Result};
@@ -32,6 +30,7 @@ const FIELDS: &[&str] = &[
     "id",
     "occurred_at",
     "person",
+    "person_id_number",
     "origin",
     "residence",
     "recipients",
@@ -55,34 +54,22 @@ pub fn draft_from_value(value: Value, person_secret: Option<&[u8]>) -> Result<Ev
         return Err(Error::Json("an event must be a JSON object".into()));
     };
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(Error::field(
-            unknown.clone(),
-            format!("unknown field (known fields: {})", FIELDS.join(", ")),
-        ));
+        return Err(Error::field(unknown.clone(), format!("unknown field (known fields: {})", FIELDS.join(", "))));
     }
-    let kind_name = take_str(&mut obj, "kind")?
-        .ok_or_else(|| Error::field("kind", "missing; e.g. \"ArrivalRegistered\""))?;
-    let kind = EventKind::parse(&kind_name).ok_or_else(|| Error::UnknownKind {
-        kind: kind_name.clone(),
-        known: EventKind::known_list(),
-    })?;
+    let kind_name =
+        take_str(&mut obj, "kind")?.ok_or_else(|| Error::field("kind", "missing; e.g. \"ArrivalRegistered\""))?;
+    let kind = EventKind::parse(&kind_name)
+        .ok_or_else(|| Error::UnknownKind { kind: kind_name.clone(), known: EventKind::known_list() })?;
     let body_json = obj.remove("body").unwrap_or(Value::Object(Map::new()));
     if !body_json.is_object() {
         return Err(Error::field("body", "must be a JSON object"));
     }
     let body = kind.body_from_json(body_json).map_err(|(path, problem)| {
-        let field = if path == "." || path.is_empty() {
-            "body".to_string()
-        } else {
-            format!("body.{path}")
-        };
+        let field = if path == "." || path.is_empty() { "body".to_string() } else { format!("body.{path}") };
         Error::field(field, problem)
     })?;
 
-    let mut draft = EventDraft {
-        body: Some(EventBody { kind: Some(body) }),
-        ..Default::default()
-    };
+    let mut draft = EventDraft { body: Some(EventBody { kind: Some(body) }), ..Default::default() };
     if let Some(id) = take_str(&mut obj, "id")? {
         draft.event_id = parse_uuid("id", &id)?.as_bytes().to_vec();
     }
@@ -90,29 +77,19 @@ pub fn draft_from_value(value: Value, person_secret: Option<&[u8]>) -> Result<Ev
         draft.causation_id = parse_uuid("causation", &c)?.as_bytes().to_vec();
     }
     if let Some(t) = take_str(&mut obj, "occurred_at")? {
-        draft.occurred_at = Some(to_ts(
-            parse_rfc3339(&t).map_err(|p| Error::field("occurred_at", p))?,
-        ));
+        draft.occurred_at = Some(to_ts(parse_rfc3339(&t).map_err(|p| Error::field("occurred_at", p))?));
     }
     draft.origin = take_str(&mut obj, "origin")?.unwrap_or_default();
     draft.residence = take_str(&mut obj, "residence")?.unwrap_or_default();
     draft.person_key = take_str(&mut obj, "person")?.unwrap_or_default();
     if let Some(r) = obj.remove("recipients") {
         let Value::Array(items) = r else {
-            return Err(Error::field(
-                "recipients",
-                "must be an array of division codes",
-            ));
+            return Err(Error::field("recipients", "must be an array of division codes"));
         };
         for (i, item) in items.into_iter().enumerate() {
             match item {
                 Value::String(s) => draft.recipients.push(s),
-                _ => {
-                    return Err(Error::field(
-                        format!("recipients[{i}]"),
-                        "must be a division code string",
-                    ))
-                }
+                _ => return Err(Error::field(format!("recipients[{i}]"), "must be a division code string")),
             }
         }
     }
@@ -120,55 +97,60 @@ pub fn draft_from_value(value: Value, person_secret: Option<&[u8]>) -> Result<Ev
     draft.contact = take_tier::<ContactTier>(&mut obj, "contact")?;
     draft.health = take_tier::<HealthTier>(&mut obj, "health")?;
 
-    if let (Some(identity), Some(secret)) = (&draft.identity, person_secret) {
-        if !identity.id_number.is_empty() {
-            let derived = PersonKey::derive(&identity.id_number, secret).to_string();
+    // An ID number given only to find the person: used for the key, never stored.
+    let key_source = match take_str(&mut obj, "person_id_number")? {
+        Some(id) => Some(("person_id_number", id)),
+        None => draft
+            .identity
+            .as_ref()
+            .filter(|i| !i.id_number.is_empty())
+            .map(|i| ("identity.idNumber", i.id_number.clone())),
+    };
+    if let Some((field, id_number)) = key_source {
+        let Some(secret) = person_secret else {
             if draft.person_key.is_empty() {
-                draft.person_key = derived;
-            } else if draft.person_key != derived {
                 return Err(Error::field(
-                    "person",
-                    "does not match the key derived from identity.idNumber",
+                    field,
+                    "cannot derive a person key: no person-key secret is configured (yipan init --person-key-secret)",
                 ));
             }
+            return Ok(with_content_id(draft));
+        };
+        if crate::person::check_id_number(&id_number) == crate::person::IdCheck::BadShape {
+            return Err(Error::field(field, "is not 17 digits followed by a digit or X (value not shown)"));
+        }
+        let derived = PersonKey::derive(&id_number, secret).to_string();
+        if draft.person_key.is_empty() {
+            draft.person_key = derived;
+        } else if draft.person_key != derived {
+            return Err(Error::field("person", format!("does not match the key derived from {field}")));
         }
     }
-    Ok(draft)
+    Ok(with_content_id(draft))
 }
 
 fn take_str(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>> {
     match obj.remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(Error::field(
-            field,
-            format!("must be a string, not {}", json_type(&other)),
-        )),
+        Some(other) => Err(Error::field(field, format!("must be a string, not {}", json_type(&other)))),
     }
 }
 
-fn take_tier<T: serde::de::DeserializeOwned>(
-    obj: &mut Map<String, Value>,
-    field: &str,
-) -> Result<Option<T>> {
+fn take_tier<T: serde::de::DeserializeOwned>(obj: &mut Map<String, Value>, field: &str) -> Result<Option<T>> {
     match obj.remove(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Object(_)) => serde_path_to_error::deserialize::<_, T>(v)
-            .map(Some)
-            .map_err(|e| {
-                // Personal data: name the path, never the value.
-                let path = e.path().to_string();
-                let what = if e.inner().to_string().starts_with("unknown field") {
-                    "unknown field"
-                } else {
-                    "wrong type or value (value not shown)"
-                };
-                Error::field(format!("{field}.{path}"), what)
-            }),
-        Some(other) => Err(Error::field(
-            field,
-            format!("must be an object, not {}", json_type(&other)),
-        )),
+        Some(v @ Value::Object(_)) => serde_path_to_error::deserialize::<_, T>(v).map(Some).map_err(|e| {
+            // Personal data: name the path, never the value.
+            let path = e.path().to_string();
+            let what = if e.inner().to_string().starts_with("unknown field") {
+                "unknown field"
+            } else {
+                "wrong type or value (value not shown)"
+            };
+            Error::field(format!("{field}.{path}"), what)
+        }),
+        Some(other) => Err(Error::field(field, format!("must be an object, not {}", json_type(&other)))),
     }
 }
 
@@ -187,34 +169,46 @@ fn parse_uuid(field: &str, s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|_| Error::field(field, format!("`{s}` is not a UUID")))
 }
 
+/// A deterministic UUIDv7 for a draft without an id: its time bits are the
+/// occurred-at instant and its other bits a SHA-256 of the draft, so
+/// submitting the same JSON twice names the same event and stores it once.
+/// Drafts without `occurred_at` get no content id (the node assigns one).
+pub fn content_id(draft: &EventDraft) -> Option<Uuid> {
+    use sha2::Digest;
+    let ts = draft.occurred_at.as_ref()?;
+    let millis = u64::try_from(ts.seconds).ok()?.checked_mul(1000)? + u64::try_from(ts.nanos / 1_000_000).ok()?;
+    let digest = sha2::Sha256::digest(draft.encode_to_vec());
+    let mut bits = [0u8; 10];
+    bits.copy_from_slice(&digest[..10]);
+    Some(uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid())
+}
+
+fn with_content_id(mut draft: EventDraft) -> EventDraft {
+    if draft.event_id.is_empty() {
+        if let Some(id) = content_id(&draft) {
+            draft.event_id = id.as_bytes().to_vec();
+        }
+    }
+    draft
+}
+
 /// Encodes a draft's tiers as payloads, in tier order.
 pub fn draft_tiers(draft: &EventDraft) -> Vec<TierPayload> {
     let mut out = Vec::new();
     if let Some(t) = &draft.identity {
-        out.push(TierPayload {
-            tier: Tier::Identity as i32,
-            content: t.encode_to_vec(),
-        });
+        out.push(TierPayload { tier: Tier::Identity as i32, content: t.encode_to_vec() });
     }
     if let Some(t) = &draft.contact {
-        out.push(TierPayload {
-            tier: Tier::Contact as i32,
-            content: t.encode_to_vec(),
-        });
+        out.push(TierPayload { tier: Tier::Contact as i32, content: t.encode_to_vec() });
     }
     if let Some(t) = &draft.health {
-        out.push(TierPayload {
-            tier: Tier::ReproductiveHealth as i32,
-            content: t.encode_to_vec(),
-        });
+        out.push(TierPayload { tier: Tier::ReproductiveHealth as i32, content: t.encode_to_vec() });
     }
     out
 }
 
 fn uuid_text(b: &[u8]) -> Value {
-    Uuid::from_slice(b)
-        .map(|u| Value::String(u.to_string()))
-        .unwrap_or(Value::Null)
+    Uuid::from_slice(b).map(|u| Value::String(u.to_string())).unwrap_or(Value::Null)
 }
 
 /// The JSON of a stored event. `hash` is the event's chain hash. Tier
@@ -224,20 +218,11 @@ pub fn event_to_json(env: &Envelope, hash: &[u8], tiers: &[TierPayload], reveal:
     let kind = env.body.as_ref().and_then(|b| b.kind.as_ref());
     let mut o = Map::new();
     o.insert("id".into(), uuid_text(&env.event_id));
-    o.insert(
-        "kind".into(),
-        kind.map(|k| EventKind::of(k).name()).unwrap_or("").into(),
-    );
+    o.insert("kind".into(), kind.map(|k| EventKind::of(k).name()).unwrap_or("").into());
     o.insert("author".into(), env.author.clone().into());
     o.insert("seq".into(), env.author_seq.into());
-    o.insert(
-        "recorded_at".into(),
-        ts_text(env.recorded_at.as_ref()).into(),
-    );
-    o.insert(
-        "occurred_at".into(),
-        ts_text(env.occurred_at.as_ref()).into(),
-    );
+    o.insert("recorded_at".into(), ts_text(env.recorded_at.as_ref()).into());
+    o.insert("occurred_at".into(), ts_text(env.occurred_at.as_ref()).into());
     if !env.person_key.is_empty() {
         o.insert("person".into(), env.person_key.clone().into());
         o.insert("origin".into(), env.origin.clone().into());
@@ -252,10 +237,7 @@ pub fn event_to_json(env: &Envelope, hash: &[u8], tiers: &[TierPayload], reveal:
     if !env.causation_id.is_empty() {
         o.insert("causation".into(), uuid_text(&env.causation_id));
     }
-    o.insert(
-        "body".into(),
-        kind.map(EventKind::body_to_json).unwrap_or(Value::Null),
-    );
+    o.insert("body".into(), kind.map(EventKind::body_to_json).unwrap_or(Value::Null));
     let mut withheld = Vec::new();
     for d in &env.tier_digests {
         let tier = d.tier();
@@ -280,27 +262,15 @@ fn tier_json(tier: Tier, content: &[u8], reveal: bool) -> Value {
             if !reveal {
                 t.name = mask_name(&t.name);
                 t.id_number = mask_id_number(&t.id_number);
-                t.birth_date = t
-                    .birth_date
-                    .get(..4)
-                    .map(|y| format!("{y}-**-**"))
-                    .unwrap_or_default();
+                t.birth_date = t.birth_date.get(..4).map(|y| format!("{y}-**-**")).unwrap_or_default();
             }
             serde_json::to_value(t)
         }),
         Tier::Contact => ContactTier::decode(content).map(|mut t| {
             if !reveal {
                 t.phone = mask_phone(&t.phone);
-                t.address = if t.address.is_empty() {
-                    String::new()
-                } else {
-                    "***".into()
-                };
-                t.channel = if t.channel.is_empty() {
-                    String::new()
-                } else {
-                    "***".into()
-                };
+                t.address = if t.address.is_empty() { String::new() } else { "***".into() };
+                t.channel = if t.channel.is_empty() { String::new() } else { "***".into() };
             }
             serde_json::to_value(t)
         }),
@@ -308,9 +278,7 @@ fn tier_json(tier: Tier, content: &[u8], reveal: bool) -> Value {
             if reveal {
                 serde_json::to_value(t)
             } else {
-                Ok(Value::String(
-                    "*** (reproductive-health tier present)".into(),
-                ))
+                Ok(Value::String("*** (reproductive-health tier present)".into()))
             }
         }),
         Tier::Unspecified => return Value::Null,
@@ -339,10 +307,7 @@ mod tests {
             Some(b"secret"),
         )
         .unwrap();
-        assert_eq!(
-            d.person_key,
-            PersonKey::derive("11010519491231002X", b"secret").to_string()
-        );
+        assert_eq!(d.person_key, PersonKey::derive("11010519491231002X", b"secret").to_string());
         assert_eq!(d.occurred_at.unwrap().seconds, 1_790_989_200);
         assert!(d.health.unwrap().pregnant);
     }
@@ -351,21 +316,12 @@ mod tests {
     fn errors_name_the_field() {
         assert!(err("{").starts_with("malformed JSON"));
         assert!(err(r#"{"kind":"Nope"}"#).starts_with("unknown event kind `Nope`"));
-        assert!(err(r#"{"kind":"ArrivalRegistered","bogus":1}"#)
-            .starts_with("field `bogus`: unknown field"));
-        assert!(err(r#"{"kind":"ArrivalRegistered","origin":411522}"#)
-            .starts_with("field `origin`: must be a string"));
-        assert!(err(r#"{"kind":"ServiceRendered","body":{"service":"X"}}"#)
-            .starts_with("field `body.service`"));
-        assert!(
-            err(r#"{"kind":"ServiceRendered","occurred_at":"yesterday"}"#)
-                .starts_with("field `occurred_at`")
-        );
+        assert!(err(r#"{"kind":"ArrivalRegistered","bogus":1}"#).starts_with("field `bogus`: unknown field"));
+        assert!(err(r#"{"kind":"ArrivalRegistered","origin":411522}"#).starts_with("field `origin`: must be a string"));
+        assert!(err(r#"{"kind":"ServiceRendered","body":{"service":"X"}}"#).starts_with("field `body.service`"));
+        assert!(err(r#"{"kind":"ServiceRendered","occurred_at":"yesterday"}"#).starts_with("field `occurred_at`"));
         let e = err(r#"{"kind":"ArrivalRegistered","identity":{"idNumber":110105194912310021}}"#);
         assert!(e.starts_with("field `identity.idNumber`"), "{e}");
-        assert!(
-            !e.contains("110105194912310021"),
-            "personal value echoed: {e}"
-        );
+        assert!(!e.contains("110105194912310021"), "personal value echoed: {e}");
     }
 }

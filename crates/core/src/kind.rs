@@ -115,24 +115,13 @@ catalogue! {
 impl EventKind {
     /// Looks a kind up by its PascalCase or snake_case name, ignoring case.
     pub fn parse(name: &str) -> Option<EventKind> {
-        let folded: String = name
-            .chars()
-            .filter(|c| *c != '_' && *c != '-')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        EventKind::ALL
-            .iter()
-            .copied()
-            .find(|k| k.name().to_ascii_lowercase() == folded)
+        let folded: String = name.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_ascii_lowercase();
+        EventKind::ALL.iter().copied().find(|k| k.name().to_ascii_lowercase() == folded)
     }
 
     /// Comma-separated PascalCase names of every kind (for error messages).
     pub fn known_list() -> String {
-        EventKind::ALL
-            .iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+        EventKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -168,11 +157,7 @@ mod tests {
 
     #[test]
     fn certificate_checks_carry_no_health_data() {
-        assert!(!EventKind::CertificateVerified
-            .tiers()
-            .contains(&Tier::ReproductiveHealth));
-        assert!(EventKind::ServiceRendered
-            .tiers()
-            .contains(&Tier::ReproductiveHealth));
+        assert!(!EventKind::CertificateVerified.tiers().contains(&Tier::ReproductiveHealth));
+        assert!(EventKind::ServiceRendered.tiers().contains(&Tier::ReproductiveHealth));
     }
 }

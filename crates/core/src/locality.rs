@@ -59,29 +59,19 @@ impl Locality {
             return Err("is empty; expected a 6-digit division code such as `610112`".into());
         }
         if !code.bytes().all(|b| b.is_ascii_digit()) || !(code.len() == 6 || code.len() == 9) {
-            return Err(format!(
-                "`{code}` is not a 6-digit (county) or 9-digit (township) division code"
-            ));
+            return Err(format!("`{code}` is not a 6-digit (county) or 9-digit (township) division code"));
         }
-        let province: u8 = code[..2]
-            .parse()
-            .map_err(|_| format!("`{code}` has no province"))?;
+        let province: u8 = code[..2].parse().map_err(|_| format!("`{code}` has no province"))?;
         if province_name(province).is_none() {
-            return Err(format!(
-                "`{code}` starts with `{province:02}`, which is no province code"
-            ));
+            return Err(format!("`{code}` starts with `{province:02}`, which is no province code"));
         }
         if &code[4..6] == "00" {
-            return Err(format!(
-                "`{code}` names a province or prefecture, not a county-level unit"
-            ));
+            return Err(format!("`{code}` names a province or prefecture, not a county-level unit"));
         }
         if code.len() == 9 && &code[6..9] == "000" {
             return Err(format!("`{code}` has township part `000`"));
         }
-        let n: u32 = code
-            .parse()
-            .map_err(|_| format!("`{code}` is not a number"))?;
+        let n: u32 = code.parse().map_err(|_| format!("`{code}` is not a number"))?;
         Ok(Locality(n))
     }
 
@@ -159,24 +149,14 @@ mod tests {
 
     #[test]
     fn accepts_real_codes() {
-        for code in [
-            "610112",
-            "610113",
-            "411522",
-            "440305",
-            "110101",
-            "610112001",
-        ] {
+        for code in ["610112", "610113", "411522", "440305", "110101", "610112001"] {
             let l = Locality::parse(code).unwrap();
             assert_eq!(l.to_string(), code);
         }
         assert_eq!(Locality::parse("610112").unwrap().province(), 61);
         assert_eq!(Locality::parse("411522").unwrap().province(), 41);
         assert_eq!(Locality::parse("610112001").unwrap().province(), 61);
-        assert_eq!(
-            Locality::parse("610112001").unwrap().county().to_string(),
-            "610112"
-        );
+        assert_eq!(Locality::parse("610112001").unwrap().county().to_string(), "610112");
     }
 
     #[test]

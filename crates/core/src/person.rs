@@ -25,8 +25,7 @@ impl PersonKey {
     pub fn derive(id_number: &str, secret: &[u8]) -> PersonKey {
         let normalized = id_number.trim().to_ascii_uppercase();
         // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("hmac takes any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("hmac takes any key length");
         mac.update(b"yipan person key v1\0");
         mac.update(normalized.as_bytes());
         let out = mac.finalize().into_bytes();
@@ -88,11 +87,7 @@ pub fn check_id_number(id: &str) -> IdCheck {
     if !(last.is_ascii_digit() || last == b'X') {
         return IdCheck::BadShape;
     }
-    let sum: u32 = b[..17]
-        .iter()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
+    let sum: u32 = b[..17].iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
     if CHECK[(sum % 11) as usize] == last {
         IdCheck::Valid
     } else {
@@ -124,11 +119,7 @@ pub fn mask_name(name: &str) -> String {
 pub fn mask_phone(phone: &str) -> String {
     let chars: Vec<char> = phone.chars().collect();
     let keep = chars.len().min(4);
-    format!(
-        "{}{}",
-        "*".repeat(chars.len() - keep),
-        chars[chars.len() - keep..].iter().collect::<String>()
-    )
+    format!("{}{}", "*".repeat(chars.len() - keep), chars[chars.len() - keep..].iter().collect::<String>())
 }
 
 #[cfg(test)]
@@ -139,10 +130,7 @@ mod tests {
     fn id_check_digit() {
         // Standard example from GB 11643.
         assert_eq!(check_id_number("11010519491231002X"), IdCheck::Valid);
-        assert_eq!(
-            check_id_number("110105194912310021"),
-            IdCheck::BadCheckDigit
-        );
+        assert_eq!(check_id_number("110105194912310021"), IdCheck::BadCheckDigit);
         assert_eq!(check_id_number("11010519491231002"), IdCheck::BadShape);
         assert_eq!(check_id_number("1101051949123100AX"), IdCheck::BadShape);
         assert_eq!(check_id_number("11010519491231002x"), IdCheck::Valid);

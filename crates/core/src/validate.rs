@@ -40,9 +40,9 @@ pub enum Warning {
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Warning::IdCheckDigit => {
-                f.write_str("field `identity.idNumber`: check digit does not match (accepted; please re-check the document)")
-            }
+            Warning::IdCheckDigit => f.write_str(
+                "field `identity.idNumber`: check digit does not match (accepted; please re-check the document)",
+            ),
         }
     }
 }
@@ -70,10 +70,7 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
         if id.get_version_num() != 7 {
             return Err(Error::field(
                 "id",
-                format!(
-                    "`{id}` is a version {} UUID; event ids are UUIDv7",
-                    id.get_version_num()
-                ),
+                format!("`{id}` is a version {} UUID; event ids are UUIDv7", id.get_version_num()),
             ));
         }
     }
@@ -107,7 +104,10 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
         (None, None, None, Vec::new())
     } else {
         if draft.person_key.is_empty() {
-            return Err(Error::field("person", "missing; give the person key, or an identity.idNumber with a person-key secret configured"));
+            return Err(Error::field(
+                "person",
+                "missing; give the person key, or an identity.idNumber with a person-key secret configured",
+            ));
         }
         let person = PersonKey::parse(&draft.person_key).map_err(|p| Error::field("person", p))?;
         let origin = Locality::parse_field("origin", &draft.origin)?;
@@ -136,10 +136,7 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
                 Role::Residence => format!("only the residence `{residence}`"),
                 _ => format!("only the origin `{origin}` or the residence `{residence}`"),
             };
-            return Err(Error::field(
-                "author",
-                format!("`{author}` may not author this {kind} event: {who} may"),
-            ));
+            return Err(Error::field("author", format!("`{author}` may not author this {kind} event: {who} may")));
         }
         let other = if author == origin { residence } else { origin };
         (Some(person), Some(origin), Some(residence), vec![other])
@@ -180,14 +177,7 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
     }
     check_body(body)?;
 
-    Ok(Checked {
-        kind,
-        person,
-        origin,
-        residence,
-        recipients,
-        warnings,
-    })
+    Ok(Checked { kind, person, origin, residence, recipients, warnings })
 }
 
 fn role_of(body: &Body) -> Role {
@@ -210,17 +200,10 @@ fn check_tiers(kind: EventKind, draft: &EventDraft) -> Result<()> {
     for (tier, field, is_present) in present {
         if is_present && !kind.tiers().contains(&tier) {
             let allowed: Vec<&str> = kind.tiers().iter().map(|t| tier_name(*t)).collect();
-            let allowed = if allowed.is_empty() {
-                "none".to_string()
-            } else {
-                allowed.join(", ")
-            };
+            let allowed = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
             return Err(Error::field(
                 field,
-                format!(
-                    "a {kind} event may not carry {} data (allowed tiers: {allowed})",
-                    tier_name(tier)
-                ),
+                format!("a {kind} event may not carry {} data (allowed tiers: {allowed})", tier_name(tier)),
             ));
         }
     }
@@ -248,53 +231,30 @@ fn check_body(body: &Body) -> Result<()> {
         Body::DepartureRegistered(b) if !b.destination.is_empty() => {
             Locality::parse_field("body.destination", &b.destination)?;
         }
-        Body::CertificateMismatchFound(b) => required(
-            b.reason,
-            "body.reason",
-            "say why the certificate does not match",
-        )?,
-        Body::AgreementSigned(b) => required(
-            b.agreement,
-            "body.agreement",
-            "AGREEMENT_KIND_PLEDGE or AGREEMENT_KIND_SERVICE_AGREEMENT",
-        )?,
-        Body::ServiceRendered(b) => required(
-            b.service,
-            "body.service",
-            "which service, e.g. SERVICE_KIND_PRE_PREGNANCY_CHECK",
-        )?,
-        Body::BenefitGranted(b) => required(
-            b.benefit,
-            "body.benefit",
-            "BENEFIT_KIND_LEAVE or BENEFIT_KIND_REWARD",
-        )?,
+        Body::CertificateMismatchFound(b) => {
+            required(b.reason, "body.reason", "say why the certificate does not match")?
+        }
+        Body::AgreementSigned(b) => {
+            required(b.agreement, "body.agreement", "AGREEMENT_KIND_PLEDGE or AGREEMENT_KIND_SERVICE_AGREEMENT")?
+        }
+        Body::ServiceRendered(b) => {
+            required(b.service, "body.service", "which service, e.g. SERVICE_KIND_PRE_PREGNANCY_CHECK")?
+        }
+        Body::BenefitGranted(b) => required(b.benefit, "body.benefit", "BENEFIT_KIND_LEAVE or BENEFIT_KIND_REWARD")?,
         Body::NotificationSent(b) => {
-            required(
-                b.topic,
-                "body.topic",
-                "what the notification is about, e.g. NOTIFICATION_TOPIC_REGISTRATION",
-            )?;
+            required(b.topic, "body.topic", "what the notification is about, e.g. NOTIFICATION_TOPIC_REGISTRATION")?;
             for (i, id) in b.about_events.iter().enumerate() {
                 uuid_field(&format!("body.aboutEvents[{i}]"), id)?;
             }
         }
-        Body::CaseAssistRequested(b) => required(
-            b.urgency,
-            "body.urgency",
-            "URGENCY_NORMAL (30 days) or URGENCY_URGENT (15 days)",
-        )?,
-        Body::CaseAssistAnswered(b) => required(
-            b.result,
-            "body.result",
-            "the verification result, e.g. VERIFICATION_RESULT_CONFIRMED",
-        )?,
+        Body::CaseAssistRequested(b) => {
+            required(b.urgency, "body.urgency", "URGENCY_NORMAL (30 days) or URGENCY_URGENT (15 days)")?
+        }
+        Body::CaseAssistAnswered(b) => {
+            required(b.result, "body.result", "the verification result, e.g. VERIFICATION_RESULT_CONFIRMED")?
+        }
         Body::EventCorrected(b) => match b.replacement.as_ref().and_then(|r| r.kind.as_ref()) {
-            None => {
-                return Err(Error::field(
-                    "body.replacement",
-                    "missing; a correction carries the corrected body",
-                ))
-            }
+            None => return Err(Error::field("body.replacement", "missing; a correction carries the corrected body")),
             Some(Body::EventCorrected(_) | Body::EventRetracted(_)) => {
                 return Err(Error::field(
                     "body.replacement",
@@ -308,10 +268,7 @@ fn check_body(body: &Body) -> Result<()> {
             if !b.sha256.is_empty() {
                 use sha2::Digest;
                 if sha2::Sha256::digest(b.document.as_bytes()).as_slice() != b.sha256.as_slice() {
-                    return Err(Error::field(
-                        "body.sha256",
-                        "does not match the SHA-256 of body.document",
-                    ));
+                    return Err(Error::field("body.sha256", "does not match the SHA-256 of body.document"));
                 }
             }
         }

@@ -26,12 +26,7 @@ pub trait Backend: Send + Sync + 'static {
     fn commit(&self, ops: Vec<Op>) -> Result<()>;
     /// Calls `f` on every entry with `start <= key < end` in key order, without
     /// collecting them; stops early when `f` returns false.
-    fn for_each(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<()>;
+    fn for_each(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
 }
 
 /// sled on disk. One tree; a batch is one `apply_batch` plus one `flush`.
@@ -44,10 +39,7 @@ impl SledBackend {
     /// [`Error::Damaged`], never a panic.
     pub fn open(dir: &Path) -> Result<Self> {
         let path = dir.display().to_string();
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(256 << 20)
-            .flush_every_ms(None);
+        let config = sled::Config::new().path(dir).cache_capacity(256 << 20).flush_every_ms(None);
         // sled 0.34 can panic on some on-disk damage; a damaged store must be
         // an error the operator can act on.
         // The default hook would print the panic as if the program crashed;
@@ -58,10 +50,7 @@ impl SledBackend {
         std::panic::set_hook(hook);
         match opened {
             Ok(Ok(db)) => Ok(SledBackend { db }),
-            Ok(Err(e)) => Err(Error::Damaged {
-                path,
-                problem: e.to_string(),
-            }),
+            Ok(Err(e)) => Err(Error::Damaged { path, problem: e.to_string() }),
             Err(panic) => {
                 let problem = panic
                     .downcast_ref::<String>()
@@ -116,12 +105,7 @@ impl Backend for SledBackend {
         Ok(())
     }
 
-    fn for_each(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<()> {
+    fn for_each(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
         for item in self.db.range(start..end) {
             let (k, v) = item?;
             if !f(&k, &v) {
@@ -157,20 +141,11 @@ impl Backend for MemBackend {
     }
 
     fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>> {
-        Ok(self
-            .read()
-            .range(start.to_vec()..end.to_vec())
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(self.read().range(start.to_vec()..end.to_vec()).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
     fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<Entry>> {
-        Ok(self
-            .read()
-            .range(start.to_vec()..end.to_vec())
-            .next_back()
-            .map(|(k, v)| (k.clone(), v.clone())))
+        Ok(self.read().range(start.to_vec()..end.to_vec()).next_back().map(|(k, v)| (k.clone(), v.clone())))
     }
 
     fn commit(&self, ops: Vec<Op>) -> Result<()> {
@@ -188,12 +163,7 @@ impl Backend for MemBackend {
         Ok(())
     }
 
-    fn for_each(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<()> {
+    fn for_each(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
         // Copy out first: `f` may read the backend again, and holding the read
         // guard across that could deadlock behind a waiting writer.
         let entries = self.range(start, end, usize::MAX)?;

@@ -78,7 +78,11 @@ pub struct AppendBenchReport {
 
 impl std::fmt::Display for AppendBenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "durable signed appends (group commit): {:>10.0} events/s  (mean {:.0} events/flush, {} B/record)", self.appends_per_s, self.mean_group, self.record_bytes)?;
+        writeln!(
+            f,
+            "durable signed appends (group commit): {:>10.0} events/s  (mean {:.0} events/flush, {} B/record)",
+            self.appends_per_s, self.mean_group, self.record_bytes
+        )?;
         writeln!(
             f,
             "raw sled insert+flush (every {:>5}):  {:>10.0} records/s  ratio {:.2}",
@@ -159,11 +163,7 @@ pub fn run_append_bench(dir: &Path, cfg: &AppendBenchConfig) -> Result<AppendBen
     let raw_sign_all_per_s = (n_sign * 2) as f64 / t.elapsed().as_secs_f64();
 
     // Throughput with many concurrent clients.
-    let log = Arc::new(Log::open(
-        SledBackend::open(&dir.join("log"))?,
-        me,
-        key.clone(),
-    )?);
+    let log = Arc::new(Log::open(SledBackend::open(&dir.join("log"))?, me, key.clone())?);
     let next = Arc::new(AtomicU64::new(0));
     let t = Instant::now();
     let threads: Vec<_> = (0..cfg.clients)
@@ -183,24 +183,17 @@ pub fn run_append_bench(dir: &Path, cfg: &AppendBenchConfig) -> Result<AppendBen
         })
         .collect();
     for th in threads {
-        th.join()
-            .map_err(|_| crate::Error::Storage("bench client panicked".into()))??;
+        th.join().map_err(|_| crate::Error::Storage("bench client panicked".into()))??;
     }
     let appends_per_s = cfg.events as f64 / t.elapsed().as_secs_f64();
     let (commits, events) = log.commit_stats();
     let mean_group = events as f64 / commits.max(1) as f64;
-    let record_bytes = log
-        .read_author(me, 1, 1)?
-        .first()
-        .map(|e| e.signed.encoded_len())
-        .unwrap_or(400);
+    let record_bytes = log.read_author(me, 1, 1)?.first().map(|e| e.signed.encoded_len()).unwrap_or(400);
 
     // Latency under a steady offered load.
     let interval = Duration::from_secs_f64(1.0 / cfg.steady_rate.max(1) as f64);
-    let (tx, rx) = std::sync::mpsc::channel::<(
-        Instant,
-        tokio::sync::oneshot::Receiver<Result<Vec<crate::Appended>>>,
-    )>();
+    let (tx, rx) =
+        std::sync::mpsc::channel::<(Instant, tokio::sync::oneshot::Receiver<Result<Vec<crate::Appended>>>)>();
     let collector = std::thread::spawn(move || -> Result<Vec<u64>> {
         let mut lat = Vec::new();
         for (start, r) in rx {
@@ -223,15 +216,10 @@ pub fn run_append_bench(dir: &Path, cfg: &AppendBenchConfig) -> Result<AppendBen
         k += 1;
     }
     drop(tx);
-    let mut lat = collector
-        .join()
-        .map_err(|_| crate::Error::Storage("collector panicked".into()))??;
+    let mut lat = collector.join().map_err(|_| crate::Error::Storage("collector panicked".into()))??;
     lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct =
+        |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
     let (p50_us, p99_us) = (pct(0.50), pct(0.99));
     let steady_appends = lat.len() as u64;
     drop(log);

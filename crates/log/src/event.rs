@@ -37,14 +37,10 @@ impl StoredEvent {
 
     /// Decodes the envelope of an already decoded `SignedEvent`.
     pub fn from_signed(signed: SignedEvent) -> Result<StoredEvent, String> {
-        let envelope = Envelope::decode(signed.envelope.as_slice())
-            .map_err(|e| format!("envelope does not decode ({e})"))?;
+        let envelope =
+            Envelope::decode(signed.envelope.as_slice()).map_err(|e| format!("envelope does not decode ({e})"))?;
         let hash = hash_envelope(&signed.envelope);
-        Ok(StoredEvent {
-            signed,
-            envelope,
-            hash,
-        })
+        Ok(StoredEvent { signed, envelope, hash })
     }
 
     /// The event id.
@@ -64,19 +60,13 @@ impl StoredEvent {
 
     /// The event kind, if the body is present.
     pub fn kind(&self) -> Option<EventKind> {
-        self.envelope
-            .body
-            .as_ref()
-            .and_then(|b| b.kind.as_ref())
-            .map(EventKind::of)
+        self.envelope.body.as_ref().and_then(|b| b.kind.as_ref()).map(EventKind::of)
     }
 
     /// Checks the signature against `key`.
     pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), String> {
-        let sig = Signature::from_slice(&self.signed.signature)
-            .map_err(|_| "signature is not 64 bytes".to_string())?;
-        key.verify(&self.signed.envelope, &sig)
-            .map_err(|_| "signature does not verify".to_string())
+        let sig = Signature::from_slice(&self.signed.signature).map_err(|_| "signature is not 64 bytes".to_string())?;
+        key.verify(&self.signed.envelope, &sig).map_err(|_| "signature does not verify".to_string())
     }
 
     /// Checks that every tier payload present matches its signed digest and
@@ -84,9 +74,7 @@ impl StoredEvent {
     /// (withheld or erased) unless `require_all`.
     pub fn verify_tiers(&self, require_all: bool) -> Result<(), String> {
         for p in &self.signed.tiers {
-            let name = Tier::try_from(p.tier)
-                .map(yipan_core::kind::tier_name)
-                .unwrap_or("unknown");
+            let name = Tier::try_from(p.tier).map(yipan_core::kind::tier_name).unwrap_or("unknown");
             let digest = self
                 .envelope
                 .tier_digests
@@ -94,17 +82,13 @@ impl StoredEvent {
                 .find(|d| d.tier == p.tier)
                 .ok_or_else(|| format!("{name} tier payload has no signed digest"))?;
             if Sha256::digest(&p.content).as_slice() != digest.sha256.as_slice() {
-                return Err(format!(
-                    "{name} tier payload does not match its signed digest"
-                ));
+                return Err(format!("{name} tier payload does not match its signed digest"));
             }
         }
         if require_all {
             for d in &self.envelope.tier_digests {
                 if !self.signed.tiers.iter().any(|p| p.tier == d.tier) {
-                    let name = Tier::try_from(d.tier)
-                        .map(yipan_core::kind::tier_name)
-                        .unwrap_or("unknown");
+                    let name = Tier::try_from(d.tier).map(yipan_core::kind::tier_name).unwrap_or("unknown");
                     return Err(format!("{name} tier payload is missing"));
                 }
             }

@@ -22,20 +22,15 @@ pub fn public_path(data_dir: &Path) -> PathBuf {
 /// A fresh random signing key.
 pub fn generate() -> Result<SigningKey> {
     let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).map_err(|e| Error::KeyFile {
-        path: "(random source)".into(),
-        problem: e.to_string(),
-    })?;
+    getrandom::getrandom(&mut seed)
+        .map_err(|e| Error::KeyFile { path: "(random source)".into(), problem: e.to_string() })?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
 /// Writes a new key pair; refuses to overwrite an existing secret.
 pub fn create(data_dir: &Path, key: &SigningKey) -> Result<()> {
     let secret = secret_path(data_dir);
-    let err = |problem: String| Error::KeyFile {
-        path: secret.display().to_string(),
-        problem,
-    };
+    let err = |problem: String| Error::KeyFile { path: secret.display().to_string(), problem };
     fs::create_dir_all(data_dir.join("keys")).map_err(|e| err(e.to_string()))?;
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -51,41 +46,25 @@ pub fn create(data_dir: &Path, key: &SigningKey) -> Result<()> {
             err(e.to_string())
         }
     })?;
-    f.write_all(hex::encode(key.to_bytes()).as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| err(e.to_string()))?;
-    fs::write(
-        public_path(data_dir),
-        hex::encode(key.verifying_key().to_bytes()),
-    )
-    .map_err(|e| Error::KeyFile {
-        path: public_path(data_dir).display().to_string(),
-        problem: e.to_string(),
-    })?;
+    f.write_all(hex::encode(key.to_bytes()).as_bytes()).and_then(|_| f.sync_all()).map_err(|e| err(e.to_string()))?;
+    fs::write(public_path(data_dir), hex::encode(key.verifying_key().to_bytes()))
+        .map_err(|e| Error::KeyFile { path: public_path(data_dir).display().to_string(), problem: e.to_string() })?;
     Ok(())
 }
 
 /// Loads the signing key of a data directory.
 pub fn load(data_dir: &Path) -> Result<SigningKey> {
     let path = secret_path(data_dir);
-    let err = |problem: String| Error::KeyFile {
-        path: path.display().to_string(),
-        problem,
-    };
-    let text =
-        fs::read_to_string(&path).map_err(|e| err(format!("{e}; run `yipan init` first")))?;
+    let err = |problem: String| Error::KeyFile { path: path.display().to_string(), problem };
+    let text = fs::read_to_string(&path).map_err(|e| err(format!("{e}; run `yipan init` first")))?;
     let bytes = hex::decode(text.trim()).map_err(|_| err("is not hex".into()))?;
-    let seed: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| err("is not a 32-byte ed25519 secret".into()))?;
+    let seed: [u8; 32] = bytes.try_into().map_err(|_| err("is not a 32-byte ed25519 secret".into()))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
 /// Parses a hex public key (roster input).
 pub fn parse_public(hex_key: &str) -> std::result::Result<VerifyingKey, String> {
     let bytes = hex::decode(hex_key.trim()).map_err(|_| "is not hex".to_string())?;
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| "is not 32 bytes".to_string())?;
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| "is not 32 bytes".to_string())?;
     VerifyingKey::from_bytes(&arr).map_err(|_| "is not a valid ed25519 public key".to_string())
 }

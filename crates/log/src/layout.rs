@@ -55,10 +55,7 @@ pub fn parse_event_key(k: &[u8]) -> Option<(u32, u64)> {
     if k.len() != 13 || k[0] != EVENT {
         return None;
     }
-    Some((
-        u32::from_be_bytes(k[1..5].try_into().ok()?),
-        u64::from_be_bytes(k[5..13].try_into().ok()?),
-    ))
+    Some((u32::from_be_bytes(k[1..5].try_into().ok()?), u64::from_be_bytes(k[5..13].try_into().ok()?)))
 }
 
 /// Key of an event id.
@@ -87,11 +84,7 @@ pub fn parse_id_value(v: &[u8]) -> Option<(u32, u64, Option<[u8; 32]>)> {
     }
     let author = u32::from_be_bytes(v[0..4].try_into().ok()?);
     let seq = u64::from_be_bytes(v[4..12].try_into().ok()?);
-    let digest = if v.len() == 44 {
-        v[12..44].try_into().ok()
-    } else {
-        None
-    };
+    let digest = if v.len() == 44 { v[12..44].try_into().ok() } else { None };
     Some((author, seq, digest))
 }
 

@@ -125,10 +125,7 @@ struct Job {
 struct WriteGroup {
     ops: Vec<Op>,
     head: (u64, [u8; 32]),
-    replies: Vec<(
-        oneshot::Sender<Result<Vec<Appended>>>,
-        Result<Vec<Appended>>,
-    )>,
+    replies: Vec<(oneshot::Sender<Result<Vec<Appended>>>, Result<Vec<Appended>>)>,
     ids: Vec<[u8; 16]>,
     events: u64,
 }
@@ -175,45 +172,27 @@ impl<B: Backend> Log<B> {
             Some(stored) => {
                 let stored = String::from_utf8_lossy(&stored).to_string();
                 if stored != locality.to_string() {
-                    return Err(Error::LocalityMismatch {
-                        stored,
-                        given: locality.to_string(),
-                    });
+                    return Err(Error::LocalityMismatch { stored, given: locality.to_string() });
                 }
             }
-            None => backend.commit(vec![(
-                layout::META_LOCALITY.to_vec(),
-                Some(locality.to_string().into_bytes()),
-            )])?,
+            None => backend.commit(vec![(layout::META_LOCALITY.to_vec(), Some(locality.to_string().into_bytes()))])?,
         }
         let mut roster = HashMap::new();
         for (k, v) in backend.range(&[layout::ROSTER], &[layout::ROSTER + 1], usize::MAX)? {
-            let code = u32::from_be_bytes(
-                k[1..5]
-                    .try_into()
-                    .map_err(|_| Error::Storage("bad roster key".into()))?,
-            );
-            let key: [u8; 32] = v
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::Storage(format!("roster key of {code} is not 32 bytes")))?;
+            let code = u32::from_be_bytes(k[1..5].try_into().map_err(|_| Error::Storage("bad roster key".into()))?);
+            let key: [u8; 32] =
+                v.as_slice().try_into().map_err(|_| Error::Storage(format!("roster key of {code} is not 32 bytes")))?;
             let key = VerifyingKey::from_bytes(&key)
                 .map_err(|_| Error::Storage(format!("roster key of {code} is invalid")))?;
             roster.insert(code, key);
         }
         let own = signing.verifying_key();
         match roster.get(&locality.as_u32()) {
-            Some(k) if *k != own => {
-                return Err(Error::RosterConflict {
-                    locality: locality.to_string(),
-                })
-            }
+            Some(k) if *k != own => return Err(Error::RosterConflict { locality: locality.to_string() }),
             Some(_) => {}
             None => {
-                backend.commit(vec![(
-                    layout::roster_key(locality.as_u32()).to_vec(),
-                    Some(own.to_bytes().to_vec()),
-                )])?;
+                backend
+                    .commit(vec![(layout::roster_key(locality.as_u32()).to_vec(), Some(own.to_bytes().to_vec()))])?;
                 roster.insert(locality.as_u32(), own);
             }
         }
@@ -223,8 +202,7 @@ impl<B: Backend> Log<B> {
             &layout::prefix_end(&layout::author_prefix(locality.as_u32())),
         )? {
             Some((k, v)) => {
-                let (_, seq) = layout::parse_event_key(&k)
-                    .ok_or_else(|| Error::Storage("bad event key".into()))?;
+                let (_, seq) = layout::parse_event_key(&k).ok_or_else(|| Error::Storage("bad event key".into()))?;
                 let ev = StoredEvent::decode(&v).map_err(|problem| Error::Corrupt {
                     author: locality.to_string(),
                     seq,
@@ -248,11 +226,7 @@ impl<B: Backend> Log<B> {
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let (wtx, wrx) = mpsc::sync_channel::<WriteGroup>(4);
-        let state = SeqState {
-            seq,
-            hash,
-            channels: HashMap::new(),
-        };
+        let state = SeqState { seq, hash, channels: HashMap::new() };
         let s1 = shared.clone();
         let s2 = shared.clone();
         let sequencer = std::thread::Builder::new()
@@ -263,11 +237,7 @@ impl<B: Backend> Log<B> {
             .name(format!("yipan-wr-{locality}"))
             .spawn(move || writer(s2, wrx))
             .map_err(|e| Error::Storage(format!("cannot start writer thread: {e}")))?;
-        Ok(Log {
-            shared,
-            tx: Some(tx),
-            threads: vec![sequencer, writer],
-        })
+        Ok(Log { shared, tx: Some(tx), threads: vec![sequencer, writer] })
     }
 
     /// The locality that owns this log.
@@ -287,10 +257,7 @@ impl<B: Backend> Log<B> {
 
     /// Number of group commits and of events they wrote since open.
     pub fn commit_stats(&self) -> (u64, u64) {
-        (
-            self.shared.commits.load(Ordering::Relaxed),
-            self.shared.committed_events.load(Ordering::Relaxed),
-        )
+        (self.shared.commits.load(Ordering::Relaxed), self.shared.committed_events.load(Ordering::Relaxed))
     }
 
     fn prepare(&self, drafts: Vec<EventDraft>) -> Result<Vec<Prepared>> {
@@ -310,16 +277,10 @@ impl<B: Backend> Log<B> {
                 let id = if draft.event_id.is_empty() {
                     Uuid::now_v7()
                 } else {
-                    Uuid::from_slice(&draft.event_id).map_err(|_| {
-                        Error::Invalid(yipan_core::Error::field("id", "is not a UUID"))
-                    })?
+                    Uuid::from_slice(&draft.event_id)
+                        .map_err(|_| Error::Invalid(yipan_core::Error::field("id", "is not a UUID")))?
                 };
-                Ok(Prepared {
-                    draft,
-                    checked,
-                    id,
-                    digest,
-                })
+                Ok(Prepared { draft, checked, id, digest })
             })
             .collect()
     }
@@ -330,20 +291,13 @@ impl<B: Backend> Log<B> {
         }
         let drafts = self.prepare(drafts)?;
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .as_ref()
-            .ok_or(Error::Closed)?
-            .send(Job { drafts, reply })
-            .map_err(|_| Error::Closed)?;
+        self.tx.as_ref().ok_or(Error::Closed)?.send(Job { drafts, reply }).map_err(|_| Error::Closed)?;
         Ok(rx)
     }
 
     /// Submits without waiting (the benchmark's open-loop load generator).
     #[doc(hidden)]
-    pub fn submit_for_bench(
-        &self,
-        draft: EventDraft,
-    ) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
+    pub fn submit_for_bench(&self, draft: EventDraft) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
         self.submit(vec![draft])
     }
 
@@ -354,9 +308,7 @@ impl<B: Backend> Log<B> {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(drafts)?
-            .blocking_recv()
-            .map_err(|_| Error::Closed)?
+        self.submit(drafts)?.blocking_recv().map_err(|_| Error::Closed)?
     }
 
     /// Appends one draft, blocking until durable.
@@ -380,11 +332,7 @@ impl<B: Backend> Log<B> {
     }
 
     fn decode_at(&self, author: u32, seq: u64, bytes: &[u8]) -> Result<StoredEvent> {
-        StoredEvent::decode(bytes).map_err(|problem| Error::Corrupt {
-            author: author.to_string(),
-            seq,
-            problem,
-        })
+        StoredEvent::decode(bytes).map_err(|problem| Error::Corrupt { author: author.to_string(), seq, problem })
     }
 
     fn event_at(&self, author: u32, seq: u64) -> Result<Option<StoredEvent>> {
@@ -398,9 +346,8 @@ impl<B: Backend> Log<B> {
     pub fn get(&self, id: Uuid) -> Result<Option<StoredEvent>> {
         match self.shared.backend.get(&layout::id_key(id.as_bytes()))? {
             Some(v) => {
-                let (author, seq, _) = layout::parse_id_value(&v).ok_or_else(|| {
-                    Error::Storage(format!("id index entry of {id} is malformed"))
-                })?;
+                let (author, seq, _) = layout::parse_id_value(&v)
+                    .ok_or_else(|| Error::Storage(format!("id index entry of {id} is malformed")))?;
                 self.event_at(author, seq)
             }
             None => Ok(None),
@@ -408,36 +355,19 @@ impl<B: Backend> Log<B> {
     }
 
     /// Up to `limit` events of `author` from sequence `from_seq` on.
-    pub fn read_author(
-        &self,
-        author: Locality,
-        from_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>> {
+    pub fn read_author(&self, author: Locality, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         let a = author.as_u32();
         let end = layout::prefix_end(&layout::author_prefix(a));
-        self.decode_all(
-            self.shared
-                .backend
-                .range(&layout::event_key(a, from_seq), &end, limit)?,
-        )
+        self.decode_all(self.shared.backend.range(&layout::event_key(a, from_seq), &end, limit)?)
     }
 
     /// Up to `limit` events of any author, in (author, seq) order, after `after`.
-    pub fn read_all(
-        &self,
-        after: Option<(Locality, u64)>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>> {
+    pub fn read_all(&self, after: Option<(Locality, u64)>, limit: usize) -> Result<Vec<StoredEvent>> {
         let start = match after {
             Some((a, s)) => layout::event_key(a.as_u32(), s.saturating_add(1)).to_vec(),
             None => vec![layout::EVENT],
         };
-        self.decode_all(
-            self.shared
-                .backend
-                .range(&start, &[layout::EVENT + 1], limit)?,
-        )
+        self.decode_all(self.shared.backend.range(&start, &[layout::EVENT + 1], limit)?)
     }
 
     fn decode_all(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<StoredEvent>> {
@@ -455,21 +385,9 @@ impl<B: Backend> Log<B> {
         let mut prefix = vec![layout::PERSON];
         prefix.extend_from_slice(person.as_bytes());
         let mut out = Vec::new();
-        for (k, _) in
-            self.shared
-                .backend
-                .range(&prefix, &layout::prefix_end(&prefix), usize::MAX)?
-        {
-            let author = u32::from_be_bytes(
-                k[17..21]
-                    .try_into()
-                    .map_err(|_| Error::Storage("bad person key".into()))?,
-            );
-            let seq = u64::from_be_bytes(
-                k[21..29]
-                    .try_into()
-                    .map_err(|_| Error::Storage("bad person key".into()))?,
-            );
+        for (k, _) in self.shared.backend.range(&prefix, &layout::prefix_end(&prefix), usize::MAX)? {
+            let author = u32::from_be_bytes(k[17..21].try_into().map_err(|_| Error::Storage("bad person key".into()))?);
+            let seq = u64::from_be_bytes(k[21..29].try_into().map_err(|_| Error::Storage("bad person key".into()))?);
             if let Some(ev) = self.event_at(author, seq)? {
                 out.push(ev);
             }
@@ -488,13 +406,9 @@ impl<B: Backend> Log<B> {
         let prefix = layout::channel_prefix(author.as_u32(), recipient.as_u32());
         let start = layout::channel_key(author.as_u32(), recipient.as_u32(), from);
         let mut out = Vec::new();
-        for (_, v) in self
-            .shared
-            .backend
-            .range(&start, &layout::prefix_end(&prefix), limit)?
-        {
-            let (a, s, _) = layout::parse_id_value(&v)
-                .ok_or_else(|| Error::Storage("bad channel index value".into()))?;
+        for (_, v) in self.shared.backend.range(&start, &layout::prefix_end(&prefix), limit)? {
+            let (a, s, _) =
+                layout::parse_id_value(&v).ok_or_else(|| Error::Storage("bad channel index value".into()))?;
             if let Some(ev) = self.event_at(a, s)? {
                 out.push(ev);
             }
@@ -510,10 +424,7 @@ impl<B: Backend> Log<B> {
     /// The own chain's durable head: (seq, hash); (0, zeros) when empty.
     pub fn head(&self) -> Result<(u64, [u8; 32])> {
         let a = self.shared.locality.as_u32();
-        match self.shared.backend.last_in(
-            &layout::author_prefix(a),
-            &layout::prefix_end(&layout::author_prefix(a)),
-        )? {
+        match self.shared.backend.last_in(&layout::author_prefix(a), &layout::prefix_end(&layout::author_prefix(a)))? {
             Some((k, v)) => {
                 let (_, seq) = layout::parse_event_key(&k).unwrap_or((a, 0));
                 Ok((seq, self.decode_at(a, seq, &v)?.hash))
@@ -525,10 +436,7 @@ impl<B: Backend> Log<B> {
     /// The roster: every known locality key.
     pub fn roster(&self) -> Vec<(Locality, VerifyingKey)> {
         let r = self.shared.roster.read().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<_> = r
-            .iter()
-            .filter_map(|(c, k)| Locality::from_u32(*c).ok().map(|l| (l, *k)))
-            .collect();
+        let mut out: Vec<_> = r.iter().filter_map(|(c, k)| Locality::from_u32(*c).ok().map(|l| (l, *k))).collect();
         out.sort_by_key(|(l, _)| *l);
         out
     }
@@ -536,21 +444,14 @@ impl<B: Backend> Log<B> {
     /// Adds a locality's public key; returns false if it was already there.
     /// A different key for a known locality is refused.
     pub fn roster_add(&self, locality: Locality, key: VerifyingKey) -> Result<bool> {
-        let mut r = self
-            .shared
-            .roster
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut r = self.shared.roster.write().unwrap_or_else(|p| p.into_inner());
         match r.get(&locality.as_u32()) {
             Some(k) if *k == key => Ok(false),
-            Some(_) => Err(Error::RosterConflict {
-                locality: locality.to_string(),
-            }),
+            Some(_) => Err(Error::RosterConflict { locality: locality.to_string() }),
             None => {
-                self.shared.backend.commit(vec![(
-                    layout::roster_key(locality.as_u32()).to_vec(),
-                    Some(key.to_bytes().to_vec()),
-                )])?;
+                self.shared
+                    .backend
+                    .commit(vec![(layout::roster_key(locality.as_u32()).to_vec(), Some(key.to_bytes().to_vec()))])?;
                 r.insert(locality.as_u32(), key);
                 Ok(true)
             }
@@ -558,12 +459,7 @@ impl<B: Backend> Log<B> {
     }
 
     fn roster_key(&self, locality: u32) -> Option<VerifyingKey> {
-        self.shared
-            .roster
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&locality)
-            .copied()
+        self.shared.roster.read().unwrap_or_else(|p| p.into_inner()).get(&locality).copied()
     }
 
     /// Ingests one foreign signed event (see [`Log::ingest_batch`]).
@@ -586,24 +482,21 @@ impl<B: Backend> Log<B> {
         let mut outcomes: Vec<Option<Ingested>> = vec![None; items.len()];
         let mut ops: Vec<Op> = Vec::new();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let quarantine = |ops: &mut Vec<Op>,
-                          bytes: &[u8],
-                          author: Option<String>,
-                          reason: String|
-         -> Result<Ingested> {
-            let id = Uuid::now_v7();
-            let entry = QuarantineEntry {
-                id,
-                received_at: now.clone(),
-                author,
-                reason: reason.clone(),
-                bytes_hex: hex::encode(bytes),
+        let quarantine =
+            |ops: &mut Vec<Op>, bytes: &[u8], author: Option<String>, reason: String| -> Result<Ingested> {
+                let id = Uuid::now_v7();
+                let entry = QuarantineEntry {
+                    id,
+                    received_at: now.clone(),
+                    author,
+                    reason: reason.clone(),
+                    bytes_hex: hex::encode(bytes),
+                };
+                let value = serde_json::to_vec(&entry).map_err(|e| Error::Storage(e.to_string()))?;
+                ops.push((layout::quarantine_key(id.as_bytes()).to_vec(), Some(value)));
+                tracing::warn!(author = entry.author.as_deref().unwrap_or("?"), %reason, "foreign event quarantined");
+                Ok(Ingested::Quarantined { reason })
             };
-            let value = serde_json::to_vec(&entry).map_err(|e| Error::Storage(e.to_string()))?;
-            ops.push((layout::quarantine_key(id.as_bytes()).to_vec(), Some(value)));
-            tracing::warn!(author = entry.author.as_deref().unwrap_or("?"), %reason, "foreign event quarantined");
-            Ok(Ingested::Quarantined { reason })
-        };
         // Order by (author, channel position) so a batch that arrives out of order still applies.
         let mut order: Vec<usize> = (0..items.len()).collect();
         order.sort_by_key(|&i| match &checked[i] {
@@ -614,17 +507,10 @@ impl<B: Backend> Log<B> {
         let mut batch_ids: HashMap<[u8; 16], [u8; 32]> = HashMap::new();
         for i in order {
             let outcome = match &checked[i] {
-                Err((author, reason)) => {
-                    quarantine(&mut ops, items[i], author.clone(), reason.clone())?
-                }
+                Err((author, reason)) => quarantine(&mut ops, items[i], author.clone(), reason.clone())?,
                 Ok((ev, ch)) => {
                     let author = ev.author().map(|a| a.as_u32()).unwrap_or(0);
-                    let id: [u8; 16] = ev
-                        .envelope
-                        .event_id
-                        .as_slice()
-                        .try_into()
-                        .unwrap_or_default();
+                    let id: [u8; 16] = ev.envelope.event_id.as_slice().try_into().unwrap_or_default();
                     let uuid = Uuid::from_bytes(id);
                     let head = match heads.get(&author) {
                         Some(h) => *h,
@@ -639,19 +525,36 @@ impl<B: Backend> Log<B> {
                     };
                     match known {
                         Some(h) if h == ev.hash => Ingested::Duplicate { id: uuid },
-                        Some(_) => quarantine(&mut ops, items[i], Some(ev.envelope.author.clone()), format!("event id {uuid} is already held with different content"))?,
+                        Some(_) => quarantine(
+                            &mut ops,
+                            items[i],
+                            Some(ev.envelope.author.clone()),
+                            format!("event id {uuid} is already held with different content"),
+                        )?,
                         None if *ch <= head => quarantine(
                             &mut ops,
                             items[i],
                             Some(ev.envelope.author.clone()),
-                            format!("fork: channel position {ch} from {} to {} already holds another event", ev.envelope.author, self.shared.locality),
+                            format!(
+                                "fork: channel position {ch} from {} to {} already holds another event",
+                                ev.envelope.author, self.shared.locality
+                            ),
                         )?,
-                        None if *ch > head + 1 => Ingested::Gap { author: ev.author().unwrap_or(self.shared.locality), expected: head + 1, got: *ch },
+                        None if *ch > head + 1 => Ingested::Gap {
+                            author: ev.author().unwrap_or(self.shared.locality),
+                            expected: head + 1,
+                            got: *ch,
+                        },
                         None => {
                             heads.insert(author, *ch);
                             batch_ids.insert(id, ev.hash);
                             push_index_ops(&mut ops, ev, author, &id, None, items[i]);
-                            Ingested::Stored { id: uuid, author: ev.author().unwrap_or(self.shared.locality), seq: ev.seq(), channel_seq: *ch }
+                            Ingested::Stored {
+                                id: uuid,
+                                author: ev.author().unwrap_or(self.shared.locality),
+                                seq: ev.seq(),
+                                channel_seq: *ch,
+                            }
                         }
                     }
                 }
@@ -663,41 +566,24 @@ impl<B: Backend> Log<B> {
         }
         Ok(outcomes
             .into_iter()
-            .map(|o| {
-                o.unwrap_or(Ingested::Quarantined {
-                    reason: "not processed".into(),
-                })
-            })
+            .map(|o| o.unwrap_or(Ingested::Quarantined { reason: "not processed".into() }))
             .collect())
     }
 
     /// Verifies one foreign event; Ok gives the event and this node's channel position.
-    fn check_foreign(
-        &self,
-        bytes: &[u8],
-    ) -> std::result::Result<(StoredEvent, u64), (Option<String>, String)> {
+    fn check_foreign(&self, bytes: &[u8]) -> std::result::Result<(StoredEvent, u64), (Option<String>, String)> {
         let ev = StoredEvent::decode(bytes).map_err(|p| (None, format!("malformed: {p}")))?;
         let claimed = Some(ev.envelope.author.clone());
         let fail = |reason: String| (claimed.clone(), reason);
-        let author =
-            Locality::parse(&ev.envelope.author).map_err(|p| fail(format!("author {p}")))?;
+        let author = Locality::parse(&ev.envelope.author).map_err(|p| fail(format!("author {p}")))?;
         if author == self.shared.locality {
-            return Err(fail(
-                "names this node as its author; a node ingests only other localities' events"
-                    .into(),
-            ));
+            return Err(fail("names this node as its author; a node ingests only other localities' events".into()));
         }
-        let key = self
-            .roster_key(author.as_u32())
-            .ok_or_else(|| fail(format!("unknown author {author}: no roster key")))?;
-        ev.verify_signature(&key).map_err(|p| {
-            fail(format!(
-                "forged or altered: {p} with the roster key of {author}"
-            ))
-        })?;
-        if ev.envelope.schema_version == 0
-            || ev.envelope.schema_version > yipan_proto::SCHEMA_VERSION
-        {
+        let key =
+            self.roster_key(author.as_u32()).ok_or_else(|| fail(format!("unknown author {author}: no roster key")))?;
+        ev.verify_signature(&key)
+            .map_err(|p| fail(format!("forged or altered: {p} with the roster key of {author}")))?;
+        if ev.envelope.schema_version == 0 || ev.envelope.schema_version > yipan_proto::SCHEMA_VERSION {
             return Err(fail(format!(
                 "schema version {} is not supported (this node reads 1..={})",
                 ev.envelope.schema_version,
@@ -710,23 +596,15 @@ impl<B: Backend> Log<B> {
         if ev.envelope.prev_hash.len() != 32 {
             return Err(fail("prev_hash is not 32 bytes".into()));
         }
-        ev.id()
-            .filter(|u| u.get_version_num() == 7)
-            .ok_or_else(|| fail("event id is not a UUIDv7".into()))?;
-        ev.verify_tiers(false)
-            .map_err(|p| fail(format!("schema: {p}")))?;
+        ev.id().filter(|u| u.get_version_num() == 7).ok_or_else(|| fail("event id is not a UUIDv7".into()))?;
+        ev.verify_tiers(false).map_err(|p| fail(format!("schema: {p}")))?;
         let draft = EventDraft {
             event_id: ev.envelope.event_id.clone(),
             occurred_at: ev.envelope.occurred_at,
             person_key: ev.envelope.person_key.clone(),
             origin: ev.envelope.origin.clone(),
             residence: ev.envelope.residence.clone(),
-            recipients: ev
-                .envelope
-                .recipients
-                .iter()
-                .map(|r| r.locality.clone())
-                .collect(),
+            recipients: ev.envelope.recipients.iter().map(|r| r.locality.clone()).collect(),
             causation_id: ev.envelope.causation_id.clone(),
             body: ev.envelope.body.clone(),
             ..Default::default()
@@ -734,10 +612,7 @@ impl<B: Backend> Log<B> {
         let checked = validate_draft(author, &draft).map_err(|e| fail(format!("schema: {e}")))?;
         for d in &ev.envelope.tier_digests {
             if !checked.kind.tiers().iter().any(|t| *t as i32 == d.tier) {
-                return Err(fail(format!(
-                    "schema: a {} event may not carry tier {}",
-                    checked.kind, d.tier
-                )));
+                return Err(fail(format!("schema: a {} event may not carry tier {}", checked.kind, d.tier)));
             }
         }
         let me = self.shared.locality.to_string();
@@ -761,20 +636,14 @@ impl<B: Backend> Log<B> {
             .range(&[layout::QUARANTINE], &[layout::QUARANTINE + 1], usize::MAX)?
             .into_iter()
             .map(|(_, v)| {
-                serde_json::from_slice(&v)
-                    .map_err(|e| Error::Storage(format!("quarantine record unreadable: {e}")))
+                serde_json::from_slice(&v).map_err(|e| Error::Storage(format!("quarantine record unreadable: {e}")))
             })
             .collect()
     }
 
     /// Verifies the whole store: chains, signatures, gaps, channels, indexes.
     pub fn verify(&self) -> Result<crate::verify::VerifyReport> {
-        let roster: HashMap<u32, VerifyingKey> = self
-            .shared
-            .roster
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let roster: HashMap<u32, VerifyingKey> = self.shared.roster.read().unwrap_or_else(|p| p.into_inner()).clone();
         crate::verify::run(&self.shared.backend, self.shared.locality, &roster)
     }
 
@@ -814,19 +683,10 @@ fn push_index_ops(
     bytes: &[u8],
 ) {
     let seq = ev.envelope.author_seq;
-    ops.push((
-        layout::event_key(author, seq).to_vec(),
-        Some(bytes.to_vec()),
-    ));
-    ops.push((
-        layout::id_key(id).to_vec(),
-        Some(layout::id_value(author, seq, digest)),
-    ));
+    ops.push((layout::event_key(author, seq).to_vec(), Some(bytes.to_vec())));
+    ops.push((layout::id_key(id).to_vec(), Some(layout::id_value(author, seq, digest))));
     if let Ok(p) = PersonKey::parse(&ev.envelope.person_key) {
-        ops.push((
-            layout::person_key(p.as_bytes(), author, seq).to_vec(),
-            Some(Vec::new()),
-        ));
+        ops.push((layout::person_key(p.as_bytes(), author, seq).to_vec(), Some(Vec::new())));
     }
     for r in &ev.envelope.recipients {
         if let Ok(l) = Locality::parse(&r.locality) {
@@ -848,11 +708,7 @@ enum Existing {
 fn existing<B: Backend>(shared: &Shared<B>, id: &Uuid, digest: &[u8; 32]) -> Result<Existing> {
     if let Some((d, a)) = lock(&shared.in_flight).get(id.as_bytes()) {
         return Ok(if d == digest {
-            Existing::Same(Appended {
-                duplicate: true,
-                warnings: Vec::new(),
-                ..a.clone()
-            })
+            Existing::Same(Appended { duplicate: true, warnings: Vec::new(), ..a.clone() })
         } else {
             Existing::Different
         });
@@ -860,19 +716,16 @@ fn existing<B: Backend>(shared: &Shared<B>, id: &Uuid, digest: &[u8; 32]) -> Res
     let Some(v) = shared.backend.get(&layout::id_key(id.as_bytes()))? else {
         return Ok(Existing::None);
     };
-    let (author, seq, stored_digest) = layout::parse_id_value(&v)
-        .ok_or_else(|| Error::Storage(format!("id index entry of {id} is malformed")))?;
+    let (author, seq, stored_digest) =
+        layout::parse_id_value(&v).ok_or_else(|| Error::Storage(format!("id index entry of {id} is malformed")))?;
     if author != shared.locality.as_u32() || stored_digest.as_ref() != Some(digest) {
         return Ok(Existing::Different);
     }
-    let bytes = shared
-        .backend
-        .get(&layout::event_key(author, seq))?
-        .ok_or_else(|| Error::Corrupt {
-            author: shared.locality.to_string(),
-            seq,
-            problem: "indexed by id but missing".into(),
-        })?;
+    let bytes = shared.backend.get(&layout::event_key(author, seq))?.ok_or_else(|| Error::Corrupt {
+        author: shared.locality.to_string(),
+        seq,
+        problem: "indexed by id but missing".into(),
+    })?;
     let ev = StoredEvent::decode(&bytes).map_err(|problem| Error::Corrupt {
         author: shared.locality.to_string(),
         seq,
@@ -886,11 +739,7 @@ fn existing<B: Backend>(shared: &Shared<B>, id: &Uuid, digest: &[u8; 32]) -> Res
             .envelope
             .recipients
             .iter()
-            .filter_map(|r| {
-                Locality::parse(&r.locality)
-                    .ok()
-                    .map(|l| (l, r.channel_seq))
-            })
+            .filter_map(|r| Locality::parse(&r.locality).ok().map(|l| (l, r.channel_seq)))
             .collect(),
         duplicate: true,
         warnings: Vec::new(),
@@ -950,41 +799,19 @@ fn sequencer<B: Backend>(
         let mut ids = Vec::with_capacity(unsigned.len());
         for (u, sig) in unsigned.into_iter().zip(signatures) {
             let a = me.as_u32();
-            let signed = SignedEvent {
-                envelope: u.envelope,
-                signature: sig.to_vec(),
-                tiers: u.tiers,
-            };
-            ops.push((
-                layout::event_key(a, u.seq).to_vec(),
-                Some(signed.encode_to_vec()),
-            ));
-            ops.push((
-                layout::id_key(&u.id).to_vec(),
-                Some(layout::id_value(a, u.seq, Some(&u.digest))),
-            ));
+            let signed = SignedEvent { envelope: u.envelope, signature: sig.to_vec(), tiers: u.tiers };
+            ops.push((layout::event_key(a, u.seq).to_vec(), Some(signed.encode_to_vec())));
+            ops.push((layout::id_key(&u.id).to_vec(), Some(layout::id_value(a, u.seq, Some(&u.digest)))));
             if let Some(p) = u.person {
-                ops.push((
-                    layout::person_key(p.as_bytes(), a, u.seq).to_vec(),
-                    Some(Vec::new()),
-                ));
+                ops.push((layout::person_key(p.as_bytes(), a, u.seq).to_vec(), Some(Vec::new())));
             }
             for (r, ch) in &u.recipients {
-                ops.push((
-                    layout::channel_key(a, r.as_u32(), *ch).to_vec(),
-                    Some(layout::id_value(a, u.seq, None)),
-                ));
+                ops.push((layout::channel_key(a, r.as_u32(), *ch).to_vec(), Some(layout::id_value(a, u.seq, None))));
             }
             ids.push(u.id);
         }
         let events = ids.len() as u64;
-        let group = WriteGroup {
-            ops,
-            head: (state.seq, state.hash),
-            replies,
-            ids,
-            events,
-        };
+        let group = WriteGroup { ops, head: (state.seq, state.hash), replies, ids, events };
         if wtx.send(group).is_err() {
             return;
         }
@@ -1026,22 +853,13 @@ fn sequence_job<B: Backend>(
     let mut appended = Vec::with_capacity(plan.len());
     let mut job_ids: HashMap<Uuid, Appended> = HashMap::new();
     for (p, dup) in plan {
-        if let Some(a) = dup.or_else(|| {
-            job_ids.get(&p.id).map(|a| Appended {
-                duplicate: true,
-                warnings: Vec::new(),
-                ..a.clone()
-            })
-        }) {
+        if let Some(a) =
+            dup.or_else(|| job_ids.get(&p.id).map(|a| Appended { duplicate: true, warnings: Vec::new(), ..a.clone() }))
+        {
             appended.push(a);
             continue;
         }
-        let Prepared {
-            draft,
-            checked,
-            id,
-            digest,
-        } = p;
+        let Prepared { draft, checked, id, digest } = p;
         let tiers = yipan_core::json::draft_tiers(&draft);
         let recipients: Vec<(Locality, u64)> = checked
             .recipients
@@ -1066,18 +884,12 @@ fn sequence_job<B: Backend>(
             residence: draft.residence,
             recipients: recipients
                 .iter()
-                .map(|(l, ch)| Recipient {
-                    locality: l.to_string(),
-                    channel_seq: *ch,
-                })
+                .map(|(l, ch)| Recipient { locality: l.to_string(), channel_seq: *ch })
                 .collect(),
             causation_id: draft.causation_id,
             tier_digests: tiers
                 .iter()
-                .map(|t| TierDigest {
-                    tier: t.tier,
-                    sha256: Sha256::digest(&t.content).to_vec(),
-                })
+                .map(|t| TierDigest { tier: t.tier, sha256: Sha256::digest(&t.content).to_vec() })
                 .collect(),
             body: draft.body,
         }
@@ -1085,25 +897,11 @@ fn sequence_job<B: Backend>(
         let hash = hash_envelope(&envelope);
         state.seq = seq;
         state.hash = hash;
-        let a = Appended {
-            id,
-            seq,
-            hash,
-            recipients: recipients.clone(),
-            duplicate: false,
-            warnings: checked.warnings,
-        };
+        let a =
+            Appended { id, seq, hash, recipients: recipients.clone(), duplicate: false, warnings: checked.warnings };
         lock(&shared.in_flight).insert(*id.as_bytes(), (digest, a.clone()));
         job_ids.insert(id, a.clone());
-        out.push(Unsigned {
-            envelope,
-            tiers,
-            id: *id.as_bytes(),
-            digest,
-            person: checked.person,
-            seq,
-            recipients,
-        });
+        out.push(Unsigned { envelope, tiers, id: *id.as_bytes(), digest, person: checked.person, seq, recipients });
         appended.push(a);
     }
     Ok(appended)
@@ -1117,8 +915,7 @@ fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
         }
         let head = groups.last().map(|g| g.head).unwrap_or((0, [0u8; 32]));
         let events: u64 = groups.iter().map(|g| g.events).sum();
-        let mut ops: Vec<Op> =
-            Vec::with_capacity(groups.iter().map(|g| g.ops.len()).sum::<usize>() + 1);
+        let mut ops: Vec<Op> = Vec::with_capacity(groups.iter().map(|g| g.ops.len()).sum::<usize>() + 1);
         let mut replies = Vec::new();
         let mut ids = Vec::new();
         for g in groups {

@@ -21,22 +21,11 @@ pub trait EventStore: Send + Sync {
     /// The event with this id.
     fn get(&self, id: Uuid) -> Result<Option<StoredEvent>>;
     /// Events of one author from a sequence on.
-    fn read_author(
-        &self,
-        author: Locality,
-        from_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>>;
+    fn read_author(&self, author: Locality, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>>;
     /// Events about one person.
     fn read_person(&self, person: PersonKey) -> Result<Vec<StoredEvent>>;
     /// Events of one author→recipient channel from a position on.
-    fn read_channel(
-        &self,
-        author: Locality,
-        recipient: Locality,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>>;
+    fn read_channel(&self, author: Locality, recipient: Locality, from: u64, limit: usize) -> Result<Vec<StoredEvent>>;
     /// Ingests foreign signed events.
     fn ingest_batch(&self, items: &[&[u8]]) -> Result<Vec<Ingested>>;
     /// The quarantine.
@@ -59,24 +48,13 @@ impl<B: Backend> EventStore for Log<B> {
     fn get(&self, id: Uuid) -> Result<Option<StoredEvent>> {
         Log::get(self, id)
     }
-    fn read_author(
-        &self,
-        author: Locality,
-        from_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>> {
+    fn read_author(&self, author: Locality, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         Log::read_author(self, author, from_seq, limit)
     }
     fn read_person(&self, person: PersonKey) -> Result<Vec<StoredEvent>> {
         Log::read_person(self, person)
     }
-    fn read_channel(
-        &self,
-        author: Locality,
-        recipient: Locality,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>> {
+    fn read_channel(&self, author: Locality, recipient: Locality, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         Log::read_channel(self, author, recipient, from, limit)
     }
     fn ingest_batch(&self, items: &[&[u8]]) -> Result<Vec<Ingested>> {

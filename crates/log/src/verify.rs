@@ -70,15 +70,8 @@ struct Chain {
 }
 
 /// Verifies every event of `backend` as the store of `me`, with `roster`.
-pub fn run<B: Backend>(
-    backend: &B,
-    me: Locality,
-    roster: &HashMap<u32, VerifyingKey>,
-) -> Result<VerifyReport> {
-    let mut report = VerifyReport {
-        locality: me.to_string(),
-        ..Default::default()
-    };
+pub fn run<B: Backend>(backend: &B, me: Locality, roster: &HashMap<u32, VerifyingKey>) -> Result<VerifyReport> {
+    let mut report = VerifyReport { locality: me.to_string(), ..Default::default() };
     let mut faults: Vec<Fault> = Vec::new();
     let mut chain: Option<Chain> = None;
     let mut out_channels: HashMap<String, u64> = HashMap::new();
@@ -97,28 +90,15 @@ pub fn run<B: Backend>(
             return true;
         };
         let author_text = author.to_string();
-        let fault = |faults: &mut Vec<Fault>, problem: String| {
-            faults.push(Fault {
-                author: author_text.clone(),
-                seq,
-                problem,
-            })
-        };
+        let fault =
+            |faults: &mut Vec<Fault>, problem: String| faults.push(Fault { author: author_text.clone(), seq, problem });
         if chain.as_ref().map(|c| c.author) != Some(author) {
             let own = author == me.as_u32();
             let key = roster.get(&author).copied();
             if key.is_none() {
-                fault(
-                    &mut faults,
-                    "no roster key for this author; its signatures cannot be checked".into(),
-                );
+                fault(&mut faults, "no roster key for this author; its signatures cannot be checked".into());
             }
-            chain = Some(Chain {
-                author,
-                own,
-                key,
-                prev: None,
-            });
+            chain = Some(Chain { author, own, key, prev: None });
         }
         let Some(c) = chain.as_mut() else { return true };
         report.events += 1;
@@ -135,10 +115,7 @@ pub fn run<B: Backend>(
             if seq != expected {
                 fault(
                     &mut faults,
-                    format!(
-                        "events {expected}..{} are missing from the own chain",
-                        seq.saturating_sub(1)
-                    ),
+                    format!("events {expected}..{} are missing from the own chain", seq.saturating_sub(1)),
                 );
             }
         }
@@ -170,10 +147,7 @@ pub fn run<B: Backend>(
         }
         if let Some((prev_seq, prev_hash)) = c.prev {
             if prev_seq + 1 == seq && env.prev_hash.as_slice() != prev_hash {
-                fault(
-                    &mut faults,
-                    format!("prev_hash does not match the hash of #{prev_seq}"),
-                );
+                fault(&mut faults, format!("prev_hash does not match the hash of #{prev_seq}"));
             }
         } else if c.own && seq == 1 && env.prev_hash.as_slice() != [0u8; 32] {
             fault(&mut faults, "first event's prev_hash is not zero".into());
@@ -182,43 +156,28 @@ pub fn run<B: Backend>(
             for r in &env.recipients {
                 let last = out_channels.entry(r.locality.clone()).or_insert(0);
                 if r.channel_seq != *last + 1 {
-                    fault(
-                        &mut faults,
-                        format!(
-                            "channel to {} jumps from {} to {}",
-                            r.locality, last, r.channel_seq
-                        ),
-                    );
+                    fault(&mut faults, format!("channel to {} jumps from {} to {}", r.locality, last, r.channel_seq));
                 }
                 *last = r.channel_seq;
             }
             own_last = Some((seq, ev.hash));
         } else {
             match env.recipients.iter().find(|r| r.locality == me_text) {
-                None => fault(
-                    &mut faults,
-                    format!("held here but not addressed to {me_text}"),
-                ),
+                None => fault(&mut faults, format!("held here but not addressed to {me_text}")),
                 Some(r) => {
                     let last = in_channels.entry(author).or_insert(0);
                     if r.channel_seq != *last + 1 {
                         fault(
                             &mut faults,
-                            format!(
-                                "channel from {author_text} jumps from {} to {}",
-                                last, r.channel_seq
-                            ),
+                            format!("channel from {author_text} jumps from {} to {}", last, r.channel_seq),
                         );
                     }
                     *last = r.channel_seq;
                 }
             }
         }
-        match backend.get(&layout::id_key(
-            &env.event_id.as_slice().try_into().unwrap_or([0u8; 16]),
-        )) {
-            Ok(Some(idv))
-                if layout::parse_id_value(&idv).map(|(a, s, _)| (a, s)) == Some((author, seq)) => {}
+        match backend.get(&layout::id_key(&env.event_id.as_slice().try_into().unwrap_or([0u8; 16]))) {
+            Ok(Some(idv)) if layout::parse_id_value(&idv).map(|(a, s, _)| (a, s)) == Some((author, seq)) => {}
             _ => index_errors.push(Fault {
                 author: author_text.clone(),
                 seq,
@@ -255,22 +214,14 @@ pub fn run<B: Backend>(
                 }),
             }
         } else {
-            faults.push(Fault {
-                author: me_text.clone(),
-                seq: 0,
-                problem: "recorded head is malformed".into(),
-            });
+            faults.push(Fault { author: me_text.clone(), seq: 0, problem: "recorded head is malformed".into() });
         }
     }
     let mut quarantined = 0u64;
-    backend.for_each(
-        &[layout::QUARANTINE],
-        &[layout::QUARANTINE + 1],
-        &mut |_, _| {
-            quarantined += 1;
-            true
-        },
-    )?;
+    backend.for_each(&[layout::QUARANTINE], &[layout::QUARANTINE + 1], &mut |_, _| {
+        quarantined += 1;
+        true
+    })?;
     report.quarantined = quarantined;
     report.faults = faults;
     Ok(report)

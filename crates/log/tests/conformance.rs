@@ -32,13 +32,8 @@ macro_rules! conformance {
 /// and knows 610112's key.
 fn origin_with(n: u64) -> (yipan_log::MemStore, Vec<Vec<u8>>) {
     let origin = mem("411522", 2);
-    let appended = origin
-        .append_batch((0..n).map(certificate).collect())
-        .unwrap();
-    let bytes = appended
-        .iter()
-        .map(|a| origin.get(a.id).unwrap().unwrap().signed.encode_to_vec())
-        .collect();
+    let appended = origin.append_batch((0..n).map(certificate).collect()).unwrap();
+    let bytes = appended.iter().map(|a| origin.get(a.id).unwrap().unwrap().signed.encode_to_vec()).collect();
     (origin, bytes)
 }
 

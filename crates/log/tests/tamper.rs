@@ -85,7 +85,11 @@ fn deleting_the_last_event_is_caught_by_the_recorded_head() {
     let (store, _, _) = populated();
     store.raw_put(&layout::event_key(loc("610112").as_u32(), OWN as u64), None).unwrap();
     let report = store.verify().unwrap();
-    assert!(report.faults.iter().any(|f| f.problem.contains("recorded head is #12 but the own chain ends at #11")), "{:?}", report.faults);
+    assert!(
+        report.faults.iter().any(|f| f.problem.contains("recorded head is #12 but the own chain ends at #11")),
+        "{:?}",
+        report.faults
+    );
 }
 
 #[test]
@@ -100,7 +104,11 @@ fn sled_tamper_is_named_by_author_and_sequence() {
     let report = store.verify().unwrap();
     // The changed event is named first; the next event's link to it breaks too.
     assert_eq!((report.faults[0].author.as_str(), report.faults[0].seq), ("610112", 3), "{:?}", report.faults);
-    assert!(report.faults.iter().all(|f| f.seq == 3 || (f.seq == 4 && f.problem.contains("prev_hash"))), "{:?}", report.faults);
+    assert!(
+        report.faults.iter().all(|f| f.seq == 3 || (f.seq == 4 && f.problem.contains("prev_hash"))),
+        "{:?}",
+        report.faults
+    );
 }
 
 #[test]
@@ -160,7 +168,10 @@ fn a_damaged_store_file_is_an_error_not_a_panic() {
         let outcome = outcome.unwrap_or_else(|_| panic!("damage {damage}: panicked"));
         match outcome {
             Err(e) => assert!(!e.to_string().is_empty()),
-            Ok(report) => assert!(!report.ok() || report.events < 20, "damage {damage}: damaged store verified clean with all events: {report:?}"),
+            Ok(report) => assert!(
+                !report.ok() || report.events < 20,
+                "damage {damage}: damaged store verified clean with all events: {report:?}"
+            ),
         }
     }
 }

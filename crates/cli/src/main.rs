@@ -1,0 +1,250 @@
+//! `yipan`: the command line of a Yipan locality node. Thin: it parses
+//! arguments and calls the library crates.
+
+mod append;
+mod config;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use yipan_core::{EventKind, Locality, PersonKey};
+
+#[derive(Parser)]
+#[command(name = "yipan", version, about = "Yipan (一盘棋): origin ↔ residence event-sourced data sharing")]
+struct Cli {
+    /// Data directory of the locality node.
+    #[arg(long, global = true, env = "YIPAN_DATA_DIR", default_value = "./yipan-data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a locality's data directory: signing key, config, roster entry.
+    Init {
+        /// GB/T 2260 division code of this locality, e.g. 610112.
+        #[arg(long)]
+        locality: String,
+        /// Deployment-wide secret (hex) for deriving person keys from ID numbers.
+        #[arg(long, env = "YIPAN_PERSON_KEY_SECRET", hide_env_values = true)]
+        person_key_secret: Option<String>,
+    },
+    /// Append events: one JSON object, a JSON array, or JSON lines, from FILE or stdin.
+    Append {
+        /// Input file; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        /// One event given inline as JSON.
+        #[arg(long, conflicts_with = "file")]
+        event: Option<String>,
+    },
+    /// Show stored events.
+    Log {
+        /// Only events by this author locality.
+        #[arg(long)]
+        author: Option<String>,
+        /// Only events about this person key.
+        #[arg(long)]
+        person: Option<String>,
+        /// Only events of this kind (e.g. ArrivalRegistered).
+        #[arg(long)]
+        kind: Option<String>,
+        /// With --author: start at this sequence.
+        #[arg(long, default_value_t = 1)]
+        from_seq: u64,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+        /// Show personal fields unmasked (JSON only).
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Verify every chain, signature, sequence and channel; non-zero exit on any fault.
+    Verify {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show or extend the roster of locality public keys.
+    Roster {
+        #[command(subcommand)]
+        action: RosterAction,
+    },
+    /// Show rejected foreign events and why they were rejected.
+    Quarantine {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum RosterAction {
+    /// List every locality key.
+    Show,
+    /// Add a locality's public key (hex), or the key of another data directory.
+    Add {
+        #[arg(long)]
+        locality: String,
+        /// Hex ed25519 public key.
+        #[arg(long, required_unless_present = "from_data_dir")]
+        public_key: Option<String>,
+        /// Read the key from another locality's data directory.
+        #[arg(long)]
+        from_data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Durable signed appends/s with group commit vs raw sled and raw ed25519.
+    Append {
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        #[arg(long, default_value_t = 128)]
+        clients: usize,
+        /// Seconds of the steady 1,000/s latency phase.
+        #[arg(long, default_value_t = 5)]
+        steady_secs: u64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Json,
+    Table,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("YIPAN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let dir = cli.data_dir;
+    match cli.command {
+        Command::Init { locality, person_key_secret } => {
+            let locality = Locality::parse(&locality).map_err(|p| anyhow::anyhow!("--locality: {p}"))?;
+            let secret = person_key_secret
+                .map(|s| hex::decode(s.trim()).context("--person-key-secret must be hex"))
+                .transpose()?;
+            let public = config::init(&dir, locality, secret.as_deref())?;
+            println!("initialised locality {locality} in {}", dir.display());
+            println!("public key: {}", hex::encode(public.to_bytes()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Append { file, event } => append::run(&dir, file, event),
+        Command::Log { author, person, kind, from_seq, limit, format, reveal } => {
+            let node = config::open(&dir)?;
+            let kind = kind
+                .map(|k| {
+                    EventKind::parse(&k).with_context(|| {
+                        format!("--kind: unknown event kind `{k}` (known: {})", EventKind::known_list())
+                    })
+                })
+                .transpose()?;
+            let events = match (author, person) {
+                (Some(a), None) => {
+                    let a = Locality::parse(&a).map_err(|p| anyhow::anyhow!("--author: {p}"))?;
+                    node.log.read_author(a, from_seq, limit)?
+                }
+                (None, Some(p)) => {
+                    let p = PersonKey::parse(&p).map_err(|e| anyhow::anyhow!("--person: {e}"))?;
+                    node.log.read_person(p)?
+                }
+                (None, None) => node.log.read_all(None, limit)?,
+                (Some(_), Some(_)) => bail!("give --author or --person, not both"),
+            };
+            let events: Vec<_> =
+                events.into_iter().filter(|e| kind.is_none() || e.kind() == kind).take(limit).collect();
+            output::events(&events, format == Format::Json, reveal);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { format } => {
+            let node = config::open(&dir)?;
+            let report = node.log.verify()?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                output::verify_report(&report);
+            }
+            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Roster { action } => {
+            let node = config::open(&dir)?;
+            match action {
+                RosterAction::Show => {
+                    for (l, k) in node.log.roster() {
+                        let me = if l == node.locality { "  (this node)" } else { "" };
+                        println!("{l}  {}{me}", hex::encode(k.to_bytes()));
+                    }
+                }
+                RosterAction::Add { locality, public_key, from_data_dir } => {
+                    let l = Locality::parse(&locality).map_err(|p| anyhow::anyhow!("--locality: {p}"))?;
+                    let text = match (public_key, from_data_dir) {
+                        (Some(k), _) => k,
+                        (None, Some(d)) => std::fs::read_to_string(yipan_log::keyfile::public_path(&d))
+                            .with_context(|| format!("reading the public key of {}", d.display()))?,
+                        (None, None) => bail!("give --public-key or --from-data-dir"),
+                    };
+                    let key =
+                        yipan_log::keyfile::parse_public(&text).map_err(|p| anyhow::anyhow!("--public-key {p}"))?;
+                    let added = node.log.roster_add(l, key)?;
+                    println!("{}", if added { format!("added {l}") } else { format!("{l} already has this key") });
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quarantine { format } => {
+            let node = config::open(&dir)?;
+            let q = node.log.quarantine()?;
+            if format == Format::Json {
+                for e in &q {
+                    println!("{}", serde_json::to_string(e)?);
+                }
+            } else {
+                println!("{} quarantined", q.len());
+                for e in &q {
+                    println!("{}  {:<8} {}", e.received_at, e.author.as_deref().unwrap_or("?"), e.reason);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: BenchWhat::Append { events, clients, steady_secs, format } } => {
+            let tmp = tempfile::tempdir_in(std::env::temp_dir())?;
+            let cfg = yipan_log::bench::AppendBenchConfig {
+                events,
+                clients,
+                steady_duration: std::time::Duration::from_secs(steady_secs),
+                ..Default::default()
+            };
+            let report = yipan_log::bench::run_append_bench(tmp.path(), &cfg)?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

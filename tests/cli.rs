@@ -1,0 +1,190 @@
+//! End-to-end tests of the `yipan` binary on real sled stores: init, the
+//! DOMAIN.md scenario, verify, idempotent re-append, bad input, tampering and
+//! a damaged store file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const SECRET: &str = "00112233445566778899aabbccddeeff";
+
+fn scenario() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/scenarios/residence-610112.jsonl")
+}
+
+fn yipan(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_yipan"));
+    cmd.arg("--data-dir").arg(dir).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run yipan");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.unwrap_or("").as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("wait yipan")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn init(dir: &Path) {
+    let out = yipan(dir, &["init", "--locality", "610112", "--person-key-secret", SECRET], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn event_count(dir: &Path) -> usize {
+    let out = yipan(dir, &["log", "--limit", "100000"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).lines().count()
+}
+
+#[test]
+fn init_append_scenario_verify_and_reappend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("610112");
+    init(&dir);
+    let scenario = scenario();
+    let out = yipan(&dir, &["append", scenario.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = text(&out.stdout);
+    assert_eq!(lines.lines().count(), 21);
+    assert!(lines.lines().all(|l| l.contains("\"duplicate\":false")));
+    let out = yipan(&dir, &["verify"], None);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("21 events checked"));
+
+    // The same JSON again stores nothing new.
+    let out = yipan(&dir, &["append", scenario.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).lines().all(|l| l.contains("\"duplicate\":true")));
+    assert_eq!(event_count(&dir), 21);
+
+    // Reads: by person, by kind, table with Chinese names; personal values masked.
+    let out = yipan(&dir, &["log", "--kind", "CaseAssistRequested"], None);
+    let json: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(json["body"]["urgency"], "URGENCY_URGENT");
+    assert_eq!(json["health"], "*** (reproductive-health tier present)");
+    let person = json["person"].as_str().unwrap().to_string();
+    let out = yipan(&dir, &["log", "--person", &person], None);
+    assert_eq!(text(&out.stdout).lines().count(), 5);
+    let out = yipan(&dir, &["log", "--format", "table"], None);
+    assert!(text(&out.stdout).contains("流入登记建档"));
+    let all = text(&yipan(&dir, &["log"], None).stdout);
+    for secret in ["41152219920315002X", "李秀英", "13912345678"] {
+        assert!(!all.contains(secret), "personal value shown unmasked");
+    }
+}
+
+#[test]
+fn bad_input_is_named_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("610112");
+    init(&dir);
+    let good = r#"{"kind":"StaffRosterUpdated","body":{"serviceWorkers":3}}"#;
+    let arrival = |extra: &str| {
+        format!(
+            r#"{{"kind":"ArrivalRegistered","origin":"411522","residence":"610112","person":"00112233445566778899aabbccddeeff"{extra}}}"#
+        )
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{good}\n{{\"kind\":"), "line 2: malformed JSON"),
+        (format!("{good}\n{{\"kind\":\"Bogus\"}}"), "line 2: unknown event kind `Bogus`"),
+        (arrival(r#","origin":"61011""#).replace(r#""origin":"411522","#, ""), "field `origin`: `61011` is not a 6-digit"),
+        (arrival("").replace(r#""origin":"411522""#, r#""origin":"991234""#), "field `origin`: `991234` starts with `99`"),
+        (arrival(r#","body":{"channel":7}"#), "field `body.channel`"),
+        (arrival(r#","body":{"township":"610112"}"#), "field `body.township`: `610112` is a county code"),
+        (arrival(r#","occurred_at":"last tuesday""#), "field `occurred_at`"),
+        (arrival(r#","recipients":["610112"]"#), "field `recipients[0]`: `610112` is the author itself"),
+        (arrival(r#","health":{"pregnant":true}"#), "field `health`: a ArrivalRegistered event may not carry health data"),
+        (arrival(r#","identity":{"idNumber":12345}"#), "field `identity.idNumber`: wrong type or value (value not shown)"),
+        (arrival(r#","unknownField":1"#), "field `unknownField`: unknown field"),
+        (r#"{"kind":"ServiceRendered","origin":"411522","residence":"610112","person":"00112233445566778899aabbccddeeff"}"#.into(), "field `body.service`: missing"),
+        (r#"{"kind":"CertificateIssued","origin":"411522","residence":"610112","person":"00112233445566778899aabbccddeeff"}"#.into(), "field `author`: `610112` may not author this CertificateIssued event"),
+        (r#"{"kind":"CaseAssistAnswered","origin":"411522","residence":"610112","person":"00112233445566778899aabbccddeeff","body":{"result":"VERIFICATION_RESULT_CONFIRMED"}}"#.into(), "field `causation`: missing"),
+        (r#"{"kind":"ArrivalRegistered","origin":"411522","residence":"610112","person":"xyz"}"#.into(), "field `person`: is not a 32-hex-digit person key"),
+        (format!("[{good}, 5]"), "event [1]: malformed JSON: an event must be a JSON object"),
+        (String::new(), "no events in the input"),
+    ];
+    for (input, want) in &cases {
+        let out = yipan(&dir, &["append"], Some(input));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "input {input}: {err}");
+        assert!(err.contains(want), "input {input}\nwant: {want}\ngot:  {err}");
+    }
+    assert_eq!(event_count(&dir), 0, "no rejected batch wrote anything");
+    // The ID number never appears in an error, even when malformed.
+    let out = yipan(&dir, &["append"], Some(&arrival(r#","identity":{"idNumber":"4115221992031500"}"#)));
+    assert!(text(&out.stderr).contains("identity.idNumber"));
+    assert!(!text(&out.stderr).contains("4115221992031500"));
+    // A bad check digit is a warning, not a rejection.
+    let bad_digit = r#"{"kind":"ArrivalRegistered","origin":"411522","residence":"610112","identity":{"idNumber":"411522199203150021"}}"#;
+    let out = yipan(&dir, &["append"], Some(bad_digit));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warning: event: field `identity.idNumber`: check digit does not match"));
+    assert!(!text(&out.stderr).contains("411522199203150021"));
+}
+
+#[test]
+fn tampering_one_byte_fails_verify_naming_author_and_seq() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("610112");
+    init(&dir);
+    assert!(yipan(&dir, &["append", scenario().to_str().unwrap()], None).status.success());
+    {
+        // The test-only raw-write hook, on the same store files the CLI wrote.
+        use yipan_log::Backend;
+        let key = yipan_log::keyfile::load(&dir).unwrap();
+        let backend = yipan_log::SledBackend::open(&dir.join("log")).unwrap();
+        let log = yipan_log::SledStore::open(backend, yipan_core::Locality::parse("610112").unwrap(), key).unwrap();
+        let k = yipan_log::layout::event_key(610112, 7);
+        let mut bytes = log.backend().get(&k).unwrap().unwrap();
+        let at = bytes.len() - 3;
+        bytes[at] ^= 0x20;
+        log.raw_put(&k, Some(bytes)).unwrap();
+    }
+    let out = yipan(&dir, &["verify"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("610112#7:"), "{}", text(&out.stdout));
+    let out = yipan(&dir, &["verify", "--format", "json"], None);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["faults"][0]["author"], "610112");
+    assert_eq!(report["faults"][0]["seq"], 7);
+}
+
+#[test]
+fn damaged_store_file_gives_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("610112");
+    init(&dir);
+    assert!(yipan(&dir, &["append", scenario().to_str().unwrap()], None).status.success());
+    let db = dir.join("log").join("db");
+    let len = std::fs::metadata(&db).unwrap().len() as usize;
+    std::fs::write(&db, vec![0xffu8; len]).unwrap();
+    let out = yipan(&dir, &["verify"], None);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.starts_with("error: ") || out.status.code() == Some(1), "{err}");
+}
+
+#[test]
+fn roster_add_and_show() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("610112");
+    let b = tmp.path().join("411522");
+    init(&a);
+    assert!(yipan(&b, &["init", "--locality", "411522"], None).status.success());
+    let out = yipan(&a, &["roster", "add", "--locality", "411522", "--from-data-dir", b.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = yipan(&a, &["roster", "show"], None);
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+    let c = tmp.path().join("impostor");
+    assert!(yipan(&c, &["init", "--locality", "411522"], None).status.success());
+    let other = std::fs::read_to_string(c.join("keys/ed25519.pub")).unwrap();
+    let out = yipan(&a, &["roster", "add", "--locality", "411522", "--public-key", &other], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("roster already holds a different key for 411522"));
+    let out = yipan(&a, &["init", "--locality", "610112"], None);
+    assert!(text(&out.stderr).contains("already initialised"));
+    let out = yipan(&tmp.path().join("nowhere"), &["log"], None);
+    assert!(text(&out.stderr).contains("is not a Yipan data directory"));
+}
