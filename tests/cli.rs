@@ -131,15 +131,16 @@ fn tampering_one_byte_fails_verify_naming_author_and_seq() {
     assert!(yipan(&dir, &["append", scenario().to_str().unwrap()], None).status.success());
     {
         // The test-only raw-write hook, on the same store files the CLI wrote.
-        use yipan_log::Backend;
         let key = yipan_log::keyfile::load(&dir).unwrap();
         let backend = yipan_log::SledBackend::open(&dir.join("log")).unwrap();
         let log = yipan_log::SledStore::open(backend, yipan_core::Locality::parse("610112").unwrap(), key).unwrap();
-        let k = yipan_log::layout::event_key(610112, 7);
-        let mut bytes = log.backend().get(&k).unwrap().unwrap();
-        let at = bytes.len() - 3;
-        bytes[at] ^= 0x20;
-        log.raw_put(&k, Some(bytes)).unwrap();
+        let at = yipan_core::Locality::parse("610112").unwrap();
+        log.raw_edit_event(at, 7, |b| {
+            let b = b.as_mut().unwrap();
+            let i = b.len() - 3;
+            b[i] ^= 0x20;
+        })
+        .unwrap();
     }
     let out = yipan(&dir, &["verify"], None);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));

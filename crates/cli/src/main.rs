@@ -109,7 +109,7 @@ enum BenchWhat {
     Append {
         #[arg(long, default_value_t = 200_000)]
         events: u64,
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 1024)]
         clients: usize,
         /// Seconds of the steady 1,000/s latency phase.
         #[arg(long, default_value_t = 5)]

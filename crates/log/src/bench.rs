@@ -146,7 +146,7 @@ pub fn sample_draft(i: u64) -> EventDraft {
 pub fn run_append_bench(dir: &Path, cfg: &AppendBenchConfig) -> Result<AppendBenchReport> {
     let cores = rayon::current_num_threads();
     let key = keyfile::generate()?;
-    let me = Locality::parse("610112").map_err(|p| crate::Error::Storage(p))?;
+    let me = Locality::parse("610112").map_err(crate::Error::Storage)?;
 
     // Raw ed25519 signing, same message size as an envelope.
     let msg = vec![7u8; 300];
@@ -164,27 +164,37 @@ pub fn run_append_bench(dir: &Path, cfg: &AppendBenchConfig) -> Result<AppendBen
 
     // Throughput with many concurrent clients.
     let log = Arc::new(Log::open(SledBackend::open(&dir.join("log"))?, me, key.clone())?);
+    // Clients are tasks on a one-thread runtime, as in a node's API server:
+    // each appends one event and waits until it is durable, then the next.
     let next = Arc::new(AtomicU64::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::Storage(format!("runtime: {e}")))?;
     let t = Instant::now();
-    let threads: Vec<_> = (0..cfg.clients)
-        .map(|_| {
-            let log = log.clone();
-            let next = next.clone();
-            let total = cfg.events;
-            std::thread::spawn(move || -> Result<()> {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        return Ok(());
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..cfg.clients)
+            .map(|_| {
+                let log = log.clone();
+                let next = next.clone();
+                let total = cfg.events;
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total {
+                            return Ok::<(), crate::Error>(());
+                        }
+                        log.append_async(sample_draft(i)).await?;
                     }
-                    log.append(sample_draft(i))?;
-                }
+                })
             })
-        })
-        .collect();
-    for th in threads {
-        th.join().map_err(|_| crate::Error::Storage("bench client panicked".into()))??;
-    }
+            .collect();
+        for task in tasks {
+            task.await.map_err(|_| crate::Error::Storage("bench client panicked".into()))??;
+        }
+        Ok::<(), crate::Error>(())
+    })?;
     let appends_per_s = cfg.events as f64 / t.elapsed().as_secs_f64();
     let (commits, events) = log.commit_stats();
     let mean_group = events as f64 / commits.max(1) as f64;
@@ -230,7 +240,7 @@ pub fn run_append_bench(dir: &Path, cfg: &AppendBenchConfig) -> Result<AppendBen
     let value = vec![0x5au8; record_bytes];
     let t = Instant::now();
     for i in 0..cfg.events {
-        db.insert(crate::layout::event_key(1, i), value.as_slice())?;
+        db.insert(crate::layout::segment_key(1, i), value.as_slice())?;
         if (i + 1) % cfg.raw_flush_every == 0 {
             db.flush()?;
         }

@@ -17,9 +17,11 @@ pub mod backend;
 pub mod bench;
 pub mod error;
 pub mod event;
+pub mod index;
 pub mod keyfile;
 pub mod layout;
 pub mod log;
+pub mod segment;
 pub mod store;
 pub mod verify;
 

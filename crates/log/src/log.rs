@@ -8,8 +8,13 @@
 //!                       idempotency check                 merge queued groups
 //!                       author_seq, channel positions     one atomic batch
 //!                       prev_hash chain                   one flush (durable)
-//!                       sign (rayon, both cores)          reply to callers
+//!                       sign (rayon, both cores)          update indexes, reply
 //! ```
+//!
+//! A group is stored as segments (runs of up to 256 events in one sled value,
+//! [`crate::segment`]), so a durable append costs one sled insert per group,
+//! not several per event; the id, person and channel indexes live in memory
+//! ([`crate::index`]) and are rebuilt from the segments on open.
 //!
 //! A caller's reply is sent only after its events are flushed (invariant 2).
 //! A batch of drafts is atomic: validated as a whole before sequencing, and
@@ -35,7 +40,9 @@ use yipan_proto::v1::{Envelope, EventDraft, Recipient, SignedEvent, TierDigest};
 use crate::backend::{Backend, Op};
 use crate::error::{Error, Result};
 use crate::event::{hash_envelope, StoredEvent};
+use crate::index::{short_digest, Index};
 use crate::layout;
+use crate::segment::{self, Entry};
 
 /// Most events one sequencing group takes (bounds latency and batch size).
 const MAX_GROUP: usize = 4096;
@@ -117,17 +124,28 @@ struct Prepared {
     digest: [u8; 32],
 }
 
+/// Where a job's outcome is sent.
+type Reply = oneshot::Sender<Result<Vec<Appended>>>;
+/// Sequenced but not yet durable: id → (draft digest, outcome).
+type InFlight = HashMap<[u8; 16], ([u8; 32], Appended)>;
+
 struct Job {
     drafts: Vec<Prepared>,
-    reply: oneshot::Sender<Result<Vec<Appended>>>,
+    reply: Reply,
+}
+
+/// An own event signed and ready to store.
+struct Signed {
+    seq: u64,
+    digest: [u8; 32],
+    bytes: Vec<u8>,
+    envelope: Envelope,
 }
 
 struct WriteGroup {
-    ops: Vec<Op>,
+    events: Vec<Signed>,
     head: (u64, [u8; 32]),
-    replies: Vec<(oneshot::Sender<Result<Vec<Appended>>>, Result<Vec<Appended>>)>,
-    ids: Vec<[u8; 16]>,
-    events: u64,
+    replies: Vec<(Reply, Result<Vec<Appended>>)>,
 }
 
 struct Shared<B> {
@@ -136,10 +154,14 @@ struct Shared<B> {
     signing: SigningKey,
     roster: RwLock<HashMap<u32, VerifyingKey>>,
     /// Sequenced but not yet durable: id → (draft digest, outcome), for idempotency.
-    in_flight: Mutex<HashMap<[u8; 16], ([u8; 32], Appended)>>,
+    in_flight: Mutex<InFlight>,
     poisoned: AtomicBool,
     /// Serialises ingest (channel positions are checked then written).
     ingest_lock: Mutex<()>,
+    /// Id, person and channel indexes over everything stored.
+    index: RwLock<Index>,
+    /// The own chain's durable head (seq, hash).
+    head: Mutex<(u64, [u8; 32])>,
     commits: AtomicU64,
     committed_events: AtomicU64,
 }
@@ -155,7 +177,7 @@ pub struct Log<B: Backend> {
 struct SeqState {
     seq: u64,
     hash: [u8; 32],
-    /// Last channel position per recipient, loaded lazily.
+    /// Last channel position per recipient, loaded lazily from the index.
     channels: HashMap<u32, u64>,
 }
 
@@ -167,6 +189,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl<B: Backend> Log<B> {
     /// Opens the log of `locality` over `backend`, signing with `signing`.
     /// A new store records its locality and puts its own key in the roster.
+    /// The in-memory indexes are rebuilt from the stored segments.
     pub fn open(backend: B, locality: Locality, signing: SigningKey) -> Result<Self> {
         match backend.get(layout::META_LOCALITY)? {
             Some(stored) => {
@@ -197,21 +220,24 @@ impl<B: Backend> Log<B> {
             }
         }
 
-        let (seq, hash) = match backend.last_in(
-            &layout::author_prefix(locality.as_u32()),
-            &layout::prefix_end(&layout::author_prefix(locality.as_u32())),
-        )? {
-            Some((k, v)) => {
-                let (_, seq) = layout::parse_event_key(&k).ok_or_else(|| Error::Storage("bad event key".into()))?;
-                let ev = StoredEvent::decode(&v).map_err(|problem| Error::Corrupt {
-                    author: locality.to_string(),
-                    seq,
-                    problem,
-                })?;
-                (seq, ev.hash)
+        // Rebuild the indexes; damaged records are skipped here and reported by `verify`.
+        let mut index = Index::default();
+        let me = locality.as_u32();
+        let mut head = (0u64, [0u8; 32]);
+        backend.for_each(&[layout::SEGMENT], &[layout::SEGMENT + 1], &mut |k, v| {
+            let (Some((author, _)), Ok(entries)) = (layout::parse_segment_key(k), segment::decode(v)) else {
+                return true;
+            };
+            for e in entries {
+                if let Ok(ev) = StoredEvent::decode(e.bytes) {
+                    index.add(author, e.seq, &e.digest, &ev.envelope);
+                    if author == me {
+                        head = (e.seq, ev.hash);
+                    }
+                }
             }
-            None => (0, [0u8; 32]),
-        };
+            true
+        })?;
 
         let shared = Arc::new(Shared {
             backend,
@@ -221,12 +247,14 @@ impl<B: Backend> Log<B> {
             in_flight: Mutex::new(HashMap::new()),
             poisoned: AtomicBool::new(false),
             ingest_lock: Mutex::new(()),
+            index: RwLock::new(index),
+            head: Mutex::new(head),
             commits: AtomicU64::new(0),
             committed_events: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let (wtx, wrx) = mpsc::sync_channel::<WriteGroup>(4);
-        let state = SeqState { seq, hash, channels: HashMap::new() };
+        let state = SeqState { seq: head.0, hash: head.1, channels: HashMap::new() };
         let s1 = shared.clone();
         let s2 = shared.clone();
         let sequencer = std::thread::Builder::new()
@@ -258,6 +286,16 @@ impl<B: Backend> Log<B> {
     /// Number of group commits and of events they wrote since open.
     pub fn commit_stats(&self) -> (u64, u64) {
         (self.shared.commits.load(Ordering::Relaxed), self.shared.committed_events.load(Ordering::Relaxed))
+    }
+
+    /// Number of events held (own and received).
+    pub fn len(&self) -> usize {
+        read(&self.shared.index).len()
+    }
+
+    /// True when no event is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn prepare(&self, drafts: Vec<EventDraft>) -> Result<Vec<Prepared>> {
@@ -331,25 +369,16 @@ impl<B: Backend> Log<B> {
         v.pop().ok_or(Error::Closed)
     }
 
-    fn decode_at(&self, author: u32, seq: u64, bytes: &[u8]) -> Result<StoredEvent> {
-        StoredEvent::decode(bytes).map_err(|problem| Error::Corrupt { author: author.to_string(), seq, problem })
-    }
-
-    fn event_at(&self, author: u32, seq: u64) -> Result<Option<StoredEvent>> {
-        match self.shared.backend.get(&layout::event_key(author, seq))? {
-            Some(v) => self.decode_at(author, seq, &v).map(Some),
-            None => Ok(None),
-        }
+    /// The event of `author` at `seq`, if held.
+    pub fn event_at(&self, author: Locality, seq: u64) -> Result<Option<StoredEvent>> {
+        event_at(&self.shared.backend, author.as_u32(), seq)
     }
 
     /// The event with this id.
     pub fn get(&self, id: Uuid) -> Result<Option<StoredEvent>> {
-        match self.shared.backend.get(&layout::id_key(id.as_bytes()))? {
-            Some(v) => {
-                let (author, seq, _) = layout::parse_id_value(&v)
-                    .ok_or_else(|| Error::Storage(format!("id index entry of {id} is malformed")))?;
-                self.event_at(author, seq)
-            }
+        let entry = read(&self.shared.index).id(id.as_bytes());
+        match entry {
+            Some(e) => event_at(&self.shared.backend, e.author, e.seq),
             None => Ok(None),
         }
     }
@@ -357,38 +386,75 @@ impl<B: Backend> Log<B> {
     /// Up to `limit` events of `author` from sequence `from_seq` on.
     pub fn read_author(&self, author: Locality, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         let a = author.as_u32();
+        let start = layout::segment_key(a, from_seq).to_vec();
         let end = layout::prefix_end(&layout::author_prefix(a));
-        self.decode_all(self.shared.backend.range(&layout::event_key(a, from_seq), &end, limit)?)
+        self.scan(&start, &end, |_, seq| seq >= from_seq, limit)
     }
 
     /// Up to `limit` events of any author, in (author, seq) order, after `after`.
     pub fn read_all(&self, after: Option<(Locality, u64)>, limit: usize) -> Result<Vec<StoredEvent>> {
-        let start = match after {
-            Some((a, s)) => layout::event_key(a.as_u32(), s.saturating_add(1)).to_vec(),
-            None => vec![layout::EVENT],
+        let (start, skip) = match after {
+            Some((a, s)) => (layout::segment_key(a.as_u32(), s.saturating_add(1)).to_vec(), Some((a.as_u32(), s))),
+            None => (vec![layout::SEGMENT], None),
         };
-        self.decode_all(self.shared.backend.range(&start, &[layout::EVENT + 1], limit)?)
+        let keep = move |author: u32, seq: u64| match skip {
+            Some((a, s)) => author > a || (author == a && seq > s),
+            None => true,
+        };
+        self.scan(&start, &[layout::SEGMENT + 1], keep, limit)
     }
 
-    fn decode_all(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<StoredEvent>> {
-        entries
-            .into_iter()
-            .map(|(k, v)| {
-                let (a, s) = layout::parse_event_key(&k).unwrap_or((0, 0));
-                self.decode_at(a, s, &v)
-            })
-            .collect()
-    }
-
-    /// Every event about `person`, by author then sequence.
-    pub fn read_person(&self, person: PersonKey) -> Result<Vec<StoredEvent>> {
-        let mut prefix = vec![layout::PERSON];
-        prefix.extend_from_slice(person.as_bytes());
+    /// Decodes events of the segments in `start..end` that `keep` accepts.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        keep: impl Fn(u32, u64) -> bool,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
         let mut out = Vec::new();
-        for (k, _) in self.shared.backend.range(&prefix, &layout::prefix_end(&prefix), usize::MAX)? {
-            let author = u32::from_be_bytes(k[17..21].try_into().map_err(|_| Error::Storage("bad person key".into()))?);
-            let seq = u64::from_be_bytes(k[21..29].try_into().map_err(|_| Error::Storage("bad person key".into()))?);
-            if let Some(ev) = self.event_at(author, seq)? {
+        let mut failure = None;
+        self.shared.backend.for_each(start, end, &mut |k, v| {
+            let Some((author, last)) = layout::parse_segment_key(k) else { return true };
+            let entries = match segment::decode(v) {
+                Ok(e) => e,
+                Err(problem) => {
+                    failure = Some(Error::Corrupt { author: author.to_string(), seq: last, problem });
+                    return false;
+                }
+            };
+            for e in entries {
+                if out.len() >= limit {
+                    return false;
+                }
+                if keep(author, e.seq) {
+                    match decode_at(author, e.seq, e.bytes) {
+                        Ok(ev) => out.push(ev),
+                        Err(err) => {
+                            failure = Some(err);
+                            return false;
+                        }
+                    }
+                }
+            }
+            out.len() < limit
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Every event about `person`, in the order they were stored.
+    pub fn read_person(&self, person: PersonKey) -> Result<Vec<StoredEvent>> {
+        let positions = read(&self.shared.index).person(&person);
+        self.at_positions(positions)
+    }
+
+    fn at_positions(&self, positions: Vec<(u32, u64)>) -> Result<Vec<StoredEvent>> {
+        let mut out = Vec::with_capacity(positions.len());
+        for (a, s) in positions {
+            if let Some(ev) = event_at(&self.shared.backend, a, s)? {
                 out.push(ev);
             }
         }
@@ -403,34 +469,18 @@ impl<B: Backend> Log<B> {
         from: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        let prefix = layout::channel_prefix(author.as_u32(), recipient.as_u32());
-        let start = layout::channel_key(author.as_u32(), recipient.as_u32(), from);
-        let mut out = Vec::new();
-        for (_, v) in self.shared.backend.range(&start, &layout::prefix_end(&prefix), limit)? {
-            let (a, s, _) =
-                layout::parse_id_value(&v).ok_or_else(|| Error::Storage("bad channel index value".into()))?;
-            if let Some(ev) = self.event_at(a, s)? {
-                out.push(ev);
-            }
-        }
-        Ok(out)
+        let seqs = read(&self.shared.index).channel(author.as_u32(), recipient.as_u32(), from, limit);
+        self.at_positions(seqs.into_iter().map(|(_, s)| (author.as_u32(), s)).collect())
     }
 
     /// The last stored position of the author→recipient channel (0 if none).
     pub fn channel_head(&self, author: Locality, recipient: Locality) -> Result<u64> {
-        channel_head(&self.shared.backend, author.as_u32(), recipient.as_u32())
+        Ok(read(&self.shared.index).channel_head(author.as_u32(), recipient.as_u32()))
     }
 
     /// The own chain's durable head: (seq, hash); (0, zeros) when empty.
     pub fn head(&self) -> Result<(u64, [u8; 32])> {
-        let a = self.shared.locality.as_u32();
-        match self.shared.backend.last_in(&layout::author_prefix(a), &layout::prefix_end(&layout::author_prefix(a)))? {
-            Some((k, v)) => {
-                let (_, seq) = layout::parse_event_key(&k).unwrap_or((a, 0));
-                Ok((seq, self.decode_at(a, seq, &v)?.hash))
-            }
-            None => Ok((0, [0u8; 32])),
-        }
+        Ok(*lock(&self.shared.head))
     }
 
     /// The roster: every known locality key.
@@ -475,8 +525,12 @@ impl<B: Backend> Log<B> {
     /// event at a known position is a fork. Rejects go to quarantine with
     /// their bytes and reason; nothing that failed verification is stored.
     pub fn ingest_batch(&self, items: &[&[u8]]) -> Result<Vec<Ingested>> {
-        let checked: Vec<std::result::Result<(StoredEvent, u64), (Option<String>, String)>> =
-            items.par_iter().map(|b| self.check_foreign(b)).collect();
+        type Checked = std::result::Result<(StoredEvent, u64), (Option<String>, String)>;
+        let checked: Vec<Checked> = if items.len() >= PARALLEL_SIGN_FROM {
+            items.par_iter().map(|b| self.check_foreign(b)).collect()
+        } else {
+            items.iter().map(|b| self.check_foreign(b)).collect()
+        };
         let _guard = lock(&self.shared.ingest_lock);
         let me = self.shared.locality.as_u32();
         let mut outcomes: Vec<Option<Ingested>> = vec![None; items.len()];
@@ -503,66 +557,103 @@ impl<B: Backend> Log<B> {
             Ok((ev, ch)) => (0, ev.author().map(|a| a.as_u32()).unwrap_or(0), *ch),
             Err(_) => (1, 0, 0),
         });
-        let mut heads: HashMap<u32, u64> = HashMap::new();
+        // Channel heads and highest sequences as this batch advances them.
+        let mut heads: HashMap<u32, (u64, u64)> = HashMap::new();
         let mut batch_ids: HashMap<[u8; 16], [u8; 32]> = HashMap::new();
-        for i in order {
-            let outcome = match &checked[i] {
-                Err((author, reason)) => quarantine(&mut ops, items[i], author.clone(), reason.clone())?,
-                Ok((ev, ch)) => {
-                    let author = ev.author().map(|a| a.as_u32()).unwrap_or(0);
-                    let id: [u8; 16] = ev.envelope.event_id.as_slice().try_into().unwrap_or_default();
-                    let uuid = Uuid::from_bytes(id);
-                    let head = match heads.get(&author) {
-                        Some(h) => *h,
-                        None => channel_head(&self.shared.backend, author, me)?,
-                    };
-                    let known = match batch_ids.get(&id) {
-                        Some(h) => Some(*h),
-                        None => match self.get(uuid)? {
-                            Some(existing) => Some(existing.hash),
-                            None => None,
-                        },
-                    };
-                    match known {
-                        Some(h) if h == ev.hash => Ingested::Duplicate { id: uuid },
-                        Some(_) => quarantine(
-                            &mut ops,
-                            items[i],
-                            Some(ev.envelope.author.clone()),
-                            format!("event id {uuid} is already held with different content"),
-                        )?,
-                        None if *ch <= head => quarantine(
-                            &mut ops,
-                            items[i],
-                            Some(ev.envelope.author.clone()),
-                            format!(
-                                "fork: channel position {ch} from {} to {} already holds another event",
-                                ev.envelope.author, self.shared.locality
-                            ),
-                        )?,
-                        None if *ch > head + 1 => Ingested::Gap {
-                            author: ev.author().unwrap_or(self.shared.locality),
-                            expected: head + 1,
-                            got: *ch,
-                        },
-                        None => {
-                            heads.insert(author, *ch);
-                            batch_ids.insert(id, ev.hash);
-                            push_index_ops(&mut ops, ev, author, &id, None, items[i]);
-                            Ingested::Stored {
-                                id: uuid,
+        let mut stored: Vec<(u32, usize)> = Vec::new();
+        {
+            let index = read(&self.shared.index);
+            for i in order {
+                let outcome = match &checked[i] {
+                    Err((author, reason)) => quarantine(&mut ops, items[i], author.clone(), reason.clone())?,
+                    Ok((ev, ch)) => {
+                        let author = ev.author().map(|a| a.as_u32()).unwrap_or(0);
+                        let id: [u8; 16] = ev.envelope.event_id.as_slice().try_into().unwrap_or_default();
+                        let uuid = Uuid::from_bytes(id);
+                        let (head, max_seq) = *heads
+                            .entry(author)
+                            .or_insert_with(|| (index.channel_head(author, me), index.max_seq(author)));
+                        let known = match batch_ids.get(&id) {
+                            Some(h) => Some(*h),
+                            None => match index.id(&id) {
+                                Some(e) => event_at(&self.shared.backend, e.author, e.seq)?.map(|x| x.hash),
+                                None => None,
+                            },
+                        };
+                        let author_text = Some(ev.envelope.author.clone());
+                        match known {
+                            Some(h) if h == ev.hash => Ingested::Duplicate { id: uuid },
+                            Some(_) => quarantine(
+                                &mut ops,
+                                items[i],
+                                author_text,
+                                format!("event id {uuid} is already held with different content"),
+                            )?,
+                            None if *ch <= head => quarantine(
+                                &mut ops,
+                                items[i],
+                                author_text,
+                                format!(
+                                    "fork: channel position {ch} from {} to {} already holds another event",
+                                    ev.envelope.author, self.shared.locality
+                                ),
+                            )?,
+                            None if *ch > head + 1 => Ingested::Gap {
                                 author: ev.author().unwrap_or(self.shared.locality),
-                                seq: ev.seq(),
-                                channel_seq: *ch,
+                                expected: head + 1,
+                                got: *ch,
+                            },
+                            None if ev.seq() <= max_seq => quarantine(
+                                &mut ops,
+                                items[i],
+                                author_text,
+                                format!(
+                                    "fork: author sequence {} is not after {max_seq}, already held from {}",
+                                    ev.seq(),
+                                    ev.envelope.author
+                                ),
+                            )?,
+                            None => {
+                                heads.insert(author, (*ch, ev.seq()));
+                                batch_ids.insert(id, ev.hash);
+                                stored.push((author, i));
+                                Ingested::Stored {
+                                    id: uuid,
+                                    author: ev.author().unwrap_or(self.shared.locality),
+                                    seq: ev.seq(),
+                                    channel_seq: *ch,
+                                }
                             }
                         }
                     }
+                };
+                outcomes[i] = Some(outcome);
+            }
+        }
+        // One run of segments per author, in sequence order (the batch order above).
+        let zero = [0u8; 32];
+        for run in stored.chunk_by(|a, b| a.0 == b.0) {
+            for chunk in run.chunks(segment::MAX_ENTRIES) {
+                let entries: Vec<Entry<'_>> = chunk
+                    .iter()
+                    .filter_map(|(_, i)| checked[*i].as_ref().ok().map(|(ev, _)| (ev.seq(), *i)))
+                    .map(|(seq, i)| Entry { seq, digest: zero, bytes: items[i] })
+                    .collect();
+                if let Some(last) = entries.last() {
+                    ops.push((layout::segment_key(chunk[0].0, last.seq).to_vec(), Some(segment::encode(&entries))));
                 }
-            };
-            outcomes[i] = Some(outcome);
+            }
         }
         if !ops.is_empty() {
             self.shared.backend.commit(ops)?;
+        }
+        if !stored.is_empty() {
+            let mut index = write(&self.shared.index);
+            for (author, i) in &stored {
+                if let Ok((ev, _)) = &checked[*i] {
+                    index.add(*author, ev.seq(), &zero, &ev.envelope);
+                }
+            }
         }
         Ok(outcomes
             .into_iter()
@@ -652,6 +743,28 @@ impl<B: Backend> Log<B> {
     pub fn raw_put(&self, key: &[u8], value: Option<Vec<u8>>) -> Result<()> {
         self.shared.backend.commit(vec![(key.to_vec(), value)])
     }
+
+    /// Test hook: rewrites the stored bytes of one event inside its segment
+    /// (`None` removes it), bypassing every check.
+    #[cfg(feature = "testing")]
+    pub fn raw_edit_event(&self, author: Locality, seq: u64, f: impl FnOnce(&mut Option<Vec<u8>>)) -> Result<()> {
+        let a = author.as_u32();
+        let (key, value) = self
+            .shared
+            .backend
+            .range(&layout::segment_key(a, seq), &layout::prefix_end(&layout::author_prefix(a)), 1)?
+            .pop()
+            .ok_or_else(|| Error::Storage(format!("no segment holds {author}#{seq}")))?;
+        let entries = segment::decode(&value).map_err(Error::Storage)?;
+        let mut owned: Vec<(u64, [u8; 32], Option<Vec<u8>>)> =
+            entries.iter().map(|e| (e.seq, e.digest, Some(e.bytes.to_vec()))).collect();
+        let slot =
+            owned.iter_mut().find(|e| e.0 == seq).ok_or_else(|| Error::Storage(format!("{author}#{seq} not held")))?;
+        f(&mut slot.2);
+        let kept: Vec<Entry<'_>> =
+            owned.iter().filter_map(|(s, d, b)| b.as_ref().map(|b| Entry { seq: *s, digest: *d, bytes: b })).collect();
+        self.shared.backend.commit(vec![(key, Some(segment::encode(&kept)))])
+    }
 }
 
 impl<B: Backend> Drop for Log<B> {
@@ -665,36 +778,31 @@ impl<B: Backend> Drop for Log<B> {
     }
 }
 
-fn channel_head<B: Backend>(backend: &B, author: u32, recipient: u32) -> Result<u64> {
-    let prefix = layout::channel_prefix(author, recipient);
-    Ok(backend
-        .last_in(&prefix, &layout::prefix_end(&prefix))?
-        .and_then(|(k, _)| layout::channel_seq_of(&k))
-        .unwrap_or(0))
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The event, id, person and channel entries of one event.
-fn push_index_ops(
-    ops: &mut Vec<Op>,
-    ev: &StoredEvent,
-    author: u32,
-    id: &[u8; 16],
-    digest: Option<&[u8; 32]>,
-    bytes: &[u8],
-) {
-    let seq = ev.envelope.author_seq;
-    ops.push((layout::event_key(author, seq).to_vec(), Some(bytes.to_vec())));
-    ops.push((layout::id_key(id).to_vec(), Some(layout::id_value(author, seq, digest))));
-    if let Ok(p) = PersonKey::parse(&ev.envelope.person_key) {
-        ops.push((layout::person_key(p.as_bytes(), author, seq).to_vec(), Some(Vec::new())));
-    }
-    for r in &ev.envelope.recipients {
-        if let Ok(l) = Locality::parse(&r.locality) {
-            ops.push((
-                layout::channel_key(author, l.as_u32(), r.channel_seq).to_vec(),
-                Some(layout::id_value(author, seq, None)),
-            ));
-        }
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn decode_at(author: u32, seq: u64, bytes: &[u8]) -> Result<StoredEvent> {
+    StoredEvent::decode(bytes).map_err(|problem| Error::Corrupt { author: author.to_string(), seq, problem })
+}
+
+/// Reads one event out of the segment that holds it.
+fn event_at<B: Backend>(backend: &B, author: u32, seq: u64) -> Result<Option<StoredEvent>> {
+    let Some((key, value)) =
+        backend.range(&layout::segment_key(author, seq), &layout::prefix_end(&layout::author_prefix(author)), 1)?.pop()
+    else {
+        return Ok(None);
+    };
+    let last = layout::parse_segment_key(&key).map(|(_, l)| l).unwrap_or(seq);
+    let entries =
+        segment::decode(&value).map_err(|problem| Error::Corrupt { author: author.to_string(), seq: last, problem })?;
+    match entries.iter().find(|e| e.seq == seq) {
+        Some(e) => decode_at(author, seq, e.bytes).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -713,27 +821,20 @@ fn existing<B: Backend>(shared: &Shared<B>, id: &Uuid, digest: &[u8; 32]) -> Res
             Existing::Different
         });
     }
-    let Some(v) = shared.backend.get(&layout::id_key(id.as_bytes()))? else {
+    let Some(entry) = read(&shared.index).id(id.as_bytes()) else {
         return Ok(Existing::None);
     };
-    let (author, seq, stored_digest) =
-        layout::parse_id_value(&v).ok_or_else(|| Error::Storage(format!("id index entry of {id} is malformed")))?;
-    if author != shared.locality.as_u32() || stored_digest.as_ref() != Some(digest) {
+    if entry.author != shared.locality.as_u32() || entry.digest != short_digest(digest) {
         return Ok(Existing::Different);
     }
-    let bytes = shared.backend.get(&layout::event_key(author, seq))?.ok_or_else(|| Error::Corrupt {
+    let ev = event_at(&shared.backend, entry.author, entry.seq)?.ok_or_else(|| Error::Corrupt {
         author: shared.locality.to_string(),
-        seq,
+        seq: entry.seq,
         problem: "indexed by id but missing".into(),
-    })?;
-    let ev = StoredEvent::decode(&bytes).map_err(|problem| Error::Corrupt {
-        author: shared.locality.to_string(),
-        seq,
-        problem,
     })?;
     Ok(Existing::Same(Appended {
         id: *id,
-        seq,
+        seq: entry.seq,
         hash: ev.hash,
         recipients: ev
             .envelope
@@ -748,13 +849,11 @@ fn existing<B: Backend>(shared: &Shared<B>, id: &Uuid, digest: &[u8; 32]) -> Res
 
 /// An event sequenced and encoded, waiting for its signature.
 struct Unsigned {
-    envelope: Vec<u8>,
+    envelope: Envelope,
+    envelope_bytes: Vec<u8>,
     tiers: Vec<yipan_proto::v1::TierPayload>,
-    id: [u8; 16],
     digest: [u8; 32],
-    person: Option<PersonKey>,
     seq: u64,
-    recipients: Vec<(Locality, u64)>,
 }
 
 fn sequencer<B: Backend>(
@@ -763,7 +862,6 @@ fn sequencer<B: Backend>(
     wtx: mpsc::SyncSender<WriteGroup>,
     mut state: SeqState,
 ) {
-    let me = shared.locality;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         let mut count = jobs[0].drafts.len();
@@ -789,30 +887,17 @@ fn sequencer<B: Backend>(
             let result = sequence_job(&shared, &mut state, job.drafts, &now, &mut unsigned);
             replies.push((job.reply, result));
         }
-        let sign = |u: &Unsigned| shared.signing.sign(&u.envelope).to_bytes();
-        let signatures: Vec<[u8; 64]> = if unsigned.len() >= PARALLEL_SIGN_FROM {
-            unsigned.par_iter().map(sign).collect()
-        } else {
-            unsigned.iter().map(sign).collect()
+        let sign = |u: Unsigned| {
+            let signature = shared.signing.sign(&u.envelope_bytes).to_bytes().to_vec();
+            let bytes = SignedEvent { envelope: u.envelope_bytes, signature, tiers: u.tiers }.encode_to_vec();
+            Signed { seq: u.seq, digest: u.digest, bytes, envelope: u.envelope }
         };
-        let mut ops: Vec<Op> = Vec::with_capacity(unsigned.len() * 4);
-        let mut ids = Vec::with_capacity(unsigned.len());
-        for (u, sig) in unsigned.into_iter().zip(signatures) {
-            let a = me.as_u32();
-            let signed = SignedEvent { envelope: u.envelope, signature: sig.to_vec(), tiers: u.tiers };
-            ops.push((layout::event_key(a, u.seq).to_vec(), Some(signed.encode_to_vec())));
-            ops.push((layout::id_key(&u.id).to_vec(), Some(layout::id_value(a, u.seq, Some(&u.digest)))));
-            if let Some(p) = u.person {
-                ops.push((layout::person_key(p.as_bytes(), a, u.seq).to_vec(), Some(Vec::new())));
-            }
-            for (r, ch) in &u.recipients {
-                ops.push((layout::channel_key(a, r.as_u32(), *ch).to_vec(), Some(layout::id_value(a, u.seq, None))));
-            }
-            ids.push(u.id);
-        }
-        let events = ids.len() as u64;
-        let group = WriteGroup { ops, head: (state.seq, state.hash), replies, ids, events };
-        if wtx.send(group).is_err() {
+        let events: Vec<Signed> = if unsigned.len() >= PARALLEL_SIGN_FROM {
+            unsigned.into_par_iter().map(sign).collect()
+        } else {
+            unsigned.into_iter().map(sign).collect()
+        };
+        if wtx.send(WriteGroup { events, head: (state.seq, state.hash), replies }).is_err() {
             return;
         }
     }
@@ -840,16 +925,11 @@ fn sequence_job<B: Backend>(
             Existing::Same(a) => Some(a),
             Existing::Different => return Err(Error::IdConflict { id: p.id }),
         };
-        for r in &p.checked.recipients {
-            if !state.channels.contains_key(&r.as_u32()) {
-                let h = channel_head(&shared.backend, shared.locality.as_u32(), r.as_u32())?;
-                state.channels.insert(r.as_u32(), h);
-            }
-        }
         seen.insert(p.id, p.digest);
         plan.push((p, dup));
     }
     // Phase 2: sequence; cannot fail.
+    let me = shared.locality.as_u32();
     let mut appended = Vec::with_capacity(plan.len());
     let mut job_ids: HashMap<Uuid, Appended> = HashMap::new();
     for (p, dup) in plan {
@@ -865,7 +945,10 @@ fn sequence_job<B: Backend>(
             .recipients
             .iter()
             .map(|r| {
-                let ch = state.channels.entry(r.as_u32()).or_insert(0);
+                let ch = state
+                    .channels
+                    .entry(r.as_u32())
+                    .or_insert_with(|| read(&shared.index).channel_head(me, r.as_u32()));
                 *ch += 1;
                 (*r, *ch)
             })
@@ -892,42 +975,46 @@ fn sequence_job<B: Backend>(
                 .map(|t| TierDigest { tier: t.tier, sha256: Sha256::digest(&t.content).to_vec() })
                 .collect(),
             body: draft.body,
-        }
-        .encode_to_vec();
-        let hash = hash_envelope(&envelope);
+        };
+        let envelope_bytes = envelope.encode_to_vec();
+        let hash = hash_envelope(&envelope_bytes);
         state.seq = seq;
         state.hash = hash;
-        let a =
-            Appended { id, seq, hash, recipients: recipients.clone(), duplicate: false, warnings: checked.warnings };
+        let a = Appended { id, seq, hash, recipients, duplicate: false, warnings: checked.warnings };
         lock(&shared.in_flight).insert(*id.as_bytes(), (digest, a.clone()));
         job_ids.insert(id, a.clone());
-        out.push(Unsigned { envelope, tiers, id: *id.as_bytes(), digest, person: checked.person, seq, recipients });
+        out.push(Unsigned { envelope, envelope_bytes, tiers, digest, seq });
         appended.push(a);
     }
     Ok(appended)
 }
 
 fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
+    let me = shared.locality.as_u32();
     while let Ok(first) = rx.recv() {
         let mut groups = vec![first];
         while let Ok(g) = rx.try_recv() {
             groups.push(g);
         }
         let head = groups.last().map(|g| g.head).unwrap_or((0, [0u8; 32]));
-        let events: u64 = groups.iter().map(|g| g.events).sum();
-        let mut ops: Vec<Op> = Vec::with_capacity(groups.iter().map(|g| g.ops.len()).sum::<usize>() + 1);
+        let mut events: Vec<Signed> = Vec::new();
         let mut replies = Vec::new();
-        let mut ids = Vec::new();
         for g in groups {
-            ops.extend(g.ops);
+            events.extend(g.events);
             replies.extend(g.replies);
-            ids.extend(g.ids);
         }
         let result = if shared.poisoned.load(Ordering::Acquire) {
             Err(Error::Poisoned)
-        } else if events == 0 {
+        } else if events.is_empty() {
             Ok(())
         } else {
+            let mut ops: Vec<Op> = Vec::with_capacity(events.len() / segment::MAX_ENTRIES + 2);
+            for chunk in events.chunks(segment::MAX_ENTRIES) {
+                let entries: Vec<Entry<'_>> =
+                    chunk.iter().map(|e| Entry { seq: e.seq, digest: e.digest, bytes: &e.bytes }).collect();
+                let last = chunk[chunk.len() - 1].seq;
+                ops.push((layout::segment_key(me, last).to_vec(), Some(segment::encode(&entries))));
+            }
             let mut h = head.0.to_be_bytes().to_vec();
             h.extend_from_slice(&head.1);
             ops.push((layout::META_HEAD.to_vec(), Some(h)));
@@ -935,8 +1022,16 @@ fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
         };
         match result {
             Ok(()) => {
+                if !events.is_empty() {
+                    let mut index = write(&shared.index);
+                    for e in &events {
+                        index.add(me, e.seq, &e.digest, &e.envelope);
+                    }
+                    drop(index);
+                    *lock(&shared.head) = head;
+                }
                 shared.commits.fetch_add(1, Ordering::Relaxed);
-                shared.committed_events.fetch_add(events, Ordering::Relaxed);
+                shared.committed_events.fetch_add(events.len() as u64, Ordering::Relaxed);
                 for (reply, r) in replies {
                     let _ = reply.send(r);
                 }
@@ -951,8 +1046,10 @@ fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
             }
         }
         let mut in_flight = lock(&shared.in_flight);
-        for id in ids {
-            in_flight.remove(&id);
+        for e in &events {
+            if let Ok(id) = <[u8; 16]>::try_from(e.envelope.event_id.as_slice()) {
+                in_flight.remove(&id);
+            }
         }
     }
 }

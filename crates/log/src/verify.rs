@@ -11,6 +11,7 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::event::StoredEvent;
 use crate::layout;
+use crate::segment;
 
 /// One problem found by [`run`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -80,15 +81,8 @@ pub fn run<B: Backend>(backend: &B, me: Locality, roster: &HashMap<u32, Verifyin
     let mut own_last: Option<(u64, [u8; 32])> = None;
     let mut index_errors: Vec<Fault> = Vec::new();
 
-    let mut visit = |k: &[u8], v: &[u8]| -> bool {
-        let Some((author, seq)) = layout::parse_event_key(k) else {
-            faults.push(Fault {
-                author: "?".into(),
-                seq: 0,
-                problem: format!("unreadable event key {}", hex::encode(k)),
-            });
-            return true;
-        };
+    let mut ids: std::collections::HashSet<[u8; 16]> = std::collections::HashSet::new();
+    let mut visit = |author: u32, seq: u64, v: &[u8]| -> bool {
         let author_text = author.to_string();
         let fault =
             |faults: &mut Vec<Fault>, problem: String| faults.push(Fault { author: author_text.clone(), seq, problem });
@@ -176,18 +170,54 @@ pub fn run<B: Backend>(backend: &B, me: Locality, roster: &HashMap<u32, Verifyin
                 }
             }
         }
-        match backend.get(&layout::id_key(&env.event_id.as_slice().try_into().unwrap_or([0u8; 16]))) {
-            Ok(Some(idv)) if layout::parse_id_value(&idv).map(|(a, s, _)| (a, s)) == Some((author, seq)) => {}
-            _ => index_errors.push(Fault {
+        match <[u8; 16]>::try_from(env.event_id.as_slice()) {
+            Ok(id) if !ids.insert(id) => index_errors.push(Fault {
                 author: author_text.clone(),
                 seq,
-                problem: "id index does not point at this event".into(),
+                problem: "event id is used by another stored event".into(),
+            }),
+            Ok(_) => {}
+            Err(_) => index_errors.push(Fault {
+                author: author_text.clone(),
+                seq,
+                problem: "event id is not 16 bytes".into(),
             }),
         }
         c.prev = Some((seq, ev.hash));
         true
     };
-    backend.for_each(&[layout::EVENT], &[layout::EVENT + 1], &mut visit)?;
+    let mut segment_faults: Vec<Fault> = Vec::new();
+    backend.for_each(&[layout::SEGMENT], &[layout::SEGMENT + 1], &mut |k, v| {
+        let Some((author, last)) = layout::parse_segment_key(k) else {
+            segment_faults.push(Fault {
+                author: "?".into(),
+                seq: 0,
+                problem: format!("unreadable segment key {}", hex::encode(k)),
+            });
+            return true;
+        };
+        match segment::decode(v) {
+            Err(problem) => segment_faults.push(Fault {
+                author: author.to_string(),
+                seq: last,
+                problem: format!("segment ending at #{last}: {problem}"),
+            }),
+            Ok(entries) => {
+                if entries.last().map(|e| e.seq) != Some(last) {
+                    segment_faults.push(Fault {
+                        author: author.to_string(),
+                        seq: last,
+                        problem: format!("segment keyed by #{last} does not end with it"),
+                    });
+                }
+                for e in entries {
+                    visit(author, e.seq, e.bytes);
+                }
+            }
+        }
+        true
+    })?;
+    faults.extend(segment_faults);
     faults.extend(index_errors);
 
     // The recorded head catches deletion of the last events.

@@ -53,8 +53,7 @@ proptest! {
         let mut damaged = bytes.clone();
         let at = pos.index(damaged.len());
         damaged[at] ^= mask;
-        let a = loc(author).as_u32();
-        store.raw_put(&layout::event_key(a, seq), Some(damaged)).unwrap();
+        store.raw_edit_event(loc(author), seq, |b| *b = Some(damaged)).unwrap();
         prop_assert!(faults_name(&store, author, seq), "byte {} of {}#{} changed unnoticed", at, author, seq);
     }
 
@@ -62,7 +61,7 @@ proptest! {
     fn deleting_any_own_event_is_caught(pick in 0usize..OWN) {
         let (store, _, _) = populated();
         let seq = pick as u64 + 1;
-        store.raw_put(&layout::event_key(loc("610112").as_u32(), seq), None).unwrap();
+        store.raw_edit_event(loc("610112"), seq, |b| *b = None).unwrap();
         let report = store.verify().unwrap();
         prop_assert!(!report.ok());
         prop_assert!(report.faults.iter().any(|f| f.author == "610112"), "{:?}", report.faults);
@@ -72,9 +71,8 @@ proptest! {
     fn swapping_two_own_events_is_caught(a in 0usize..OWN, b in 0usize..OWN) {
         prop_assume!(a != b);
         let (store, own, _) = populated();
-        let me = loc("610112").as_u32();
-        store.raw_put(&layout::event_key(me, a as u64 + 1), Some(own[b].clone())).unwrap();
-        store.raw_put(&layout::event_key(me, b as u64 + 1), Some(own[a].clone())).unwrap();
+        store.raw_edit_event(loc("610112"), a as u64 + 1, |x| *x = Some(own[b].clone())).unwrap();
+        store.raw_edit_event(loc("610112"), b as u64 + 1, |x| *x = Some(own[a].clone())).unwrap();
         prop_assert!(faults_name(&store, "610112", a as u64 + 1));
         prop_assert!(faults_name(&store, "610112", b as u64 + 1));
     }
@@ -83,7 +81,7 @@ proptest! {
 #[test]
 fn deleting_the_last_event_is_caught_by_the_recorded_head() {
     let (store, _, _) = populated();
-    store.raw_put(&layout::event_key(loc("610112").as_u32(), OWN as u64), None).unwrap();
+    store.raw_edit_event(loc("610112"), OWN as u64, |b| *b = None).unwrap();
     let report = store.verify().unwrap();
     assert!(
         report.faults.iter().any(|f| f.problem.contains("recorded head is #12 but the own chain ends at #11")),
@@ -97,10 +95,7 @@ fn sled_tamper_is_named_by_author_and_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let store = sled_at(dir.path(), "610112", 1);
     store.append_batch((0..5).map(arrival).collect()).unwrap();
-    let key = layout::event_key(loc("610112").as_u32(), 3);
-    let mut bytes = store.backend().get(&key).unwrap().unwrap();
-    bytes[40] ^= 0x01;
-    store.raw_put(&key, Some(bytes)).unwrap();
+    store.raw_edit_event(loc("610112"), 3, |b| b.as_mut().unwrap()[40] ^= 0x01).unwrap();
     let report = store.verify().unwrap();
     // The changed event is named first; the next event's link to it breaks too.
     assert_eq!((report.faults[0].author.as_str(), report.faults[0].seq), ("610112", 3), "{:?}", report.faults);
@@ -109,6 +104,27 @@ fn sled_tamper_is_named_by_author_and_sequence() {
         "{:?}",
         report.faults
     );
+}
+
+#[test]
+fn damaged_segment_framing_is_named() {
+    let (store, _, _) = populated();
+    let me = loc("610112").as_u32();
+    let (key, mut value) = store
+        .backend()
+        .range(&layout::segment_key(me, 0), &layout::prefix_end(&layout::author_prefix(me)), 1)
+        .unwrap()
+        .pop()
+        .unwrap();
+    value.truncate(value.len() - 5);
+    store.raw_put(&key, Some(value)).unwrap();
+    let report = store.verify().unwrap();
+    assert!(
+        report.faults.iter().any(|f| f.author == "610112" && f.problem.contains("cut short")),
+        "{:?}",
+        report.faults
+    );
+    assert!(store.read_author(loc("610112"), 1, 100).is_err(), "reading a damaged segment is an error");
 }
 
 #[test]

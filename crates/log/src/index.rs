@@ -1,0 +1,99 @@
+//! In-memory indexes over the segments: event id → position (with the draft
+//! digest of own events, for idempotency), person → events, and each
+//! author→recipient channel → author sequences. Rebuilt from the segments on
+//! open, updated after every durable write and before its reply, so reads
+//! see one's own writes.
+
+use std::collections::HashMap;
+
+use yipan_core::{Locality, PersonKey};
+use yipan_proto::v1::Envelope;
+
+/// Where an event is, and (own events) a digest of the draft it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdEntry {
+    /// Author locality (numeric code).
+    pub author: u32,
+    /// Author sequence.
+    pub seq: u64,
+    /// First 16 bytes of the draft's SHA-256; zeros for received events.
+    pub digest: [u8; 16],
+}
+
+/// The indexes.
+#[derive(Debug, Default)]
+pub struct Index {
+    ids: HashMap<[u8; 16], IdEntry>,
+    persons: HashMap<[u8; 16], Vec<(u32, u64)>>,
+    /// (author, recipient) → author seq of channel position i+1.
+    channels: HashMap<(u32, u32), Vec<u64>>,
+    /// Highest sequence held per author.
+    max_seq: HashMap<u32, u64>,
+}
+
+/// Truncates a draft digest to its indexed form.
+pub fn short_digest(d: &[u8; 32]) -> [u8; 16] {
+    let mut s = [0u8; 16];
+    s.copy_from_slice(&d[..16]);
+    s
+}
+
+impl Index {
+    /// Adds one event. Channel positions that do not continue their channel
+    /// are not indexed (only a damaged store has them; `verify` reports them).
+    pub fn add(&mut self, author: u32, seq: u64, digest: &[u8; 32], env: &Envelope) {
+        if let Ok(id) = <[u8; 16]>::try_from(env.event_id.as_slice()) {
+            self.ids.insert(id, IdEntry { author, seq, digest: short_digest(digest) });
+        }
+        if let Ok(p) = PersonKey::parse(&env.person_key) {
+            self.persons.entry(*p.as_bytes()).or_default().push((author, seq));
+        }
+        for r in &env.recipients {
+            if let Ok(l) = Locality::parse(&r.locality) {
+                let ch = self.channels.entry((author, l.as_u32())).or_default();
+                if r.channel_seq == ch.len() as u64 + 1 {
+                    ch.push(seq);
+                }
+            }
+        }
+        let m = self.max_seq.entry(author).or_insert(0);
+        *m = (*m).max(seq);
+    }
+
+    /// Where the event with this id is.
+    pub fn id(&self, id: &[u8; 16]) -> Option<IdEntry> {
+        self.ids.get(id).copied()
+    }
+
+    /// Events about a person, in the order they were stored.
+    pub fn person(&self, person: &PersonKey) -> Vec<(u32, u64)> {
+        self.persons.get(person.as_bytes()).cloned().unwrap_or_default()
+    }
+
+    /// Author sequences of channel positions `from..` (1-based), at most `limit`.
+    pub fn channel(&self, author: u32, recipient: u32, from: u64, limit: usize) -> Vec<(u64, u64)> {
+        let Some(ch) = self.channels.get(&(author, recipient)) else { return Vec::new() };
+        let start = from.max(1) as usize - 1;
+        ch.iter().enumerate().skip(start).take(limit).map(|(i, s)| (i as u64 + 1, *s)).collect()
+    }
+
+    /// Last position of a channel (0 if none).
+    pub fn channel_head(&self, author: u32, recipient: u32) -> u64 {
+        self.channels.get(&(author, recipient)).map(|c| c.len() as u64).unwrap_or(0)
+    }
+
+    /// Highest sequence held from an author (0 if none).
+    pub fn max_seq(&self, author: u32) -> u64 {
+        self.max_seq.get(&author).copied().unwrap_or(0)
+    }
+
+    /// Number of events indexed.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
