@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use yipan_proto::v1::EventDraft;
 
-use crate::config;
+use yipan_node::datadir as config;
 
 /// Where an event came from in the input, for error messages.
 enum Origin {

@@ -2,8 +2,10 @@
 //! arguments and calls the library crates.
 
 mod append;
-mod config;
+mod demo;
 mod output;
+
+use yipan_node::datadir as config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +81,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Run a locality node (HTTP API + replication over NATS).
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+    },
+    /// The main job: a local NATS and three locality nodes (residences 610112 and
+    /// 610113 in Xi'an, origin 411522 in Henan) running a scripted scenario.
+    Demo {
+        /// Keep the data directories here instead of a temporary directory.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -100,6 +114,16 @@ enum RosterAction {
         /// Read the key from another locality's data directory.
         #[arg(long)]
         from_data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeAction {
+    /// Run until SIGINT or SIGTERM.
+    Run {
+        /// node.toml (data_dir, listen, [sync] nats_url, …).
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -230,6 +254,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Node { action: NodeAction::Run { config } } => {
+            let cfg = yipan_node::NodeConfig::load(&config)?;
+            runtime()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&cfg.listen)
+                    .await
+                    .with_context(|| format!("binding {}", cfg.listen))?;
+                println!("node listening on http://{}", listener.local_addr()?);
+                yipan_node::run(cfg, listener, shutdown_signal()).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { keep } => {
+            runtime()?.block_on(demo::run(keep))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { what: BenchWhat::Append { events, clients, steady_secs, format } } => {
             let tmp = tempfile::tempdir_in(std::env::temp_dir())?;
             let cfg = yipan_log::bench::AppendBenchConfig {
@@ -246,5 +285,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
     }
 }

@@ -82,6 +82,20 @@ impl Index {
         self.channels.get(&(author, recipient)).map(|c| c.len() as u64).unwrap_or(0)
     }
 
+    /// For every channel of `author`: the recipient and the last position
+    /// whose event has a sequence ≤ `max_seq` (what has been published).
+    pub fn outbound_heads(&self, author: u32, max_seq: u64) -> Vec<(u32, u64)> {
+        let mut out: Vec<(u32, u64)> = self
+            .channels
+            .iter()
+            .filter(|((a, _), _)| *a == author)
+            .map(|((_, r), seqs)| (*r, seqs.partition_point(|s| *s <= max_seq) as u64))
+            .filter(|(_, head)| *head > 0)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Highest sequence held from an author (0 if none).
     pub fn max_seq(&self, author: u32) -> u64 {
         self.max_seq.get(&author).copied().unwrap_or(0)

@@ -162,6 +162,8 @@ struct Shared<B> {
     index: RwLock<Index>,
     /// The own chain's durable head (seq, hash).
     head: Mutex<(u64, [u8; 32])>,
+    /// Announces the durable own head seq (wakes the outbox publisher).
+    head_tx: tokio::sync::watch::Sender<u64>,
     commits: AtomicU64,
     committed_events: AtomicU64,
 }
@@ -249,6 +251,7 @@ impl<B: Backend> Log<B> {
             ingest_lock: Mutex::new(()),
             index: RwLock::new(index),
             head: Mutex::new(head),
+            head_tx: tokio::sync::watch::channel(head.0).0,
             commits: AtomicU64::new(0),
             committed_events: AtomicU64::new(0),
         });
@@ -481,6 +484,31 @@ impl<B: Backend> Log<B> {
     /// The own chain's durable head: (seq, hash); (0, zeros) when empty.
     pub fn head(&self) -> Result<(u64, [u8; 32])> {
         Ok(*lock(&self.shared.head))
+    }
+
+    /// Watches the durable own head seq: changes after every group commit.
+    pub fn subscribe_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.head_tx.subscribe()
+    }
+
+    /// For every outbound channel: the recipient and the last position whose
+    /// event has a sequence ≤ `max_seq`.
+    pub fn outbound_heads(&self, max_seq: u64) -> Vec<(Locality, u64)> {
+        read(&self.shared.index)
+            .outbound_heads(self.shared.locality.as_u32(), max_seq)
+            .into_iter()
+            .filter_map(|(r, h)| Locality::from_u32(r).ok().map(|l| (l, h)))
+            .collect()
+    }
+
+    /// Reads a named node setting (e.g. the outbox cursor) stored beside the log.
+    pub fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.shared.backend.get(&meta_key(name))
+    }
+
+    /// Durably stores a named node setting.
+    pub fn meta_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.shared.backend.commit(vec![(meta_key(name), Some(value.to_vec()))])
     }
 
     /// The roster: every known locality key.
@@ -778,6 +806,13 @@ impl<B: Backend> Drop for Log<B> {
     }
 }
 
+/// Meta keys of node settings live under `mx`, apart from the log's own (`mhead`, `mlocality`).
+fn meta_key(name: &str) -> Vec<u8> {
+    let mut k = b"mx".to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -1029,6 +1064,7 @@ fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
                     }
                     drop(index);
                     *lock(&shared.head) = head;
+                    shared.head_tx.send_replace(head.0);
                 }
                 shared.commits.fetch_add(1, Ordering::Relaxed);
                 shared.committed_events.fetch_add(events.len() as u64, Ordering::Relaxed);

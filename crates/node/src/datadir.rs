@@ -20,9 +20,12 @@ pub struct Config {
 }
 
 /// An opened data directory.
-pub struct Node {
+pub struct DataDir {
+    /// This node's locality.
     pub locality: Locality,
+    /// Secret for deriving person keys, if configured.
     pub person_secret: Option<Vec<u8>>,
+    /// The log.
     pub log: SledStore,
 }
 
@@ -62,7 +65,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Opens an initialised data directory.
-pub fn open(dir: &Path) -> Result<Node> {
+pub fn open(dir: &Path) -> Result<DataDir> {
     let path = config_path(dir);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -80,5 +83,5 @@ pub fn open(dir: &Path) -> Result<Node> {
         .transpose()?;
     let key = keyfile::load(dir)?;
     let log = SledStore::open(SledBackend::open(&dir.join("log"))?, locality, key)?;
-    Ok(Node { locality, person_secret, log })
+    Ok(DataDir { locality, person_secret, log })
 }

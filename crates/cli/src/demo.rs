@@ -1,0 +1,168 @@
+//! `yipan demo`, the main job: a local `nats-server`, three locality nodes
+//! (residences 610112 未央区 and 610113 雁塔区 in Xi'an, origin 411522 光山县 in
+//! Henan), the scripted scenario `deploy/scenarios/xian-henan.jsonl` driven
+//! through each node's HTTP API, and what each side received from the others.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use yipan_core::Locality;
+use yipan_node::{Node, NodeConfig};
+use yipan_testkit::{http, NatsServer};
+
+const LOCALITIES: [(&str, &str); 3] = [
+    ("610112", "未央区 (Xi'an), residence"),
+    ("610113", "雁塔区 (Xi'an), residence"),
+    ("411522", "光山县 (Henan), origin"),
+];
+const SCENARIO: &str = include_str!("../../../deploy/scenarios/xian-henan.jsonl");
+
+pub async fn run(keep: Option<PathBuf>) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let base = keep.unwrap_or_else(|| tmp.path().to_path_buf());
+    let nats = tokio::task::spawn_blocking(NatsServer::start)
+        .await?
+        .map_err(anyhow::Error::msg)
+        .context("starting nats-server")?;
+    println!("== nats-server with JetStream at {}", nats.url());
+
+    let mut secret = [0u8; 16];
+    secret.iter_mut().enumerate().for_each(|(i, b)| *b = (i as u8).wrapping_mul(37) ^ 0x5a);
+    let mut keys = Vec::new();
+    for (code, _) in LOCALITIES {
+        let dir = base.join(code);
+        let key = yipan_node::datadir::init(&dir, Locality::parse(code).map_err(anyhow::Error::msg)?, Some(&secret))?;
+        keys.push((code, key));
+    }
+    // Every node trusts the other two (in production: the provincial roster).
+    for (code, _) in LOCALITIES {
+        let d = yipan_node::datadir::open(&base.join(code))?;
+        for (other, key) in &keys {
+            if *other != code {
+                d.log.roster_add(Locality::parse(other).map_err(anyhow::Error::msg)?, *key)?;
+            }
+        }
+    }
+
+    let mut nodes = Vec::new();
+    for (code, name) in LOCALITIES {
+        let mut cfg = NodeConfig::new(base.join(code), &nats.url());
+        cfg.sync.head_interval_ms = 500;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let node = Node::start(cfg, listener).await?;
+        println!("== node {code} {name}: http://{}", node.addr);
+        nodes.push(node);
+    }
+    let addr_of = |code: &str| nodes.iter().find(|n| n.locality.to_string() == code).map(|n| n.addr);
+
+    println!("\n== scenario: {} events posted to the nodes' HTTP APIs", SCENARIO.lines().count());
+    for line in SCENARIO.lines().filter(|l| !l.trim().is_empty()) {
+        let step: Value = serde_json::from_str(line)?;
+        let at = step["at"].as_str().context("scenario step without `at`")?.to_string();
+        let body = step["event"].to_string();
+        let addr = addr_of(&at).with_context(|| format!("no node {at}"))?;
+        let (status, reply) =
+            tokio::task::spawn_blocking(move || http::request(addr, "POST", "/v1/events", Some(&body)))
+                .await?
+                .map_err(anyhow::Error::msg)?;
+        if status != 200 {
+            bail!("{at} refused a scenario event ({status}): {reply}");
+        }
+        let reply: Value = serde_json::from_str(&reply)?;
+        let to: Vec<String> = reply["recipients"]
+            .as_array()
+            .map(|a| {
+                a.iter().map(|r| format!("{}@{}", r["locality"].as_str().unwrap_or("?"), r["channel_seq"])).collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "  {at}#{:<3} {:<34} → {}",
+            reply["seq"],
+            step["event"]["kind"].as_str().unwrap_or("?"),
+            to.join(", ")
+        );
+    }
+
+    println!("\n== waiting for every channel to converge");
+    let started = Instant::now();
+    loop {
+        let mut behind = 0u64;
+        for author in &nodes {
+            for (recipient, head) in author.log.outbound_heads(u64::MAX) {
+                if let Some(r) = nodes.iter().find(|n| n.locality == recipient) {
+                    behind += head.saturating_sub(r.log.channel_head(author.locality, recipient)?);
+                }
+            }
+        }
+        if behind == 0 {
+            println!("  converged in {} ms", started.elapsed().as_millis());
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("{behind} events still not delivered after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for node in &nodes {
+        let me = node.locality;
+        println!("\n== {me}: received from the other localities");
+        let mut any = false;
+        for (author, _) in node.log.roster() {
+            if author == me {
+                continue;
+            }
+            for ev in node.log.read_channel(author, me, 1, 10_000)? {
+                any = true;
+                let kind = ev.kind().map(|k| format!("{} {}", k.name(), k.zh())).unwrap_or_default();
+                let person = ev.envelope.person_key.get(..8).unwrap_or("-");
+                println!(
+                    "  from {author}#{:<3} {:<44} person {person}  ({}→{})",
+                    ev.seq(),
+                    kind,
+                    ev.envelope.origin,
+                    ev.envelope.residence
+                );
+            }
+        }
+        if !any {
+            println!("  (nothing)");
+        }
+        let report = node.log.verify()?;
+        println!(
+            "  verify: {} events, {} faults, {} quarantined",
+            report.events,
+            report.faults.len(),
+            report.quarantined
+        );
+        if !report.ok() {
+            bail!("{me}: verify found faults: {:?}", report.faults);
+        }
+    }
+
+    println!("\n== need-to-know: 610113 holds nothing about persons living in 610112, and vice versa");
+    for (a, b) in [("610112", "610113"), ("610113", "610112")] {
+        let node = nodes.iter().find(|n| n.locality.to_string() == a).context("node")?;
+        let other = Locality::parse(b).map_err(anyhow::Error::msg)?;
+        let leaked = node
+            .log
+            .read_all(None, 100_000)?
+            .iter()
+            .filter(|e| e.envelope.residence == b || e.author() == Some(other))
+            .count();
+        println!("  {a} holds {leaked} events of {b}'s relationships");
+        if leaked > 0 {
+            bail!("{a} received events meant for {b}");
+        }
+    }
+
+    println!("\n== stopping nodes and nats-server");
+    for node in nodes {
+        node.stop().await?;
+    }
+    drop(nats);
+    println!("done");
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! The HTTP API (JSON).
+//!
+//! | method, path | what |
+//! | --- | --- |
+//! | `POST /v1/events` | append one event (object) or a batch (array), atomically; 200 with positions, 400 naming the field, 409 on an id reused with other content |
+//! | `GET /v1/events?author=&from_seq=&person=&kind=&limit=` | stored events (personal fields masked) |
+//! | `GET /v1/events/{id}` | one event |
+//! | `GET /v1/status` | locality, own head, channel heads, counts |
+//! | `GET /v1/quarantine` | rejected received events with reasons |
+//! | `GET /healthz` | liveness and NATS connection |
+//! | `GET /metrics` | Prometheus text |
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+use yipan_core::{EventKind, Locality, PersonKey};
+use yipan_log::SledStore;
+use yipan_sync::SyncMetrics;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    log: Arc<SledStore>,
+    person_secret: Option<Arc<Vec<u8>>>,
+    sync: Arc<SyncMetrics>,
+    appended: Arc<AtomicU64>,
+    rejected: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// State over a log.
+    pub fn new(log: Arc<SledStore>, person_secret: Option<Vec<u8>>, sync: Arc<SyncMetrics>) -> AppState {
+        AppState {
+            log,
+            person_secret: person_secret.map(Arc::new),
+            sync,
+            appended: Arc::new(AtomicU64::new(0)),
+            rejected: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", get(list_events).post(append))
+        .route("/v1/events/{id}", get(get_event))
+        .route("/v1/status", get(status))
+        .route("/v1/quarantine", get(quarantine))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn append(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+    };
+    let (items, batch) = match value {
+        Value::Array(items) => (items, true),
+        v => (vec![v], false),
+    };
+    let secret = s.person_secret.as_deref().map(|v| v.as_slice());
+    let mut drafts = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        match yipan_core::json::draft_from_value(item, secret) {
+            Ok(d) => drafts.push(d),
+            Err(e) => {
+                s.rejected.fetch_add(1, Ordering::Relaxed);
+                let at = if batch { format!("event [{i}]: ") } else { String::new() };
+                return error(StatusCode::BAD_REQUEST, format!("{at}{e}; nothing was written"));
+            }
+        }
+    }
+    match s.log.append_batch_async(drafts).await {
+        Ok(out) => {
+            s.appended.fetch_add(out.iter().filter(|a| !a.duplicate).count() as u64, Ordering::Relaxed);
+            let out: Vec<Value> = out
+                .iter()
+                .map(|a| {
+                    json!({
+                        "id": a.id.to_string(),
+                        "seq": a.seq,
+                        "hash": hex::encode(a.hash),
+                        "recipients": a.recipients.iter().map(|(l, ch)| json!({"locality": l, "channel_seq": ch})).collect::<Vec<_>>(),
+                        "duplicate": a.duplicate,
+                        "warnings": a.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            Json(if batch { Value::Array(out) } else { out.into_iter().next().unwrap_or(Value::Null) }).into_response()
+        }
+        Err(e) => {
+            s.rejected.fetch_add(1, Ordering::Relaxed);
+            let status = match e {
+                yipan_log::Error::Invalid(_) | yipan_log::Error::InvalidInBatch { .. } => StatusCode::BAD_REQUEST,
+                yipan_log::Error::IdConflict { .. } => StatusCode::CONFLICT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let e = match e {
+                yipan_log::Error::InvalidInBatch { index, source } => format!("event [{index}]: {source}"),
+                other => other.to_string(),
+            };
+            error(status, format!("{e}; nothing was written"))
+        }
+    }
+}
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    author: Option<String>,
+    from_seq: Option<u64>,
+    person: Option<String>,
+    kind: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_events(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(1000).min(100_000);
+    let kind = match q.kind.as_deref().map(|k| EventKind::parse(k).ok_or(k)) {
+        Some(Err(k)) => return error(StatusCode::BAD_REQUEST, format!("kind: unknown event kind `{k}`")),
+        Some(Ok(k)) => Some(k),
+        None => None,
+    };
+    let log = s.log.clone();
+    let read = tokio::task::spawn_blocking(move || -> Result<Vec<yipan_log::StoredEvent>, String> {
+        match (q.author, q.person) {
+            (Some(a), None) => {
+                let a = Locality::parse(&a).map_err(|p| format!("author: {p}"))?;
+                log.read_author(a, q.from_seq.unwrap_or(1), limit).map_err(|e| e.to_string())
+            }
+            (None, Some(p)) => {
+                let p = PersonKey::parse(&p).map_err(|e| format!("person: {e}"))?;
+                log.read_person(p).map_err(|e| e.to_string())
+            }
+            (None, None) => log.read_all(None, limit).map_err(|e| e.to_string()),
+            (Some(_), Some(_)) => Err("give author or person, not both".into()),
+        }
+    })
+    .await;
+    match read {
+        Ok(Ok(events)) => {
+            let out: Vec<Value> = events
+                .iter()
+                .filter(|e| kind.is_none() || e.kind() == kind)
+                .take(limit)
+                .map(|e| e.to_json(false))
+                .collect();
+            Json(out).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn get_event(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else { return error(StatusCode::BAD_REQUEST, format!("`{id}` is not a UUID")) };
+    match s.log.get(id) {
+        Ok(Some(ev)) => Json(ev.to_json(false)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no event {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn status(State(s): State<AppState>) -> Response {
+    let me = s.log.locality();
+    let (seq, hash) = s.log.head().unwrap_or((0, [0; 32]));
+    let outbound: Vec<Value> =
+        s.log.outbound_heads(u64::MAX).into_iter().map(|(r, h)| json!({"recipient": r, "head": h})).collect();
+    let inbound: Vec<Value> = s
+        .log
+        .roster()
+        .into_iter()
+        .filter(|(l, _)| *l != me)
+        .map(|(a, _)| json!({"author": a, "head": s.log.channel_head(a, me).unwrap_or(0)}))
+        .collect();
+    Json(json!({
+        "locality": me,
+        "own_head": {"seq": seq, "hash": hex::encode(hash)},
+        "events_held": s.log.len(),
+        "outbound_channels": outbound,
+        "inbound_channels": inbound,
+        "outbox_pending": s.sync.outbox_pending.load(Ordering::Relaxed),
+        "nats_connected": s.sync.nats_connected.load(Ordering::Relaxed) == 1,
+    }))
+    .into_response()
+}
+
+async fn quarantine(State(s): State<AppState>) -> Response {
+    match s.log.quarantine() {
+        Ok(q) => Json(q).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "locality": s.log.locality(),
+        "nats_connected": s.sync.nats_connected.load(Ordering::Relaxed) == 1,
+        "outbox_pending": s.sync.outbox_pending.load(Ordering::Relaxed),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut out = String::new();
+    s.sync.render(&mut out);
+    let node: [(&str, &str, &str, u64); 3] = [
+        (
+            "yipan_events_appended_total",
+            "Own events appended through the API.",
+            "counter",
+            s.appended.load(Ordering::Relaxed),
+        ),
+        (
+            "yipan_append_rejected_total",
+            "API appends rejected (bad input or conflict).",
+            "counter",
+            s.rejected.load(Ordering::Relaxed),
+        ),
+        ("yipan_log_events", "Events held in the log (own and received).", "gauge", s.log.len() as u64),
+    ];
+    for (name, help, kind, v) in node {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

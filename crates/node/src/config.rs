@@ -1,0 +1,53 @@
+//! `node.toml`: what `yipan node run --config node.toml` reads.
+//!
+//! ```toml
+//! data_dir = "/var/lib/yipan/610112"   # made by `yipan init`
+//! listen = "127.0.0.1:8610"            # HTTP API
+//!
+//! [sync]
+//! nats_url = "nats://127.0.0.1:4222"
+//! head_interval_ms = 2000
+//! repair_grace_ms = 1000
+//! ```
+//! Every `[sync]` key is optional; see [`yipan_sync::SyncConfig`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use yipan_sync::SyncConfig;
+
+/// A node's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The locality's data directory.
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Replication settings.
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8610".into()
+}
+
+impl NodeConfig {
+    /// Reads a `node.toml`.
+    pub fn load(path: &Path) -> Result<NodeConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    /// A configuration for `data_dir` with defaults and the given NATS URL.
+    pub fn new(data_dir: PathBuf, nats_url: &str) -> NodeConfig {
+        NodeConfig {
+            data_dir,
+            listen: default_listen(),
+            sync: SyncConfig { nats_url: nats_url.into(), ..Default::default() },
+        }
+    }
+}

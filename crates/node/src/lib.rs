@@ -1,0 +1,86 @@
+//! A Yipan locality node: the log, replication over NATS JetStream, the HTTP
+//! API and metrics wired into one service.
+//!
+//! - [`datadir`]: a locality's data directory (`yipan.toml`, keys, log).
+//! - [`config`]: [`NodeConfig`], the `node.toml` of `yipan node run`.
+//! - [`api`]: the HTTP API (append, read, health, metrics).
+//! - [`Node::start`] / [`run`]: the service; [`run`] takes an already bound
+//!   listener and a shutdown future, so tests bind port 0.
+
+pub mod api;
+pub mod config;
+pub mod datadir;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use yipan_core::Locality;
+use yipan_log::SledStore;
+use yipan_sync::{Sync, SyncMetrics};
+
+pub use config::NodeConfig;
+
+/// A running node.
+pub struct Node {
+    /// Its locality.
+    pub locality: Locality,
+    /// Where its HTTP API listens.
+    pub addr: SocketAddr,
+    /// Its log (shared with the API and replication).
+    pub log: Arc<SledStore>,
+    /// Replication metrics.
+    pub metrics: Arc<SyncMetrics>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<()>>,
+}
+
+impl Node {
+    /// Opens the data directory, starts replication and serves the API on `listener`.
+    pub async fn start(cfg: NodeConfig, listener: TcpListener) -> Result<Node> {
+        let dir = cfg.data_dir.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || datadir::open(&dir)).await.context("opening the data directory")??;
+        let locality = opened.locality;
+        let log = Arc::new(opened.log);
+        let client = yipan_sync::connect(&cfg.sync, &format!("yipan-node-{locality}")).await?;
+        let sync = Sync::start(log.clone(), client.clone(), cfg.sync.clone());
+        let metrics = sync.metrics();
+        let addr = listener.local_addr()?;
+        let state = api::AppState::new(log.clone(), opened.person_secret, metrics.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            sync.stop().await;
+            let _ = client.flush().await;
+            served.context("HTTP server")
+        });
+        tracing::info!(%locality, %addr, nats = %cfg.sync.nats_url, "node started");
+        Ok(Node { locality, addr, log, metrics, stop, task })
+    }
+
+    /// Stops serving and replicating, and waits until everything is flushed.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        let result = self.task.await.context("node task")?;
+        // The log closes (and flushes) when its last reference goes.
+        drop(self.log);
+        result
+    }
+}
+
+/// Runs a node until `shutdown` resolves.
+pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let node = Node::start(cfg, listener).await?;
+    shutdown.await;
+    tracing::info!(locality = %node.locality, "shutting down");
+    node.stop().await
+}

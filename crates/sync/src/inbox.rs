@@ -1,0 +1,187 @@
+//! The inbox: one durable pull consumer per node, filtered to its own address.
+//! Messages are verified and stored in batches (one flush per batch) and
+//! acknowledged only after their event is durably in the log — or durably in
+//! quarantine. An event beyond a gap is held, unacknowledged, until the
+//! missing positions arrive (from the stream or re-sent by the author); if the
+//! node stops meanwhile, JetStream redelivers it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::{self, consumer::pull, Message};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::watch;
+use yipan_core::Locality;
+use yipan_log::{Backend, Ingested, Log};
+
+use crate::metrics::SyncMetrics;
+use crate::repair::RepairState;
+use crate::{outbox, subjects, Error, Result, SyncConfig};
+
+/// Events held beyond a gap: author → channel position → (bytes, message to ack).
+type Held = HashMap<u32, BTreeMap<u64, (Bytes, Message)>>;
+
+/// Runs the consumer until `stop`, reconnecting after failures.
+pub(crate) async fn run<B: Backend>(
+    log: Arc<Log<B>>,
+    js: jetstream::Context,
+    cfg: SyncConfig,
+    metrics: Arc<SyncMetrics>,
+    repair: Arc<RepairState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match consume(&log, &js, &cfg, &metrics, &repair, &mut stop).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(locality = %log.locality(), error = %e, "inbox consumer failed; restarting");
+                if crate::sleep_or_stop(backoff, &mut stop).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn consume<B: Backend>(
+    log: &Arc<Log<B>>,
+    js: &jetstream::Context,
+    cfg: &SyncConfig,
+    metrics: &Arc<SyncMetrics>,
+    repair: &Arc<RepairState>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<()> {
+    let me = log.locality();
+    let stream = outbox::ensure_stream(js, me.province(), cfg).await?;
+    let name = subjects::consumer(me);
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: subjects::inbox_filter(me),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 50_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(Error::nats)?;
+    let mut messages = consumer.messages().await.map_err(Error::nats)?.ready_chunks(cfg.fetch_batch);
+    let mut held: Held = HashMap::new();
+    tracing::info!(locality = %me, consumer = %name, "inbox consuming");
+    loop {
+        let batch = tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            b = messages.next() => b,
+        };
+        let Some(batch) = batch else { return Err(Error::Nats("consumer stream ended".into())) };
+        let mut msgs = Vec::with_capacity(batch.len());
+        for m in batch {
+            msgs.push(m.map_err(Error::nats)?);
+        }
+        process(log, metrics, repair, &mut held, msgs).await?;
+    }
+}
+
+/// Verifies and stores a batch, acks what is durable, holds gaps.
+async fn process<B: Backend>(
+    log: &Arc<Log<B>>,
+    metrics: &SyncMetrics,
+    repair: &RepairState,
+    held: &mut Held,
+    msgs: Vec<Message>,
+) -> Result<()> {
+    let outcomes = ingest(log, msgs.iter().map(|m| m.payload.clone()).collect()).await?;
+    for (msg, outcome) in msgs.into_iter().zip(outcomes) {
+        match outcome {
+            Ingested::Gap { author, got, .. } => {
+                SyncMetrics::add(&metrics.gaps, 1);
+                repair.want(author.as_u32(), got.saturating_sub(1));
+                held.entry(author.as_u32()).or_default().insert(got, (msg.payload.clone(), msg));
+            }
+            other => {
+                account(log, metrics, &other);
+                msg.ack().await.map_err(Error::nats)?;
+            }
+        }
+    }
+    release_held(log, metrics, held).await
+}
+
+/// Stores held events whose predecessors have arrived, and acks them.
+async fn release_held<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, held: &mut Held) -> Result<()> {
+    let me = log.locality();
+    let authors: Vec<u32> = held.keys().copied().collect();
+    for author in authors {
+        let Ok(a) = Locality::from_u32(author) else { continue };
+        loop {
+            let head = log.channel_head(a, me)?;
+            let Some(queue) = held.get_mut(&author) else { break };
+            // Anything at or below the head arrived another way: ack it as a duplicate.
+            while let Some(entry) = queue.first_entry() {
+                if *entry.key() > head {
+                    break;
+                }
+                let (_, (_, msg)) = entry.remove_entry();
+                SyncMetrics::add(&metrics.duplicates, 1);
+                msg.ack().await.map_err(Error::nats)?;
+            }
+            let mut run: Vec<(Bytes, Message)> = Vec::new();
+            let mut next = head + 1;
+            while let Some(item) = queue.remove(&next) {
+                run.push(item);
+                next += 1;
+            }
+            if queue.is_empty() {
+                held.remove(&author);
+            }
+            if run.is_empty() {
+                break;
+            }
+            let outcomes = ingest(log, run.iter().map(|(b, _)| b.clone()).collect()).await?;
+            for ((_, msg), outcome) in run.into_iter().zip(outcomes) {
+                account(log, metrics, &outcome);
+                msg.ack().await.map_err(Error::nats)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts an outcome and records the lag of stored events.
+fn account<B: Backend>(log: &Log<B>, metrics: &SyncMetrics, outcome: &Ingested) {
+    match outcome {
+        Ingested::Stored { author, seq, .. } => {
+            SyncMetrics::add(&metrics.stored, 1);
+            if let Ok(Some(ev)) = log.event_at(*author, *seq) {
+                if let Some(t) = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts) {
+                    let now: chrono::DateTime<chrono::Utc> = SystemTime::now().into();
+                    if let Ok(lag) = (now - t).to_std() {
+                        metrics.record_lag(lag);
+                    }
+                }
+            }
+        }
+        Ingested::Duplicate { .. } => SyncMetrics::add(&metrics.duplicates, 1),
+        Ingested::Quarantined { .. } => SyncMetrics::add(&metrics.quarantined, 1),
+        Ingested::Gap { .. } => SyncMetrics::add(&metrics.gaps, 1),
+    }
+}
+
+/// Runs `ingest_batch` on the blocking pool (it flushes and uses all cores).
+pub(crate) async fn ingest<B: Backend>(log: &Arc<Log<B>>, payloads: Vec<Bytes>) -> Result<Vec<Ingested>> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&[u8]> = payloads.iter().map(|b| b.as_ref()).collect();
+        log.ingest_batch(&refs)
+    })
+    .await
+    .map_err(|e| Error::Nats(format!("ingest task failed: {e}")))?
+    .map_err(Error::from)
+}

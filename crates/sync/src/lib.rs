@@ -1,0 +1,182 @@
+//! Replication of a locality's events over NATS JetStream (DESIGN.md
+//! invariants 4–8).
+//!
+//! - [`subjects`]: subject and stream names (recipient province as a token,
+//!   recipient, author).
+//! - [`outbox`]: publishes the node's own events to each recipient's subject
+//!   from a durable cursor; appends never wait for NATS.
+//! - [`inbox`]: one durable consumer per node; verifies and stores received
+//!   events, acks only once durable, holds gaps until repaired.
+//! - [`repair`]: channel-head announcements, the re-send service each author
+//!   answers from its own log, and the repair requests of recipients.
+//! - [`metrics`]: counters and lag samples of all of the above.
+//!
+//! [`Sync::start`] runs all of it on a tokio runtime and [`Sync::stop`] ends it.
+
+pub mod inbox;
+pub mod metrics;
+pub mod outbox;
+pub mod repair;
+pub mod subjects;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use yipan_log::{Backend, Log};
+
+pub use metrics::SyncMetrics;
+
+/// Replication settings.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// NATS server URL(s), comma-separated.
+    pub nats_url: String,
+    /// Publishes in flight before the outbox waits for acknowledgements.
+    pub publish_window: usize,
+    /// Own events read from the log per outbox round.
+    pub publish_chunk: usize,
+    /// Messages the inbox verifies and stores per batch (one flush each).
+    pub fetch_batch: usize,
+    /// How often channel heads are announced, in milliseconds.
+    pub head_interval_ms: u64,
+    /// How long a recipient waits for missing events before asking the author to re-send, ms.
+    pub repair_grace_ms: u64,
+    /// How long the event streams keep messages, in days (audit retention).
+    pub stream_max_age_days: u64,
+    /// JetStream publish acknowledgement timeout, ms.
+    pub ack_timeout_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            publish_window: 2048,
+            publish_chunk: 2048,
+            fetch_batch: 512,
+            head_interval_ms: 2000,
+            repair_grace_ms: 1000,
+            stream_max_age_days: 400,
+            ack_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Errors of the replication tasks (logged and retried, never fatal to the node).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// NATS or JetStream failed.
+    #[error("nats: {0}")]
+    Nats(String),
+    /// The local log failed.
+    #[error(transparent)]
+    Log(#[from] yipan_log::Error),
+}
+
+impl Error {
+    pub(crate) fn nats(e: impl std::fmt::Display) -> Self {
+        Error::Nats(e.to_string())
+    }
+}
+
+/// Result with the sync [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Connects to NATS without waiting: the client keeps (re)connecting in the
+/// background, so a node starts and serves while NATS is down.
+pub async fn connect(cfg: &SyncConfig, name: &str) -> Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .connect(cfg.nats_url.as_str())
+        .await
+        .map_err(Error::nats)
+}
+
+/// The running replication tasks of one node.
+pub struct Sync {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    metrics: Arc<SyncMetrics>,
+}
+
+impl Sync {
+    /// Starts the outbox, inbox, announcer, repair service and repair client.
+    pub fn start<B: Backend>(log: Arc<Log<B>>, client: async_nats::Client, cfg: SyncConfig) -> Sync {
+        let metrics = Arc::new(SyncMetrics::default());
+        let js = jetstream::ContextBuilder::new()
+            .ack_timeout(Duration::from_millis(cfg.ack_timeout_ms))
+            .timeout(Duration::from_millis(cfg.ack_timeout_ms))
+            .build(client.clone());
+        let (stop, stop_rx) = watch::channel(false);
+        let repair = Arc::new(repair::RepairState::default());
+        let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let tasks = vec![
+            tokio::spawn(outbox::run(
+                log.clone(),
+                js.clone(),
+                cfg.clone(),
+                metrics.clone(),
+                published.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(inbox::run(
+                log.clone(),
+                js.clone(),
+                cfg.clone(),
+                metrics.clone(),
+                repair.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(repair::announce(
+                log.clone(),
+                client.clone(),
+                cfg.clone(),
+                published.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(repair::serve(log.clone(), client.clone(), js.clone(), metrics.clone(), stop_rx.clone())),
+            tokio::spawn(repair::listen_heads(log.clone(), client.clone(), repair.clone(), stop_rx.clone())),
+            tokio::spawn(repair::request_loop(
+                log.clone(),
+                client.clone(),
+                cfg.clone(),
+                metrics.clone(),
+                repair,
+                stop_rx,
+            )),
+            tokio::spawn(metrics::watch_connection(client, metrics.clone(), stop.subscribe())),
+        ];
+        Sync { stop, tasks, metrics }
+    }
+
+    /// The replication metrics.
+    pub fn metrics(&self) -> Arc<SyncMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Stops every task and waits for them (the outbox persists its cursor first).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Sleeps `d`, returning early (true) if `stop` fires.
+pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}

@@ -1,0 +1,177 @@
+//! The outbox: the node's own log *is* the outbox. A cursor (the highest own
+//! sequence whose messages JetStream has acknowledged) is kept durably beside
+//! the log; the publisher reads on from it, publishes each event once per
+//! recipient with a `Nats-Msg-Id` of `<event id>.<recipient>` (so re-sends
+//! inside the stream's duplicate window are dropped by the server), keeps a
+//! bounded window of acknowledgements in flight, and advances the cursor only
+//! when a whole chunk is acknowledged. Appends never wait for any of this.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use bytes::Bytes;
+use tokio::sync::watch;
+use yipan_core::Locality;
+use yipan_log::{Backend, Log, StoredEvent};
+use yipan_proto::Message;
+
+use crate::metrics::SyncMetrics;
+use crate::{subjects, Error, Result, SyncConfig};
+
+/// Name of the cursor in the log's metadata.
+pub const CURSOR: &str = "outbox.cursor";
+
+/// Creates (or finds) the event stream of a province. Safe when several nodes
+/// do it at once: a lost creation race falls back to reading the stream.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    province: u8,
+    cfg: &SyncConfig,
+) -> Result<jetstream::stream::Stream> {
+    let name = subjects::stream(province);
+    let config = jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![subjects::stream_subjects(province)],
+        storage: jetstream::stream::StorageType::File,
+        max_age: Duration::from_secs(cfg.stream_max_age_days * 86_400),
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    match js.get_or_create_stream(config).await {
+        Ok(s) => Ok(s),
+        Err(first) => js.get_stream(&name).await.map_err(|_| Error::nats(first)),
+    }
+}
+
+/// Publishes one event to each of its recipients; returns the ack futures.
+pub(crate) async fn publish_event(
+    js: &jetstream::Context,
+    ev: &StoredEvent,
+    msg_id_suffix: &str,
+    only: Option<Locality>,
+) -> Result<Vec<PublishAckFuture>> {
+    let Some(author) = ev.author() else { return Ok(Vec::new()) };
+    let id = ev.id().map(|u| u.to_string()).unwrap_or_default();
+    let payload = Bytes::from(ev.signed.encode_to_vec());
+    let mut acks = Vec::with_capacity(ev.envelope.recipients.len());
+    for r in &ev.envelope.recipients {
+        let Ok(recipient) = Locality::parse(&r.locality) else { continue };
+        if only.is_some_and(|o| o != recipient) {
+            continue;
+        }
+        let msg =
+            PublishMessage::build().payload(payload.clone()).message_id(format!("{id}.{recipient}{msg_id_suffix}"));
+        acks.push(js.send_publish(subjects::event(recipient, author), msg).await.map_err(Error::nats)?);
+    }
+    Ok(acks)
+}
+
+/// Runs the publisher until `stop`.
+pub(crate) async fn run<B: Backend>(
+    log: Arc<Log<B>>,
+    js: jetstream::Context,
+    cfg: SyncConfig,
+    metrics: Arc<SyncMetrics>,
+    published: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = log.locality();
+    let mut cursor = match log.meta_get(CURSOR) {
+        Ok(Some(v)) if v.len() == 8 => u64::from_be_bytes(v.try_into().unwrap_or_default()),
+        _ => 0,
+    };
+    published.store(cursor, Ordering::Relaxed);
+    let mut head_rx = log.subscribe_head();
+    let mut ensured: HashSet<u8> = HashSet::new();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let head = *head_rx.borrow_and_update();
+        metrics.outbox_pending.store(head.saturating_sub(cursor), Ordering::Relaxed);
+        if cursor >= head {
+            tokio::select! {
+                _ = head_rx.changed() => {}
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        let reader = log.clone();
+        let (from, chunk) = (cursor + 1, cfg.publish_chunk);
+        let events = match tokio::task::spawn_blocking(move || reader.read_author(me, from, chunk)).await {
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "outbox cannot read the own log");
+                if crate::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => return,
+        };
+        let Some(last) = events.last().map(|e| e.seq()) else { continue };
+        match publish_chunk(&js, &cfg, &events, &mut ensured).await {
+            Ok(n) => {
+                cursor = last;
+                SyncMetrics::add(&metrics.published, n);
+                let store = log.clone();
+                let persisted = tokio::task::spawn_blocking(move || store.meta_put(CURSOR, &last.to_be_bytes())).await;
+                if !matches!(persisted, Ok(Ok(()))) {
+                    tracing::error!(
+                        "outbox cannot persist its cursor; it will re-publish (deduplicated) after a restart"
+                    );
+                }
+                published.store(cursor, Ordering::Relaxed);
+                backoff = Duration::from_millis(100);
+                tracing::debug!(locality = %me, cursor, messages = n, "published");
+            }
+            Err(e) => {
+                SyncMetrics::add(&metrics.publish_errors, 1);
+                tracing::warn!(locality = %me, error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox publish failed; will retry from the cursor");
+                ensured.clear();
+                if crate::sleep_or_stop(backoff, &mut stop).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Publishes a chunk with a bounded window of acknowledgements in flight.
+async fn publish_chunk(
+    js: &jetstream::Context,
+    cfg: &SyncConfig,
+    events: &[StoredEvent],
+    ensured: &mut HashSet<u8>,
+) -> Result<u64> {
+    let mut in_flight: VecDeque<PublishAckFuture> = VecDeque::with_capacity(cfg.publish_window);
+    let mut n = 0u64;
+    for ev in events {
+        for r in &ev.envelope.recipients {
+            if let Ok(l) = Locality::parse(&r.locality) {
+                if ensured.insert(l.province()) {
+                    ensure_stream(js, l.province(), cfg).await?;
+                }
+            }
+        }
+        for ack in publish_event(js, ev, "", None).await? {
+            in_flight.push_back(ack);
+            n += 1;
+            if in_flight.len() >= cfg.publish_window {
+                if let Some(a) = in_flight.pop_front() {
+                    a.await.map_err(Error::nats)?;
+                }
+            }
+        }
+    }
+    while let Some(a) = in_flight.pop_front() {
+        a.await.map_err(Error::nats)?;
+    }
+    Ok(n)
+}

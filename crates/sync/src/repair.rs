@@ -1,0 +1,267 @@
+//! Gap repair, so nothing depends on the stream never losing data:
+//!
+//! - every author announces, per recipient, the channel head it has
+//!   published (`yipan.v1.head.…`, core NATS, every `head_interval_ms`), so a
+//!   recipient notices even the loss of the *last* events;
+//! - a recipient that is behind an announced head, or holds events beyond a
+//!   gap, waits `repair_grace_ms` for stragglers, then asks the author
+//!   (`yipan.v1.repair.<author>`, request/reply) to re-send the range;
+//! - the author answers from its own log by re-publishing those events to the
+//!   recipient's own subject (with fresh message ids, past the duplicate
+//!   window). Re-sent events go only where the recipient's consumer reads, so
+//!   a request reveals nothing to whoever sends it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use yipan_core::Locality;
+use yipan_log::{Backend, Log};
+
+use crate::metrics::SyncMetrics;
+use crate::{outbox, subjects, Error, SyncConfig};
+
+/// Most events re-sent per request (a recipient asks again for the rest).
+pub const MAX_RESEND: usize = 2048;
+
+/// A re-send request: channel positions `from..=to` of author→`recipient`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairRequest {
+    /// The recipient whose channel is to be re-sent.
+    pub recipient: String,
+    /// First position.
+    pub from: u64,
+    /// Last position.
+    pub to: u64,
+}
+
+/// The author's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairReply {
+    /// Events re-published.
+    pub resent: u64,
+    /// Why nothing was re-sent, if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Want {
+    /// Highest channel position known to exist.
+    target: u64,
+    /// Local head when last seen, and since when it has not moved.
+    seen_head: u64,
+    since: Option<Instant>,
+    /// When the last request went out.
+    asked: Option<Instant>,
+}
+
+/// What this node is missing, per author.
+#[derive(Debug, Default)]
+pub struct RepairState {
+    wants: Mutex<HashMap<u32, Want>>,
+}
+
+impl RepairState {
+    /// Notes that `author`'s channel to this node reaches at least `position`.
+    pub fn want(&self, author: u32, position: u64) {
+        let mut w = self.wants.lock().unwrap_or_else(|p| p.into_inner());
+        let e = w.entry(author).or_default();
+        e.target = e.target.max(position);
+    }
+}
+
+/// Announces this node's published channel heads.
+pub(crate) async fn announce<B: Backend>(
+    log: Arc<Log<B>>,
+    client: async_nats::Client,
+    cfg: SyncConfig,
+    published: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = log.locality();
+    loop {
+        if crate::sleep_or_stop(Duration::from_millis(cfg.head_interval_ms), &mut stop).await {
+            return;
+        }
+        if client.connection_state() != async_nats::connection::State::Connected {
+            continue;
+        }
+        for (recipient, head) in log.outbound_heads(published.load(Ordering::Relaxed)) {
+            let _ = client.publish(subjects::head(recipient, me), head.to_string().into()).await;
+        }
+    }
+}
+
+/// Answers re-send requests from this node's own log.
+pub(crate) async fn serve<B: Backend>(
+    log: Arc<Log<B>>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    metrics: Arc<SyncMetrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = log.locality();
+    loop {
+        let mut sub = match client.subscribe(subjects::repair(me)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to repair requests");
+                if crate::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                _ = stop.changed() => return,
+                m = sub.next() => m,
+            };
+            let Some(msg) = msg else { break };
+            let reply = match serde_json::from_slice::<RepairRequest>(&msg.payload) {
+                Ok(req) => resend(&log, &js, &req).await,
+                Err(e) => RepairReply { resent: 0, error: Some(format!("malformed repair request: {e}")) },
+            };
+            SyncMetrics::add(&metrics.repair_served, 1);
+            SyncMetrics::add(&metrics.resent, reply.resent);
+            if let Some(to) = msg.reply {
+                let body = serde_json::to_vec(&reply).unwrap_or_default();
+                let _ = client.publish(to, body.into()).await;
+            }
+        }
+    }
+}
+
+async fn resend<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Context, req: &RepairRequest) -> RepairReply {
+    let fail = |e: String| RepairReply { resent: 0, error: Some(e) };
+    let recipient = match Locality::parse(&req.recipient) {
+        Ok(r) => r,
+        Err(p) => return fail(format!("recipient {p}")),
+    };
+    if req.from == 0 || req.to < req.from {
+        return fail(format!("bad range {}..={}", req.from, req.to));
+    }
+    let count = ((req.to - req.from + 1) as usize).min(MAX_RESEND);
+    let (reader, me, from) = (log.clone(), log.locality(), req.from);
+    let events = match tokio::task::spawn_blocking(move || reader.read_channel(me, recipient, from, count)).await {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return fail(e.to_string()),
+        Err(e) => return fail(e.to_string()),
+    };
+    // A fresh suffix: the original ids may still be in the duplicate window of a stream that lost them.
+    let suffix = format!(".r{}", chrono::Utc::now().timestamp_micros());
+    let mut acks = Vec::new();
+    for ev in &events {
+        match outbox::publish_event(js, ev, &suffix, Some(recipient)).await {
+            Ok(a) => acks.extend(a),
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    let mut resent = 0;
+    for a in acks {
+        match a.await {
+            Ok(_) => resent += 1,
+            Err(e) => return RepairReply { resent, error: Some(e.to_string()) },
+        }
+    }
+    tracing::info!(author = %me, %recipient, from = req.from, resent, "re-sent on request");
+    RepairReply { resent, error: None }
+}
+
+/// Listens to channel-head announcements addressed to this node.
+pub(crate) async fn listen_heads<B: Backend>(
+    log: Arc<Log<B>>,
+    client: async_nats::Client,
+    repair: Arc<RepairState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = log.locality();
+    loop {
+        let mut sub = match client.subscribe(subjects::head_filter(me)).await {
+            Ok(s) => s,
+            Err(_) => {
+                if crate::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                _ = stop.changed() => return,
+                m = sub.next() => m,
+            };
+            let Some(msg) = msg else { break };
+            let Ok(author) = Locality::parse(subjects::last_token(&msg.subject)) else { continue };
+            let Some(head) = std::str::from_utf8(&msg.payload).ok().and_then(|s| s.trim().parse::<u64>().ok()) else {
+                continue;
+            };
+            repair.want(author.as_u32(), head);
+        }
+    }
+}
+
+/// Asks authors to re-send what this node is missing, after a grace period.
+pub(crate) async fn request_loop<B: Backend>(
+    log: Arc<Log<B>>,
+    client: async_nats::Client,
+    cfg: SyncConfig,
+    metrics: Arc<SyncMetrics>,
+    repair: Arc<RepairState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = log.locality();
+    let grace = Duration::from_millis(cfg.repair_grace_ms);
+    loop {
+        if crate::sleep_or_stop(Duration::from_millis(200), &mut stop).await {
+            return;
+        }
+        let mut due: Vec<(Locality, u64, u64)> = Vec::new();
+        {
+            let mut wants = repair.wants.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            wants.retain(|author, w| {
+                let Ok(a) = Locality::from_u32(*author) else { return false };
+                let head = log.channel_head(a, me).unwrap_or(0);
+                if head >= w.target {
+                    return false;
+                }
+                if head != w.seen_head || w.since.is_none() {
+                    w.seen_head = head;
+                    w.since = Some(now);
+                }
+                let stalled = w.since.is_some_and(|t| now - t >= grace);
+                let not_recently = w.asked.is_none_or(|t| now - t >= grace * 2);
+                if stalled && not_recently {
+                    w.asked = Some(now);
+                    due.push((a, head + 1, w.target));
+                }
+                true
+            });
+        }
+        for (author, from, to) in due {
+            SyncMetrics::add(&metrics.repair_requests, 1);
+            let req = RepairRequest { recipient: me.to_string(), from, to };
+            let body = serde_json::to_vec(&req).unwrap_or_default();
+            let answer =
+                tokio::time::timeout(Duration::from_secs(5), client.request(subjects::repair(author), body.into()))
+                    .await;
+            match answer {
+                Ok(Ok(msg)) => match serde_json::from_slice::<RepairReply>(&msg.payload) {
+                    Ok(r) => {
+                        tracing::info!(locality = %me, %author, from, to, resent = r.resent, error = ?r.error, "repair answered")
+                    }
+                    Err(e) => tracing::warn!(%author, error = %e, "unreadable repair reply"),
+                },
+                Ok(Err(e)) => tracing::warn!(locality = %me, %author, error = %Error::nats(e), "repair request failed"),
+                Err(_) => tracing::warn!(locality = %me, %author, "repair request timed out"),
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Subject and stream names (documented in `docs/replication.md`).
+//!
+//! | what | subject |
+//! | --- | --- |
+//! | an event for a recipient | `yipan.v1.ev.<recipient province>.<recipient>.<author>` |
+//! | a channel-head announcement | `yipan.v1.head.<recipient province>.<recipient>.<author>` |
+//! | an author's re-send service | `yipan.v1.repair.<author>` |
+//!
+//! Events live in one stream per recipient province, `YIPAN_EV_<province>`,
+//! so streams shard by province at national scale. No subject carries a
+//! person key or any personal value.
+
+use yipan_core::Locality;
+
+/// Subject of an event from `author` addressed to `recipient`.
+pub fn event(recipient: Locality, author: Locality) -> String {
+    format!("yipan.v1.ev.{:02}.{recipient}.{author}", recipient.province())
+}
+
+/// Filter of everything addressed to `me`.
+pub fn inbox_filter(me: Locality) -> String {
+    format!("yipan.v1.ev.{:02}.{me}.*", me.province())
+}
+
+/// Stream holding events for recipients in `province`.
+pub fn stream(province: u8) -> String {
+    format!("YIPAN_EV_{province:02}")
+}
+
+/// Subjects of the stream of `province`.
+pub fn stream_subjects(province: u8) -> String {
+    format!("yipan.v1.ev.{province:02}.>")
+}
+
+/// Durable consumer name of a node.
+pub fn consumer(me: Locality) -> String {
+    format!("node-{me}")
+}
+
+/// Subject of `author`'s channel-head announcement to `recipient`.
+pub fn head(recipient: Locality, author: Locality) -> String {
+    format!("yipan.v1.head.{:02}.{recipient}.{author}", recipient.province())
+}
+
+/// Filter of every head announcement to `me`.
+pub fn head_filter(me: Locality) -> String {
+    format!("yipan.v1.head.{:02}.{me}.*", me.province())
+}
+
+/// Subject of `author`'s re-send service.
+pub fn repair(author: Locality) -> String {
+    format!("yipan.v1.repair.{author}")
+}
+
+/// The last token of a subject (the author of events and heads).
+pub fn last_token(subject: &str) -> &str {
+    subject.rsplit('.').next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_shard_by_recipient_province() {
+        let r = Locality::parse("610112").unwrap();
+        let a = Locality::parse("411522").unwrap();
+        assert_eq!(event(r, a), "yipan.v1.ev.61.610112.411522");
+        assert_eq!(event(a, r), "yipan.v1.ev.41.411522.610112");
+        assert_eq!(inbox_filter(r), "yipan.v1.ev.61.610112.*");
+        assert_eq!(stream(61), "YIPAN_EV_61");
+        assert_eq!(head(r, a), "yipan.v1.head.61.610112.411522");
+        assert_eq!(last_token(&event(r, a)), "411522");
+    }
+}
