@@ -1,1 +1,365 @@
+//! Replication between three locality nodes — residences 610112 and 610113
+//! (Xi'an), origin 411522 (Henan) — over a real `nats-server` started on a
+//! random port. Appends go through each node's log or HTTP API.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use yipan_core::{Locality, PersonKey};
+use yipan_log::SledStore;
+use yipan_node::{Node, NodeConfig};
+use yipan_proto::v1::{self, event_body::Kind, EventBody, EventDraft};
+use yipan_proto::Message;
+use yipan_testkit::{http, NatsServer};
+
+const CODES: [&str; 3] = ["610112", "610113", "411522"];
+const SECRET: &[u8] = b"replication-test-secret";
+
+fn loc(code: &str) -> Locality {
+    Locality::parse(code).unwrap()
+}
+
+struct Cluster {
+    nats: NatsServer,
+    base: tempfile::TempDir,
+    nodes: HashMap<&'static str, Node>,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let nats = tokio::task::spawn_blocking(NatsServer::start).await.unwrap().expect("nats-server");
+        let base = tempfile::tempdir().unwrap();
+        let mut keys = Vec::new();
+        for code in CODES {
+            keys.push((code, yipan_node::datadir::init(&base.path().join(code), loc(code), Some(SECRET)).unwrap()));
+        }
+        for code in CODES {
+            let d = yipan_node::datadir::open(&base.path().join(code)).unwrap();
+            for (other, key) in &keys {
+                if *other != code {
+                    d.log.roster_add(loc(other), *key).unwrap();
+                }
+            }
+        }
+        let mut c = Cluster { nats, base, nodes: HashMap::new() };
+        for code in CODES {
+            c.start_node(code).await;
+        }
+        c
+    }
+
+    fn dir(&self, code: &str) -> PathBuf {
+        self.base.path().join(code)
+    }
+
+    async fn start_node(&mut self, code: &'static str) {
+        let mut cfg = NodeConfig::new(self.dir(code), &self.nats.url());
+        cfg.sync.head_interval_ms = 300;
+        cfg.sync.repair_grace_ms = 300;
+        cfg.sync.ack_timeout_ms = 2000;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.nodes.insert(code, Node::start(cfg, listener).await.unwrap());
+    }
+
+    async fn stop_node(&mut self, code: &str) {
+        self.nodes.remove(code).unwrap().stop().await.unwrap();
+    }
+
+    fn log(&self, code: &str) -> &SledStore {
+        &self.nodes[code].log
+    }
+
+    async fn append(&self, code: &str, drafts: Vec<EventDraft>) {
+        self.nodes[code].log.append_batch_async(drafts).await.unwrap();
+    }
+
+    /// Events `author` has addressed to `recipient` that `recipient` does not hold yet.
+    fn behind(&self, author: &str, recipient: &str) -> u64 {
+        let sent =
+            self.log(author).outbound_heads(u64::MAX).into_iter().find(|(r, _)| *r == loc(recipient)).map(|(_, h)| h);
+        sent.unwrap_or(0) - self.log(recipient).channel_head(loc(author), loc(recipient)).unwrap()
+    }
+
+    async fn converge(&self, within: Duration) {
+        let start = Instant::now();
+        loop {
+            let mut behind = 0;
+            for a in CODES {
+                for r in CODES {
+                    if a != r && self.nodes.contains_key(a) && self.nodes.contains_key(r) {
+                        behind += self.behind(a, r);
+                    }
+                }
+            }
+            if behind == 0 {
+                return;
+            }
+            assert!(start.elapsed() < within, "{behind} events not delivered within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        for code in CODES {
+            if self.nodes.contains_key(code) {
+                self.stop_node(code).await;
+            }
+        }
+    }
+}
+
+fn body(kind: Kind) -> Option<EventBody> {
+    Some(EventBody { kind: Some(kind) })
+}
+
+/// A residence event about person `n` living at `residence`, from origin 411522.
+fn at_residence(residence: &str, n: u64) -> EventDraft {
+    EventDraft {
+        person_key: PersonKey::derive(&format!("41152219900101{n:04}"), SECRET).to_string(),
+        origin: "411522".into(),
+        residence: residence.into(),
+        body: body(Kind::ServiceRendered(v1::ServiceRendered {
+            service: v1::ServiceKind::PersonInformed as i32,
+            provider_ref: String::new(),
+        })),
+        ..Default::default()
+    }
+}
+
+/// An origin event about person `n` living at `residence`.
+fn at_origin(residence: &str, n: u64) -> EventDraft {
+    EventDraft {
+        person_key: PersonKey::derive(&format!("41152219900101{n:04}"), SECRET).to_string(),
+        origin: "411522".into(),
+        residence: residence.into(),
+        body: body(Kind::CertificateIssued(v1::CertificateIssued {
+            certificate_ref: format!("C{n}"),
+            valid_until: None,
+        })),
+        ..Default::default()
+    }
+}
+
+fn held_about(log: &SledStore, residence: &str) -> usize {
+    log.read_all(None, 1_000_000).unwrap().iter().filter(|e| e.envelope.residence == residence).count()
+}
+
+fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
+    let (_, text) = http::request(addr, "GET", "/metrics", None).unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name) && l.as_bytes().get(name.len()) == Some(&b' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_exactly_their_recipients() {
+    let c = Cluster::start().await;
+    c.append("610112", (0..20).map(|n| at_residence("610112", n)).collect()).await;
+    c.append("610113", (100..110).map(|n| at_residence("610113", n)).collect()).await;
+    c.append(
+        "411522",
+        (0..5).map(|n| at_origin("610112", n)).chain((100..103).map(|n| at_origin("610113", n))).collect(),
+    )
+    .await;
+    // One event through the HTTP API, as a service desk would.
+    let addr = c.nodes["610113"].addr;
+    let ev = r#"{"kind":"ArrivalRegistered","origin":"411522","residence":"610113","person_id_number":"411522198807220047","body":{"channel":"REGISTRATION_CHANNEL_EMPLOYER"}}"#;
+    let (status, reply) = tokio::task::spawn_blocking(move || http::request(addr, "POST", "/v1/events", Some(ev)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200, "{reply}");
+    c.converge(Duration::from_secs(30)).await;
+
+    assert_eq!(c.log("411522").channel_head(loc("610112"), loc("411522")).unwrap(), 20);
+    assert_eq!(c.log("411522").channel_head(loc("610113"), loc("411522")).unwrap(), 11);
+    assert_eq!(c.log("610112").channel_head(loc("411522"), loc("610112")).unwrap(), 5);
+    assert_eq!(c.log("610113").channel_head(loc("411522"), loc("610113")).unwrap(), 3);
+    // Need to know: neither residence holds anything of the other's relationships.
+    assert_eq!(held_about(c.log("610112"), "610113"), 0);
+    assert_eq!(held_about(c.log("610113"), "610112"), 0);
+    assert_eq!(c.log("610112").len(), 25);
+    assert_eq!(c.log("610113").len(), 14);
+    assert_eq!(c.log("411522").len(), 8 + 31);
+    for code in CODES {
+        assert!(c.log(code).verify().unwrap().ok(), "{code}");
+    }
+
+    // The API names bad input and reports health and metrics.
+    let bad = r#"{"kind":"ArrivalRegistered","origin":"61011","residence":"610113","person":"00112233445566778899aabbccddeeff"}"#;
+    let (status, reply) = tokio::task::spawn_blocking(move || http::request(addr, "POST", "/v1/events", Some(bad)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 400);
+    assert!(reply.contains("field `origin`: `61011` is not a 6-digit"), "{reply}");
+    let start = Instant::now();
+    loop {
+        let (status, health) =
+            tokio::task::spawn_blocking(move || http::request(addr, "GET", "/healthz", None)).await.unwrap().unwrap();
+        assert_eq!(status, 200);
+        if health.contains("\"nats_connected\":true") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let origin = c.nodes["411522"].addr;
+    let stored = tokio::task::spawn_blocking(move || metric(origin, "yipan_received_stored_total")).await.unwrap();
+    assert_eq!(stored, 31);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_catches_up() {
+    let mut c = Cluster::start().await;
+    c.append("610112", (0..10).map(|n| at_residence("610112", n)).collect()).await;
+    c.converge(Duration::from_secs(30)).await;
+    c.stop_node("411522").await;
+    for round in 0..5 {
+        c.append("610112", (0..20).map(|n| at_residence("610112", 100 + round * 20 + n)).collect()).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    c.start_node("411522").await;
+    c.converge(Duration::from_secs(30)).await;
+    let origin = c.log("411522");
+    assert_eq!(origin.channel_head(loc("610112"), loc("411522")).unwrap(), 110);
+    assert_eq!(origin.len(), 110, "no event lost or doubled");
+    assert!(origin.verify().unwrap().ok());
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_continue_while_nats_is_down_and_all_converge() {
+    let mut c = Cluster::start().await;
+    c.append("610112", (0..5).map(|n| at_residence("610112", n)).collect()).await;
+    c.converge(Duration::from_secs(30)).await;
+    c.nats.stop();
+    // Offline first: appends are durable without NATS; the outbox grows.
+    for i in 0..4 {
+        c.append("610112", (0..10).map(|n| at_residence("610112", 1000 + i * 10 + n)).collect()).await;
+        c.append("411522", (0..5).map(|n| at_origin("610112", 2000 + i * 5 + n)).collect()).await;
+    }
+    let start = Instant::now();
+    while c.nodes["610112"].metrics.outbox_pending.load(Ordering::Relaxed) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "outbox never showed pending events");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(c.log("610112").len(), 45);
+    c.nats.restart().unwrap();
+    c.converge(Duration::from_secs(60)).await;
+    assert_eq!(c.log("411522").channel_head(loc("610112"), loc("411522")).unwrap(), 45);
+    assert_eq!(c.log("610112").channel_head(loc("411522"), loc("610112")).unwrap(), 20);
+    assert_eq!(c.log("411522").len(), 45 + 20, "no loss, no duplicate");
+    assert_eq!(c.log("610112").len(), 45 + 20);
+    for code in CODES {
+        assert!(c.log(code).verify().unwrap().ok(), "{code}");
+    }
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_stream_is_repaired_from_the_authors() {
+    let mut c = Cluster::start().await;
+    c.append("610112", (0..10).map(|n| at_residence("610112", n)).collect()).await;
+    c.converge(Duration::from_secs(30)).await;
+    // The origin is away while 610112 publishes 15 more and 411522 is told of them only by the stream…
+    c.stop_node("411522").await;
+    c.append("610112", (10..25).map(|n| at_residence("610112", n)).collect()).await;
+    let start = Instant::now();
+    while c.nodes["610112"].metrics.outbox_pending.load(Ordering::Relaxed) > 0
+        || c.nodes["610112"].metrics.published.load(Ordering::Relaxed) < 25
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "610112 did not publish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // …and the stream loses everything.
+    c.nats.restart_wiped().unwrap();
+    c.start_node("411522").await;
+    c.converge(Duration::from_secs(60)).await;
+    let origin = c.log("411522");
+    assert_eq!(origin.channel_head(loc("610112"), loc("411522")).unwrap(), 25);
+    assert_eq!(origin.len(), 25);
+    assert!(origin.verify().unwrap().ok());
+    let served = c.nodes["610112"].metrics.repair_served.load(Ordering::Relaxed);
+    assert!(served >= 1, "the author re-sent the lost events on request");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never_applied() {
+    let c = Cluster::start().await;
+    c.append("411522", vec![at_origin("610112", 1), at_origin("610113", 2)]).await;
+    c.converge(Duration::from_secs(30)).await;
+    let origin = c.log("411522");
+    let to_112 = origin.read_channel(loc("411522"), loc("610112"), 1, 1).unwrap().remove(0).signed.encode_to_vec();
+    let to_113 = origin.read_channel(loc("411522"), loc("610113"), 1, 1).unwrap().remove(0).signed.encode_to_vec();
+    let mut forged = v1::SignedEvent::decode(to_112.as_slice()).unwrap();
+    forged.signature[5] ^= 0x40;
+    // An author nobody has in the roster.
+    let stranger =
+        yipan_log::MemStore::open(yipan_log::MemBackend::new(), loc("440305"), yipan_log::keyfile::generate().unwrap())
+            .unwrap();
+    let mut d = at_residence("610112", 9);
+    d.origin = "440305".into();
+    d.body = body(Kind::CertificateIssued(v1::CertificateIssued { certificate_ref: "X".into(), valid_until: None }));
+    let a = stranger.append_async(d).await.unwrap();
+    let unknown = stranger.get(a.id).unwrap().unwrap().signed.encode_to_vec();
+
+    let client = async_nats::connect(c.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let inbox_112 = yipan_sync::subjects::event(loc("610112"), loc("411522"));
+    let sends: Vec<(&str, Vec<u8>)> = vec![
+        ("forged", forged.encode_to_vec()),
+        ("misaddressed", to_113),
+        ("replayed", to_112.clone()),
+        ("unknown", unknown),
+        ("malformed", b"\x0a\xff\xff garbage".to_vec()),
+    ];
+    for (i, (what, bytes)) in sends.iter().enumerate() {
+        let subject = if *what == "unknown" {
+            yipan_sync::subjects::event(loc("610112"), loc("440305"))
+        } else {
+            inbox_112.clone()
+        };
+        let msg = async_nats::jetstream::message::PublishMessage::build()
+            .payload(bytes.clone().into())
+            .message_id(format!("attack-{i}"));
+        js.send_publish(subject, msg).await.unwrap().await.unwrap();
+    }
+    let node = &c.nodes["610112"];
+    let start = Instant::now();
+    while node.metrics.quarantined.load(Ordering::Relaxed) < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "quarantine count stuck at {}",
+            node.metrics.quarantined.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let q = node.log.quarantine().unwrap();
+    let reasons: Vec<&str> = q.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(q.len(), 4, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("forged or altered")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("wrong recipient: not addressed to 610112")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("unknown author 440305")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("malformed")), "{reasons:?}");
+    // The replay is recognised and applied once only.
+    assert!(node.metrics.duplicates.load(Ordering::Relaxed) >= 1);
+    assert_eq!(node.log.len(), 1, "only the one genuine event is held");
+    assert_eq!(node.log.channel_head(loc("411522"), loc("610112")).unwrap(), 1);
+    let addr = node.addr;
+    let counted = tokio::task::spawn_blocking(move || metric(addr, "yipan_quarantined_total")).await.unwrap();
+    assert_eq!(counted, 4);
+    assert!(node.log.verify().unwrap().ok());
+    // Quarantine reasons and metrics carry no personal data.
+    for e in &q {
+        assert!(!e.reason.contains("4115221990"), "{}", e.reason);
+    }
+    c.stop().await;
+}
