@@ -159,6 +159,27 @@ conformance! {
         assert!(store.verify().unwrap().ok());
     }
 
+    batch_ingest_verifies_in_batches_and_names_the_forged(store) {
+        let (origin, bytes) = origin_with(150);
+        store.roster_add(loc("411522"), origin.public_key()).unwrap();
+        let mut items = bytes.clone();
+        // Position 70 is altered in flight; everything after it waits behind the gap.
+        let mut bad = yipan_proto::v1::SignedEvent::decode(items[69].as_slice()).unwrap();
+        bad.signature[10] ^= 0x08;
+        items[69] = bad.encode_to_vec();
+        let refs: Vec<&[u8]> = items.iter().map(|b| b.as_slice()).collect();
+        let out = store.ingest_batch(&refs).unwrap();
+        assert!(out[..69].iter().all(|o| matches!(o, Ingested::Stored { .. })));
+        assert!(matches!(&out[69], Ingested::Quarantined { reason } if reason.starts_with("forged or altered")), "{:?}", out[69]);
+        assert!(out[70..].iter().all(|o| matches!(o, Ingested::Gap { expected: 70, .. })), "{:?}", &out[70]);
+        // The genuine event repairs the gap; the rest then apply in one batch.
+        let rest: Vec<&[u8]> = bytes[69..].iter().map(|b| b.as_slice()).collect();
+        let out = store.ingest_batch(&rest).unwrap();
+        assert!(out.iter().all(|o| matches!(o, Ingested::Stored { .. })), "{out:?}");
+        assert_eq!(store.read_channel(loc("411522"), loc("610112"), 1, 1000).unwrap().len(), 150);
+        assert!(store.verify().unwrap().ok());
+    }
+
     ingest_detects_forks(store) {
         let (origin, bytes) = origin_with(1);
         store.roster_add(loc("411522"), origin.public_key()).unwrap();
