@@ -2,6 +2,7 @@
 //! arguments and calls the library crates.
 
 mod append;
+mod bench_replicate;
 mod demo;
 mod output;
 
@@ -129,6 +130,16 @@ enum NodeAction {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// End-to-end replicated events/s and lag over a local nats-server, vs raw JetStream publish.
+    Replicate {
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Seconds of the steady 1,000/s lag phase.
+        #[arg(long, default_value_t = 5)]
+        steady_secs: u64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Durable signed appends/s with group commit vs raw sled and raw ed25519.
     Append {
         #[arg(long, default_value_t = 200_000)]
@@ -267,6 +278,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Demo { keep } => {
             runtime()?.block_on(demo::run(keep))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: BenchWhat::Replicate { events, steady_secs, format } } => {
+            let report = runtime()?.block_on(bench_replicate::run(events, steady_secs))?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { what: BenchWhat::Append { events, clients, steady_secs, format } } => {

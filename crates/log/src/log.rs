@@ -84,6 +84,8 @@ pub enum Ingested {
         seq: u64,
         /// This node's channel position from that author.
         channel_seq: u64,
+        /// When the author recorded it (Unix µs), for replication lag.
+        recorded_at_us: i64,
     },
     /// Already held (same id, same envelope): nothing to do.
     Duplicate {
@@ -650,6 +652,11 @@ impl<B: Backend> Log<B> {
                                     author: ev.author().unwrap_or(self.shared.locality),
                                     seq: ev.seq(),
                                     channel_seq: *ch,
+                                    recorded_at_us: ev
+                                        .envelope
+                                        .recorded_at
+                                        .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1_000))
+                                        .unwrap_or(0),
                                 }
                             }
                         }

@@ -72,20 +72,47 @@ async fn consume<B: Backend>(
         )
         .await
         .map_err(Error::nats)?;
-    let mut messages = consumer.messages().await.map_err(Error::nats)?.ready_chunks(cfg.fetch_batch);
+    let mut messages =
+        consumer.stream().max_messages_per_batch(cfg.fetch_batch * 4).messages().await.map_err(Error::nats)?;
+    // A receiver task queues messages while the previous batch is being
+    // verified and flushed, so batches grow with the load (group commit on
+    // the receiving side) instead of one flush per message.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Message>>(cfg.fetch_batch * 8);
+    let receiver = tokio::spawn(async move {
+        while let Some(m) = messages.next().await {
+            if tx.send(m.map_err(Error::nats)).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Err(Error::Nats("consumer stream ended".into()))).await;
+    });
+    let _abort = AbortOnDrop(receiver);
     let mut held: Held = HashMap::new();
     tracing::info!(locality = %me, consumer = %name, "inbox consuming");
     loop {
-        let batch = tokio::select! {
+        let first = tokio::select! {
             _ = stop.changed() => return Ok(()),
-            b = messages.next() => b,
+            m = rx.recv() => m,
         };
-        let Some(batch) = batch else { return Err(Error::Nats("consumer stream ended".into())) };
-        let mut msgs = Vec::with_capacity(batch.len());
-        for m in batch {
-            msgs.push(m.map_err(Error::nats)?);
+        let Some(first) = first else { return Err(Error::Nats("consumer stream ended".into())) };
+        let mut msgs = vec![first?];
+        while msgs.len() < cfg.fetch_batch {
+            match rx.try_recv() {
+                Ok(m) => msgs.push(m?),
+                Err(_) => break,
+            }
         }
+        SyncMetrics::add(&metrics.inbox_batches, 1);
         process(log, metrics, repair, &mut held, msgs).await?;
+    }
+}
+
+/// Aborts the receiver task when the consumer loop ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -106,7 +133,7 @@ async fn process<B: Backend>(
                 held.entry(author.as_u32()).or_default().insert(got, (msg.payload.clone(), msg));
             }
             other => {
-                account(log, metrics, &other);
+                account(metrics, &other);
                 msg.ack().await.map_err(Error::nats)?;
             }
         }
@@ -146,7 +173,7 @@ async fn release_held<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, held
             }
             let outcomes = ingest(log, run.iter().map(|(b, _)| b.clone()).collect()).await?;
             for ((_, msg), outcome) in run.into_iter().zip(outcomes) {
-                account(log, metrics, &outcome);
+                account(metrics, &outcome);
                 msg.ack().await.map_err(Error::nats)?;
             }
         }
@@ -155,17 +182,14 @@ async fn release_held<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, held
 }
 
 /// Counts an outcome and records the lag of stored events.
-fn account<B: Backend>(log: &Log<B>, metrics: &SyncMetrics, outcome: &Ingested) {
+fn account(metrics: &SyncMetrics, outcome: &Ingested) {
     match outcome {
-        Ingested::Stored { author, seq, .. } => {
+        Ingested::Stored { recorded_at_us, .. } => {
             SyncMetrics::add(&metrics.stored, 1);
-            if let Ok(Some(ev)) = log.event_at(*author, *seq) {
-                if let Some(t) = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts) {
-                    let now: chrono::DateTime<chrono::Utc> = SystemTime::now().into();
-                    if let Ok(lag) = (now - t).to_std() {
-                        metrics.record_lag(lag);
-                    }
-                }
+            let now_us =
+                SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+            if *recorded_at_us > 0 && now_us >= *recorded_at_us {
+                metrics.record_lag(Duration::from_micros((now_us - recorded_at_us) as u64));
             }
         }
         Ingested::Duplicate { .. } => SyncMetrics::add(&metrics.duplicates, 1),

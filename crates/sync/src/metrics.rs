@@ -32,6 +32,7 @@ pub const DEFINITIONS: &[(&str, &str, &str)] = &[
     ("yipan_repair_served_total", "Re-send requests this node answered as an author.", "counter"),
     ("yipan_events_resent_total", "Event messages re-published on request.", "counter"),
     ("yipan_nats_connected", "1 while the NATS connection is up.", "gauge"),
+    ("yipan_inbox_batches_total", "Batches the inbox verified and stored (one flush each).", "counter"),
 ];
 
 /// Counters of one node's replication.
@@ -59,6 +60,8 @@ pub struct SyncMetrics {
     pub resent: AtomicU64,
     /// yipan_nats_connected
     pub nats_connected: AtomicU64,
+    /// yipan_inbox_batches_total
+    pub inbox_batches: AtomicU64,
     /// Recent replication lags (append at the author → stored here), µs; bounded.
     lags: Mutex<Vec<u64>>,
 }
@@ -67,7 +70,7 @@ pub struct SyncMetrics {
 const MAX_LAGS: usize = 1 << 20;
 
 impl SyncMetrics {
-    fn values(&self) -> [u64; 11] {
+    fn values(&self) -> [u64; 12] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             g(&self.published),
@@ -81,6 +84,7 @@ impl SyncMetrics {
             g(&self.repair_served),
             g(&self.resent),
             g(&self.nats_connected),
+            g(&self.inbox_batches),
         ]
     }
 

@@ -1,0 +1,213 @@
+//! `yipan bench replicate`: end-to-end replication (append at the author →
+//! verified and durably stored at the recipient) over a real local
+//! `nats-server`, beside raw async-nats pipelined JetStream publishing and raw
+//! ed25519 verification measured in the same run.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use async_nats::jetstream;
+use ed25519_dalek::{Signer, Verifier};
+use serde::Serialize;
+use yipan_core::Locality;
+use yipan_log::bench::sample_draft;
+use yipan_node::{Node, NodeConfig};
+use yipan_testkit::NatsServer;
+
+/// What the benchmark measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub events: u64,
+    pub replicated_per_s: f64,
+    pub raw_publish_per_s: f64,
+    pub raw_verify_1_per_s: f64,
+    pub raw_verify_batch64_per_s: f64,
+    pub steady_rate: u64,
+    pub lag_p50_ms: f64,
+    pub lag_p99_ms: f64,
+    pub lag_samples: usize,
+    pub mean_inbox_batch: f64,
+    pub appended_s: f64,
+    pub published_s: f64,
+    pub stored_s: f64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "end-to-end replicated (append → verified+stored at recipient): {:>8.0} events/s over {} events (mean inbox batch {:.0})", self.replicated_per_s, self.events, self.mean_inbox_batch)?;
+        writeln!(f, "  timeline: all appended at the author {:.2} s, all published {:.2} s, all stored at the recipient {:.2} s", self.appended_s, self.published_s, self.stored_s)?;
+        writeln!(
+            f,
+            "raw async-nats pipelined JetStream publish:                    {:>8.0} msgs/s   ratio {:.2}",
+            self.raw_publish_per_s,
+            self.replicated_per_s / self.raw_publish_per_s
+        )?;
+        writeln!(
+            f,
+            "raw ed25519 verify, 1 thread, one by one:                      {:>8.0} /s",
+            self.raw_verify_1_per_s
+        )?;
+        writeln!(
+            f,
+            "raw ed25519 verify, 1 thread, batches of 64:                   {:>8.0} /s",
+            self.raw_verify_batch64_per_s
+        )?;
+        write!(
+            f,
+            "replication lag at a steady {}/s: p50 {:.2} ms, p99 {:.2} ms over {} events",
+            self.steady_rate, self.lag_p50_ms, self.lag_p99_ms, self.lag_samples
+        )
+    }
+}
+
+async fn raw_publish(url: &str, n: u64, size: usize) -> Result<f64> {
+    let client = async_nats::connect(url).await?;
+    let js = jetstream::new(client);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: "BENCH_RAW".into(),
+        subjects: vec!["bench.raw.>".into()],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    let payload = bytes::Bytes::from(vec![0x5au8; size]);
+    let mut in_flight = VecDeque::new();
+    let t = Instant::now();
+    for i in 0..n {
+        let msg = jetstream::message::PublishMessage::build().payload(payload.clone()).message_id(format!("raw-{i}"));
+        in_flight.push_back(js.send_publish("bench.raw.x", msg).await?);
+        if in_flight.len() >= 2048 {
+            if let Some(a) = in_flight.pop_front() {
+                a.await?;
+            }
+        }
+    }
+    while let Some(a) = in_flight.pop_front() {
+        a.await?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+fn raw_verify() -> Result<(f64, f64)> {
+    let key = yipan_log::keyfile::generate()?;
+    let public = key.verifying_key();
+    let msgs: Vec<Vec<u8>> = (0..64u32).map(|i| [i.to_be_bytes().to_vec(), vec![7u8; 296]].concat()).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = msgs.iter().map(|m| key.sign(m)).collect();
+    let n = 10_000usize;
+    let t = Instant::now();
+    for i in 0..n {
+        public.verify(&msgs[i % 64], &sigs[i % 64]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let single = n as f64 / t.elapsed().as_secs_f64();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    let keys = vec![public; 64];
+    let rounds = 200;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok((single, (rounds * 64) as f64 / t.elapsed().as_secs_f64()))
+}
+
+async fn start_node(dir: &std::path::Path, url: &str) -> Result<Node> {
+    let mut cfg = NodeConfig::new(dir.to_path_buf(), url);
+    cfg.sync.head_interval_ms = 1000;
+    Node::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await?).await
+}
+
+async fn wait_for(recipient: &Node, author: Locality, head: u64, within: Duration) -> Result<()> {
+    let start = Instant::now();
+    while recipient.log.channel_head(author, recipient.locality)? < head {
+        if start.elapsed() > within {
+            bail!("recipient stuck at {} of {head}", recipient.log.channel_head(author, recipient.locality)?);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
+    let nats =
+        tokio::task::spawn_blocking(NatsServer::start).await?.map_err(anyhow::Error::msg).context("nats-server")?;
+    let record_bytes = yipan_proto::Message::encoded_len(&sample_draft(0)) + 120;
+    let raw_publish_per_s = raw_publish(&nats.url(), events, record_bytes).await?;
+    let (raw_verify_1_per_s, raw_verify_batch64_per_s) = tokio::task::spawn_blocking(raw_verify).await??;
+
+    let tmp = tempfile::tempdir()?;
+    let (a_code, b_code) = (
+        Locality::parse("610112").map_err(anyhow::Error::msg)?,
+        Locality::parse("411522").map_err(anyhow::Error::msg)?,
+    );
+    let ka = yipan_node::datadir::init(&tmp.path().join("a"), a_code, None)?;
+    let kb = yipan_node::datadir::init(&tmp.path().join("b"), b_code, None)?;
+    for (dir, other, key) in [("a", b_code, kb), ("b", a_code, ka)] {
+        yipan_node::datadir::open(&tmp.path().join(dir))?.log.roster_add(other, key)?;
+    }
+    let author = start_node(&tmp.path().join("a"), &nats.url()).await?;
+    let recipient = start_node(&tmp.path().join("b"), &nats.url()).await?;
+
+    // Throughput: appends in batches of 1,000 (as an import would), timed until all are at the recipient.
+    let t = Instant::now();
+    let mut i = 0;
+    while i < events {
+        let n = 1000.min(events - i);
+        author.log.append_batch_async((i..i + n).map(sample_draft).collect()).await?;
+        i += n;
+    }
+    let appended_s = t.elapsed().as_secs_f64();
+    let mut published_s = None;
+    while recipient.log.channel_head(a_code, b_code)? < events {
+        if published_s.is_none() && author.metrics.published.load(std::sync::atomic::Ordering::Relaxed) >= events {
+            published_s = Some(t.elapsed().as_secs_f64());
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("replication stalled");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let stored_s = t.elapsed().as_secs_f64();
+    let replicated_per_s = events as f64 / stored_s;
+    let batches = recipient.metrics.inbox_batches.load(std::sync::atomic::Ordering::Relaxed);
+    let mean_batch = events as f64 / batches.max(1) as f64;
+    // Let the last batch's bookkeeping finish before the lag phase starts counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    recipient.metrics.take_lags();
+
+    // Lag under a steady offered load of 1,000 events/s.
+    let steady_rate = 1000u64;
+    let total = steady_rate * steady_secs;
+    let start = Instant::now();
+    for k in 0..total {
+        let due = start + Duration::from_micros(k * 1_000_000 / steady_rate);
+        tokio::time::sleep_until(due.into()).await;
+        let log = author.log.clone();
+        tokio::spawn(async move { log.append_async(sample_draft(events + k)).await });
+    }
+    wait_for(&recipient, a_code, events + total, Duration::from_secs(120)).await?;
+    let mut lags = recipient.metrics.take_lags();
+    lags.sort_unstable();
+    let pct = |p: f64| {
+        lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1))).copied().unwrap_or(0) as f64
+            / 1000.0
+    };
+    let report = Report {
+        events,
+        replicated_per_s,
+        raw_publish_per_s,
+        raw_verify_1_per_s,
+        raw_verify_batch64_per_s,
+        steady_rate,
+        lag_p50_ms: pct(0.5),
+        lag_p99_ms: pct(0.99),
+        lag_samples: lags.len(),
+        mean_inbox_batch: mean_batch,
+        appended_s,
+        published_s: published_s.unwrap_or(stored_s),
+        stored_s,
+    };
+    author.stop().await?;
+    recipient.stop().await?;
+    drop(nats);
+    Ok(report)
+}
