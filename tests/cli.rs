@@ -189,3 +189,60 @@ fn roster_add_and_show() {
     let out = yipan(&tmp.path().join("nowhere"), &["log"], None);
     assert!(text(&out.stderr).contains("is not a Yipan data directory"));
 }
+
+#[test]
+fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
+    use std::io::BufRead;
+    let nats = yipan_testkit::NatsServer::start().expect("nats-server");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("610112");
+    init(&dir);
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n[sync]\nnats_url = {:?}\n",
+            dir.display().to_string(),
+            nats.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_yipan"))
+        .args(["node", "run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let addr: std::net::SocketAddr = first.trim().rsplit("http://").next().unwrap().parse().expect(&first);
+
+    let events = std::fs::read_to_string(scenario()).unwrap();
+    let batch = format!("[{}]", events.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(","));
+    let (status, reply) = yipan_testkit::http::request(addr, "POST", "/v1/events", Some(&batch)).unwrap();
+    assert_eq!(status, 200, "{reply}");
+    // Wait until the outbox has published everything (20 of the 21 events have a recipient).
+    let start = std::time::Instant::now();
+    loop {
+        let (_, health) = yipan_testkit::http::request(addr, "GET", "/healthz", None).unwrap();
+        if health.contains("\"outbox_pending\":0") && health.contains("\"nats_connected\":true") {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{health}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (_, metrics) = yipan_testkit::http::request(addr, "GET", "/metrics", None).unwrap();
+    assert!(metrics.contains("yipan_events_published_total 20"), "{metrics}");
+
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "node exited with {status}");
+
+    // Everything is on disk, the chain verifies, and the outbox cursor was persisted.
+    assert_eq!(event_count(&dir), 21);
+    assert!(yipan(&dir, &["verify"], None).status.success());
+    let opened = yipan_node::datadir::open(&dir).unwrap();
+    assert_eq!(opened.log.meta_get("outbox.cursor").unwrap(), Some(21u64.to_be_bytes().to_vec()));
+}

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `deploy/nats/nats-server.conf`, the server configuration these servers use.
+pub const SERVER_CONF: &str = include_str!("../../../deploy/nats/nats-server.conf");
+
 /// A running (or stopped) `nats-server` owned by the caller.
 pub struct NatsServer {
     bin: PathBuf,
@@ -65,9 +68,25 @@ impl NatsServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         std::fs::create_dir_all(&self.store).map_err(|e| e.to_string())?;
+        // The deployed server config, with its store directory replaced and
+        // the address and port overridden on the command line.
+        let conf = self.store.with_extension("conf");
+        let text: String = SERVER_CONF
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("store_dir:") {
+                    format!("  store_dir: {:?}", self.store.display().to_string())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
         let child = Command::new(&self.bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(&self.store)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
