@@ -310,6 +310,16 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
     let a = stranger.append_async(d).await.unwrap();
     let unknown = stranger.get(a.id).unwrap().unwrap().signed.encode_to_vec();
 
+    // A fork: another event signed with 411522's own key at a position 610112 already holds.
+    let twin = yipan_log::MemStore::open(
+        yipan_log::MemBackend::new(),
+        loc("411522"),
+        yipan_log::keyfile::load(&c.dir("411522")).unwrap(),
+    )
+    .unwrap();
+    let t = twin.append_async(at_origin("610112", 77)).await.unwrap();
+    let fork = twin.get(t.id).unwrap().unwrap().signed.encode_to_vec();
+
     let client = async_nats::connect(c.nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let inbox_112 = yipan_sync::subjects::event(loc("610112"), loc("411522"));
@@ -319,6 +329,7 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
         ("replayed", to_112.clone()),
         ("unknown", unknown),
         ("malformed", b"\x0a\xff\xff garbage".to_vec()),
+        ("fork", fork),
     ];
     for (i, (what, bytes)) in sends.iter().enumerate() {
         let subject = if *what == "unknown" {
@@ -333,7 +344,7 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
     }
     let node = &c.nodes["610112"];
     let start = Instant::now();
-    while node.metrics.quarantined.load(Ordering::Relaxed) < 4 {
+    while node.metrics.quarantined.load(Ordering::Relaxed) < 5 {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "quarantine count stuck at {}",
@@ -344,7 +355,9 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
     tokio::time::sleep(Duration::from_millis(300)).await;
     let q = node.log.quarantine().unwrap();
     let reasons: Vec<&str> = q.iter().map(|e| e.reason.as_str()).collect();
-    assert_eq!(q.len(), 4, "{reasons:?}");
+    assert_eq!(q.len(), 5, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("fork: channel position 1 from 411522 to 610112")), "{reasons:?}");
+    assert_eq!(node.metrics.forks.load(Ordering::Relaxed), 1, "a fork raises the alert counter");
     assert!(reasons.iter().any(|r| r.contains("forged or altered")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("wrong recipient: not addressed to 610112")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("unknown author 440305")), "{reasons:?}");
@@ -355,7 +368,7 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
     assert_eq!(node.log.channel_head(loc("411522"), loc("610112")).unwrap(), 1);
     let addr = node.addr;
     let counted = tokio::task::spawn_blocking(move || metric(addr, "yipan_quarantined_total")).await.unwrap();
-    assert_eq!(counted, 4);
+    assert_eq!(counted, 5);
     assert!(node.log.verify().unwrap().ok());
     // Quarantine reasons and metrics carry no personal data.
     for e in &q {

@@ -193,7 +193,13 @@ fn account(metrics: &SyncMetrics, outcome: &Ingested) {
             }
         }
         Ingested::Duplicate { .. } => SyncMetrics::add(&metrics.duplicates, 1),
-        Ingested::Quarantined { .. } => SyncMetrics::add(&metrics.quarantined, 1),
+        Ingested::Quarantined { reason } => {
+            SyncMetrics::add(&metrics.quarantined, 1);
+            if reason.starts_with("fork") {
+                SyncMetrics::add(&metrics.forks, 1);
+                tracing::error!(alert = "fork", %reason, "two different events claim one channel position");
+            }
+        }
         Ingested::Gap { .. } => SyncMetrics::add(&metrics.gaps, 1),
     }
 }

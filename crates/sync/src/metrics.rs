@@ -33,6 +33,11 @@ pub const DEFINITIONS: &[(&str, &str, &str)] = &[
     ("yipan_events_resent_total", "Event messages re-published on request.", "counter"),
     ("yipan_nats_connected", "1 while the NATS connection is up.", "gauge"),
     ("yipan_inbox_batches_total", "Batches the inbox verified and stored (one flush each).", "counter"),
+    (
+        "yipan_forks_total",
+        "ALERT: two different events signed at one channel position (or an author sequence going back); quarantined.",
+        "counter",
+    ),
 ];
 
 /// Counters of one node's replication.
@@ -62,6 +67,8 @@ pub struct SyncMetrics {
     pub nats_connected: AtomicU64,
     /// yipan_inbox_batches_total
     pub inbox_batches: AtomicU64,
+    /// yipan_forks_total
+    pub forks: AtomicU64,
     /// Recent replication lags (append at the author → stored here), µs; bounded.
     lags: Mutex<Vec<u64>>,
 }
@@ -70,7 +77,7 @@ pub struct SyncMetrics {
 const MAX_LAGS: usize = 1 << 20;
 
 impl SyncMetrics {
-    fn values(&self) -> [u64; 12] {
+    fn values(&self) -> [u64; 13] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             g(&self.published),
@@ -85,6 +92,7 @@ impl SyncMetrics {
             g(&self.resent),
             g(&self.nats_connected),
             g(&self.inbox_batches),
+            g(&self.forks),
         ]
     }
 
