@@ -161,3 +161,9 @@ mod tests {
         assert!(EventKind::ServiceRendered.tiers().contains(&Tier::ReproductiveHealth));
     }
 }
+
+impl serde::Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}

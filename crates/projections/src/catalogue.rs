@@ -1,0 +1,296 @@
+//! The duty catalogue as data (DOMAIN.md "Duty checklists"): the origin's
+//! four-one and the residence's six-one items, each defined by the event kinds
+//! that fulfil it and its deadline rule, plus the exchange deadlines.
+//! Versioned; a locality replaces its catalogue by publishing a
+//! `DutyCatalogPublished` event whose document is this JSON, so answers about
+//! the past use the catalogue in force then.
+
+use serde::{Deserialize, Serialize};
+use yipan_core::EventKind;
+
+use crate::fact::{Detail, Fact};
+
+/// Which party an item binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// 户籍地.
+    Origin,
+    /// 现居住地.
+    Residence,
+}
+
+/// An event that fulfils an item: its kind and, for kinds with a sub-type,
+/// one of the allowed sub-types (enum names as in the proto, e.g.
+/// `SERVICE_KIND_PERSON_INFORMED`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fulfilment {
+    /// Event kind, PascalCase.
+    pub kind: String,
+    /// Allowed sub-types; empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub any_of: Vec<String>,
+}
+
+/// When an item falls due, counted from the relationship's anchor (the
+/// arrival registration, or the first event if there is none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DueRule {
+    /// Calendar days after the anchor date.
+    #[serde(default)]
+    pub days: u32,
+    /// Then this many working days more.
+    #[serde(default)]
+    pub working_days: u32,
+}
+
+/// One duty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DutyItem {
+    /// Stable id, e.g. `residence.certificate_check`.
+    pub id: String,
+    /// Who must do it.
+    pub side: Side,
+    /// English name.
+    pub name_en: String,
+    /// Chinese name.
+    pub name_zh: String,
+    /// Events that fulfil it (authored by `side`).
+    pub fulfilled_by: Vec<Fulfilment>,
+    /// Its deadline.
+    pub due: DueRule,
+}
+
+/// Deadlines of the exchange workflows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeRules {
+    /// Notification → receipt, calendar days.
+    pub receipt_days: u32,
+    /// Case-assist answer when urgent (pregnant), calendar days.
+    pub case_assist_urgent_days: u32,
+    /// Case-assist answer otherwise, calendar days.
+    pub case_assist_normal_days: u32,
+    /// First-child registration: the origin confirms within, working days.
+    pub first_child_answer_working_days: u32,
+    /// Certificate mismatch: the person re-issues within, calendar days.
+    pub mismatch_reissue_days: u32,
+}
+
+/// A versioned catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    /// Version label, e.g. `default-2026.1`.
+    pub version: String,
+    /// Every duty item of both sides.
+    pub items: Vec<DutyItem>,
+    /// Exchange deadlines.
+    pub exchanges: ExchangeRules,
+}
+
+fn item(id: &str, side: Side, en: &str, zh: &str, by: &[(&str, &[&str])], days: u32, working_days: u32) -> DutyItem {
+    DutyItem {
+        id: id.into(),
+        side,
+        name_en: en.into(),
+        name_zh: zh.into(),
+        fulfilled_by: by
+            .iter()
+            .map(|(k, any)| Fulfilment { kind: (*k).into(), any_of: any.iter().map(|s| (*s).into()).collect() })
+            .collect(),
+        due: DueRule { days, working_days },
+    }
+}
+
+impl Default for Catalogue {
+    /// The default of DOMAIN.md.
+    fn default() -> Self {
+        use Side::*;
+        Catalogue {
+            version: "default-2026.1".into(),
+            items: vec![
+                item(
+                    "origin.certificate",
+                    Origin,
+                    "issue the marriage-and-childbearing certificate",
+                    "出具婚育证明",
+                    &[("CertificateIssued", &[])],
+                    30,
+                    0,
+                ),
+                item(
+                    "origin.pledge",
+                    Origin,
+                    "sign the family-planning pledge",
+                    "签订承诺书",
+                    &[("AgreementSigned", &["AGREEMENT_KIND_PLEDGE"])],
+                    30,
+                    0,
+                ),
+                item(
+                    "origin.contraception",
+                    Origin,
+                    "record a contraceptive or service measure",
+                    "落实避孕节育措施",
+                    &[("ContraceptionStatusRecorded", &[])],
+                    30,
+                    0,
+                ),
+                item(
+                    "origin.contact",
+                    Origin,
+                    "register a contact channel and notify the residence",
+                    "登记联系方式并通报",
+                    &[("NotificationSent", &[])],
+                    30,
+                    0,
+                ),
+                item(
+                    "residence.registration",
+                    Residence,
+                    "register the arrival and open a file",
+                    "流入登记建档",
+                    &[("ArrivalRegistered", &[])],
+                    0,
+                    0,
+                ),
+                item(
+                    "residence.certificate_check",
+                    Residence,
+                    "verify the certificate",
+                    "查验婚育证明",
+                    &[("CertificateVerified", &[]), ("CertificateMismatchFound", &[])],
+                    30,
+                    5,
+                ),
+                item(
+                    "residence.service_agreement",
+                    Residence,
+                    "sign the service agreement",
+                    "签订服务协议",
+                    &[("AgreementSigned", &["AGREEMENT_KIND_SERVICE_AGREEMENT"])],
+                    30,
+                    0,
+                ),
+                item(
+                    "residence.informed",
+                    Residence,
+                    "inform of free services, rewards and duties",
+                    "告知/宣传",
+                    &[("ServiceRendered", &["SERVICE_KIND_PERSON_INFORMED"])],
+                    30,
+                    0,
+                ),
+                item(
+                    "residence.free_services",
+                    Residence,
+                    "deliver the free basic services",
+                    "免费技术服务",
+                    &[(
+                        "ServiceRendered",
+                        &[
+                            "SERVICE_KIND_CONTRACEPTIVES",
+                            "SERVICE_KIND_PRE_PREGNANCY_CHECK",
+                            "SERVICE_KIND_PREGNANCY_CHECK",
+                            "SERVICE_KIND_REPRODUCTIVE_HEALTH_CHECK",
+                        ],
+                    )],
+                    90,
+                    0,
+                ),
+                item(
+                    "residence.notify_origin",
+                    Residence,
+                    "notify the origin",
+                    "信息通报",
+                    &[("NotificationSent", &[])],
+                    30,
+                    0,
+                ),
+            ],
+            exchanges: ExchangeRules {
+                receipt_days: 30,
+                case_assist_urgent_days: 15,
+                case_assist_normal_days: 30,
+                first_child_answer_working_days: 15,
+                mismatch_reissue_days: 90,
+            },
+        }
+    }
+}
+
+impl Catalogue {
+    /// Parses and checks a catalogue document; the error names what is wrong.
+    pub fn from_json(text: &str) -> Result<Catalogue, String> {
+        let c: Catalogue = serde_json::from_str(text).map_err(|e| format!("catalogue: {e}"))?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Checks that every item names known kinds and unique ids.
+    pub fn check(&self) -> Result<(), String> {
+        if self.version.trim().is_empty() {
+            return Err("catalogue: version is empty".into());
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for it in &self.items {
+            if !ids.insert(it.id.as_str()) {
+                return Err(format!("catalogue: item id `{}` is used twice", it.id));
+            }
+            if it.fulfilled_by.is_empty() {
+                return Err(format!("catalogue: item `{}` has no fulfilling event", it.id));
+            }
+            for f in &it.fulfilled_by {
+                if EventKind::parse(&f.kind).is_none() {
+                    return Err(format!("catalogue: item `{}`: unknown event kind `{}`", it.id, f.kind));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `fact` (already authored by the item's side) fulfils `item`.
+    pub fn fulfils(item: &DutyItem, fact: &Fact) -> bool {
+        item.fulfilled_by.iter().any(|f| {
+            EventKind::parse(&f.kind) == Some(fact.kind)
+                && (f.any_of.is_empty() || fact.detail.sub_type().is_some_and(|s| f.any_of.iter().any(|a| a == s)))
+        })
+    }
+}
+
+impl Detail {
+    /// The sub-type name of a detail, as catalogue items name it.
+    pub fn sub_type(&self) -> Option<&'static str> {
+        match self {
+            Detail::Agreement(a) => Some(a.as_str_name()),
+            Detail::Service(s) => Some(s.as_str_name()),
+            Detail::Notification(t) => Some(t.as_str_name()),
+            Detail::CaseAssist(u) => Some(u.as_str_name()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_round_trips_and_checks() {
+        let c = Catalogue::default();
+        c.check().unwrap();
+        assert_eq!(c.items.iter().filter(|i| i.side == Side::Origin).count(), 4);
+        assert_eq!(c.items.iter().filter(|i| i.side == Side::Residence).count(), 6);
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(Catalogue::from_json(&text).unwrap(), c);
+        let bad = text.replace("CertificateVerified", "CertificateChecked");
+        assert_eq!(
+            Catalogue::from_json(&bad).unwrap_err(),
+            "catalogue: item `residence.certificate_check`: unknown event kind `CertificateChecked`"
+        );
+    }
+}

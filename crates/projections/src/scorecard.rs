@@ -1,0 +1,308 @@
+//! The DOMAIN.md indicators, per locality, per locality pair and per
+//! direction, for any period, as of an instant.
+//!
+//! Cohorts are relationships whose anchor (arrival registration, else first
+//! event) falls in the period; exchanges count by the date they were opened.
+//! A direction `A→B` assesses A's duties toward B; a pair sums both
+//! directions; a locality assesses all its relationships and adds staffing.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use yipan_core::{EventKind, Locality};
+use yipan_proto::v1;
+
+use crate::calendar::date_of;
+use crate::fact::{Detail, Rel};
+use crate::period::Period;
+use crate::state::{Eff, ExchangeKind, ExchangeState, Projections};
+
+/// What a scorecard assesses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "scope", rename_all = "snake_case")]
+pub enum Scope {
+    /// One locality in all its relationships.
+    Locality {
+        /// The locality.
+        locality: Locality,
+    },
+    /// Both directions between two localities.
+    Pair {
+        /// One side.
+        a: Locality,
+        /// The other.
+        b: Locality,
+    },
+    /// `assessed`'s duties toward `counterpart`.
+    Direction {
+        /// Who is assessed.
+        assessed: Locality,
+        /// Toward whom.
+        counterpart: Locality,
+    },
+}
+
+/// One indicator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Indicator {
+    /// Stable id.
+    pub id: &'static str,
+    /// English name.
+    pub name_en: &'static str,
+    /// 中文名.
+    pub name_zh: &'static str,
+    /// Numerator.
+    pub numerator: u64,
+    /// Denominator.
+    pub denominator: u64,
+    /// numerator ÷ denominator (None when the denominator is 0).
+    pub value: Option<f64>,
+    /// Target.
+    pub target: f64,
+    /// `at_least` (rates) or `at_most` (staffing).
+    pub comparison: &'static str,
+    /// Whether the target is met (None without data).
+    pub pass: Option<bool>,
+}
+
+/// A scorecard.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scorecard {
+    /// What is assessed.
+    #[serde(flatten)]
+    pub scope: Scope,
+    /// The period.
+    pub period: Period,
+    /// As of.
+    pub as_of: DateTime<Utc>,
+    /// Every indicator.
+    pub indicators: Vec<Indicator>,
+}
+
+/// Raw counts for one assessed locality.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    registered: u64,
+    informed: u64,
+    served: u64,
+    pre_pregnancy: u64,
+    known_pregnant: u64,
+    pregnancy_checked: u64,
+    contracepting: u64,
+    contraceptives: u64,
+    notifications_due: u64,
+    notifications_sent: u64,
+    received_notifications: u64,
+    acknowledged: u64,
+    assists_received: u64,
+    assists_answered: u64,
+    answered_on_time: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        let f = |a: &mut u64, b: u64| *a += b;
+        f(&mut self.registered, o.registered);
+        f(&mut self.informed, o.informed);
+        f(&mut self.served, o.served);
+        f(&mut self.pre_pregnancy, o.pre_pregnancy);
+        f(&mut self.known_pregnant, o.known_pregnant);
+        f(&mut self.pregnancy_checked, o.pregnancy_checked);
+        f(&mut self.contracepting, o.contracepting);
+        f(&mut self.contraceptives, o.contraceptives);
+        f(&mut self.notifications_due, o.notifications_due);
+        f(&mut self.notifications_sent, o.notifications_sent);
+        f(&mut self.received_notifications, o.received_notifications);
+        f(&mut self.acknowledged, o.acknowledged);
+        f(&mut self.assists_received, o.assists_received);
+        f(&mut self.assists_answered, o.assists_answered);
+        f(&mut self.answered_on_time, o.answered_on_time);
+    }
+}
+
+fn service(e: &Eff<'_>, s: v1::ServiceKind) -> bool {
+    e.kind == EventKind::ServiceRendered && *e.detail == Detail::Service(s)
+}
+
+const FREE: [v1::ServiceKind; 4] = [
+    v1::ServiceKind::Contraceptives,
+    v1::ServiceKind::PrePregnancyCheck,
+    v1::ServiceKind::PregnancyCheck,
+    v1::ServiceKind::ReproductiveHealthCheck,
+];
+
+fn indicator(id: &'static str, en: &'static str, zh: &'static str, n: u64, d: u64, target: f64) -> Indicator {
+    let value = (d > 0).then(|| n as f64 / d as f64);
+    Indicator {
+        id,
+        name_en: en,
+        name_zh: zh,
+        numerator: n,
+        denominator: d,
+        value,
+        target,
+        comparison: "at_least",
+        pass: value.map(|v| v >= target),
+    }
+}
+
+impl Projections {
+    fn counts(&self, a: Locality, b: Option<Locality>, period: Period, as_of: DateTime<Utc>) -> Counts {
+        let mut c = Counts::default();
+        let rels: Vec<Rel> = self
+            .relationships()
+            .filter(|r| {
+                (r.residence == a && b.is_none_or(|b| r.origin == b))
+                    || (r.origin == a && b.is_none_or(|b| r.residence == b))
+            })
+            .copied()
+            .collect();
+        for rel in &rels {
+            let facts = self.rel_facts(rel, as_of);
+            let anchor = facts
+                .iter()
+                .find(|e| e.kind == EventKind::ArrivalRegistered && e.fact.author == rel.residence)
+                .or_else(|| facts.first())
+                .map(|e| date_of(e.fact.occurred));
+            let in_cohort = anchor.is_some_and(|d| period.contains(d));
+            let by = |l: Locality| facts.iter().filter(move |e| e.fact.author == l);
+            if in_cohort {
+                c.notifications_due += 1;
+                if by(a).any(|e| e.kind == EventKind::NotificationSent) {
+                    c.notifications_sent += 1;
+                }
+                if rel.residence == a && by(a).any(|e| e.kind == EventKind::ArrivalRegistered) {
+                    c.registered += 1;
+                    c.informed += u64::from(by(a).any(|e| service(&e, v1::ServiceKind::PersonInformed)));
+                    c.served += u64::from(by(a).any(|e| FREE.iter().any(|s| service(&e, *s))));
+                    c.pre_pregnancy += u64::from(by(a).any(|e| service(&e, v1::ServiceKind::PrePregnancyCheck)));
+                    let pregnant = facts.iter().any(|e| {
+                        e.kind == EventKind::FirstChildRegistrationRequested
+                            || (e.kind == EventKind::CaseAssistRequested
+                                && *e.detail == Detail::CaseAssist(v1::Urgency::Urgent))
+                    });
+                    if pregnant {
+                        c.known_pregnant += 1;
+                        c.pregnancy_checked += u64::from(by(a).any(|e| service(&e, v1::ServiceKind::PregnancyCheck)));
+                    }
+                    if facts.iter().any(|e| e.kind == EventKind::ContraceptionStatusRecorded) {
+                        c.contracepting += 1;
+                        c.contraceptives += u64::from(by(a).any(|e| service(&e, v1::ServiceKind::Contraceptives)));
+                    }
+                }
+            }
+            for ex in self.exchanges(rel, as_of) {
+                if ex.to != a || !period.contains(date_of(ex.opened)) {
+                    continue;
+                }
+                let closed = matches!(ex.state, ExchangeState::Closed { .. });
+                match ex.kind {
+                    ExchangeKind::Notification => {
+                        c.received_notifications += 1;
+                        c.acknowledged += u64::from(closed);
+                    }
+                    ExchangeKind::CaseAssist => {
+                        c.assists_received += 1;
+                        if let ExchangeState::Closed { on_time, .. } = ex.state {
+                            c.assists_answered += 1;
+                            c.answered_on_time += u64::from(on_time);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        c
+    }
+
+    /// Migrants living at `l` as of an instant (arrived, not departed) and its latest staff count.
+    pub fn staffing(&self, l: Locality, as_of: DateTime<Utc>) -> (u64, Option<u32>) {
+        let active =
+            self.relationships()
+                .filter(|r| r.residence == l)
+                .filter(|r| {
+                    let facts = self.rel_facts(r, as_of);
+                    facts.iter().any(|e| {
+                        e.kind == EventKind::ArrivalRegistered && e.fact.author == l && e.fact.occurred <= as_of
+                    }) && !facts.iter().any(|e| e.kind == EventKind::DepartureRegistered && e.fact.occurred <= as_of)
+                })
+                .count() as u64;
+        let staff = self
+            .locality_facts(l, as_of)
+            .iter()
+            .filter(|e| e.kind == EventKind::StaffRosterUpdated && e.fact.occurred <= as_of)
+            .filter_map(|e| match e.detail {
+                Detail::Staff(n) => Some(*n),
+                _ => None,
+            })
+            .last();
+        (active, staff)
+    }
+
+    /// The scorecard of a scope for a period, as of an instant.
+    pub fn scorecard(&self, scope: Scope, period: Period, as_of: DateTime<Utc>) -> Scorecard {
+        let c = match scope {
+            Scope::Locality { locality } => self.counts(locality, None, period, as_of),
+            Scope::Direction { assessed, counterpart } => self.counts(assessed, Some(counterpart), period, as_of),
+            Scope::Pair { a, b } => {
+                let mut c = self.counts(a, Some(b), period, as_of);
+                c.add(&self.counts(b, Some(a), period, as_of));
+                c
+            }
+        };
+        let mut indicators = vec![
+            indicator("policy_awareness", "policy awareness", "政策知晓率", c.informed, c.registered, 0.90),
+            indicator("free_services", "free services at residence", "免费服务落实率", c.served, c.registered, 0.95),
+            indicator(
+                "pre_pregnancy",
+                "free pre-pregnancy consultation",
+                "孕前优生咨询率",
+                c.pre_pregnancy,
+                c.registered,
+                0.80,
+            ),
+            indicator(
+                "pregnancy_check",
+                "free pregnancy check",
+                "孕期检查率",
+                c.pregnancy_checked,
+                c.known_pregnant,
+                0.90,
+            ),
+            indicator(
+                "contraceptive_access",
+                "free contraceptive access",
+                "免费避孕药具获得率",
+                c.contraceptives,
+                c.contracepting,
+                0.90,
+            ),
+            indicator(
+                "notification_rate",
+                "notification rate",
+                "通报率",
+                c.notifications_sent,
+                c.notifications_due,
+                0.80,
+            ),
+            indicator("receipt_rate", "receipt rate", "接收率", c.acknowledged, c.received_notifications, 0.80),
+            indicator("feedback_rate", "feedback rate", "反馈率", c.assists_answered, c.assists_received, 0.90),
+            indicator("timeliness", "timeliness", "及时率", c.answered_on_time, c.assists_answered, 0.90),
+        ];
+        if let Scope::Locality { locality } = scope {
+            let (active, staff) = self.staffing(locality, as_of);
+            let value = staff.filter(|s| *s > 0).map(|s| active as f64 / f64::from(s));
+            indicators.push(Indicator {
+                id: "staffing",
+                name_en: "migrants per service worker",
+                name_zh: "人员配备(每名服务人员服务流动人口数)",
+                numerator: active,
+                denominator: u64::from(staff.unwrap_or(0)),
+                value,
+                target: 500.0,
+                comparison: "at_most",
+                pass: value.map(|v| v <= 500.0),
+            });
+        }
+        Scorecard { scope, period, as_of, indicators }
+    }
+}
