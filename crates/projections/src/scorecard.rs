@@ -172,9 +172,9 @@ impl Projections {
                 }
                 if rel.residence == a && by(a).any(|e| e.kind == EventKind::ArrivalRegistered) {
                     c.registered += 1;
-                    c.informed += u64::from(by(a).any(|e| service(&e, v1::ServiceKind::PersonInformed)));
-                    c.served += u64::from(by(a).any(|e| FREE.iter().any(|s| service(&e, *s))));
-                    c.pre_pregnancy += u64::from(by(a).any(|e| service(&e, v1::ServiceKind::PrePregnancyCheck)));
+                    c.informed += u64::from(by(a).any(|e| service(e, v1::ServiceKind::PersonInformed)));
+                    c.served += u64::from(by(a).any(|e| FREE.iter().any(|s| service(e, *s))));
+                    c.pre_pregnancy += u64::from(by(a).any(|e| service(e, v1::ServiceKind::PrePregnancyCheck)));
                     let pregnant = facts.iter().any(|e| {
                         e.kind == EventKind::FirstChildRegistrationRequested
                             || (e.kind == EventKind::CaseAssistRequested
@@ -182,11 +182,11 @@ impl Projections {
                     });
                     if pregnant {
                         c.known_pregnant += 1;
-                        c.pregnancy_checked += u64::from(by(a).any(|e| service(&e, v1::ServiceKind::PregnancyCheck)));
+                        c.pregnancy_checked += u64::from(by(a).any(|e| service(e, v1::ServiceKind::PregnancyCheck)));
                     }
                     if facts.iter().any(|e| e.kind == EventKind::ContraceptionStatusRecorded) {
                         c.contracepting += 1;
-                        c.contraceptives += u64::from(by(a).any(|e| service(&e, v1::ServiceKind::Contraceptives)));
+                        c.contraceptives += u64::from(by(a).any(|e| service(e, v1::ServiceKind::Contraceptives)));
                     }
                 }
             }
