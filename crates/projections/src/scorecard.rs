@@ -229,12 +229,12 @@ impl Projections {
         let staff = self
             .locality_facts(l, as_of)
             .iter()
+            .rev()
             .filter(|e| e.kind == EventKind::StaffRosterUpdated && e.fact.occurred <= as_of)
-            .filter_map(|e| match e.detail {
+            .find_map(|e| match e.detail {
                 Detail::Staff(n) => Some(*n),
                 _ => None,
-            })
-            .last();
+            });
         (active, staff)
     }
 

@@ -288,12 +288,12 @@ impl Projections {
     pub fn catalogue(&self, l: Locality, at: DateTime<Utc>) -> Catalogue {
         self.locality_facts(l, DateTime::<Utc>::MAX_UTC)
             .into_iter()
+            .rev()
             .filter(|e| e.kind == EventKind::DutyCatalogPublished && e.fact.occurred <= at)
-            .filter_map(|e| match e.detail {
+            .find_map(|e| match e.detail {
                 Detail::Catalogue(doc) => Catalogue::from_json(doc).ok(),
                 _ => None,
             })
-            .last()
             .unwrap_or_default()
     }
 
