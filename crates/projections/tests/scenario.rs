@@ -259,8 +259,7 @@ fn corrections_and_retractions_change_the_answers() {
 
 #[test]
 fn a_published_catalogue_governs_relationships_anchored_after_it() {
-    let mut cat = yipan_projections::Catalogue::default();
-    cat.version = "610112-2026.2".into();
+    let mut cat = yipan_projections::Catalogue { version: "610112-2026.2".into(), ..Default::default() };
     for i in cat.items.iter_mut().filter(|i| i.id == "residence.informed") {
         i.due.days = 10;
     }
