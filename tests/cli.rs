@@ -246,3 +246,44 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     let opened = yipan_node::datadir::open(&dir).unwrap();
     assert_eq!(opened.log.meta_get("outbox.cursor").unwrap(), Some(21u64.to_be_bytes().to_vec()));
 }
+
+#[test]
+fn views_from_the_scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("610112");
+    init(&dir);
+    assert!(yipan(&dir, &["append", scenario().to_str().unwrap()], None).status.success());
+    let as_of = "2026-11-30T12:00:00+08:00";
+    let out = yipan(&dir, &["scorecard", "--period", "2026-10", "--as-of", as_of, "--format", "json"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let card: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ind = |id: &str| card["indicators"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap().clone();
+    // Three arrivals in October (two from 411522, one from 411503); only the first was informed.
+    assert_eq!(
+        (ind("policy_awareness")["numerator"].as_u64(), ind("policy_awareness")["denominator"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert_eq!(ind("staffing")["denominator"], 14);
+    let out = yipan(&dir, &["cases", "--overdue", "--as-of", as_of, "--format", "json"], None);
+    let cases: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        cases.as_array().unwrap().len(),
+        3,
+        "urgent case-assist, first-child request and notification are overdue"
+    );
+    let out = yipan(&dir, &["log", "--kind", "CaseAssistRequested"], None);
+    let person = serde_json::from_str::<serde_json::Value>(text(&out.stdout).trim()).unwrap()["person"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = yipan(&dir, &["card", &person, "--as-of", as_of], None);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("查验婚育证明"));
+    assert!(text(&out.stdout).contains("OVERDUE 12 d"), "{}", text(&out.stdout));
+    let out = yipan(&dir, &["flows", "--as-of", as_of, "--format", "json"], None);
+    let flows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(flows["rows"].as_array().unwrap().len(), 2);
+    let out = yipan(&dir, &["scorecard", "--pair", "610112"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("pair: `610112` is not two codes"), "{}", text(&out.stderr));
+}

@@ -189,6 +189,50 @@ async fn events_reach_exactly_their_recipients() {
         assert!(c.log(code).verify().unwrap().ok(), "{code}");
     }
 
+    // Both sides of every relationship see the same cards, exchanges and digests.
+    let start = Instant::now();
+    while CODES.iter().any(|code| c.nodes[code].views.read().unwrap().len() != c.log(code).len()) {
+        assert!(start.elapsed() < Duration::from_secs(10), "projections did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let as_of = chrono::Utc::now();
+    for residence in ["610112", "610113"] {
+        let r = c.nodes[residence].views.read().unwrap();
+        let o = c.nodes["411522"].views.read().unwrap();
+        assert_eq!(
+            r.pair_digest(loc(residence), loc("411522"), as_of),
+            o.pair_digest(loc(residence), loc("411522"), as_of)
+        );
+        let rels: Vec<_> = r.relationships().copied().collect();
+        assert!(!rels.is_empty());
+        for rel in rels {
+            assert_eq!(
+                serde_json::to_string(&r.card(&rel, as_of)).unwrap(),
+                serde_json::to_string(&o.card(&rel, as_of)).unwrap()
+            );
+            assert_eq!(r.exchanges(&rel, as_of), o.exchanges(&rel, as_of));
+        }
+    }
+    let addr_o = c.nodes["411522"].addr;
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        http::request(addr_o, "GET", "/v1/digests?pair=610112,411522&as_of=2026-12-01T00:00:00Z", None)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let addr_r = c.nodes["610112"].addr;
+    let (_, body_r) = tokio::task::spawn_blocking(move || {
+        http::request(addr_r, "GET", "/v1/digests?pair=610112,411522&as_of=2026-12-01T00:00:00Z", None)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let (d_o, d_r): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&body).unwrap(), serde_json::from_str(&body_r).unwrap());
+    assert_eq!(d_o["relationships"].as_array().unwrap().len(), 20);
+    assert_eq!(d_o["relationships"], d_r["relationships"]);
+
     // The API names bad input and reports health and metrics.
     let bad = r#"{"kind":"ArrivalRegistered","origin":"61011","residence":"610113","person":"00112233445566778899aabbccddeeff"}"#;
     let (status, reply) = tokio::task::spawn_blocking(move || http::request(addr, "POST", "/v1/events", Some(bad)))

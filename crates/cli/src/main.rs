@@ -5,6 +5,7 @@ mod append;
 mod bench_replicate;
 mod demo;
 mod output;
+mod views;
 
 use yipan_node::datadir as config;
 
@@ -21,6 +22,9 @@ struct Cli {
     /// Data directory of the locality node.
     #[arg(long, global = true, env = "YIPAN_DATA_DIR", default_value = "./yipan-data")]
     data_dir: PathBuf,
+    /// Working-day calendar (JSON holidays and make-up days) for deadlines in working days.
+    #[arg(long, global = true, env = "YIPAN_CALENDAR")]
+    calendar: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +73,55 @@ enum Command {
     },
     /// Verify every chain, signature, sequence and channel; non-zero exit on any fault.
     Verify {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// A person's responsibility cards (four-one / six-one items with their states).
+    Card {
+        /// Person key (32 hex digits).
+        person: String,
+        /// Instant to answer for (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Assessment indicators of a locality, a pair or a direction for a period.
+    Scorecard {
+        #[arg(long, conflicts_with_all = ["pair", "direction"])]
+        locality: Option<String>,
+        /// Both directions between two localities: `A,B`.
+        #[arg(long, conflicts_with = "direction")]
+        pair: Option<String>,
+        /// A's duties toward B: `A,B`.
+        #[arg(long)]
+        direction: Option<String>,
+        /// 2026-10, 2026-Q4 or 2026; default this month.
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Exchanges (notification, case-assist, first-child, certificate mismatch) with due dates.
+    Cases {
+        #[arg(long)]
+        locality: Option<String>,
+        /// Only those past due.
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Arrivals and departures per month with early warnings.
+    Flows {
+        #[arg(long)]
+        locality: Option<String>,
+        #[arg(long)]
+        as_of: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -177,7 +230,27 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let dir = cli.data_dir;
+    let cal = cli.calendar.as_deref();
     match cli.command {
+        Command::Card { person, as_of, format } => {
+            views::card(&dir, cal, &person, as_of.as_deref(), format == Format::Json)
+        }
+        Command::Scorecard { locality, pair, direction, period, as_of, format } => views::scorecard(
+            &dir,
+            cal,
+            locality.as_deref(),
+            pair.as_deref(),
+            direction.as_deref(),
+            period.as_deref(),
+            as_of.as_deref(),
+            format == Format::Json,
+        ),
+        Command::Cases { locality, overdue, as_of, format } => {
+            views::cases(&dir, cal, locality.as_deref(), overdue, as_of.as_deref(), format == Format::Json)
+        }
+        Command::Flows { locality, as_of, format } => {
+            views::flows(&dir, cal, locality.as_deref(), as_of.as_deref(), format == Format::Json)
+        }
         Command::Init { locality, person_key_secret } => {
             let locality = Locality::parse(&locality).map_err(|p| anyhow::anyhow!("--locality: {p}"))?;
             let secret = person_key_secret

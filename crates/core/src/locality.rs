@@ -113,7 +113,8 @@ pub fn province_name(code: u8) -> Option<&'static str> {
 
 impl fmt::Display for Locality {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        // `pad` honours width and alignment in tables.
+        f.pad(&self.0.to_string())
     }
 }
 

@@ -48,6 +48,8 @@ use crate::segment::{self, Entry};
 const MAX_GROUP: usize = 4096;
 /// Groups signed (and received batches verified) in parallel from this size on.
 const PARALLEL_SIGN_FROM: usize = 8;
+/// Newly stored events buffered for slow subscribers before they must rebuild.
+const EVENT_FEED: usize = 1 << 16;
 /// Signatures verified together in one ed25519 batch verification.
 const BATCH_VERIFY: usize = 64;
 
@@ -171,6 +173,8 @@ struct Shared<B> {
     head: Mutex<(u64, [u8; 32])>,
     /// Announces the durable own head seq (wakes the outbox publisher).
     head_tx: tokio::sync::watch::Sender<u64>,
+    /// Every newly stored event, own or received (keeps projections current).
+    events_tx: tokio::sync::broadcast::Sender<Arc<Envelope>>,
     commits: AtomicU64,
     committed_events: AtomicU64,
 }
@@ -259,6 +263,7 @@ impl<B: Backend> Log<B> {
             index: RwLock::new(index),
             head: Mutex::new(head),
             head_tx: tokio::sync::watch::channel(head.0).0,
+            events_tx: tokio::sync::broadcast::channel(EVENT_FEED).0,
             commits: AtomicU64::new(0),
             committed_events: AtomicU64::new(0),
         });
@@ -493,6 +498,13 @@ impl<B: Backend> Log<B> {
         Ok(*lock(&self.shared.head))
     }
 
+    /// Every event stored from now on, own or received, after it is durable.
+    /// A subscriber that falls more than 65,536 events behind gets
+    /// `RecvError::Lagged` and must re-read the log.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<Arc<Envelope>> {
+        self.shared.events_tx.subscribe()
+    }
+
     /// Watches the durable own head seq: changes after every group commit.
     pub fn subscribe_head(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared.head_tx.subscribe()
@@ -687,6 +699,14 @@ impl<B: Backend> Log<B> {
             for (author, i) in &stored {
                 if let Ok((ev, _)) = &checked[*i] {
                     index.add(*author, ev.seq(), &zero, &ev.envelope);
+                }
+            }
+            drop(index);
+            if self.shared.events_tx.receiver_count() > 0 {
+                for (_, i) in &stored {
+                    if let Ok((ev, _)) = &checked[*i] {
+                        let _ = self.shared.events_tx.send(Arc::new(ev.envelope.clone()));
+                    }
                 }
             }
         }
@@ -1161,6 +1181,12 @@ fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
         for e in &events {
             if let Ok(id) = <[u8; 16]>::try_from(e.envelope.event_id.as_slice()) {
                 in_flight.remove(&id);
+            }
+        }
+        drop(in_flight);
+        if !shared.poisoned.load(Ordering::Acquire) && shared.events_tx.receiver_count() > 0 {
+            for e in events {
+                let _ = shared.events_tx.send(Arc::new(e.envelope));
             }
         }
     }

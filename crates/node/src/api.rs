@@ -5,6 +5,11 @@
 //! | `POST /v1/events` | append one event (object) or a batch (array), atomically; 200 with positions, 400 naming the field, 409 on an id reused with other content |
 //! | `GET /v1/events?author=&from_seq=&person=&kind=&limit=` | stored events (personal fields masked) |
 //! | `GET /v1/events/{id}` | one event |
+//! | `GET /v1/cards/{person}?as_of=` | the person's responsibility cards (one per relationship) |
+//! | `GET /v1/scorecard?locality=\|pair=A,B\|direction=A,B&period=&as_of=` | indicators with targets and pass/fail |
+//! | `GET /v1/cases?locality=&overdue=&as_of=` | exchanges (notification, case-assist, first-child, mismatch) with due dates |
+//! | `GET /v1/flows?locality=&as_of=` | arrivals/departures per month with early warnings |
+//! | `GET /v1/digests?pair=A,B&as_of=` | projection digests (identical on both sides of a pair) |
 //! | `GET /v1/status` | locality, own head, channel heads, counts |
 //! | `GET /v1/quarantine` | rejected received events with reasons |
 //! | `GET /healthz` | liveness and NATS connection |
@@ -25,6 +30,8 @@ use yipan_core::{EventKind, Locality, PersonKey};
 use yipan_log::SledStore;
 use yipan_sync::SyncMetrics;
 
+use crate::views::{self, Views};
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -33,17 +40,19 @@ pub struct AppState {
     sync: Arc<SyncMetrics>,
     appended: Arc<AtomicU64>,
     rejected: Arc<AtomicU64>,
+    views: Views,
 }
 
 impl AppState {
     /// State over a log.
-    pub fn new(log: Arc<SledStore>, person_secret: Option<Vec<u8>>, sync: Arc<SyncMetrics>) -> AppState {
+    pub fn new(log: Arc<SledStore>, person_secret: Option<Vec<u8>>, sync: Arc<SyncMetrics>, views: Views) -> AppState {
         AppState {
             log,
             person_secret: person_secret.map(Arc::new),
             sync,
             appended: Arc::new(AtomicU64::new(0)),
             rejected: Arc::new(AtomicU64::new(0)),
+            views,
         }
     }
 }
@@ -53,6 +62,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", get(list_events).post(append))
         .route("/v1/events/{id}", get(get_event))
+        .route("/v1/cards/{person}", get(cards))
+        .route("/v1/scorecard", get(scorecard))
+        .route("/v1/cases", get(cases))
+        .route("/v1/flows", get(flows))
+        .route("/v1/digests", get(digests))
         .route("/v1/status", get(status))
         .route("/v1/quarantine", get(quarantine))
         .route("/healthz", get(health))
@@ -239,4 +253,96 @@ async fn metrics(State(s): State<AppState>) -> Response {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Query of the view endpoints.
+#[derive(Debug, Deserialize, Default)]
+pub struct ViewQuery {
+    as_of: Option<String>,
+    locality: Option<String>,
+    pair: Option<String>,
+    direction: Option<String>,
+    period: Option<String>,
+    overdue: Option<bool>,
+}
+
+impl AppState {
+    fn read_views(&self) -> std::sync::RwLockReadGuard<'_, yipan_projections::Projections> {
+        self.views.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn bad(e: String) -> Response {
+    error(StatusCode::BAD_REQUEST, e)
+}
+
+async fn cards(State(s): State<AppState>, Path(person): Path<String>, Query(q): Query<ViewQuery>) -> Response {
+    let person = match PersonKey::parse(&person) {
+        Ok(p) => p,
+        Err(e) => return bad(format!("person: {e}")),
+    };
+    let as_of = match views::parse_as_of(q.as_of.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return bad(e),
+    };
+    let v = s.read_views();
+    let cards: Vec<_> = v.relationships_of_person(&person).iter().map(|r| v.card(r, as_of)).collect();
+    Json(cards).into_response()
+}
+
+async fn scorecard(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    let scope = views::parse_scope(q.locality.as_deref(), q.pair.as_deref(), q.direction.as_deref(), s.log.locality());
+    let (scope, period, as_of) =
+        match (scope, views::parse_period(q.period.as_deref()), views::parse_as_of(q.as_of.as_deref())) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad(e),
+        };
+    Json(s.read_views().scorecard(scope, period, as_of)).into_response()
+}
+
+async fn cases(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    let as_of = match views::parse_as_of(q.as_of.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return bad(e),
+    };
+    let locality = match q.locality.as_deref().map(Locality::parse).transpose() {
+        Ok(l) => l,
+        Err(e) => return bad(format!("locality: {e}")),
+    };
+    let mut ex = s.read_views().all_exchanges(locality, as_of);
+    if q.overdue == Some(true) {
+        ex.retain(|e| e.overdue());
+    }
+    Json(ex).into_response()
+}
+
+async fn flows(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    let as_of = match views::parse_as_of(q.as_of.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return bad(e),
+    };
+    let locality = match q.locality.as_deref().map(Locality::parse).transpose() {
+        Ok(l) => l,
+        Err(e) => return bad(format!("locality: {e}")),
+    };
+    Json(s.read_views().flows(locality, as_of)).into_response()
+}
+
+async fn digests(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    let as_of = match views::parse_as_of(q.as_of.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return bad(e),
+    };
+    let Some(pair) = q.pair.as_deref() else { return bad("pair: required, e.g. pair=610112,411522".into()) };
+    let (a, b) = match views::parse_pair("pair", pair) {
+        Ok(p) => p,
+        Err(e) => return bad(e),
+    };
+    let v = s.read_views();
+    let rels: Vec<Value> = v
+        .relationships()
+        .filter(|r| (r.origin == a && r.residence == b) || (r.origin == b && r.residence == a))
+        .map(|r| json!({"person": r.person.to_string(), "origin": r.origin, "residence": r.residence, "digest": hex::encode(v.rel_digest(r, as_of))}))
+        .collect();
+    Json(json!({"as_of": as_of, "pair": [a, b], "digest": hex::encode(v.pair_digest(a, b, as_of)), "relationships": rels})).into_response()
 }

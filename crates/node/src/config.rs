@@ -26,6 +26,9 @@ pub struct NodeConfig {
     /// Address of the HTTP API.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Working-day calendar (JSON: holidays and make-up working days); Monday–Friday if absent.
+    #[serde(default)]
+    pub calendar: Option<PathBuf>,
     /// Replication settings.
     #[serde(default)]
     pub sync: SyncConfig,
@@ -47,6 +50,7 @@ impl NodeConfig {
         NodeConfig {
             data_dir,
             listen: default_listen(),
+            calendar: None,
             sync: SyncConfig { nats_url: nats_url.into(), ..Default::default() },
         }
     }

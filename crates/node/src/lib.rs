@@ -3,13 +3,15 @@
 //!
 //! - [`datadir`]: a locality's data directory (`yipan.toml`, keys, log).
 //! - [`config`]: [`NodeConfig`], the `node.toml` of `yipan node run`.
-//! - [`api`]: the HTTP API (append, read, health, metrics).
+//! - [`api`]: the HTTP API (append, read, views, health, metrics).
+//! - [`views`]: projections kept current as events land.
 //! - [`Node::start`] / [`run`]: the service; [`run`] takes an already bound
 //!   listener and a shutdown future, so tests bind port 0.
 
 pub mod api;
 pub mod config;
 pub mod datadir;
+pub mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +37,8 @@ pub struct Node {
     pub log: Arc<SledStore>,
     /// Replication metrics.
     pub metrics: Arc<SyncMetrics>,
+    /// Projections (cards, exchanges, scorecards, flows), kept current.
+    pub views: views::Views,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<()>>,
 }
@@ -42,6 +46,7 @@ pub struct Node {
 impl Node {
     /// Opens the data directory, starts replication and serves the API on `listener`.
     pub async fn start(cfg: NodeConfig, listener: TcpListener) -> Result<Node> {
+        let calendar = views::load_calendar(cfg.calendar.as_deref())?;
         let dir = cfg.data_dir.clone();
         let opened =
             tokio::task::spawn_blocking(move || datadir::open(&dir)).await.context("opening the data directory")??;
@@ -51,7 +56,10 @@ impl Node {
         let sync = Sync::start(log.clone(), client.clone(), cfg.sync.clone());
         let metrics = sync.metrics();
         let addr = listener.local_addr()?;
-        let state = api::AppState::new(log.clone(), opened.person_secret, metrics.clone());
+        let views: views::Views = Default::default();
+        let (views_stop, views_stopped) = tokio::sync::watch::channel(false);
+        let projector = tokio::spawn(views::run(log.clone(), views.clone(), calendar, views_stopped));
+        let state = api::AppState::new(log.clone(), opened.person_secret, metrics.clone(), views.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, api::router(state))
@@ -60,11 +68,13 @@ impl Node {
                 })
                 .await;
             sync.stop().await;
+            let _ = views_stop.send(true);
+            let _ = projector.await;
             let _ = client.flush().await;
             served.context("HTTP server")
         });
         tracing::info!(%locality, %addr, nats = %cfg.sync.nats_url, "node started");
-        Ok(Node { locality, addr, log, metrics, stop, task })
+        Ok(Node { locality, addr, log, metrics, views, stop, task })
     }
 
     /// Stops serving and replicating, and waits until everything is flushed.

@@ -1,0 +1,118 @@
+//! The node's projections, kept current as events land (own appends and
+//! received events alike), and rebuilt from the log at start or whenever the
+//! event feed overflows.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context, Result};
+use tokio::sync::{broadcast::error::RecvError, watch};
+use yipan_log::{Backend, Log};
+use yipan_projections::{Projections, WorkCalendar};
+
+/// Shared projections of one node.
+pub type Views = Arc<RwLock<Projections>>;
+
+/// Loads a working-day calendar file (JSON), or the plain Monday–Friday calendar.
+pub fn load_calendar(path: Option<&Path>) -> Result<WorkCalendar> {
+    match path {
+        None => Ok(WorkCalendar::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading calendar {}", p.display()))?;
+            WorkCalendar::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        }
+    }
+}
+
+/// Builds projections from every event in the log.
+pub fn build<B: Backend>(log: &Log<B>, calendar: WorkCalendar) -> Result<Projections> {
+    let mut p = Projections::new(calendar);
+    let mut after = None;
+    loop {
+        let page = log.read_all(after, 10_000)?;
+        let Some(last) = page.last() else { break };
+        after = last.author().map(|a| (a, last.seq()));
+        for ev in &page {
+            p.apply(&ev.envelope);
+        }
+        if after.is_none() {
+            break;
+        }
+    }
+    Ok(p)
+}
+
+/// Keeps `views` current until `stop`.
+pub async fn run<B: Backend>(log: Arc<Log<B>>, views: Views, calendar: WorkCalendar, mut stop: watch::Receiver<bool>) {
+    loop {
+        // Subscribe first, then read the log: nothing stored in between is missed
+        // (applying an event twice is a no-op).
+        let mut feed = log.subscribe_events();
+        let (reader, cal) = (log.clone(), calendar.clone());
+        match tokio::task::spawn_blocking(move || build(&reader, cal)).await {
+            Ok(Ok(fresh)) => *views.write().unwrap_or_else(|p| p.into_inner()) = fresh,
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot rebuild projections from the log"),
+            Err(_) => return,
+        }
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                ev = feed.recv() => match ev {
+                    Ok(env) => {
+                        views.write().unwrap_or_else(|p| p.into_inner()).apply(&env);
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "projection feed overflowed; rebuilding from the log");
+                        break;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+}
+
+/// Parses an optional RFC 3339 instant (default: now).
+pub fn parse_as_of(s: Option<&str>) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    match s {
+        None => Ok(chrono::Utc::now()),
+        Some(t) => yipan_core::time::parse_rfc3339(t).map_err(|e| format!("as_of: {e}")),
+    }
+}
+
+/// Parses `A,B` into two localities.
+pub fn parse_pair(field: &str, s: &str) -> Result<(yipan_core::Locality, yipan_core::Locality), String> {
+    let (a, b) = s.split_once(',').ok_or_else(|| format!("{field}: `{s}` is not two codes separated by a comma"))?;
+    let a = yipan_core::Locality::parse(a.trim()).map_err(|p| format!("{field}: {p}"))?;
+    let b = yipan_core::Locality::parse(b.trim()).map_err(|p| format!("{field}: {p}"))?;
+    Ok((a, b))
+}
+
+/// The scorecard scope from `locality`, `pair=A,B` or `direction=A,B` (A assessed toward B).
+pub fn parse_scope(
+    locality: Option<&str>,
+    pair: Option<&str>,
+    direction: Option<&str>,
+    default: yipan_core::Locality,
+) -> Result<yipan_projections::scorecard::Scope, String> {
+    use yipan_projections::scorecard::Scope;
+    match (locality, pair, direction) {
+        (None, None, None) => Ok(Scope::Locality { locality: default }),
+        (Some(l), None, None) => {
+            Ok(Scope::Locality { locality: yipan_core::Locality::parse(l).map_err(|p| format!("locality: {p}"))? })
+        }
+        (None, Some(p), None) => parse_pair("pair", p).map(|(a, b)| Scope::Pair { a, b }),
+        (None, None, Some(d)) => {
+            parse_pair("direction", d).map(|(assessed, counterpart)| Scope::Direction { assessed, counterpart })
+        }
+        _ => Err("give one of locality, pair or direction".into()),
+    }
+}
+
+/// Parses a period (default: the current CST month).
+pub fn parse_period(s: Option<&str>) -> Result<yipan_projections::Period, String> {
+    match s {
+        None => Ok(yipan_projections::Period::month_of(yipan_projections::calendar::date_of(chrono::Utc::now()))),
+        Some(p) => p.parse().map_err(|e| format!("period: {e}")),
+    }
+}
