@@ -141,6 +141,12 @@ pub fn tier_name(tier: Tier) -> &'static str {
     }
 }
 
+impl serde::Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,11 +165,5 @@ mod tests {
     fn certificate_checks_carry_no_health_data() {
         assert!(!EventKind::CertificateVerified.tiers().contains(&Tier::ReproductiveHealth));
         assert!(EventKind::ServiceRendered.tiers().contains(&Tier::ReproductiveHealth));
-    }
-}
-
-impl serde::Serialize for EventKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
     }
 }
