@@ -2,6 +2,7 @@
 //! arguments and calls the library crates.
 
 mod append;
+mod bench_projections;
 mod bench_replicate;
 mod demo;
 mod output;
@@ -183,6 +184,13 @@ enum NodeAction {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// Rebuild every projection from a large log vs the raw sled scan rate; memory per person.
+    Projections {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// End-to-end replicated events/s and lag over a local nats-server, vs raw JetStream publish.
     Replicate {
         #[arg(long, default_value_t = 100_000)]
@@ -351,6 +359,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Demo { keep } => {
             runtime()?.block_on(demo::run(keep))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: BenchWhat::Projections { events, format } } => {
+            let report = bench_projections::run(events)?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { what: BenchWhat::Replicate { events, steady_secs, format } } => {

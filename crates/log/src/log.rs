@@ -460,6 +460,56 @@ impl<B: Backend> Log<B> {
         }
     }
 
+    /// Decodes the envelope of every stored event, in (author, seq) order, in
+    /// chunks decoded in parallel on all cores, calling `f` per chunk. For
+    /// rebuilding views: it skips the canonical-form and hash checks of
+    /// [`StoredEvent::decode`] (that is `verify`'s job) and fails on a
+    /// segment or envelope it cannot decode.
+    pub fn scan_envelopes(&self, mut f: impl FnMut(Vec<Envelope>)) -> Result<()> {
+        const CHUNK: usize = 8192;
+        let mut pending: Vec<(u32, u64, Vec<u8>)> = Vec::with_capacity(CHUNK);
+        let mut failure = None;
+        let decode = |batch: &mut Vec<(u32, u64, Vec<u8>)>| -> Result<Vec<Envelope>> {
+            let out = batch
+                .par_iter()
+                .map(|(a, s, b)| {
+                    SignedEvent::decode(b.as_slice())
+                        .and_then(|signed| Envelope::decode(signed.envelope.as_slice()))
+                        .map_err(|e| Error::Corrupt { author: a.to_string(), seq: *s, problem: e.to_string() })
+                })
+                .collect();
+            batch.clear();
+            out
+        };
+        self.shared.backend.for_each(&[layout::SEGMENT], &[layout::SEGMENT + 1], &mut |k, v| {
+            let Some((author, last)) = layout::parse_segment_key(k) else { return true };
+            match segment::decode(v) {
+                Ok(entries) => pending.extend(entries.iter().map(|e| (author, e.seq, e.bytes.to_vec()))),
+                Err(problem) => {
+                    failure = Some(Error::Corrupt { author: author.to_string(), seq: last, problem });
+                    return false;
+                }
+            }
+            if pending.len() >= CHUNK {
+                match decode(&mut pending) {
+                    Ok(envs) => f(envs),
+                    Err(e) => {
+                        failure = Some(e);
+                        return false;
+                    }
+                }
+            }
+            true
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !pending.is_empty() {
+            f(decode(&mut pending)?);
+        }
+        Ok(())
+    }
+
     /// Every event about `person`, in the order they were stored.
     pub fn read_person(&self, person: PersonKey) -> Result<Vec<StoredEvent>> {
         let positions = read(&self.shared.index).person(&person);

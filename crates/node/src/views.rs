@@ -24,21 +24,17 @@ pub fn load_calendar(path: Option<&Path>) -> Result<WorkCalendar> {
     }
 }
 
-/// Builds projections from every event in the log.
+/// Builds projections from every event in the log (decoding in parallel, applying in order).
 pub fn build<B: Backend>(log: &Log<B>, calendar: WorkCalendar) -> Result<Projections> {
+    use rayon::prelude::*;
     let mut p = Projections::new(calendar);
-    let mut after = None;
-    loop {
-        let page = log.read_all(after, 10_000)?;
-        let Some(last) = page.last() else { break };
-        after = last.author().map(|a| (a, last.seq()));
-        for ev in &page {
-            p.apply(&ev.envelope);
+    log.scan_envelopes(|envs| {
+        let facts: Vec<Option<yipan_projections::Fact>> =
+            envs.par_iter().map(yipan_projections::Fact::from_envelope).collect();
+        for f in facts.into_iter().flatten() {
+            p.apply_fact(f);
         }
-        if after.is_none() {
-            break;
-        }
-    }
+    })?;
     Ok(p)
 }
 

@@ -1,0 +1,147 @@
+//! `yipan bench projections`: rebuilds every projection from a large log and
+//! prints events/s beside the raw sled scan rate of the same data, and the
+//! memory per tracked person.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+use yipan_core::{Locality, PersonKey};
+use yipan_log::{SledBackend, SledStore};
+use yipan_projections::WorkCalendar;
+use yipan_proto::v1::{self, event_body::Kind, EventBody, EventDraft};
+
+/// What the benchmark measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub events: u64,
+    pub persons: u64,
+    pub generate_s: f64,
+    pub raw_scan_per_s: f64,
+    pub log_open_s: f64,
+    pub rebuild_per_s: f64,
+    pub rebuild_s: f64,
+    pub bytes_per_person: f64,
+    pub scorecard_ms: f64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "log of {} events about {} persons (generated and signed in {:.1} s)",
+            self.events, self.persons, self.generate_s
+        )?;
+        writeln!(f, "raw sled scan of the same store:        {:>10.0} events/s", self.raw_scan_per_s)?;
+        writeln!(
+            f,
+            "rebuild every projection from the log:  {:>10.0} events/s  ratio {:.2}  ({:.2} s)",
+            self.rebuild_per_s,
+            self.rebuild_per_s / self.raw_scan_per_s,
+            self.rebuild_s
+        )?;
+        writeln!(f, "log open (index rebuild):               {:>10.2} s", self.log_open_s)?;
+        writeln!(f, "memory per tracked person (projections): {:>9.0} bytes", self.bytes_per_person)?;
+        write!(f, "one locality scorecard (year) over all persons: {:.1} ms", self.scorecard_ms)
+    }
+}
+
+fn draft(p: u64, k: u64) -> EventDraft {
+    let person = PersonKey::derive(&format!("{p:018}"), b"bench").to_string();
+    let (origin, residence) = ("411522", "610112");
+    let day = 1 + (p % 28) as u32;
+    let month = 1 + (p / 28 % 12) as u32;
+    let body = match k {
+        0 => Kind::ArrivalRegistered(v1::ArrivalRegistered { channel: 2, ..Default::default() }),
+        1 => Kind::ServiceRendered(v1::ServiceRendered {
+            service: v1::ServiceKind::PersonInformed as i32,
+            provider_ref: String::new(),
+        }),
+        2 => Kind::CertificateVerified(v1::CertificateVerified::default()),
+        3 => Kind::NotificationSent(v1::NotificationSent { topic: 1, about_events: vec![] }),
+        _ => Kind::CaseAssistRequested(v1::CaseAssistRequested { urgency: 1 + (p % 2) as i32, subject: String::new() }),
+    };
+    EventDraft {
+        person_key: person,
+        origin: origin.into(),
+        residence: residence.into(),
+        occurred_at: Some(yipan_core::time::to_ts(
+            chrono::NaiveDate::from_ymd_opt(2026, month, day)
+                .unwrap_or_default()
+                .and_hms_opt(9 + k as u32, 0, 0)
+                .unwrap_or_default()
+                .and_utc(),
+        )),
+        body: Some(EventBody { kind: Some(body) }),
+        ..Default::default()
+    }
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+pub fn run(events: u64) -> Result<Report> {
+    let tmp = tempfile::tempdir()?;
+    let me = Locality::parse("610112").map_err(anyhow::Error::msg)?;
+    let key = yipan_log::keyfile::generate()?;
+    let persons = events.div_ceil(5);
+    let t = Instant::now();
+    {
+        let log = SledStore::open(SledBackend::open(tmp.path())?, me, key.clone())?;
+        let mut i = 0u64;
+        while i < events {
+            let n = 10_000.min(events - i);
+            log.append_batch((i..i + n).map(|j| draft(j / 5, j % 5)).collect())?;
+            i += n;
+        }
+    }
+    let generate_s = t.elapsed().as_secs_f64();
+
+    // Raw baseline: scan every key and value of the same sled store.
+    let scanned = {
+        let backend = SledBackend::open(tmp.path())?;
+        let t = Instant::now();
+        let mut bytes = 0usize;
+        for item in backend.db().iter() {
+            let (k, v) = item?;
+            bytes += k.len() + v.len();
+        }
+        std::hint::black_box(bytes);
+        t.elapsed().as_secs_f64()
+    };
+    let raw_scan_per_s = events as f64 / scanned;
+
+    let t = Instant::now();
+    let log = SledStore::open(SledBackend::open(tmp.path())?, me, key)?;
+    let log_open_s = t.elapsed().as_secs_f64();
+    let before = rss_bytes();
+    let t = Instant::now();
+    let p = yipan_node::views::build(&log, WorkCalendar::default())?;
+    let rebuild_s = t.elapsed().as_secs_f64();
+    let after = rss_bytes();
+    let tracked = p.relationships().count() as u64;
+    let t = Instant::now();
+    let card = p.scorecard(
+        yipan_projections::scorecard::Scope::Locality { locality: me },
+        yipan_projections::Period::Year(2026),
+        chrono::Utc::now(),
+    );
+    std::hint::black_box(card);
+    let scorecard_ms = t.elapsed().as_secs_f64() * 1000.0;
+    Ok(Report {
+        events,
+        persons: tracked.max(persons.min(tracked)),
+        generate_s,
+        raw_scan_per_s,
+        log_open_s,
+        rebuild_per_s: events as f64 / rebuild_s,
+        rebuild_s,
+        bytes_per_person: after.saturating_sub(before) as f64 / tracked.max(1) as f64,
+        scorecard_ms,
+    })
+}
