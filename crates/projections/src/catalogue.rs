@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use yipan_core::EventKind;
 
-use crate::fact::{Detail, Fact};
+use crate::fact::Detail;
 
 /// Which party an item binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -253,12 +253,19 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Whether `fact` (already authored by the item's side) fulfils `item`.
-    pub fn fulfils(item: &DutyItem, fact: &Fact) -> bool {
+    /// Whether an event of `kind` with `detail` (authored by the item's side) fulfils `item`.
+    pub fn fulfils(item: &DutyItem, kind: EventKind, detail: &Detail) -> bool {
         item.fulfilled_by.iter().any(|f| {
-            EventKind::parse(&f.kind) == Some(fact.kind)
-                && (f.any_of.is_empty() || fact.detail.sub_type().is_some_and(|s| f.any_of.iter().any(|a| a == s)))
+            EventKind::parse(&f.kind) == Some(kind)
+                && (f.any_of.is_empty() || detail.sub_type().is_some_and(|s| f.any_of.iter().any(|a| a == s)))
         })
+    }
+
+    /// The default catalogue, built once.
+    pub fn default_shared() -> std::sync::Arc<Catalogue> {
+        static DEFAULT: std::sync::LazyLock<std::sync::Arc<Catalogue>> =
+            std::sync::LazyLock::new(|| std::sync::Arc::new(Catalogue::default()));
+        DEFAULT.clone()
     }
 }
 

@@ -285,16 +285,19 @@ impl Projections {
     }
 
     /// The catalogue `l` had in force at `at`: its latest valid published one, else the default.
-    pub fn catalogue(&self, l: Locality, at: DateTime<Utc>) -> Catalogue {
+    pub fn catalogue(&self, l: Locality, at: DateTime<Utc>) -> std::sync::Arc<Catalogue> {
+        if !self.by_locality.contains_key(&l) {
+            return Catalogue::default_shared();
+        }
         self.locality_facts(l, DateTime::<Utc>::MAX_UTC)
             .into_iter()
             .rev()
             .filter(|e| e.kind == EventKind::DutyCatalogPublished && e.fact.occurred <= at)
             .find_map(|e| match e.detail {
-                Detail::Catalogue(doc) => Catalogue::from_json(doc).ok(),
+                Detail::Catalogue(doc) => Catalogue::from_json(doc).ok().map(std::sync::Arc::new),
                 _ => None,
             })
-            .unwrap_or_default()
+            .unwrap_or_else(Catalogue::default_shared)
     }
 
     /// Anchor of a relationship's deadlines.
@@ -315,7 +318,7 @@ impl Projections {
         let cat_r = self.catalogue(rel.residence, at);
         let anchor_date = date_of(at);
         let mut items = Vec::new();
-        for (cat, side) in [(&cat_o, Side::Origin), (&cat_r, Side::Residence)] {
+        for (cat, side) in [(&*cat_o, Side::Origin), (&*cat_r, Side::Residence)] {
             let author = if side == Side::Origin { rel.origin } else { rel.residence };
             for item in cat.items.iter().filter(|i| i.side == side) {
                 let due = self.calendar.add_working_days(
@@ -323,9 +326,7 @@ impl Projections {
                     item.due.working_days,
                 );
                 let done = facts.iter().find(|e| {
-                    e.fact.author == author
-                        && e.fact.occurred <= as_of
-                        && Catalogue::fulfils(item, &Fact { kind: e.kind, detail: e.detail.clone(), ..e.fact.clone() })
+                    e.fact.author == author && e.fact.occurred <= as_of && Catalogue::fulfils(item, e.kind, e.detail)
                 });
                 let state = match done {
                     Some(e) => {
@@ -344,7 +345,14 @@ impl Projections {
                 });
             }
         }
-        Card { rel: *rel, as_of, anchor, catalogue_origin: cat_o.version, catalogue_residence: cat_r.version, items }
+        Card {
+            rel: *rel,
+            as_of,
+            anchor,
+            catalogue_origin: cat_o.version.clone(),
+            catalogue_residence: cat_r.version.clone(),
+            items,
+        }
     }
 
     fn rules(&self, rel: &Rel, at: DateTime<Utc>) -> ExchangeRules {
