@@ -287,3 +287,39 @@ fn views_from_the_scenario() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("pair: `610112` is not two codes"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_published_catalogue_file_changes_later_deadlines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("610112");
+    init(&dir);
+    let out = yipan(&dir, &["catalogue", "default"], None);
+    let mut cat: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    cat["version"] = "610112-2026.2".into();
+    for item in cat["items"].as_array_mut().unwrap() {
+        if item["id"] == "residence.informed" {
+            item["due"]["days"] = 10.into();
+        }
+    }
+    let file = tmp.path().join("catalogue.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&cat).unwrap()).unwrap();
+    let out =
+        yipan(&dir, &["catalogue", "publish", file.to_str().unwrap(), "--from", "2026-10-01T00:00:00+08:00"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(yipan(&dir, &["append", scenario().to_str().unwrap()], None).status.success());
+    let out = yipan(&dir, &["log", "--kind", "CaseAssistRequested"], None);
+    let person = serde_json::from_str::<serde_json::Value>(text(&out.stdout).trim()).unwrap()["person"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = yipan(&dir, &["card", &person, "--as-of", "2026-11-30T12:00:00+08:00", "--format", "json"], None);
+    let cards: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cards[0]["catalogue_residence"], "610112-2026.2");
+    let informed = cards[0]["items"].as_array().unwrap().iter().find(|i| i["id"] == "residence.informed").unwrap();
+    assert_eq!(informed["due"], "2026-10-22", "arrival 12 Oct + 10 days under the published catalogue");
+    // A bad catalogue is refused with the item and kind named.
+    std::fs::write(&file, serde_json::to_string(&cat).unwrap().replace("CertificateVerified", "Nope")).unwrap();
+    let out = yipan(&dir, &["catalogue", "publish", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown event kind `Nope`"));
+}

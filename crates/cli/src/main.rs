@@ -126,6 +126,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// The duty catalogue: print the default, or publish one from a file as an event.
+    Catalogue {
+        #[command(subcommand)]
+        action: CatalogueAction,
+    },
     /// Show or extend the roster of locality public keys.
     Roster {
         #[command(subcommand)]
@@ -169,6 +174,20 @@ enum RosterAction {
         /// Read the key from another locality's data directory.
         #[arg(long)]
         from_data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogueAction {
+    /// Print the default catalogue (DOMAIN.md four-one / six-one) as JSON, a starting point for edits.
+    Default,
+    /// Publish a catalogue file (JSON) as a DutyCatalogPublished event, in force from --from,
+    /// sent to every locality in the roster.
+    Publish {
+        file: PathBuf,
+        /// When it comes into force (RFC 3339); default now.
+        #[arg(long)]
+        from: Option<String>,
     },
 }
 
@@ -305,6 +324,51 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 output::verify_report(&report);
             }
             Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Catalogue { action: CatalogueAction::Default } => {
+            println!("{}", serde_json::to_string_pretty(&yipan_projections::Catalogue::default())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Catalogue { action: CatalogueAction::Publish { file, from } } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let catalogue = yipan_projections::Catalogue::from_json(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let node = config::open(&dir)?;
+            let occurred = match from {
+                Some(t) => yipan_core::time::parse_rfc3339(&t).map_err(|e| anyhow::anyhow!("--from: {e}"))?,
+                None => chrono::Utc::now(),
+            };
+            use sha2::Digest;
+            let draft = yipan_proto::v1::EventDraft {
+                occurred_at: Some(yipan_core::time::to_ts(occurred)),
+                recipients: node
+                    .log
+                    .roster()
+                    .into_iter()
+                    .filter(|(l, _)| *l != node.locality)
+                    .map(|(l, _)| l.to_string())
+                    .collect(),
+                body: Some(yipan_proto::v1::EventBody {
+                    kind: Some(yipan_proto::v1::event_body::Kind::DutyCatalogPublished(
+                        yipan_proto::v1::DutyCatalogPublished {
+                            version: catalogue.version.clone(),
+                            sha256: sha2::Sha256::digest(text.as_bytes()).to_vec(),
+                            document: text,
+                        },
+                    )),
+                }),
+                ..Default::default()
+            };
+            let a = node.log.append(draft)?;
+            println!(
+                "published catalogue {} as {}#{} (event {}), in force from {}",
+                catalogue.version,
+                node.locality,
+                a.seq,
+                a.id,
+                occurred.to_rfc3339()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Roster { action } => {
             let node = config::open(&dir)?;
