@@ -142,6 +142,74 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         }
     }
 
+    println!("\n== the same responsibility cards and digests on both sides of each relationship");
+    let start = Instant::now();
+    while nodes.iter().any(|n| n.views.read().map(|v| v.len()).unwrap_or(0) != n.log.len()) {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("projections did not catch up");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let as_of = yipan_core::time::parse_rfc3339("2026-11-30T12:00:00+08:00").map_err(anyhow::Error::msg)?;
+    let origin = nodes.iter().find(|n| n.locality.to_string() == "411522").context("origin node")?;
+    for residence in nodes.iter().filter(|n| n.locality.to_string() != "411522") {
+        let (r, o) = (
+            residence.views.read().map_err(|_| anyhow::anyhow!("views lock"))?,
+            origin.views.read().map_err(|_| anyhow::anyhow!("views lock"))?,
+        );
+        let same = r.pair_digest(residence.locality, origin.locality, as_of)
+            == o.pair_digest(residence.locality, origin.locality, as_of);
+        println!(
+            "  {} ↔ {}: pair digest {} on both sides: {}",
+            residence.locality,
+            origin.locality,
+            hex::encode(&r.pair_digest(residence.locality, origin.locality, as_of)[..8]),
+            if same { "identical" } else { "DIFFERENT" }
+        );
+        if !same {
+            bail!("{} and {} disagree", residence.locality, origin.locality);
+        }
+        for rel in r.relationships() {
+            let card = r.card(rel, as_of);
+            println!(
+                "  card of person {} ({}→{}) as of 2026-11-30:",
+                &rel.person.to_string()[..8],
+                rel.origin,
+                rel.residence
+            );
+            for item in &card.items {
+                let state = match &item.state {
+                    yipan_projections::state::ItemState::Done { on_time, .. } => {
+                        if *on_time {
+                            "done".to_string()
+                        } else {
+                            "done late".to_string()
+                        }
+                    }
+                    yipan_projections::state::ItemState::Pending => "pending".into(),
+                    yipan_projections::state::ItemState::Overdue { days } => format!("overdue {days} d"),
+                };
+                println!(
+                    "    {:<28} due {}  {state}",
+                    format!("{} {}", item.name_zh, item.id.split('.').next().unwrap_or("")),
+                    item.due
+                );
+            }
+            for ex in r.exchanges(rel, as_of) {
+                let state = match &ex.state {
+                    yipan_projections::state::ExchangeState::Closed { at, on_time, .. } => format!(
+                        "answered {}{}",
+                        yipan_projections::calendar::date_of(*at),
+                        if *on_time { " on time" } else { " late" }
+                    ),
+                    yipan_projections::state::ExchangeState::Open => "open".into(),
+                    yipan_projections::state::ExchangeState::Overdue { days } => format!("overdue {days} d"),
+                };
+                println!("    exchange {} {}→{} due {}: {state}", ex.kind.zh(), ex.from, ex.to, ex.due);
+            }
+        }
+    }
+
     println!("\n== need-to-know: 610113 holds nothing about persons living in 610112, and vice versa");
     for (a, b) in [("610112", "610113"), ("610113", "610112")] {
         let node = nodes.iter().find(|n| n.locality.to_string() == a).context("node")?;
