@@ -1,0 +1,68 @@
+//! Decoders of untrusted bytes never panic and never apply anything they
+//! could not verify: arbitrary bytes (and mutations of real events) into
+//! `StoredEvent::decode`, `segment::decode`, `Log::ingest_batch` and the JSON
+//! draft parser. (A stable-toolchain stand-in for a fuzz target, run in CI.)
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use yipan_log::{segment, Ingested, StoredEvent};
+use yipan_proto::Message;
+
+fn real_event() -> Vec<u8> {
+    let origin = mem("411522", 2);
+    let a = origin.append_batch(vec![certificate(1)]).unwrap();
+    origin.get(a[0].id).unwrap().unwrap().signed.encode_to_vec()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_are_quarantined(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let _ = StoredEvent::decode(&bytes);
+        let _ = segment::decode(&bytes);
+        let store = mem("610112", 1);
+        let out = store.ingest_batch(&[&bytes]).unwrap();
+        prop_assert!(matches!(out[0], Ingested::Quarantined { .. }), "{:?}", out[0]);
+        prop_assert_eq!(store.read_author(loc("411522"), 1, 10).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn mutated_real_events_are_never_applied(cuts in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4), truncate in any::<Option<prop::sample::Index>>()) {
+        let good = real_event();
+        let mut bad = good.clone();
+        for (at, x) in &cuts {
+            let i = at.index(bad.len());
+            bad[i] ^= x | 1;
+        }
+        if let Some(t) = truncate {
+            bad.truncate(t.index(bad.len()));
+        }
+        prop_assume!(bad != good);
+        let store = mem("610112", 1);
+        store.roster_add(loc("411522"), key(2).verifying_key()).unwrap();
+        let out = store.ingest_batch(&[&bad]).unwrap();
+        prop_assert!(matches!(out[0], Ingested::Quarantined { .. }), "{:?}", out[0]);
+        prop_assert!(store.verify().unwrap().ok());
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics(text in ".{0,300}") {
+        let _ = yipan_core::json::draft_from_json(&text, Some(b"s"));
+    }
+
+    #[test]
+    fn arbitrary_json_objects_give_errors_or_valid_drafts(
+        kind in prop::sample::select(vec!["ArrivalRegistered", "ServiceRendered", "CaseAssistAnswered", "StaffRosterUpdated", "bogus"]),
+        origin in "[0-9]{0,7}",
+        body in prop::sample::select(vec!["{}", "{\"service\":3}", "{\"service\":\"X\"}", "[]", "1", "{\"channel\":\"REGISTRATION_CHANNEL_EMPLOYER\"}"]),
+    ) {
+        let text = format!(r#"{{"kind":"{kind}","origin":"{origin}","residence":"610112","person":"00112233445566778899aabbccddeeff","body":{body}}}"#);
+        if let Ok(d) = yipan_core::json::draft_from_json(&text, None) {
+            // Whatever parses is then judged by validation, never by a panic.
+            let _ = yipan_core::validate_draft(loc("610112"), &d);
+        }
+    }
+}
