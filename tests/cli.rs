@@ -235,6 +235,45 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     let (_, metrics) = yipan_testkit::http::request(addr, "GET", "/metrics", None).unwrap();
     assert!(metrics.contains("yipan_events_published_total 20"), "{metrics}");
 
+    // Audits while the node runs: through its API, and from the JetStream streams alone;
+    // both rebuild the projection digests and compare them with what the node reports.
+    let url = format!("http://{addr}");
+    let out = yipan(&dir, &["audit", "--api", &url, "--compare", &url, "--format", "json"], None);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events"], 21);
+    assert!(!report["comparisons"].as_object().unwrap().is_empty());
+    assert!(report["comparisons"].as_object().unwrap().values().all(|v| v == "match"), "{report}");
+    let (_, keys) = yipan_testkit::http::request(addr, "GET", "/v1/roster", None).unwrap();
+    let keys: Vec<serde_json::Value> = serde_json::from_str(&keys).unwrap();
+    let roster_file = tmp.path().join("roster.txt");
+    std::fs::write(
+        &roster_file,
+        keys.iter()
+            .map(|k| format!("{} {}\n", k["locality"].as_str().unwrap(), k["public_key"].as_str().unwrap()))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let out = yipan(
+        &dir,
+        &[
+            "audit",
+            "--nats",
+            &nats.url(),
+            "--roster",
+            roster_file.to_str().unwrap(),
+            "--compare",
+            &url,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events"], 20, "the stream holds every event that has a recipient");
+    assert!(report["comparisons"].as_object().unwrap().values().all(|v| v == "match"), "{report}");
+
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
@@ -245,6 +284,28 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     assert!(yipan(&dir, &["verify"], None).status.success());
     let opened = yipan_node::datadir::open(&dir).unwrap();
     assert_eq!(opened.log.meta_get("outbox.cursor").unwrap(), Some(21u64.to_be_bytes().to_vec()));
+    drop(opened);
+    // Offline audit of the data directory; then a tampered event is named.
+    let out = yipan(&dir, &["audit"], None);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    {
+        let key = yipan_log::keyfile::load(&dir).unwrap();
+        let log = yipan_log::SledStore::open(
+            yipan_log::SledBackend::open(&dir.join("log")).unwrap(),
+            yipan_core::Locality::parse("610112").unwrap(),
+            key,
+        )
+        .unwrap();
+        log.raw_edit_event(yipan_core::Locality::parse("610112").unwrap(), 9, |b| {
+            let b = b.as_mut().unwrap();
+            let i = b.len() / 2;
+            b[i] ^= 0x04;
+        })
+        .unwrap();
+    }
+    let out = yipan(&dir, &["audit"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("610112#9:"), "{}", text(&out.stdout));
 }
 
 #[test]

@@ -420,3 +420,61 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
     }
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_with_only_the_stream_verifies_everything_and_reproduces_the_digests() {
+    let c = Cluster::start().await;
+    c.append("610112", (0..12).map(|n| at_residence("610112", n)).collect()).await;
+    c.append("610113", (100..105).map(|n| at_residence("610113", n)).collect()).await;
+    c.append(
+        "411522",
+        (0..4).map(|n| at_origin("610112", n)).chain((100..102).map(|n| at_origin("610113", n))).collect(),
+    )
+    .await;
+    c.converge(Duration::from_secs(30)).await;
+    let roster: HashMap<Locality, ed25519_dalek::VerifyingKey> = c.log("610112").roster().into_iter().collect();
+    let as_of = chrono::Utc::now();
+
+    let mut auditor = yipan_audit::Auditor::new();
+    yipan_audit::stream::read_all(&c.nats.url(), &mut auditor, |_| {}).await.unwrap();
+    let (report, _) = auditor.finish("stream", &roster, as_of);
+    assert!(report.ok(), "{:?}", report.faults);
+    assert_eq!(report.events, 12 + 5 + 6);
+    assert_eq!(report.channels.len(), 4, "{:?}", report.channels);
+    // Every node's own digest of each pair equals the auditor's.
+    let start = Instant::now();
+    while CODES.iter().any(|code| c.nodes[code].views.read().unwrap().len() != c.log(code).len()) {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (residence, node) in [("610112", "610112"), ("610112", "411522"), ("610113", "610113"), ("610113", "411522")] {
+        let ours = hex::encode(c.nodes[node].views.read().unwrap().pair_digest(loc("411522"), loc(residence), as_of));
+        let key = format!("411522,{residence}");
+        assert_eq!(report.pair_digests[&key], ours, "{key} at {node}");
+    }
+
+    // A forged message slipped into the stream is named by the audit, author and sequence.
+    let genuine = c.log("411522").read_channel(loc("411522"), loc("610112"), 2, 1).unwrap().remove(0);
+    let mut forged = genuine.signed.clone();
+    let last = forged.envelope.len() - 1;
+    forged.envelope[last] ^= 1;
+    let client = async_nats::connect(c.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let msg = async_nats::jetstream::message::PublishMessage::build()
+        .payload(forged.encode_to_vec().into())
+        .message_id("forged-for-audit");
+    js.send_publish(yipan_sync::subjects::event(loc("610112"), loc("411522")), msg).await.unwrap().await.unwrap();
+    let mut auditor = yipan_audit::Auditor::new();
+    yipan_audit::stream::read_all(&c.nats.url(), &mut auditor, |_| {}).await.unwrap();
+    let (report, _) = auditor.finish("stream", &roster, as_of);
+    assert!(!report.ok());
+    assert!(
+        report
+            .faults
+            .iter()
+            .any(|f| f.author == "411522" && f.seq == genuine.seq() && f.problem.starts_with("forged or altered")),
+        "{:?}",
+        report.faults
+    );
+    c.stop().await;
+}

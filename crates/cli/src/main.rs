@@ -2,6 +2,7 @@
 //! arguments and calls the library crates.
 
 mod append;
+mod audit;
 mod bench_projections;
 mod bench_replicate;
 mod demo;
@@ -130,6 +131,30 @@ enum Command {
     Catalogue {
         #[command(subcommand)]
         action: CatalogueAction,
+    },
+    /// Audit: verify every signature, chain, channel and fork, and rebuild the projection
+    /// digests — from this data directory (default), a running node's API, or the JetStream
+    /// streams with no node involved. Non-zero exit on any fault or digest mismatch.
+    Audit {
+        /// Audit through a running node's API instead (http://IP:PORT).
+        #[arg(long, conflicts_with = "nats")]
+        api: Option<String>,
+        /// Audit the JetStream streams directly (nats://…); needs --roster.
+        #[arg(long, requires = "roster")]
+        nats: Option<String>,
+        /// Roster file (`CODE HEXKEY` lines, as `yipan roster show` prints) for --nats.
+        #[arg(long)]
+        roster: Option<PathBuf>,
+        /// Compare the rebuilt digests with these running nodes (http://IP:PORT), repeatable.
+        #[arg(long)]
+        compare: Vec<String>,
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Show progress even when stderr is not a terminal.
+        #[arg(long)]
+        progress: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
     /// Show or extend the roster of locality public keys.
     Roster {
@@ -369,6 +394,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 occurred.to_rfc3339()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { api, nats, roster, compare, as_of, progress, format } => {
+            let source = match (&api, &nats, &roster) {
+                (Some(url), _, _) => audit::Source::Api(url),
+                (None, Some(url), Some(r)) => audit::Source::Nats { url, roster: r },
+                _ => audit::Source::DataDir(&dir),
+            };
+            audit::run(source, &compare, as_of.as_deref(), format == Format::Json, progress)
         }
         Command::Roster { action } => {
             let node = config::open(&dir)?;

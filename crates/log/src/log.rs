@@ -510,6 +510,50 @@ impl<B: Backend> Log<B> {
         Ok(())
     }
 
+    /// Calls `f(author, seq, bytes)` with the stored bytes of every event, in
+    /// (author, seq) order, after `after` if given, for at most `limit` events
+    /// (for audits and for serving raw events; nothing is decoded here).
+    pub fn for_each_raw(
+        &self,
+        after: Option<(Locality, u64)>,
+        limit: usize,
+        mut f: impl FnMut(Locality, u64, &[u8]),
+    ) -> Result<()> {
+        let start = match after {
+            Some((a, s)) => layout::segment_key(a.as_u32(), s.saturating_add(1)).to_vec(),
+            None => vec![layout::SEGMENT],
+        };
+        let mut failure = None;
+        let mut n = 0usize;
+        self.shared.backend.for_each(&start, &[layout::SEGMENT + 1], &mut |k, v| {
+            let Some((author, last)) = layout::parse_segment_key(k) else { return true };
+            let Ok(a) = Locality::from_u32(author) else { return true };
+            match segment::decode(v) {
+                Ok(entries) => {
+                    for e in entries {
+                        if after.is_some_and(|(aa, ss)| aa == a && e.seq <= ss) {
+                            continue;
+                        }
+                        if n >= limit {
+                            return false;
+                        }
+                        f(a, e.seq, e.bytes);
+                        n += 1;
+                    }
+                    true
+                }
+                Err(problem) => {
+                    failure = Some(Error::Corrupt { author: author.to_string(), seq: last, problem });
+                    false
+                }
+            }
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Every event about `person`, in the order they were stored.
     pub fn read_person(&self, person: PersonKey) -> Result<Vec<StoredEvent>> {
         let positions = read(&self.shared.index).person(&person);

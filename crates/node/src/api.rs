@@ -10,6 +10,8 @@
 //! | `GET /v1/cases?locality=&overdue=&as_of=` | exchanges (notification, case-assist, first-child, mismatch) with due dates |
 //! | `GET /v1/flows?locality=&as_of=` | arrivals/departures per month with early warnings |
 //! | `GET /v1/digests?pair=A,B&as_of=` | projection digests (identical on both sides of a pair) |
+//! | `GET /v1/raw?after=AUTHOR:SEQ&limit=` | stored signed events, JSON lines `{author, seq, b64}` (for auditors) |
+//! | `GET /v1/roster` | the locality keys this node trusts |
 //! | `GET /v1/status` | locality, own head, channel heads, counts |
 //! | `GET /v1/quarantine` | rejected received events with reasons |
 //! | `GET /healthz` | liveness and NATS connection |
@@ -67,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cases", get(cases))
         .route("/v1/flows", get(flows))
         .route("/v1/digests", get(digests))
+        .route("/v1/raw", get(raw))
+        .route("/v1/roster", get(roster))
         .route("/v1/status", get(status))
         .route("/v1/quarantine", get(quarantine))
         .route("/healthz", get(health))
@@ -345,4 +349,54 @@ async fn digests(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Respo
         .map(|r| json!({"person": r.person.to_string(), "origin": r.origin, "residence": r.residence, "digest": hex::encode(v.rel_digest(r, as_of))}))
         .collect();
     Json(json!({"as_of": as_of, "pair": [a, b], "digest": hex::encode(v.pair_digest(a, b, as_of)), "relationships": rels})).into_response()
+}
+
+/// Query of `GET /v1/raw`.
+#[derive(Debug, Deserialize)]
+pub struct RawQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn raw(State(s): State<AppState>, Query(q): Query<RawQuery>) -> Response {
+    use base64::Engine;
+    let after = match q.after.as_deref() {
+        None => None,
+        Some(a) => {
+            let parsed = a.split_once(':').and_then(|(l, n)| Some((Locality::parse(l).ok()?, n.parse::<u64>().ok()?)));
+            match parsed {
+                Some(p) => Some(p),
+                None => return bad(format!("after: `{a}` is not AUTHOR:SEQ")),
+            }
+        }
+    };
+    let limit = q.limit.unwrap_or(10_000).min(100_000);
+    let log = s.log.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        log.for_each_raw(after, limit, |a, seq, bytes| {
+            out.push_str(
+                &json!({"author": a, "seq": seq, "b64": base64::engine::general_purpose::STANDARD.encode(bytes)})
+                    .to_string(),
+            );
+            out.push('\n');
+        })
+        .map(|_| out)
+    })
+    .await;
+    match body {
+        Ok(Ok(text)) => ([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn roster(State(s): State<AppState>) -> Response {
+    let keys: Vec<Value> = s
+        .log
+        .roster()
+        .into_iter()
+        .map(|(l, k)| json!({"locality": l, "public_key": hex::encode(k.to_bytes())}))
+        .collect();
+    Json(keys).into_response()
 }

@@ -1,0 +1,51 @@
+//! Reads every message of the `YIPAN_EV_*` JetStream streams — what an
+//! auditor with read-only NATS access sees, with no node involved.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use yipan_core::Locality;
+
+use crate::{Auditor, Channels};
+
+/// Reads all event streams into `auditor`; `progress` is called with the count so far.
+pub async fn read_all(url: &str, auditor: &mut Auditor, mut progress: impl FnMut(u64)) -> Result<Vec<String>, String> {
+    let client = async_nats::connect(url).await.map_err(|e| format!("connecting to {url}: {e}"))?;
+    let js = jetstream::new(client);
+    let mut names: Vec<String> = Vec::new();
+    let mut list = js.stream_names();
+    while let Some(n) = list.next().await {
+        let n = n.map_err(|e| format!("listing streams: {e}"))?;
+        if n.starts_with("YIPAN_EV_") {
+            names.push(n);
+        }
+    }
+    names.sort();
+    let mut read = 0u64;
+    for name in &names {
+        let mut stream = js.get_stream(name).await.map_err(|e| format!("{name}: {e}"))?;
+        let info = stream.info().await.map_err(|e| format!("{name}: {e}"))?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        if info.state.messages == 0 {
+            continue;
+        }
+        // Direct reads by stream sequence: no consumer is created, nothing is acked.
+        for seq in first..=last {
+            let msg = match tokio::time::timeout(Duration::from_secs(10), stream.get_raw_message(seq)).await {
+                Ok(Ok(m)) => m,
+                Ok(Err(_)) => continue, // deleted or expired
+                Err(_) => return Err(format!("{name}: timed out reading message {seq}")),
+            };
+            let recipient = msg.subject.split('.').nth(4).and_then(|r| Locality::parse(r).ok());
+            let channels = recipient.map(Channels::Only).unwrap_or(Channels::All);
+            auditor.add(msg.payload.to_vec(), channels);
+            read += 1;
+            if read % 10_000 == 0 {
+                progress(read);
+            }
+        }
+    }
+    progress(read);
+    Ok(names)
+}
