@@ -3,6 +3,7 @@
 
 mod append;
 mod audit;
+mod bench_audit;
 mod bench_projections;
 mod bench_replicate;
 mod demo;
@@ -228,6 +229,13 @@ enum NodeAction {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// Audit throughput with full signature verification vs raw ed25519 verification.
+    Audit {
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Rebuild every projection from a large log vs the raw sled scan rate; memory per person.
     Projections {
         #[arg(long, default_value_t = 1_000_000)]
@@ -456,6 +464,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Demo { keep } => {
             runtime()?.block_on(demo::run(keep))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: BenchWhat::Audit { events, format } } => {
+            let report = bench_audit::run(events)?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { what: BenchWhat::Projections { events, format } } => {
