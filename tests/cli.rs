@@ -344,6 +344,31 @@ fn views_from_the_scenario() {
     let out = yipan(&dir, &["flows", "--as-of", as_of, "--format", "json"], None);
     let flows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(flows["rows"].as_array().unwrap().len(), 2);
+    // Export filters; replay before anything was recorded shows nothing known yet.
+    let out = yipan(&dir, &["export", "--kind", "ServiceRendered", "--period", "2026-10"], None);
+    assert_eq!(text(&out.stdout).lines().count(), 3);
+    assert!(!text(&out.stdout).contains("41152219920315002X"));
+    let out = yipan(&dir, &["export", "--kind", "ArrivalRegistered", "--kind", "ComplaintFiled"], None);
+    assert_eq!(text(&out.stdout).lines().count(), 4);
+    let out = yipan(
+        &dir,
+        &[
+            "replay",
+            "--as-of",
+            "2020-01-01T00:00:00Z",
+            "--view",
+            "scorecard",
+            "--period",
+            "2026-10",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let past: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(past["indicators"].as_array().unwrap().iter().all(|i| i["denominator"] == 0 || i["id"] == "staffing"));
+    let out = yipan(&dir, &["replay", "--as-of", as_of, "--view", "card"], None);
+    assert!(text(&out.stderr).contains("--view card needs --person"));
     let out = yipan(&dir, &["scorecard", "--pair", "610112"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("pair: `610112` is not two codes"), "{}", text(&out.stderr));

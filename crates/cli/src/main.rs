@@ -157,6 +157,36 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Export events as JSON lines (personal fields masked), filtered by author, kind and period.
+    Export {
+        #[arg(long)]
+        author: Option<String>,
+        /// Repeatable.
+        #[arg(long)]
+        kind: Vec<String>,
+        /// Only events that occurred in this period (2026-10, 2026-Q4, 2026; CST).
+        #[arg(long)]
+        period: Option<String>,
+    },
+    /// Time travel: any view as it stood at a past instant.
+    Replay {
+        /// The instant (RFC 3339).
+        #[arg(long)]
+        as_of: String,
+        #[arg(long, value_enum)]
+        view: ReplayView,
+        /// Person key, for --view card.
+        #[arg(long)]
+        person: Option<String>,
+        #[arg(long)]
+        locality: Option<String>,
+        #[arg(long)]
+        pair: Option<String>,
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Show or extend the roster of locality public keys.
     Roster {
         #[command(subcommand)]
@@ -265,6 +295,14 @@ enum BenchWhat {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReplayView {
+    Card,
+    Scorecard,
+    Cases,
+    Flows,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -410,6 +448,67 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 _ => audit::Source::DataDir(&dir),
             };
             audit::run(source, &compare, as_of.as_deref(), format == Format::Json, progress)
+        }
+        Command::Export { author, kind, period } => {
+            let node = config::open(&dir)?;
+            let author =
+                author.map(|a| Locality::parse(&a)).transpose().map_err(|e| anyhow::anyhow!("--author: {e}"))?;
+            let kinds = kind
+                .iter()
+                .map(|k| {
+                    EventKind::parse(k).with_context(|| {
+                        format!("--kind: unknown event kind `{k}` (known: {})", EventKind::known_list())
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let period: Option<yipan_projections::Period> =
+                period.map(|p| p.parse()).transpose().map_err(|e| anyhow::anyhow!("--period: {e}"))?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut failure = None;
+            node.log.for_each_raw(None, usize::MAX, |a, seq, bytes| {
+                if failure.is_some() || author.is_some_and(|x| x != a) {
+                    return;
+                }
+                let ev = match yipan_log::StoredEvent::decode(bytes) {
+                    Ok(ev) => ev,
+                    Err(problem) => {
+                        failure = Some(anyhow::anyhow!("stored event {a}#{seq} is damaged: {problem}"));
+                        return;
+                    }
+                };
+                if !kinds.is_empty() && !ev.kind().is_some_and(|k| kinds.contains(&k)) {
+                    return;
+                }
+                if let Some(p) = period {
+                    let occurred = ev.envelope.occurred_at.as_ref().and_then(yipan_core::time::from_ts);
+                    if !occurred.is_some_and(|t| p.contains(yipan_projections::calendar::date_of(t))) {
+                        return;
+                    }
+                }
+                use std::io::Write;
+                if let Err(e) = writeln!(out, "{}", ev.to_json(false)) {
+                    failure = Some(e.into());
+                }
+            })?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { as_of, view, person, locality, pair, period, format } => {
+            let json = format == Format::Json;
+            let t = Some(as_of.as_str());
+            match view {
+                ReplayView::Card => {
+                    let person = person.context("--view card needs --person KEY")?;
+                    views::card(&dir, cal, &person, t, json)
+                }
+                ReplayView::Scorecard => {
+                    views::scorecard(&dir, cal, locality.as_deref(), pair.as_deref(), None, period.as_deref(), t, json)
+                }
+                ReplayView::Cases => views::cases(&dir, cal, locality.as_deref(), false, t, json),
+                ReplayView::Flows => views::flows(&dir, cal, locality.as_deref(), t, json),
+            }
         }
         Command::Roster { action } => {
             let node = config::open(&dir)?;
