@@ -274,16 +274,59 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     assert_eq!(report["events"], 20, "the stream holds every event that has a recipient");
     assert!(report["comparisons"].as_object().unwrap().values().all(|v| v == "match"), "{report}");
 
+    // Downstream: the health role's stream carries identity and reproductive health, never contact.
+    let out = yipan(&dir, &["tail", "--api", &url, "--role", "health", "--count", "21"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 21);
+    let first = &events[0];
+    assert_eq!(first["kind"], "ArrivalRegistered");
+    assert!(first.get("identity").is_some() && first.get("contact").is_none());
+    assert_eq!(first["tiers_withheld"], serde_json::json!(["contact"]));
+    assert!(!text(&out.stdout).contains("13912345678"));
+    // …and the filtered protobuf still verifies against the author's key.
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(first["signed_b64"].as_str().unwrap()).unwrap();
+    let ev = yipan_log::StoredEvent::decode(&bytes).unwrap();
+    let key =
+        yipan_log::keyfile::parse_public(&std::fs::read_to_string(dir.join("keys/ed25519.pub")).unwrap()).unwrap();
+    ev.verify_signature(&key).unwrap();
+    ev.verify_tiers(false).unwrap();
+    assert_eq!(ev.signed.tiers.len(), 1);
+    // Statistics gets no personal tier at all; resuming from a position skips what was seen; live events follow.
+    let live = Command::new(env!("CARGO_BIN_EXE_yipan"))
+        .args(["tail", "--api", &url, "--from", "610112:21", "--count", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let one = r#"{"kind":"ServiceRendered","origin":"411522","residence":"610112","person_id_number":"41152219920315002X","body":{"service":"SERVICE_KIND_CARE_VISIT"},"health":{"notes":"home visit"}}"#;
+    let (status, reply) = yipan_testkit::http::request(addr, "POST", "/v1/events", Some(one)).unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let out = live.wait_with_output().unwrap();
+    let got: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!((got["kind"].as_str(), got["seq"].as_u64()), (Some("ServiceRendered"), Some(22)));
+    assert!(got.get("health").is_none(), "statistics role received a health tier: {got}");
+    let start = std::time::Instant::now();
+    loop {
+        let (_, health) = yipan_testkit::http::request(addr, "GET", "/healthz", None).unwrap();
+        if health.contains("\"outbox_pending\":0") {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{health}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "node exited with {status}");
 
     // Everything is on disk, the chain verifies, and the outbox cursor was persisted.
-    assert_eq!(event_count(&dir), 21);
+    assert_eq!(event_count(&dir), 22);
     assert!(yipan(&dir, &["verify"], None).status.success());
     let opened = yipan_node::datadir::open(&dir).unwrap();
-    assert_eq!(opened.log.meta_get("outbox.cursor").unwrap(), Some(21u64.to_be_bytes().to_vec()));
+    assert_eq!(opened.log.meta_get("outbox.cursor").unwrap(), Some(22u64.to_be_bytes().to_vec()));
     drop(opened);
     // Offline audit of the data directory; then a tampered event is named.
     let out = yipan(&dir, &["audit"], None);

@@ -8,6 +8,7 @@ mod bench_projections;
 mod bench_replicate;
 mod demo;
 mod output;
+mod tail;
 mod views;
 
 use yipan_node::datadir as config;
@@ -167,6 +168,22 @@ enum Command {
         /// Only events that occurred in this period (2026-10, 2026-Q4, 2026; CST).
         #[arg(long)]
         period: Option<String>,
+    },
+    /// Follow a running node's events live (server-sent events), resuming after breaks.
+    Tail {
+        /// The node's API (http://IP:PORT).
+        #[arg(long)]
+        api: String,
+        /// Downstream role deciding which personal tiers are included: statistics, health,
+        /// public_security, full.
+        #[arg(long, default_value = "statistics")]
+        role: String,
+        /// Start after these per-author positions: `610112:10,411522:4`.
+        #[arg(long)]
+        from: Option<String>,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Time travel: any view as it stood at a past instant.
     Replay {
@@ -449,6 +466,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             audit::run(source, &compare, as_of.as_deref(), format == Format::Json, progress)
         }
+        Command::Tail { api, role, from, count } => tail::run(&api, &role, from.as_deref(), count),
         Command::Export { author, kind, period } => {
             let node = config::open(&dir)?;
             let author =

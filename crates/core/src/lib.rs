@@ -1,5 +1,6 @@
 //! Yipan's sans-IO domain core: no tokio, no sled, no NATS.
 //!
+//! - [`audience`]: downstream roles and the personal tiers each may receive.
 //! - [`locality`]: GB/T 2260 division codes ([`Locality`]) and their provinces.
 //! - [`person`]: pseudonymous person keys and the resident-ID check digit.
 //! - [`kind`]: the event catalogue ([`EventKind`]) with who may author each
@@ -9,6 +10,7 @@
 //!   output of stored events with personal fields masked).
 //! - [`time`]: conversions between protobuf timestamps and chrono.
 
+pub mod audience;
 pub mod error;
 pub mod json;
 pub mod kind;

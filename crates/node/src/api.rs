@@ -12,6 +12,7 @@
 //! | `GET /v1/digests?pair=A,B&as_of=` | projection digests (identical on both sides of a pair) |
 //! | `GET /v1/raw?after=AUTHOR:SEQ&limit=` | stored signed events, JSON lines `{author, seq, b64}` (for auditors) |
 //! | `GET /v1/roster` | the locality keys this node trusts |
+//! | `GET /v1/stream?role=&from=A:S,B:T` | server-sent events: every stored event after the given per-author positions, then live; personal tiers filtered by role |
 //! | `GET /v1/status` | locality, own head, channel heads, counts |
 //! | `GET /v1/quarantine` | rejected received events with reasons |
 //! | `GET /healthz` | liveness and NATS connection |
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/flows", get(flows))
         .route("/v1/digests", get(digests))
         .route("/v1/raw", get(raw))
+        .route("/v1/stream", get(stream))
         .route("/v1/roster", get(roster))
         .route("/v1/status", get(status))
         .route("/v1/quarantine", get(quarantine))
@@ -399,4 +401,103 @@ async fn roster(State(s): State<AppState>) -> Response {
         .map(|(l, k)| json!({"locality": l, "public_key": hex::encode(k.to_bytes())}))
         .collect();
     Json(keys).into_response()
+}
+
+/// Query of `GET /v1/stream`.
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    /// Downstream role (statistics, health, public_security, full); default statistics.
+    role: Option<String>,
+    /// Per-author positions already seen: `610112:10,411522:4`.
+    from: Option<String>,
+}
+
+/// Parses `A:S,B:T` positions.
+pub fn parse_positions(s: &str) -> Result<std::collections::HashMap<Locality, u64>, String> {
+    let mut out = std::collections::HashMap::new();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (a, n) = part.split_once(':').ok_or_else(|| format!("from: `{part}` is not AUTHOR:SEQ"))?;
+        let a = Locality::parse(a.trim()).map_err(|e| format!("from: {e}"))?;
+        let n = n.trim().parse::<u64>().map_err(|_| format!("from: `{part}` is not AUTHOR:SEQ"))?;
+        out.insert(a, n);
+    }
+    Ok(out)
+}
+
+fn sse_event(ev: &yipan_log::StoredEvent, role: yipan_core::audience::Audience) -> axum::response::sse::Event {
+    use base64::Engine;
+    use yipan_proto::Message;
+    let mut signed = ev.signed.clone();
+    yipan_core::audience::filter_tiers(&mut signed, role);
+    let shown = yipan_log::StoredEvent { signed: signed.clone(), envelope: ev.envelope.clone(), hash: ev.hash };
+    let mut body = shown.to_json(false);
+    body["signed_b64"] = Value::String(base64::engine::general_purpose::STANDARD.encode(signed.encode_to_vec()));
+    axum::response::sse::Event::default()
+        .id(format!("{}:{}", ev.envelope.author, ev.seq()))
+        .event(ev.kind().map(|k| k.name()).unwrap_or("Unknown"))
+        .data(body.to_string())
+}
+
+async fn stream(State(s): State<AppState>, Query(q): Query<StreamQuery>) -> Response {
+    use axum::response::sse::{KeepAlive, Sse};
+    use futures::StreamExt;
+    let role: yipan_core::audience::Audience = match q.role.as_deref().unwrap_or("statistics").parse() {
+        Ok(r) => r,
+        Err(e) => return bad(format!("role: {e}")),
+    };
+    let from = match parse_positions(q.from.as_deref().unwrap_or("")) {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    // Subscribe before reading the backlog, so nothing falls between them.
+    let feed = s.log.subscribe_events();
+    let log = s.log.clone();
+    let since = from.clone();
+    let backlog = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        log.for_each_raw(None, usize::MAX, |a, seq, bytes| {
+            if seq > since.get(&a).copied().unwrap_or(0) {
+                if let Ok(ev) = yipan_log::StoredEvent::decode(bytes) {
+                    out.push(ev);
+                }
+            }
+        })
+        .map(|_| out)
+    })
+    .await;
+    let backlog = match backlog {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut sent = from;
+    for ev in &backlog {
+        if let Some(a) = ev.author() {
+            let e = sent.entry(a).or_insert(0);
+            *e = (*e).max(ev.seq());
+        }
+    }
+    let head = futures::stream::iter(
+        backlog.into_iter().map(move |ev| Ok::<_, std::convert::Infallible>(sse_event(&ev, role))),
+    );
+    let log = s.log.clone();
+    let live = futures::stream::unfold((feed, sent, log), move |(mut feed, mut sent, log)| async move {
+        loop {
+            match feed.recv().await {
+                Ok(env) => {
+                    let Ok(a) = Locality::parse(&env.author) else { continue };
+                    if env.author_seq <= sent.get(&a).copied().unwrap_or(0) {
+                        continue;
+                    }
+                    sent.insert(a, env.author_seq);
+                    if let Ok(Some(ev)) = log.event_at(a, env.author_seq) {
+                        return Some((Ok(sse_event(&ev, role)), (feed, sent, log)));
+                    }
+                }
+                // A subscriber too slow for the feed reconnects with its positions.
+                Err(_) => return None,
+            }
+        }
+    });
+    Sse::new(head.chain(live)).keep_alive(KeepAlive::default()).into_response()
 }
