@@ -63,6 +63,16 @@ impl Cluster {
         self.nodes.insert(code, Node::start(cfg, listener).await.unwrap());
     }
 
+    async fn restart_node_with(&mut self, code: &'static str, f: impl FnOnce(&mut NodeConfig)) {
+        self.stop_node(code).await;
+        let mut cfg = NodeConfig::new(self.dir(code), &self.nats.url());
+        cfg.sync.head_interval_ms = 300;
+        cfg.sync.repair_grace_ms = 300;
+        f(&mut cfg);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.nodes.insert(code, Node::start(cfg, listener).await.unwrap());
+    }
+
     async fn stop_node(&mut self, code: &str) {
         self.nodes.remove(code).unwrap().stop().await.unwrap();
     }
@@ -476,5 +486,81 @@ async fn an_auditor_with_only_the_stream_verifies_everything_and_reproduces_the_
         "{:?}",
         report.faults
     );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downstream_roles_receive_only_their_tiers_and_projection_changes() {
+    use futures::StreamExt;
+    use yipan_core::audience::Audience;
+    use yipan_sync::downstream::DownstreamRole;
+    let mut c = Cluster::start().await;
+    c.restart_node_with("610112", |cfg| {
+        cfg.views_interval_s = 1;
+        cfg.sync.downstream = vec![
+            DownstreamRole { role: Audience::Statistics, encoding: "protobuf".into() },
+            DownstreamRole { role: Audience::Health, encoding: "json".into() },
+        ];
+    })
+    .await;
+    let client = async_nats::connect(c.nats.url()).await.unwrap();
+    let mut sub = client.subscribe("yipan.v1.down.61.610112.>").await.unwrap();
+    let mut arrival = at_residence("610112", 1);
+    arrival.body = body(Kind::ArrivalRegistered(v1::ArrivalRegistered::default()));
+    arrival.identity =
+        Some(v1::IdentityTier {
+            name: "李秀英".into(), id_number: "41152219920315002X".into(), ..Default::default()
+        });
+    arrival.contact = Some(v1::ContactTier { phone: "13912345678".into(), ..Default::default() });
+    let mut check = at_residence("610112", 1);
+    check.health = Some(v1::HealthTier { pregnant: true, ..Default::default() });
+    c.append("610112", vec![arrival, check]).await;
+    // An urgent case-assist from the origin, asked long ago: overdue at once.
+    let mut assist = at_origin("610112", 1);
+    assist.occurred_at = Some(yipan_core::time::to_ts(chrono::Utc::now() - chrono::Duration::days(40)));
+    assist.body = body(Kind::CaseAssistRequested(v1::CaseAssistRequested {
+        urgency: v1::Urgency::Urgent as i32,
+        subject: String::new(),
+    }));
+    c.append("411522", vec![assist]).await;
+
+    let key = c.log("610112").public_key();
+    let (mut stats, mut health, mut overdue, mut scorecard) = (0, 0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (stats < 3 || health < 3 || overdue < 1 || scorecard < 1) && Instant::now() < deadline {
+        let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(5), sub.next()).await else { break };
+        let subject = msg.subject.to_string();
+        let encoding =
+            msg.headers.as_ref().and_then(|h| h.get("Yipan-Encoding")).map(|v| v.to_string()).unwrap_or_default();
+        if subject.contains(".statistics.") {
+            assert_eq!(encoding, "protobuf");
+            let ev = yipan_log::StoredEvent::decode(&msg.payload).unwrap();
+            assert!(ev.signed.tiers.is_empty(), "statistics got a personal tier");
+            if ev.author() == Some(loc("610112")) {
+                ev.verify_signature(&key).unwrap();
+            }
+            stats += 1;
+        } else if subject.contains(".health.") {
+            assert_eq!(encoding, "json");
+            let text = String::from_utf8(msg.payload.to_vec()).unwrap();
+            assert!(!text.contains("13912345678"), "health got the contact tier");
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if v["kind"] == "ArrivalRegistered" {
+                assert_eq!(v["identity"]["idNumber"], "41152219920315002X");
+                assert_eq!(v["tiers_withheld"], serde_json::json!(["contact"]));
+            }
+            health += 1;
+        } else if subject.ends_with(".views.case_overdue") {
+            let v: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+            assert_eq!(v["kind"], "case_assist");
+            assert_eq!(v["state"], "overdue");
+            overdue += 1;
+        } else if subject.ends_with(".views.scorecard") {
+            scorecard += 1;
+        }
+    }
+    assert_eq!((stats, health), (3, 3), "every stored event once per role");
+    assert!(overdue >= 1 && scorecard >= 1, "projection changes: overdue {overdue}, scorecard {scorecard}");
+    // Subjects carry no personal data.
     c.stop().await;
 }

@@ -29,9 +29,16 @@ pub struct NodeConfig {
     /// Working-day calendar (JSON: holidays and make-up working days); Monday–Friday if absent.
     #[serde(default)]
     pub calendar: Option<PathBuf>,
-    /// Replication settings.
+    /// How often projection changes are published downstream, seconds.
+    #[serde(default = "default_views_interval")]
+    pub views_interval_s: u64,
+    /// Replication settings (including `downstream` roles).
     #[serde(default)]
     pub sync: SyncConfig,
+}
+
+fn default_views_interval() -> u64 {
+    60
 }
 
 fn default_listen() -> String {
@@ -51,6 +58,7 @@ impl NodeConfig {
             data_dir,
             listen: default_listen(),
             calendar: None,
+            views_interval_s: default_views_interval(),
             sync: SyncConfig { nats_url: nats_url.into(), ..Default::default() },
         }
     }

@@ -58,7 +58,17 @@ impl Node {
         let addr = listener.local_addr()?;
         let views: views::Views = Default::default();
         let (views_stop, views_stopped) = tokio::sync::watch::channel(false);
-        let projector = tokio::spawn(views::run(log.clone(), views.clone(), calendar, views_stopped));
+        let projector = tokio::spawn(views::run(log.clone(), views.clone(), calendar, views_stopped.clone()));
+        let changes = (!cfg.sync.downstream.is_empty()).then(|| {
+            tokio::spawn(views::publish_changes(
+                log.clone(),
+                views.clone(),
+                client.clone(),
+                cfg.sync.clone(),
+                std::time::Duration::from_secs(cfg.views_interval_s.max(1)),
+                views_stopped,
+            ))
+        });
         let state = api::AppState::new(log.clone(), opened.person_secret, metrics.clone(), views.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -70,6 +80,9 @@ impl Node {
             sync.stop().await;
             let _ = views_stop.send(true);
             let _ = projector.await;
+            if let Some(c) = changes {
+                let _ = c.await;
+            }
             let _ = client.flush().await;
             served.context("HTTP server")
         });

@@ -112,3 +112,84 @@ pub fn parse_period(s: Option<&str>) -> Result<yipan_projections::Period, String
         Some(p) => p.parse().map_err(|e| format!("period: {e}")),
     }
 }
+
+/// Publishes projection changes for downstream systems every `interval`:
+/// cases that became overdue, early warnings raised, and this locality's
+/// current-month scorecard whenever it changes. Each carries a stable
+/// `Nats-Msg-Id`, so a restart does not announce the same change twice
+/// within the stream's duplicate window.
+pub async fn publish_changes<B: Backend>(
+    log: Arc<Log<B>>,
+    views: Views,
+    client: async_nats::Client,
+    cfg: yipan_sync::SyncConfig,
+    interval: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    use std::collections::HashSet;
+
+    use async_nats::jetstream::message::PublishMessage;
+    use sha2::Digest;
+    use yipan_sync::downstream::views_subject;
+
+    let me = log.locality();
+    let js = async_nats::jetstream::new(client);
+    let mut announced: HashSet<String> = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        if yipan_sync::downstream::ensure_stream(&js, me.province(), &cfg).await.is_err() {
+            continue;
+        }
+        let now = chrono::Utc::now();
+        let mut out: Vec<(String, String, serde_json::Value)> = Vec::new();
+        {
+            let v = views.read().unwrap_or_else(|p| p.into_inner());
+            for ex in v.all_exchanges(Some(me), now).into_iter().filter(|e| e.overdue()) {
+                out.push((
+                    format!("{}.overdue", ex.request),
+                    "case_overdue".into(),
+                    serde_json::to_value(&ex).unwrap_or_default(),
+                ));
+            }
+            for w in v.flows(Some(me), now).warnings {
+                let id = format!(
+                    "{}.{}.{}.warning",
+                    w.period,
+                    w.residence,
+                    w.origin.map(|o| o.to_string()).unwrap_or_else(|| "all".into())
+                );
+                out.push((id, "early_warning".into(), serde_json::to_value(&w).unwrap_or_default()));
+            }
+            let period = yipan_projections::Period::month_of(yipan_projections::calendar::date_of(now));
+            let card = v.scorecard(yipan_projections::scorecard::Scope::Locality { locality: me }, period, now);
+            let mut body = serde_json::to_value(&card).unwrap_or_default();
+            let stable = {
+                let mut b = body.clone();
+                b["as_of"] = serde_json::Value::Null;
+                hex::encode(sha2::Sha256::digest(b.to_string().as_bytes()))
+            };
+            body["digest"] = serde_json::Value::String(stable.clone());
+            out.push((format!("scorecard.{stable}"), "scorecard".into(), body));
+        }
+        for (id, what, body) in out {
+            if announced.contains(&id) {
+                continue;
+            }
+            let msg = PublishMessage::build()
+                .payload(body.to_string().into())
+                .message_id(&id)
+                .header("Yipan-Encoding", "json");
+            let acked = match js.send_publish(views_subject(me, &what), msg).await {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            };
+            if !acked {
+                break;
+            }
+            announced.insert(id);
+        }
+    }
+}

@@ -9,10 +9,12 @@
 //!   events, acks only once durable, holds gaps until repaired.
 //! - [`repair`]: channel-head announcements, the re-send service each author
 //!   answers from its own log, and the repair requests of recipients.
+//! - [`downstream`]: role-filtered feeds for downstream systems.
 //! - [`metrics`]: counters and lag samples of all of the above.
 //!
 //! [`Sync::start`] runs all of it on a tokio runtime and [`Sync::stop`] ends it.
 
+pub mod downstream;
 pub mod inbox;
 pub mod metrics;
 pub mod outbox;
@@ -49,6 +51,8 @@ pub struct SyncConfig {
     pub stream_max_age_days: u64,
     /// JetStream publish acknowledgement timeout, ms.
     pub ack_timeout_ms: u64,
+    /// Downstream roles to publish every stored event for (tier-filtered).
+    pub downstream: Vec<downstream::DownstreamRole>,
 }
 
 impl Default for SyncConfig {
@@ -62,6 +66,7 @@ impl Default for SyncConfig {
             repair_grace_ms: 1000,
             stream_max_age_days: 400,
             ack_timeout_ms: 5000,
+            downstream: Vec::new(),
         }
     }
 }
@@ -150,6 +155,13 @@ impl Sync {
                 metrics.clone(),
                 repair,
                 stop_rx,
+            )),
+            tokio::spawn(downstream::run(
+                log.clone(),
+                js.clone(),
+                cfg.clone(),
+                cfg.downstream.clone(),
+                stop.subscribe(),
             )),
             tokio::spawn(metrics::watch_connection(client, metrics.clone(), stop.subscribe())),
         ];
