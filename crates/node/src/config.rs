@@ -63,3 +63,18 @@ impl NodeConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployed_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/node/node.toml");
+        let cfg = NodeConfig::load(&path).unwrap();
+        assert_eq!(cfg.sync.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(cfg.sync.repair_grace_ms, 1000);
+        let err = toml::from_str::<NodeConfig>("data_dir = \"x\"\nlisten_on = \"y\"").unwrap_err().to_string();
+        assert!(err.contains("unknown field `listen_on`"), "{err}");
+    }
+}
