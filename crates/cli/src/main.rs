@@ -585,30 +585,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench { what: BenchWhat::Audit { events, format } } => {
             let report = bench_audit::run(events)?;
-            if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
-            Ok(ExitCode::SUCCESS)
+            print_report(&report, format)
         }
         Command::Bench { what: BenchWhat::Projections { events, format } } => {
             let report = bench_projections::run(events)?;
-            if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
-            Ok(ExitCode::SUCCESS)
+            print_report(&report, format)
         }
         Command::Bench { what: BenchWhat::Replicate { events, steady_secs, format } } => {
             let report = runtime()?.block_on(bench_replicate::run(events, steady_secs))?;
-            if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
-            Ok(ExitCode::SUCCESS)
+            print_report(&report, format)
         }
         Command::Bench { what: BenchWhat::Append { events, clients, steady_secs, format } } => {
             let tmp = tempfile::tempdir_in(std::env::temp_dir())?;
@@ -619,12 +604,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ..Default::default()
             };
             let report = yipan_log::bench::run_append_bench(tmp.path(), &cfg)?;
-            if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
-            Ok(ExitCode::SUCCESS)
+            print_report(&report, format)
         }
     }
 }
@@ -653,4 +633,14 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// Prints a benchmark report as JSON or as its table.
+fn print_report<R: serde::Serialize + std::fmt::Display>(report: &R, format: Format) -> Result<ExitCode> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

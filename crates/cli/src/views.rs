@@ -17,6 +17,11 @@ fn open(dir: &Path, calendar: Option<&Path>) -> Result<(Locality, Projections)> 
     Ok((d.locality, p))
 }
 
+/// A CST date, marked when late.
+fn when(at: chrono::DateTime<chrono::Utc>, on_time: bool) -> String {
+    format!("{}{}", yipan_projections::calendar::date_of(at), if on_time { "" } else { " (late)" })
+}
+
 fn pct(x: Option<f64>) -> String {
     x.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "-".into())
 }
@@ -49,11 +54,7 @@ pub fn card(dir: &Path, calendar: Option<&Path>, person: &str, as_of: Option<&st
         for i in &c.items {
             let state = match &i.state {
                 ItemState::Done { at, on_time, .. } => {
-                    format!(
-                        "done {}{}",
-                        yipan_projections::calendar::date_of(*at),
-                        if *on_time { "" } else { " (late)" }
-                    )
+                    format!("done {}", when(*at, *on_time))
                 }
                 ItemState::Pending => "pending".into(),
                 ItemState::Overdue { days } => format!("OVERDUE {days} d"),
@@ -142,11 +143,7 @@ pub fn cases(
     for e in &ex {
         let state = match &e.state {
             ExchangeState::Closed { at, on_time, .. } => {
-                format!(
-                    "answered {}{}",
-                    yipan_projections::calendar::date_of(*at),
-                    if *on_time { "" } else { " (late)" }
-                )
+                format!("answered {}", when(*at, *on_time))
             }
             ExchangeState::Open => "open".into(),
             ExchangeState::Overdue { days } => format!("OVERDUE {days} d"),

@@ -278,6 +278,13 @@ impl AppState {
     }
 }
 
+/// The `as_of` (default now) and optional `locality` of a view query.
+fn as_of_and_locality(q: &ViewQuery) -> Result<(chrono::DateTime<chrono::Utc>, Option<Locality>), String> {
+    let as_of = views::parse_as_of(q.as_of.as_deref())?;
+    let locality = q.locality.as_deref().map(Locality::parse).transpose().map_err(|e| format!("locality: {e}"))?;
+    Ok((as_of, locality))
+}
+
 fn bad(e: String) -> Response {
     error(StatusCode::BAD_REQUEST, e)
 }
@@ -307,13 +314,9 @@ async fn scorecard(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Res
 }
 
 async fn cases(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
-    let as_of = match views::parse_as_of(q.as_of.as_deref()) {
-        Ok(t) => t,
+    let (as_of, locality) = match as_of_and_locality(&q) {
+        Ok(x) => x,
         Err(e) => return bad(e),
-    };
-    let locality = match q.locality.as_deref().map(Locality::parse).transpose() {
-        Ok(l) => l,
-        Err(e) => return bad(format!("locality: {e}")),
     };
     let mut ex = s.read_views().all_exchanges(locality, as_of);
     if q.overdue == Some(true) {
@@ -323,13 +326,9 @@ async fn cases(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Respons
 }
 
 async fn flows(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
-    let as_of = match views::parse_as_of(q.as_of.as_deref()) {
-        Ok(t) => t,
+    let (as_of, locality) = match as_of_and_locality(&q) {
+        Ok(x) => x,
         Err(e) => return bad(e),
-    };
-    let locality = match q.locality.as_deref().map(Locality::parse).transpose() {
-        Ok(l) => l,
-        Err(e) => return bad(format!("locality: {e}")),
     };
     Json(s.read_views().flows(locality, as_of)).into_response()
 }

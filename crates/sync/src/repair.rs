@@ -107,33 +107,49 @@ pub(crate) async fn serve<B: Backend>(
     mut stop: watch::Receiver<bool>,
 ) {
     let me = log.locality();
-    loop {
-        let mut sub = match client.subscribe(subjects::repair(me)).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to repair requests");
-                if crate::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
-                    return;
-                }
-                continue;
-            }
+    let mut sub = None;
+    while let Some(msg) = next_message(&client, &subjects::repair(me), &mut sub, &mut stop).await {
+        let reply = match serde_json::from_slice::<RepairRequest>(&msg.payload) {
+            Ok(req) => resend(&log, &js, &req).await,
+            Err(e) => RepairReply { resent: 0, error: Some(format!("malformed repair request: {e}")) },
         };
-        loop {
-            let msg = tokio::select! {
-                _ = stop.changed() => return,
-                m = sub.next() => m,
-            };
-            let Some(msg) = msg else { break };
-            let reply = match serde_json::from_slice::<RepairRequest>(&msg.payload) {
-                Ok(req) => resend(&log, &js, &req).await,
-                Err(e) => RepairReply { resent: 0, error: Some(format!("malformed repair request: {e}")) },
-            };
-            SyncMetrics::add(&metrics.repair_served, 1);
-            SyncMetrics::add(&metrics.resent, reply.resent);
-            if let Some(to) = msg.reply {
-                let body = serde_json::to_vec(&reply).unwrap_or_default();
-                let _ = client.publish(to, body.into()).await;
+        SyncMetrics::add(&metrics.repair_served, 1);
+        SyncMetrics::add(&metrics.resent, reply.resent);
+        if let Some(to) = msg.reply {
+            let body = serde_json::to_vec(&reply).unwrap_or_default();
+            let _ = client.publish(to, body.into()).await;
+        }
+    }
+}
+
+/// The next message on `subject`, (re)subscribing as needed; `None` once `stop` fires.
+async fn next_message(
+    client: &async_nats::Client,
+    subject: &str,
+    sub: &mut Option<async_nats::Subscriber>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<async_nats::Message> {
+    loop {
+        if sub.is_none() {
+            match client.subscribe(subject.to_string()).await {
+                Ok(s) => *sub = Some(s),
+                Err(e) => {
+                    tracing::warn!(%subject, error = %e, "cannot subscribe; retrying");
+                    if crate::sleep_or_stop(Duration::from_secs(1), stop).await {
+                        return None;
+                    }
+                    continue;
+                }
             }
+        }
+        let s = sub.as_mut()?;
+        let msg = tokio::select! {
+            _ = stop.changed() => return None,
+            m = s.next() => m,
+        };
+        match msg {
+            Some(m) => return Some(m),
+            None => *sub = None,
         }
     }
 }
@@ -182,28 +198,13 @@ pub(crate) async fn listen_heads<B: Backend>(
     mut stop: watch::Receiver<bool>,
 ) {
     let me = log.locality();
-    loop {
-        let mut sub = match client.subscribe(subjects::head_filter(me)).await {
-            Ok(s) => s,
-            Err(_) => {
-                if crate::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
-                    return;
-                }
-                continue;
-            }
+    let mut sub = None;
+    while let Some(msg) = next_message(&client, &subjects::head_filter(me), &mut sub, &mut stop).await {
+        let Ok(author) = Locality::parse(subjects::last_token(&msg.subject)) else { continue };
+        let Some(head) = std::str::from_utf8(&msg.payload).ok().and_then(|s| s.trim().parse::<u64>().ok()) else {
+            continue;
         };
-        loop {
-            let msg = tokio::select! {
-                _ = stop.changed() => return,
-                m = sub.next() => m,
-            };
-            let Some(msg) = msg else { break };
-            let Ok(author) = Locality::parse(subjects::last_token(&msg.subject)) else { continue };
-            let Some(head) = std::str::from_utf8(&msg.payload).ok().and_then(|s| s.trim().parse::<u64>().ok()) else {
-                continue;
-            };
-            repair.want(author.as_u32(), head);
-        }
+        repair.want(author.as_u32(), head);
     }
 }
 
