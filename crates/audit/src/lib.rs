@@ -140,62 +140,40 @@ impl Auditor {
             as_of: Some(as_of),
             ..Default::default()
         };
-        // Decode and verify signatures in parallel, in batches of 64.
-        let no_digests = self.no_digests;
-        let checked: Vec<Result<(StoredEvent, Channels), Finding>> = self
+        // Decode in parallel, then verify signatures in batches on all cores.
+        let decoded: Vec<Result<(StoredEvent, VerifyingKey, Channels), Finding>> = self
             .raw
-            .par_chunks(64)
-            .flat_map_iter(|chunk| {
-                let decoded: Vec<Result<(StoredEvent, VerifyingKey, Channels), Finding>> = chunk
-                    .iter()
-                    .map(|(b, ch)| {
-                        let ev = StoredEvent::decode(b).map_err(|p| Finding {
-                            author: "?".into(),
-                            seq: 0,
-                            problem: format!("undecodable message: {p}"),
-                        })?;
-                        let author = ev.author().ok_or_else(|| Finding {
-                            author: ev.envelope.author.clone(),
-                            seq: ev.seq(),
-                            problem: "author is not a division code".into(),
-                        })?;
-                        let key = roster.get(&author).copied().ok_or_else(|| Finding {
-                            author: author.to_string(),
-                            seq: ev.seq(),
-                            problem: "author not in the roster".into(),
-                        })?;
-                        Ok((ev, key, *ch))
-                    })
-                    .collect();
-                let ok: Vec<&(StoredEvent, VerifyingKey, Channels)> =
-                    decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
-                let batch_ok = ok.len() > 1 && {
-                    let msgs: Vec<&[u8]> = ok.iter().map(|(e, _, _)| e.signed.envelope.as_slice()).collect();
-                    let sigs: Option<Vec<ed25519_dalek::Signature>> = ok
-                        .iter()
-                        .map(|(e, _, _)| ed25519_dalek::Signature::from_slice(&e.signed.signature).ok())
-                        .collect();
-                    let keys: Vec<VerifyingKey> = ok.iter().map(|(_, k, _)| *k).collect();
-                    sigs.is_some_and(|s| ed25519_dalek::verify_batch(&msgs, &s, &keys).is_ok())
-                };
-                decoded.into_iter().map(move |r| {
-                    let (ev, key, ch) = r?;
-                    if !batch_ok {
-                        ev.verify_signature(&key).map_err(|p| Finding {
-                            author: ev.envelope.author.clone(),
-                            seq: ev.seq(),
-                            problem: format!("forged or altered: {p}"),
-                        })?;
-                    }
-                    ev.verify_tiers(false).map_err(|p| Finding {
-                        author: ev.envelope.author.clone(),
-                        seq: ev.seq(),
-                        problem: p,
-                    })?;
-                    Ok((ev, ch))
-                })
+            .par_iter()
+            .map(|(b, ch)| {
+                let ev = StoredEvent::decode(b).map_err(|p| Finding {
+                    author: "?".into(),
+                    seq: 0,
+                    problem: format!("undecodable message: {p}"),
+                })?;
+                let author = ev.author().ok_or_else(|| Finding {
+                    author: ev.envelope.author.clone(),
+                    seq: ev.seq(),
+                    problem: "author is not a division code".into(),
+                })?;
+                let key = roster.get(&author).copied().ok_or_else(|| Finding {
+                    author: author.to_string(),
+                    seq: ev.seq(),
+                    problem: "author not in the roster".into(),
+                })?;
+                Ok((ev, key, *ch))
             })
             .collect();
+        let finding =
+            |ev: &StoredEvent, problem: String| Finding { author: ev.envelope.author.clone(), seq: ev.seq(), problem };
+        let checked: Vec<Result<(StoredEvent, Channels), Finding>> =
+            yipan_log::event::verify_signatures(decoded, |ev, p| finding(ev, format!("forged or altered: {p}")))
+                .into_iter()
+                .map(|r| {
+                    let (ev, ch) = r?;
+                    ev.verify_tiers(false).map_err(|p| finding(&ev, p))?;
+                    Ok((ev, ch))
+                })
+                .collect();
 
         let mut by_id: HashMap<Uuid, [u8; 32]> = HashMap::new();
         let mut by_seq: HashMap<(Locality, u64), [u8; 32]> = HashMap::new();
@@ -286,7 +264,7 @@ impl Auditor {
         report.events = events.len() as u64;
         // Projections and their digests.
         let mut p = Projections::new(WorkCalendar::default());
-        if no_digests {
+        if self.no_digests {
             return (report, p);
         }
         for ev in events.values() {

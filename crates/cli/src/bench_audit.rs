@@ -5,8 +5,6 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use ed25519_dalek::{Signer, Verifier};
-use rayon::prelude::*;
 use serde::Serialize;
 use yipan_audit::{Auditor, Channels};
 use yipan_core::Locality;
@@ -43,39 +41,14 @@ impl std::fmt::Display for Report {
     }
 }
 
-fn raw_verify(n: usize) -> Result<(f64, f64)> {
-    let key = yipan_log::keyfile::generate()?;
-    let public = key.verifying_key();
-    let msgs: Vec<Vec<u8>> = (0..64u32).map(|i| [i.to_be_bytes().to_vec(), vec![7u8; 296]].concat()).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = msgs.iter().map(|m| key.sign(m)).collect();
-    let t = Instant::now();
-    (0..n).into_par_iter().for_each(|i| {
-        let _ = std::hint::black_box(public.verify(&msgs[i % 64], &sigs[i % 64]));
-    });
-    let single = n as f64 / t.elapsed().as_secs_f64();
-    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-    let keys = vec![public; 64];
-    let rounds = n / 64;
-    let t = Instant::now();
-    (0..rounds).into_par_iter().for_each(|_| {
-        let _ = std::hint::black_box(ed25519_dalek::verify_batch(&refs, &sigs, &keys));
-    });
-    Ok((single, (rounds * 64) as f64 / t.elapsed().as_secs_f64()))
-}
-
 pub fn run(events: u64) -> Result<Report> {
     let tmp = tempfile::tempdir()?;
     let me = Locality::parse("610112").map_err(anyhow::Error::msg)?;
     let key = yipan_log::keyfile::generate()?;
     let log = SledStore::open(SledBackend::open(tmp.path())?, me, key)?;
-    let mut i = 0;
-    while i < events {
-        let n = 10_000.min(events - i);
-        log.append_batch((i..i + n).map(yipan_log::bench::sample_draft).collect())?;
-        i += n;
-    }
+    yipan_log::bench::fill(&log, events, yipan_log::bench::sample_draft)?;
     let roster = log.roster().into_iter().collect();
-    let (verify_1_per_s, verify_batch64_per_s) = raw_verify(40_000)?;
+    let (verify_1_per_s, verify_batch64_per_s) = yipan_log::bench::raw_verify(40_000, true)?;
     let t = Instant::now();
     let mut auditor = Auditor::without_digests();
     log.for_each_raw(None, usize::MAX, |_, _, b| auditor.add(b.to_vec(), Channels::All))?;

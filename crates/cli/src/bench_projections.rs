@@ -93,12 +93,7 @@ pub fn run(events: u64) -> Result<Report> {
     let t = Instant::now();
     {
         let log = SledStore::open(SledBackend::open(tmp.path())?, me, key.clone())?;
-        let mut i = 0u64;
-        while i < events {
-            let n = 10_000.min(events - i);
-            log.append_batch((i..i + n).map(|j| draft(j / 5, j % 5)).collect())?;
-            i += n;
-        }
+        yipan_log::bench::fill(&log, events, |j| draft(j / 5, j % 5))?;
     }
     let generate_s = t.elapsed().as_secs_f64();
 

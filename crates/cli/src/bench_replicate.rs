@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use async_nats::jetstream;
-use ed25519_dalek::{Signer, Verifier};
 use serde::Serialize;
 use yipan_core::Locality;
 use yipan_log::bench::sample_draft;
@@ -89,27 +88,6 @@ async fn raw_publish(url: &str, n: u64, size: usize) -> Result<f64> {
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
-fn raw_verify() -> Result<(f64, f64)> {
-    let key = yipan_log::keyfile::generate()?;
-    let public = key.verifying_key();
-    let msgs: Vec<Vec<u8>> = (0..64u32).map(|i| [i.to_be_bytes().to_vec(), vec![7u8; 296]].concat()).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = msgs.iter().map(|m| key.sign(m)).collect();
-    let n = 10_000usize;
-    let t = Instant::now();
-    for i in 0..n {
-        public.verify(&msgs[i % 64], &sigs[i % 64]).map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    let single = n as f64 / t.elapsed().as_secs_f64();
-    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-    let keys = vec![public; 64];
-    let rounds = 200;
-    let t = Instant::now();
-    for _ in 0..rounds {
-        ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    Ok((single, (rounds * 64) as f64 / t.elapsed().as_secs_f64()))
-}
-
 async fn start_node(dir: &std::path::Path, url: &str) -> Result<Node> {
     let mut cfg = NodeConfig::new(dir.to_path_buf(), url);
     cfg.sync.head_interval_ms = 1000;
@@ -132,7 +110,8 @@ pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
         tokio::task::spawn_blocking(NatsServer::start).await?.map_err(anyhow::Error::msg).context("nats-server")?;
     let record_bytes = yipan_proto::Message::encoded_len(&sample_draft(0)) + 120;
     let raw_publish_per_s = raw_publish(&nats.url(), events, record_bytes).await?;
-    let (raw_verify_1_per_s, raw_verify_batch64_per_s) = tokio::task::spawn_blocking(raw_verify).await??;
+    let (raw_verify_1_per_s, raw_verify_batch64_per_s) =
+        tokio::task::spawn_blocking(|| yipan_log::bench::raw_verify(10_000, false)).await??;
 
     let tmp = tempfile::tempdir()?;
     let (a_code, b_code) = (

@@ -263,3 +263,48 @@ pub fn run_append_bench(dir: &Path, cfg: &AppendBenchConfig) -> Result<AppendBen
         steady_appends,
     })
 }
+
+/// Appends `events` drafts made by `draft(i)` in atomic batches of 10,000
+/// (how the benchmarks build large logs).
+pub fn fill<B: crate::backend::Backend>(log: &Log<B>, events: u64, draft: impl Fn(u64) -> EventDraft) -> Result<()> {
+    let mut i = 0;
+    while i < events {
+        let n = 10_000.min(events - i);
+        log.append_batch((i..i + n).map(&draft).collect())?;
+        i += n;
+    }
+    Ok(())
+}
+
+/// Raw ed25519 verification rates of 300-byte messages: one by one, and in
+/// batches of 64 — on all cores if `all_cores`, else on this thread.
+pub fn raw_verify(n: usize, all_cores: bool) -> Result<(f64, f64)> {
+    use ed25519_dalek::Verifier;
+    let key = keyfile::generate()?;
+    let public = key.verifying_key();
+    let msgs: Vec<Vec<u8>> = (0..64u32).map(|i| [i.to_be_bytes().to_vec(), vec![7u8; 296]].concat()).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = msgs.iter().map(|m| key.sign(m)).collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    let keys = vec![public; 64];
+    let single = |i: usize| std::hint::black_box(public.verify(&msgs[i % 64], &sigs[i % 64]).is_ok());
+    let batch = |_| std::hint::black_box(ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok());
+    let t = Instant::now();
+    let good = if all_cores {
+        (0..n).into_par_iter().map(single).filter(|ok| *ok).count()
+    } else {
+        (0..n).map(single).filter(|ok| *ok).count()
+    };
+    let single_per_s = n as f64 / t.elapsed().as_secs_f64();
+    let rounds = n / 64;
+    let t = Instant::now();
+    let good_batches = if all_cores {
+        (0..rounds).into_par_iter().map(batch).filter(|ok| *ok).count()
+    } else {
+        (0..rounds).map(batch).filter(|ok| *ok).count()
+    };
+    let batch_per_s = (rounds * 64) as f64 / t.elapsed().as_secs_f64();
+    if good != n || good_batches != rounds {
+        return Err(crate::Error::Storage("raw verification baseline failed to verify its own signatures".into()));
+    }
+    Ok((single_per_s, batch_per_s))
+}

@@ -96,8 +96,60 @@ impl StoredEvent {
         Ok(())
     }
 
+    /// The event as a downstream `audience` may receive it: only its tiers
+    /// are kept. It still verifies (only tier digests are signed).
+    pub fn for_audience(&self, audience: yipan_core::audience::Audience) -> StoredEvent {
+        let mut signed = self.signed.clone();
+        yipan_core::audience::filter_tiers(&mut signed, audience);
+        StoredEvent { signed, envelope: self.envelope.clone(), hash: self.hash }
+    }
+
     /// The JSON form (personal values masked unless `reveal`).
     pub fn to_json(&self, reveal: bool) -> serde_json::Value {
         yipan_core::json::event_to_json(&self.envelope, &self.hash, &self.signed.tiers, reveal)
     }
+}
+
+/// Signatures verified together in one ed25519 batch verification.
+pub const BATCH_VERIFY: usize = 64;
+/// Below this many items signatures are checked one by one, without threads.
+const PARALLEL_FROM: usize = 8;
+
+/// Verifies the signature of every `Ok` item against its key. Many items are
+/// checked in ed25519 batches of [`BATCH_VERIFY`] on all cores; a batch that
+/// fails is re-checked one by one so the bad events are named. A bad
+/// signature becomes the error `forged(event, problem)`; `Err` items pass
+/// through untouched.
+pub fn verify_signatures<T: Send, E: Send>(
+    items: Vec<Result<(StoredEvent, VerifyingKey, T), E>>,
+    forged: impl Fn(&StoredEvent, String) -> E + Sync,
+) -> Vec<Result<(StoredEvent, T), E>> {
+    use rayon::prelude::*;
+    let one = |r: Result<(StoredEvent, VerifyingKey, T), E>, batch_ok: bool| {
+        let (ev, key, extra) = r?;
+        if !batch_ok {
+            if let Err(p) = ev.verify_signature(&key) {
+                return Err(forged(&ev, p));
+            }
+        }
+        Ok((ev, extra))
+    };
+    if items.len() < PARALLEL_FROM {
+        return items.into_iter().map(|r| one(r, false)).collect();
+    }
+    items
+        .into_par_iter()
+        .chunks(BATCH_VERIFY)
+        .flat_map_iter(|chunk| {
+            let ok: Vec<&(StoredEvent, VerifyingKey, T)> = chunk.iter().filter_map(|r| r.as_ref().ok()).collect();
+            let batch_ok = ok.len() > 1 && {
+                let msgs: Vec<&[u8]> = ok.iter().map(|(e, _, _)| e.signed.envelope.as_slice()).collect();
+                let sigs: Option<Vec<Signature>> =
+                    ok.iter().map(|(e, _, _)| Signature::from_slice(&e.signed.signature).ok()).collect();
+                let keys: Vec<VerifyingKey> = ok.iter().map(|(_, k, _)| *k).collect();
+                sigs.is_some_and(|sigs| ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok())
+            };
+            chunk.into_iter().map(move |r| one(r, batch_ok)).collect::<Vec<_>>()
+        })
+        .collect()
 }

@@ -50,8 +50,6 @@ const MAX_GROUP: usize = 4096;
 const PARALLEL_SIGN_FROM: usize = 8;
 /// Newly stored events buffered for slow subscribers before they must rebuild.
 const EVENT_FEED: usize = 1 << 16;
-/// Signatures verified together in one ed25519 batch verification.
-const BATCH_VERIFY: usize = 64;
 
 /// A rejected foreign event: claimed author (if readable) and the reason.
 type Reject = (Option<String>, String);
@@ -826,40 +824,9 @@ impl<B: Backend> Log<B> {
                 format!("forged or altered: {p} with the roster key of {}", ev.envelope.author),
             )
         };
-        let signed: Vec<std::result::Result<StoredEvent, Reject>> = if parallel {
-            heads
-                .into_par_iter()
-                .chunks(BATCH_VERIFY)
-                .flat_map_iter(|chunk| {
-                    let ok: Vec<&(StoredEvent, VerifyingKey)> = chunk.iter().filter_map(|r| r.as_ref().ok()).collect();
-                    let all_good = ok.len() > 1 && {
-                        let msgs: Vec<&[u8]> = ok.iter().map(|(e, _)| e.signed.envelope.as_slice()).collect();
-                        let sigs: Option<Vec<ed25519_dalek::Signature>> = ok
-                            .iter()
-                            .map(|(e, _)| ed25519_dalek::Signature::from_slice(&e.signed.signature).ok())
-                            .collect();
-                        let keys: Vec<VerifyingKey> = ok.iter().map(|(_, k)| *k).collect();
-                        sigs.is_some_and(|sigs| ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok())
-                    };
-                    chunk.into_iter().map(move |r| {
-                        let (ev, key) = r?;
-                        if !all_good {
-                            ev.verify_signature(&key).map_err(|p| forged(&ev, p))?;
-                        }
-                        Ok(ev)
-                    })
-                })
-                .collect()
-        } else {
-            heads
-                .into_iter()
-                .map(|r| {
-                    let (ev, key) = r?;
-                    ev.verify_signature(&key).map_err(|p| forged(&ev, p))?;
-                    Ok(ev)
-                })
-                .collect()
-        };
+        let heads = heads.into_iter().map(|r| r.map(|(ev, key)| (ev, key, ()))).collect();
+        let signed: Vec<std::result::Result<StoredEvent, Reject>> =
+            crate::event::verify_signatures(heads, forged).into_iter().map(|r| r.map(|(ev, ())| ev)).collect();
         let finish = |r: std::result::Result<StoredEvent, Reject>| {
             let ev = r?;
             let ch = self.foreign_body(&ev)?;

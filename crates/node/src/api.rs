@@ -426,11 +426,9 @@ pub fn parse_positions(s: &str) -> Result<std::collections::HashMap<Locality, u6
 fn sse_event(ev: &yipan_log::StoredEvent, role: yipan_core::audience::Audience) -> axum::response::sse::Event {
     use base64::Engine;
     use yipan_proto::Message;
-    let mut signed = ev.signed.clone();
-    yipan_core::audience::filter_tiers(&mut signed, role);
-    let shown = yipan_log::StoredEvent { signed: signed.clone(), envelope: ev.envelope.clone(), hash: ev.hash };
+    let shown = ev.for_audience(role);
     let mut body = shown.to_json(false);
-    body["signed_b64"] = Value::String(base64::engine::general_purpose::STANDARD.encode(signed.encode_to_vec()));
+    body["signed_b64"] = Value::String(base64::engine::general_purpose::STANDARD.encode(shown.signed.encode_to_vec()));
     axum::response::sse::Event::default()
         .id(format!("{}:{}", ev.envelope.author, ev.seq()))
         .event(ev.kind().map(|k| k.name()).unwrap_or("Unknown"))

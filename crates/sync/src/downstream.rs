@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::watch;
-use yipan_core::audience::{filter_tiers, Audience};
+use yipan_core::audience::Audience;
 use yipan_core::Locality;
 use yipan_log::{Backend, Log, StoredEvent};
 use yipan_proto::Message;
@@ -59,30 +59,18 @@ pub fn views_subject(me: Locality, what: &str) -> String {
 
 /// Creates (or finds) the downstream stream of a province.
 pub async fn ensure_stream(js: &jetstream::Context, province: u8, cfg: &SyncConfig) -> Result<()> {
-    let name = format!("YIPAN_DOWN_{province:02}");
-    let config = jetstream::stream::Config {
-        name: name.clone(),
-        subjects: vec![format!("yipan.v1.down.{province:02}.>")],
-        storage: jetstream::stream::StorageType::File,
-        max_age: Duration::from_secs(cfg.stream_max_age_days * 86_400),
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    };
-    match js.get_or_create_stream(config).await {
-        Ok(_) => Ok(()),
-        Err(first) => js.get_stream(&name).await.map(|_| ()).map_err(|_| Error::nats(first)),
-    }
+    crate::ensure_stream(js, format!("YIPAN_DOWN_{province:02}"), format!("yipan.v1.down.{province:02}.>"), cfg)
+        .await
+        .map(|_| ())
 }
 
 fn message(ev: &StoredEvent, role: &DownstreamRole) -> Option<(String, PublishMessage)> {
-    let mut signed = ev.signed.clone();
-    filter_tiers(&mut signed, role.role);
+    let shown = ev.for_audience(role.role);
     let id = ev.id()?;
     let (payload, encoding) = if role.encoding == "json" {
-        let shown = StoredEvent { signed, envelope: ev.envelope.clone(), hash: ev.hash };
         (shown.to_json(true).to_string().into_bytes(), "json")
     } else {
-        (signed.encode_to_vec(), "protobuf")
+        (shown.signed.encode_to_vec(), "protobuf")
     };
     let msg = PublishMessage::build()
         .payload(payload.into())
@@ -130,28 +118,42 @@ pub(crate) async fn run<B: Backend>(
         let Ok(Ok(backlog)) = backlog else { return };
         let result = async {
             ensure_stream(&js, me.province(), &cfg).await?;
-            for ev in &backlog {
-                publish(&js, me, &roles, ev).await?;
-                positions.insert(ev.envelope.author.clone(), ev.seq());
+            for chunk in backlog.chunks(1024) {
+                publish_all(&js, me, &roles, chunk.iter()).await?;
+                for ev in chunk {
+                    positions.insert(ev.envelope.author.clone(), ev.seq());
+                }
+                save(&log, &positions).await;
             }
-            save(&log, &positions).await;
             loop {
-                tokio::select! {
+                let first = tokio::select! {
                     _ = stop.changed() => return Ok::<bool, Error>(true),
-                    got = feed.recv() => match got {
-                        Ok(env) => {
-                            let Ok(a) = Locality::parse(&env.author) else { continue };
-                            if env.author_seq <= positions.get(&env.author).copied().unwrap_or(0) {
-                                continue;
-                            }
-                            if let Some(ev) = log.event_at(a, env.author_seq)? {
-                                publish(&js, me, &roles, &ev).await?;
-                                positions.insert(env.author.clone(), env.author_seq);
-                                save(&log, &positions).await;
-                            }
-                        }
-                        Err(_) => return Ok(false),
-                    },
+                    got = feed.recv() => got,
+                };
+                // Take whatever else is already queued: one round of acks and
+                // one positions write per batch, not per event.
+                let mut batch = vec![first];
+                while batch.len() < 1024 {
+                    match feed.try_recv() {
+                        Ok(env) => batch.push(Ok(env)),
+                        Err(_) => break,
+                    }
+                }
+                let mut events = Vec::with_capacity(batch.len());
+                for got in batch {
+                    let Ok(env) = got else { return Ok(false) };
+                    let Ok(a) = Locality::parse(&env.author) else { continue };
+                    if env.author_seq <= positions.get(&env.author).copied().unwrap_or(0) {
+                        continue;
+                    }
+                    if let Some(ev) = log.event_at(a, env.author_seq)? {
+                        positions.insert(env.author.clone(), env.author_seq);
+                        events.push(ev);
+                    }
+                }
+                if !events.is_empty() {
+                    publish_all(&js, me, &roles, events.iter()).await?;
+                    save(&log, &positions).await;
                 }
             }
         }
@@ -170,15 +172,23 @@ pub(crate) async fn run<B: Backend>(
     }
 }
 
-async fn publish(js: &jetstream::Context, me: Locality, roles: &[DownstreamRole], ev: &StoredEvent) -> Result<()> {
-    for role in roles {
-        if let Some((kind, msg)) = message(ev, role) {
-            js.send_publish(event_subject(me, role.role, &kind), msg)
-                .await
-                .map_err(Error::nats)?
-                .await
-                .map_err(Error::nats)?;
+/// Publishes events to every role, then waits for all acknowledgements.
+async fn publish_all<'a>(
+    js: &jetstream::Context,
+    me: Locality,
+    roles: &[DownstreamRole],
+    events: impl Iterator<Item = &'a StoredEvent>,
+) -> Result<()> {
+    let mut acks = Vec::new();
+    for ev in events {
+        for role in roles {
+            if let Some((kind, msg)) = message(ev, role) {
+                acks.push(js.send_publish(event_subject(me, role.role, &kind), msg).await.map_err(Error::nats)?);
+            }
         }
+    }
+    for ack in acks {
+        ack.await.map_err(Error::nats)?;
     }
     Ok(())
 }

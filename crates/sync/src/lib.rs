@@ -182,6 +182,29 @@ impl Sync {
     }
 }
 
+/// Creates (or finds) a file-backed stream with the retention and dedup window
+/// of `cfg`. Safe when several nodes do it at once: a lost creation race falls
+/// back to reading the stream.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    name: String,
+    subjects: String,
+    cfg: &SyncConfig,
+) -> Result<jetstream::stream::Stream> {
+    let config = jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![subjects],
+        storage: jetstream::stream::StorageType::File,
+        max_age: Duration::from_secs(cfg.stream_max_age_days * 86_400),
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    match js.get_or_create_stream(config).await {
+        Ok(s) => Ok(s),
+        Err(first) => js.get_stream(&name).await.map_err(|_| Error::nats(first)),
+    }
+}
+
 /// Sleeps `d`, returning early (true) if `stop` fires.
 pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     if *stop.borrow() {

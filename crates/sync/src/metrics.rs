@@ -1,5 +1,5 @@
-//! Replication metrics. Names, help and units are defined once in
-//! [`DEFINITIONS`]; labels never carry personal data.
+//! Replication metrics, each declared once (field, name, kind, help) in the
+//! `metrics!` table below; labels never carry personal data.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -7,103 +7,59 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// (name, help, kind) of every metric this crate exports.
-pub const DEFINITIONS: &[(&str, &str, &str)] = &[
-    (
-        "yipan_events_published_total",
-        "Event messages published to JetStream and acknowledged (one per recipient).",
-        "counter",
-    ),
-    (
-        "yipan_publish_errors_total",
-        "Failed outbox rounds (NATS down or slow); retried from the durable cursor.",
-        "counter",
-    ),
-    ("yipan_outbox_pending_events", "Own events appended but not yet published.", "gauge"),
-    ("yipan_received_stored_total", "Received events verified and stored.", "counter"),
-    ("yipan_received_duplicate_total", "Received events already held (redeliveries, re-sends).", "counter"),
-    ("yipan_received_gap_total", "Received events held because earlier channel positions were missing.", "counter"),
-    (
-        "yipan_quarantined_total",
-        "Received events rejected and quarantined (forged, wrong recipient, unknown author, malformed, fork).",
-        "counter",
-    ),
-    ("yipan_repair_requests_total", "Re-send requests this node sent to authors.", "counter"),
-    ("yipan_repair_served_total", "Re-send requests this node answered as an author.", "counter"),
-    ("yipan_events_resent_total", "Event messages re-published on request.", "counter"),
-    ("yipan_nats_connected", "1 while the NATS connection is up.", "gauge"),
-    ("yipan_inbox_batches_total", "Batches the inbox verified and stored (one flush each).", "counter"),
-    (
-        "yipan_forks_total",
-        "ALERT: two different events signed at one channel position (or an author sequence going back); quarantined.",
-        "counter",
-    ),
-];
+/// Declares every metric once: its field, Prometheus name, kind and help.
+macro_rules! metrics {
+    ($($field:ident: $name:literal, $kind:literal, $help:literal;)*) => {
+        /// (name, help, kind) of every metric this crate exports.
+        pub const DEFINITIONS: &[(&str, &str, &str)] = &[$(($name, $help, $kind)),*];
 
-/// Counters of one node's replication.
-#[derive(Debug, Default)]
-pub struct SyncMetrics {
-    /// yipan_events_published_total
-    pub published: AtomicU64,
-    /// yipan_publish_errors_total
-    pub publish_errors: AtomicU64,
-    /// yipan_outbox_pending_events
-    pub outbox_pending: AtomicU64,
-    /// yipan_received_stored_total
-    pub stored: AtomicU64,
-    /// yipan_received_duplicate_total
-    pub duplicates: AtomicU64,
-    /// yipan_received_gap_total
-    pub gaps: AtomicU64,
-    /// yipan_quarantined_total
-    pub quarantined: AtomicU64,
-    /// yipan_repair_requests_total
-    pub repair_requests: AtomicU64,
-    /// yipan_repair_served_total
-    pub repair_served: AtomicU64,
-    /// yipan_events_resent_total
-    pub resent: AtomicU64,
-    /// yipan_nats_connected
-    pub nats_connected: AtomicU64,
-    /// yipan_inbox_batches_total
-    pub inbox_batches: AtomicU64,
-    /// yipan_forks_total
-    pub forks: AtomicU64,
-    /// Recent replication lags (append at the author → stored here), µs; bounded.
-    lags: Mutex<Vec<u64>>,
+        /// Counters of one node's replication.
+        #[derive(Debug, Default)]
+        pub struct SyncMetrics {
+            $(
+                #[doc = $help]
+                pub $field: AtomicU64,
+            )*
+            /// Recent replication lags (append at the author → stored here), µs; bounded.
+            lags: Mutex<Vec<u64>>,
+        }
+
+        impl SyncMetrics {
+            /// Prometheus text exposition of every metric.
+            pub fn render(&self, out: &mut String) {
+                use std::fmt::Write;
+                $(
+                    let _ = writeln!(
+                        out,
+                        "# HELP {} {}\n# TYPE {} {}\n{} {}",
+                        $name, $help, $name, $kind, $name, self.$field.load(Ordering::Relaxed)
+                    );
+                )*
+            }
+        }
+    };
+}
+
+metrics! {
+    published: "yipan_events_published_total", "counter", "Event messages published to JetStream and acknowledged (one per recipient).";
+    publish_errors: "yipan_publish_errors_total", "counter", "Failed outbox rounds (NATS down or slow); retried from the durable cursor.";
+    outbox_pending: "yipan_outbox_pending_events", "gauge", "Own events appended but not yet published.";
+    stored: "yipan_received_stored_total", "counter", "Received events verified and stored.";
+    duplicates: "yipan_received_duplicate_total", "counter", "Received events already held (redeliveries, re-sends).";
+    gaps: "yipan_received_gap_total", "counter", "Received events held because earlier channel positions were missing.";
+    quarantined: "yipan_quarantined_total", "counter", "Received events rejected and quarantined (forged, wrong recipient, unknown author, malformed, fork).";
+    forks: "yipan_forks_total", "counter", "ALERT: two different events signed at one channel position (or an author sequence going back); quarantined.";
+    repair_requests: "yipan_repair_requests_total", "counter", "Re-send requests this node sent to authors.";
+    repair_served: "yipan_repair_served_total", "counter", "Re-send requests this node answered as an author.";
+    resent: "yipan_events_resent_total", "counter", "Event messages re-published on request.";
+    nats_connected: "yipan_nats_connected", "gauge", "1 while the NATS connection is up.";
+    inbox_batches: "yipan_inbox_batches_total", "counter", "Batches the inbox verified and stored (one flush each).";
 }
 
 /// Most lag samples kept.
 const MAX_LAGS: usize = 1 << 20;
 
 impl SyncMetrics {
-    fn values(&self) -> [u64; 13] {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        [
-            g(&self.published),
-            g(&self.publish_errors),
-            g(&self.outbox_pending),
-            g(&self.stored),
-            g(&self.duplicates),
-            g(&self.gaps),
-            g(&self.quarantined),
-            g(&self.repair_requests),
-            g(&self.repair_served),
-            g(&self.resent),
-            g(&self.nats_connected),
-            g(&self.inbox_batches),
-            g(&self.forks),
-        ]
-    }
-
-    /// Prometheus text exposition of every metric.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        for ((name, help, kind), v) in DEFINITIONS.iter().zip(self.values()) {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        }
-    }
-
     /// Records one replication lag.
     pub fn record_lag(&self, lag: Duration) {
         let mut l = self.lags.lock().unwrap_or_else(|p| p.into_inner());

@@ -24,26 +24,13 @@ use crate::{subjects, Error, Result, SyncConfig};
 /// Name of the cursor in the log's metadata.
 pub const CURSOR: &str = "outbox.cursor";
 
-/// Creates (or finds) the event stream of a province. Safe when several nodes
-/// do it at once: a lost creation race falls back to reading the stream.
+/// Creates (or finds) the event stream of a province.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     province: u8,
     cfg: &SyncConfig,
 ) -> Result<jetstream::stream::Stream> {
-    let name = subjects::stream(province);
-    let config = jetstream::stream::Config {
-        name: name.clone(),
-        subjects: vec![subjects::stream_subjects(province)],
-        storage: jetstream::stream::StorageType::File,
-        max_age: Duration::from_secs(cfg.stream_max_age_days * 86_400),
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    };
-    match js.get_or_create_stream(config).await {
-        Ok(s) => Ok(s),
-        Err(first) => js.get_stream(&name).await.map_err(|_| Error::nats(first)),
-    }
+    crate::ensure_stream(js, subjects::stream(province), subjects::stream_subjects(province), cfg).await
 }
 
 /// Publishes one event to each of its recipients; returns the ack futures.
