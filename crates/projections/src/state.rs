@@ -284,12 +284,13 @@ impl Projections {
             .unwrap_or_default()
     }
 
-    /// The catalogue `l` had in force at `at`: its latest valid published one, else the default.
-    pub fn catalogue(&self, l: Locality, at: DateTime<Utc>) -> std::sync::Arc<Catalogue> {
+    /// The catalogue `l` had in force at `at`, as known (recorded) by `as_of`:
+    /// its latest valid published one, else the default.
+    pub fn catalogue(&self, l: Locality, at: DateTime<Utc>, as_of: DateTime<Utc>) -> std::sync::Arc<Catalogue> {
         if !self.by_locality.contains_key(&l) {
             return Catalogue::default_shared();
         }
-        self.locality_facts(l, DateTime::<Utc>::MAX_UTC)
+        self.locality_facts(l, as_of)
             .into_iter()
             .rev()
             .filter(|e| e.kind == EventKind::DutyCatalogPublished && e.fact.occurred <= at)
@@ -314,8 +315,8 @@ impl Projections {
         let facts = self.rel_facts(rel, as_of);
         let anchor = Self::anchor(rel, &facts);
         let at = anchor.unwrap_or(as_of);
-        let cat_o = self.catalogue(rel.origin, at);
-        let cat_r = self.catalogue(rel.residence, at);
+        let cat_o = self.catalogue(rel.origin, at, as_of);
+        let cat_r = self.catalogue(rel.residence, at, as_of);
         let anchor_date = date_of(at);
         let mut items = Vec::new();
         for (cat, side) in [(&*cat_o, Side::Origin), (&*cat_r, Side::Residence)] {
@@ -355,8 +356,8 @@ impl Projections {
         }
     }
 
-    fn rules(&self, rel: &Rel, at: DateTime<Utc>) -> ExchangeRules {
-        self.catalogue(rel.residence, at).exchanges
+    fn rules(&self, rel: &Rel, at: DateTime<Utc>, as_of: DateTime<Utc>) -> ExchangeRules {
+        self.catalogue(rel.residence, at, as_of).exchanges
     }
 
     /// The exchanges of a relationship as of an instant, by opening time.
@@ -368,7 +369,7 @@ impl Projections {
             let opened = req.fact.occurred;
             let from = req.fact.author;
             let to = other(from);
-            let rules = self.rules(rel, opened);
+            let rules = self.rules(rel, opened, as_of);
             let day = date_of(opened);
             let plus = |d: u32| day.checked_add_days(Days::new(d.into())).unwrap_or(day);
             let answered_by = |kind: EventKind| {

@@ -278,8 +278,12 @@ fn a_published_catalogue_governs_relationships_anchored_after_it() {
         }),
         None,
     );
+    // Recorded on 20 Nov, in force from 10 Oct: a replay before 20 Nov must not know it yet.
+    s.events[0].recorded_at = Some(yipan_core::time::to_ts(t("2026-11-20")));
     events.extend(s.events);
     let p = apply_all(&events);
+    let before = p.card(&rel(2), t("2026-11-15"));
+    assert_eq!(before.catalogue_residence, "default-2026.1");
     // P2 arrived 12 Oct, after the new catalogue: informed due 22 Oct. P3 (5 Oct) keeps the default (4 Nov).
     let c2 = p.card(&rel(2), t("2026-11-30"));
     assert_eq!(c2.catalogue_residence, "610112-2026.2");
