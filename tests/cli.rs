@@ -190,6 +190,19 @@ fn roster_add_and_show() {
     assert!(text(&out.stderr).contains("is not a Yipan data directory"));
 }
 
+/// Waits until a running node is connected to NATS and has published every own event.
+fn outbox_drained(addr: std::net::SocketAddr) {
+    let start = std::time::Instant::now();
+    loop {
+        let (_, health) = yipan_testkit::http::request(addr, "GET", "/healthz", None).unwrap();
+        if health.contains("\"outbox_pending\":0") && health.contains("\"nats_connected\":true") {
+            return;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{health}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     use std::io::BufRead;
@@ -223,15 +236,7 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     let (status, reply) = yipan_testkit::http::request(addr, "POST", "/v1/events", Some(&batch)).unwrap();
     assert_eq!(status, 200, "{reply}");
     // Wait until the outbox has published everything (20 of the 21 events have a recipient).
-    let start = std::time::Instant::now();
-    loop {
-        let (_, health) = yipan_testkit::http::request(addr, "GET", "/healthz", None).unwrap();
-        if health.contains("\"outbox_pending\":0") && health.contains("\"nats_connected\":true") {
-            break;
-        }
-        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{health}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    outbox_drained(addr);
     let (_, metrics) = yipan_testkit::http::request(addr, "GET", "/metrics", None).unwrap();
     assert!(metrics.contains("yipan_events_published_total 20"), "{metrics}");
 
@@ -307,15 +312,7 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     let got: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!((got["kind"].as_str(), got["seq"].as_u64()), (Some("ServiceRendered"), Some(22)));
     assert!(got.get("health").is_none(), "statistics role received a health tier: {got}");
-    let start = std::time::Instant::now();
-    loop {
-        let (_, health) = yipan_testkit::http::request(addr, "GET", "/healthz", None).unwrap();
-        if health.contains("\"outbox_pending\":0") {
-            break;
-        }
-        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{health}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    outbox_drained(addr);
 
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());

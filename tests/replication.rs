@@ -111,6 +111,15 @@ impl Cluster {
         }
     }
 
+    /// Waits until every running node's projections hold every event of its log.
+    async fn await_views(&self) {
+        let start = Instant::now();
+        while self.nodes.values().any(|n| n.views.read().unwrap().len() != n.log.len()) {
+            assert!(start.elapsed() < Duration::from_secs(10), "projections did not catch up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn stop(mut self) {
         for code in CODES {
             if self.nodes.contains_key(code) {
@@ -200,11 +209,7 @@ async fn events_reach_exactly_their_recipients() {
     }
 
     // Both sides of every relationship see the same cards, exchanges and digests.
-    let start = Instant::now();
-    while CODES.iter().any(|code| c.nodes[code].views.read().unwrap().len() != c.log(code).len()) {
-        assert!(start.elapsed() < Duration::from_secs(10), "projections did not catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.await_views().await;
     let as_of = chrono::Utc::now();
     for residence in ["610112", "610113"] {
         let r = c.nodes[residence].views.read().unwrap();
@@ -452,11 +457,7 @@ async fn an_auditor_with_only_the_stream_verifies_everything_and_reproduces_the_
     assert_eq!(report.events, 12 + 5 + 6);
     assert_eq!(report.channels.len(), 4, "{:?}", report.channels);
     // Every node's own digest of each pair equals the auditor's.
-    let start = Instant::now();
-    while CODES.iter().any(|code| c.nodes[code].views.read().unwrap().len() != c.log(code).len()) {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.await_views().await;
     for (residence, node) in [("610112", "610112"), ("610112", "411522"), ("610113", "610113"), ("610113", "411522")] {
         let ours = hex::encode(c.nodes[node].views.read().unwrap().pair_digest(loc("411522"), loc(residence), as_of));
         let key = format!("411522,{residence}");

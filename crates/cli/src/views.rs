@@ -22,6 +22,11 @@ fn when(at: chrono::DateTime<chrono::Utc>, on_time: bool) -> String {
     format!("{}{}", yipan_projections::calendar::date_of(at), if on_time { "" } else { " (late)" })
 }
 
+fn print_json(v: &impl serde::Serialize) -> Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn pct(x: Option<f64>) -> String {
     x.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "-".into())
 }
@@ -37,8 +42,7 @@ pub fn card(dir: &Path, calendar: Option<&Path>, person: &str, as_of: Option<&st
         return Ok(ExitCode::from(1));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&cards)?);
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&cards);
     }
     for c in cards {
         println!(
@@ -87,8 +91,7 @@ pub fn scorecard(
     let as_of = v::parse_as_of(as_of).map_err(anyhow::Error::msg)?;
     let card = p.scorecard(scope, period, as_of);
     if json {
-        println!("{}", serde_json::to_string_pretty(&card)?);
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&card);
     }
     println!(
         "scorecard {} for {period}, as of {}",
@@ -129,15 +132,13 @@ pub fn cases(
     json: bool,
 ) -> Result<ExitCode> {
     let (_, p) = open(dir, calendar)?;
-    let locality = locality.map(Locality::parse).transpose().map_err(|e| anyhow!("locality: {e}"))?;
-    let as_of = v::parse_as_of(as_of).map_err(anyhow::Error::msg)?;
+    let (as_of, locality) = v::parse_as_of_and_locality(as_of, locality).map_err(anyhow::Error::msg)?;
     let mut ex = p.all_exchanges(locality, as_of);
     if overdue {
         ex.retain(|e| e.overdue());
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&ex)?);
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&ex);
     }
     println!("{} exchanges as of {}", ex.len(), yipan_projections::calendar::date_of(as_of));
     for e in &ex {
@@ -172,12 +173,10 @@ pub fn flows(
     json: bool,
 ) -> Result<ExitCode> {
     let (_, p) = open(dir, calendar)?;
-    let locality = locality.map(Locality::parse).transpose().map_err(|e| anyhow!("locality: {e}"))?;
-    let as_of = v::parse_as_of(as_of).map_err(anyhow::Error::msg)?;
+    let (as_of, locality) = v::parse_as_of_and_locality(as_of, locality).map_err(anyhow::Error::msg)?;
     let f = p.flows(locality, as_of);
     if json {
-        println!("{}", serde_json::to_string_pretty(&f)?);
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&f);
     }
     println!("{:<8} {:<10} {:<8} {:>8} {:>10}", "month", "residence", "origin", "arrivals", "departures");
     for r in &f.rows {

@@ -280,9 +280,7 @@ impl AppState {
 
 /// The `as_of` (default now) and optional `locality` of a view query.
 fn as_of_and_locality(q: &ViewQuery) -> Result<(chrono::DateTime<chrono::Utc>, Option<Locality>), String> {
-    let as_of = views::parse_as_of(q.as_of.as_deref())?;
-    let locality = q.locality.as_deref().map(Locality::parse).transpose().map_err(|e| format!("locality: {e}"))?;
-    Ok((as_of, locality))
+    views::parse_as_of_and_locality(q.as_of.as_deref(), q.locality.as_deref())
 }
 
 fn bad(e: String) -> Response {

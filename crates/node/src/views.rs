@@ -76,6 +76,16 @@ pub fn parse_as_of(s: Option<&str>) -> Result<chrono::DateTime<chrono::Utc>, Str
     }
 }
 
+/// Parses the `as_of` (default now) and optional `locality` of a view query.
+pub fn parse_as_of_and_locality(
+    as_of: Option<&str>,
+    locality: Option<&str>,
+) -> Result<(chrono::DateTime<chrono::Utc>, Option<yipan_core::Locality>), String> {
+    let as_of = parse_as_of(as_of)?;
+    let locality = locality.map(yipan_core::Locality::parse).transpose().map_err(|e| format!("locality: {e}"))?;
+    Ok((as_of, locality))
+}
+
 /// Parses `A,B` into two localities.
 pub fn parse_pair(field: &str, s: &str) -> Result<(yipan_core::Locality, yipan_core::Locality), String> {
     let (a, b) = s.split_once(',').ok_or_else(|| format!("{field}: `{s}` is not two codes separated by a comma"))?;
