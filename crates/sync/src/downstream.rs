@@ -147,12 +147,16 @@ pub(crate) async fn run<B: Backend>(
                         continue;
                     }
                     if let Some(ev) = log.event_at(a, env.author_seq)? {
-                        positions.insert(env.author.clone(), env.author_seq);
                         events.push(ev);
                     }
                 }
                 if !events.is_empty() {
+                    // Positions advance only once the whole batch is acknowledged,
+                    // so a failed round is retried from where it started.
                     publish_all(&js, me, &roles, events.iter()).await?;
+                    for ev in &events {
+                        positions.insert(ev.envelope.author.clone(), ev.seq());
+                    }
                     save(&log, &positions).await;
                 }
             }
