@@ -9,9 +9,14 @@ use yipan_core::Locality;
 
 use crate::{Auditor, Channels};
 
-/// Reads all event streams into `auditor`; `progress` is called with the count so far.
-pub async fn read_all(url: &str, auditor: &mut Auditor, mut progress: impl FnMut(u64)) -> Result<Vec<String>, String> {
-    let client = async_nats::connect(url).await.map_err(|e| format!("connecting to {url}: {e}"))?;
+/// Reads all event streams into `auditor` through `client` (connected as an
+/// auditor: stream names, info and message reads only); `progress` is called
+/// with the count so far.
+pub async fn read_all(
+    client: async_nats::Client,
+    auditor: &mut Auditor,
+    mut progress: impl FnMut(u64),
+) -> Result<Vec<String>, String> {
     let js = jetstream::new(client);
     let mut names: Vec<String> = Vec::new();
     let mut list = js.stream_names();

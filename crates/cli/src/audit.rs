@@ -4,35 +4,28 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use base64::Engine;
 use ed25519_dalek::VerifyingKey;
 use yipan_audit::{print_human, AuditReport, Auditor, Channels};
 use yipan_core::Locality;
 use yipan_testkit::http;
 
+use crate::access::get;
+
 /// Where to audit from.
 pub enum Source<'a> {
     DataDir(&'a Path),
-    Api(&'a str),
-    Nats { url: &'a str, roster: &'a Path },
-}
-
-fn addr_of(url: &str) -> Result<SocketAddr> {
-    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-    hostport.parse().with_context(|| format!("`{url}` is not http://IP:PORT"))
-}
-
-fn get(addr: SocketAddr, path: &str) -> Result<String> {
-    let (status, body) = http::request(addr, "GET", path, None).map_err(|e| anyhow!("GET {path} from {addr}: {e}"))?;
-    if status != 200 {
-        bail!("GET {path} from {addr}: HTTP {status}: {body}");
-    }
-    Ok(body)
+    /// A node's API (client with the auditor's token) and its URL.
+    Api(http::Client, &'a str),
+    /// The JetStream streams, connecting as the auditor user.
+    Nats {
+        cfg: yipan_sync::SyncConfig,
+        roster: &'a Path,
+    },
 }
 
 fn progress(show: bool) -> impl FnMut(u64) {
@@ -45,7 +38,7 @@ fn progress(show: bool) -> impl FnMut(u64) {
 
 pub fn run(
     source: Source<'_>,
-    compare: &[String],
+    compare: &[http::Client],
     as_of: Option<&str>,
     json: bool,
     show_progress: bool,
@@ -87,8 +80,8 @@ pub fn run(
                 v.quarantined,
             )
         }
-        Source::Api(url) => {
-            let addr = addr_of(url)?;
+        Source::Api(addr, url) => {
+            let addr = &addr;
             let health: serde_json::Value = serde_json::from_str(&get(addr, "/healthz")?)?;
             let me = Locality::parse(health["locality"].as_str().unwrap_or_default())
                 .map_err(|e| anyhow!("node locality: {e}"))?;
@@ -126,14 +119,19 @@ pub fn run(
             }
             (format!("node API {url} ({me})"), roster, Vec::new(), 0)
         }
-        Source::Nats { url, roster } => {
+        Source::Nats { cfg, roster } => {
             let text =
                 std::fs::read_to_string(roster).with_context(|| format!("reading roster {}", roster.display()))?;
             let keys = yipan_audit::roster::parse(&text).map_err(anyhow::Error::msg)?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let streams = rt
-                .block_on(yipan_audit::stream::read_all(url, &mut auditor, progress(show)))
-                .map_err(anyhow::Error::msg)?;
+            let url = yipan_access::secret::redact_url(&cfg.nats_url);
+            let streams = rt.block_on(async {
+                let client = yipan_sync::connect_options(&cfg, yipan_access::nats::Principal::Auditor)?
+                    .connect(cfg.nats_url.as_str())
+                    .await
+                    .with_context(|| format!("connecting to {url} as the auditor"))?;
+                yipan_audit::stream::read_all(client, &mut auditor, progress(show)).await.map_err(anyhow::Error::msg)
+            })?;
             (format!("JetStream {url} (streams {})", streams.join(", ")), keys, Vec::new(), 0)
         }
     };
@@ -152,10 +150,13 @@ pub fn run(
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn compare_digests(report: &mut AuditReport, nodes: &[String], as_of: chrono::DateTime<chrono::Utc>) -> Result<()> {
+fn compare_digests(
+    report: &mut AuditReport,
+    nodes: &[http::Client],
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
     let t = as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    for url in nodes {
-        let addr = addr_of(url)?;
+    for addr in nodes {
         let health: serde_json::Value = serde_json::from_str(&get(addr, "/healthz")?)?;
         let me = health["locality"].as_str().unwrap_or_default().to_string();
         for (pair, digest) in report.pair_digests.clone() {

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use async_nats::jetstream;
 use serde::Serialize;
+use yipan_access::nats::Principal;
 use yipan_core::Locality;
 use yipan_log::bench::sample_draft;
-use yipan_node::{Node, NodeConfig};
+use yipan_node::provision::Deployment;
+use yipan_node::Node;
 use yipan_testkit::NatsServer;
 
 /// What the benchmark measured.
@@ -60,22 +62,19 @@ impl std::fmt::Display for Report {
     }
 }
 
-async fn raw_publish(url: &str, n: u64, size: usize) -> Result<f64> {
-    let client = async_nats::connect(url).await?;
+/// Raw pipelined JetStream publishes over the same secured connection a node
+/// uses (TLS, the author's NKey user), to a subject of the author's own
+/// downstream stream: the same file-backed stream write, with no Yipan work.
+async fn raw_publish(cfg: &yipan_sync::SyncConfig, author: Locality, n: u64, size: usize) -> Result<f64> {
+    let client = yipan_sync::connect_options(cfg, Principal::Locality(author))?.connect(cfg.nats_url.as_str()).await?;
     let js = jetstream::new(client);
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: "BENCH_RAW".into(),
-        subjects: vec!["bench.raw.>".into()],
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await?;
+    let subject = format!("yipan.v1.down.{:02}.{author}.bench.raw", author.province());
     let payload = bytes::Bytes::from(vec![0x5au8; size]);
     let mut in_flight = VecDeque::new();
     let t = Instant::now();
     for i in 0..n {
         let msg = jetstream::message::PublishMessage::build().payload(payload.clone()).message_id(format!("raw-{i}"));
-        in_flight.push_back(js.send_publish("bench.raw.x", msg).await?);
+        in_flight.push_back(js.send_publish(subject.clone(), msg).await?);
         if in_flight.len() >= 2048 {
             if let Some(a) = in_flight.pop_front() {
                 a.await?;
@@ -88,8 +87,8 @@ async fn raw_publish(url: &str, n: u64, size: usize) -> Result<f64> {
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
-async fn start_node(dir: &std::path::Path, url: &str) -> Result<Node> {
-    let mut cfg = NodeConfig::new(dir.to_path_buf(), url);
+async fn start_node(deployment: &Deployment, l: Locality, dir: &std::path::Path, url: &str) -> Result<Node> {
+    let mut cfg = deployment.node_config(l, dir.to_path_buf(), url)?;
     cfg.sync.head_interval_ms = 1000;
     Node::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await?).await
 }
@@ -106,25 +105,32 @@ async fn wait_for(recipient: &Node, author: Locality, head: u64, within: Duratio
 }
 
 pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
-    let nats =
-        tokio::task::spawn_blocking(NatsServer::start).await?.map_err(anyhow::Error::msg).context("nats-server")?;
-    let record_bytes = yipan_proto::Message::encoded_len(&sample_draft(0)) + 120;
-    let raw_publish_per_s = raw_publish(&nats.url(), events, record_bytes).await?;
-    let (raw_verify_1_per_s, raw_verify_batch64_per_s) =
-        tokio::task::spawn_blocking(|| yipan_log::bench::raw_verify(10_000, false)).await??;
-
     let tmp = tempfile::tempdir()?;
     let (a_code, b_code) = (
         Locality::parse("610112").map_err(anyhow::Error::msg)?,
         Locality::parse("411522").map_err(anyhow::Error::msg)?,
     );
+    // Secured as deployed: TLS and NKey users on NATS, TLS on HTTP.
+    let deployment = Deployment::create(&tmp.path().join("secrets"), &[a_code, b_code], &[])?;
+    let secure = deployment.nats_server();
+    let nats = tokio::task::spawn_blocking(move || NatsServer::start_secure(secure))
+        .await?
+        .map_err(anyhow::Error::msg)
+        .context("nats-server")?;
+    deployment.provision(&nats.url(), &[a_code.province(), b_code.province()]).await?;
+    let record_bytes = yipan_proto::Message::encoded_len(&sample_draft(0)) + 120;
+    let raw_cfg = deployment.sync_config(Principal::Locality(a_code), &nats.url())?;
+    let raw_publish_per_s = raw_publish(&raw_cfg, a_code, events, record_bytes).await?;
+    let (raw_verify_1_per_s, raw_verify_batch64_per_s) =
+        tokio::task::spawn_blocking(|| yipan_log::bench::raw_verify(10_000, false)).await??;
+
     let ka = yipan_node::datadir::init(&tmp.path().join("a"), a_code, None)?;
     let kb = yipan_node::datadir::init(&tmp.path().join("b"), b_code, None)?;
     for (dir, other, key) in [("a", b_code, kb), ("b", a_code, ka)] {
         yipan_node::datadir::open(&tmp.path().join(dir))?.log.roster_add(other, key)?;
     }
-    let author = start_node(&tmp.path().join("a"), &nats.url()).await?;
-    let recipient = start_node(&tmp.path().join("b"), &nats.url()).await?;
+    let author = start_node(&deployment, a_code, &tmp.path().join("a"), &nats.url()).await?;
+    let recipient = start_node(&deployment, b_code, &tmp.path().join("b"), &nats.url()).await?;
 
     // Throughput: appends in batches of 1,000 (as an import would), timed until all are at the recipient.
     let t = Instant::now();

@@ -2,14 +2,21 @@
 //! (residences 610112 未央区 and 610113 雁塔区 in Xi'an, origin 411522 光山县 in
 //! Henan), the scripted scenario `deploy/scenarios/xian-henan.jsonl` driven
 //! through each node's HTTP API, and what each side received from the others.
+//!
+//! Secure by default, as a deployment runs: a throw-away CA issues the TLS
+//! certificates of nats-server and the nodes, every locality connects to NATS
+//! as its own NKey user with least-privilege permissions, the admin creates
+//! the streams, and every HTTP call carries a token of the least role.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
+use yipan_access::Role;
 use yipan_core::Locality;
-use yipan_node::{Node, NodeConfig};
+use yipan_node::provision::{issue_token, Deployment};
+use yipan_node::Node;
 use yipan_testkit::{http, NatsServer};
 
 const LOCALITIES: [(&str, &str); 3] = [
@@ -22,11 +29,19 @@ const SCENARIO: &str = include_str!("../../../deploy/scenarios/xian-henan.jsonl"
 pub async fn run(keep: Option<PathBuf>) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let base = keep.unwrap_or_else(|| tmp.path().to_path_buf());
-    let nats = tokio::task::spawn_blocking(NatsServer::start)
+    let localities =
+        LOCALITIES.iter().map(|(c, _)| Locality::parse(c).map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
+    let deployment = Deployment::create(&base.join("secrets"), &localities, &[])?;
+    let secure = deployment.nats_server();
+    let nats = tokio::task::spawn_blocking(move || NatsServer::start_secure(secure))
         .await?
         .map_err(anyhow::Error::msg)
         .context("starting nats-server")?;
-    println!("== nats-server with JetStream at {}", nats.url());
+    println!("== nats-server with JetStream at {} (TLS; NKey users, anonymous refused)", nats.url());
+    let mut provinces: Vec<u8> = localities.iter().map(|l| l.province()).collect();
+    provinces.dedup();
+    deployment.provision(&nats.url(), &provinces).await?;
+    println!("   streams created by the admin user; localities may not administer streams");
 
     let mut secret = [0u8; 16];
     secret.iter_mut().enumerate().for_each(|(i, b)| *b = (i as u8).wrapping_mul(37) ^ 0x5a);
@@ -46,27 +61,40 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         }
     }
 
+    let tls = deployment.client_tls()?;
     let mut nodes = Vec::new();
-    for (code, name) in LOCALITIES {
-        let mut cfg = NodeConfig::new(base.join(code), &nats.url());
+    let mut clients = Vec::new();
+    for ((code, name), locality) in LOCALITIES.iter().zip(&localities) {
+        let mut cfg = deployment.node_config(*locality, base.join(code), &nats.url())?;
         cfg.sync.head_interval_ms = 500;
+        let token = issue_token(&base.join(code), Role::Clerk, "demo clerk")?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let node = Node::start(cfg, listener).await?;
-        println!("== node {code} {name}: http://{}", node.addr);
+        println!("== node {code} {name}: https://{} (clerk token issued; only its hash is stored)", node.addr);
+        clients.push((code.to_string(), http::Client::new(node.addr, Some(tls.clone()), Some(token))));
         nodes.push(node);
     }
-    let addr_of = |code: &str| nodes.iter().find(|n| n.locality.to_string() == code).map(|n| n.addr);
+    let client_of = |code: &str| clients.iter().find(|(c, _)| c == code).map(|(_, c)| c.clone());
+    if let Some(c) = client_of("610112") {
+        let anonymous = c.with_token(None);
+        let (status, _) = tokio::task::spawn_blocking(move || anonymous.request("GET", "/v1/status", None))
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        println!("   a request without a token is refused: HTTP {status}");
+        if status != 401 {
+            bail!("an anonymous request was not refused ({status})");
+        }
+    }
 
     println!("\n== scenario: {} events posted to the nodes' HTTP APIs", SCENARIO.lines().count());
     for line in SCENARIO.lines().filter(|l| !l.trim().is_empty()) {
         let step: Value = serde_json::from_str(line)?;
         let at = step["at"].as_str().context("scenario step without `at`")?.to_string();
         let body = step["event"].to_string();
-        let addr = addr_of(&at).with_context(|| format!("no node {at}"))?;
-        let (status, reply) =
-            tokio::task::spawn_blocking(move || http::request(addr, "POST", "/v1/events", Some(&body)))
-                .await?
-                .map_err(anyhow::Error::msg)?;
+        let client = client_of(&at).with_context(|| format!("no node {at}"))?;
+        let (status, reply) = tokio::task::spawn_blocking(move || client.request("POST", "/v1/events", Some(&body)))
+            .await?
+            .map_err(anyhow::Error::msg)?;
         if status != 200 {
             bail!("{at} refused a scenario event ({status}): {reply}");
         }

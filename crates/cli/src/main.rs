@@ -1,6 +1,7 @@
 //! `yipan`: the command line of a Yipan locality node. Thin: it parses
 //! arguments and calls the library crates.
 
+mod access;
 mod append;
 mod audit;
 mod bench_audit;
@@ -29,6 +30,12 @@ struct Cli {
     /// Working-day calendar (JSON holidays and make-up days) for deadlines in working days.
     #[arg(long, global = true, env = "YIPAN_CALENDAR")]
     calendar: Option<PathBuf>,
+    /// API token for commands that call a running node (`yipan token create` prints one).
+    #[arg(long, global = true, env = "YIPAN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) to trust a node's https:// address or a tls:// NATS server.
+    #[arg(long, global = true, env = "YIPAN_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -138,16 +145,20 @@ enum Command {
     /// digests — from this data directory (default), a running node's API, or the JetStream
     /// streams with no node involved. Non-zero exit on any fault or digest mismatch.
     Audit {
-        /// Audit through a running node's API instead (http://IP:PORT).
+        /// Audit through a running node's API instead (https://IP:PORT; needs --token with the
+        /// auditor role and --ca-cert).
         #[arg(long, conflicts_with = "nats")]
         api: Option<String>,
-        /// Audit the JetStream streams directly (nats://…); needs --roster.
+        /// Audit the JetStream streams directly (tls://…); needs --roster and the auditor's --nkey.
         #[arg(long, requires = "roster")]
         nats: Option<String>,
+        /// NKey seed file of the NATS auditor user (`yipan nats users` writes nkeys/auditor.nk).
+        #[arg(long, env = "YIPAN_NATS_NKEY")]
+        nkey: Option<PathBuf>,
         /// Roster file (`CODE HEXKEY` lines, as `yipan roster show` prints) for --nats.
         #[arg(long)]
         roster: Option<PathBuf>,
-        /// Compare the rebuilt digests with these running nodes (http://IP:PORT), repeatable.
+        /// Compare the rebuilt digests with these running nodes (https://IP:PORT), repeatable.
         #[arg(long)]
         compare: Vec<String>,
         #[arg(long)]
@@ -171,13 +182,10 @@ enum Command {
     },
     /// Follow a running node's events live (server-sent events), resuming after breaks.
     Tail {
-        /// The node's API (http://IP:PORT).
+        /// The node's API (https://IP:PORT). The token's role decides which personal tiers
+        /// are included (statistics, health, public_security).
         #[arg(long)]
         api: String,
-        /// Downstream role deciding which personal tiers are included: statistics, health,
-        /// public_security, full.
-        #[arg(long, default_value = "statistics")]
-        role: String,
         /// Start after these per-author positions: `610112:10,411522:4`.
         #[arg(long)]
         from: Option<String>,
@@ -230,6 +238,93 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
+    },
+    /// API tokens of this node: create (printed once), list, revoke.
+    Token {
+        /// Token file instead of `<data-dir>/tokens.json`.
+        #[arg(long, global = true)]
+        tokens: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// NATS users and streams: NKey users with least-privilege permissions, stream provisioning.
+    Nats {
+        #[command(subcommand)]
+        action: NatsAction,
+    },
+    /// TLS: a throw-away CA and certificates for a local setup (not for production).
+    Tls {
+        #[command(subcommand)]
+        action: TlsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Issue a token; it is printed once and only its hash is stored.
+    Create {
+        /// clerk, supervisor, auditor, statistics, health, public_security, monitor, admin.
+        #[arg(long)]
+        role: String,
+        /// Whom it is for (a person or a system).
+        #[arg(long)]
+        name: String,
+        /// Last valid day (YYYY-MM-DD, China time).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Every issued token with its role and status (never the token).
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Revoke a token by its id (a running node refuses it within a second).
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum NatsAction {
+    /// Write NKey seeds (`OUT/nkeys/*.nk`, mode 0600; existing ones kept) and the server's
+    /// `OUT/auth.conf` for these localities, downstream roles, an auditor and an admin.
+    Users {
+        /// Comma-separated locality codes.
+        #[arg(long)]
+        localities: String,
+        /// Downstream users, `LOCALITY:ROLE` (statistics, health, public_security, full), repeatable.
+        #[arg(long)]
+        downstream: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create the event and downstream streams as the admin user.
+    Provision {
+        /// tls://HOST:PORT
+        #[arg(long)]
+        nats: String,
+        /// The admin's NKey seed file.
+        #[arg(long)]
+        nkey: PathBuf,
+        /// Province codes, e.g. 61,41.
+        #[arg(long, default_value = "")]
+        provinces: String,
+        /// Or the localities whose provinces need streams.
+        #[arg(long, default_value = "")]
+        localities: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsAction {
+    /// Write ca.pem, nats.pem/.key, node.pem/.key (and client-NAME.pem/.key) to OUT.
+    Dev {
+        #[arg(long)]
+        out: PathBuf,
+        /// Host names or IP addresses of the server certificates (default 127.0.0.1, localhost).
+        #[arg(long)]
+        host: Vec<String>,
+        /// Client certificates with this common name, repeatable.
+        #[arg(long)]
+        client: Vec<String>,
     },
 }
 
@@ -346,7 +441,22 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let dir = cli.data_dir;
     let cal = cli.calendar.as_deref();
+    let (token, ca) = (cli.token.as_deref(), cli.ca_cert.as_deref());
     match cli.command {
+        Command::Token { tokens, action } => match action {
+            TokenAction::Create { role, name, expires } => {
+                access::token_create(&dir, tokens.as_deref(), &role, &name, expires.as_deref())
+            }
+            TokenAction::List { format } => access::token_list(&dir, tokens.as_deref(), format == Format::Json),
+            TokenAction::Revoke { id } => access::token_revoke(&dir, tokens.as_deref(), &id),
+        },
+        Command::Nats { action: NatsAction::Users { localities, downstream, out } } => {
+            access::nats_users(&localities, &downstream, &out)
+        }
+        Command::Nats { action: NatsAction::Provision { nats, nkey, provinces, localities } } => {
+            access::nats_provision(&nats, &nkey, ca, &provinces, &localities)
+        }
+        Command::Tls { action: TlsAction::Dev { out, host, client } } => access::tls_dev(&out, &host, &client),
         Command::Card { person, as_of, format } => {
             views::card(&dir, cal, &person, as_of.as_deref(), format == Format::Json)
         }
@@ -458,15 +568,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { api, nats, roster, compare, as_of, progress, format } => {
+        Command::Audit { api, nats, nkey, roster, compare, as_of, progress, format } => {
             let source = match (&api, &nats, &roster) {
-                (Some(url), _, _) => audit::Source::Api(url),
-                (None, Some(url), Some(r)) => audit::Source::Nats { url, roster: r },
+                (Some(url), _, _) => audit::Source::Api(access::api_client(url, token, ca)?, url),
+                (None, Some(url), Some(r)) => audit::Source::Nats {
+                    cfg: yipan_sync::SyncConfig {
+                        nats_url: url.clone(),
+                        nats_nkey_file: nkey.clone(),
+                        nats_ca_file: ca.map(PathBuf::from),
+                        ..Default::default()
+                    },
+                    roster: r,
+                },
                 _ => audit::Source::DataDir(&dir),
             };
+            let compare = compare.iter().map(|u| access::api_client(u, token, ca)).collect::<Result<Vec<_>>>()?;
             audit::run(source, &compare, as_of.as_deref(), format == Format::Json, progress)
         }
-        Command::Tail { api, role, from, count } => tail::run(&api, &role, from.as_deref(), count),
+        Command::Tail { api, from, count } => tail::run(access::api_client(&api, token, ca)?, from.as_deref(), count),
         Command::Export { author, kind, period } => {
             let node = config::open(&dir)?;
             let author =
@@ -574,7 +693,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(&cfg.listen)
                     .await
                     .with_context(|| format!("binding {}", cfg.listen))?;
-                println!("node listening on http://{}", listener.local_addr()?);
+                let scheme = if cfg.http.tls.is_some() { "https" } else { "http" };
+                println!("node listening on {scheme}://{}", listener.local_addr()?);
                 yipan_node::run(cfg, listener, shutdown_signal()).await
             })?;
             Ok(ExitCode::SUCCESS)

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use yipan_testkit::http;
 
 /// Reads a chunked HTTP body as a stream of bytes.
 struct Chunked<R> {
@@ -46,12 +46,8 @@ impl<R: Read> Read for Chunked<R> {
     }
 }
 
-pub fn run(api: &str, role: &str, from: Option<&str>, count: Option<u64>) -> Result<ExitCode> {
-    let addr: SocketAddr = api
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .with_context(|| format!("`{api}` is not http://IP:PORT"))?;
+pub fn run(client: http::Client, from: Option<&str>, count: Option<u64>) -> Result<ExitCode> {
+    let addr = client.addr;
     let mut positions: BTreeMap<String, u64> = BTreeMap::new();
     if let Some(f) = from {
         for part in f.split(',').filter(|p| !p.is_empty()) {
@@ -63,8 +59,8 @@ pub fn run(api: &str, role: &str, from: Option<&str>, count: Option<u64>) -> Res
     let stdout = std::io::stdout();
     loop {
         let from: Vec<String> = positions.iter().map(|(a, n)| format!("{a}:{n}")).collect();
-        let path = format!("/v1/stream?role={role}&from={}", from.join(","));
-        let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        let path = format!("/v1/stream?from={}", from.join(","));
+        let mut s = match client.connect() {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("tail: {addr}: {e}; retrying");
@@ -72,7 +68,7 @@ pub fn run(api: &str, role: &str, from: Option<&str>, count: Option<u64>) -> Res
                 continue;
             }
         };
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{}Accept: text/event-stream\r\n\r\n", client.auth_header())?;
         let mut head = BufReader::new(s);
         let mut line = String::new();
         head.read_line(&mut line)?;

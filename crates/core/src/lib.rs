@@ -24,3 +24,15 @@ pub use kind::{EventKind, Role};
 pub use locality::Locality;
 pub use person::PersonKey;
 pub use validate::{validate_draft, Checked, Warning};
+
+/// A caller's value as it may be echoed in a message: at most 40 characters,
+/// so a huge or hostile input is never reflected back whole.
+pub fn clip(s: &str) -> String {
+    const MAX: usize = 40;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head}… ({} bytes)", s.len())
+    }
+}

@@ -56,6 +56,14 @@ pub fn create(data_dir: &Path, key: &SigningKey) -> Result<()> {
 pub fn load(data_dir: &Path) -> Result<SigningKey> {
     let path = secret_path(data_dir);
     let err = |problem: String| Error::KeyFile { path: path.display().to_string(), problem };
+    #[cfg(unix)]
+    if let Ok(meta) = fs::metadata(&path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(err(format!("holds the signing key but has mode {mode:o}: run `chmod 600` on it")));
+        }
+    }
     let text = fs::read_to_string(&path).map_err(|e| err(format!("{e}; run `yipan init` first")))?;
     let bytes = hex::decode(text.trim()).map_err(|_| err("is not hex".into()))?;
     let seed: [u8; 32] = bytes.try_into().map_err(|_| err("is not a 32-byte ed25519 secret".into()))?;

@@ -15,13 +15,17 @@
 //! | `GET /v1/stream?role=&from=A:S,B:T` | server-sent events: every stored event after the given per-author positions, then live; personal tiers filtered by role |
 //! | `GET /v1/status` | locality, own head, channel heads, counts |
 //! | `GET /v1/quarantine` | rejected received events with reasons |
-//! | `GET /healthz` | liveness and NATS connection |
+//! | `GET /healthz` | liveness and NATS connection (the only path without a credential) |
 //! | `GET /metrics` | Prometheus text |
+//!
+//! Every other request carries a credential (bearer token or client
+//! certificate, see [`crate::auth`]); its role decides what it may do and
+//! which personal tiers it sees on `/v1/events`, `/v1/raw` and `/v1/stream`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -29,10 +33,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
+use yipan_access::{Caller, Permission};
 use yipan_core::{EventKind, Locality, PersonKey};
 use yipan_log::SledStore;
 use yipan_sync::SyncMetrics;
 
+use crate::auth::Auth;
 use crate::views::{self, Views};
 
 /// Shared state of the handlers.
@@ -44,11 +50,23 @@ pub struct AppState {
     appended: Arc<AtomicU64>,
     rejected: Arc<AtomicU64>,
     views: Views,
+    auth: Arc<Auth>,
+    insecure: bool,
+    /// Fires when the node stops, so long-lived streams end.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
     /// State over a log.
-    pub fn new(log: Arc<SledStore>, person_secret: Option<Vec<u8>>, sync: Arc<SyncMetrics>, views: Views) -> AppState {
+    pub fn new(
+        log: Arc<SledStore>,
+        person_secret: Option<Vec<u8>>,
+        sync: Arc<SyncMetrics>,
+        views: Views,
+        auth: Arc<Auth>,
+        insecure: bool,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> AppState {
         AppState {
             log,
             person_secret: person_secret.map(Arc::new),
@@ -56,7 +74,15 @@ impl AppState {
             appended: Arc::new(AtomicU64::new(0)),
             rejected: Arc::new(AtomicU64::new(0)),
             views,
+            auth,
+            insecure,
+            stop,
         }
+    }
+
+    /// The node's credentials.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 }
 
@@ -77,14 +103,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/quarantine", get(quarantine))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::layer))
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+/// A JSON error answer.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn append(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no such path `{}`", yipan_core::clip(uri.path())))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on `{}`", yipan_core::clip(uri.path())))
+}
+
+async fn append(State(s): State<AppState>, Extension(caller): Extension<Caller>, body: axum::body::Bytes) -> Response {
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
@@ -97,7 +135,24 @@ async fn append(State(s): State<AppState>, body: axum::body::Bytes) -> Response 
     let mut drafts = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         match yipan_core::json::draft_from_value(item, secret) {
-            Ok(d) => drafts.push(d),
+            Ok(d) => {
+                let kind = d.body.as_ref().and_then(|b| b.kind.as_ref()).map(EventKind::of);
+                let needs = if kind == Some(EventKind::DutyCatalogPublished) {
+                    Permission::PublishCatalogue
+                } else {
+                    Permission::Append
+                };
+                if !caller.role.allows(needs) {
+                    s.auth.forbidden.fetch_add(1, Ordering::Relaxed);
+                    let what = kind.map(|k| k.name()).unwrap_or("this event");
+                    let at = if batch { format!("event [{i}]: ") } else { String::new() };
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        format!("{at}role `{}` may not append {what}; nothing was written", caller.role),
+                    );
+                }
+                drafts.push(d)
+            }
             Err(e) => {
                 s.rejected.fetch_add(1, Ordering::Relaxed);
                 let at = if batch { format!("event [{i}]: ") } else { String::new() };
@@ -147,9 +202,22 @@ pub struct ListQuery {
     person: Option<String>,
     kind: Option<String>,
     limit: Option<usize>,
+    /// Show the personal tiers the caller's role may see unmasked.
+    #[serde(default)]
+    reveal: bool,
 }
 
-async fn list_events(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+/// An event as `caller` may see it: only its role's tiers, masked unless `reveal`.
+fn shown(ev: &yipan_log::StoredEvent, caller: &Caller, reveal: bool) -> Value {
+    ev.for_audience(caller.role.audience()).to_json(reveal)
+}
+
+async fn list_events(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let reveal = q.reveal;
     let limit = q.limit.unwrap_or(1000).min(100_000);
     let kind = match q.kind.as_deref().map(|k| EventKind::parse(k).ok_or(k)) {
         Some(Err(k)) => return error(StatusCode::BAD_REQUEST, format!("kind: unknown event kind `{k}`")),
@@ -178,7 +246,7 @@ async fn list_events(State(s): State<AppState>, Query(q): Query<ListQuery>) -> R
                 .iter()
                 .filter(|e| kind.is_none() || e.kind() == kind)
                 .take(limit)
-                .map(|e| e.to_json(false))
+                .map(|e| shown(e, &caller, reveal))
                 .collect();
             Json(out).into_response()
         }
@@ -187,10 +255,24 @@ async fn list_events(State(s): State<AppState>, Query(q): Query<ListQuery>) -> R
     }
 }
 
-async fn get_event(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let Ok(id) = Uuid::parse_str(&id) else { return error(StatusCode::BAD_REQUEST, format!("`{id}` is not a UUID")) };
+/// Query of `GET /v1/events/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct RevealQuery {
+    #[serde(default)]
+    reveal: bool,
+}
+
+async fn get_event(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<RevealQuery>,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return error(StatusCode::BAD_REQUEST, format!("`{}` is not a UUID", yipan_core::clip(&id)));
+    };
     match s.log.get(id) {
-        Ok(Some(ev)) => Json(ev.to_json(false)).into_response(),
+        Ok(Some(ev)) => Json(shown(&ev, &caller, q.reveal)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no event {id}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -230,6 +312,7 @@ async fn quarantine(State(s): State<AppState>) -> Response {
 async fn health(State(s): State<AppState>) -> Response {
     Json(json!({
         "status": "ok",
+        "insecure": s.insecure,
         "locality": s.log.locality(),
         "nats_connected": s.sync.nats_connected.load(Ordering::Relaxed) == 1,
         "outbox_pending": s.sync.outbox_pending.load(Ordering::Relaxed),
@@ -240,7 +323,7 @@ async fn health(State(s): State<AppState>) -> Response {
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut out = String::new();
     s.sync.render(&mut out);
-    let node: [(&str, &str, &str, u64); 3] = [
+    let node: [(&str, &str, &str, u64); 6] = [
         (
             "yipan_events_appended_total",
             "Own events appended through the API.",
@@ -254,6 +337,24 @@ async fn metrics(State(s): State<AppState>) -> Response {
             s.rejected.load(Ordering::Relaxed),
         ),
         ("yipan_log_events", "Events held in the log (own and received).", "gauge", s.log.len() as u64),
+        (
+            "yipan_http_unauthenticated_total",
+            "HTTP requests refused for a missing, invalid, expired or revoked credential (401).",
+            "counter",
+            s.auth.unauthenticated.load(Ordering::Relaxed),
+        ),
+        (
+            "yipan_http_forbidden_total",
+            "HTTP requests refused because the caller's role may not do them (403).",
+            "counter",
+            s.auth.forbidden.load(Ordering::Relaxed),
+        ),
+        (
+            "yipan_http_unsupported_media_total",
+            "HTTP writes refused for not being application/json (415).",
+            "counter",
+            s.auth.unsupported_media.load(Ordering::Relaxed),
+        ),
     ];
     for (name, help, kind, v) in node {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
@@ -357,8 +458,10 @@ pub struct RawQuery {
     limit: Option<usize>,
 }
 
-async fn raw(State(s): State<AppState>, Query(q): Query<RawQuery>) -> Response {
+async fn raw(State(s): State<AppState>, Extension(caller): Extension<Caller>, Query(q): Query<RawQuery>) -> Response {
     use base64::Engine;
+    use yipan_proto::Message;
+    let audience = caller.role.audience();
     let after = match q.after.as_deref() {
         None => None,
         Some(a) => {
@@ -374,6 +477,14 @@ async fn raw(State(s): State<AppState>, Query(q): Query<RawQuery>) -> Response {
     let body = tokio::task::spawn_blocking(move || {
         let mut out = String::new();
         log.for_each_raw(after, limit, |a, seq, bytes| {
+            // Tiers the role may not see are stripped; the event still
+            // verifies (only tier digests are signed).
+            let filtered = yipan_proto::v1::SignedEvent::decode(bytes).ok().and_then(|mut signed| {
+                let before = signed.tiers.len();
+                yipan_core::audience::filter_tiers(&mut signed, audience);
+                (signed.tiers.len() != before).then(|| signed.encode_to_vec())
+            });
+            let bytes = filtered.as_deref().unwrap_or(bytes);
             out.push_str(
                 &json!({"author": a, "seq": seq, "b64": base64::engine::general_purpose::STANDARD.encode(bytes)})
                     .to_string(),
@@ -403,7 +514,7 @@ async fn roster(State(s): State<AppState>) -> Response {
 /// Query of `GET /v1/stream`.
 #[derive(Debug, Deserialize)]
 pub struct StreamQuery {
-    /// Downstream role (statistics, health, public_security, full); default statistics.
+    /// Refused unless it names the caller's own role: tiers follow the credential.
     role: Option<String>,
     /// Per-author positions already seen: `610112:10,411522:4`.
     from: Option<String>,
@@ -433,13 +544,24 @@ fn sse_event(ev: &yipan_log::StoredEvent, role: yipan_core::audience::Audience) 
         .data(body.to_string())
 }
 
-async fn stream(State(s): State<AppState>, Query(q): Query<StreamQuery>) -> Response {
+async fn stream(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<StreamQuery>,
+) -> Response {
     use axum::response::sse::{KeepAlive, Sse};
     use futures::StreamExt;
-    let role: yipan_core::audience::Audience = match q.role.as_deref().unwrap_or("statistics").parse() {
-        Ok(r) => r,
-        Err(e) => return bad(format!("role: {e}")),
-    };
+    if let Some(r) = q.role.as_deref().filter(|r| *r != caller.role.name()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "role: `{}` was asked for, but the role comes from your credential (`{}`)",
+                yipan_core::clip(r),
+                caller.role
+            ),
+        );
+    }
+    let role = caller.role.audience();
     let from = match parse_positions(q.from.as_deref().unwrap_or("")) {
         Ok(f) => f,
         Err(e) => return bad(e),
@@ -476,23 +598,30 @@ async fn stream(State(s): State<AppState>, Query(q): Query<StreamQuery>) -> Resp
         backlog.into_iter().map(move |ev| Ok::<_, std::convert::Infallible>(sse_event(&ev, role))),
     );
     let log = s.log.clone();
-    let live = futures::stream::unfold((feed, sent, log), move |(mut feed, mut sent, log)| async move {
-        loop {
-            match feed.recv().await {
-                Ok(env) => {
-                    let Ok(a) = Locality::parse(&env.author) else { continue };
-                    if env.author_seq <= sent.get(&a).copied().unwrap_or(0) {
-                        continue;
+    let stop = s.stop.clone();
+    let live =
+        futures::stream::unfold((feed, sent, log, stop), move |(mut feed, mut sent, log, mut stop)| async move {
+            loop {
+                let next = tokio::select! {
+                    // The node is stopping: end the stream (clients resume from their positions).
+                    _ = stop.wait_for(|s| *s) => return None,
+                    n = feed.recv() => n,
+                };
+                match next {
+                    Ok(env) => {
+                        let Ok(a) = Locality::parse(&env.author) else { continue };
+                        if env.author_seq <= sent.get(&a).copied().unwrap_or(0) {
+                            continue;
+                        }
+                        sent.insert(a, env.author_seq);
+                        if let Ok(Some(ev)) = log.event_at(a, env.author_seq) {
+                            return Some((Ok(sse_event(&ev, role)), (feed, sent, log, stop)));
+                        }
                     }
-                    sent.insert(a, env.author_seq);
-                    if let Ok(Some(ev)) = log.event_at(a, env.author_seq) {
-                        return Some((Ok(sse_event(&ev, role)), (feed, sent, log)));
-                    }
+                    // A subscriber too slow for the feed reconnects with its positions.
+                    Err(_) => return None,
                 }
-                // A subscriber too slow for the feed reconnects with its positions.
-                Err(_) => return None,
             }
-        }
-    });
+        });
     Sse::new(head.chain(live)).keep_alive(KeepAlive::default()).into_response()
 }

@@ -2,14 +2,22 @@
 //!
 //! ```toml
 //! data_dir = "/var/lib/yipan/610112"   # made by `yipan init`
-//! listen = "127.0.0.1:8610"            # HTTP API
+//! listen = "0.0.0.0:8610"              # HTTPS API
+//!
+//! [http.tls]
+//! cert = "/etc/yipan/tls/node.pem"
+//! key = "/etc/yipan/tls/node.key"      # mode 0600
+//! client_ca = "/etc/yipan/tls/clients-ca.pem"   # optional: mTLS
+//! clients = [{ name = "shaanxi-platform", role = "statistics" }]
 //!
 //! [sync]
-//! nats_url = "nats://127.0.0.1:4222"
-//! head_interval_ms = 2000
-//! repair_grace_ms = 1000
+//! nats_url = "tls://nats.example:4222"
+//! nats_nkey_file = "/etc/yipan/nats/locality-610112.nk"   # mode 0600
+//! nats_ca_file = "/etc/yipan/tls/ca.pem"
 //! ```
-//! Every `[sync]` key is optional; see [`yipan_sync::SyncConfig`].
+//! Every `[sync]` key is optional; see [`yipan_sync::SyncConfig`]. A node
+//! refuses to start without HTTP TLS, a NATS NKey and a NATS CA unless
+//! `insecure = true` (local experiments only; logged loudly).
 
 use std::path::{Path, PathBuf};
 
@@ -32,9 +40,54 @@ pub struct NodeConfig {
     /// How often projection changes are published downstream, seconds.
     #[serde(default = "default_views_interval")]
     pub views_interval_s: u64,
+    /// Plain HTTP and anonymous, unencrypted NATS: for local experiments
+    /// only, logged loudly at start and shown in `/healthz`.
+    #[serde(default)]
+    pub insecure: bool,
+    /// The HTTP API's TLS and credentials.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Replication settings (including `downstream` roles).
     #[serde(default)]
     pub sync: SyncConfig,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Token file (hashes only); default `<data_dir>/tokens.json`.
+    #[serde(default)]
+    pub tokens: Option<PathBuf>,
+    /// TLS of the listener; required unless `insecure`.
+    #[serde(default)]
+    pub tls: Option<HttpTls>,
+}
+
+/// `[http.tls]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTls {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM, mode 0600).
+    pub key: PathBuf,
+    /// CA of client certificates accepted as credentials (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Client certificates (by subject common name) and their roles.
+    #[serde(default)]
+    pub clients: Vec<ClientCertificate>,
+}
+
+/// A client certificate mapped to a role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    /// Subject common name.
+    pub name: String,
+    /// Its role.
+    pub role: yipan_access::Role,
 }
 
 fn default_views_interval() -> u64 {
@@ -52,15 +105,51 @@ impl NodeConfig {
         toml::from_str(&text).with_context(|| format!("{}", path.display()))
     }
 
-    /// A configuration for `data_dir` with defaults and the given NATS URL.
-    pub fn new(data_dir: PathBuf, nats_url: &str) -> NodeConfig {
+    /// An **insecure** configuration for `data_dir` (plain HTTP, anonymous
+    /// NATS, streams created by the node): for benchmarks' baselines and
+    /// local experiments only. Secure configurations come from `node.toml`
+    /// or [`crate::provision::Deployment::node_config`].
+    pub fn insecure(data_dir: PathBuf, nats_url: &str) -> NodeConfig {
         NodeConfig {
             data_dir,
             listen: default_listen(),
             calendar: None,
             views_interval_s: default_views_interval(),
-            sync: SyncConfig { nats_url: nats_url.into(), ..Default::default() },
+            insecure: true,
+            http: HttpConfig::default(),
+            sync: SyncConfig { nats_url: nats_url.into(), manage_streams: true, ..Default::default() },
         }
+    }
+
+    /// Refuses a configuration that would run without authentication or TLS
+    /// unless it says `insecure = true`.
+    pub fn check(&self) -> Result<()> {
+        if self.insecure {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        if self.http.tls.is_none() {
+            missing.push("[http.tls] cert and key");
+        }
+        if self.sync.nats_nkey_file.is_none() {
+            missing.push("[sync] nats_nkey_file");
+        }
+        if self.sync.nats_ca_file.is_none() {
+            missing.push("[sync] nats_ca_file");
+        }
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "refusing to run without {}: see deploy/node/node.toml and docs/security.md \
+                 (for a local experiment only, set `insecure = true`)",
+                missing.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The token file.
+    pub fn tokens_path(&self) -> PathBuf {
+        self.http.tokens.clone().unwrap_or_else(|| yipan_access::TokenStore::default_path(&self.data_dir))
     }
 }
 
@@ -72,8 +161,13 @@ mod tests {
     fn the_deployed_example_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/node/node.toml");
         let cfg = NodeConfig::load(&path).unwrap();
-        assert_eq!(cfg.sync.nats_url, "nats://127.0.0.1:4222");
+        assert!(cfg.sync.nats_url.starts_with("tls://"));
         assert_eq!(cfg.sync.repair_grace_ms, 1000);
+        cfg.check().expect("the shipped example is secure");
+        assert!(!cfg.insecure && !cfg.sync.manage_streams);
+        let mut open = cfg.clone();
+        open.http.tls = None;
+        assert!(open.check().unwrap_err().to_string().contains("[http.tls]"));
         let err = toml::from_str::<NodeConfig>("data_dir = \"x\"\nlisten_on = \"y\"").unwrap_err().to_string();
         assert!(err.contains("unknown field `listen_on`"), "{err}");
     }

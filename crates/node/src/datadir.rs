@@ -67,6 +67,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Opens an initialised data directory.
 pub fn open(dir: &Path) -> Result<DataDir> {
     let path = config_path(dir);
+    if path.exists() {
+        // It holds the person-key secret.
+        yipan_access::secret::check_private(&path)?;
+    }
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "{} is not a Yipan data directory (no yipan.toml); run `yipan init --locality CODE --data-dir {}`",

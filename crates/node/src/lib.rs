@@ -4,13 +4,20 @@
 //! - [`datadir`]: a locality's data directory (`yipan.toml`, keys, log).
 //! - [`config`]: [`NodeConfig`], the `node.toml` of `yipan node run`.
 //! - [`api`]: the HTTP API (append, read, views, health, metrics).
+//! - [`auth`]: who is calling (token or client certificate) and what its role allows.
+//! - [`http`]: the TLS listener and graceful stop.
+//! - [`provision`]: a whole secured deployment (CA, certificates, NATS users,
+//!   tokens, node configurations) for the main job, tests and benchmarks.
 //! - [`views`]: projections kept current as events land.
 //! - [`Node::start`] / [`run`]: the service; [`run`] takes an already bound
 //!   listener and a shutdown future, so tests bind port 0.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod datadir;
+pub mod http;
+pub mod provision;
 pub mod views;
 
 use std::future::Future;
@@ -19,7 +26,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use yipan_core::Locality;
 use yipan_log::SledStore;
@@ -39,20 +46,39 @@ pub struct Node {
     pub metrics: Arc<SyncMetrics>,
     /// Projections (cards, exchanges, scorecards, flows), kept current.
     pub views: views::Views,
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
 }
 
 impl Node {
     /// Opens the data directory, starts replication and serves the API on `listener`.
     pub async fn start(cfg: NodeConfig, listener: TcpListener) -> Result<Node> {
+        cfg.check()?;
+        if cfg.insecure {
+            tracing::warn!(
+                "INSECURE MODE: plain HTTP and anonymous, unencrypted NATS (`insecure = true`). \
+                 Local experiments only; never with real data."
+            );
+        }
+        let tls = match &cfg.http.tls {
+            Some(t) => Some(yipan_access::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?),
+            None => None,
+        };
+        let certificates =
+            cfg.http.tls.iter().flat_map(|t| t.clients.iter()).map(|c| (c.name.clone(), c.role)).collect();
+        let auth = Arc::new(auth::Auth::new(&cfg.tokens_path(), certificates)?);
         let calendar = views::load_calendar(cfg.calendar.as_deref())?;
         let dir = cfg.data_dir.clone();
         let opened =
             tokio::task::spawn_blocking(move || datadir::open(&dir)).await.context("opening the data directory")??;
         let locality = opened.locality;
         let log = Arc::new(opened.log);
-        let client = yipan_sync::connect(&cfg.sync, &format!("yipan-node-{locality}")).await?;
+        let client = yipan_sync::connect(
+            &cfg.sync,
+            &format!("yipan-node-{locality}"),
+            yipan_access::nats::Principal::Locality(locality),
+        )
+        .await?;
         let sync = Sync::start(log.clone(), client.clone(), cfg.sync.clone());
         let metrics = sync.metrics();
         let addr = listener.local_addr()?;
@@ -69,14 +95,22 @@ impl Node {
                 views_stopped,
             ))
         });
-        let state = api::AppState::new(log.clone(), opened.person_secret, metrics.clone(), views.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
+        let (stop, stopped) = watch::channel(false);
+        let state = api::AppState::new(
+            log.clone(),
+            opened.person_secret,
+            metrics.clone(),
+            views.clone(),
+            auth,
+            cfg.insecure,
+            stopped.clone(),
+        );
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
+            let mut stopped = stopped;
+            http::serve(listener, tls, api::router(state), async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await;
             sync.stop().await;
             let _ = views_stop.send(true);
             let _ = projector.await;
@@ -84,15 +118,16 @@ impl Node {
                 let _ = c.await;
             }
             let _ = client.flush().await;
-            served.context("HTTP server")
+            Ok(())
         });
-        tracing::info!(%locality, %addr, nats = %cfg.sync.nats_url, "node started");
+        let scheme = if cfg.http.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%locality, url = %format!("{scheme}://{addr}"), nats = %yipan_access::secret::redact_url(&cfg.sync.nats_url), "node started");
         Ok(Node { locality, addr, log, metrics, views, stop, task })
     }
 
     /// Stops serving and replicating, and waits until everything is flushed.
     pub async fn stop(self) -> Result<()> {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
         let result = self.task.await.context("node task")?;
         // The log closes (and flushes) when its last reference goes.
         drop(self.log);

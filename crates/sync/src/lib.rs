@@ -35,8 +35,16 @@ pub use metrics::SyncMetrics;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncConfig {
-    /// NATS server URL(s), comma-separated.
+    /// NATS server URL(s), comma-separated (`tls://` when the server requires TLS).
     pub nats_url: String,
+    /// NKey seed file of this node's NATS user (`0600`; made by `yipan nats users`).
+    pub nats_nkey_file: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) that the NATS server's certificate chains to; TLS is required when set.
+    pub nats_ca_file: Option<std::path::PathBuf>,
+    /// Whether this node creates the streams it needs. Off in a secured
+    /// deployment: streams are created by the admin (`yipan nats provision`)
+    /// and localities have no right to administer them.
+    pub manage_streams: bool,
     /// Publishes in flight before the outbox waits for acknowledgements.
     pub publish_window: usize,
     /// Own events read from the log per outbox round.
@@ -59,6 +67,9 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             nats_url: "nats://127.0.0.1:4222".into(),
+            nats_nkey_file: None,
+            nats_ca_file: None,
+            manage_streams: false,
             publish_window: 2048,
             publish_chunk: 2048,
             fetch_batch: 512,
@@ -80,6 +91,9 @@ pub enum Error {
     /// The local log failed.
     #[error(transparent)]
     Log(#[from] yipan_log::Error),
+    /// A credential or certificate could not be used.
+    #[error(transparent)]
+    Access(#[from] yipan_access::Error),
 }
 
 impl Error {
@@ -91,10 +105,16 @@ impl Error {
 /// Result with the sync [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Connects to NATS without waiting: the client keeps (re)connecting in the
-/// background, so a node starts and serves while NATS is down.
-pub async fn connect(cfg: &SyncConfig, name: &str) -> Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
+/// Connects to NATS as `principal` without waiting: the client keeps
+/// (re)connecting in the background, so a node starts and serves while NATS
+/// is down. Uses the NKey and CA of `cfg` when set, and the principal's
+/// private inbox prefix (its permissions allow no other).
+pub async fn connect(
+    cfg: &SyncConfig,
+    name: &str,
+    principal: yipan_access::nats::Principal,
+) -> Result<async_nats::Client> {
+    connect_options(cfg, principal)?
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -102,6 +122,32 @@ pub async fn connect(cfg: &SyncConfig, name: &str) -> Result<async_nats::Client>
         .connect(cfg.nats_url.as_str())
         .await
         .map_err(Error::nats)
+}
+
+/// Connection options with the credentials, TLS and inbox prefix of `cfg`
+/// for `principal`; also used by tools (audit, provisioning) that connect once.
+pub fn connect_options(
+    cfg: &SyncConfig,
+    principal: yipan_access::nats::Principal,
+) -> Result<async_nats::ConnectOptions> {
+    let mut o = async_nats::ConnectOptions::new().custom_inbox_prefix(principal.inbox_prefix());
+    if let Some(seed) = &cfg.nats_nkey_file {
+        o = o.nkey(yipan_access::nats::read_seed(seed)?);
+    }
+    if let Some(ca) = &cfg.nats_ca_file {
+        o = o.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    Ok(o)
+}
+
+/// Creates the event and downstream streams of `provinces` (the admin's
+/// step: localities may not administer streams). Idempotent.
+pub async fn provision(js: &jetstream::Context, provinces: &[u8], cfg: &SyncConfig) -> Result<()> {
+    for p in provinces {
+        ensure_stream(js, subjects::stream(*p), subjects::stream_subjects(*p), cfg).await?;
+        downstream::ensure_stream(js, *p, cfg).await?;
+    }
+    Ok(())
 }
 
 /// The running replication tasks of one node.
@@ -190,7 +236,7 @@ pub async fn ensure_stream(
     name: String,
     subjects: String,
     cfg: &SyncConfig,
-) -> Result<jetstream::stream::Stream> {
+) -> Result<jetstream::stream::Stream<()>> {
     let config = jetstream::stream::Config {
         name: name.clone(),
         subjects: vec![subjects],
@@ -199,10 +245,16 @@ pub async fn ensure_stream(
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     };
-    match js.get_or_create_stream(config).await {
-        Ok(s) => Ok(s),
-        Err(first) => js.get_stream(&name).await.map_err(|_| Error::nats(first)),
+    if !cfg.manage_streams {
+        // Provisioned by the admin; a missing stream shows up as a failed
+        // publish or consumer lookup, retried with backoff and logged.
+        return js.get_stream_no_info(&name).await.map_err(Error::nats);
     }
+    if let Err(first) = js.get_or_create_stream(config).await {
+        // A lost creation race: the stream exists if another node made it.
+        js.get_stream(&name).await.map_err(|_| Error::nats(first))?;
+    }
+    js.get_stream_no_info(&name).await.map_err(Error::nats)
 }
 
 /// Sleeps `d`, returning early (true) if `stop` fires.

@@ -51,6 +51,7 @@ metrics! {
     forks: "yipan_forks_total", "counter", "ALERT: two different events signed at one channel position (or an author sequence going back); quarantined.";
     repair_requests: "yipan_repair_requests_total", "counter", "Re-send requests this node sent to authors.";
     repair_served: "yipan_repair_served_total", "counter", "Re-send requests this node answered as an author.";
+    repair_refused: "yipan_repair_refused_total", "counter", "Re-send requests refused by the per-recipient rate limit.";
     resent: "yipan_events_resent_total", "counter", "Event messages re-published on request.";
     nats_connected: "yipan_nats_connected", "gauge", "1 while the NATS connection is up.";
     inbox_batches: "yipan_inbox_batches_total", "counter", "Batches the inbox verified and stored (one flush each).";

@@ -29,7 +29,7 @@ pub async fn ensure_stream(
     js: &jetstream::Context,
     province: u8,
     cfg: &SyncConfig,
-) -> Result<jetstream::stream::Stream> {
+) -> Result<jetstream::stream::Stream<()>> {
     crate::ensure_stream(js, subjects::stream(province), subjects::stream_subjects(province), cfg).await
 }
 

@@ -5,11 +5,15 @@
 //!   recipient notices even the loss of the *last* events;
 //! - a recipient that is behind an announced head, or holds events beyond a
 //!   gap, waits `repair_grace_ms` for stragglers, then asks the author
-//!   (`yipan.v1.repair.<author>`, request/reply) to re-send the range;
+//!   (`yipan.v1.repair.<author>.<recipient>`, request/reply) to re-send the
+//!   range; NATS permissions let a locality publish only requests whose last
+//!   token is itself, so the recipient of a request is authenticated;
 //! - the author answers from its own log by re-publishing those events to the
 //!   recipient's own subject (with fresh message ids, past the duplicate
 //!   window). Re-sent events go only where the recipient's consumer reads, so
-//!   a request reveals nothing to whoever sends it.
+//!   a request reveals nothing to whoever sends it. Each request re-sends at
+//!   most [`MAX_RESEND`] events, never beyond the channel's head, and each
+//!   recipient is served at most once per [`MIN_REPAIR_INTERVAL`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,11 +33,13 @@ use crate::{outbox, subjects, Error, SyncConfig};
 /// Most events re-sent per request (a recipient asks again for the rest).
 pub const MAX_RESEND: usize = 2048;
 
-/// A re-send request: channel positions `from..=to` of author→`recipient`.
+/// Least time between two served requests of one recipient.
+pub const MIN_REPAIR_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A re-send request: channel positions `from..=to` of author→recipient (the
+/// recipient is the last token of the request's subject).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairRequest {
-    /// The recipient whose channel is to be re-sent.
-    pub recipient: String,
     /// First position.
     pub from: u64,
     /// Last position.
@@ -108,10 +114,32 @@ pub(crate) async fn serve<B: Backend>(
 ) {
     let me = log.locality();
     let mut sub = None;
-    while let Some(msg) = next_message(&client, &subjects::repair(me), &mut sub, &mut stop).await {
-        let reply = match serde_json::from_slice::<RepairRequest>(&msg.payload) {
-            Ok(req) => resend(&log, &js, &req).await,
-            Err(e) => RepairReply { resent: 0, error: Some(format!("malformed repair request: {e}")) },
+    let mut last_served: HashMap<Locality, Instant> = HashMap::new();
+    while let Some(msg) = next_message(&client, &subjects::repair_filter(me), &mut sub, &mut stop).await {
+        let recipient = Locality::parse(subjects::last_token(&msg.subject));
+        let request = serde_json::from_slice::<RepairRequest>(&msg.payload);
+        let reply = match (recipient, request) {
+            (Err(p), _) => RepairReply { resent: 0, error: Some(format!("recipient token: {p}")) },
+            (_, Err(e)) => RepairReply { resent: 0, error: Some(format!("malformed repair request: {e}")) },
+            (Ok(recipient), Ok(req)) => {
+                let now = Instant::now();
+                match last_served.get(&recipient) {
+                    Some(t) if now.duration_since(*t) < MIN_REPAIR_INTERVAL => {
+                        SyncMetrics::add(&metrics.repair_refused, 1);
+                        RepairReply {
+                            resent: 0,
+                            error: Some(format!(
+                                "rate limited: one request per {} ms",
+                                MIN_REPAIR_INTERVAL.as_millis()
+                            )),
+                        }
+                    }
+                    _ => {
+                        last_served.insert(recipient, now);
+                        resend(&log, &js, recipient, &req).await
+                    }
+                }
+            }
         };
         SyncMetrics::add(&metrics.repair_served, 1);
         SyncMetrics::add(&metrics.resent, reply.resent);
@@ -154,16 +182,17 @@ async fn next_message(
     }
 }
 
-async fn resend<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Context, req: &RepairRequest) -> RepairReply {
+async fn resend<B: Backend>(
+    log: &Arc<Log<B>>,
+    js: &jetstream::Context,
+    recipient: Locality,
+    req: &RepairRequest,
+) -> RepairReply {
     let fail = |e: String| RepairReply { resent: 0, error: Some(e) };
-    let recipient = match Locality::parse(&req.recipient) {
-        Ok(r) => r,
-        Err(p) => return fail(format!("recipient {p}")),
-    };
     if req.from == 0 || req.to < req.from {
         return fail(format!("bad range {}..={}", req.from, req.to));
     }
-    let count = ((req.to - req.from + 1) as usize).min(MAX_RESEND);
+    let count = ((req.to - req.from).saturating_add(1)).min(MAX_RESEND as u64) as usize;
     let (reader, me, from) = (log.clone(), log.locality(), req.from);
     let events = match tokio::task::spawn_blocking(move || reader.read_channel(me, recipient, from, count)).await {
         Ok(Ok(e)) => e,
@@ -201,6 +230,10 @@ pub(crate) async fn listen_heads<B: Backend>(
     let mut sub = None;
     while let Some(msg) = next_message(&client, &subjects::head_filter(me), &mut sub, &mut stop).await {
         let Ok(author) = Locality::parse(subjects::last_token(&msg.subject)) else { continue };
+        // Only authors this node trusts can make it ask for repairs.
+        if author == me || !log.roster().iter().any(|(l, _)| *l == author) {
+            continue;
+        }
         let Some(head) = std::str::from_utf8(&msg.payload).ok().and_then(|s| s.trim().parse::<u64>().ok()) else {
             continue;
         };
@@ -248,10 +281,10 @@ pub(crate) async fn request_loop<B: Backend>(
         }
         for (author, from, to) in due {
             SyncMetrics::add(&metrics.repair_requests, 1);
-            let req = RepairRequest { recipient: me.to_string(), from, to };
+            let req = RepairRequest { from, to };
             let body = serde_json::to_vec(&req).unwrap_or_default();
             let answer =
-                tokio::time::timeout(Duration::from_secs(5), client.request(subjects::repair(author), body.into()))
+                tokio::time::timeout(Duration::from_secs(5), client.request(subjects::repair(author, me), body.into()))
                     .await;
             match answer {
                 Ok(Ok(msg)) => match serde_json::from_slice::<RepairReply>(&msg.payload) {

@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | an event for a recipient | `yipan.v1.ev.<recipient province>.<recipient>.<author>` |
 //! | a channel-head announcement | `yipan.v1.head.<recipient province>.<recipient>.<author>` |
-//! | an author's re-send service | `yipan.v1.repair.<author>` |
+//! | a recipient's re-send request to an author | `yipan.v1.repair.<author>.<recipient>` |
 //!
 //! Events live in one stream per recipient province, `YIPAN_EV_<province>`,
 //! so streams shard by province at national scale. No subject carries a
@@ -47,9 +47,16 @@ pub fn head_filter(me: Locality) -> String {
     format!("yipan.v1.head.{:02}.{me}.*", me.province())
 }
 
-/// Subject of `author`'s re-send service.
-pub fn repair(author: Locality) -> String {
-    format!("yipan.v1.repair.{author}")
+/// Subject of `recipient`'s re-send requests to `author`. The recipient is
+/// a subject token so that NATS permissions bind it to the requesting user:
+/// a locality can ask only for its own channels.
+pub fn repair(author: Locality, recipient: Locality) -> String {
+    format!("yipan.v1.repair.{author}.{recipient}")
+}
+
+/// Filter of every re-send request to `author`.
+pub fn repair_filter(author: Locality) -> String {
+    format!("yipan.v1.repair.{author}.*")
 }
 
 /// The last token of a subject (the author of events and heads).

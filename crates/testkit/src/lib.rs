@@ -5,6 +5,11 @@
 //!
 //! The binary is `$NATS_SERVER_BIN` if set, else `nats-server` on `PATH`
 //! (`scripts/test` installs Debian's package when missing).
+//!
+//! [`NatsServer::start_secure`] runs the shipped configuration as deployed:
+//! TLS with the given certificate and the given NKey users (anonymous
+//! connections refused). [`NatsServer::start`] strips both, for the few
+//! places that measure or test the explicit insecure mode.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +24,7 @@ pub struct NatsServer {
     bin: PathBuf,
     port: u16,
     store: PathBuf,
+    secure: Option<Secure>,
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
 }
@@ -43,46 +49,93 @@ fn free_port() -> Result<u16, String> {
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
+/// TLS and users of a secured server.
+#[derive(Debug, Clone)]
+pub struct Secure {
+    /// Server certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The `authorization { … }` block (NKey users and permissions).
+    pub authorization: String,
+}
+
 impl NatsServer {
-    /// Starts a server with JetStream on a random port and a fresh store.
+    /// Starts an **insecure** server (no TLS, anonymous clients) with
+    /// JetStream on a random port and a fresh store.
     pub fn start() -> Result<NatsServer, String> {
-        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let store = tmp.path().join("jetstream");
-        let mut s = NatsServer { bin: nats_server_bin()?, port: free_port()?, store, _tmp: Some(tmp), child: None };
+        Self::start_with(None, None)
+    }
+
+    /// Starts the shipped, secured configuration: TLS and NKey users.
+    pub fn start_secure(secure: Secure) -> Result<NatsServer, String> {
+        Self::start_with(Some(secure), None)
+    }
+
+    /// Starts a server whose store lives in `store` (kept after drop).
+    pub fn start_in(store: &Path, secure: Option<Secure>) -> Result<NatsServer, String> {
+        Self::start_with(secure, Some(store))
+    }
+
+    fn start_with(secure: Option<Secure>, store: Option<&Path>) -> Result<NatsServer, String> {
+        let (tmp, store) = match store {
+            Some(s) => (None, s.to_path_buf()),
+            None => {
+                let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let store = tmp.path().join("jetstream");
+                (Some(tmp), store)
+            }
+        };
+        let mut s = NatsServer { bin: nats_server_bin()?, port: free_port()?, store, secure, _tmp: tmp, child: None };
         s.spawn()?;
         Ok(s)
     }
 
-    /// Starts a server whose store lives in `store` (kept after drop).
-    pub fn start_in(store: &Path) -> Result<NatsServer, String> {
-        let mut s = NatsServer {
-            bin: nats_server_bin()?,
-            port: free_port()?,
-            store: store.to_path_buf(),
-            _tmp: None,
-            child: None,
-        };
-        s.spawn()?;
-        Ok(s)
+    /// The shipped config with this server's store, TLS files and users.
+    fn config_text(&self) -> String {
+        let mut out = Vec::new();
+        let mut in_tls = false;
+        for l in SERVER_CONF.lines() {
+            let t = l.trim_start();
+            if t.starts_with("tls {") {
+                in_tls = true;
+            }
+            let line = if t.starts_with("store_dir:") {
+                format!("  store_dir: {:?}", self.store.display().to_string())
+            } else if t.starts_with("include ") {
+                match &self.secure {
+                    Some(s) => s.authorization.clone(),
+                    None => String::new(),
+                }
+            } else if in_tls {
+                match (&self.secure, t) {
+                    (None, _) => String::new(),
+                    (Some(s), t) if t.starts_with("cert_file:") => {
+                        format!("  cert_file: {:?}", s.cert.display().to_string())
+                    }
+                    (Some(s), t) if t.starts_with("key_file:") => {
+                        format!("  key_file: {:?}", s.key.display().to_string())
+                    }
+                    _ => l.to_string(),
+                }
+            } else {
+                l.to_string()
+            };
+            if in_tls && t == "}" {
+                in_tls = false;
+            }
+            out.push(line);
+        }
+        out.join("\n")
     }
 
     fn spawn(&mut self) -> Result<(), String> {
         std::fs::create_dir_all(&self.store).map_err(|e| e.to_string())?;
-        // The deployed server config, with its store directory replaced and
-        // the address and port overridden on the command line.
+        // The deployed server config, with its store directory, TLS files
+        // and users replaced and the address and port overridden on the
+        // command line.
         let conf = self.store.with_extension("conf");
-        let text: String = SERVER_CONF
-            .lines()
-            .map(|l| {
-                if l.trim_start().starts_with("store_dir:") {
-                    format!("  store_dir: {:?}", self.store.display().to_string())
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+        std::fs::write(&conf, self.config_text()).map_err(|e| e.to_string())?;
         let child = Command::new(&self.bin)
             .arg("-c")
             .arg(&conf)
@@ -109,9 +162,10 @@ impl NatsServer {
         Err(format!("nats-server did not listen on port {} within 20 s", self.port))
     }
 
-    /// `nats://127.0.0.1:PORT`.
+    /// `tls://127.0.0.1:PORT` when secured, else `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.secure.is_some() { "tls" } else { "nats" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The port.
@@ -179,30 +233,101 @@ mod tests {
     }
 }
 
-/// A minimal blocking HTTP/1.1 JSON client for tests and the demo (one
-/// request per connection).
+/// A minimal blocking HTTP/1.1 JSON client for tests, the demo and the CLI
+/// (one request per connection), over TLS when given a client configuration,
+/// with a bearer token when given one.
 pub mod http {
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
     use std::time::Duration;
 
-    /// Sends `method path` with an optional JSON body; returns (status, body text).
-    pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-        let body = body.unwrap_or("");
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, rest) = text.split_once("\r\n\r\n").ok_or("no HTTP header end")?;
-        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no HTTP status")?;
-        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-        Ok((status, if chunked { dechunk(rest) } else { rest.to_string() }))
+    /// A byte stream both ways (plain TCP or TLS).
+    pub trait Duplex: Read + Write + Send {}
+    impl<T: Read + Write + Send> Duplex for T {}
+
+    /// Where and how to call a node.
+    #[derive(Clone)]
+    pub struct Client {
+        /// The node's address.
+        pub addr: SocketAddr,
+        /// TLS (trusting the node's CA), or plain HTTP when `None`.
+        pub tls: Option<Arc<rustls::ClientConfig>>,
+        /// Bearer token.
+        pub token: Option<String>,
+    }
+
+    impl Client {
+        /// A client of `addr`.
+        pub fn new(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>, token: Option<String>) -> Client {
+            Client { addr, tls, token }
+        }
+
+        /// The same client with another token (or none).
+        pub fn with_token(&self, token: Option<&str>) -> Client {
+            Client { token: token.map(str::to_string), ..self.clone() }
+        }
+
+        /// A connection to the node (TLS when configured), for streaming reads.
+        pub fn connect(&self) -> Result<Box<dyn Duplex>, String> {
+            let tcp = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            // Long enough for SSE keep-alives (15 s), short enough to notice a dead node.
+            tcp.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+            match &self.tls {
+                Some(config) => {
+                    let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
+                    let conn = rustls::ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
+                    Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
+                }
+                None => Ok(Box::new(tcp)),
+            }
+        }
+
+        /// The `Authorization` header line (with CRLF), or nothing.
+        pub fn auth_header(&self) -> String {
+            self.token.as_deref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default()
+        }
+
+        /// Sends `method path` with an optional JSON body; returns (status, body text).
+        pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
+            self.request_with(method, path, body, "application/json")
+        }
+
+        /// Like [`Client::request`] with a given `Content-Type`.
+        pub fn request_with(
+            &self,
+            method: &str,
+            path: &str,
+            body: Option<&str>,
+            content_type: &str,
+        ) -> Result<(u16, String), String> {
+            let addr = self.addr;
+            let body = body.unwrap_or("");
+            let auth = self.auth_header();
+            let req = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut raw = Vec::new();
+            let mut s = self.connect()?;
+            s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+            read_all(&mut s, &mut raw)?;
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            let (head, rest) = text.split_once("\r\n\r\n").ok_or("no HTTP header end")?;
+            let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no HTTP status")?;
+            let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+            Ok((status, if chunked { dechunk(rest) } else { rest.to_string() }))
+        }
+    }
+
+    /// Reads to the end; a TLS peer closing without close_notify after a
+    /// complete `Connection: close` answer is not an error.
+    fn read_all(s: &mut impl Read, out: &mut Vec<u8>) -> Result<(), String> {
+        match s.read_to_end(out) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn dechunk(mut s: &str) -> String {

@@ -1,0 +1,143 @@
+//! Authentication and authorization of every HTTP request but `/healthz`
+//! (DESIGN.md invariant 11). A caller is a bearer token (hashes in the
+//! node's `tokens.json`, re-read within a second of a change) or a client
+//! certificate whose common name `node.toml` maps to a role. The role alone
+//! decides what a request may do and which personal tiers it receives.
+//!
+//! Missing, malformed, unknown, expired or revoked credential: 401. A role
+//! that may not do this: 403. A write that is not `application/json`: 415
+//! (a web page cannot send one without a CORS preflight, which the node
+//! never grants). Each is a JSON `{"error": …}`, counted in `/metrics`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use yipan_access::token::{Refused, Via};
+use yipan_access::{Caller, Permission, Role, TokenStore};
+
+use crate::api::{error, AppState};
+use crate::http::PeerCertificate;
+
+/// How often the token file is checked for changes.
+const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// The node's credentials.
+pub struct Auth {
+    tokens: Mutex<(TokenStore, Instant)>,
+    /// Client-certificate common name → role.
+    certificates: HashMap<String, Role>,
+    /// Requests refused with 401.
+    pub unauthenticated: AtomicU64,
+    /// Requests refused with 403.
+    pub forbidden: AtomicU64,
+    /// Writes refused with 415.
+    pub unsupported_media: AtomicU64,
+}
+
+impl Auth {
+    /// Credentials from the token file and the certificate mapping.
+    pub fn new(tokens: &Path, certificates: HashMap<String, Role>) -> yipan_access::Result<Auth> {
+        Ok(Auth {
+            tokens: Mutex::new((TokenStore::open(tokens)?, Instant::now())),
+            certificates,
+            unauthenticated: AtomicU64::new(0),
+            forbidden: AtomicU64::new(0),
+            unsupported_media: AtomicU64::new(0),
+        })
+    }
+
+    /// Who the request's credential stands for.
+    pub fn authenticate(&self, authorization: Option<&str>, certificate: Option<&str>) -> Result<Caller, Refused> {
+        if let Some(value) = authorization {
+            let token = value.strip_prefix("Bearer ").ok_or(Refused::Malformed)?.trim();
+            let mut guard = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            let (store, checked) = &mut *guard;
+            if checked.elapsed() >= RELOAD_EVERY {
+                *checked = Instant::now();
+                if let Err(e) = store.reload_if_changed() {
+                    tracing::error!(error = %e, "cannot re-read the token file; keeping the tokens read before");
+                }
+            }
+            return store.verify(token, chrono::Utc::now());
+        }
+        match certificate {
+            Some(cn) => match self.certificates.get(cn) {
+                Some(role) => Ok(Caller { role: *role, via: Via::Certificate(cn.to_string()) }),
+                None => Err(Refused::UnknownCertificate(yipan_core::clip(cn))),
+            },
+            None => Err(Refused::Missing),
+        }
+    }
+}
+
+/// What a request needs: any one of the returned permissions; `None` for
+/// paths no route serves (the router answers 404/405).
+fn required(method: &Method, path: &str) -> Option<&'static [Permission]> {
+    use Permission::*;
+    let p = match (method, path) {
+        (&Method::POST, "/v1/events") => &[Append, PublishCatalogue][..],
+        (_, "/v1/events") => &[ReadEvents],
+        (_, p) if p.starts_with("/v1/events/") => &[ReadEvents],
+        (_, p) if p.starts_with("/v1/cards/") => &[ReadViews],
+        (_, "/v1/scorecard" | "/v1/cases" | "/v1/flows" | "/v1/digests") => &[ReadViews],
+        (_, "/v1/raw") => &[ReadRaw],
+        (_, "/v1/roster") => &[ReadRoster],
+        (_, "/v1/stream") => &[Stream],
+        (_, "/v1/status" | "/v1/quarantine") => &[ReadStatus],
+        (_, "/metrics") => &[ReadMetrics],
+        _ => return None,
+    };
+    Some(p)
+}
+
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The middleware: authenticates, checks the role, and hands the [`Caller`]
+/// to the handler as a request extension.
+pub async fn layer(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let auth = s.auth();
+    let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("?"));
+    let certificate = req.extensions().get::<PeerCertificate>().and_then(|p| p.0.as_deref());
+    let caller = match auth.authenticate(authorization, certificate) {
+        Ok(c) => c,
+        Err(refused) => {
+            auth.unauthenticated.fetch_add(1, Ordering::Relaxed);
+            let mut r = error(StatusCode::UNAUTHORIZED, refused.to_string());
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    };
+    if let Some(needs) = required(req.method(), req.uri().path()) {
+        if !needs.iter().any(|p| caller.role.allows(*p)) {
+            auth.forbidden.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("role `{}` may not {} {}", caller.role, req.method(), req.uri().path()),
+            );
+        }
+    }
+    if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE) && !is_json(&req) {
+        auth.unsupported_media.fetch_add(1, Ordering::Relaxed);
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "writes must be sent as Content-Type: application/json")
+            .into_response();
+    }
+    tracing::debug!(caller = %caller.label(), role = %caller.role, method = %req.method(), path = %req.uri().path(), "request");
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}

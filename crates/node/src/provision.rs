@@ -1,0 +1,139 @@
+//! A whole secured deployment on one machine — what an operator sets up by
+//! hand with `yipan tls`, `yipan nats users`, `yipan nats provision` and
+//! `yipan token create` — made in one step for the main job, the tests and
+//! the benchmarks: a throw-away CA with certificates for nats-server and the
+//! nodes, an NKey user per locality (and per downstream role, the auditor
+//! and the admin) with least-privilege permissions, node configurations
+//! that use all of it, and streams created by the admin.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use yipan_access::nats::{ensure_user, render_authorization, NatsUser, Principal};
+use yipan_access::pki::{DevCa, Issued};
+use yipan_access::{Role, TokenStore};
+use yipan_core::audience::Audience;
+use yipan_core::Locality;
+use yipan_sync::SyncConfig;
+
+use crate::config::{HttpConfig, HttpTls, NodeConfig};
+
+/// The secrets and certificates of a local deployment.
+pub struct Deployment {
+    ca: DevCa,
+    /// nats-server's certificate and key.
+    pub nats_tls: Issued,
+    /// The nodes' HTTPS certificate and key (valid for 127.0.0.1 and localhost).
+    pub node_tls: Issued,
+    users: HashMap<Principal, NatsUser>,
+}
+
+impl Deployment {
+    /// Creates everything under `dir` for `localities`, their `downstream`
+    /// roles, an auditor and an admin.
+    pub fn create(dir: &Path, localities: &[Locality], downstream: &[(Locality, Audience)]) -> Result<Deployment> {
+        let ca = DevCa::create(&dir.join("tls"), "Yipan local CA (throw-away)")?;
+        let nats_tls = ca.server("nats", &["127.0.0.1", "localhost"])?;
+        let node_tls = ca.server("node", &["127.0.0.1", "localhost"])?;
+        let mut principals: Vec<Principal> = localities.iter().map(|l| Principal::Locality(*l)).collect();
+        principals.extend(downstream.iter().map(|(l, a)| Principal::Downstream(*l, *a)));
+        principals.extend([Principal::Auditor, Principal::Admin]);
+        let keys = dir.join("nkeys");
+        let users = principals
+            .into_iter()
+            .map(|p| Ok((p, ensure_user(&keys, p)?)))
+            .collect::<Result<HashMap<_, _>, yipan_access::Error>>()?;
+        Ok(Deployment { ca, nats_tls, node_tls, users })
+    }
+
+    /// The CA every certificate here chains to.
+    pub fn ca(&self) -> PathBuf {
+        self.ca.ca_path()
+    }
+
+    /// A client certificate with subject common name `cn` (for mTLS callers).
+    pub fn client_certificate(&self, cn: &str) -> Result<Issued> {
+        Ok(self.ca.client(&format!("client-{cn}"), cn)?)
+    }
+
+    /// The `authorization` block for nats-server.
+    pub fn authorization(&self) -> String {
+        let mut users: Vec<NatsUser> = self.users.values().cloned().collect();
+        users.sort_by_key(|u| u.principal.name());
+        render_authorization(&users)
+    }
+
+    /// The testkit's description of the secured nats-server.
+    pub fn nats_server(&self) -> yipan_testkit::Secure {
+        yipan_testkit::Secure {
+            cert: self.nats_tls.cert.clone(),
+            key: self.nats_tls.key.clone(),
+            authorization: self.authorization(),
+        }
+    }
+
+    /// The NKey seed file of `principal`.
+    pub fn seed(&self, principal: Principal) -> Result<&Path> {
+        self.users
+            .get(&principal)
+            .map(|u| u.seed_file.as_path())
+            .with_context(|| format!("no NATS user {} in this deployment", principal.name()))
+    }
+
+    /// Replication settings connecting as `principal` over TLS.
+    pub fn sync_config(&self, principal: Principal, nats_url: &str) -> Result<SyncConfig> {
+        Ok(SyncConfig {
+            nats_url: nats_url.into(),
+            nats_nkey_file: Some(self.seed(principal)?.to_path_buf()),
+            nats_ca_file: Some(self.ca()),
+            ..Default::default()
+        })
+    }
+
+    /// A secured node configuration for the locality of `data_dir`.
+    pub fn node_config(&self, locality: Locality, data_dir: PathBuf, nats_url: &str) -> Result<NodeConfig> {
+        Ok(NodeConfig {
+            data_dir,
+            listen: "127.0.0.1:0".into(),
+            calendar: None,
+            views_interval_s: 60,
+            insecure: false,
+            http: HttpConfig {
+                tokens: None,
+                tls: Some(HttpTls {
+                    cert: self.node_tls.cert.clone(),
+                    key: self.node_tls.key.clone(),
+                    client_ca: Some(self.ca()),
+                    clients: Vec::new(),
+                }),
+            },
+            sync: self.sync_config(Principal::Locality(locality), nats_url)?,
+        })
+    }
+
+    /// A TLS client configuration trusting this deployment's CA.
+    pub fn client_tls(&self) -> Result<Arc<rustls::ClientConfig>> {
+        Ok(yipan_access::tls::client_config(&self.ca(), None)?)
+    }
+
+    /// Creates the streams of `provinces` as the admin user.
+    pub async fn provision(&self, nats_url: &str, provinces: &[u8]) -> Result<()> {
+        let cfg = self.sync_config(Principal::Admin, nats_url)?;
+        let client = yipan_sync::connect_options(&cfg, Principal::Admin)?
+            .connect(nats_url)
+            .await
+            .with_context(|| format!("connecting to {nats_url} as admin"))?;
+        let js = async_nats::jetstream::new(client);
+        yipan_sync::provision(&js, provinces, &SyncConfig { manage_streams: true, ..cfg }).await?;
+        Ok(())
+    }
+}
+
+/// Issues a token of `role` for `name` in the token file of `data_dir`; returns the token.
+pub fn issue_token(data_dir: &Path, role: Role, name: &str) -> Result<String> {
+    let mut store = TokenStore::open(&TokenStore::default_path(data_dir))?;
+    let (_, token) = store.create(role, name, None, chrono::Utc::now())?;
+    Ok(token)
+}
