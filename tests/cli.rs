@@ -191,10 +191,11 @@ fn roster_add_and_show() {
 }
 
 /// Waits until a running node is connected to NATS and has published every own event.
-fn outbox_drained(addr: std::net::SocketAddr) {
+fn outbox_drained(api: &yipan_testkit::http::Client) {
     let start = std::time::Instant::now();
+    let anonymous = api.with_token(None);
     loop {
-        let (_, health) = yipan_testkit::http::request(addr, "GET", "/healthz", None).unwrap();
+        let (_, health) = anonymous.request("GET", "/healthz", None).unwrap();
         if health.contains("\"outbox_pending\":0") && health.contains("\"nats_connected\":true") {
             return;
         }
@@ -203,23 +204,71 @@ fn outbox_drained(addr: std::net::SocketAddr) {
     }
 }
 
+/// Runs `yipan` and returns its stdout, failing the test on a non-zero exit.
+fn yipan_ok(dir: &Path, args: &[&str]) -> String {
+    let out = yipan(dir, args, None);
+    assert!(out.status.success(), "yipan {args:?}: {}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The operator's path, with the CLI alone: throw-away TLS, NATS users, the
+/// shipped nats-server config, streams made by the admin, a node.toml with
+/// TLS and its NKey, tokens per role.
 #[test]
 fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     use std::io::BufRead;
-    let nats = yipan_testkit::NatsServer::start().expect("nats-server");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("610112");
+    let (secrets, tls) = (tmp.path().join("secrets"), tmp.path().join("secrets/tls"));
+    yipan_ok(&dir, &["tls", "dev", "--out", tls.to_str().unwrap()]);
+    yipan_ok(&dir, &["nats", "users", "--localities", "610112,411522", "--out", secrets.to_str().unwrap()]);
+    let nats = yipan_testkit::NatsServer::start_secure(yipan_testkit::Secure {
+        cert: tls.join("nats.pem"),
+        key: tls.join("nats.key"),
+        authorization: std::fs::read_to_string(secrets.join("auth.conf")).unwrap(),
+    })
+    .expect("nats-server");
+    let ca = tls.join("ca.pem");
+    let ca_arg = ca.to_str().unwrap();
+    let nkey = |user: &str| secrets.join(format!("nkeys/{user}.nk")).display().to_string();
+    yipan_ok(
+        &dir,
+        &[
+            "--ca-cert",
+            ca_arg,
+            "nats",
+            "provision",
+            "--nats",
+            &nats.url(),
+            "--nkey",
+            &nkey("admin"),
+            "--localities",
+            "610112,411522",
+        ],
+    );
     init(&dir);
     let config = tmp.path().join("node.toml");
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n[sync]\nnats_url = {:?}\n",
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n[http.tls]\ncert = {:?}\nkey = {:?}\n[sync]\nnats_url = {:?}\nnats_nkey_file = {:?}\nnats_ca_file = {:?}\n",
             dir.display().to_string(),
-            nats.url()
+            tls.join("node.pem").display().to_string(),
+            tls.join("node.key").display().to_string(),
+            nats.url(),
+            nkey("locality-610112"),
+            ca.display().to_string(),
         ),
     )
     .unwrap();
+    let token = |role: &str| {
+        yipan_ok(&dir, &["token", "create", "--role", role, "--name", &format!("test {role}")]).trim().to_string()
+    };
+    let (clerk, auditor, health, statistics, monitor) =
+        (token("clerk"), token("auditor"), token("health"), token("statistics"), token("monitor"));
+    let listed = yipan_ok(&dir, &["token", "list"]);
+    assert_eq!(listed.lines().count(), 5, "{listed}");
+    assert!(!listed.contains(&clerk[15..]), "token list never shows a token");
     let mut child = Command::new(env!("CARGO_BIN_EXE_yipan"))
         .args(["node", "run", "--config"])
         .arg(&config)
@@ -229,27 +278,33 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let mut first = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let addr: std::net::SocketAddr = first.trim().rsplit("http://").next().unwrap().parse().expect(&first);
+    let addr: std::net::SocketAddr = first.trim().rsplit("https://").next().unwrap().parse().expect(&first);
+    let tls_client = yipan_access::tls::client_config(&ca, None).unwrap();
+    let api = |token: &str| yipan_testkit::http::Client::new(addr, Some(tls_client.clone()), Some(token.to_string()));
 
     let events = std::fs::read_to_string(scenario()).unwrap();
     let batch = format!("[{}]", events.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(","));
-    let (status, reply) = yipan_testkit::http::request(addr, "POST", "/v1/events", Some(&batch)).unwrap();
+    let (status, reply) = api(&clerk).request("POST", "/v1/events", Some(&batch)).unwrap();
     assert_eq!(status, 200, "{reply}");
     // Wait until the outbox has published everything (20 of the 21 events have a recipient).
-    outbox_drained(addr);
-    let (_, metrics) = yipan_testkit::http::request(addr, "GET", "/metrics", None).unwrap();
+    outbox_drained(&api(&clerk));
+    let (_, metrics) = api(&monitor).request("GET", "/metrics", None).unwrap();
     assert!(metrics.contains("yipan_events_published_total 20"), "{metrics}");
 
     // Audits while the node runs: through its API, and from the JetStream streams alone;
     // both rebuild the projection digests and compare them with what the node reports.
-    let url = format!("http://{addr}");
-    let out = yipan(&dir, &["audit", "--api", &url, "--compare", &url, "--format", "json"], None);
+    let url = format!("https://{addr}");
+    let out = yipan(
+        &dir,
+        &["--token", &auditor, "--ca-cert", ca_arg, "audit", "--api", &url, "--compare", &url, "--format", "json"],
+        None,
+    );
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["events"], 21);
     assert!(!report["comparisons"].as_object().unwrap().is_empty());
     assert!(report["comparisons"].as_object().unwrap().values().all(|v| v == "match"), "{report}");
-    let (_, keys) = yipan_testkit::http::request(addr, "GET", "/v1/roster", None).unwrap();
+    let (_, keys) = api(&auditor).request("GET", "/v1/roster", None).unwrap();
     let keys: Vec<serde_json::Value> = serde_json::from_str(&keys).unwrap();
     let roster_file = tmp.path().join("roster.txt");
     std::fs::write(
@@ -262,9 +317,15 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     let out = yipan(
         &dir,
         &[
+            "--token",
+            &auditor,
+            "--ca-cert",
+            ca_arg,
             "audit",
             "--nats",
             &nats.url(),
+            "--nkey",
+            &nkey("auditor"),
             "--roster",
             roster_file.to_str().unwrap(),
             "--compare",
@@ -280,7 +341,7 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     assert!(report["comparisons"].as_object().unwrap().values().all(|v| v == "match"), "{report}");
 
     // Downstream: the health role's stream carries identity and reproductive health, never contact.
-    let out = yipan(&dir, &["tail", "--api", &url, "--role", "health", "--count", "21"], None);
+    let out = yipan(&dir, &["--token", &health, "--ca-cert", ca_arg, "tail", "--api", &url, "--count", "21"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let events: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(events.len(), 21);
@@ -300,19 +361,31 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     assert_eq!(ev.signed.tiers.len(), 1);
     // Statistics gets no personal tier at all; resuming from a position skips what was seen; live events follow.
     let live = Command::new(env!("CARGO_BIN_EXE_yipan"))
-        .args(["tail", "--api", &url, "--from", "610112:21", "--count", "1"])
+        .args([
+            "--token",
+            &statistics,
+            "--ca-cert",
+            ca_arg,
+            "tail",
+            "--api",
+            &url,
+            "--from",
+            "610112:21",
+            "--count",
+            "1",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let one = r#"{"kind":"ServiceRendered","origin":"411522","residence":"610112","person_id_number":"41152219920315002X","body":{"service":"SERVICE_KIND_CARE_VISIT"},"health":{"notes":"home visit"}}"#;
-    let (status, reply) = yipan_testkit::http::request(addr, "POST", "/v1/events", Some(one)).unwrap();
+    let (status, reply) = api(&clerk).request("POST", "/v1/events", Some(one)).unwrap();
     assert_eq!(status, 200, "{reply}");
     let out = live.wait_with_output().unwrap();
     let got: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!((got["kind"].as_str(), got["seq"].as_u64()), (Some("ServiceRendered"), Some(22)));
     assert!(got.get("health").is_none(), "statistics role received a health tier: {got}");
-    outbox_drained(addr);
+    outbox_drained(&api(&clerk));
 
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());

@@ -1,14 +1,20 @@
 //! Replication between three locality nodes — residences 610112 and 610113
 //! (Xi'an), origin 411522 (Henan) — over a real `nats-server` started on a
-//! random port. Appends go through each node's log or HTTP API.
+//! random port with the shipped, secured configuration (TLS, one NKey user
+//! per locality with least-privilege permissions, streams made by the
+//! admin). Appends go through each node's log or its HTTPS API with a token.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use yipan_access::nats::Principal;
+use yipan_access::Role;
+use yipan_core::audience::Audience;
 use yipan_core::{Locality, PersonKey};
 use yipan_log::SledStore;
+use yipan_node::provision::{issue_token, Deployment};
 use yipan_node::{Node, NodeConfig};
 use yipan_proto::v1::{self, event_body::Kind, EventBody, EventDraft};
 use yipan_proto::Message;
@@ -24,13 +30,20 @@ fn loc(code: &str) -> Locality {
 struct Cluster {
     nats: NatsServer,
     base: tempfile::TempDir,
+    deployment: Deployment,
     nodes: HashMap<&'static str, Node>,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        let nats = tokio::task::spawn_blocking(NatsServer::start).await.unwrap().expect("nats-server");
         let base = tempfile::tempdir().unwrap();
+        let localities: Vec<Locality> = CODES.iter().map(|c| loc(c)).collect();
+        let downstream = [(loc("610112"), Audience::Statistics), (loc("610112"), Audience::Health)];
+        let deployment = Deployment::create(&base.path().join("secrets"), &localities, &downstream).unwrap();
+        let secure = deployment.nats_server();
+        let nats =
+            tokio::task::spawn_blocking(move || NatsServer::start_secure(secure)).await.unwrap().expect("nats-server");
+        deployment.provision(&nats.url(), &[61, 41]).await.unwrap();
         let mut keys = Vec::new();
         for code in CODES {
             keys.push((code, yipan_node::datadir::init(&base.path().join(code), loc(code), Some(SECRET)).unwrap()));
@@ -43,7 +56,7 @@ impl Cluster {
                 }
             }
         }
-        let mut c = Cluster { nats, base, nodes: HashMap::new() };
+        let mut c = Cluster { nats, base, deployment, nodes: HashMap::new() };
         for code in CODES {
             c.start_node(code).await;
         }
@@ -54,20 +67,35 @@ impl Cluster {
         self.base.path().join(code)
     }
 
-    async fn start_node(&mut self, code: &'static str) {
-        let mut cfg = NodeConfig::new(self.dir(code), &self.nats.url());
+    fn config(&self, code: &str) -> NodeConfig {
+        let mut cfg = self.deployment.node_config(loc(code), self.dir(code), &self.nats.url()).unwrap();
         cfg.sync.head_interval_ms = 300;
         cfg.sync.repair_grace_ms = 300;
         cfg.sync.ack_timeout_ms = 2000;
+        cfg
+    }
+
+    async fn start_node(&mut self, code: &'static str) {
+        let cfg = self.config(code);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.nodes.insert(code, Node::start(cfg, listener).await.unwrap());
     }
 
+    /// An HTTPS client of `code`'s API holding a fresh token of `role`.
+    fn client(&self, code: &str, role: Role) -> http::Client {
+        let token = issue_token(&self.dir(code), role, &format!("test {role}")).unwrap();
+        http::Client::new(self.nodes[code].addr, Some(self.deployment.client_tls().unwrap()), Some(token))
+    }
+
+    /// A NATS connection as `principal`, over TLS.
+    async fn nats_as(&self, principal: Principal) -> async_nats::Client {
+        let cfg = self.deployment.sync_config(principal, &self.nats.url()).unwrap();
+        yipan_sync::connect_options(&cfg, principal).unwrap().connect(self.nats.url()).await.unwrap()
+    }
+
     async fn restart_node_with(&mut self, code: &'static str, f: impl FnOnce(&mut NodeConfig)) {
         self.stop_node(code).await;
-        let mut cfg = NodeConfig::new(self.dir(code), &self.nats.url());
-        cfg.sync.head_interval_ms = 300;
-        cfg.sync.repair_grace_ms = 300;
+        let mut cfg = self.config(code);
         f(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.nodes.insert(code, Node::start(cfg, listener).await.unwrap());
@@ -165,8 +193,8 @@ fn held_about(log: &SledStore, residence: &str) -> usize {
     log.read_all(None, 1_000_000).unwrap().iter().filter(|e| e.envelope.residence == residence).count()
 }
 
-fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
-    let (_, text) = http::request(addr, "GET", "/metrics", None).unwrap();
+fn metric(client: &http::Client, name: &str) -> u64 {
+    let (_, text) = client.request("GET", "/metrics", None).unwrap();
     text.lines()
         .find(|l| l.starts_with(name) && l.as_bytes().get(name.len()) == Some(&b' '))
         .and_then(|l| l.rsplit(' ').next())
@@ -185,12 +213,11 @@ async fn events_reach_exactly_their_recipients() {
     )
     .await;
     // One event through the HTTP API, as a service desk would.
-    let addr = c.nodes["610113"].addr;
+    let clerk = c.client("610113", Role::Clerk);
+    let api = clerk.clone();
     let ev = r#"{"kind":"ArrivalRegistered","origin":"411522","residence":"610113","person_id_number":"411522198807220047","body":{"channel":"REGISTRATION_CHANNEL_EMPLOYER"}}"#;
-    let (status, reply) = tokio::task::spawn_blocking(move || http::request(addr, "POST", "/v1/events", Some(ev)))
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, reply) =
+        tokio::task::spawn_blocking(move || api.request("POST", "/v1/events", Some(ev))).await.unwrap().unwrap();
     assert_eq!(status, 200, "{reply}");
     c.converge(Duration::from_secs(30)).await;
 
@@ -228,17 +255,17 @@ async fn events_reach_exactly_their_recipients() {
             assert_eq!(r.exchanges(&rel, as_of), o.exchanges(&rel, as_of));
         }
     }
-    let addr_o = c.nodes["411522"].addr;
+    let origin_api = c.client("411522", Role::Supervisor);
     let (status, body) = tokio::task::spawn_blocking(move || {
-        http::request(addr_o, "GET", "/v1/digests?pair=610112,411522&as_of=2026-12-01T00:00:00Z", None)
+        origin_api.request("GET", "/v1/digests?pair=610112,411522&as_of=2026-12-01T00:00:00Z", None)
     })
     .await
     .unwrap()
     .unwrap();
     assert_eq!(status, 200, "{body}");
-    let addr_r = c.nodes["610112"].addr;
+    let residence_api = c.client("610112", Role::Supervisor);
     let (_, body_r) = tokio::task::spawn_blocking(move || {
-        http::request(addr_r, "GET", "/v1/digests?pair=610112,411522&as_of=2026-12-01T00:00:00Z", None)
+        residence_api.request("GET", "/v1/digests?pair=610112,411522&as_of=2026-12-01T00:00:00Z", None)
     })
     .await
     .unwrap()
@@ -250,16 +277,16 @@ async fn events_reach_exactly_their_recipients() {
 
     // The API names bad input and reports health and metrics.
     let bad = r#"{"kind":"ArrivalRegistered","origin":"61011","residence":"610113","person":"00112233445566778899aabbccddeeff"}"#;
-    let (status, reply) = tokio::task::spawn_blocking(move || http::request(addr, "POST", "/v1/events", Some(bad)))
-        .await
-        .unwrap()
-        .unwrap();
+    let api = clerk.clone();
+    let (status, reply) =
+        tokio::task::spawn_blocking(move || api.request("POST", "/v1/events", Some(bad))).await.unwrap().unwrap();
     assert_eq!(status, 400);
     assert!(reply.contains("field `origin`: `61011` is not a 6-digit"), "{reply}");
     let start = Instant::now();
     loop {
+        let anonymous = clerk.with_token(None);
         let (status, health) =
-            tokio::task::spawn_blocking(move || http::request(addr, "GET", "/healthz", None)).await.unwrap().unwrap();
+            tokio::task::spawn_blocking(move || anonymous.request("GET", "/healthz", None)).await.unwrap().unwrap();
         assert_eq!(status, 200);
         if health.contains("\"nats_connected\":true") {
             break;
@@ -267,8 +294,8 @@ async fn events_reach_exactly_their_recipients() {
         assert!(start.elapsed() < Duration::from_secs(10), "{health}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let origin = c.nodes["411522"].addr;
-    let stored = tokio::task::spawn_blocking(move || metric(origin, "yipan_received_stored_total")).await.unwrap();
+    let monitor = c.client("411522", Role::Monitor);
+    let stored = tokio::task::spawn_blocking(move || metric(&monitor, "yipan_received_stored_total")).await.unwrap();
     assert_eq!(stored, 31);
     c.stop().await;
 }
@@ -336,8 +363,9 @@ async fn a_wiped_stream_is_repaired_from_the_authors() {
         assert!(start.elapsed() < Duration::from_secs(20), "610112 did not publish");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // …and the stream loses everything.
+    // …and the stream loses everything; the admin re-creates the streams.
     c.nats.restart_wiped().unwrap();
+    c.deployment.provision(&c.nats.url(), &[61, 41]).await.unwrap();
     c.start_node("411522").await;
     c.converge(Duration::from_secs(60)).await;
     let origin = c.log("411522");
@@ -379,7 +407,9 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
     let t = twin.append_async(at_origin("610112", 77)).await.unwrap();
     let fork = twin.get(t.id).unwrap().unwrap().signed.encode_to_vec();
 
-    let client = async_nats::connect(c.nats.url()).await.unwrap();
+    // Sent by a compromised origin, with its own NATS credentials: NATS lets
+    // it publish as itself only; signatures and ingest checks do the rest.
+    let client = c.nats_as(Principal::Locality(loc("411522"))).await;
     let js = async_nats::jetstream::new(client);
     let inbox_112 = yipan_sync::subjects::event(loc("610112"), loc("411522"));
     let sends: Vec<(&str, Vec<u8>)> = vec![
@@ -390,12 +420,8 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
         ("malformed", b"\x0a\xff\xff garbage".to_vec()),
         ("fork", fork),
     ];
-    for (i, (what, bytes)) in sends.iter().enumerate() {
-        let subject = if *what == "unknown" {
-            yipan_sync::subjects::event(loc("610112"), loc("440305"))
-        } else {
-            inbox_112.clone()
-        };
+    for (i, (_, bytes)) in sends.iter().enumerate() {
+        let subject = inbox_112.clone();
         let msg = async_nats::jetstream::message::PublishMessage::build()
             .payload(bytes.clone().into())
             .message_id(format!("attack-{i}"));
@@ -425,8 +451,8 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
     assert!(node.metrics.duplicates.load(Ordering::Relaxed) >= 1);
     assert_eq!(node.log.len(), 1, "only the one genuine event is held");
     assert_eq!(node.log.channel_head(loc("411522"), loc("610112")).unwrap(), 1);
-    let addr = node.addr;
-    let counted = tokio::task::spawn_blocking(move || metric(addr, "yipan_quarantined_total")).await.unwrap();
+    let monitor = c.client("610112", Role::Monitor);
+    let counted = tokio::task::spawn_blocking(move || metric(&monitor, "yipan_quarantined_total")).await.unwrap();
     assert_eq!(counted, 5);
     assert!(node.log.verify().unwrap().ok());
     // Quarantine reasons and metrics carry no personal data.
@@ -451,7 +477,7 @@ async fn an_auditor_with_only_the_stream_verifies_everything_and_reproduces_the_
     let as_of = chrono::Utc::now();
 
     let mut auditor = yipan_audit::Auditor::new();
-    yipan_audit::stream::read_all(&c.nats.url(), &mut auditor, |_| {}).await.unwrap();
+    yipan_audit::stream::read_all(c.nats_as(Principal::Auditor).await, &mut auditor, |_| {}).await.unwrap();
     let (report, _) = auditor.finish("stream", &roster, as_of);
     assert!(report.ok(), "{:?}", report.faults);
     assert_eq!(report.events, 12 + 5 + 6);
@@ -469,14 +495,13 @@ async fn an_auditor_with_only_the_stream_verifies_everything_and_reproduces_the_
     let mut forged = genuine.signed.clone();
     let last = forged.envelope.len() - 1;
     forged.envelope[last] ^= 1;
-    let client = async_nats::connect(c.nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(c.nats_as(Principal::Locality(loc("411522"))).await);
     let msg = async_nats::jetstream::message::PublishMessage::build()
         .payload(forged.encode_to_vec().into())
         .message_id("forged-for-audit");
     js.send_publish(yipan_sync::subjects::event(loc("610112"), loc("411522")), msg).await.unwrap().await.unwrap();
     let mut auditor = yipan_audit::Auditor::new();
-    yipan_audit::stream::read_all(&c.nats.url(), &mut auditor, |_| {}).await.unwrap();
+    yipan_audit::stream::read_all(c.nats_as(Principal::Auditor).await, &mut auditor, |_| {}).await.unwrap();
     let (report, _) = auditor.finish("stream", &roster, as_of);
     assert!(!report.ok());
     assert!(
@@ -493,7 +518,6 @@ async fn an_auditor_with_only_the_stream_verifies_everything_and_reproduces_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downstream_roles_receive_only_their_tiers_and_projection_changes() {
     use futures::StreamExt;
-    use yipan_core::audience::Audience;
     use yipan_sync::downstream::DownstreamRole;
     let mut c = Cluster::start().await;
     c.restart_node_with("610112", |cfg| {
@@ -504,8 +528,15 @@ async fn downstream_roles_receive_only_their_tiers_and_projection_changes() {
         ];
     })
     .await;
-    let client = async_nats::connect(c.nats.url()).await.unwrap();
-    let mut sub = client.subscribe("yipan.v1.down.61.610112.>").await.unwrap();
+    // Each downstream system connects as its own user and may read its own role's subjects only.
+    let stats_user = c.nats_as(Principal::Downstream(loc("610112"), Audience::Statistics)).await;
+    let health_user = c.nats_as(Principal::Downstream(loc("610112"), Audience::Health)).await;
+    let sub = futures::stream::select(
+        stats_user.subscribe("yipan.v1.down.61.610112.statistics.>").await.unwrap(),
+        stats_user.subscribe("yipan.v1.down.61.610112.views.>").await.unwrap(),
+    );
+    let mut sub =
+        futures::stream::select(sub, health_user.subscribe("yipan.v1.down.61.610112.health.>").await.unwrap());
     let mut arrival = at_residence("610112", 1);
     arrival.body = body(Kind::ArrivalRegistered(v1::ArrivalRegistered::default()));
     arrival.identity =
@@ -595,14 +626,14 @@ async fn the_openapi_document_is_in_step_with_the_api() {
     assert_eq!(documented, served, "docs/openapi.json and crates/node/src/api.rs disagree");
     // Every documented GET answers (not 404) on a running node.
     let c = Cluster::start().await;
-    let addr = c.nodes["610112"].addr;
+    let admin = c.client("610112", Role::Admin);
     for (path, method) in documented.iter().filter(|(p, m)| m == "get" && p != "/v1/stream") {
         let p = path
             .replace("{id}", "0199b000-0000-7000-8000-000000000001")
             .replace("{person}", "00112233445566778899aabbccddeeff");
         let p = if p == "/v1/digests" { "/v1/digests?pair=610112,411522".to_string() } else { p };
-        let (status, body) =
-            tokio::task::spawn_blocking(move || http::request(addr, "GET", &p, None)).await.unwrap().unwrap();
+        let api = admin.clone();
+        let (status, body) = tokio::task::spawn_blocking(move || api.request("GET", &p, None)).await.unwrap().unwrap();
         assert!(status == 200 || (status == 404 && path.contains("{id}")), "{method} {path}: {status} {body}");
     }
     c.stop().await;

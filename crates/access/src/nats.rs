@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | locality `L` (province `pp`) | its own events `yipan.v1.ev.*.*.L`, heads `yipan.v1.head.*.*.L`, repair requests for its own channels `yipan.v1.repair.*.L`, its downstream feed `yipan.v1.down.pp.L.>`, its own consumer's JetStream API (create pinned to its own filter, info, next, ack); replies to requests it received | heads to it, repair requests to it, its private inbox `_INBOX_L.>` |
 //! | downstream `L`/role | its own consumer's JetStream API on `YIPAN_DOWN_pp` | `yipan.v1.down.pp.L.<role>.>`, `yipan.v1.down.pp.L.views.>`, its inbox |
-//! | auditor | stream names, info and message reads of `YIPAN_EV_*` | its inbox |
+//! | auditor | stream names, info and message reads of the event streams `YIPAN_EV_<pp>` | its inbox |
 //! | admin | the whole JetStream API (creating streams) | its inbox |
 //!
 //! No locality may create, delete or purge a stream, read another's address
@@ -101,15 +101,15 @@ impl Principal {
                     allow_responses: false,
                 }
             }
-            Principal::Auditor => Permissions {
-                publish: vec![
-                    "$JS.API.STREAM.NAMES".into(),
-                    "$JS.API.STREAM.INFO.YIPAN_EV_*".into(),
-                    "$JS.API.STREAM.MSG.GET.YIPAN_EV_*".into(),
-                ],
-                subscribe: vec![inbox],
-                allow_responses: false,
-            },
+            Principal::Auditor => {
+                // `*` matches whole tokens only, so each province's stream is named.
+                let mut publish = vec!["$JS.API.STREAM.NAMES".to_string()];
+                for (p, _) in yipan_core::locality::PROVINCES {
+                    publish.push(format!("$JS.API.STREAM.INFO.YIPAN_EV_{p:02}"));
+                    publish.push(format!("$JS.API.STREAM.MSG.GET.YIPAN_EV_{p:02}"));
+                }
+                Permissions { publish, subscribe: vec![inbox], allow_responses: false }
+            }
             Principal::Admin => {
                 Permissions { publish: vec!["$JS.API.>".into()], subscribe: vec![inbox], allow_responses: false }
             }

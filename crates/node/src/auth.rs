@@ -59,13 +59,25 @@ impl Auth {
             let token = value.strip_prefix("Bearer ").ok_or(Refused::Malformed)?.trim();
             let mut guard = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
             let (store, checked) = &mut *guard;
-            if checked.elapsed() >= RELOAD_EVERY {
-                *checked = Instant::now();
+            let reload = |store: &mut TokenStore| {
                 if let Err(e) = store.reload_if_changed() {
                     tracing::error!(error = %e, "cannot re-read the token file; keeping the tokens read before");
                 }
+            };
+            if checked.elapsed() >= RELOAD_EVERY {
+                *checked = Instant::now();
+                reload(store);
             }
-            return store.verify(token, chrono::Utc::now());
+            let now = chrono::Utc::now();
+            return match store.verify(token, now) {
+                // A token created a moment ago: look at the file once more (a
+                // stat unless it changed, so unknown tokens cost little).
+                Err(Refused::Unknown) => {
+                    reload(store);
+                    store.verify(token, now)
+                }
+                other => other,
+            };
         }
         match certificate {
             Some(cn) => match self.certificates.get(cn) {
