@@ -552,6 +552,7 @@ async fn stream(
     use axum::response::sse::{KeepAlive, Sse};
     use futures::StreamExt;
     if let Some(r) = q.role.as_deref().filter(|r| *r != caller.role.name()) {
+        s.auth.forbidden.fetch_add(1, Ordering::Relaxed);
         return error(
             StatusCode::FORBIDDEN,
             format!(

@@ -115,6 +115,14 @@ pub async fn connect(
     principal: yipan_access::nats::Principal,
 ) -> Result<async_nats::Client> {
     connect_options(cfg, principal)?
+        .event_callback(|event| async move {
+            match event {
+                // Permission violations, authorization failures: an operator must see them.
+                async_nats::Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+                async_nats::Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
+                other => tracing::debug!(event = %other, "NATS connection event"),
+            }
+        })
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
