@@ -522,3 +522,72 @@ fn a_published_catalogue_file_changes_later_deadlines() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown event kind `Nope`"));
 }
+
+/// The main job runs secured and, even at `trace` level, no secret it made
+/// (NKey seeds, TLS private keys, signing keys, the person-key secret, API
+/// tokens) appears in anything it printed or logged.
+#[test]
+fn the_main_job_runs_secured_and_logs_no_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = tmp.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_yipan"))
+        .args(["demo", "--keep"])
+        .arg(&keep)
+        .env("YIPAN_LOG", "trace")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{}", &stderr[stderr.len().saturating_sub(3000)..]);
+    assert!(stdout.contains("a request without a token is refused: HTTP 401"), "{stdout}");
+    assert!(stdout.contains("tls://"), "{stdout}");
+    assert!(stderr.lines().count() > 100, "trace logging was on");
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    let mut add = |what: String, value: &str| {
+        let v = value.trim();
+        if v.len() >= 16 {
+            secrets.push((what, v.to_string()));
+        }
+    };
+    for entry in std::fs::read_dir(keep.join("secrets/nkeys")).unwrap() {
+        let p = entry.unwrap().path();
+        add(p.display().to_string(), &std::fs::read_to_string(&p).unwrap());
+    }
+    for entry in std::fs::read_dir(keep.join("secrets/tls")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "key") {
+            for line in std::fs::read_to_string(&p).unwrap().lines().filter(|l| !l.starts_with("-----")) {
+                add(p.display().to_string(), line);
+            }
+        }
+    }
+    for code in ["610112", "610113", "411522"] {
+        let dir = keep.join(code);
+        add(format!("{code} signing key"), &std::fs::read_to_string(dir.join("keys/ed25519.secret")).unwrap());
+        let token = std::fs::read_to_string(dir.join("clerk.token")).unwrap();
+        add(format!("{code} token"), &token);
+        add(format!("{code} token secret"), token.rsplit('_').next().unwrap());
+        let config = std::fs::read_to_string(dir.join("yipan.toml")).unwrap();
+        let secret = config.lines().find_map(|l| l.strip_prefix("person_key_secret = ")).unwrap().trim_matches('"');
+        add(format!("{code} person-key secret"), secret);
+    }
+    assert!(secrets.len() >= 3 * 4 + 5, "{} secrets collected", secrets.len());
+    for (what, value) in &secrets {
+        assert!(!stdout.contains(value.as_str()), "{what} printed on stdout");
+        assert!(!stderr.contains(value.as_str()), "{what} logged");
+    }
+}
+
+/// The HTTP benchmark runs (a small size; its figures come from the long run in docs/benchmarks.md).
+#[test]
+fn the_http_benchmark_runs_and_prints_its_ratio() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = yipan(
+        tmp.path(),
+        &["bench", "http", "--events", "100", "--clients", "2", "--rounds", "1", "--format", "json"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["tls_token_per_s"].as_f64().unwrap() > 0.0 && report["plain_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["ratio"].as_f64().unwrap() > 0.0, "{report}");
+}

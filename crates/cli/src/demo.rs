@@ -68,6 +68,8 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         let mut cfg = deployment.node_config(*locality, base.join(code), &nats.url())?;
         cfg.sync.head_interval_ms = 500;
         let token = issue_token(&base.join(code), Role::Clerk, "demo clerk")?;
+        // Kept beside the data (0600) so `--keep DIR` leaves a usable credential.
+        yipan_access::secret::write_private(&base.join(code).join("clerk.token"), token.as_bytes())?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let node = Node::start(cfg, listener).await?;
         println!("== node {code} {name}: https://{} (clerk token issued; only its hash is stored)", node.addr);

@@ -5,6 +5,7 @@ mod access;
 mod append;
 mod audit;
 mod bench_audit;
+mod bench_http;
 mod bench_projections;
 mod bench_replicate;
 mod demo;
@@ -395,6 +396,19 @@ enum BenchWhat {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Appends over HTTPS with a bearer token vs plain HTTP, keep-alive clients, same run.
+    Http {
+        /// Events per round and mode.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Alternating rounds (plain, TLS, plain, …); the best of each is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Durable signed appends/s with group commit vs raw sled and raw ed25519.
     Append {
         #[arg(long, default_value_t = 200_000)]
@@ -709,6 +723,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench { what: BenchWhat::Projections { events, format } } => {
             let report = bench_projections::run(events)?;
+            print_report(&report, format)
+        }
+        Command::Bench { what: BenchWhat::Http { events, clients, rounds, format } } => {
+            let report = runtime()?.block_on(bench_http::run(events, clients.max(1), rounds.max(1)))?;
             print_report(&report, format)
         }
         Command::Bench { what: BenchWhat::Replicate { events, steady_secs, format } } => {

@@ -124,6 +124,12 @@ impl NodeConfig {
     /// Refuses a configuration that would run without authentication or TLS
     /// unless it says `insecure = true`.
     pub fn check(&self) -> Result<()> {
+        if self.sync.nats_url.split(',').any(|u| u.contains('@')) {
+            anyhow::bail!(
+                "[sync] nats_url carries credentials (user@host): the NATS client logs URLs at debug level; \
+                 use nats_nkey_file instead"
+            );
+        }
         if self.insecure {
             return Ok(());
         }
@@ -168,6 +174,11 @@ mod tests {
         let mut open = cfg.clone();
         open.http.tls = None;
         assert!(open.check().unwrap_err().to_string().contains("[http.tls]"));
+        let mut userinfo = cfg.clone();
+        userinfo.sync.nats_url = "tls://u:secret@h:4222".into();
+        let e = userinfo.check().unwrap_err().to_string();
+        assert!(e.contains("carries credentials") && !e.contains("secret"), "{e}");
+        assert_eq!(cfg.http.tls.as_ref().unwrap().clients[0].role, yipan_access::Role::Statistics);
         let err = toml::from_str::<NodeConfig>("data_dir = \"x\"\nlisten_on = \"y\"").unwrap_err().to_string();
         assert!(err.contains("unknown field `listen_on`"), "{err}");
     }

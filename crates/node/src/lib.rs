@@ -117,7 +117,8 @@ impl Node {
             if let Some(c) = changes {
                 let _ = c.await;
             }
-            let _ = client.flush().await;
+            // Bounded: with NATS unreachable a flush would wait for the reconnect.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.flush()).await;
             Ok(())
         });
         let scheme = if cfg.http.tls.is_some() { "https" } else { "http" };

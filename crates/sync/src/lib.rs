@@ -119,7 +119,8 @@ pub async fn connect(
             match event {
                 // Permission violations, authorization failures: an operator must see them.
                 async_nats::Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
-                async_nats::Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
+                // Mostly failed reconnection attempts while the server is away (retried forever).
+                async_nats::Event::ClientError(e) => tracing::debug!(error = %e, "NATS client error"),
                 other => tracing::debug!(event = %other, "NATS connection event"),
             }
         })
@@ -161,9 +162,13 @@ pub async fn provision(js: &jetstream::Context, provinces: &[u8], cfg: &SyncConf
 /// The running replication tasks of one node.
 pub struct Sync {
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
     metrics: Arc<SyncMetrics>,
 }
+
+/// How long [`Sync::stop`] waits for its tasks before aborting them (a task
+/// blocked on an unreachable NATS server must not hold the node).
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 impl Sync {
     /// Starts the outbox, inbox, announcer, repair service and repair client.
@@ -177,47 +182,68 @@ impl Sync {
         let repair = Arc::new(repair::RepairState::default());
         let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let tasks = vec![
-            tokio::spawn(outbox::run(
-                log.clone(),
-                js.clone(),
-                cfg.clone(),
-                metrics.clone(),
-                published.clone(),
-                stop_rx.clone(),
-            )),
-            tokio::spawn(inbox::run(
-                log.clone(),
-                js.clone(),
-                cfg.clone(),
-                metrics.clone(),
-                repair.clone(),
-                stop_rx.clone(),
-            )),
-            tokio::spawn(repair::announce(
-                log.clone(),
-                client.clone(),
-                cfg.clone(),
-                published.clone(),
-                stop_rx.clone(),
-            )),
-            tokio::spawn(repair::serve(log.clone(), client.clone(), js.clone(), metrics.clone(), stop_rx.clone())),
-            tokio::spawn(repair::listen_heads(log.clone(), client.clone(), repair.clone(), stop_rx.clone())),
-            tokio::spawn(repair::request_loop(
-                log.clone(),
-                client.clone(),
-                cfg.clone(),
-                metrics.clone(),
-                repair,
-                stop_rx,
-            )),
-            tokio::spawn(downstream::run(
-                log.clone(),
-                js.clone(),
-                cfg.clone(),
-                cfg.downstream.clone(),
-                stop.subscribe(),
-            )),
-            tokio::spawn(metrics::watch_connection(client, metrics.clone(), stop.subscribe())),
+            (
+                "outbox",
+                tokio::spawn(outbox::run(
+                    log.clone(),
+                    js.clone(),
+                    cfg.clone(),
+                    metrics.clone(),
+                    published.clone(),
+                    stop_rx.clone(),
+                )),
+            ),
+            (
+                "inbox",
+                tokio::spawn(inbox::run(
+                    log.clone(),
+                    js.clone(),
+                    cfg.clone(),
+                    metrics.clone(),
+                    repair.clone(),
+                    stop_rx.clone(),
+                )),
+            ),
+            (
+                "head announcer",
+                tokio::spawn(repair::announce(
+                    log.clone(),
+                    client.clone(),
+                    cfg.clone(),
+                    published.clone(),
+                    stop_rx.clone(),
+                )),
+            ),
+            (
+                "repair service",
+                tokio::spawn(repair::serve(log.clone(), client.clone(), js.clone(), metrics.clone(), stop_rx.clone())),
+            ),
+            (
+                "head listener",
+                tokio::spawn(repair::listen_heads(log.clone(), client.clone(), repair.clone(), stop_rx.clone())),
+            ),
+            (
+                "repair requests",
+                tokio::spawn(repair::request_loop(
+                    log.clone(),
+                    client.clone(),
+                    cfg.clone(),
+                    metrics.clone(),
+                    repair,
+                    stop_rx,
+                )),
+            ),
+            (
+                "downstream",
+                tokio::spawn(downstream::run(
+                    log.clone(),
+                    js.clone(),
+                    cfg.clone(),
+                    cfg.downstream.clone(),
+                    stop.subscribe(),
+                )),
+            ),
+            ("connection watch", tokio::spawn(metrics::watch_connection(client, metrics.clone(), stop.subscribe()))),
         ];
         Sync { stop, tasks, metrics }
     }
@@ -227,11 +253,18 @@ impl Sync {
         self.metrics.clone()
     }
 
-    /// Stops every task and waits for them (the outbox persists its cursor first).
+    /// Stops every task and waits for them, at most [`STOP_GRACE`] in all;
+    /// a task still running then is aborted and named in the log. Nothing
+    /// durable depends on it: the outbox cursor is persisted after each
+    /// acknowledged chunk, and un-acked inbox messages are redelivered.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        for (name, mut t) in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                tracing::warn!(task = name, "replication task did not stop in time; aborted");
+                t.abort();
+            }
         }
     }
 }
