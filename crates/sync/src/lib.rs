@@ -218,6 +218,7 @@ impl Sync {
                 "repair service",
                 tokio::spawn(repair::serve(log.clone(), client.clone(), js.clone(), metrics.clone(), stop_rx.clone())),
             ),
+            ("repair answers", tokio::spawn(repair::listen_answers(log.clone(), client.clone(), stop.subscribe()))),
             (
                 "head listener",
                 tokio::spawn(repair::listen_heads(log.clone(), client.clone(), repair.clone(), stop_rx.clone())),

@@ -7,7 +7,8 @@
 //!   gap, waits `repair_grace_ms` for stragglers, then asks the author
 //!   (`yipan.v1.repair.<author>.<recipient>`, request/reply) to re-send the
 //!   range; NATS permissions let a locality publish only requests whose last
-//!   token is itself, so the recipient of a request is authenticated;
+//!   token is itself, so the recipient of a request is authenticated; the
+//!   author answers on `yipan.v1.repaired.<pp>.<recipient>.<author>`;
 //! - the author answers from its own log by re-publishing those events to the
 //!   recipient's own subject (with fresh message ids, past the duplicate
 //!   window). Re-sent events go only where the recipient's consumer reads, so
@@ -118,6 +119,7 @@ pub(crate) async fn serve<B: Backend>(
     while let Some(msg) = next_message(&client, &subjects::repair_filter(me), &mut sub, &mut stop).await {
         let recipient = Locality::parse(subjects::last_token(&msg.subject));
         let request = serde_json::from_slice::<RepairRequest>(&msg.payload);
+        let answer_to = recipient.as_ref().ok().map(|r| subjects::repaired(*r, me));
         let reply = match (recipient, request) {
             (Err(p), _) => RepairReply { resent: 0, error: Some(format!("recipient token: {p}")) },
             (_, Err(e)) => RepairReply { resent: 0, error: Some(format!("malformed repair request: {e}")) },
@@ -143,9 +145,26 @@ pub(crate) async fn serve<B: Backend>(
         };
         SyncMetrics::add(&metrics.repair_served, 1);
         SyncMetrics::add(&metrics.resent, reply.resent);
-        if let Some(to) = msg.reply {
+        if let Some(to) = answer_to {
             let body = serde_json::to_vec(&reply).unwrap_or_default();
             let _ = client.publish(to, body.into()).await;
+        }
+    }
+}
+
+/// Logs authors' answers to this node's repair requests.
+pub(crate) async fn listen_answers<B: Backend>(
+    log: Arc<Log<B>>,
+    client: async_nats::Client,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = log.locality();
+    let mut sub = None;
+    while let Some(msg) = next_message(&client, &subjects::repaired_filter(me), &mut sub, &mut stop).await {
+        let author = subjects::last_token(&msg.subject).to_string();
+        match serde_json::from_slice::<RepairReply>(&msg.payload) {
+            Ok(r) => tracing::info!(locality = %me, %author, resent = r.resent, error = ?r.error, "repair answered"),
+            Err(e) => tracing::warn!(locality = %me, %author, error = %e, "unreadable repair answer"),
         }
     }
 }
@@ -283,18 +302,11 @@ pub(crate) async fn request_loop<B: Backend>(
             SyncMetrics::add(&metrics.repair_requests, 1);
             let req = RepairRequest { from, to };
             let body = serde_json::to_vec(&req).unwrap_or_default();
-            let answer =
-                tokio::time::timeout(Duration::from_secs(5), client.request(subjects::repair(author, me), body.into()))
-                    .await;
-            match answer {
-                Ok(Ok(msg)) => match serde_json::from_slice::<RepairReply>(&msg.payload) {
-                    Ok(r) => {
-                        tracing::info!(locality = %me, %author, from, to, resent = r.resent, error = ?r.error, "repair answered")
-                    }
-                    Err(e) => tracing::warn!(%author, error = %e, "unreadable repair reply"),
-                },
-                Ok(Err(e)) => tracing::warn!(locality = %me, %author, error = %Error::nats(e), "repair request failed"),
-                Err(_) => tracing::warn!(locality = %me, %author, "repair request timed out"),
+            // Answered on `yipan.v1.repaired.…` (see `listen_answers`), not by
+            // request/reply: no NATS user needs `allow_responses`.
+            match client.publish(subjects::repair(author, me), body.into()).await {
+                Ok(()) => tracing::debug!(locality = %me, %author, from, to, "repair requested"),
+                Err(e) => tracing::warn!(locality = %me, %author, error = %Error::nats(e), "repair request failed"),
             }
         }
     }

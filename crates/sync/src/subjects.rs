@@ -5,6 +5,7 @@
 //! | an event for a recipient | `yipan.v1.ev.<recipient province>.<recipient>.<author>` |
 //! | a channel-head announcement | `yipan.v1.head.<recipient province>.<recipient>.<author>` |
 //! | a recipient's re-send request to an author | `yipan.v1.repair.<author>.<recipient>` |
+//! | the author's answer to it | `yipan.v1.repaired.<recipient province>.<recipient>.<author>` |
 //!
 //! Events live in one stream per recipient province, `YIPAN_EV_<province>`,
 //! so streams shard by province at national scale. No subject carries a
@@ -57,6 +58,16 @@ pub fn repair(author: Locality, recipient: Locality) -> String {
 /// Filter of every re-send request to `author`.
 pub fn repair_filter(author: Locality) -> String {
     format!("yipan.v1.repair.{author}.*")
+}
+
+/// Subject of `author`'s answer to a re-send request of `recipient`.
+pub fn repaired(recipient: Locality, author: Locality) -> String {
+    format!("yipan.v1.repaired.{:02}.{recipient}.{author}", recipient.province())
+}
+
+/// Filter of every repair answer to `me`.
+pub fn repaired_filter(me: Locality) -> String {
+    format!("yipan.v1.repaired.{:02}.{me}.*", me.province())
 }
 
 /// The last token of a subject (the author of events and heads).
