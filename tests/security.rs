@@ -415,7 +415,7 @@ async fn one_stolen_locality_credential_reaches_only_that_locality() {
         violation(&errors, subject).await;
     }
     // JetStream: no stream info, history, purge or deletion; no consumer on another address.
-    for subject in [
+    let api = [
         "$JS.API.STREAM.INFO.YIPAN_EV_41",
         "$JS.API.STREAM.MSG.GET.YIPAN_EV_41",
         "$JS.API.STREAM.PURGE.YIPAN_EV_61",
@@ -425,9 +425,14 @@ async fn one_stolen_locality_credential_reaches_only_that_locality() {
         "$JS.API.CONSUMER.CREATE.YIPAN_EV_61.node-610112.yipan.v1.ev.61.>",
         "$JS.API.CONSUMER.DELETE.YIPAN_EV_41.node-411522",
         "$JS.API.CONSUMER.DURABLE.CREATE.YIPAN_EV_61.node-610112",
-    ] {
-        let answer =
-            tokio::time::timeout(Duration::from_secs(3), thief.request(subject.to_string(), "{}".into())).await;
+    ];
+    // All at once: a denied request is never answered, so each waits out its timeout.
+    let answers =
+        futures::future::join_all(api.iter().map(|subject| {
+            tokio::time::timeout(Duration::from_secs(3), thief.request(subject.to_string(), "{}".into()))
+        }))
+        .await;
+    for (subject, answer) in api.iter().zip(answers) {
         assert!(!matches!(answer, Ok(Ok(_))), "{subject} answered");
         violation(&errors, subject).await;
     }
@@ -468,6 +473,15 @@ async fn one_stolen_locality_credential_reaches_only_that_locality() {
         .unwrap();
     let served = || origin.metrics.repair_served.load(std::sync::atomic::Ordering::Relaxed);
     let before = served();
+    // A request whose reply subject is a JetStream API call makes the author publish nothing there.
+    thief
+        .publish_with_reply("yipan.v1.repair.411522.610112", "$JS.API.STREAM.PURGE.YIPAN_EV_61", "{}".into())
+        .await
+        .unwrap();
+    thief.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ev61 = js.get_stream("YIPAN_EV_61").await.unwrap();
+    let messages = ev61.info().await.unwrap().state.messages;
     thief.publish("yipan.v1.repair.411522.610113", r#"{"from":1,"to":2048}"#.into()).await.unwrap();
     thief.flush().await.unwrap();
     violation(&errors, "yipan.v1.repair.411522.610113").await;
@@ -483,7 +497,8 @@ async fn one_stolen_locality_credential_reaches_only_that_locality() {
     let (first, second) = (&answers_seen[0], &answers_seen[1]);
     assert_eq!(first["resent"], 1, "bounded by the channel's head: {first}");
     assert!(second["error"].as_str().unwrap_or_default().contains("rate limited"), "{second}");
-    assert_eq!(served() - before, 2, "the forbidden request never reached the author");
+    assert_eq!(served() - before, 3, "the forbidden request never reached the author");
+    assert!(ev61.info().await.unwrap().state.messages >= messages, "nothing purged");
 
     // A downstream user reads only its own locality and role.
     let (down, down_errors) = env.nats_as(Principal::Downstream(loc("610112"), Audience::Statistics)).await;

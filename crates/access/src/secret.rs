@@ -27,12 +27,19 @@ pub fn read_private(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
 }
 
-/// Writes `bytes` to `path` with mode `0600`, atomically (temporary file,
-/// fsync, rename), replacing any previous content.
+/// Writes `bytes` to `path` with mode `0600`, atomically (a temporary file of
+/// its own, fsync, rename), replacing any previous content and keeping the
+/// previous file's owner where the caller may (so `sudo yipan token revoke`
+/// does not leave a file the service user cannot read).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let unique = format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    );
+    let tmp = path.with_extension(unique);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -45,8 +52,21 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(&tmp, e))?;
     }
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    #[cfg(unix)]
+    if let Ok(old) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        // Only root may give a file away; anyone else keeps its own, which is then the same owner.
+        let _ = std::os::unix::fs::chown(&tmp, Some(old.uid()), Some(old.gid()));
+    }
+    let written = f.write_all(bytes).and_then(|_| f.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
 }
 
 /// `url` with any `user:password@` removed, and every URL of a

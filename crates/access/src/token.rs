@@ -159,12 +159,39 @@ impl TokenStore {
     }
 
     /// Re-reads the file if it changed since it was read; returns whether it did.
-    /// A file that became unreadable keeps the previous tokens and is reported.
+    /// A file that cannot be read any more (wrong owner or mode, bad content)
+    /// fails closed: every token is refused until it is readable again, so a
+    /// revocation is never lost to an unreadable file.
     pub fn reload_if_changed(&mut self) -> Result<bool> {
         if stamp(&self.path) == self.stamp {
             return Ok(false);
         }
-        self.load().map(|_| true)
+        match self.load() {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.tokens.clear();
+                self.stamp = stamp(&self.path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `change` on the current tokens under an exclusive lock of the
+    /// file (so concurrent `yipan token` commands cannot undo each other),
+    /// then saves.
+    fn modify<T>(&mut self, change: impl FnOnce(&mut BTreeMap<String, TokenRecord>) -> Result<T>) -> Result<T> {
+        let lock_path = self.path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        self.load()?;
+        let out = change(&mut self.tokens)?;
+        self.save()?;
+        Ok(out)
     }
 
     fn save(&mut self) -> Result<()> {
@@ -192,38 +219,40 @@ impl TokenStore {
         if expires_at.is_some_and(|e| e <= now) {
             return Err(Error::Invalid("--expires: the date is already past".into()));
         }
-        let id = loop {
-            let id = hex::encode(secret::random_bytes::<4>()?);
-            if !self.tokens.contains_key(&id) {
-                break id;
-            }
-        };
         let secret = hex::encode(secret::random_bytes::<32>()?);
-        let record = TokenRecord {
-            id: id.clone(),
-            name: name.to_string(),
-            role,
-            created_at: now,
-            expires_at,
-            revoked_at: None,
-            sha256: hex::encode(hash(&secret)),
-        };
-        self.tokens.insert(id.clone(), record.clone());
-        self.save()?;
-        Ok((record, format!("yipan_{id}_{secret}")))
+        let name = name.to_string();
+        self.modify(|tokens| {
+            let id = loop {
+                let id = hex::encode(secret::random_bytes::<4>()?);
+                if !tokens.contains_key(&id) {
+                    break id;
+                }
+            };
+            let record = TokenRecord {
+                id: id.clone(),
+                name,
+                role,
+                created_at: now,
+                expires_at,
+                revoked_at: None,
+                sha256: hex::encode(hash(&secret)),
+            };
+            tokens.insert(id.clone(), record.clone());
+            Ok((record, format!("yipan_{id}_{secret}")))
+        })
     }
 
     /// Revokes the token `id`.
     pub fn revoke(&mut self, id: &str, now: DateTime<Utc>) -> Result<TokenRecord> {
-        let Some(t) = self.tokens.get_mut(id) else {
-            return Err(Error::Invalid(format!("no token `{}` (see `yipan token list`)", yipan_core::clip(id))));
-        };
-        if t.revoked_at.is_none() {
-            t.revoked_at = Some(now);
-        }
-        let t = t.clone();
-        self.save()?;
-        Ok(t)
+        self.modify(|tokens| {
+            let Some(t) = tokens.get_mut(id) else {
+                return Err(Error::Invalid(format!("no token `{}` (see `yipan token list`)", yipan_core::clip(id))));
+            };
+            if t.revoked_at.is_none() {
+                t.revoked_at = Some(now);
+            }
+            Ok(t.clone())
+        })
     }
 
     /// Every issued token.
@@ -281,5 +310,29 @@ mod tests {
         assert!(!s.reload_if_changed().unwrap());
         assert!(s.create(Role::Clerk, "", None, now).is_err());
         assert!(s.revoke("nope", now).unwrap_err().to_string().contains("no token"));
+
+        // An unreadable file fails closed: no token is accepted any more.
+        let (_, fresh) = s.create(Role::Clerk, "fresh", None, now).unwrap();
+        assert!(s.verify(&fresh, now).is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "{ not json").unwrap();
+        assert!(s.reload_if_changed().is_err());
+        assert_eq!(s.verify(&fresh, now), Err(Refused::Unknown));
+    }
+
+    #[test]
+    fn concurrent_commands_do_not_undo_each_other() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("tokens.json");
+        let now = Utc::now();
+        let (rec, _) = TokenStore::open(&path).unwrap().create(Role::Clerk, "x", None, now).unwrap();
+        // Two stores opened before either writes, as two CLI processes would be.
+        let mut a = TokenStore::open(&path).unwrap();
+        let mut b = TokenStore::open(&path).unwrap();
+        a.revoke(&rec.id, now).unwrap();
+        b.create(Role::Auditor, "y", None, now).unwrap();
+        let after = TokenStore::open(&path).unwrap();
+        assert_eq!(after.list().count(), 2);
+        assert!(after.list().any(|t| t.id == rec.id && t.revoked_at.is_some()), "the revocation survived");
     }
 }

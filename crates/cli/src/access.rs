@@ -13,9 +13,10 @@ use yipan_core::audience::Audience;
 use yipan_core::Locality;
 use yipan_testkit::http;
 
-/// How to reach a node: `https://IP:PORT` (needs the CA) or, for a node in
-/// the explicit insecure mode, `http://IP:PORT`; always with a token.
-pub fn api_client(url: &str, token: Option<&str>, ca: Option<&Path>) -> Result<http::Client> {
+/// How to reach a node: `https://IP:PORT` (needs the CA) or, only with
+/// `--insecure` for a node in the explicit insecure mode, `http://IP:PORT`;
+/// always with a token.
+pub fn api_client(url: &str, token: Option<&str>, ca: Option<&Path>, insecure: bool) -> Result<http::Client> {
     let (tls, rest) = match url.split_once("://") {
         Some(("https", rest)) => (true, rest),
         Some(("http", rest)) => (false, rest),
@@ -30,7 +31,10 @@ pub fn api_client(url: &str, token: Option<&str>, ca: Option<&Path>) -> Result<h
         })?;
         Some(yipan_access::tls::client_config(ca, None)?)
     } else {
-        eprintln!("warning: {url} is plain HTTP: the token travels unencrypted (insecure mode)");
+        if !insecure {
+            bail!("{url} is plain HTTP: the token would travel unencrypted; use https:// (or --insecure for a local experiment)");
+        }
+        eprintln!("warning: {url} is plain HTTP: the token travels unencrypted (--insecure)");
         None
     };
     Ok(http::Client::new(addr, tls, Some(token.to_string())))
@@ -126,6 +130,7 @@ fn localities(list: &str) -> Result<Vec<Locality>> {
 /// `yipan nats users`: NKey seeds and the server's authorization block.
 pub fn nats_users(list: &str, downstream: &[String], out: &Path) -> Result<ExitCode> {
     let mut principals: Vec<Principal> = localities(list)?.into_iter().map(Principal::Locality).collect();
+    let mut seen = std::collections::HashSet::new();
     for d in downstream {
         let (l, role) = d.split_once(':').with_context(|| format!("--downstream: `{d}` is not LOCALITY:ROLE"))?;
         let l = Locality::parse(l).map_err(|p| anyhow!("--downstream: {p}"))?;
@@ -133,6 +138,8 @@ pub fn nats_users(list: &str, downstream: &[String], out: &Path) -> Result<ExitC
         principals.push(Principal::Downstream(l, role));
     }
     principals.extend([Principal::Auditor, Principal::Admin]);
+    // nats-server refuses a config that lists one key twice.
+    principals.retain(|p| seen.insert(*p));
     let keys = out.join("nkeys");
     let users = principals.into_iter().map(|p| ensure_user(&keys, p)).collect::<Result<Vec<_>, _>>()?;
     let conf = out.join("auth.conf");

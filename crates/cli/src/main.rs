@@ -32,8 +32,14 @@ struct Cli {
     #[arg(long, global = true, env = "YIPAN_CALENDAR")]
     calendar: Option<PathBuf>,
     /// API token for commands that call a running node (`yipan token create` prints one).
-    #[arg(long, global = true, env = "YIPAN_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "YIPAN_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
     token: Option<String>,
+    /// Read the API token from this file (mode 0600) instead: not visible in `ps`.
+    #[arg(long, global = true, env = "YIPAN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Allow calling a node over plain http:// (a node in the explicit insecure mode).
+    #[arg(long, global = true)]
+    insecure: bool,
     /// CA certificate (PEM) to trust a node's https:// address or a tls:// NATS server.
     #[arg(long, global = true, env = "YIPAN_CA_CERT")]
     ca_cert: Option<PathBuf>,
@@ -455,7 +461,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let dir = cli.data_dir;
     let cal = cli.calendar.as_deref();
-    let (token, ca) = (cli.token.as_deref(), cli.ca_cert.as_deref());
+    let token = match (&cli.token, &cli.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(yipan_access::secret::read_private(f)?.trim().to_string()),
+        (None, None) => None,
+    };
+    let (token, ca, insecure) = (token.as_deref(), cli.ca_cert.as_deref(), cli.insecure);
     match cli.command {
         Command::Token { tokens, action } => match action {
             TokenAction::Create { role, name, expires } => {
@@ -584,7 +595,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Audit { api, nats, nkey, roster, compare, as_of, progress, format } => {
             let source = match (&api, &nats, &roster) {
-                (Some(url), _, _) => audit::Source::Api(access::api_client(url, token, ca)?, url),
+                (Some(url), _, _) => audit::Source::Api(access::api_client(url, token, ca, insecure)?, url),
                 (None, Some(url), Some(r)) => audit::Source::Nats {
                     cfg: yipan_sync::SyncConfig {
                         nats_url: url.clone(),
@@ -596,10 +607,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 _ => audit::Source::DataDir(&dir),
             };
-            let compare = compare.iter().map(|u| access::api_client(u, token, ca)).collect::<Result<Vec<_>>>()?;
+            let compare =
+                compare.iter().map(|u| access::api_client(u, token, ca, insecure)).collect::<Result<Vec<_>>>()?;
             audit::run(source, &compare, as_of.as_deref(), format == Format::Json, progress)
         }
-        Command::Tail { api, from, count } => tail::run(access::api_client(&api, token, ca)?, from.as_deref(), count),
+        Command::Tail { api, from, count } => {
+            tail::run(access::api_client(&api, token, ca, insecure)?, from.as_deref(), count)
+        }
         Command::Export { author, kind, period } => {
             let node = config::open(&dir)?;
             let author =

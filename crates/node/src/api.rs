@@ -302,9 +302,26 @@ async fn status(State(s): State<AppState>) -> Response {
     .into_response()
 }
 
-async fn quarantine(State(s): State<AppState>) -> Response {
+async fn quarantine(State(s): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
+    use yipan_proto::Message;
+    let audience = caller.role.audience();
     match s.log.quarantine() {
-        Ok(q) => Json(q).into_response(),
+        Ok(mut q) => {
+            // The received bytes may carry personal tiers: only the role's tiers
+            // are shown; bytes that do not decode are shown only to a role with every tier.
+            for e in &mut q {
+                let bytes = hex::decode(&e.bytes_hex).unwrap_or_default();
+                e.bytes_hex = match yipan_proto::v1::SignedEvent::decode(bytes.as_slice()) {
+                    Ok(mut signed) => {
+                        yipan_core::audience::filter_tiers(&mut signed, audience);
+                        hex::encode(signed.encode_to_vec())
+                    }
+                    Err(_) if audience == yipan_core::audience::Audience::Full => e.bytes_hex.clone(),
+                    Err(_) => String::new(),
+                };
+            }
+            Json(q).into_response()
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

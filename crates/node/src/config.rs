@@ -130,6 +130,11 @@ impl NodeConfig {
                  use nats_nkey_file instead"
             );
         }
+        if let Some(t) = &self.http.tls {
+            if !t.clients.is_empty() && t.client_ca.is_none() {
+                anyhow::bail!("[http.tls] clients are listed but no client_ca: client certificates cannot be verified");
+            }
+        }
         if self.insecure {
             return Ok(());
         }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use yipan_core::Locality;
 use yipan_log::{keyfile, SledBackend, SledStore};
 
-/// `yipan.toml`.
-#[derive(Debug, Serialize, Deserialize)]
+/// `yipan.toml`. No `Debug`: it holds the person-key secret.
+#[derive(Serialize, Deserialize)]
 pub struct Config {
     /// This node's division code.
     pub locality: String,
@@ -78,7 +78,9 @@ pub fn open(dir: &Path) -> Result<DataDir> {
             dir.display()
         )
     })?;
-    let config: Config = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    // The parser's own message quotes the offending line, which may be the secret.
+    let config: Config = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid yipan.toml ({})", path.display(), e.message()))?;
     let locality =
         Locality::parse(&config.locality).map_err(|p| anyhow::anyhow!("{}: locality {p}", path.display()))?;
     let person_secret = config

@@ -23,6 +23,10 @@ pub struct PeerCertificate(pub Option<String>);
 const DRAIN: Duration = Duration::from_secs(5);
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers (also bounds idle keep-alive connections).
+const HEADER_READ: Duration = Duration::from_secs(10);
+/// Most connections served at once; more are closed at accept.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Serves `router` on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -33,6 +37,7 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -47,11 +52,16 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = MAX_CONNECTIONS, "too many connections; closing a new one");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let watcher = graceful.watcher();
         let router = router.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match acceptor {
                 None => connection(watcher, tcp, router, PeerCertificate(None)).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
@@ -81,7 +91,10 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = TowerToHyperService::new(router.layer(axum::Extension(peer)));
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ)
+        .serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }

@@ -36,6 +36,8 @@ pub const MAX_RESEND: usize = 2048;
 
 /// Least time between two served requests of one recipient.
 pub const MIN_REPAIR_INTERVAL: Duration = Duration::from_millis(500);
+/// Most events re-sent to one recipient per minute, whatever it asks.
+pub const RESEND_BUDGET_PER_MINUTE: u64 = 4 * MAX_RESEND as u64;
 
 /// A re-send request: channel positions `from..=to` of author→recipient (the
 /// recipient is the last token of the request's subject).
@@ -115,8 +117,16 @@ pub(crate) async fn serve<B: Backend>(
 ) {
     let me = log.locality();
     let mut sub = None;
+    // Per recipient: when it was last served, and the events re-sent in the current minute.
     let mut last_served: HashMap<Locality, Instant> = HashMap::new();
+    let mut budget: HashMap<Locality, (Instant, u64)> = HashMap::new();
+    let prefix = format!("yipan.v1.repair.{me}.");
     while let Some(msg) = next_message(&client, &subjects::repair_filter(me), &mut sub, &mut stop).await {
+        // Only requests on this author's own request subjects (not deliveries
+        // some consumer was pointed at).
+        if !msg.subject.starts_with(&prefix) {
+            continue;
+        }
         let recipient = Locality::parse(subjects::last_token(&msg.subject));
         let request = serde_json::from_slice::<RepairRequest>(&msg.payload);
         let answer_to = recipient.as_ref().ok().map(|r| subjects::repaired(*r, me));
@@ -138,7 +148,22 @@ pub(crate) async fn serve<B: Backend>(
                     }
                     _ => {
                         last_served.insert(recipient, now);
-                        resend(&log, &js, recipient, &req).await
+                        let (since, spent) = budget.entry(recipient).or_insert((now, 0));
+                        if now.duration_since(*since) >= Duration::from_secs(60) {
+                            (*since, *spent) = (now, 0);
+                        }
+                        let left = RESEND_BUDGET_PER_MINUTE.saturating_sub(*spent);
+                        if left == 0 {
+                            SyncMetrics::add(&metrics.repair_refused, 1);
+                            RepairReply {
+                                resent: 0,
+                                error: Some(format!("budget spent: {RESEND_BUDGET_PER_MINUTE} events a minute")),
+                            }
+                        } else {
+                            let reply = resend(&log, &js, recipient, &req, left).await;
+                            *spent += reply.resent;
+                            reply
+                        }
                     }
                 }
             }
@@ -160,7 +185,11 @@ pub(crate) async fn listen_answers<B: Backend>(
 ) {
     let me = log.locality();
     let mut sub = None;
+    let prefix = format!("yipan.v1.repaired.{:02}.{me}.", me.province());
     while let Some(msg) = next_message(&client, &subjects::repaired_filter(me), &mut sub, &mut stop).await {
+        if !msg.subject.starts_with(&prefix) {
+            continue;
+        }
         let author = subjects::last_token(&msg.subject).to_string();
         match serde_json::from_slice::<RepairReply>(&msg.payload) {
             Ok(r) => tracing::info!(locality = %me, %author, resent = r.resent, error = ?r.error, "repair answered"),
@@ -206,20 +235,23 @@ async fn resend<B: Backend>(
     js: &jetstream::Context,
     recipient: Locality,
     req: &RepairRequest,
+    budget: u64,
 ) -> RepairReply {
     let fail = |e: String| RepairReply { resent: 0, error: Some(e) };
     if req.from == 0 || req.to < req.from {
         return fail(format!("bad range {}..={}", req.from, req.to));
     }
-    let count = ((req.to - req.from).saturating_add(1)).min(MAX_RESEND as u64) as usize;
+    let count = ((req.to - req.from).saturating_add(1)).min(MAX_RESEND as u64).min(budget) as usize;
     let (reader, me, from) = (log.clone(), log.locality(), req.from);
     let events = match tokio::task::spawn_blocking(move || reader.read_channel(me, recipient, from, count)).await {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => return fail(e.to_string()),
         Err(e) => return fail(e.to_string()),
     };
-    // A fresh suffix: the original ids may still be in the duplicate window of a stream that lost them.
-    let suffix = format!(".r{}", chrono::Utc::now().timestamp_micros());
+    // A new suffix per duplicate window (2 min): the original ids may still be
+    // in the window of a stream that lost them, while repeated requests within
+    // one window are deduplicated by the server instead of filling the stream.
+    let suffix = format!(".r{}", chrono::Utc::now().timestamp() / 120);
     let mut acks = Vec::new();
     for ev in &events {
         match outbox::publish_event(js, ev, &suffix, Some(recipient)).await {
@@ -247,7 +279,11 @@ pub(crate) async fn listen_heads<B: Backend>(
 ) {
     let me = log.locality();
     let mut sub = None;
+    let prefix = format!("yipan.v1.head.{:02}.{me}.", me.province());
     while let Some(msg) = next_message(&client, &subjects::head_filter(me), &mut sub, &mut stop).await {
+        if !msg.subject.starts_with(&prefix) {
+            continue;
+        }
         let Ok(author) = Locality::parse(subjects::last_token(&msg.subject)) else { continue };
         // Only authors this node trusts can make it ask for repairs.
         if author == me || !log.roster().iter().any(|(l, _)| *l == author) {
@@ -293,7 +329,8 @@ pub(crate) async fn request_loop<B: Backend>(
                 let not_recently = w.asked.is_none_or(|t| now - t >= grace * 2);
                 if stalled && not_recently {
                     w.asked = Some(now);
-                    due.push((a, head + 1, w.target));
+                    // Never more than one request's worth, whatever a head claims.
+                    due.push((a, head + 1, w.target.min(head + MAX_RESEND as u64)));
                 }
                 true
             });

@@ -315,8 +315,19 @@ pub mod http {
             let text = String::from_utf8_lossy(&raw).into_owned();
             let (head, rest) = text.split_once("\r\n\r\n").ok_or("no HTTP header end")?;
             let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no HTTP status")?;
-            let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-            Ok((status, if chunked { dechunk(rest) } else { rest.to_string() }))
+            let lower = head.to_ascii_lowercase();
+            // A body cut short (a peer or a man in the middle closing early) is an error, not an answer.
+            if lower.contains("transfer-encoding: chunked") {
+                return dechunk(rest).map(|b| (status, b)).ok_or_else(|| "truncated chunked body".to_string());
+            }
+            let length = lower
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|n| rest.len() < n) {
+                return Err(format!("truncated body: {} of {} bytes", rest.len(), length.unwrap_or(0)));
+            }
+            Ok((status, rest.to_string()))
         }
     }
 
@@ -330,16 +341,17 @@ pub mod http {
         }
     }
 
-    fn dechunk(mut s: &str) -> String {
+    /// The body of a chunked answer; `None` unless it ends with the last (empty) chunk.
+    fn dechunk(mut s: &str) -> Option<String> {
         let mut out = String::new();
         while let Some((size, rest)) = s.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || rest.len() < n {
-                break;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            if n == 0 {
+                return Some(out);
             }
-            out.push_str(&rest[..n]);
+            out.push_str(rest.get(..n)?);
             s = rest[n..].trim_start_matches("\r\n");
         }
-        out
+        None
     }
 }
