@@ -46,7 +46,7 @@ pub async fn read_all(
             let channels = recipient.map(Channels::Only).unwrap_or(Channels::All);
             auditor.add(msg.payload.to_vec(), channels);
             read += 1;
-            if read % 10_000 == 0 {
+            if read.is_multiple_of(10_000) {
                 progress(read);
             }
         }

@@ -62,7 +62,7 @@ pub fn run(
             d.log.for_each_raw(None, usize::MAX, |author, _, bytes| {
                 auditor.add(bytes.to_vec(), if author == me { Channels::All } else { Channels::Only(me) });
                 n += 1;
-                if n % 10_000 == 0 {
+                if n.is_multiple_of(10_000) {
                     tick(n);
                 }
             })?;
