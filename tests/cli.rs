@@ -93,6 +93,10 @@ fn bad_input_is_named_and_writes_nothing() {
         (arrival(r#","body":{"channel":7}"#), "field `body.channel`"),
         (arrival(r#","body":{"township":"610112"}"#), "field `body.township`: `610112` is a county code"),
         (arrival(r#","occurred_at":"last tuesday""#), "field `occurred_at`"),
+        (arrival(r#","occurred_at":"0000-01-01T00:00:00Z""#), "field `occurred_at`: 0000-01-01T00:00:00Z is before 2000-01-01"),
+        (arrival(r#","occurred_at":"1900-03-01T00:00:00Z""#), "field `occurred_at`: 1900-03-01T00:00:00Z is before 2000-01-01"),
+        (arrival(r#","occurred_at":"9999-12-31T00:00:00Z""#), "field `occurred_at`: 9999-12-31T00:00:00Z is in the future"),
+        (arrival(&format!(r#","id":"{}""#, "0".repeat(5000))), "field `id`"),
         (arrival(r#","recipients":["610112"]"#), "field `recipients[0]`: `610112` is the author itself"),
         (arrival(r#","health":{"pregnant":true}"#), "field `health`: a ArrivalRegistered event may not carry health data"),
         (arrival(r#","identity":{"idNumber":12345}"#), "field `identity.idNumber`: wrong type or value (value not shown)"),
@@ -111,6 +115,9 @@ fn bad_input_is_named_and_writes_nothing() {
         assert!(err.contains(want), "input {input}\nwant: {want}\ngot:  {err}");
     }
     assert_eq!(event_count(&dir), 0, "no rejected batch wrote anything");
+    // A long input value is never echoed whole.
+    let out = yipan(&dir, &["append"], Some(&arrival(&format!(r#","id":"{}""#, "7".repeat(5000)))));
+    assert!(text(&out.stderr).len() < 400, "{}", text(&out.stderr));
     // The ID number never appears in an error, even when malformed.
     let out = yipan(&dir, &["append"], Some(&arrival(r#","identity":{"idNumber":"4115221992031500"}"#)));
     assert!(text(&out.stderr).contains("identity.idNumber"));

@@ -270,6 +270,14 @@ async fn events_reach_exactly_their_recipients() {
     .await
     .unwrap()
     .unwrap();
+    let api = c.client("610112", Role::Supervisor);
+    let (status, same) =
+        tokio::task::spawn_blocking(move || api.request("GET", "/v1/scorecard?pair=610112,610112", None))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(status, 400, "{same}");
+    assert!(same.contains("names one locality twice"), "{same}");
     let (d_o, d_r): (serde_json::Value, serde_json::Value) =
         (serde_json::from_str(&body).unwrap(), serde_json::from_str(&body_r).unwrap());
     assert_eq!(d_o["relationships"].as_array().unwrap().len(), 20);

@@ -59,7 +59,7 @@ impl FromStr for Audience {
         Audience::ALL
             .into_iter()
             .find(|a| a.name() == s)
-            .ok_or_else(|| format!("`{s}` is not a role (statistics, health, public_security, full)"))
+            .ok_or_else(|| format!("`{}` is not a role (statistics, health, public_security, full)", crate::clip(s)))
     }
 }
 

@@ -166,7 +166,7 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 fn parse_uuid(field: &str, s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|_| Error::field(field, format!("`{s}` is not a UUID")))
+    Uuid::parse_str(s).map_err(|_| Error::field(field, format!("`{}` is not a UUID", crate::clip(s))))
 }
 
 /// A deterministic UUIDv7 for a draft without an id: its time bits are the

@@ -59,19 +59,22 @@ impl Locality {
             return Err("is empty; expected a 6-digit division code such as `610112`".into());
         }
         if !code.bytes().all(|b| b.is_ascii_digit()) || !(code.len() == 6 || code.len() == 9) {
-            return Err(format!("`{code}` is not a 6-digit (county) or 9-digit (township) division code"));
+            return Err(format!(
+                "`{}` is not a 6-digit (county) or 9-digit (township) division code",
+                crate::clip(code)
+            ));
         }
-        let province: u8 = code[..2].parse().map_err(|_| format!("`{code}` has no province"))?;
+        let province: u8 = code[..2].parse().map_err(|_| format!("`{}` has no province", crate::clip(code)))?;
         if province_name(province).is_none() {
-            return Err(format!("`{code}` starts with `{province:02}`, which is no province code"));
+            return Err(format!("`{}` starts with `{province:02}`, which is no province code", crate::clip(code)));
         }
         if &code[4..6] == "00" {
-            return Err(format!("`{code}` names a province or prefecture, not a county-level unit"));
+            return Err(format!("`{}` names a province or prefecture, not a county-level unit", crate::clip(code)));
         }
         if code.len() == 9 && &code[6..9] == "000" {
-            return Err(format!("`{code}` has township part `000`"));
+            return Err(format!("`{}` has township part `000`", crate::clip(code)));
         }
-        let n: u32 = code.parse().map_err(|_| format!("`{code}` is not a number"))?;
+        let n: u32 = code.parse().map_err(|_| format!("`{}` is not a number", crate::clip(code)))?;
         Ok(Locality(n))
     }
 

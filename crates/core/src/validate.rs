@@ -57,6 +57,38 @@ pub fn uuid_field(field: &str, bytes: &[u8]) -> Result<Option<Uuid>> {
         .map_err(|_| Error::field(field, format!("is {} bytes; a UUID is 16", bytes.len())))
 }
 
+/// The earliest `occurred_at` accepted: older dates are typing errors
+/// (1900, 0000-01-01), not late data entry.
+pub const EARLIEST_OCCURRED: chrono::DateTime<chrono::Utc> =
+    chrono::DateTime::from_timestamp_nanos(946_684_800_000_000_000);
+/// How far after its recording an event may say it occurred (clocks and time zones).
+pub const MAX_FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// Checks that `occurred_at` lies between [`EARLIEST_OCCURRED`] and
+/// `recorded_at` + [`MAX_FUTURE_SKEW`]: nothing is recorded before it
+/// happens. Deterministic (the recording instant is signed), so author and
+/// recipients agree.
+pub fn check_occurred(
+    occurred: Option<&yipan_proto::Timestamp>,
+    recorded: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let Some(t) = occurred.and_then(crate::time::from_ts) else { return Ok(()) };
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if t < EARLIEST_OCCURRED {
+        return Err(Error::field(
+            "occurred_at",
+            format!("{} is before {}: not a plausible date for this work", fmt(t), fmt(EARLIEST_OCCURRED)),
+        ));
+    }
+    if t > recorded + MAX_FUTURE_SKEW {
+        return Err(Error::field(
+            "occurred_at",
+            format!("{} is in the future (recorded {}): an event is recorded after it happens", fmt(t), fmt(recorded)),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates `draft` as authored by `author`.
 pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
     let body = draft

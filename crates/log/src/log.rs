@@ -317,13 +317,19 @@ impl<B: Backend> Log<B> {
             .into_iter()
             .enumerate()
             .map(|(index, draft)| {
-                let checked = validate_draft(self.shared.locality, &draft).map_err(|source| {
-                    if single {
-                        Error::Invalid(source)
-                    } else {
-                        Error::InvalidInBatch { index, source }
-                    }
-                })?;
+                let checked = validate_draft(self.shared.locality, &draft)
+                    .and_then(|c| {
+                        yipan_core::validate::check_occurred(draft.occurred_at.as_ref(), chrono::Utc::now()).map(|_| c)
+                    })
+                    .map_err(
+                        |source| {
+                            if single {
+                                Error::Invalid(source)
+                            } else {
+                                Error::InvalidInBatch { index, source }
+                            }
+                        },
+                    )?;
                 let digest: [u8; 32] = Sha256::digest(draft.encode_to_vec()).into();
                 let id = if draft.event_id.is_empty() {
                     Uuid::now_v7()
@@ -886,6 +892,10 @@ impl<B: Backend> Log<B> {
             ..Default::default()
         };
         let checked = validate_draft(author, &draft).map_err(|e| fail(format!("schema: {e}")))?;
+        let recorded = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
+        let recorded = recorded.ok_or_else(|| fail("schema: no recorded_at".into()))?;
+        yipan_core::validate::check_occurred(ev.envelope.occurred_at.as_ref(), recorded)
+            .map_err(|e| fail(format!("schema: {e}")))?;
         for d in &ev.envelope.tier_digests {
             if !checked.kind.tiers().iter().any(|t| *t as i32 == d.tier) {
                 return Err(fail(format!("schema: a {} event may not carry tier {}", checked.kind, d.tier)));

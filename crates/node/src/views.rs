@@ -91,6 +91,9 @@ pub fn parse_pair(field: &str, s: &str) -> Result<(yipan_core::Locality, yipan_c
     let (a, b) = s.split_once(',').ok_or_else(|| format!("{field}: `{s}` is not two codes separated by a comma"))?;
     let a = yipan_core::Locality::parse(a.trim()).map_err(|p| format!("{field}: {p}"))?;
     let b = yipan_core::Locality::parse(b.trim()).map_err(|p| format!("{field}: {p}"))?;
+    if a == b {
+        return Err(format!("{field}: `{a},{b}` names one locality twice; a pair is two different localities"));
+    }
     Ok((a, b))
 }
 

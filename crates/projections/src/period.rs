@@ -55,7 +55,7 @@ impl fmt::Display for Period {
 impl FromStr for Period {
     type Err = String;
     fn from_str(s: &str) -> Result<Period, String> {
-        let bad = || format!("`{s}` is not a period such as 2026-10, 2026-Q4 or 2026");
+        let bad = || format!("`{}` is not a period such as 2026-10, 2026-Q4 or 2026", yipan_core::clip(s));
         let (y, rest) = match s.split_once('-') {
             Some((y, r)) => (y, Some(r)),
             None => (s, None),
