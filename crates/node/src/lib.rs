@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use yipan_core::Locality;
 use yipan_log::SledStore;
-use yipan_sync::{Sync, SyncMetrics};
+use yipan_sync::{Replication, SyncMetrics};
 
 pub use config::NodeConfig;
 
@@ -79,7 +79,7 @@ impl Node {
             yipan_access::nats::Principal::Locality(locality),
         )
         .await?;
-        let sync = Sync::start(log.clone(), client.clone(), cfg.sync.clone());
+        let sync = Replication::start(log.clone(), client.clone(), cfg.sync.clone());
         let metrics = sync.metrics();
         let addr = listener.local_addr()?;
         let views: views::Views = Default::default();

@@ -12,7 +12,7 @@
 //! - [`downstream`]: role-filtered feeds for downstream systems.
 //! - [`metrics`]: counters and lag samples of all of the above.
 //!
-//! [`Sync::start`] runs all of it on a tokio runtime and [`Sync::stop`] ends it.
+//! [`Replication::start`] runs all of it on a tokio runtime and [`Replication::stop`] ends it.
 
 pub mod downstream;
 pub mod inbox;
@@ -160,17 +160,17 @@ pub async fn provision(js: &jetstream::Context, provinces: &[u8], cfg: &SyncConf
 }
 
 /// The running replication tasks of one node.
-pub struct Sync {
+pub struct Replication {
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
     metrics: Arc<SyncMetrics>,
 }
 
-/// How long [`Sync::stop`] waits for its tasks before aborting them (a task
+/// How long [`Replication::stop`] waits for its tasks before aborting them (a task
 /// blocked on an unreachable NATS server must not hold the node).
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
-impl Sync {
+impl Replication {
     /// Starts the outbox, inbox, announcer, repair service and repair client.
     pub fn start<B: Backend>(log: Arc<Log<B>>, client: async_nats::Client, cfg: SyncConfig) -> Sync {
         let metrics = Arc::new(SyncMetrics::default());
@@ -246,7 +246,7 @@ impl Sync {
             ),
             ("connection watch", tokio::spawn(metrics::watch_connection(client, metrics.clone(), stop.subscribe()))),
         ];
-        Sync { stop, tasks, metrics }
+        Replication { stop, tasks, metrics }
     }
 
     /// The replication metrics.
