@@ -172,7 +172,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 impl Replication {
     /// Starts the outbox, inbox, announcer, repair service and repair client.
-    pub fn start<B: Backend>(log: Arc<Log<B>>, client: async_nats::Client, cfg: SyncConfig) -> Sync {
+    pub fn start<B: Backend>(log: Arc<Log<B>>, client: async_nats::Client, cfg: SyncConfig) -> Replication {
         let metrics = Arc::new(SyncMetrics::default());
         let js = jetstream::ContextBuilder::new()
             .ack_timeout(Duration::from_millis(cfg.ack_timeout_ms))
