@@ -598,3 +598,78 @@ fn the_http_benchmark_runs_and_prints_its_ratio() {
     assert!(report["tls_token_per_s"].as_f64().unwrap() > 0.0 && report["plain_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["ratio"].as_f64().unwrap() > 0.0, "{report}");
 }
+
+/// SIGTERM stops a node in a bounded time in the worst state: NATS
+/// unreachable (outbox retrying, inbox reconnecting) and an SSE client
+/// connected; everything acknowledged is on disk and verifies.
+#[test]
+fn sigterm_stops_a_node_with_nats_down_and_a_stream_client_connected() {
+    use std::io::{BufRead, Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("610112");
+    let (secrets, tls) = (tmp.path().join("secrets"), tmp.path().join("secrets/tls"));
+    yipan_ok(&dir, &["tls", "dev", "--out", tls.to_str().unwrap()]);
+    yipan_ok(&dir, &["nats", "users", "--localities", "610112", "--out", secrets.to_str().unwrap()]);
+    init(&dir);
+    // Nothing listens on the NATS port.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nats_url = format!("tls://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n[http.tls]\ncert = {:?}\nkey = {:?}\n[sync]\nnats_url = {:?}\nnats_nkey_file = {:?}\nnats_ca_file = {:?}\n",
+            dir.display().to_string(),
+            tls.join("node.pem").display().to_string(),
+            tls.join("node.key").display().to_string(),
+            nats_url,
+            secrets.join("nkeys/locality-610112.nk").display().to_string(),
+            tls.join("ca.pem").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let clerk = yipan_ok(&dir, &["token", "create", "--role", "clerk", "--name", "t"]).trim().to_string();
+    let statistics = yipan_ok(&dir, &["token", "create", "--role", "statistics", "--name", "s"]).trim().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_yipan"))
+        .args(["node", "run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let addr: std::net::SocketAddr = first.trim().rsplit("https://").next().unwrap().parse().expect(&first);
+    let tls_client = yipan_access::tls::client_config(&tls.join("ca.pem"), None).unwrap();
+    let api = yipan_testkit::http::Client::new(addr, Some(tls_client), Some(clerk));
+    let events = std::fs::read_to_string(scenario()).unwrap();
+    let batch = format!("[{}]", events.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(","));
+    let (status, reply) = api.request("POST", "/v1/events", Some(&batch)).unwrap();
+    assert_eq!(status, 200, "{reply}");
+    // An SSE client stays connected.
+    let sse = api.with_token(Some(&statistics));
+    let mut stream = sse.connect().unwrap();
+    write!(stream, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n{}Accept: text/event-stream\r\n\r\n", sse.auth_header())
+        .unwrap();
+    let mut buf = [0u8; 512];
+    assert!(stream.read(&mut buf).unwrap() > 0);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    let asked = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if asked.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the node ignored SIGTERM for 20 s with NATS down");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "node exited with {status}");
+    drop(stream);
+    assert_eq!(event_count(&dir), 21);
+    assert!(yipan(&dir, &["verify"], None).status.success());
+}

@@ -30,6 +30,10 @@ fn read_fixture() -> Vec<Vec<u8>> {
     out
 }
 
+/// SHA-256 of the committed fixture: regenerating it by accident (or any
+/// change to it) fails the test instead of silently checking new output.
+const FIXTURE_SHA256: &str = "09a0963bec12eef6da93cecf1536280dce9ad8d90c40123088d8233eac8dd9fc";
+
 #[test]
 fn v1_events_still_decode_verify_and_ingest() {
     if std::env::var_os("YIPAN_WRITE_FIXTURES").is_some() {
@@ -44,6 +48,17 @@ fn v1_events_still_decode_verify_and_ingest() {
             out.extend_from_slice(&b);
         }
         std::fs::write(fixture(), out).unwrap();
+        // Checking what was just written would prove nothing: report and stop.
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(std::fs::read(fixture()).unwrap()));
+        panic!(
+            "fixture rewritten; review it, then set FIXTURE_SHA256 = \"{digest}\" and run without YIPAN_WRITE_FIXTURES"
+        );
+    }
+    {
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(std::fs::read(fixture()).unwrap()));
+        assert_eq!(digest, FIXTURE_SHA256, "the checked-in v1 fixture changed; old events must never be rewritten");
     }
     let events = read_fixture();
     assert_eq!(events.len(), 4);

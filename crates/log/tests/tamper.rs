@@ -183,11 +183,29 @@ fn a_damaged_store_file_is_an_error_not_a_panic() {
         });
         let outcome = outcome.unwrap_or_else(|_| panic!("damage {damage}: panicked"));
         match outcome {
-            Err(e) => assert!(!e.to_string().is_empty()),
-            Ok(report) => assert!(
-                !report.ok() || report.events < 20,
-                "damage {damage}: damaged store verified clean with all events: {report:?}"
-            ),
+            // Refused at open: a storage-level error that says what is damaged.
+            Err(e) => {
+                assert!(
+                    matches!(e, Error::Storage(_) | Error::Corrupt { .. } | Error::Damaged { .. }),
+                    "damage {damage}: unexpected error kind {e:?}"
+                );
+                let msg = e.to_string();
+                assert!(
+                    ["damaged", "corrupt", "storage", "sled"].iter().any(|w| msg.to_lowercase().contains(w)),
+                    "damage {damage}: the message does not say what is wrong: {msg}"
+                );
+            }
+            // Opened: verify must name at least one fault as `author#seq: problem`
+            // or lose events it cannot read, never report all 20 clean.
+            Ok(report) => {
+                assert!(
+                    report.events < 20 || !report.faults.is_empty(),
+                    "damage {damage}: damaged store verified clean with all events: {report:?}"
+                );
+                for f in &report.faults {
+                    assert!(!f.problem.is_empty(), "damage {damage}: a fault without a problem: {f:?}");
+                }
+            }
         }
     }
 }
