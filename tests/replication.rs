@@ -646,3 +646,27 @@ async fn the_openapi_document_is_in_step_with_the_api() {
     }
     c.stop().await;
 }
+
+/// An event larger than NATS can carry is refused at append (413, nothing
+/// written) instead of being stored and then blocking the outbox forever;
+/// the events after it replicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_large_to_publish_is_refused_and_replication_continues() {
+    let c = Cluster::start().await;
+    let clerk = c.client("610112", Role::Clerk);
+    let huge = format!(
+        r#"{{"kind":"ServiceRendered","origin":"411522","residence":"610112","person":"00112233445566778899aabbccddeeff","body":{{"service":"SERVICE_KIND_PERSON_INFORMED","providerRef":"{}"}}}}"#,
+        "x".repeat(1_500_000)
+    );
+    let api = clerk.clone();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || api.request("POST", "/v1/events", Some(&huge))).await.unwrap().unwrap();
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("max_payload") && body.contains("nothing was written"), "{body}");
+    assert!(body.len() < 400, "the oversized value is not echoed");
+    assert_eq!(c.log("610112").len(), 0);
+    c.append("610112", (0..5).map(|n| at_residence("610112", n)).collect()).await;
+    c.converge(Duration::from_secs(30)).await;
+    assert_eq!(c.log("411522").channel_head(loc("610112"), loc("411522")).unwrap(), 5);
+    c.stop().await;
+}

@@ -49,6 +49,22 @@ pub enum Error {
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
+    /// The write queue is full: back off and retry (HTTP 503 with Retry-After).
+    #[error("the log is saturated ({queued} batches queued); retry in a moment")]
+    Busy {
+        /// Batches waiting to be sequenced.
+        queued: usize,
+    },
+    /// An event larger than the deployment can carry (NATS `max_payload`).
+    #[error("field `{field}`: the event would be about {size} bytes; this deployment carries at most {limit} (NATS max_payload); shorten or split it")]
+    TooLarge {
+        /// The field, or `event` for the whole event.
+        field: String,
+        /// Estimated encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The roster already holds another key for this locality.
     #[error("roster already holds a different key for {locality}; keys are not replaced silently")]
     RosterConflict {

@@ -175,12 +175,24 @@ struct Shared<B> {
     events_tx: tokio::sync::broadcast::Sender<Arc<Envelope>>,
     commits: AtomicU64,
     committed_events: AtomicU64,
+    /// Largest encoded event accepted, bytes (set from NATS `max_payload`).
+    max_event_bytes: std::sync::atomic::AtomicUsize,
+    /// Jobs submitted and not yet taken by the sequencer.
+    queued: std::sync::atomic::AtomicUsize,
 }
+
+/// Batches that may wait for the sequencer before appends are refused as busy.
+pub const JOB_QUEUE: usize = 1024;
+/// Default largest event: NATS's default `max_payload` (1 MiB) less room for headers.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024 - 4096;
+/// What signing adds to a draft's encoded size, at most: envelope fields
+/// (ids, times, hashes, channel positions, tier digests) and the signature.
+const ENVELOPE_OVERHEAD: usize = 1024;
 
 /// The append-only log of one locality.
 pub struct Log<B: Backend> {
     shared: Arc<Shared<B>>,
-    tx: Option<mpsc::Sender<Job>>,
+    tx: Option<mpsc::SyncSender<Job>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -257,6 +269,8 @@ impl<B: Backend> Log<B> {
             roster: RwLock::new(roster),
             in_flight: Mutex::new(HashMap::new()),
             poisoned: AtomicBool::new(false),
+            max_event_bytes: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_EVENT_BYTES),
+            queued: std::sync::atomic::AtomicUsize::new(0),
             ingest_lock: Mutex::new(()),
             index: RwLock::new(index),
             head: Mutex::new(head),
@@ -265,7 +279,7 @@ impl<B: Backend> Log<B> {
             commits: AtomicU64::new(0),
             committed_events: AtomicU64::new(0),
         });
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::sync_channel::<Job>(JOB_QUEUE);
         let (wtx, wrx) = mpsc::sync_channel::<WriteGroup>(4);
         let state = SeqState { seq: head.0, hash: head.1, channels: HashMap::new() };
         let s1 = shared.clone();
@@ -313,6 +327,14 @@ impl<B: Backend> Log<B> {
 
     fn prepare(&self, drafts: Vec<EventDraft>) -> Result<Vec<Prepared>> {
         let single = drafts.len() == 1;
+        let limit = self.max_event_bytes();
+        for (index, d) in drafts.iter().enumerate() {
+            let size = d.encoded_len() + d.recipients.len() * 16 + ENVELOPE_OVERHEAD;
+            if size > limit {
+                let field = if single { "event".to_string() } else { format!("[{index}]") };
+                return Err(Error::TooLarge { field, size, limit });
+            }
+        }
         drafts
             .into_iter()
             .enumerate()
@@ -342,20 +364,47 @@ impl<B: Backend> Log<B> {
             .collect()
     }
 
-    fn submit(&self, drafts: Vec<EventDraft>) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
+    /// Sets the largest encoded event accepted (the deployment's NATS
+    /// `max_payload` less room for headers): larger events are refused at
+    /// append, so nothing enters the log that could never be published.
+    pub fn set_max_event_bytes(&self, limit: usize) {
+        self.shared.max_event_bytes.store(limit.max(ENVELOPE_OVERHEAD * 2), Ordering::Relaxed);
+    }
+
+    /// The largest encoded event accepted.
+    pub fn max_event_bytes(&self) -> usize {
+        self.shared.max_event_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Queues drafts for sequencing. `wait`: block while the queue is full
+    /// (CLI, imports); otherwise refuse with [`Error::Busy`] (the API answers 503).
+    fn submit(&self, drafts: Vec<EventDraft>, wait: bool) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
         let drafts = self.prepare(drafts)?;
         let (reply, rx) = oneshot::channel();
-        self.tx.as_ref().ok_or(Error::Closed)?.send(Job { drafts, reply }).map_err(|_| Error::Closed)?;
-        Ok(rx)
+        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
+        let job = Job { drafts, reply };
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = if wait {
+            tx.send(job).map_err(|_| Error::Closed)
+        } else {
+            tx.try_send(job).map_err(|e| match e {
+                mpsc::TrySendError::Full(_) => Error::Busy { queued: JOB_QUEUE },
+                mpsc::TrySendError::Disconnected(_) => Error::Closed,
+            })
+        };
+        if sent.is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent.map(|_| rx)
     }
 
     /// Submits without waiting (the benchmark's open-loop load generator).
     #[doc(hidden)]
     pub fn submit_for_bench(&self, draft: EventDraft) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
-        self.submit(vec![draft])
+        self.submit(vec![draft], true)
     }
 
     /// Appends drafts atomically (all or none), blocking until durable.
@@ -365,7 +414,7 @@ impl<B: Backend> Log<B> {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(drafts)?.blocking_recv().map_err(|_| Error::Closed)?
+        self.submit(drafts, true)?.blocking_recv().map_err(|_| Error::Closed)?
     }
 
     /// Appends one draft, blocking until durable.
@@ -379,7 +428,7 @@ impl<B: Backend> Log<B> {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(drafts)?.await.map_err(|_| Error::Closed)?
+        self.submit(drafts, false)?.await.map_err(|_| Error::Closed)?
     }
 
     /// Appends one draft, resolving once durable.
@@ -1076,6 +1125,7 @@ fn sequencer<B: Backend>(
                 Err(_) => break,
             }
         }
+        shared.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
         if shared.poisoned.load(Ordering::Acquire) {
             for j in jobs {
                 let _ = j.reply.send(Err(Error::Poisoned));

@@ -111,7 +111,58 @@ pub fn router(state: AppState) -> Router {
 
 /// A JSON error answer.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    ApiError::new(status, message).into_response()
+}
+
+/// An error answer: status, message and, when the caller should come back,
+/// `Retry-After`. Library errors are mapped to a status in one place.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    /// An answer with `status`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into(), retry_after_s: None }
+    }
+
+    /// Appends a note to the message (e.g. "nothing was written").
+    pub fn note(mut self, note: &str) -> ApiError {
+        self.message.push_str(note);
+        self
+    }
+}
+
+impl From<yipan_log::Error> for ApiError {
+    fn from(e: yipan_log::Error) -> ApiError {
+        use yipan_log::Error as E;
+        let (status, retry) = match &e {
+            E::Invalid(_) | E::InvalidInBatch { .. } => (StatusCode::BAD_REQUEST, None),
+            E::IdConflict { .. } => (StatusCode::CONFLICT, None),
+            E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            E::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+            E::Poisoned | E::Closed => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        };
+        let message = match e {
+            E::InvalidInBatch { index, source } => format!("event [{index}]: {source}"),
+            other => other.to_string(),
+        };
+        ApiError { status, message, retry_after_s: retry }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(s) = self.retry_after_s {
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
+        r
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
@@ -180,16 +231,7 @@ async fn append(State(s): State<AppState>, Extension(caller): Extension<Caller>,
         }
         Err(e) => {
             s.rejected.fetch_add(1, Ordering::Relaxed);
-            let status = match e {
-                yipan_log::Error::Invalid(_) | yipan_log::Error::InvalidInBatch { .. } => StatusCode::BAD_REQUEST,
-                yipan_log::Error::IdConflict { .. } => StatusCode::CONFLICT,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            let e = match e {
-                yipan_log::Error::InvalidInBatch { index, source } => format!("event [{index}]: {source}"),
-                other => other.to_string(),
-            };
-            error(status, format!("{e}; nothing was written"))
+            ApiError::from(e).note("; nothing was written").into_response()
         }
     }
 }
@@ -274,7 +316,7 @@ async fn get_event(
     match s.log.get(id) {
         Ok(Some(ev)) => Json(shown(&ev, &caller, q.reveal)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no event {id}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -322,7 +364,7 @@ async fn quarantine(State(s): State<AppState>, Extension(caller): Extension<Call
             }
             Json(q).into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -513,7 +555,7 @@ async fn raw(State(s): State<AppState>, Extension(caller): Extension<Caller>, Qu
     .await;
     match body {
         Ok(Ok(text)) => ([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -602,7 +644,7 @@ async fn stream(
     .await;
     let backlog = match backlog {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let mut sent = from;

@@ -218,6 +218,7 @@ impl Replication {
                 "repair service",
                 tokio::spawn(repair::serve(log.clone(), client.clone(), js.clone(), metrics.clone(), stop_rx.clone())),
             ),
+            ("payload limit", tokio::spawn(follow_max_payload(log.clone(), client.clone(), stop.subscribe()))),
             ("repair answers", tokio::spawn(repair::listen_answers(log.clone(), client.clone(), stop.subscribe()))),
             (
                 "head listener",
@@ -297,6 +298,33 @@ pub async fn ensure_stream(
         js.get_stream(&name).await.map_err(|_| Error::nats(first))?;
     }
     js.get_stream_no_info(&name).await.map_err(Error::nats)
+}
+
+/// Room kept for headers (`Nats-Msg-Id`, …) below the server's `max_payload`.
+const HEADER_ROOM: usize = 4096;
+
+/// Keeps the log's event size limit at the server's `max_payload` (less
+/// header room), so an event that could never be published is refused at
+/// append instead of blocking the outbox.
+async fn follow_max_payload<B: Backend>(log: Arc<Log<B>>, client: async_nats::Client, mut stop: watch::Receiver<bool>) {
+    let mut known = 0usize;
+    loop {
+        if client.connection_state() == async_nats::connection::State::Connected {
+            let max = client.server_info().max_payload;
+            if max > HEADER_ROOM && max != known {
+                known = max;
+                log.set_max_event_bytes(max - HEADER_ROOM);
+                tracing::info!(
+                    max_payload = max,
+                    limit = max - HEADER_ROOM,
+                    "event size limit follows the NATS server"
+                );
+            }
+        }
+        if sleep_or_stop(Duration::from_secs(2), &mut stop).await {
+            return;
+        }
+    }
 }
 
 /// Sleeps `d`, returning early (true) if `stop` fires.
