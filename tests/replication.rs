@@ -460,8 +460,30 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
     assert_eq!(node.log.len(), 1, "only the one genuine event is held");
     assert_eq!(node.log.channel_head(loc("411522"), loc("610112")).unwrap(), 1);
     let monitor = c.client("610112", Role::Monitor);
+    let pager = monitor.clone();
     let counted = tokio::task::spawn_blocking(move || metric(&monitor, "yipan_quarantined_total")).await.unwrap();
     assert_eq!(counted, 5);
+    // The API pages through the quarantine (2 + 2 + 1), tiers filtered by role.
+    let pages = tokio::task::spawn_blocking(move || {
+        let mut after = String::new();
+        let mut pages = Vec::new();
+        loop {
+            let path = format!("/v1/quarantine?limit=2{after}");
+            let (status, body) = pager.request("GET", &path, None).unwrap();
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["held"], 5);
+            pages.push(v["entries"].as_array().unwrap().len());
+            match v["next"].as_str() {
+                Some(n) => after = format!("&after={n}"),
+                None => break,
+            }
+        }
+        pages
+    })
+    .await
+    .unwrap();
+    assert_eq!(pages, vec![2, 2, 1]);
     assert!(node.log.verify().unwrap().ok());
     // Quarantine reasons and metrics carry no personal data.
     for e in &q {

@@ -21,6 +21,7 @@ pub mod index;
 pub mod keyfile;
 pub mod layout;
 pub mod log;
+pub mod quarantine;
 pub mod segment;
 pub mod store;
 pub mod verify;

@@ -119,8 +119,14 @@ pub struct QuarantineEntry {
     pub author: Option<String>,
     /// Why it was rejected.
     pub reason: String,
-    /// The bytes as received, hex.
+    /// The bytes as received (at most `quarantine::KEEP_BYTES` of them), hex.
     pub bytes_hex: String,
+    /// Size of the whole message as received.
+    #[serde(default)]
+    pub size: u64,
+    /// SHA-256 of the whole message, hex.
+    #[serde(default)]
+    pub sha256: String,
 }
 
 /// A draft validated in the caller's thread, ready for sequencing.
@@ -163,8 +169,9 @@ struct Shared<B> {
     /// Sequenced but not yet durable: id → (draft digest, outcome), for idempotency.
     in_flight: Mutex<InFlight>,
     poisoned: AtomicBool,
-    /// Serialises ingest (channel positions are checked then written).
-    ingest_lock: Mutex<()>,
+    /// Serialises ingest (channel positions are checked then written) and
+    /// holds the quarantine's bounds.
+    ingest_lock: Mutex<crate::quarantine::Bounds>,
     /// Id, person and channel indexes over everything stored.
     index: RwLock<Index>,
     /// The own chain's durable head (seq, hash).
@@ -262,6 +269,7 @@ impl<B: Backend> Log<B> {
             true
         })?;
 
+        let bounds = crate::quarantine::Bounds::load(&backend, &meta_key(crate::quarantine::EVICTED))?;
         let shared = Arc::new(Shared {
             backend,
             locality,
@@ -271,7 +279,7 @@ impl<B: Backend> Log<B> {
             poisoned: AtomicBool::new(false),
             max_event_bytes: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_EVENT_BYTES),
             queued: std::sync::atomic::AtomicUsize::new(0),
-            ingest_lock: Mutex::new(()),
+            ingest_lock: Mutex::new(bounds),
             index: RwLock::new(index),
             head: Mutex::new(head),
             head_tx: tokio::sync::watch::channel(head.0).0,
@@ -720,7 +728,7 @@ impl<B: Backend> Log<B> {
     /// their bytes and reason; nothing that failed verification is stored.
     pub fn ingest_batch(&self, items: &[&[u8]]) -> Result<Vec<Ingested>> {
         let checked = self.check_foreign_batch(items);
-        let _guard = lock(&self.shared.ingest_lock);
+        let mut bounds = lock(&self.shared.ingest_lock);
         let me = self.shared.locality.as_u32();
         let mut outcomes: Vec<Option<Ingested>> = vec![None; items.len()];
         let mut ops: Vec<Op> = Vec::new();
@@ -733,7 +741,9 @@ impl<B: Backend> Log<B> {
                     received_at: now.clone(),
                     author,
                     reason: reason.clone(),
-                    bytes_hex: hex::encode(bytes),
+                    bytes_hex: hex::encode(&bytes[..bytes.len().min(crate::quarantine::KEEP_BYTES)]),
+                    size: bytes.len() as u64,
+                    sha256: hex::encode(Sha256::digest(bytes)),
                 };
                 let value = serde_json::to_vec(&entry).map_err(|e| Error::Storage(e.to_string()))?;
                 ops.push((layout::quarantine_key(id.as_bytes()).to_vec(), Some(value)));
@@ -838,8 +848,19 @@ impl<B: Backend> Log<B> {
                 }
             }
         }
+        // Evictions are computed on a copy, so a failed commit changes nothing
+        // (and only when this batch quarantined something: not on the hot path).
+        let quarantined = ops.iter().any(|(k, v)| k.first() == Some(&layout::QUARANTINE) && v.is_some());
+        let next = quarantined.then(|| {
+            let mut next = bounds.clone();
+            next.admit(&mut ops, &meta_key(crate::quarantine::EVICTED));
+            next
+        });
         if !ops.is_empty() {
             self.shared.backend.commit(ops)?;
+        }
+        if let Some(next) = next {
+            *bounds = next;
         }
         if !stored.is_empty() {
             let mut index = write(&self.shared.index);
@@ -964,16 +985,35 @@ impl<B: Backend> Log<B> {
         Ok(ch)
     }
 
-    /// Every quarantined event, oldest first.
+    /// Every quarantined event held, oldest first.
     pub fn quarantine(&self) -> Result<Vec<QuarantineEntry>> {
+        self.quarantine_page(None, usize::MAX)
+    }
+
+    /// Up to `limit` quarantined events after the entry `after`, oldest first.
+    pub fn quarantine_page(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<QuarantineEntry>> {
+        let start = match after {
+            Some(id) => {
+                let mut k = layout::quarantine_key(id.as_bytes()).to_vec();
+                k.push(0);
+                k
+            }
+            None => vec![layout::QUARANTINE],
+        };
         self.shared
             .backend
-            .range(&[layout::QUARANTINE], &[layout::QUARANTINE + 1], usize::MAX)?
+            .range(&start, &[layout::QUARANTINE + 1], limit)?
             .into_iter()
             .map(|(_, v)| {
                 serde_json::from_slice(&v).map_err(|e| Error::Storage(format!("quarantine record unreadable: {e}")))
             })
             .collect()
+    }
+
+    /// Records held in quarantine, and what its bounds have evicted.
+    pub fn quarantine_summary(&self) -> (usize, crate::quarantine::Evicted) {
+        let b = lock(&self.shared.ingest_lock);
+        (b.len(), b.evicted().clone())
     }
 
     /// Verifies the whole store: chains, signatures, gaps, channels, indexes.

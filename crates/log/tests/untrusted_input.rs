@@ -79,3 +79,54 @@ proptest! {
         }
     }
 }
+
+/// A peer sending garbage cannot fill the disk: records keep at most
+/// `KEEP_BYTES` of each message, at most `PER_AUTHOR` records per claimed
+/// author are held, the oldest are evicted first, and what was evicted stays
+/// counted and hashed — across a reopen.
+#[test]
+fn quarantine_is_bounded_and_evictions_are_summarised() {
+    use sha2::Digest;
+    use yipan_log::quarantine::{KEEP_BYTES, PER_AUTHOR};
+    let dir = tempfile::tempdir().unwrap();
+    let n = PER_AUTHOR + 40;
+    let messages: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let mut m = vec![0xffu8; if i == n - 1 { 100_000 } else { 64 }];
+            m[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            m
+        })
+        .collect();
+    {
+        let store = sled_at(dir.path(), "610112", 1);
+        for chunk in messages.chunks(100) {
+            let refs: Vec<&[u8]> = chunk.iter().map(|m| m.as_slice()).collect();
+            store.ingest_batch(&refs).unwrap();
+        }
+        let (held, evicted) = store.quarantine_summary();
+        assert_eq!(held, PER_AUTHOR);
+        assert_eq!(evicted.count, 40);
+        assert_eq!(evicted.bytes, 40 * 64);
+        let mut chain = Vec::new();
+        for m in &messages[..40] {
+            let mut h = sha2::Sha256::new();
+            h.update(&chain);
+            h.update(sha2::Sha256::digest(m));
+            chain = h.finalize().to_vec();
+        }
+        assert_eq!(evicted.digest, hex::encode(&chain), "the oldest 40 were evicted, in order");
+        let q = store.quarantine().unwrap();
+        assert_eq!(q.len(), PER_AUTHOR);
+        let big = q.last().unwrap();
+        assert_eq!(big.size, 100_000);
+        assert_eq!(big.bytes_hex.len(), 2 * KEEP_BYTES, "only the head of a large message is kept");
+        assert_eq!(big.sha256, hex::encode(sha2::Sha256::digest(&messages[n - 1])));
+        // Paging walks the records in order.
+        let first = store.quarantine_page(None, 10).unwrap();
+        let second = store.quarantine_page(Some(first[9].id), 10).unwrap();
+        assert_eq!(second[0].id, q[10].id);
+    }
+    let store = sled_at(dir.path(), "610112", 1);
+    let (held, evicted) = store.quarantine_summary();
+    assert_eq!((held, evicted.count), (PER_AUTHOR, 40), "bounds and summary survive a reopen");
+}

@@ -344,28 +344,52 @@ async fn status(State(s): State<AppState>) -> Response {
     .into_response()
 }
 
-async fn quarantine(State(s): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
+/// Query of `GET /v1/quarantine`.
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    /// The id of the last entry already seen.
+    after: Option<String>,
+    /// Entries per page (default 100, at most 1,000).
+    limit: Option<usize>,
+}
+
+async fn quarantine(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<PageQuery>,
+) -> Response {
     use yipan_proto::Message;
     let audience = caller.role.audience();
-    match s.log.quarantine() {
-        Ok(mut q) => {
-            // The received bytes may carry personal tiers: only the role's tiers
-            // are shown; bytes that do not decode are shown only to a role with every tier.
-            for e in &mut q {
-                let bytes = hex::decode(&e.bytes_hex).unwrap_or_default();
-                e.bytes_hex = match yipan_proto::v1::SignedEvent::decode(bytes.as_slice()) {
-                    Ok(mut signed) => {
-                        yipan_core::audience::filter_tiers(&mut signed, audience);
-                        hex::encode(signed.encode_to_vec())
-                    }
-                    Err(_) if audience == yipan_core::audience::Audience::Full => e.bytes_hex.clone(),
-                    Err(_) => String::new(),
-                };
-            }
-            Json(q).into_response()
+    let after = match q.after.as_deref().map(Uuid::parse_str).transpose() {
+        Ok(a) => a,
+        Err(_) => {
+            return bad(format!("after: `{}` is not an entry id", yipan_core::clip(q.after.as_deref().unwrap_or(""))))
         }
-        Err(e) => ApiError::from(e).into_response(),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let log = s.log.clone();
+    let page = tokio::task::spawn_blocking(move || log.quarantine_page(after, limit)).await;
+    let mut entries = match page {
+        Ok(Ok(q)) => q,
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    // The received bytes may carry personal tiers: only the role's tiers
+    // are shown; bytes that do not decode are shown only to a role with every tier.
+    for e in &mut entries {
+        let bytes = hex::decode(&e.bytes_hex).unwrap_or_default();
+        e.bytes_hex = match yipan_proto::v1::SignedEvent::decode(bytes.as_slice()) {
+            Ok(mut signed) => {
+                yipan_core::audience::filter_tiers(&mut signed, audience);
+                hex::encode(signed.encode_to_vec())
+            }
+            Err(_) if audience == yipan_core::audience::Audience::Full => e.bytes_hex.clone(),
+            Err(_) => String::new(),
+        };
     }
+    let next = (entries.len() == limit).then(|| entries.last().map(|e| e.id.to_string())).flatten();
+    let (held, evicted) = s.log.quarantine_summary();
+    Json(json!({"held": held, "evicted": evicted, "entries": entries, "next": next})).into_response()
 }
 
 async fn health(State(s): State<AppState>) -> Response {
