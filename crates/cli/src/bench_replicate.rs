@@ -157,7 +157,7 @@ pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
     let mean_batch = events as f64 / batches.max(1) as f64;
     // Let the last batch's bookkeeping finish before the lag phase starts counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    recipient.metrics.take_lags();
+    recipient.metrics.lag.reset();
 
     // Lag under a steady offered load of 1,000 events/s.
     let steady_rate = 1000u64;
@@ -170,12 +170,8 @@ pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
         tokio::spawn(async move { log.append_async(sample_draft(events + k)).await });
     }
     wait_for(&recipient, a_code, events + total, Duration::from_secs(120)).await?;
-    let mut lags = recipient.metrics.take_lags();
-    lags.sort_unstable();
-    let pct = |p: f64| {
-        lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1))).copied().unwrap_or(0) as f64
-            / 1000.0
-    };
+    let lag = &recipient.metrics.lag;
+    let pct = |p: f64| lag.quantile_ms(p);
     let report = Report {
         events,
         replicated_per_s,
@@ -185,7 +181,7 @@ pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
         steady_rate,
         lag_p50_ms: pct(0.5),
         lag_p99_ms: pct(0.99),
-        lag_samples: lags.len(),
+        lag_samples: lag.count() as usize,
         mean_inbox_batch: mean_batch,
         appended_s,
         published_s: published_s.unwrap_or(stored_s),

@@ -2,7 +2,6 @@
 //! `metrics!` table below; labels never carry personal data.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -20,8 +19,8 @@ macro_rules! metrics {
                 #[doc = $help]
                 pub $field: AtomicU64,
             )*
-            /// Recent replication lags (append at the author → stored here), µs; bounded.
-            lags: Mutex<Vec<u64>>,
+            /// Replication lag (append at the author → stored here): a fixed-size histogram.
+            pub lag: LagHistogram,
         }
 
         impl SyncMetrics {
@@ -35,6 +34,7 @@ macro_rules! metrics {
                         $name, $help, $name, $kind, $name, self.$field.load(Ordering::Relaxed)
                     );
                 )*
+                self.lag.render(out);
             }
         }
     };
@@ -57,21 +57,110 @@ metrics! {
     inbox_batches: "yipan_inbox_batches_total", "counter", "Batches the inbox verified and stored (one flush each).";
 }
 
-/// Most lag samples kept.
-const MAX_LAGS: usize = 1 << 20;
+/// Buckets per decade of the lag histogram (bounds 10^(k/10) apart, ~26%).
+const PER_DECADE: usize = 10;
+/// Decades covered, from 10 µs to 10^(1+DECADES) µs (≈ 28 h).
+const DECADES: usize = 10;
+const BUCKETS: usize = PER_DECADE * DECADES + 1;
+
+/// Upper bound of fine bucket `i`, µs.
+fn bound_us(i: usize) -> f64 {
+    10f64.powf(1.0 + i as f64 / PER_DECADE as f64)
+}
+
+/// Replication lag as a histogram of fixed size (no sample buffer): fine
+/// log-spaced buckets internally (for percentiles within ~26%), exported to
+/// Prometheus as `yipan_replication_lag_seconds` with 1-2-5 buckets.
+#[derive(Debug)]
+pub struct LagHistogram {
+    buckets: [AtomicU64; BUCKETS],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Default for LagHistogram {
+    fn default() -> Self {
+        LagHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LagHistogram {
+    /// Records one lag.
+    pub fn record(&self, lag: Duration) {
+        let us = lag.as_micros().min(u64::MAX as u128) as u64;
+        let i = if us <= 10 {
+            0
+        } else {
+            (((us as f64).log10() - 1.0) * PER_DECADE as f64).ceil().clamp(0.0, (BUCKETS - 1) as f64) as usize
+        };
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lags recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The `q` quantile in milliseconds, interpolated within its bucket; 0 when empty.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+        let mut seen = 0u64;
+        for (i, c) in counts.iter().enumerate() {
+            if *c > 0 && (seen + c) as f64 >= rank {
+                let lo = if i == 0 { 0.0 } else { bound_us(i - 1) };
+                let frac = (rank - seen as f64) / *c as f64;
+                return (lo + (bound_us(i) - lo) * frac) / 1000.0;
+            }
+            seen += c;
+        }
+        bound_us(BUCKETS - 1) / 1000.0
+    }
+
+    /// Forgets everything recorded (benchmarks measure one phase at a time).
+    pub fn reset(&self) {
+        for b in &self.buckets {
+            b.store(0, Ordering::Relaxed);
+        }
+        self.sum_us.store(0, Ordering::Relaxed);
+        self.count.store(0, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        const NAME: &str = "yipan_replication_lag_seconds";
+        let _ = writeln!(out, "# HELP {NAME} Time from the author recording an event to this node storing it.");
+        let _ = writeln!(out, "# TYPE {NAME} histogram");
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let mut cumulative = 0u64;
+        // Export at every 1-2-5 step: fine bounds 10^(k/10) with k ≡ 0, 3, 7 (mod 10).
+        for (i, c) in counts.iter().enumerate() {
+            cumulative += c;
+            if matches!(i % PER_DECADE, 0 | 3 | 7) {
+                let le = bound_us(i) / 1e6;
+                let _ = writeln!(out, "{NAME}_bucket{{le=\"{le:.6}\"}} {cumulative}");
+            }
+        }
+        let _ = writeln!(out, "{NAME}_bucket{{le=\"+Inf\"}} {}", self.count());
+        let _ = writeln!(out, "{NAME}_sum {:.6}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{NAME}_count {}", self.count());
+    }
+}
 
 impl SyncMetrics {
     /// Records one replication lag.
     pub fn record_lag(&self, lag: Duration) {
-        let mut l = self.lags.lock().unwrap_or_else(|p| p.into_inner());
-        if l.len() < MAX_LAGS {
-            l.push(lag.as_micros() as u64);
-        }
-    }
-
-    /// Takes the recorded lags (µs), leaving none.
-    pub fn take_lags(&self) -> Vec<u64> {
-        std::mem::take(&mut *self.lags.lock().unwrap_or_else(|p| p.into_inner()))
+        self.lag.record(lag);
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -91,5 +180,30 @@ pub(crate) async fn watch_connection(
         if crate::sleep_or_stop(Duration::from_millis(250), &mut stop).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_quantiles_are_within_a_bucket_and_exported_as_a_histogram() {
+        let h = LagHistogram::default();
+        for ms in 1..=100u64 {
+            h.record(Duration::from_millis(ms));
+        }
+        let p50 = h.quantile_ms(0.5);
+        let p99 = h.quantile_ms(0.99);
+        assert!((40.0..=63.0).contains(&p50), "p50 {p50}");
+        assert!((79.0..=126.0).contains(&p99), "p99 {p99}");
+        let mut out = String::new();
+        h.render(&mut out);
+        assert!(out.contains("# TYPE yipan_replication_lag_seconds histogram"));
+        assert!(out.contains("yipan_replication_lag_seconds_bucket{le=\"+Inf\"} 100"));
+        assert!(out.contains("yipan_replication_lag_seconds_bucket{le=\"0.100000\"} 100"), "{out}");
+        assert!(out.contains("yipan_replication_lag_seconds_bucket{le=\"0.010000\"} 10"), "{out}");
+        h.reset();
+        assert_eq!(h.count(), 0);
     }
 }
