@@ -84,16 +84,19 @@ impl Node {
         let addr = listener.local_addr()?;
         let views: views::Views = Default::default();
         let (views_stop, views_stopped) = tokio::sync::watch::channel(false);
-        let projector = tokio::spawn(views::run(log.clone(), views.clone(), calendar, views_stopped.clone()));
+        let projector = {
+            let (log, views, rx) = (log.clone(), views.clone(), views_stopped.clone());
+            tokio::spawn(yipan_sync::supervise("projections", views_stopped.clone(), metrics.clone(), move || {
+                views::run(log.clone(), views.clone(), calendar.clone(), rx.clone())
+            }))
+        };
         let changes = (!cfg.sync.downstream.is_empty()).then(|| {
-            tokio::spawn(views::publish_changes(
-                log.clone(),
-                views.clone(),
-                client.clone(),
-                cfg.sync.clone(),
-                std::time::Duration::from_secs(cfg.views_interval_s.max(1)),
-                views_stopped,
-            ))
+            let (log, views, client, sync_cfg, rx) =
+                (log.clone(), views.clone(), client.clone(), cfg.sync.clone(), views_stopped.clone());
+            let every = std::time::Duration::from_secs(cfg.views_interval_s.max(1));
+            tokio::spawn(yipan_sync::supervise("projection changes", views_stopped, metrics.clone(), move || {
+                views::publish_changes(log.clone(), views.clone(), client.clone(), sync_cfg.clone(), every, rx.clone())
+            }))
         });
         let (stop, stopped) = watch::channel(false);
         let state = api::AppState::new(

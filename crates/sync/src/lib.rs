@@ -181,71 +181,61 @@ impl Replication {
         let (stop, stop_rx) = watch::channel(false);
         let repair = Arc::new(repair::RepairState::default());
         let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // Each task runs under `supervise`: one that ends or panics before
+        // `stop` is logged, counted and restarted with backoff.
+        macro_rules! supervised {
+            ($name:literal, [$($v:ident),*], $call:expr) => {{
+                $(let $v = $v.clone();)*
+                ($name, tokio::spawn(supervise($name, stop.subscribe(), metrics.clone(), move || {
+                    $(let $v = $v.clone();)*
+                    $call
+                })))
+            }};
+        }
+        let downstream_roles = cfg.downstream.clone();
         let tasks = vec![
-            (
+            supervised!(
                 "outbox",
-                tokio::spawn(outbox::run(
-                    log.clone(),
-                    js.clone(),
-                    cfg.clone(),
-                    metrics.clone(),
-                    published.clone(),
-                    stop_rx.clone(),
-                )),
+                [log, js, cfg, metrics, published, stop_rx],
+                outbox::run(log, js, cfg, metrics, published, stop_rx)
             ),
-            (
+            supervised!(
                 "inbox",
-                tokio::spawn(inbox::run(
-                    log.clone(),
-                    js.clone(),
-                    cfg.clone(),
-                    metrics.clone(),
-                    repair.clone(),
-                    stop_rx.clone(),
-                )),
+                [log, js, cfg, metrics, repair, stop_rx],
+                inbox::run(log, js, cfg, metrics, repair, stop_rx)
             ),
-            (
+            supervised!(
                 "head announcer",
-                tokio::spawn(repair::announce(
-                    log.clone(),
-                    client.clone(),
-                    cfg.clone(),
-                    published.clone(),
-                    stop_rx.clone(),
-                )),
+                [log, client, cfg, published, stop_rx],
+                repair::announce(log, client, cfg, published, stop_rx)
             ),
-            (
+            supervised!(
                 "repair service",
-                tokio::spawn(repair::serve(log.clone(), client.clone(), js.clone(), metrics.clone(), stop_rx.clone())),
+                [log, client, js, metrics, stop_rx],
+                repair::serve(log, client, js, metrics, stop_rx)
             ),
-            ("payload limit", tokio::spawn(follow_max_payload(log.clone(), client.clone(), stop.subscribe()))),
-            ("repair answers", tokio::spawn(repair::listen_answers(log.clone(), client.clone(), stop.subscribe()))),
-            (
+            supervised!("payload limit", [log, client, stop_rx], follow_max_payload(log, client, stop_rx)),
+            supervised!("repair answers", [log, client, stop_rx], repair::listen_answers(log, client, stop_rx)),
+            supervised!(
                 "head listener",
-                tokio::spawn(repair::listen_heads(log.clone(), client.clone(), repair.clone(), stop_rx.clone())),
+                [log, client, repair, stop_rx],
+                repair::listen_heads(log, client, repair, stop_rx)
             ),
-            (
+            supervised!(
                 "repair requests",
-                tokio::spawn(repair::request_loop(
-                    log.clone(),
-                    client.clone(),
-                    cfg.clone(),
-                    metrics.clone(),
-                    repair,
-                    stop_rx,
-                )),
+                [log, client, cfg, metrics, repair, stop_rx],
+                repair::request_loop(log, client, cfg, metrics, repair, stop_rx)
             ),
-            (
+            supervised!(
                 "downstream",
-                tokio::spawn(downstream::run(
-                    log.clone(),
-                    js.clone(),
-                    cfg.clone(),
-                    cfg.downstream.clone(),
-                    stop.subscribe(),
-                )),
+                [log, js, cfg, downstream_roles, stop_rx],
+                downstream::run(log, js, cfg, downstream_roles, stop_rx)
             ),
-            ("connection watch", tokio::spawn(metrics::watch_connection(client, metrics.clone(), stop.subscribe()))),
+            supervised!(
+                "connection watch",
+                [client, metrics, stop_rx],
+                metrics::watch_connection(client, metrics, stop_rx)
+            ),
         ];
         Replication { stop, tasks, metrics }
     }
@@ -300,6 +290,45 @@ pub async fn ensure_stream(
     js.get_stream_no_info(&name).await.map_err(Error::nats)
 }
 
+/// Runs the task `make` makes until `stop` fires. A task that ends or
+/// panics before then never vanishes: it is logged at ERROR, counted in
+/// `yipan_task_restarts_total`, and started again after a backoff (100 ms
+/// doubling to 30 s).
+pub async fn supervise<F, Fut>(
+    name: &'static str,
+    mut stop: watch::Receiver<bool>,
+    metrics: Arc<SyncMetrics>,
+    mut make: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    /// Aborts the running task when the supervisor itself is aborted or dropped.
+    struct AbortOnDrop(JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut task = AbortOnDrop(tokio::spawn(make()));
+        let ended = (&mut task.0).await;
+        if *stop.borrow() {
+            return;
+        }
+        match ended {
+            Err(e) if e.is_panic() => tracing::error!(task = name, "task panicked; restarting"),
+            _ => tracing::error!(task = name, "task ended unexpectedly; restarting"),
+        }
+        SyncMetrics::add(&metrics.task_restarts, 1);
+        if sleep_or_stop(backoff, &mut stop).await {
+            return;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// Room kept for headers (`Nats-Msg-Id`, …) below the server's `max_payload`.
 const HEADER_ROOM: usize = 4096;
 
@@ -335,5 +364,39 @@ pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>)
     tokio::select! {
         _ = tokio::time::sleep(d) => *stop.borrow(),
         _ = stop.changed() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[tokio::test]
+    async fn a_task_that_panics_or_ends_is_restarted_and_counted_until_stop() {
+        let metrics = Arc::new(SyncMetrics::default());
+        let (stop, rx) = watch::channel(false);
+        let runs = Arc::new(AtomicU64::new(0));
+        let r = runs.clone();
+        let waiter = rx.clone();
+        let supervisor = tokio::spawn(supervise("test", rx, metrics.clone(), move || {
+            let (r, mut waiter) = (r.clone(), waiter.clone());
+            async move {
+                match r.fetch_add(1, Ordering::SeqCst) {
+                    0 => panic!("first run fails"),
+                    1 => {} // second run ends early
+                    _ => {
+                        let _ = waiter.wait_for(|s| *s).await;
+                    }
+                }
+            }
+        }));
+        while runs.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(metrics.task_restarts.load(Ordering::Relaxed), 2);
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), supervisor).await.unwrap().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "not restarted after stop");
     }
 }

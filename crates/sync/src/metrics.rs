@@ -55,6 +55,7 @@ metrics! {
     resent: "yipan_events_resent_total", "counter", "Event messages re-published on request.";
     nats_connected: "yipan_nats_connected", "gauge", "1 while the NATS connection is up.";
     inbox_batches: "yipan_inbox_batches_total", "counter", "Batches the inbox verified and stored (one flush each).";
+    task_restarts: "yipan_task_restarts_total", "counter", "ALERT: background tasks that ended or panicked unexpectedly and were restarted.";
 }
 
 /// Buckets per decade of the lag histogram (bounds 10^(k/10) apart, ~26%).
@@ -163,7 +164,7 @@ impl SyncMetrics {
         self.lag.record(lag);
     }
 
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 }
