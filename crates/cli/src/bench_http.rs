@@ -113,7 +113,7 @@ async fn drive(
 }
 
 async fn start(cfg: NodeConfig) -> Result<Node> {
-    Node::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await?).await
+    Ok(Node::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await?).await?)
 }
 
 pub async fn run(events: u64, clients: usize, rounds: usize) -> Result<Report> {

@@ -90,7 +90,7 @@ async fn raw_publish(cfg: &yipan_sync::SyncConfig, author: Locality, n: u64, siz
 async fn start_node(deployment: &Deployment, l: Locality, dir: &std::path::Path, url: &str) -> Result<Node> {
     let mut cfg = deployment.node_config(l, dir.to_path_buf(), url)?;
     cfg.sync.head_interval_ms = 1000;
-    Node::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await?).await
+    Ok(Node::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await?).await?)
 }
 
 async fn wait_for(recipient: &Node, author: Locality, head: u64, within: Duration) -> Result<()> {

@@ -723,7 +723,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("binding {}", cfg.listen))?;
                 let scheme = if cfg.http.tls.is_some() { "https" } else { "http" };
                 println!("node listening on {scheme}://{}", listener.local_addr()?);
-                yipan_node::run(cfg, listener, shutdown_signal()).await
+                yipan_node::run(cfg, listener, shutdown_signal()).await?;
+                anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
         }

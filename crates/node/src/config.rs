@@ -21,7 +21,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use yipan_sync::SyncConfig;
 
@@ -101,8 +101,8 @@ fn default_listen() -> String {
 impl NodeConfig {
     /// Reads a `node.toml`.
     pub fn load(path: &Path) -> Result<NodeConfig> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{}", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::file(path, e))
     }
 
     /// An **insecure** configuration for `data_dir` (plain HTTP, anonymous
@@ -125,14 +125,17 @@ impl NodeConfig {
     /// unless it says `insecure = true`.
     pub fn check(&self) -> Result<()> {
         if self.sync.nats_url.split(',').any(|u| u.contains('@')) {
-            anyhow::bail!(
+            return Err(Error::Config(
                 "[sync] nats_url carries credentials (user@host): the NATS client logs URLs at debug level; \
                  use nats_nkey_file instead"
-            );
+                    .into(),
+            ));
         }
         if let Some(t) = &self.http.tls {
             if !t.clients.is_empty() && t.client_ca.is_none() {
-                anyhow::bail!("[http.tls] clients are listed but no client_ca: client certificates cannot be verified");
+                return Err(Error::Config(
+                    "[http.tls] clients are listed but no client_ca: client certificates cannot be verified".into(),
+                ));
             }
         }
         if self.insecure {
@@ -149,11 +152,11 @@ impl NodeConfig {
             missing.push("[sync] nats_ca_file");
         }
         if !missing.is_empty() {
-            anyhow::bail!(
+            return Err(Error::Config(format!(
                 "refusing to run without {}: see deploy/node/node.toml and docs/security.md \
                  (for a local experiment only, set `insecure = true`)",
                 missing.join(", ")
-            );
+            )));
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Error, Result};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use yipan_core::Locality;
@@ -36,13 +36,13 @@ fn config_path(dir: &Path) -> std::path::PathBuf {
 /// Creates a data directory; refuses to touch an initialised one.
 pub fn init(dir: &Path, locality: Locality, secret: Option<&[u8]>) -> Result<VerifyingKey> {
     if config_path(dir).exists() {
-        bail!("{} is already initialised (found yipan.toml)", dir.display());
+        return Err(Error::file(dir, "is already initialised (found yipan.toml)"));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
     let key = keyfile::generate()?;
     keyfile::create(dir, &key)?;
     let config = Config { locality: locality.to_string(), person_key_secret: secret.map(hex::encode) };
-    let text = toml::to_string(&config)?;
+    let text = toml::to_string(&config).map_err(|e| Error::file(&config_path(dir), e))?;
     write_private(&config_path(dir), text.as_bytes())?;
     // Opening the store records the locality and puts the key in the roster.
     SledStore::open(SledBackend::open(&dir.join("log"))?, locality, key.clone())?;
@@ -58,10 +58,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
+    let mut f = options.open(path).map_err(|e| Error::file(path, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::file(path, e))
 }
 
 /// Opens an initialised data directory.
@@ -71,21 +69,22 @@ pub fn open(dir: &Path) -> Result<DataDir> {
         // It holds the person-key secret.
         yipan_access::secret::check_private(&path)?;
     }
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "{} is not a Yipan data directory (no yipan.toml); run `yipan init --locality CODE --data-dir {}`",
-            dir.display(),
-            dir.display()
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        Error::file(
+            dir,
+            format!(
+                "is not a Yipan data directory (no yipan.toml); run `yipan init --locality CODE --data-dir {}`",
+                dir.display()
+            ),
         )
     })?;
     // The parser's own message quotes the offending line, which may be the secret.
-    let config: Config = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not a valid yipan.toml ({})", path.display(), e.message()))?;
-    let locality =
-        Locality::parse(&config.locality).map_err(|p| anyhow::anyhow!("{}: locality {p}", path.display()))?;
+    let config: Config =
+        toml::from_str(&text).map_err(|e| Error::file(&path, format!("not a valid yipan.toml ({})", e.message())))?;
+    let locality = Locality::parse(&config.locality).map_err(|p| Error::file(&path, format!("locality {p}")))?;
     let person_secret = config
         .person_key_secret
-        .map(|s| hex::decode(s).with_context(|| format!("{}: person_key_secret is not hex", path.display())))
+        .map(|s| hex::decode(s).map_err(|_| Error::file(&path, "person_key_secret is not hex")))
         .transpose()?;
     let key = keyfile::load(dir)?;
     let log = SledStore::open(SledBackend::open(&dir.join("log"))?, locality, key)?;

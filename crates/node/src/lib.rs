@@ -16,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod datadir;
+pub mod error;
 pub mod http;
 pub mod provision;
 pub mod views;
@@ -24,7 +25,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+pub use error::{Error, Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -69,8 +70,9 @@ impl Node {
         let auth = Arc::new(auth::Auth::new(&cfg.tokens_path(), certificates)?);
         let calendar = views::load_calendar(cfg.calendar.as_deref())?;
         let dir = cfg.data_dir.clone();
-        let opened =
-            tokio::task::spawn_blocking(move || datadir::open(&dir)).await.context("opening the data directory")??;
+        let opened = tokio::task::spawn_blocking(move || datadir::open(&dir))
+            .await
+            .map_err(|source| Error::Task { what: "opening the data directory", source })??;
         let locality = opened.locality;
         let log = Arc::new(opened.log);
         let client = yipan_sync::connect(
@@ -81,7 +83,8 @@ impl Node {
         .await?;
         let sync = Replication::start(log.clone(), client.clone(), cfg.sync.clone());
         let metrics = sync.metrics();
-        let addr = listener.local_addr()?;
+        let addr =
+            listener.local_addr().map_err(|e| Error::Config(format!("the HTTP listener has no address: {e}")))?;
         let views: views::Views = Default::default();
         let (views_stop, views_stopped) = tokio::sync::watch::channel(false);
         let projector = {
@@ -132,7 +135,7 @@ impl Node {
     /// Stops serving and replicating, and waits until everything is flushed.
     pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(true);
-        let result = self.task.await.context("node task")?;
+        let result = self.task.await.map_err(|source| Error::Task { what: "node task", source })?;
         // The log closes (and flushes) when its last reference goes.
         drop(self.log);
         result

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
 use yipan_access::nats::{ensure_user, render_authorization, NatsUser, Principal};
 use yipan_access::pki::{DevCa, Issued};
 use yipan_access::{Role, TokenStore};
@@ -79,7 +79,7 @@ impl Deployment {
         self.users
             .get(&principal)
             .map(|u| u.seed_file.as_path())
-            .with_context(|| format!("no NATS user {} in this deployment", principal.name()))
+            .ok_or_else(|| Error::Config(format!("no NATS user {} in this deployment", principal.name())))
     }
 
     /// Replication settings connecting as `principal` over TLS.
@@ -124,7 +124,7 @@ impl Deployment {
         let client = yipan_sync::connect_options(&cfg, Principal::Admin)?
             .connect(nats_url)
             .await
-            .with_context(|| format!("connecting to {nats_url} as admin"))?;
+            .map_err(|e| Error::Nats(format!("connecting to {nats_url} as admin: {e}")))?;
         let js = async_nats::jetstream::new(client);
         yipan_sync::provision(&js, provinces, &SyncConfig { manage_streams: true, ..cfg }).await?;
         Ok(())

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
 use tokio::sync::{broadcast::error::RecvError, watch};
 use yipan_log::{Backend, Log};
 use yipan_projections::{Projections, WorkCalendar};
@@ -18,8 +18,8 @@ pub fn load_calendar(path: Option<&Path>) -> Result<WorkCalendar> {
     match path {
         None => Ok(WorkCalendar::default()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading calendar {}", p.display()))?;
-            WorkCalendar::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            let text = std::fs::read_to_string(p).map_err(|e| Error::file(p, e))?;
+            WorkCalendar::from_json(&text).map_err(|e| Error::file(p, e))
         }
     }
 }
