@@ -229,6 +229,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Own messages the outbox set aside because they can never be published: list them,
+    /// retry them (after raising the server's max_payload), or drop them from the list.
+    DeadLetters {
+        #[command(subcommand)]
+        action: Option<DeadLetterAction>,
+    },
     /// Run a locality node (HTTP API + replication over NATS).
     Node {
         #[command(subcommand)]
@@ -264,6 +270,17 @@ enum Command {
         #[command(subcommand)]
         action: TlsAction,
     },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// Every dead letter (default).
+    List,
+    /// Publish them again: the outbox rewinds to the earliest one (others it re-sends are
+    /// deduplicated). Run with the node stopped.
+    Retry,
+    /// Forget them (the events stay in the log; their recipients stay behind a gap).
+    Drop,
 }
 
 #[derive(Subcommand)]
@@ -482,6 +499,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
             access::nats_provision(&nats, &nkey, ca, &provinces, &localities)
         }
         Command::Tls { action: TlsAction::Dev { out, host, client } } => access::tls_dev(&out, &host, &client),
+        Command::DeadLetters { action } => {
+            let node = config::open(&dir)?;
+            let letters = yipan_sync::outbox::dead_letters(&node.log)?;
+            match action.unwrap_or(DeadLetterAction::List) {
+                DeadLetterAction::List => {
+                    println!("{} dead letters", letters.len());
+                    for d in &letters {
+                        println!("{}  #{:<8} to {}  {} bytes  {}", d.at, d.seq, d.recipient, d.size, d.reason);
+                    }
+                }
+                DeadLetterAction::Retry => {
+                    let Some(first) = letters.iter().map(|d| d.seq).min() else {
+                        println!("no dead letters");
+                        return Ok(ExitCode::SUCCESS);
+                    };
+                    let cursor = node
+                        .log
+                        .meta_get(yipan_sync::outbox::CURSOR)?
+                        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                        .map(u64::from_be_bytes)
+                        .unwrap_or(0);
+                    let rewound = cursor.min(first - 1);
+                    node.log.meta_put(yipan_sync::outbox::CURSOR, &rewound.to_be_bytes())?;
+                    node.log.meta_put(yipan_sync::outbox::DEAD_LETTERS, b"[]")?;
+                    println!("outbox rewound from {cursor} to {rewound}; {} dead letters will be tried again when the node runs", letters.len());
+                }
+                DeadLetterAction::Drop => {
+                    node.log.meta_put(yipan_sync::outbox::DEAD_LETTERS, b"[]")?;
+                    println!("dropped {} dead letters from the list", letters.len());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Card { person, as_of, format } => {
             views::card(&dir, cal, &person, as_of.as_deref(), format == Format::Json)
         }

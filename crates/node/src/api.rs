@@ -14,7 +14,8 @@
 //! | `GET /v1/roster` | the locality keys this node trusts |
 //! | `GET /v1/stream?role=&from=A:S,B:T` | server-sent events: every stored event after the given per-author positions, then live; personal tiers filtered by role |
 //! | `GET /v1/status` | locality, own head, channel heads, counts |
-//! | `GET /v1/quarantine` | rejected received events with reasons |
+//! | `GET /v1/quarantine?after=&limit=` | rejected received events with reasons, paged |
+//! | `GET /v1/dead-letters` | own messages set aside because they can never be published |
 //! | `GET /healthz` | liveness and NATS connection (the only path without a credential) |
 //! | `GET /metrics` | Prometheus text |
 //!
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/roster", get(roster))
         .route("/v1/status", get(status))
         .route("/v1/quarantine", get(quarantine))
+        .route("/v1/dead-letters", get(dead_letters))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -390,6 +392,15 @@ async fn quarantine(
     let next = (entries.len() == limit).then(|| entries.last().map(|e| e.id.to_string())).flatten();
     let (held, evicted) = s.log.quarantine_summary();
     Json(json!({"held": held, "evicted": evicted, "entries": entries, "next": next})).into_response()
+}
+
+async fn dead_letters(State(s): State<AppState>) -> Response {
+    let log = s.log.clone();
+    match tokio::task::spawn_blocking(move || yipan_sync::outbox::dead_letters(&log)).await {
+        Ok(Ok(d)) => Json(d).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn health(State(s): State<AppState>) -> Response {

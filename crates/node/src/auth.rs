@@ -105,7 +105,7 @@ fn required(method: &Method, path: &str) -> Option<&'static [Permission]> {
         (_, "/v1/raw") => &[ReadRaw],
         (_, "/v1/roster") => &[ReadRoster],
         (_, "/v1/stream") => &[Stream],
-        (_, "/v1/status" | "/v1/quarantine") => &[ReadStatus],
+        (_, "/v1/status" | "/v1/quarantine" | "/v1/dead-letters") => &[ReadStatus],
         (_, "/metrics") => &[ReadMetrics],
         _ => return None,
     };

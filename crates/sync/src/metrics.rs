@@ -55,6 +55,7 @@ metrics! {
     resent: "yipan_events_resent_total", "counter", "Event messages re-published on request.";
     nats_connected: "yipan_nats_connected", "gauge", "1 while the NATS connection is up.";
     inbox_batches: "yipan_inbox_batches_total", "counter", "Batches the inbox verified and stored (one flush each).";
+    dead_letters: "yipan_outbox_dead_letters_total", "counter", "ALERT: messages set aside because they can never be published (larger than the server's max_payload).";
     task_restarts: "yipan_task_restarts_total", "counter", "ALERT: background tasks that ended or panicked unexpectedly and were restarted.";
 }
 

@@ -33,17 +33,58 @@ pub async fn ensure_stream(
     crate::ensure_stream(js, subjects::stream(province), subjects::stream_subjects(province), cfg).await
 }
 
-/// Publishes one event to each of its recipients; returns the ack futures.
+/// Name of the dead-letter list in the log's metadata.
+pub const DEAD_LETTERS: &str = "outbox.dead_letters";
+/// Most dead letters kept (the oldest are dropped, the count keeps going).
+const MAX_DEAD_LETTERS: usize = 1000;
+
+/// A message the outbox could not publish and set aside, so that it does not
+/// block the messages behind it (to this and every other recipient).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    /// The event's author sequence.
+    pub seq: u64,
+    /// Its id.
+    pub id: String,
+    /// The recipient it could not be sent to.
+    pub recipient: String,
+    /// Encoded size, bytes.
+    pub size: usize,
+    /// Why.
+    pub reason: String,
+    /// When it was set aside (RFC 3339).
+    pub at: String,
+}
+
+/// The dead letters recorded in `log`.
+pub fn dead_letters<B: Backend>(log: &Log<B>) -> Result<Vec<DeadLetter>> {
+    Ok(log.meta_get(DEAD_LETTERS)?.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default())
+}
+
+/// Records `letters` (keeping the newest [`MAX_DEAD_LETTERS`]).
+pub fn record_dead_letters<B: Backend>(log: &Log<B>, letters: &[DeadLetter]) -> Result<()> {
+    let mut all = dead_letters(log)?;
+    all.extend_from_slice(letters);
+    let excess = all.len().saturating_sub(MAX_DEAD_LETTERS);
+    all.drain(..excess);
+    log.meta_put(DEAD_LETTERS, &serde_json::to_vec(&all).unwrap_or_default())?;
+    Ok(())
+}
+
+/// Publishes one event to each of its recipients; returns the ack futures
+/// and the recipients it could never be published to (too large for the
+/// server's `max_payload`: a permanent failure, set aside, never retried in a loop).
 pub(crate) async fn publish_event(
     js: &jetstream::Context,
     ev: &StoredEvent,
     msg_id_suffix: &str,
     only: Option<Locality>,
-) -> Result<Vec<PublishAckFuture>> {
-    let Some(author) = ev.author() else { return Ok(Vec::new()) };
+) -> Result<(Vec<PublishAckFuture>, Vec<DeadLetter>)> {
+    let Some(author) = ev.author() else { return Ok((Vec::new(), Vec::new())) };
     let id = ev.id().map(|u| u.to_string()).unwrap_or_default();
     let payload = Bytes::from(ev.signed.encode_to_vec());
     let mut acks = Vec::with_capacity(ev.envelope.recipients.len());
+    let mut dead = Vec::new();
     for r in &ev.envelope.recipients {
         let Ok(recipient) = Locality::parse(&r.locality) else { continue };
         if only.is_some_and(|o| o != recipient) {
@@ -51,9 +92,20 @@ pub(crate) async fn publish_event(
         }
         let msg =
             PublishMessage::build().payload(payload.clone()).message_id(format!("{id}.{recipient}{msg_id_suffix}"));
-        acks.push(js.send_publish(subjects::event(recipient, author), msg).await.map_err(Error::nats)?);
+        match js.send_publish(subjects::event(recipient, author), msg).await {
+            Ok(ack) => acks.push(ack),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded => dead.push(DeadLetter {
+                seq: ev.seq(),
+                id: id.clone(),
+                recipient: recipient.to_string(),
+                size: payload.len(),
+                reason: e.to_string(),
+                at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }),
+            Err(e) => return Err(Error::nats(e)),
+        }
     }
-    Ok(acks)
+    Ok((acks, dead))
 }
 
 /// Runs the publisher until `stop`.
@@ -103,7 +155,25 @@ pub(crate) async fn run<B: Backend>(
         };
         let Some(last) = events.last().map(|e| e.seq()) else { continue };
         match publish_chunk(&js, &cfg, &events, &mut ensured).await {
-            Ok(n) => {
+            Ok((n, dead)) => {
+                if !dead.is_empty() {
+                    SyncMetrics::add(&metrics.dead_letters, dead.len() as u64);
+                    for d in &dead {
+                        tracing::error!(
+                            alert = "dead_letter",
+                            seq = d.seq,
+                            recipient = %d.recipient,
+                            size = d.size,
+                            reason = %d.reason,
+                            "message set aside: it can never be published to this server; see `yipan dead-letters`"
+                        );
+                    }
+                    let store = log.clone();
+                    let recorded = tokio::task::spawn_blocking(move || record_dead_letters(&store, &dead)).await;
+                    if !matches!(recorded, Ok(Ok(()))) {
+                        tracing::error!("cannot record dead letters");
+                    }
+                }
                 cursor = last;
                 SyncMetrics::add(&metrics.published, n);
                 let store = log.clone();
@@ -136,9 +206,10 @@ async fn publish_chunk(
     cfg: &SyncConfig,
     events: &[StoredEvent],
     ensured: &mut HashSet<u8>,
-) -> Result<u64> {
+) -> Result<(u64, Vec<DeadLetter>)> {
     let mut in_flight: VecDeque<PublishAckFuture> = VecDeque::with_capacity(cfg.publish_window);
     let mut n = 0u64;
+    let mut dead_letters = Vec::new();
     for ev in events {
         for r in &ev.envelope.recipients {
             if let Ok(l) = Locality::parse(&r.locality) {
@@ -147,7 +218,9 @@ async fn publish_chunk(
                 }
             }
         }
-        for ack in publish_event(js, ev, "", None).await? {
+        let (acks, dead) = publish_event(js, ev, "", None).await?;
+        dead_letters.extend(dead);
+        for ack in acks {
             in_flight.push_back(ack);
             n += 1;
             if in_flight.len() >= cfg.publish_window {
@@ -160,5 +233,5 @@ async fn publish_chunk(
     while let Some(a) = in_flight.pop_front() {
         a.await.map_err(Error::nats)?;
     }
-    Ok(n)
+    Ok((n, dead_letters))
 }

@@ -255,7 +255,10 @@ async fn resend<B: Backend>(
     let mut acks = Vec::new();
     for ev in &events {
         match outbox::publish_event(js, ev, &suffix, Some(recipient)).await {
-            Ok(a) => acks.extend(a),
+            Ok((a, dead)) if dead.is_empty() => acks.extend(a),
+            Ok(_) => {
+                return fail(format!("event {} is too large for this server's max_payload (a dead letter)", ev.seq()))
+            }
             Err(e) => return fail(e.to_string()),
         }
     }

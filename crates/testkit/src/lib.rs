@@ -25,6 +25,8 @@ pub struct NatsServer {
     port: u16,
     store: PathBuf,
     secure: Option<Secure>,
+    /// Overrides the shipped `max_payload`.
+    max_payload: Option<String>,
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
 }
@@ -72,6 +74,23 @@ impl NatsServer {
         Self::start_with(Some(secure), None)
     }
 
+    /// Like [`NatsServer::start_secure`] with another `max_payload` (e.g. `"256KB"`).
+    pub fn start_secure_with_max_payload(secure: Secure, max_payload: &str) -> Result<NatsServer, String> {
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let store = tmp.path().join("jetstream");
+        let mut s = NatsServer {
+            bin: nats_server_bin()?,
+            port: free_port()?,
+            store,
+            secure: Some(secure),
+            max_payload: Some(max_payload.to_string()),
+            _tmp: Some(tmp),
+            child: None,
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
     /// Starts a server whose store lives in `store` (kept after drop).
     pub fn start_in(store: &Path, secure: Option<Secure>) -> Result<NatsServer, String> {
         Self::start_with(secure, Some(store))
@@ -86,7 +105,15 @@ impl NatsServer {
                 (Some(tmp), store)
             }
         };
-        let mut s = NatsServer { bin: nats_server_bin()?, port: free_port()?, store, secure, _tmp: tmp, child: None };
+        let mut s = NatsServer {
+            bin: nats_server_bin()?,
+            port: free_port()?,
+            store,
+            secure,
+            max_payload: None,
+            _tmp: tmp,
+            child: None,
+        };
         s.spawn()?;
         Ok(s)
     }
@@ -100,7 +127,9 @@ impl NatsServer {
             if t.starts_with("tls {") {
                 in_tls = true;
             }
-            let line = if t.starts_with("store_dir:") {
+            let line = if let (true, Some(m)) = (t.starts_with("max_payload:"), &self.max_payload) {
+                format!("max_payload: {m}")
+            } else if t.starts_with("store_dir:") {
                 format!("  store_dir: {:?}", self.store.display().to_string())
             } else if t.starts_with("include ") {
                 match &self.secure {
