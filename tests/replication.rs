@@ -754,13 +754,13 @@ async fn a_message_that_cannot_be_published_is_set_aside_and_blocks_nothing_else
     assert_eq!(author.metrics.dead_letters.load(Ordering::Relaxed), 1);
     let token = issue_token(&base.path().join("610112"), Role::Monitor, "ops").unwrap();
     let api = http::Client::new(author.addr, Some(deployment.client_tls().unwrap()), Some(token));
-    let (status, body) =
+    let (status, listing) =
         tokio::task::spawn_blocking(move || api.request("GET", "/v1/dead-letters", None)).await.unwrap().unwrap();
-    assert_eq!(status, 200, "{body}");
-    let letters: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-    assert_eq!(letters.len(), 1, "{body}");
+    assert_eq!(status, 200, "{listing}");
+    let letters: Vec<serde_json::Value> = serde_json::from_str(&listing).unwrap();
+    assert_eq!(letters.len(), 1, "{listing}");
     assert_eq!((letters[0]["seq"].as_u64(), letters[0]["recipient"].as_str()), (Some(1), Some("411522")));
-    assert!(letters[0]["reason"].as_str().unwrap().to_lowercase().contains("payload"), "{body}");
+    assert!(letters[0]["reason"].as_str().unwrap().to_lowercase().contains("payload"), "{listing}");
     assert_eq!(nodes["411522"].log.len(), 0, "nothing half-delivered");
     // The append limit follows the server: new events that large are refused at the door now.
     let start = Instant::now();
