@@ -513,3 +513,27 @@ async fn one_stolen_locality_credential_reaches_only_that_locality() {
         n.stop().await.unwrap();
     }
 }
+
+/// A node whose log failed a write (disk full) says so in /healthz (503),
+/// refuses appends with 503, and reports itself failed so `run` stops it for
+/// its supervisor to restart it and reopen the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_stops_the_node_for_a_reopen_and_healthz_says_why() {
+    let mut env = Env::start(&["610112", "411522"], &[]).await;
+    env.start_node("610112", |_| {}).await;
+    let clerk = env.client("610112", Role::Clerk);
+    assert_eq!(call(&clerk, "POST", "/v1/events", Some(ARRIVAL)).await.0, 200);
+    let node = env.nodes.remove("610112").unwrap();
+    node.log.poison_for_test();
+    let (status, body) = call(&clerk.with_token(None), "GET", "/healthz", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("disk full"), "{body}");
+    let (status, body) = call(&clerk, "POST", "/v1/events", Some(CHECK)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("nothing was written"), "{body}");
+    let why =
+        tokio::time::timeout(Duration::from_secs(5), node.failed()).await.expect("the node reports itself failed");
+    assert!(why.contains("reopened"), "{why}");
+    assert_eq!(node.log.len(), 1);
+    node.stop().await.unwrap();
+}

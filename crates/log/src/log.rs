@@ -1022,6 +1022,19 @@ impl<B: Backend> Log<B> {
         crate::verify::run(&self.shared.backend, self.shared.locality, &roster)
     }
 
+    /// True once a write has failed (e.g. disk full): appends are refused
+    /// until the store is reopened (the node then exits for its supervisor
+    /// to restart it; see docs/operations.md).
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Test hook: marks the store as after a failed write.
+    #[cfg(feature = "testing")]
+    pub fn poison_for_test(&self) {
+        self.shared.poisoned.store(true, Ordering::Release);
+    }
+
     /// Test hook: writes raw bytes under a raw key, bypassing every check.
     #[cfg(feature = "testing")]
     pub fn raw_put(&self, key: &[u8], value: Option<Vec<u8>>) -> Result<()> {

@@ -404,6 +404,17 @@ async fn dead_letters(State(s): State<AppState>) -> Response {
 }
 
 async fn health(State(s): State<AppState>) -> Response {
+    if s.log.is_poisoned() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "failed",
+                "problem": "a write to the log failed (disk full?); the node is stopping to reopen it",
+                "locality": s.log.locality(),
+            })),
+        )
+            .into_response();
+    }
     Json(json!({
         "status": "ok",
         "insecure": s.insecure,

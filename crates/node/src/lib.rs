@@ -132,6 +132,19 @@ impl Node {
         Ok(Node { locality, addr, log, metrics, views, stop, task })
     }
 
+    /// Resolves if the node can no longer work without a restart (its log
+    /// failed a write, e.g. disk full): the only safe recovery is reopening
+    /// the store, so the caller stops the node and its supervisor (systemd
+    /// `Restart=on-failure`) starts it again.
+    pub async fn failed(&self) -> String {
+        loop {
+            if self.log.is_poisoned() {
+                return "a write to the log failed (disk full?); stopping so the store is reopened".into();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
     /// Stops serving and replicating, and waits until everything is flushed.
     pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(true);
@@ -145,7 +158,19 @@ impl Node {
 /// Runs a node until `shutdown` resolves.
 pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
     let node = Node::start(cfg, listener).await?;
-    shutdown.await;
-    tracing::info!(locality = %node.locality, "shutting down");
-    node.stop().await
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        why = node.failed() => Some(why),
+    };
+    match failure {
+        None => {
+            tracing::info!(locality = %node.locality, "shutting down");
+            node.stop().await
+        }
+        Some(why) => {
+            tracing::error!(locality = %node.locality, problem = %why, "stopping: the node cannot go on");
+            node.stop().await?;
+            Err(Error::Config(why))
+        }
+    }
 }
