@@ -315,7 +315,12 @@ async fn get_event(
     let Ok(id) = Uuid::parse_str(&id) else {
         return error(StatusCode::BAD_REQUEST, format!("`{}` is not a UUID", yipan_core::clip(&id)));
     };
-    match s.log.get(id) {
+    let log = s.log.clone();
+    let read = match tokio::task::spawn_blocking(move || log.get(id)).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match read {
         Ok(Some(ev)) => Json(shown(&ev, &caller, q.reveal)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no event {id}")),
         Err(e) => ApiError::from(e).into_response(),
@@ -720,7 +725,9 @@ async fn stream(
                             continue;
                         }
                         sent.insert(a, env.author_seq);
-                        if let Ok(Some(ev)) = log.event_at(a, env.author_seq) {
+                        let (reader, seq) = (log.clone(), env.author_seq);
+                        let read = tokio::task::spawn_blocking(move || reader.event_at(a, seq)).await;
+                        if let Ok(Ok(Some(ev))) = read {
                             return Some((Ok(sse_event(&ev, role)), (feed, sent, log, stop)));
                         }
                     }

@@ -139,17 +139,28 @@ pub(crate) async fn run<B: Backend>(
                         Err(_) => break,
                     }
                 }
-                let mut events = Vec::with_capacity(batch.len());
+                let mut wanted = Vec::with_capacity(batch.len());
                 for got in batch {
                     let Ok(env) = got else { return Ok(false) };
                     let Ok(a) = Locality::parse(&env.author) else { continue };
                     if env.author_seq <= positions.get(&env.author).copied().unwrap_or(0) {
                         continue;
                     }
-                    if let Some(ev) = log.event_at(a, env.author_seq)? {
-                        events.push(ev);
-                    }
+                    wanted.push((a, env.author_seq));
                 }
+                // Storage reads off the async runtime.
+                let reader = log.clone();
+                let events = tokio::task::spawn_blocking(move || -> Result<Vec<StoredEvent>> {
+                    let mut out = Vec::with_capacity(wanted.len());
+                    for (a, seq) in wanted {
+                        if let Some(ev) = reader.event_at(a, seq)? {
+                            out.push(ev);
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+                .map_err(|e| Error::Nats(format!("read task failed: {e}")))??;
                 if !events.is_empty() {
                     // Positions advance only once the whole batch is acknowledged,
                     // so a failed round is retried from where it started.
