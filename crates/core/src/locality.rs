@@ -59,7 +59,10 @@ impl Locality {
             return Err("is empty; expected a 6-digit division code such as `610112`".into());
         }
         if !code.bytes().all(|b| b.is_ascii_digit()) || !(code.len() == 6 || code.len() == 9) {
-            return Err(format!("`{code}` is not a 6-digit (county) or 9-digit (township) division code"));
+            return Err(format!(
+                "`{}` is not a 6-digit (county) or 9-digit (township) division code",
+                crate::clip(code)
+            ));
         }
         let province: u8 = code[..2].parse().map_err(|_| format!("`{code}` has no province"))?;
         if province_name(province).is_none() {

@@ -22,5 +22,5 @@ pub fn ts_text(ts: Option<&Timestamp>) -> String {
 pub fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("`{s}` is not an RFC 3339 time such as `2026-10-03T09:00:00+08:00` ({e})"))
+        .map_err(|e| format!("`{}` is not an RFC 3339 time such as `2026-10-03T09:00:00+08:00` ({e})", crate::clip(s)))
 }

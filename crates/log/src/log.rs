@@ -759,7 +759,12 @@ impl<B: Backend> Log<B> {
                                     recorded_at_us: ev
                                         .envelope
                                         .recorded_at
-                                        .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1_000))
+                                        // Signed by the author but unchecked: saturate, never overflow.
+                                        .map(|t| {
+                                            t.seconds
+                                                .saturating_mul(1_000_000)
+                                                .saturating_add(i64::from(t.nanos / 1_000))
+                                        })
                                         .unwrap_or(0),
                                 }
                             }
