@@ -54,12 +54,12 @@ pub fn draft_from_value(value: Value, person_secret: Option<&[u8]>) -> Result<Ev
         return Err(Error::Json("an event must be a JSON object".into()));
     };
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(Error::field(unknown.clone(), format!("unknown field (known fields: {})", FIELDS.join(", "))));
+        return Err(Error::field(crate::clip(unknown), format!("unknown field (known fields: {})", FIELDS.join(", "))));
     }
     let kind_name =
         take_str(&mut obj, "kind")?.ok_or_else(|| Error::field("kind", "missing; e.g. \"ArrivalRegistered\""))?;
     let kind = EventKind::parse(&kind_name)
-        .ok_or_else(|| Error::UnknownKind { kind: kind_name.clone(), known: EventKind::known_list() })?;
+        .ok_or_else(|| Error::UnknownKind { kind: crate::clip(&kind_name), known: EventKind::known_list() })?;
     let body_json = obj.remove("body").unwrap_or(Value::Object(Map::new()));
     if !body_json.is_object() {
         return Err(Error::field("body", "must be a JSON object"));
@@ -140,9 +140,9 @@ fn take_str(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>>
 fn take_tier<T: serde::de::DeserializeOwned>(obj: &mut Map<String, Value>, field: &str) -> Result<Option<T>> {
     match obj.remove(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Object(_)) => serde_path_to_error::deserialize::<_, T>(v).map(Some).map_err(|e| {
+        Some(v @ Value::Object(_)) => serde_path_to_error::deserialize::<_, T>(&v).map(Some).map_err(|e| {
             // Personal data: name the path, never the value.
-            let path = e.path().to_string();
+            let path = clip_echoes(&e.path().to_string(), &v);
             let what = if e.inner().to_string().starts_with("unknown field") {
                 "unknown field"
             } else {
@@ -169,6 +169,56 @@ fn parse_uuid(field: &str, s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|_| Error::field(field, format!("`{}` is not a UUID", crate::clip(s))))
 }
 
+/// A parser's message about `input` (e.g. serde's "unknown variant `…`" or
+/// "invalid type: string \"…\"") with every string of `input`, key or value,
+/// longer than 40 characters that it repeats (as given or escaped) shortened
+/// as by [`crate::clip`]: no long input value is echoed back.
+pub fn clip_echoes(msg: &str, input: &Value) -> String {
+    fn long<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) if s.chars().nth(40).is_some() => out.push(s),
+            Value::Array(items) => items.iter().for_each(|i| long(i, out)),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if k.chars().nth(40).is_some() {
+                        out.push(k);
+                    }
+                    long(v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut strings = Vec::new();
+    long(input, &mut strings);
+    strings.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let escaped: Vec<(&str, String)> = strings
+        .into_iter()
+        .map(|s| {
+            let e = format!("{s:?}");
+            (s, e[1..e.len() - 1].to_string())
+        })
+        .collect();
+    let mut out = msg.to_string();
+    // The escaped form first: the raw text may occur inside it (e.g. `\\`).
+    for (s, e) in &escaped {
+        for form in [e.as_str(), s] {
+            if out.contains(form) {
+                out = out.replace(form, &crate::clip(form));
+            }
+        }
+    }
+    // Whatever still repeats more than 40 characters of a value is not shown.
+    let repeats = |form: &str| {
+        let head: String = form.chars().take(41).collect();
+        head.chars().count() == 41 && out.contains(&head)
+    };
+    if escaped.iter().any(|(s, e)| repeats(s) || repeats(e)) {
+        return "a value is wrong (not shown: the message would repeat it)".into();
+    }
+    out
+}
+
 /// A deterministic UUIDv7 for a draft without an id: its time bits are the
 /// occurred-at instant and its other bits a SHA-256 of the draft, so
 /// submitting the same JSON twice names the same event and stores it once.
@@ -176,7 +226,8 @@ fn parse_uuid(field: &str, s: &str) -> Result<Uuid> {
 pub fn content_id(draft: &EventDraft) -> Option<Uuid> {
     use sha2::Digest;
     let ts = draft.occurred_at.as_ref()?;
-    let millis = u64::try_from(ts.seconds).ok()?.checked_mul(1000)? + u64::try_from(ts.nanos / 1_000_000).ok()?;
+    let millis =
+        u64::try_from(ts.seconds).ok()?.checked_mul(1000)?.checked_add(u64::try_from(ts.nanos / 1_000_000).ok()?)?;
     let digest = sha2::Sha256::digest(draft.encode_to_vec());
     let mut bits = [0u8; 10];
     bits.copy_from_slice(&digest[..10]);
@@ -323,5 +374,32 @@ mod tests {
         let e = err(r#"{"kind":"ArrivalRegistered","identity":{"idNumber":110105194912310021}}"#);
         assert!(e.starts_with("field `identity.idNumber`"), "{e}");
         assert!(!e.contains("110105194912310021"), "personal value echoed: {e}");
+    }
+
+    /// No error repeats a long input value (found while writing the
+    /// event_json fuzz target's no-echo property).
+    #[test]
+    fn errors_never_echo_long_values() {
+        let long = "Q".repeat(300);
+        let esc = format!("{}\\u0001{}", "Q".repeat(50), "Q".repeat(50));
+        for text in [
+            format!(r#"{{"kind":"ArrivalRegistered","{long}":1}}"#),
+            format!(r#"{{"kind":"{long}"}}"#),
+            format!(r#"{{"kind":"ArrivalRegistered","id":"{long}"}}"#),
+            format!(r#"{{"kind":"ArrivalRegistered","occurred_at":"{long}"}}"#),
+            format!(r#"{{"kind":"ServiceRendered","body":{{"service":"{long}"}}}}"#),
+            format!(r#"{{"kind":"ServiceRendered","body":{{"service":"{esc}"}}}}"#),
+            format!(r#"{{"kind":"ServiceRendered","body":{{"{long}":1}}}}"#),
+            format!(r#"{{"kind":"ArrivalRegistered","body":{{"expectedStayMonths":"{long}"}}}}"#),
+        ] {
+            let e = err(&text);
+            assert!(!e.contains(&"Q".repeat(41)), "long value echoed: {e}");
+            assert!(e.len() < 1500, "{e}");
+        }
+        let slashes = format!(r#"{{"kind":"ServiceRendered","body":{{"service":"{}yyyyyy"}}}}"#, "\\\\".repeat(44));
+        let e = err(&slashes);
+        assert!(!e.contains(&"\\".repeat(41)), "long value echoed: {e}");
+        let e = crate::Locality::parse(&long).unwrap_err();
+        assert!(!e.contains(&"Q".repeat(41)), "{e}");
     }
 }

@@ -68,11 +68,14 @@ macro_rules! catalogue {
 
             /// Builds a body of this kind from its JSON (proto3 JSON mapping).
             /// The error names the path inside the body.
+            /// Neither part of the error repeats a long input value.
             pub fn body_from_json(self, value: serde_json::Value) -> Result<Body, (String, String)> {
-                fn de<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, (String, String)> {
-                    serde_path_to_error::deserialize(v).map_err(|e| (e.path().to_string(), e.inner().to_string()))
+                fn de<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<T, (String, String)> {
+                    use crate::json::clip_echoes;
+                    serde_path_to_error::deserialize(v)
+                        .map_err(|e| (clip_echoes(&e.path().to_string(), v), clip_echoes(&e.inner().to_string(), v)))
                 }
-                Ok(match self { $(EventKind::$variant => Body::$variant(de::<v1::$variant>(value)?.into())),* })
+                Ok(match self { $(EventKind::$variant => Body::$variant(de::<v1::$variant>(&value)?.into())),* })
             }
 
             /// The JSON of a body (proto3 JSON mapping).

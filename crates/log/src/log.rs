@@ -824,7 +824,12 @@ impl<B: Backend> Log<B> {
                                     recorded_at_us: ev
                                         .envelope
                                         .recorded_at
-                                        .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1_000))
+                                        // Signed by the author but unchecked: saturate, never overflow.
+                                        .map(|t| {
+                                            t.seconds
+                                                .saturating_mul(1_000_000)
+                                                .saturating_add(i64::from(t.nanos / 1_000))
+                                        })
                                         .unwrap_or(0),
                                 }
                             }
@@ -963,7 +968,7 @@ impl<B: Backend> Log<B> {
         };
         let checked = validate_draft(author, &draft).map_err(|e| fail(format!("schema: {e}")))?;
         let recorded = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
-        let recorded = recorded.ok_or_else(|| fail("schema: no recorded_at".into()))?;
+        let recorded = recorded.ok_or_else(|| fail("schema: recorded_at is missing or not a valid instant".into()))?;
         yipan_core::validate::check_occurred(ev.envelope.occurred_at.as_ref(), recorded)
             .map_err(|e| fail(format!("schema: {e}")))?;
         for d in &ev.envelope.tier_digests {

@@ -16,6 +16,28 @@ fn real_event() -> Vec<u8> {
     origin.get(a[0].id).unwrap().unwrap().signed.encode_to_vec()
 }
 
+/// A roster author's signed event with an absurd `recorded_at` (the receiver
+/// computes replication lag from it) is handled, not an arithmetic overflow:
+/// it is not a valid instant, so the event is quarantined with that reason.
+/// Found by the signed_event_ingest fuzz target's property review.
+#[test]
+fn absurd_recorded_at_does_not_overflow() {
+    use ed25519_dalek::Signer;
+    use yipan_proto::v1::{Envelope, SignedEvent};
+    let mut signed = SignedEvent::decode(real_event().as_slice()).unwrap();
+    let mut env = Envelope::decode(signed.envelope.as_slice()).unwrap();
+    env.recorded_at = Some(yipan_proto::Timestamp { seconds: i64::MAX, nanos: 999_999_999 });
+    signed.envelope = env.encode_to_vec();
+    signed.signature = key(2).sign(&signed.envelope).to_bytes().to_vec();
+    let store = mem("610112", 1);
+    store.roster_add(loc("411522"), key(2).verifying_key()).unwrap();
+    let out = store.ingest(&signed.encode_to_vec()).unwrap();
+    assert!(
+        matches!(&out, Ingested::Quarantined { reason } if reason.contains("recorded_at is missing or not a valid instant")),
+        "{out:?}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 

@@ -46,12 +46,15 @@ impl WorkCalendar {
         !matches!(d.weekday(), Weekday::Sat | Weekday::Sun)
     }
 
-    /// The `n`th working day after `d` (`n` = 0 gives `d`).
+    /// The `n`th working day after `d` (`n` = 0 gives `d`), or the last
+    /// representable date if the calendar ends first. Takes O(`n`) steps:
+    /// catalogues bound their working days ([`crate::catalogue::MAX_DUE_DAYS`]).
     pub fn add_working_days(&self, d: NaiveDate, n: u32) -> NaiveDate {
         let mut day = d;
         let mut left = n;
         while left > 0 {
-            day = day.checked_add_days(Days::new(1)).unwrap_or(day);
+            let Some(next) = day.checked_add_days(Days::new(1)) else { break };
+            day = next;
             if self.is_working(day) {
                 left -= 1;
             }

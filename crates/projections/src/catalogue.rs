@@ -5,10 +5,18 @@
 //! `DutyCatalogPublished` event whose document is this JSON, so answers about
 //! the past use the catalogue in force then.
 
+use chrono::{Days, NaiveDate};
 use serde::{Deserialize, Serialize};
 use yipan_core::EventKind;
 
+use crate::calendar::WorkCalendar;
 use crate::fact::Detail;
+
+/// Most calendar days, and most working days, a catalogue may give any
+/// deadline (ten years). A catalogue comes from any locality's
+/// `DutyCatalogPublished` event and every node computes its deadlines, day by
+/// day for working days: an unbounded count would stall projections.
+pub const MAX_DUE_DAYS: u32 = 3660;
 
 /// Which party an item binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -44,6 +52,14 @@ pub struct DueRule {
     /// Then this many working days more.
     #[serde(default)]
     pub working_days: u32,
+}
+
+impl DueRule {
+    /// The due date of an item whose relationship is anchored on `anchor`.
+    pub fn due_date(&self, anchor: NaiveDate, calendar: &WorkCalendar) -> NaiveDate {
+        calendar
+            .add_working_days(anchor.checked_add_days(Days::new(self.days.into())).unwrap_or(anchor), self.working_days)
+    }
 }
 
 /// One duty.
@@ -236,10 +252,25 @@ impl Catalogue {
         if self.version.trim().is_empty() {
             return Err("catalogue: version is empty".into());
         }
+        let x = &self.exchanges;
+        for (name, days) in [
+            ("receipt_days", x.receipt_days),
+            ("case_assist_urgent_days", x.case_assist_urgent_days),
+            ("case_assist_normal_days", x.case_assist_normal_days),
+            ("first_child_answer_working_days", x.first_child_answer_working_days),
+            ("mismatch_reissue_days", x.mismatch_reissue_days),
+        ] {
+            if days > MAX_DUE_DAYS {
+                return Err(format!("catalogue: exchanges.{name} is over {MAX_DUE_DAYS} days"));
+            }
+        }
         let mut ids = std::collections::BTreeSet::new();
         for it in &self.items {
             if !ids.insert(it.id.as_str()) {
                 return Err(format!("catalogue: item id `{}` is used twice", it.id));
+            }
+            if it.due.days > MAX_DUE_DAYS || it.due.working_days > MAX_DUE_DAYS {
+                return Err(format!("catalogue: item `{}`: a deadline is over {MAX_DUE_DAYS} days", it.id));
             }
             if it.fulfilled_by.is_empty() {
                 return Err(format!("catalogue: item `{}` has no fulfilling event", it.id));
@@ -294,6 +325,16 @@ mod tests {
         assert_eq!(c.items.iter().filter(|i| i.side == Side::Residence).count(), 6);
         let text = serde_json::to_string(&c).unwrap();
         assert_eq!(Catalogue::from_json(&text).unwrap(), c);
+        // A published catalogue is applied by every node: a huge working-day
+        // count used to stall projections (a hang of the catalogue_json fuzz target).
+        let slow = text.replace("\"working_days\":5", "\"working_days\":4000000000");
+        assert_ne!(slow, text);
+        assert_eq!(
+            Catalogue::from_json(&slow).unwrap_err(),
+            "catalogue: item `residence.certificate_check`: a deadline is over 3660 days"
+        );
+        let slow = text.replace("\"receipt_days\":30", "\"receipt_days\":4000000000");
+        assert!(Catalogue::from_json(&slow).unwrap_err().contains("exchanges.receipt_days"));
         let bad = text.replace("CertificateVerified", "CertificateChecked");
         assert_eq!(
             Catalogue::from_json(&bad).unwrap_err(),

@@ -322,10 +322,7 @@ impl Projections {
         for (cat, side) in [(&*cat_o, Side::Origin), (&*cat_r, Side::Residence)] {
             let author = if side == Side::Origin { rel.origin } else { rel.residence };
             for item in cat.items.iter().filter(|i| i.side == side) {
-                let due = self.calendar.add_working_days(
-                    anchor_date.checked_add_days(Days::new(item.due.days.into())).unwrap_or(anchor_date),
-                    item.due.working_days,
-                );
+                let due = item.due.due_date(anchor_date, &self.calendar);
                 let done = facts.iter().find(|e| {
                     e.fact.author == author && e.fact.occurred <= as_of && Catalogue::fulfils(item, e.kind, e.detail)
                 });

@@ -59,6 +59,41 @@ pub struct RepairReply {
     pub error: Option<String>,
 }
 
+impl RepairRequest {
+    /// How many events answer this request when `budget` more may be
+    /// re-sent: the range `from..=to`, capped at [`MAX_RESEND`] and `budget`.
+    /// An empty or reversed range (or one starting at 0) is an error.
+    pub fn count(&self, budget: u64) -> Result<usize, String> {
+        if self.from == 0 || self.to < self.from {
+            return Err(format!("bad range {}..={}", self.from, self.to));
+        }
+        Ok(((self.to - self.from).saturating_add(1)).min(MAX_RESEND as u64).min(budget) as usize)
+    }
+}
+
+/// Parses a repair request's payload (JSON `{"from": …, "to": …}`). The
+/// error, sent back to the requester, never repeats a long input value.
+pub fn parse_request(payload: &[u8]) -> Result<RepairRequest, String> {
+    parse_json(payload)
+}
+
+/// Parses an author's answer to a repair request.
+pub fn parse_reply(payload: &[u8]) -> Result<RepairReply, String> {
+    parse_json(payload)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    // Syntax errors name a position only; data errors may quote a value, so
+    // they are clipped against the parsed input.
+    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    T::deserialize(&value).map_err(|e| yipan_core::json::clip_echoes(&e.to_string(), &value))
+}
+
+/// Parses a channel-head announcement: the decimal text of a channel position.
+pub fn parse_head(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload).ok().and_then(|s| s.trim().parse::<u64>().ok())
+}
+
 #[derive(Debug, Default)]
 struct Want {
     /// Highest channel position known to exist.
@@ -128,7 +163,7 @@ pub(crate) async fn serve<B: Backend>(
             continue;
         }
         let recipient = Locality::parse(subjects::last_token(&msg.subject));
-        let request = serde_json::from_slice::<RepairRequest>(&msg.payload);
+        let request = parse_request(&msg.payload);
         let answer_to = recipient.as_ref().ok().map(|r| subjects::repaired(*r, me));
         let reply = match (recipient, request) {
             (Err(p), _) => RepairReply { resent: 0, error: Some(format!("recipient token: {p}")) },
@@ -191,7 +226,7 @@ pub(crate) async fn listen_answers<B: Backend>(
             continue;
         }
         let author = subjects::last_token(&msg.subject).to_string();
-        match serde_json::from_slice::<RepairReply>(&msg.payload) {
+        match parse_reply(&msg.payload) {
             Ok(r) => tracing::info!(locality = %me, %author, resent = r.resent, error = ?r.error, "repair answered"),
             Err(e) => tracing::warn!(locality = %me, %author, error = %e, "unreadable repair answer"),
         }
@@ -238,10 +273,10 @@ async fn resend<B: Backend>(
     budget: u64,
 ) -> RepairReply {
     let fail = |e: String| RepairReply { resent: 0, error: Some(e) };
-    if req.from == 0 || req.to < req.from {
-        return fail(format!("bad range {}..={}", req.from, req.to));
-    }
-    let count = ((req.to - req.from).saturating_add(1)).min(MAX_RESEND as u64).min(budget) as usize;
+    let count = match req.count(budget) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
     let (reader, me, from) = (log.clone(), log.locality(), req.from);
     let events = match tokio::task::spawn_blocking(move || reader.read_channel(me, recipient, from, count)).await {
         Ok(Ok(e)) => e,
@@ -292,9 +327,7 @@ pub(crate) async fn listen_heads<B: Backend>(
         if author == me || !log.roster().iter().any(|(l, _)| *l == author) {
             continue;
         }
-        let Some(head) = std::str::from_utf8(&msg.payload).ok().and_then(|s| s.trim().parse::<u64>().ok()) else {
-            continue;
-        };
+        let Some(head) = parse_head(&msg.payload) else { continue };
         repair.want(author.as_u32(), head);
     }
 }
@@ -349,5 +382,44 @@ pub(crate) async fn request_loop<B: Backend>(
                 Err(e) => tracing::warn!(locality = %me, %author, error = %Error::nats(e), "repair request failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_parse_and_errors_do_not_echo() {
+        assert_eq!(parse_request(br#"{"from":1,"to":9}"#), Ok(RepairRequest { from: 1, to: 9 }));
+        assert_eq!(parse_reply(br#"{"resent":2}"#), Ok(RepairReply { resent: 2, error: None }));
+        let long = "Q".repeat(200);
+        for bad in [format!(r#"{{"from":"{long}","to":1}}"#), format!(r#"{{"resent":"{long}"}}"#)] {
+            let e = parse_request(bad.as_bytes()).unwrap_err();
+            assert!(!e.contains(&"Q".repeat(41)), "{e}");
+            let e = parse_reply(bad.as_bytes()).unwrap_err();
+            assert!(!e.contains(&"Q".repeat(41)), "{e}");
+        }
+        let e = parse_request(format!(r#"{{"from":"{long}","to":1}}"#).as_bytes()).unwrap_err();
+        assert!(e.starts_with("invalid type: string \"QQQ") && e.contains("… (200 bytes)"), "{e}");
+        // Found by the repair_request fuzz target: a value of backslashes is
+        // quoted escaped (doubled), and the raw value occurs inside that.
+        let slashes = format!(r#"["{}yyyyyy#"]"#, "\\\\".repeat(44));
+        let e = parse_request(slashes.as_bytes()).unwrap_err();
+        assert!(!e.contains(&"\\".repeat(41)), "{e}");
+        assert!(parse_request(b"{").is_err());
+        assert_eq!(parse_head(b" 42\n"), Some(42));
+        assert_eq!(parse_head(b"18446744073709551616"), None);
+        assert_eq!(parse_head(b"-1"), None);
+    }
+
+    #[test]
+    fn counts_stay_within_range_cap_and_budget() {
+        let r = |from, to| RepairRequest { from, to };
+        assert_eq!(r(1, 10).count(100), Ok(10));
+        assert_eq!(r(1, u64::MAX).count(u64::MAX), Ok(MAX_RESEND));
+        assert_eq!(r(5, 9).count(2), Ok(2));
+        assert!(r(0, 3).count(10).is_err());
+        assert!(r(5, 4).count(10).is_err());
     }
 }
