@@ -270,6 +270,29 @@ async fn events_reach_exactly_their_recipients() {
     .await
     .unwrap()
     .unwrap();
+    // Paging: all events of the origin in pages of 10, each once, in order.
+    let pager = c.client("411522", Role::Supervisor);
+    let pages = tokio::task::spawn_blocking(move || {
+        let (mut after, mut seen, mut sizes) = (String::new(), std::collections::HashSet::new(), Vec::new());
+        loop {
+            let (status, body) = pager.request("GET", &format!("/v1/events?limit=10{after}"), None).unwrap();
+            assert_eq!(status, 200, "{body}");
+            let page: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            sizes.push(page.len());
+            for e in &page {
+                assert!(seen.insert(e["id"].as_str().unwrap().to_string()), "an event on two pages");
+            }
+            let last = page.last().unwrap();
+            after = format!("&after={}:{}", last["author"].as_str().unwrap(), last["seq"]);
+        }
+        (sizes, seen.len())
+    })
+    .await
+    .unwrap();
+    assert_eq!(pages, (vec![10, 10, 10, 9], 39));
     let api = c.client("610112", Role::Supervisor);
     let (status, same) =
         tokio::task::spawn_blocking(move || api.request("GET", "/v1/scorecard?pair=610112,610112", None))
@@ -623,6 +646,18 @@ async fn downstream_roles_receive_only_their_tiers_and_projection_changes() {
     }
     assert_eq!((stats, health), (3, 3), "every stored event once per role");
     assert!(overdue >= 1 && scorecard >= 1, "projection changes: overdue {overdue}, scorecard {scorecard}");
+    // Cases are paged.
+    let api = c.client("610112", Role::Supervisor);
+    let (all, one, none) = tokio::task::spawn_blocking(move || {
+        let get =
+            |p: &str| serde_json::from_str::<Vec<serde_json::Value>>(&api.request("GET", p, None).unwrap().1).unwrap();
+        (get("/v1/cases"), get("/v1/cases?limit=1"), get("/v1/cases?offset=100000"))
+    })
+    .await
+    .unwrap();
+    assert!(!all.is_empty());
+    assert_eq!((one.len(), none.len()), (1, 0));
+    assert_eq!(one[0], all[0]);
     // Subjects carry no personal data.
     c.stop().await;
 }

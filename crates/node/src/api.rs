@@ -241,6 +241,8 @@ async fn append(State(s): State<AppState>, Extension(caller): Extension<Caller>,
 /// Query of `GET /v1/events`.
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
+    /// Page through all events: the last `AUTHOR:SEQ` already seen.
+    after: Option<String>,
     author: Option<String>,
     from_seq: Option<u64>,
     person: Option<String>,
@@ -279,7 +281,17 @@ async fn list_events(
                 let p = PersonKey::parse(&p).map_err(|e| format!("person: {e}"))?;
                 log.read_person(p).map_err(|e| e.to_string())
             }
-            (None, None) => log.read_all(None, limit).map_err(|e| e.to_string()),
+            (None, None) => {
+                let after = match q.after.as_deref() {
+                    None => None,
+                    Some(a) => Some(
+                        a.split_once(':')
+                            .and_then(|(l, n)| Some((Locality::parse(l).ok()?, n.parse::<u64>().ok()?)))
+                            .ok_or_else(|| format!("after: `{}` is not AUTHOR:SEQ", yipan_core::clip(a)))?,
+                    ),
+                };
+                log.read_all(after, limit).map_err(|e| e.to_string())
+            }
             (Some(_), Some(_)) => Err("give author or person, not both".into()),
         }
     })
@@ -481,6 +493,10 @@ pub struct ViewQuery {
     direction: Option<String>,
     period: Option<String>,
     overdue: Option<bool>,
+    /// Paging of `/v1/cases`: entries to skip.
+    offset: Option<usize>,
+    /// Paging of `/v1/cases`: entries per page (default 1,000, at most 10,000).
+    limit: Option<usize>,
 }
 
 impl AppState {
@@ -531,7 +547,13 @@ async fn cases(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Respons
     if q.overdue == Some(true) {
         ex.retain(|e| e.overdue());
     }
-    Json(ex).into_response()
+    // Paged: the total goes in `X-Total-Count`, the page is `offset`..`offset + limit`.
+    let total = ex.len();
+    let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(1000).clamp(1, 10_000));
+    let page: Vec<_> = ex.into_iter().skip(offset).take(limit).collect();
+    let mut r = Json(page).into_response();
+    r.headers_mut().insert("x-total-count", header::HeaderValue::from(total));
+    r
 }
 
 async fn flows(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
