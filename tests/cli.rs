@@ -223,7 +223,6 @@ fn yipan_ok(dir: &Path, args: &[&str]) -> String {
 /// TLS and its NKey, tokens per role.
 #[test]
 fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
-    use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("610112");
     let (secrets, tls) = (tmp.path().join("secrets"), tmp.path().join("secrets/tls"));
@@ -254,20 +253,7 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
         ],
     );
     init(&dir);
-    let config = tmp.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n[http.tls]\ncert = {:?}\nkey = {:?}\n[sync]\nnats_url = {:?}\nnats_nkey_file = {:?}\nnats_ca_file = {:?}\n",
-            dir.display().to_string(),
-            tls.join("node.pem").display().to_string(),
-            tls.join("node.key").display().to_string(),
-            nats.url(),
-            nkey("locality-610112"),
-            ca.display().to_string(),
-        ),
-    )
-    .unwrap();
+    let config = secured_config(tmp.path(), "610112", 0, &nats.url());
     let token = |role: &str| {
         yipan_ok(&dir, &["token", "create", "--role", role, "--name", &format!("test {role}")]).trim().to_string()
     };
@@ -276,16 +262,7 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     let listed = yipan_ok(&dir, &["token", "list"]);
     assert_eq!(listed.lines().count(), 5, "{listed}");
     assert!(!listed.contains(&clerk[15..]), "token list never shows a token");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_yipan"))
-        .args(["node", "run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let addr: std::net::SocketAddr = first.trim().rsplit("https://").next().unwrap().parse().expect(&first);
+    let (mut child, addr) = run_node(&config);
     let tls_client = yipan_access::tls::client_config(&ca, None).unwrap();
     let api = |token: &str| yipan_testkit::http::Client::new(addr, Some(tls_client.clone()), Some(token.to_string()));
 
@@ -604,7 +581,7 @@ fn the_http_benchmark_runs_and_prints_its_ratio() {
 /// connected; everything acknowledged is on disk and verifies.
 #[test]
 fn sigterm_stops_a_node_with_nats_down_and_a_stream_client_connected() {
-    use std::io::{BufRead, Read, Write};
+    use std::io::{Read, Write};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("610112");
     let (secrets, tls) = (tmp.path().join("secrets"), tmp.path().join("secrets/tls"));
@@ -615,32 +592,10 @@ fn sigterm_stops_a_node_with_nats_down_and_a_stream_client_connected() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nats_url = format!("tls://{}", dead.local_addr().unwrap());
     drop(dead);
-    let config = tmp.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n[http.tls]\ncert = {:?}\nkey = {:?}\n[sync]\nnats_url = {:?}\nnats_nkey_file = {:?}\nnats_ca_file = {:?}\n",
-            dir.display().to_string(),
-            tls.join("node.pem").display().to_string(),
-            tls.join("node.key").display().to_string(),
-            nats_url,
-            secrets.join("nkeys/locality-610112.nk").display().to_string(),
-            tls.join("ca.pem").display().to_string(),
-        ),
-    )
-    .unwrap();
+    let config = secured_config(tmp.path(), "610112", 0, &nats_url);
     let clerk = yipan_ok(&dir, &["token", "create", "--role", "clerk", "--name", "t"]).trim().to_string();
     let statistics = yipan_ok(&dir, &["token", "create", "--role", "statistics", "--name", "s"]).trim().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_yipan"))
-        .args(["node", "run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let addr: std::net::SocketAddr = first.trim().rsplit("https://").next().unwrap().parse().expect(&first);
+    let (mut child, addr) = run_node(&config);
     let tls_client = yipan_access::tls::client_config(&tls.join("ca.pem"), None).unwrap();
     let api = yipan_testkit::http::Client::new(addr, Some(tls_client), Some(clerk));
     let events = std::fs::read_to_string(scenario()).unwrap();
@@ -853,4 +808,20 @@ fn kill_9_in_a_loop_under_load_loses_nothing_acknowledged() {
     assert!(yipan(&a, &["verify"], None).status.success());
     assert!(yipan(&b, &["verify"], None).status.success());
     eprintln!("crash loop: 10 kill -9, {} events acknowledged, {} stored, 0 lost, 0 doubled", acked.len(), ids.len());
+}
+
+/// Starts `yipan node run` and reads the address it prints.
+fn run_node(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_yipan"))
+        .args(["node", "run", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let addr = first.trim().rsplit("https://").next().unwrap().parse().expect(&first);
+    (child, addr)
 }
