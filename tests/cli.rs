@@ -771,7 +771,15 @@ fn kill_9_in_a_loop_under_load_loses_nothing_acknowledged() {
             Some(yipan_access::tls::client_config(&ca, None).unwrap()),
             Some(token.to_string()),
         );
-        serde_json::from_str(&c.request("GET", "/v1/status", None).unwrap().1).unwrap()
+        // The restarted node may still be starting on a loaded machine.
+        let begun = std::time::Instant::now();
+        loop {
+            match c.request("GET", "/v1/status", None) {
+                Ok((200, body)) => return serde_json::from_str(&body).unwrap(),
+                other if begun.elapsed() > std::time::Duration::from_secs(30) => panic!("status of :{port}: {other:?}"),
+                _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
     };
     let sup_a = yipan_ok(&a, &["token", "create", "--role", "supervisor", "--name", "s"]).trim().to_string();
     let sup_b = yipan_ok(&b, &["token", "create", "--role", "supervisor", "--name", "s"]).trim().to_string();
