@@ -225,33 +225,11 @@ fn yipan_ok(dir: &Path, args: &[&str]) -> String {
 fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("610112");
-    let (secrets, tls) = (tmp.path().join("secrets"), tmp.path().join("secrets/tls"));
-    yipan_ok(&dir, &["tls", "dev", "--out", tls.to_str().unwrap()]);
-    yipan_ok(&dir, &["nats", "users", "--localities", "610112,411522", "--out", secrets.to_str().unwrap()]);
-    let nats = yipan_testkit::NatsServer::start_secure(yipan_testkit::Secure {
-        cert: tls.join("nats.pem"),
-        key: tls.join("nats.key"),
-        authorization: std::fs::read_to_string(secrets.join("auth.conf")).unwrap(),
-    })
-    .expect("nats-server");
-    let ca = tls.join("ca.pem");
+    let nats = operator_nats(tmp.path(), "610112,411522");
+    let secrets = tmp.path().join("secrets");
+    let ca = secrets.join("tls/ca.pem");
     let ca_arg = ca.to_str().unwrap();
     let nkey = |user: &str| secrets.join(format!("nkeys/{user}.nk")).display().to_string();
-    yipan_ok(
-        &dir,
-        &[
-            "--ca-cert",
-            ca_arg,
-            "nats",
-            "provision",
-            "--nats",
-            &nats.url(),
-            "--nkey",
-            &nkey("admin"),
-            "--localities",
-            "610112,411522",
-        ],
-    );
     init(&dir);
     let config = secured_config(tmp.path(), "610112", 0, &nats.url());
     let token = |role: &str| {
@@ -584,9 +562,8 @@ fn sigterm_stops_a_node_with_nats_down_and_a_stream_client_connected() {
     use std::io::{Read, Write};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("610112");
-    let (secrets, tls) = (tmp.path().join("secrets"), tmp.path().join("secrets/tls"));
-    yipan_ok(&dir, &["tls", "dev", "--out", tls.to_str().unwrap()]);
-    yipan_ok(&dir, &["nats", "users", "--localities", "610112", "--out", secrets.to_str().unwrap()]);
+    operator_secrets(tmp.path(), "610112");
+    let tls = tmp.path().join("secrets/tls");
     init(&dir);
     // Nothing listens on the NATS port.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -629,6 +606,45 @@ fn sigterm_stops_a_node_with_nats_down_and_a_stream_client_connected() {
     assert!(yipan(&dir, &["verify"], None).status.success());
 }
 
+/// The operator's preparation with the CLI alone: `yipan tls dev` and `yipan
+/// nats users` for `localities`, under `tmp/secrets`.
+fn operator_secrets(tmp: &Path, localities: &str) {
+    let secrets = tmp.join("secrets");
+    yipan_ok(tmp, &["tls", "dev", "--out", secrets.join("tls").to_str().unwrap()]);
+    yipan_ok(tmp, &["nats", "users", "--localities", localities, "--out", secrets.to_str().unwrap()]);
+}
+
+/// [`operator_secrets`], then the shipped nats-server config with those users
+/// and TLS, and the streams made by the admin with `yipan nats provision`.
+fn operator_nats(tmp: &Path, localities: &str) -> yipan_testkit::NatsServer {
+    operator_secrets(tmp, localities);
+    let secrets = tmp.join("secrets");
+    let nats = yipan_testkit::NatsServer::start_secure(yipan_testkit::Secure {
+        cert: secrets.join("tls/nats.pem"),
+        key: secrets.join("tls/nats.key"),
+        authorization: std::fs::read_to_string(secrets.join("auth.conf")).unwrap(),
+    })
+    .expect("nats-server");
+    let (ca, admin) = (secrets.join("tls/ca.pem"), secrets.join("nkeys/admin.nk"));
+    let url = nats.url();
+    yipan_ok(
+        tmp,
+        &[
+            "--ca-cert",
+            ca.to_str().unwrap(),
+            "nats",
+            "provision",
+            "--nats",
+            &url,
+            "--nkey",
+            admin.to_str().unwrap(),
+            "--localities",
+            localities,
+        ],
+    );
+    nats
+}
+
 /// Writes a secured node.toml for `code` listening on `port`.
 fn secured_config(tmp: &Path, code: &str, port: u16, nats_url: &str) -> PathBuf {
     let (secrets, tls) = (tmp.join("secrets"), tmp.join("secrets/tls"));
@@ -666,34 +682,10 @@ fn spawn_node(config: &Path) -> std::process::Child {
 #[test]
 fn kill_9_in_a_loop_under_load_loses_nothing_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
-    let (secrets, tls) = (tmp.path().join("secrets"), tmp.path().join("secrets/tls"));
     let a = tmp.path().join("610112");
     let b = tmp.path().join("411522");
-    yipan_ok(&a, &["tls", "dev", "--out", tls.to_str().unwrap()]);
-    yipan_ok(&a, &["nats", "users", "--localities", "610112,411522", "--out", secrets.to_str().unwrap()]);
-    let nats = yipan_testkit::NatsServer::start_secure(yipan_testkit::Secure {
-        cert: tls.join("nats.pem"),
-        key: tls.join("nats.key"),
-        authorization: std::fs::read_to_string(secrets.join("auth.conf")).unwrap(),
-    })
-    .expect("nats-server");
-    let ca = tls.join("ca.pem");
-    let admin = secrets.join("nkeys/admin.nk");
-    yipan_ok(
-        &a,
-        &[
-            "--ca-cert",
-            ca.to_str().unwrap(),
-            "nats",
-            "provision",
-            "--nats",
-            &nats.url(),
-            "--nkey",
-            admin.to_str().unwrap(),
-            "--localities",
-            "610112,411522",
-        ],
-    );
+    let nats = operator_nats(tmp.path(), "610112,411522");
+    let ca = tmp.path().join("secrets/tls/ca.pem");
     for (dir, code) in [(&a, "610112"), (&b, "411522")] {
         let out = yipan(dir, &["init", "--locality", code, "--person-key-secret", SECRET], None);
         assert!(out.status.success(), "{}", text(&out.stderr));
