@@ -36,13 +36,28 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
+        let mut c = Cluster::prepare(None).await;
+        for code in CODES {
+            c.start_node(code).await;
+        }
+        c
+    }
+
+    /// Everything but the nodes: secrets, the secured nats-server (with
+    /// another `max_payload` if given), streams, data directories and rosters.
+    async fn prepare(max_payload: Option<&'static str>) -> Cluster {
         let base = tempfile::tempdir().unwrap();
         let localities: Vec<Locality> = CODES.iter().map(|c| loc(c)).collect();
         let downstream = [(loc("610112"), Audience::Statistics), (loc("610112"), Audience::Health)];
         let deployment = Deployment::create(&base.path().join("secrets"), &localities, &downstream).unwrap();
         let secure = deployment.nats_server();
-        let nats =
-            tokio::task::spawn_blocking(move || NatsServer::start_secure(secure)).await.unwrap().expect("nats-server");
+        let nats = tokio::task::spawn_blocking(move || match max_payload {
+            Some(m) => NatsServer::start_secure_with_max_payload(secure, m),
+            None => NatsServer::start_secure(secure),
+        })
+        .await
+        .unwrap()
+        .expect("nats-server");
         deployment.provision(&nats.url(), &[61, 41]).await.unwrap();
         let mut keys = Vec::new();
         for code in CODES {
@@ -56,11 +71,7 @@ impl Cluster {
                 }
             }
         }
-        let mut c = Cluster { nats, base, deployment, nodes: HashMap::new() };
-        for code in CODES {
-            c.start_node(code).await;
-        }
-        c
+        Cluster { nats, base, deployment, nodes: HashMap::new() }
     }
 
     fn dir(&self, code: &str) -> PathBuf {
@@ -734,32 +745,11 @@ async fn an_event_too_large_to_publish_is_refused_and_replication_continues() {
 /// recipients, and the operator sees it over the API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_cannot_be_published_is_set_aside_and_blocks_nothing_else() {
-    let base = tempfile::tempdir().unwrap();
-    let codes = ["610112", "610113", "411522"];
-    let localities: Vec<Locality> = codes.iter().map(|c| loc(c)).collect();
-    let deployment = Deployment::create(&base.path().join("secrets"), &localities, &[]).unwrap();
-    let secure = deployment.nats_server();
-    let nats = tokio::task::spawn_blocking(move || NatsServer::start_secure_with_max_payload(secure, "256KB"))
-        .await
-        .unwrap()
-        .unwrap();
-    deployment.provision(&nats.url(), &[61, 41]).await.unwrap();
-    let mut keys = Vec::new();
-    for code in codes {
-        keys.push((code, yipan_node::datadir::init(&base.path().join(code), loc(code), Some(SECRET)).unwrap()));
-    }
-    for code in codes {
-        let d = yipan_node::datadir::open(&base.path().join(code)).unwrap();
-        for (other, key) in &keys {
-            if *other != code {
-                d.log.roster_add(loc(other), *key).unwrap();
-            }
-        }
-    }
+    let mut c = Cluster::prepare(Some("256KB")).await;
     // Written while the node was offline with the default 1 MiB limit: one
     // 600 KB event to 411522, then three ordinary events to 610113.
     {
-        let d = yipan_node::datadir::open(&base.path().join("610112")).unwrap();
+        let d = yipan_node::datadir::open(&c.dir("610112")).unwrap();
         let mut big = at_residence("610112", 1);
         big.body = body(Kind::ServiceRendered(v1::ServiceRendered {
             service: v1::ServiceKind::PersonInformed as i32,
@@ -773,22 +763,17 @@ async fn a_message_that_cannot_be_published_is_set_aside_and_blocks_nothing_else
         }
         d.log.append_batch_async(drafts).await.unwrap();
     }
-    let mut nodes = HashMap::new();
-    for code in codes {
-        let mut cfg = deployment.node_config(loc(code), base.path().join(code), &nats.url()).unwrap();
-        cfg.sync.head_interval_ms = 300;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        nodes.insert(code, Node::start(cfg, listener).await.unwrap());
+    for code in CODES {
+        c.start_node(code).await;
     }
     let start = Instant::now();
-    while nodes["610113"].log.channel_head(loc("610112"), loc("610113")).unwrap() < 3 {
+    while c.nodes["610113"].log.channel_head(loc("610112"), loc("610113")).unwrap() < 3 {
         assert!(start.elapsed() < Duration::from_secs(30), "events behind the dead letter were blocked");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let author = &nodes["610112"];
+    let author = &c.nodes["610112"];
     assert_eq!(author.metrics.dead_letters.load(Ordering::Relaxed), 1);
-    let token = issue_token(&base.path().join("610112"), Role::Monitor, "ops").unwrap();
-    let api = http::Client::new(author.addr, Some(deployment.client_tls().unwrap()), Some(token));
+    let api = c.client("610112", Role::Monitor);
     let (status, listing) =
         tokio::task::spawn_blocking(move || api.request("GET", "/v1/dead-letters", None)).await.unwrap().unwrap();
     assert_eq!(status, 200, "{listing}");
@@ -796,11 +781,11 @@ async fn a_message_that_cannot_be_published_is_set_aside_and_blocks_nothing_else
     assert_eq!(letters.len(), 1, "{listing}");
     assert_eq!((letters[0]["seq"].as_u64(), letters[0]["recipient"].as_str()), (Some(1), Some("411522")));
     assert!(letters[0]["reason"].as_str().unwrap().to_lowercase().contains("payload"), "{listing}");
-    assert_eq!(nodes["411522"].log.len(), 0, "nothing half-delivered");
+    assert_eq!(c.nodes["411522"].log.len(), 0, "nothing half-delivered");
     // The append limit follows the server: new events that large are refused at the door now.
     let start = Instant::now();
-    while nodes["610112"].log.max_event_bytes() != 256 * 1024 - 4096 {
-        assert!(start.elapsed() < Duration::from_secs(10), "limit {}", nodes["610112"].log.max_event_bytes());
+    while c.nodes["610112"].log.max_event_bytes() != 256 * 1024 - 4096 {
+        assert!(start.elapsed() < Duration::from_secs(10), "limit {}", c.nodes["610112"].log.max_event_bytes());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut again = at_residence("610112", 2);
@@ -808,9 +793,7 @@ async fn a_message_that_cannot_be_published_is_set_aside_and_blocks_nothing_else
         service: v1::ServiceKind::PersonInformed as i32,
         provider_ref: "x".repeat(300_000),
     }));
-    let refused = nodes["610112"].log.append_async(again).await.unwrap_err().to_string();
+    let refused = c.nodes["610112"].log.append_async(again).await.unwrap_err().to_string();
     assert!(refused.contains("max_payload"), "{refused}");
-    for (_, n) in nodes {
-        n.stop().await.unwrap();
-    }
+    c.stop().await;
 }
