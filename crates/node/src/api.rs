@@ -377,7 +377,6 @@ async fn quarantine(
     Extension(caller): Extension<Caller>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    use yipan_proto::Message;
     let audience = caller.role.audience();
     let after = match q.after.as_deref().map(Uuid::parse_str).transpose() {
         Ok(a) => a,
@@ -397,14 +396,7 @@ async fn quarantine(
     // are shown; bytes that do not decode are shown only to a role with every tier.
     for e in &mut entries {
         let bytes = hex::decode(&e.bytes_hex).unwrap_or_default();
-        e.bytes_hex = match yipan_proto::v1::SignedEvent::decode(bytes.as_slice()) {
-            Ok(mut signed) => {
-                yipan_core::audience::filter_tiers(&mut signed, audience);
-                hex::encode(signed.encode_to_vec())
-            }
-            Err(_) if audience == yipan_core::audience::Audience::Full => e.bytes_hex.clone(),
-            Err(_) => String::new(),
-        };
+        e.bytes_hex = hex::encode(yipan_core::audience::shown_to(&bytes, audience));
     }
     let next = (entries.len() == limit).then(|| entries.last().map(|e| e.id.to_string())).flatten();
     let (held, evicted) = s.log.quarantine_summary();
@@ -592,7 +584,6 @@ pub struct RawQuery {
 
 async fn raw(State(s): State<AppState>, Extension(caller): Extension<Caller>, Query(q): Query<RawQuery>) -> Response {
     use base64::Engine;
-    use yipan_proto::Message;
     let audience = caller.role.audience();
     let after = match q.after.as_deref() {
         None => None,
@@ -609,14 +600,9 @@ async fn raw(State(s): State<AppState>, Extension(caller): Extension<Caller>, Qu
     let body = tokio::task::spawn_blocking(move || {
         let mut out = String::new();
         log.for_each_raw(after, limit, |a, seq, bytes| {
-            // Tiers the role may not see are stripped; the event still
-            // verifies (only tier digests are signed).
-            let filtered = yipan_proto::v1::SignedEvent::decode(bytes).ok().and_then(|mut signed| {
-                let before = signed.tiers.len();
-                yipan_core::audience::filter_tiers(&mut signed, audience);
-                (signed.tiers.len() != before).then(|| signed.encode_to_vec())
-            });
-            let bytes = filtered.as_deref().unwrap_or(bytes);
+            // Tiers the role may not see are stripped; the event still verifies.
+            let shown = yipan_core::audience::shown_to(bytes, audience);
+            let bytes = shown.as_ref();
             out.push_str(
                 &json!({"author": a, "seq": seq, "b64": base64::engine::general_purpose::STANDARD.encode(bytes)})
                     .to_string(),

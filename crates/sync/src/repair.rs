@@ -155,13 +155,7 @@ pub(crate) async fn serve<B: Backend>(
     // Per recipient: when it was last served, and the events re-sent in the current minute.
     let mut last_served: HashMap<Locality, Instant> = HashMap::new();
     let mut budget: HashMap<Locality, (Instant, u64)> = HashMap::new();
-    let prefix = format!("yipan.v1.repair.{me}.");
     while let Some(msg) = next_message(&client, &subjects::repair_filter(me), &mut sub, &mut stop).await {
-        // Only requests on this author's own request subjects (not deliveries
-        // some consumer was pointed at).
-        if !msg.subject.starts_with(&prefix) {
-            continue;
-        }
         let recipient = Locality::parse(subjects::last_token(&msg.subject));
         let request = parse_request(&msg.payload);
         let answer_to = recipient.as_ref().ok().map(|r| subjects::repaired(*r, me));
@@ -220,11 +214,7 @@ pub(crate) async fn listen_answers<B: Backend>(
 ) {
     let me = log.locality();
     let mut sub = None;
-    let prefix = format!("yipan.v1.repaired.{:02}.{me}.", me.province());
     while let Some(msg) = next_message(&client, &subjects::repaired_filter(me), &mut sub, &mut stop).await {
-        if !msg.subject.starts_with(&prefix) {
-            continue;
-        }
         let author = subjects::last_token(&msg.subject).to_string();
         match parse_reply(&msg.payload) {
             Ok(r) => tracing::info!(locality = %me, %author, resent = r.resent, error = ?r.error, "repair answered"),
@@ -233,7 +223,10 @@ pub(crate) async fn listen_answers<B: Backend>(
     }
 }
 
-/// The next message on `subject`, (re)subscribing as needed; `None` once `stop` fires.
+/// The next message on `subject` (a filter ending in `.*`), (re)subscribing
+/// as needed; `None` once `stop` fires. A message whose own subject is not
+/// under the filter (a JetStream delivery some consumer was pointed at) is
+/// dropped: every listener reads its author or recipient from the last token.
 async fn next_message(
     client: &async_nats::Client,
     subject: &str,
@@ -259,7 +252,8 @@ async fn next_message(
             m = s.next() => m,
         };
         match msg {
-            Some(m) => return Some(m),
+            Some(m) if m.subject.starts_with(subject.trim_end_matches('*')) => return Some(m),
+            Some(m) => tracing::debug!(subject = %m.subject, filter = %subject, "dropped: not under the filter"),
             None => *sub = None,
         }
     }
@@ -317,11 +311,7 @@ pub(crate) async fn listen_heads<B: Backend>(
 ) {
     let me = log.locality();
     let mut sub = None;
-    let prefix = format!("yipan.v1.head.{:02}.{me}.", me.province());
     while let Some(msg) = next_message(&client, &subjects::head_filter(me), &mut sub, &mut stop).await {
-        if !msg.subject.starts_with(&prefix) {
-            continue;
-        }
         let Ok(author) = Locality::parse(subjects::last_token(&msg.subject)) else { continue };
         // Only authors this node trusts can make it ask for repairs.
         if author == me || !log.roster().iter().any(|(l, _)| *l == author) {
