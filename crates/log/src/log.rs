@@ -685,6 +685,11 @@ impl<B: Backend> Log<B> {
         self.shared.backend.commit(vec![(meta_key(name), Some(value.to_vec()))])
     }
 
+    /// Whether the roster holds a key for `locality` (no copy of the roster).
+    pub fn trusts(&self, locality: Locality) -> bool {
+        self.shared.roster.read().unwrap_or_else(|p| p.into_inner()).contains_key(&locality.as_u32())
+    }
+
     /// The roster: every known locality key.
     pub fn roster(&self) -> Vec<(Locality, VerifyingKey)> {
         let r = self.shared.roster.read().unwrap_or_else(|p| p.into_inner());

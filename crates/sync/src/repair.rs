@@ -314,7 +314,7 @@ pub(crate) async fn listen_heads<B: Backend>(
     while let Some(msg) = next_message(&client, &subjects::head_filter(me), &mut sub, &mut stop).await {
         let Ok(author) = Locality::parse(subjects::last_token(&msg.subject)) else { continue };
         // Only authors this node trusts can make it ask for repairs.
-        if author == me || !log.roster().iter().any(|(l, _)| *l == author) {
+        if author == me || !log.trusts(author) {
             continue;
         }
         let Some(head) = parse_head(&msg.payload) else { continue };
