@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["yipan/v1/envelope.proto", "yipan/v1/events.proto", "yipan/v1/tiers.proto"];
+    let files = ["yipan/v1/envelope.proto", "yipan/v1/events.proto", "yipan/v1/tiers.proto", "yipan/v1/trust.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }

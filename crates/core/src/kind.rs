@@ -113,6 +113,7 @@ catalogue! {
     EventCorrected => "event_corrected", "更正", Either, causation: true, tiers: [Identity, Contact, ReproductiveHealth];
     EventRetracted => "event_retracted", "撤销", Either, causation: true, tiers: [];
     DutyCatalogPublished => "duty_catalog_published", "职责清单发布", Locality, causation: false, tiers: [];
+    KeyRotated => "key_rotated", "签名密钥轮换", Locality, causation: false, tiers: [];
 }
 
 impl EventKind {
@@ -161,7 +162,7 @@ mod tests {
             assert_eq!(EventKind::parse(k.snake()), Some(*k));
         }
         assert_eq!(EventKind::parse("NoSuchThing"), None);
-        assert_eq!(EventKind::ALL.len(), 25);
+        assert_eq!(EventKind::ALL.len(), 26);
     }
 
     #[test]
