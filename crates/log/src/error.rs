@@ -71,6 +71,29 @@ pub enum Error {
         /// The locality.
         locality: String,
     },
+    /// The signing key is not the key the trust schedule names for the next own event.
+    #[error("this node's signing key {given}… is not the key certified for its next event #{seq} ({expected}…){hint}")]
+    KeyMismatch {
+        /// The next own sequence.
+        seq: u64,
+        /// Short hex of the key the schedule names.
+        expected: String,
+        /// Short hex of the key given.
+        given: String,
+        /// What to do.
+        hint: String,
+    },
+    /// The own key cannot sign the next event (revoked, or outside its certificate).
+    #[error("cannot sign event #{seq}: {problem}")]
+    OwnKey {
+        /// The next own sequence.
+        seq: u64,
+        /// Why.
+        problem: String,
+    },
+    /// A trust record was refused.
+    #[error("trust record refused ({code}): {0}", code = .0.code())]
+    Trust(#[from] yipan_trust::Fault),
     /// The store belongs to another locality.
     #[error("this store belongs to locality {stored}, not {given}")]
     LocalityMismatch {

@@ -10,12 +10,15 @@
 //! | `s`    | author, last author_seq of the segment     | segment of events (see [`crate::segment`]) |
 //! | `r`    | locality                                   | ed25519 public key (32)                |
 //! | `q`    | quarantine id (UUIDv7, 16)                 | JSON quarantine record                 |
+//! | `t`    | arrival number (u64)                       | received-at µs (i64 BE) + `TrustRecord` |
 //! | `m`    | name                                       | metadata (locality, head)              |
 
 /// Segments of events by author and last sequence.
 pub const SEGMENT: u8 = b's';
 /// Roster of locality public keys.
 pub const ROSTER: u8 = b'r';
+/// Verified trust records (certificates, revocations, rotations), in arrival order.
+pub const TRUST: u8 = b't';
 /// Quarantine of rejected foreign events.
 pub const QUARANTINE: u8 = b'q';
 /// Metadata.
@@ -23,6 +26,8 @@ pub const META: u8 = b'm';
 
 /// Metadata key: the locality that owns the store.
 pub const META_LOCALITY: &[u8] = b"mlocality";
+/// Metadata key: the trust anchor (32-byte ed25519 public key of the national root).
+pub const META_ANCHOR: &[u8] = b"manchor";
 /// Metadata key: the own chain's head (seq u64 BE + hash 32), written with every append batch.
 pub const META_HEAD: &[u8] = b"mhead";
 
@@ -77,4 +82,12 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![0xff; prefix.len() + 1]
+}
+
+/// Key of the `n`th trust record.
+pub fn trust_key(n: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = TRUST;
+    k[1..9].copy_from_slice(&n.to_be_bytes());
+    k
 }

@@ -36,6 +36,7 @@ use uuid::Uuid;
 use yipan_core::validate::{validate_draft, Checked, Warning};
 use yipan_core::{Locality, PersonKey};
 use yipan_proto::v1::{Envelope, EventDraft, Recipient, SignedEvent, TierDigest};
+use yipan_trust::{Applied, Fault as TrustFault, KeyFault, TrustState};
 
 use crate::backend::{Backend, Op};
 use crate::error::{Error, Result};
@@ -51,8 +52,13 @@ const PARALLEL_SIGN_FROM: usize = 8;
 /// Newly stored events buffered for slow subscribers before they must rebuild.
 const EVENT_FEED: usize = 1 << 16;
 
-/// A rejected foreign event: claimed author (if readable) and the reason.
-type Reject = (Option<String>, String);
+/// Why a foreign event was not taken.
+enum Reject {
+    /// Rejected for good: claimed author (if readable) and the reason (quarantined).
+    Bad(Option<String>, String),
+    /// Not verifiable yet (its author's key is not known here yet): redelivered later.
+    Later(Locality, String),
+}
 
 /// The outcome of one appended draft.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +112,15 @@ pub enum Ingested {
         /// Why.
         reason: String,
     },
+    /// Not verifiable yet: the author's certificate or key handover has not
+    /// reached this node (the trust stream may be behind). Not stored, not
+    /// quarantined; to be delivered again.
+    Pending {
+        /// Author locality.
+        author: Locality,
+        /// What is missing.
+        reason: String,
+    },
 }
 
 /// A rejected foreign event, kept with its bytes and the reason.
@@ -145,6 +160,8 @@ type InFlight = HashMap<[u8; 16], ([u8; 32], Appended)>;
 struct Job {
     drafts: Vec<Prepared>,
     reply: Reply,
+    /// A key rotation: the key that signs every event after this job's one.
+    rotate: Option<SigningKey>,
 }
 
 /// An own event signed and ready to store.
@@ -164,8 +181,12 @@ struct WriteGroup {
 struct Shared<B> {
     backend: B,
     locality: Locality,
-    signing: SigningKey,
-    roster: RwLock<HashMap<u32, VerifyingKey>>,
+    /// The public key of the key that signs the next own event.
+    public: RwLock<VerifyingKey>,
+    /// Verified trust: certificates, revocations, key schedules, hand-added keys.
+    trust: RwLock<TrustState>,
+    /// Number of the next trust record stored.
+    trust_next: AtomicU64,
     /// Sequenced but not yet durable: id → (draft digest, outcome), for idempotency.
     in_flight: Mutex<InFlight>,
     poisoned: AtomicBool,
@@ -205,6 +226,8 @@ pub struct Log<B: Backend> {
 
 /// Own-chain state kept by the sequencer thread.
 struct SeqState {
+    /// The key that signs the next event.
+    signing: Arc<SigningKey>,
     seq: u64,
     hash: [u8; 32],
     /// Last channel position per recipient, loaded lazily from the index.
@@ -221,6 +244,19 @@ impl<B: Backend> Log<B> {
     /// A new store records its locality and puts its own key in the roster.
     /// The in-memory indexes are rebuilt from the stored segments.
     pub fn open(backend: B, locality: Locality, signing: SigningKey) -> Result<Self> {
+        Self::open_with_anchor(backend, locality, signing, None)
+    }
+
+    /// Opens the log verifying trust records up to `anchor` (the national
+    /// root's public key). `None` keeps the anchor recorded in the store (if
+    /// any); a different anchor replaces it and every stored trust record is
+    /// verified again against the new one.
+    pub fn open_with_anchor(
+        backend: B,
+        locality: Locality,
+        signing: SigningKey,
+        anchor: Option<VerifyingKey>,
+    ) -> Result<Self> {
         match backend.get(layout::META_LOCALITY)? {
             Some(stored) => {
                 let stored = String::from_utf8_lossy(&stored).to_string();
@@ -230,30 +266,12 @@ impl<B: Backend> Log<B> {
             }
             None => backend.commit(vec![(layout::META_LOCALITY.to_vec(), Some(locality.to_string().into_bytes()))])?,
         }
-        let mut roster = HashMap::new();
-        for (k, v) in backend.range(&[layout::ROSTER], &[layout::ROSTER + 1], usize::MAX)? {
-            let code = u32::from_be_bytes(k[1..5].try_into().map_err(|_| Error::Storage("bad roster key".into()))?);
-            let key: [u8; 32] =
-                v.as_slice().try_into().map_err(|_| Error::Storage(format!("roster key of {code} is not 32 bytes")))?;
-            let key = VerifyingKey::from_bytes(&key)
-                .map_err(|_| Error::Storage(format!("roster key of {code} is invalid")))?;
-            roster.insert(code, key);
-        }
-        let own = signing.verifying_key();
-        match roster.get(&locality.as_u32()) {
-            Some(k) if *k != own => return Err(Error::RosterConflict { locality: locality.to_string() }),
-            Some(_) => {}
-            None => {
-                backend
-                    .commit(vec![(layout::roster_key(locality.as_u32()).to_vec(), Some(own.to_bytes().to_vec()))])?;
-                roster.insert(locality.as_u32(), own);
-            }
-        }
 
         // Rebuild the indexes; damaged records are skipped here and reported by `verify`.
         let mut index = Index::default();
         let me = locality.as_u32();
         let mut head = (0u64, [0u8; 32]);
+        let mut rotations: Vec<(Vec<u8>, chrono::DateTime<chrono::Utc>)> = Vec::new();
         backend.for_each(&[layout::SEGMENT], &[layout::SEGMENT + 1], &mut |k, v| {
             let (Some((author, _)), Ok(entries)) = (layout::parse_segment_key(k), segment::decode(v)) else {
                 return true;
@@ -264,17 +282,29 @@ impl<B: Backend> Log<B> {
                     if author == me {
                         head = (e.seq, ev.hash);
                     }
+                    if let Some(at) = rotation_time(&ev) {
+                        rotations.push((e.bytes.to_vec(), at));
+                    }
                 }
             }
             true
         })?;
 
+        let (trust, trust_next) = load_trust(&backend, anchor, rotations)?;
+        let mut trust = trust;
+        let own = signing.verifying_key();
+        if !trust.knows(locality) {
+            trust.add_bootstrap(locality, own)?;
+            backend.commit(vec![(layout::roster_key(me).to_vec(), Some(own.to_bytes().to_vec()))])?;
+        }
+        check_own_key(&trust, locality, head.0 + 1, &own)?;
         let bounds = crate::quarantine::Bounds::load(&backend, &meta_key(crate::quarantine::EVICTED))?;
         let shared = Arc::new(Shared {
             backend,
             locality,
-            signing,
-            roster: RwLock::new(roster),
+            public: RwLock::new(own),
+            trust: RwLock::new(trust),
+            trust_next: AtomicU64::new(trust_next),
             in_flight: Mutex::new(HashMap::new()),
             poisoned: AtomicBool::new(false),
             max_event_bytes: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_EVENT_BYTES),
@@ -289,7 +319,7 @@ impl<B: Backend> Log<B> {
         });
         let (tx, rx) = mpsc::sync_channel::<Job>(JOB_QUEUE);
         let (wtx, wrx) = mpsc::sync_channel::<WriteGroup>(4);
-        let state = SeqState { seq: head.0, hash: head.1, channels: HashMap::new() };
+        let state = SeqState { signing: Arc::new(signing), seq: head.0, hash: head.1, channels: HashMap::new() };
         let s1 = shared.clone();
         let s2 = shared.clone();
         let sequencer = std::thread::Builder::new()
@@ -310,7 +340,7 @@ impl<B: Backend> Log<B> {
 
     /// This locality's public key.
     pub fn public_key(&self) -> VerifyingKey {
-        self.shared.signing.verifying_key()
+        *read(&self.shared.public)
     }
 
     /// The backend (reads for tools and tests).
@@ -333,8 +363,21 @@ impl<B: Backend> Log<B> {
         self.len() == 0
     }
 
-    fn prepare(&self, drafts: Vec<EventDraft>) -> Result<Vec<Prepared>> {
+    fn prepare(&self, drafts: Vec<EventDraft>, rotation: bool) -> Result<Vec<Prepared>> {
         let single = drafts.len() == 1;
+        for (index, d) in drafts.iter().enumerate() {
+            let is_rotation = matches!(
+                d.body.as_ref().and_then(|b| b.kind.as_ref()),
+                Some(yipan_proto::v1::event_body::Kind::KeyRotated(_))
+            );
+            if is_rotation != rotation {
+                let source = yipan_core::Error::field(
+                    "kind",
+                    "KeyRotated is appended only by `yipan key rotate` (docs/trust.md), never through the event API",
+                );
+                return Err(if single { Error::Invalid(source) } else { Error::InvalidInBatch { index, source } });
+            }
+        }
         let limit = self.max_event_bytes();
         for (index, d) in drafts.iter().enumerate() {
             let size = d.encoded_len() + d.recipients.len() * 16 + ENVELOPE_OVERHEAD;
@@ -387,13 +430,28 @@ impl<B: Backend> Log<B> {
     /// Queues drafts for sequencing. `wait`: block while the queue is full
     /// (CLI, imports); otherwise refuse with [`Error::Busy`] (the API answers 503).
     fn submit(&self, drafts: Vec<EventDraft>, wait: bool) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
+        self.submit_job(drafts, wait, None)
+    }
+
+    fn submit_job(
+        &self,
+        drafts: Vec<EventDraft>,
+        wait: bool,
+        rotate: Option<SigningKey>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        let drafts = self.prepare(drafts)?;
+        let next = lock(&self.shared.head).0 + 1;
+        if let Err(e) = read(&self.shared.trust).key_for(self.shared.locality, next, None) {
+            if !matches!(e, KeyFault::Unknown { .. }) {
+                return Err(Error::OwnKey { seq: next, problem: e.to_string() });
+            }
+        }
+        let drafts = self.prepare(drafts, rotate.is_some())?;
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
-        let job = Job { drafts, reply };
+        let job = Job { drafts, reply, rotate };
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
         let sent = if wait {
             tx.send(job).map_err(|_| Error::Closed)
@@ -685,38 +743,141 @@ impl<B: Backend> Log<B> {
         self.shared.backend.commit(vec![(meta_key(name), Some(value.to_vec()))])
     }
 
-    /// Whether the roster holds a key for `locality` (no copy of the roster).
+    /// Whether a key of `locality` is known (certified or hand-added).
     pub fn trusts(&self, locality: Locality) -> bool {
-        self.shared.roster.read().unwrap_or_else(|p| p.into_inner()).contains_key(&locality.as_u32())
+        read(&self.shared.trust).knows(locality)
     }
 
-    /// The roster: every known locality key.
+    /// Every known locality with the key that signs its next events.
     pub fn roster(&self) -> Vec<(Locality, VerifyingKey)> {
-        let r = self.shared.roster.read().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<_> = r.iter().filter_map(|(c, k)| Locality::from_u32(*c).ok().map(|l| (l, *k))).collect();
-        out.sort_by_key(|(l, _)| *l);
-        out
+        read(&self.shared.trust).current_keys()
     }
 
-    /// Adds a locality's public key; returns false if it was already there.
+    /// A copy of the verified trust state (views, audits).
+    pub fn trust(&self) -> TrustState {
+        read(&self.shared.trust).clone()
+    }
+
+    /// Adds a hand-copied locality key (`yipan roster add`: the air-gapped
+    /// exception to certificates); returns false if it was already there.
     /// A different key for a known locality is refused.
     pub fn roster_add(&self, locality: Locality, key: VerifyingKey) -> Result<bool> {
-        let mut r = self.shared.roster.write().unwrap_or_else(|p| p.into_inner());
-        match r.get(&locality.as_u32()) {
-            Some(k) if *k == key => Ok(false),
-            Some(_) => Err(Error::RosterConflict { locality: locality.to_string() }),
-            None => {
+        let mut t = write(&self.shared.trust);
+        let mut probe = t.clone();
+        match probe.add_bootstrap(locality, key) {
+            Ok(false) => Ok(false),
+            Ok(true) => {
                 self.shared
                     .backend
                     .commit(vec![(layout::roster_key(locality.as_u32()).to_vec(), Some(key.to_bytes().to_vec()))])?;
-                r.insert(locality.as_u32(), key);
+                *t = probe;
                 Ok(true)
+            }
+            Err(_) => Err(Error::RosterConflict { locality: locality.to_string() }),
+        }
+    }
+
+    /// Verifies one trust record (received at `at`, the stream's timestamp)
+    /// up to the anchor and keeps it. A refused record goes to quarantine
+    /// with its reason (`trust.*` codes) and is returned as `Ok(Err(fault))`;
+    /// `Err` is a storage failure.
+    pub fn apply_trust_record(
+        &self,
+        record: &[u8],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::result::Result<Applied, TrustFault>> {
+        let mut t = write(&self.shared.trust);
+        let mut next = t.clone();
+        match next.apply_record(record, at) {
+            Ok(Applied::Duplicate) => Ok(Ok(Applied::Duplicate)),
+            Ok(applied) => {
+                let n = self.shared.trust_next.fetch_add(1, Ordering::Relaxed);
+                let mut value = at.timestamp_micros().to_be_bytes().to_vec();
+                value.extend_from_slice(record);
+                self.shared.backend.commit(vec![(layout::trust_key(n).to_vec(), Some(value))])?;
+                *t = next;
+                drop(t);
+                tracing::info!(?applied, "trust record applied");
+                Ok(Ok(applied))
+            }
+            Err(fault) => {
+                drop(t);
+                let who = match yipan_trust::statement::decode_record(record) {
+                    Ok(yipan_trust::statement::Record::Rotation(_)) => "trust:rotation",
+                    _ => "trust",
+                };
+                self.set_aside(record, Some(who.into()), format!("{}: {fault}", fault.code()))?;
+                if fault.is_alert() {
+                    tracing::error!(alert = "trust", code = fault.code(), %fault, "trust record refused");
+                } else {
+                    tracing::warn!(code = fault.code(), %fault, "trust record refused");
+                }
+                Ok(Err(fault))
             }
         }
     }
 
-    fn roster_key(&self, locality: u32) -> Option<VerifyingKey> {
-        self.shared.roster.read().unwrap_or_else(|p| p.into_inner()).get(&locality).copied()
+    /// Sets bytes aside in quarantine with `reason` (e.g. an event whose
+    /// author's key never arrived), within the quarantine's bounds.
+    pub fn set_aside(&self, bytes: &[u8], author: Option<String>, reason: String) -> Result<()> {
+        let mut ops = Vec::new();
+        quarantine_op(&mut ops, bytes, author, reason)?;
+        let mut bounds = lock(&self.shared.ingest_lock);
+        let mut next = bounds.clone();
+        next.admit(&mut ops, &meta_key(crate::quarantine::EVICTED));
+        self.shared.backend.commit(ops)?;
+        *bounds = next;
+        Ok(())
+    }
+
+    /// Hands this log's chain over to `next`: appends a `KeyRotated` event
+    /// signed by the current key naming `certificate` (the province
+    /// authority's `LocalityCertificate` for `next`, replacing the current
+    /// key's serial), addressed to every locality this node has a channel
+    /// to; every later event is signed by `next`. Blocks until durable.
+    pub fn rotate_key(&self, next: SigningKey, certificate: Vec<u8>) -> Result<Appended> {
+        let me = self.shared.locality;
+        let decoded = yipan_trust::statement::decode(&certificate)?;
+        let Some(yipan_proto::v1::statement::Kind::Locality(c)) = &decoded.statement.kind else {
+            return Err(TrustFault::BadRotation("the certificate is not a locality certificate".into()).into());
+        };
+        if c.locality != me.to_string() || c.public_key != next.verifying_key().to_bytes() {
+            return Err(TrustFault::BadRotation(format!(
+                "the certificate is for {} key {}…, not this node ({me}) and the new key",
+                c.locality,
+                hex::encode(c.public_key.get(..6).unwrap_or_default())
+            ))
+            .into());
+        }
+        {
+            // The certificate must verify and be this locality's certified next key.
+            let mut probe = read(&self.shared.trust).clone();
+            match probe.apply_statement(&certificate, chrono::Utc::now()) {
+                Ok(_) => {}
+                Err(f) => return Err(f.into()),
+            }
+            if probe.pending_key(me) != Some(next.verifying_key()) {
+                return Err(TrustFault::BadRotation(format!(
+                    "certificate {} does not replace {me}'s current key (replaces_serial must name it)",
+                    c.serial
+                ))
+                .into());
+            }
+        }
+        let recipients: Vec<String> = self.outbound_heads(u64::MAX).into_iter().map(|(l, _)| l.to_string()).collect();
+        let draft = EventDraft {
+            recipients,
+            body: Some(yipan_proto::v1::EventBody {
+                kind: Some(yipan_proto::v1::event_body::Kind::KeyRotated(yipan_proto::v1::KeyRotated { certificate })),
+            }),
+            ..Default::default()
+        };
+        let appended = self.submit_job(vec![draft], true, Some(next))?.blocking_recv().map_err(|_| Error::Closed)??;
+        let a = appended.into_iter().next().ok_or(Error::Closed)?;
+        let ev = self.event_at(me, a.seq)?.ok_or(Error::Closed)?;
+        let at = rotation_time(&ev).unwrap_or_else(chrono::Utc::now);
+        write(&self.shared.trust).apply_rotation(&ev.signed.encode_to_vec(), at)?;
+        Ok(a)
     }
 
     /// Ingests one foreign signed event (see [`Log::ingest_batch`]).
@@ -732,29 +893,16 @@ impl<B: Backend> Log<B> {
     /// event at a known position is a fork. Rejects go to quarantine with
     /// their bytes and reason; nothing that failed verification is stored.
     pub fn ingest_batch(&self, items: &[&[u8]]) -> Result<Vec<Ingested>> {
+        self.learn_rotations(items);
         let checked = self.check_foreign_batch(items);
         let mut bounds = lock(&self.shared.ingest_lock);
         let me = self.shared.locality.as_u32();
         let mut outcomes: Vec<Option<Ingested>> = vec![None; items.len()];
         let mut ops: Vec<Op> = Vec::new();
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let quarantine =
-            |ops: &mut Vec<Op>, bytes: &[u8], author: Option<String>, reason: String| -> Result<Ingested> {
-                let id = Uuid::now_v7();
-                let entry = QuarantineEntry {
-                    id,
-                    received_at: now.clone(),
-                    author,
-                    reason: reason.clone(),
-                    bytes_hex: hex::encode(&bytes[..bytes.len().min(crate::quarantine::KEEP_BYTES)]),
-                    size: bytes.len() as u64,
-                    sha256: hex::encode(Sha256::digest(bytes)),
-                };
-                let value = serde_json::to_vec(&entry).map_err(|e| Error::Storage(e.to_string()))?;
-                ops.push((layout::quarantine_key(id.as_bytes()).to_vec(), Some(value)));
-                tracing::warn!(author = entry.author.as_deref().unwrap_or("?"), %reason, "foreign event quarantined");
-                Ok(Ingested::Quarantined { reason })
-            };
+        let quarantine = |ops: &mut Vec<Op>, bytes: &[u8], author: Option<String>, reason: String| {
+            quarantine_op(ops, bytes, author, reason.clone())?;
+            Ok::<_, Error>(Ingested::Quarantined { reason })
+        };
         // Order by (author, channel position) so a batch that arrives out of order still applies.
         let mut order: Vec<usize> = (0..items.len()).collect();
         order.sort_by_key(|&i| match &checked[i] {
@@ -769,7 +917,9 @@ impl<B: Backend> Log<B> {
             let index = read(&self.shared.index);
             for i in order {
                 let outcome = match &checked[i] {
-                    Err((author, reason)) => quarantine(&mut ops, items[i], author.clone(), reason.clone())?,
+                    Err(Reject::Bad(author, reason)) => quarantine(&mut ops, items[i], author.clone(), reason.clone())?,
+                    // Later channel positions of its author in this batch become gaps.
+                    Err(Reject::Later(author, reason)) => Ingested::Pending { author: *author, reason: reason.clone() },
                     Ok((ev, ch)) => {
                         let author = ev.author().map(|a| a.as_u32()).unwrap_or(0);
                         let id: [u8; 16] = ev.envelope.event_id.as_slice().try_into().unwrap_or_default();
@@ -894,28 +1044,61 @@ impl<B: Backend> Log<B> {
             .collect())
     }
 
-    /// Verifies foreign events: decoding, author and roster key, then the
-    /// signatures (in batches of 64 on all cores when there are many, falling
-    /// back to one by one to name the bad ones), then schema and recipient.
+    /// Applies the key handovers (`KeyRotated` events) in a batch before
+    /// its signatures are checked, so that later events of the same author
+    /// in the batch verify with the new key. A handover is authentic on its
+    /// own (signed by the old key, naming a certificate that verifies up to
+    /// the anchor), whether or not its event is then stored.
+    fn learn_rotations(&self, items: &[&[u8]]) {
+        for bytes in items {
+            let Ok(ev) = StoredEvent::decode(bytes) else { continue };
+            let Some(at) = rotation_time(&ev) else { continue };
+            if ev.author() == Some(self.shared.locality) {
+                continue;
+            }
+            let mut t = write(&self.shared.trust);
+            match t.apply_rotation(bytes, at) {
+                Ok(applied) => tracing::debug!(?applied, "key rotation learned from an event"),
+                // Refused here, the event itself is judged (and quarantined) below.
+                Err(f) => tracing::debug!(code = f.code(), "key rotation event not applied"),
+            }
+        }
+    }
+
+    /// Verifies foreign events: decoding, author and the author's key for
+    /// that sequence, then the signatures (in batches of 64 on all cores
+    /// when there are many, falling back to one by one to name the bad
+    /// ones), then schema and recipient.
     fn check_foreign_batch(&self, items: &[&[u8]]) -> Vec<std::result::Result<(StoredEvent, u64), Reject>> {
         let parallel = items.len() >= PARALLEL_SIGN_FROM;
+        let trust = read(&self.shared.trust);
         let heads: Vec<std::result::Result<(StoredEvent, VerifyingKey), Reject>> = if parallel {
-            items.par_iter().map(|b| self.foreign_head(b)).collect()
+            items.par_iter().map(|b| self.foreign_head(&trust, b)).collect()
         } else {
-            items.iter().map(|b| self.foreign_head(b)).collect()
+            items.iter().map(|b| self.foreign_head(&trust, b)).collect()
         };
         let forged = |ev: &StoredEvent, p: String| {
-            (
+            // Signed by the author's certified next key before its handover reached us: wait for it.
+            if let Some(a) = ev.author() {
+                if trust.pending_key(a).is_some_and(|k| ev.verify_signature(&k).is_ok()) {
+                    return Reject::Later(
+                        a,
+                        format!("signed by {a}'s certified next key; its key handover has not arrived yet"),
+                    );
+                }
+            }
+            Reject::Bad(
                 Some(ev.envelope.author.clone()),
-                format!("forged or altered: {p} with the roster key of {}", ev.envelope.author),
+                format!("forged or altered: {p} with the certified key of {} for #{}", ev.envelope.author, ev.seq()),
             )
         };
         let heads = heads.into_iter().map(|r| r.map(|(ev, key)| (ev, key, ()))).collect();
         let signed: Vec<std::result::Result<StoredEvent, Reject>> =
             crate::event::verify_signatures(heads, forged).into_iter().map(|r| r.map(|(ev, ())| ev)).collect();
+        drop(trust);
         let finish = |r: std::result::Result<StoredEvent, Reject>| {
             let ev = r?;
-            let ch = self.foreign_body(&ev)?;
+            let ch = self.foreign_body(&ev).map_err(|(a, reason)| Reject::Bad(a, reason))?;
             Ok((ev, ch))
         };
         if parallel {
@@ -925,23 +1108,30 @@ impl<B: Backend> Log<B> {
         }
     }
 
-    /// First checks of a foreign event: decoding, author, roster key.
-    fn foreign_head(&self, bytes: &[u8]) -> std::result::Result<(StoredEvent, VerifyingKey), Reject> {
-        let ev = StoredEvent::decode(bytes).map_err(|p| (None, format!("malformed: {p}")))?;
+    /// First checks of a foreign event: decoding, author, the key for its sequence.
+    fn foreign_head(
+        &self,
+        trust: &TrustState,
+        bytes: &[u8],
+    ) -> std::result::Result<(StoredEvent, VerifyingKey), Reject> {
+        let ev = StoredEvent::decode(bytes).map_err(|p| Reject::Bad(None, format!("malformed: {p}")))?;
         let claimed = Some(ev.envelope.author.clone());
-        let fail = |reason: String| (claimed.clone(), reason);
+        let fail = |reason: String| Reject::Bad(claimed.clone(), reason);
         let author = Locality::parse(&ev.envelope.author).map_err(|p| fail(format!("author {p}")))?;
         if author == self.shared.locality {
             return Err(fail("names this node as its author; a node ingests only other localities' events".into()));
         }
-        let key =
-            self.roster_key(author.as_u32()).ok_or_else(|| fail(format!("unknown author {author}: no roster key")))?;
-        Ok((ev, key))
+        let recorded = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
+        match trust.key_for(author, ev.seq(), recorded) {
+            Ok(key) => Ok((ev, key)),
+            Err(e @ KeyFault::Unknown { .. }) => Err(Reject::Later(author, e.to_string())),
+            Err(e) => Err(fail(format!("{}: {e}", e.code()))),
+        }
     }
 
     /// Checks after the signature: schema, domain validation, recipient.
     /// Ok gives this node's channel position.
-    fn foreign_body(&self, ev: &StoredEvent) -> std::result::Result<u64, Reject> {
+    fn foreign_body(&self, ev: &StoredEvent) -> std::result::Result<u64, (Option<String>, String)> {
         let claimed = Some(ev.envelope.author.clone());
         let fail = |reason: String| (claimed.clone(), reason);
         let author = Locality::parse(&ev.envelope.author).map_err(|p| fail(format!("author {p}")))?;
@@ -1028,8 +1218,8 @@ impl<B: Backend> Log<B> {
 
     /// Verifies the whole store: chains, signatures, gaps, channels, indexes.
     pub fn verify(&self) -> Result<crate::verify::VerifyReport> {
-        let roster: HashMap<u32, VerifyingKey> = self.shared.roster.read().unwrap_or_else(|p| p.into_inner()).clone();
-        crate::verify::run(&self.shared.backend, self.shared.locality, &roster)
+        let trust = read(&self.shared.trust).clone();
+        crate::verify::run(&self.shared.backend, self.shared.locality, &trust)
     }
 
     /// True once a write has failed (e.g. disk full): appends are refused
@@ -1168,6 +1358,7 @@ struct Unsigned {
     tiers: Vec<yipan_proto::v1::TierPayload>,
     digest: [u8; 32],
     seq: u64,
+    key: Arc<SigningKey>,
 }
 
 fn sequencer<B: Backend>(
@@ -1200,10 +1391,15 @@ fn sequencer<B: Backend>(
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
             let result = sequence_job(&shared, &mut state, job.drafts, &now, &mut unsigned);
+            if let (Ok(_), Some(next)) = (&result, job.rotate) {
+                // Everything sequenced after the handover event is signed with the new key.
+                *write(&shared.public) = next.verifying_key();
+                state.signing = Arc::new(next);
+            }
             replies.push((job.reply, result));
         }
         let sign = |u: Unsigned| {
-            let signature = shared.signing.sign(&u.envelope_bytes).to_bytes().to_vec();
+            let signature = u.key.sign(&u.envelope_bytes).to_bytes().to_vec();
             let bytes = SignedEvent { envelope: u.envelope_bytes, signature, tiers: u.tiers }.encode_to_vec();
             Signed { seq: u.seq, digest: u.digest, bytes, envelope: u.envelope }
         };
@@ -1298,7 +1494,7 @@ fn sequence_job<B: Backend>(
         let a = Appended { id, seq, hash, recipients, duplicate: false, warnings: checked.warnings };
         lock(&shared.in_flight).insert(*id.as_bytes(), (digest, a.clone()));
         job_ids.insert(id, a.clone());
-        out.push(Unsigned { envelope, envelope_bytes, tiers, digest, seq });
+        out.push(Unsigned { envelope, envelope_bytes, tiers, digest, seq, key: state.signing.clone() });
         appended.push(a);
     }
     Ok(appended)
@@ -1372,6 +1568,118 @@ fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
             for e in events {
                 let _ = shared.events_tx.send(Arc::new(e.envelope));
             }
+        }
+    }
+}
+
+/// A rejected foreign event or trust record as a quarantine write.
+fn quarantine_op(ops: &mut Vec<Op>, bytes: &[u8], author: Option<String>, reason: String) -> Result<()> {
+    let id = Uuid::now_v7();
+    let entry = QuarantineEntry {
+        id,
+        received_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        author,
+        reason,
+        bytes_hex: hex::encode(&bytes[..bytes.len().min(crate::quarantine::KEEP_BYTES)]),
+        size: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(bytes)),
+    };
+    let value = serde_json::to_vec(&entry).map_err(|e| Error::Storage(e.to_string()))?;
+    ops.push((layout::quarantine_key(id.as_bytes()).to_vec(), Some(value)));
+    tracing::warn!(author = entry.author.as_deref().unwrap_or("?"), reason = %entry.reason, "quarantined");
+    Ok(())
+}
+
+/// The recorded-at of a `KeyRotated` event (`None` for any other event).
+fn rotation_time(ev: &StoredEvent) -> Option<chrono::DateTime<chrono::Utc>> {
+    match ev.envelope.body.as_ref().and_then(|b| b.kind.as_ref()) {
+        Some(yipan_proto::v1::event_body::Kind::KeyRotated(_)) => {
+            Some(ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts).unwrap_or_default())
+        }
+        _ => None,
+    }
+}
+
+/// Rebuilds the trust state: the anchor (given, or as recorded), hand-added
+/// keys, stored trust records in arrival order, then the key handovers found
+/// among stored events. Returns it with the next trust record number.
+fn load_trust<B: Backend>(
+    backend: &B,
+    anchor: Option<VerifyingKey>,
+    rotations: Vec<(Vec<u8>, chrono::DateTime<chrono::Utc>)>,
+) -> Result<(TrustState, u64)> {
+    let stored = match backend.get(layout::META_ANCHOR)? {
+        Some(v) => Some(
+            <[u8; 32]>::try_from(v.as_slice())
+                .ok()
+                .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+                .ok_or_else(|| Error::Storage("stored trust anchor is not a 32-byte ed25519 key".into()))?,
+        ),
+        None => None,
+    };
+    let anchor = match (anchor, stored) {
+        (Some(a), Some(s)) if a == s => Some(a),
+        (Some(a), s) => {
+            if s.is_some() {
+                tracing::warn!("trust anchor changed: stored trust records are verified again against the new one");
+            }
+            backend.commit(vec![(layout::META_ANCHOR.to_vec(), Some(a.to_bytes().to_vec()))])?;
+            Some(a)
+        }
+        (None, s) => s,
+    };
+    let mut trust = TrustState::new(anchor);
+    for (k, v) in backend.range(&[layout::ROSTER], &[layout::ROSTER + 1], usize::MAX)? {
+        let code = u32::from_be_bytes(k[1..5].try_into().map_err(|_| Error::Storage("bad roster key".into()))?);
+        let key: [u8; 32] =
+            v.as_slice().try_into().map_err(|_| Error::Storage(format!("roster key of {code} is not 32 bytes")))?;
+        let key =
+            VerifyingKey::from_bytes(&key).map_err(|_| Error::Storage(format!("roster key of {code} is invalid")))?;
+        let l = Locality::from_u32(code).map_err(|_| Error::Storage(format!("roster entry {code} is not a code")))?;
+        if let Err(f) = trust.add_bootstrap(l, key) {
+            tracing::warn!(%f, "hand-added key not loaded");
+        }
+    }
+    let mut next = 0u64;
+    for (k, v) in backend.range(&[layout::TRUST], &[layout::TRUST + 1], usize::MAX)? {
+        let n = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
+        next = next.max(n + 1);
+        if v.len() < 8 {
+            tracing::warn!(record = n, "stored trust record is truncated; skipped");
+            continue;
+        }
+        let micros = i64::from_be_bytes(v[..8].try_into().unwrap_or_default());
+        let at = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+        if let Err(f) = trust.apply_record(&v[8..], at) {
+            tracing::warn!(record = n, code = f.code(), %f, "stored trust record no longer verifies; not applied");
+        }
+    }
+    for (bytes, at) in rotations {
+        if let Err(f) = trust.apply_rotation(&bytes, at) {
+            tracing::warn!(code = f.code(), %f, "stored key handover not applied");
+        }
+    }
+    Ok((trust, next))
+}
+
+/// Refuses to open with a key other than the one certified for the next own event.
+fn check_own_key(trust: &TrustState, me: Locality, next: u64, own: &VerifyingKey) -> Result<()> {
+    let short = |k: &VerifyingKey| hex::encode(&k.to_bytes()[..6]);
+    match trust.key_for(me, next, None) {
+        Ok(k) if k == *own => Ok(()),
+        Ok(k) => Err(Error::KeyMismatch {
+            seq: next,
+            expected: short(&k),
+            given: short(own),
+            hint: if trust.pending_key(me) == Some(*own) {
+                "; it is the certified next key: hand over with `yipan key rotate` first".into()
+            } else {
+                "; restore the key file of this data directory (docs/trust.md)".into()
+            },
+        }),
+        Err(e) => {
+            tracing::warn!(%e, "this node's key cannot sign its next event; appends are refused");
+            Ok(())
         }
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use ed25519_dalek::VerifyingKey;
 use yipan_core::Locality;
+use yipan_trust::TrustState;
 
 use crate::backend::Backend;
 use crate::error::Result;
@@ -66,12 +66,12 @@ impl VerifyReport {
 struct Chain {
     author: u32,
     own: bool,
-    key: Option<VerifyingKey>,
     prev: Option<(u64, [u8; 32])>,
 }
 
-/// Verifies every event of `backend` as the store of `me`, with `roster`.
-pub fn run<B: Backend>(backend: &B, me: Locality, roster: &HashMap<u32, VerifyingKey>) -> Result<VerifyReport> {
+/// Verifies every event of `backend` as the store of `me`, each signature
+/// with the key `trust` names for its author and sequence.
+pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<VerifyReport> {
     let mut report = VerifyReport { locality: me.to_string(), ..Default::default() };
     let mut faults: Vec<Fault> = Vec::new();
     let mut chain: Option<Chain> = None;
@@ -88,11 +88,7 @@ pub fn run<B: Backend>(backend: &B, me: Locality, roster: &HashMap<u32, Verifyin
             |faults: &mut Vec<Fault>, problem: String| faults.push(Fault { author: author_text.clone(), seq, problem });
         if chain.as_ref().map(|c| c.author) != Some(author) {
             let own = author == me.as_u32();
-            let key = roster.get(&author).copied();
-            if key.is_none() {
-                fault(&mut faults, "no roster key for this author; its signatures cannot be checked".into());
-            }
-            chain = Some(Chain { author, own, key, prev: None });
+            chain = Some(Chain { author, own, prev: None });
         }
         let Some(c) = chain.as_mut() else { return true };
         report.events += 1;
@@ -131,10 +127,17 @@ pub fn run<B: Backend>(backend: &B, me: Locality, roster: &HashMap<u32, Verifyin
                 ),
             );
         }
-        if let Some(key) = &c.key {
-            if let Err(p) = ev.verify_signature(key) {
-                fault(&mut faults, p);
+        let recorded = env.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
+        match Locality::from_u32(author)
+            .map_err(|_| ())
+            .and_then(|a| trust.key_for(a, seq, recorded).map_err(|e| fault(&mut faults, format!("{}: {e}", e.code()))))
+        {
+            Ok(key) => {
+                if let Err(p) = ev.verify_signature(&key) {
+                    fault(&mut faults, format!("{p} (with the key certified for #{seq})"));
+                }
             }
+            Err(()) => {}
         }
         if let Err(p) = ev.verify_tiers(c.own) {
             fault(&mut faults, p);

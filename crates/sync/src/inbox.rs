@@ -132,10 +132,7 @@ async fn process<B: Backend>(
                 repair.want(author.as_u32(), got.saturating_sub(1));
                 held.entry(author.as_u32()).or_default().insert(got, (msg.payload.clone(), msg));
             }
-            other => {
-                account(metrics, &other);
-                msg.ack().await.map_err(Error::nats)?;
-            }
+            other => settle(log, metrics, msg, other).await?,
         }
     }
     release_held(log, metrics, held).await
@@ -172,13 +169,47 @@ async fn release_held<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, held
                 break;
             }
             let outcomes = ingest(log, run.iter().map(|(b, _)| b.clone()).collect()).await?;
+            let mut pending = false;
             for ((_, msg), outcome) in run.into_iter().zip(outcomes) {
-                account(metrics, &outcome);
-                msg.ack().await.map_err(Error::nats)?;
+                pending |= matches!(outcome, Ingested::Pending { .. });
+                settle(log, metrics, msg, outcome).await?;
+            }
+            if pending {
+                break;
             }
         }
     }
     Ok(())
+}
+
+/// How long an event whose author's key is not known yet waits before redelivery.
+pub const PENDING_DELAY: Duration = Duration::from_secs(5);
+/// Deliveries after which such an event is quarantined (about 5 minutes).
+pub const PENDING_DELIVERIES: i64 = 60;
+
+/// Acks a processed message, or asks for a later redelivery of one whose
+/// author's key has not arrived; after [`PENDING_DELIVERIES`] it is set
+/// aside in quarantine (its channel is then repaired from the author once
+/// the key is known).
+async fn settle<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, msg: Message, outcome: Ingested) -> Result<()> {
+    if let Ingested::Pending { author, reason } = &outcome {
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        if delivered < PENDING_DELIVERIES {
+            SyncMetrics::add(&metrics.pending, 1);
+            tracing::debug!(%author, %reason, delivered, "event waits for its author's key");
+            return msg.ack_with(jetstream::AckKind::Nak(Some(PENDING_DELAY))).await.map_err(Error::nats);
+        }
+        let reason = format!("key.unknown: {reason} (after {delivered} deliveries)");
+        let l = log.clone();
+        let (payload, who) = (msg.payload.clone(), author.to_string());
+        tokio::task::spawn_blocking(move || l.set_aside(&payload, Some(who), reason))
+            .await
+            .map_err(|e| Error::Nats(format!("quarantine task failed: {e}")))??;
+        SyncMetrics::add(&metrics.quarantined, 1);
+        return msg.ack().await.map_err(Error::nats);
+    }
+    account(metrics, &outcome);
+    msg.ack().await.map_err(Error::nats)
 }
 
 /// Counts an outcome and records the lag of stored events.
@@ -201,6 +232,7 @@ fn account(metrics: &SyncMetrics, outcome: &Ingested) {
             }
         }
         Ingested::Gap { .. } => SyncMetrics::add(&metrics.gaps, 1),
+        Ingested::Pending { .. } => SyncMetrics::add(&metrics.pending, 1),
     }
 }
 

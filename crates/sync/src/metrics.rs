@@ -48,6 +48,9 @@ metrics! {
     duplicates: "yipan_received_duplicate_total", "counter", "Received events already held (redeliveries, re-sends).";
     gaps: "yipan_received_gap_total", "counter", "Received events held because earlier channel positions were missing.";
     quarantined: "yipan_quarantined_total", "counter", "Received events rejected and quarantined (forged, wrong recipient, unknown author, malformed, fork).";
+    pending: "yipan_received_pending_total", "counter", "Received events redelivered later because their author's key (certificate or handover) has not reached this node yet.";
+    trust_applied: "yipan_trust_records_applied_total", "counter", "Trust records (certificates, revocations, key handovers) verified up to the anchor and applied.";
+    trust_refused: "yipan_trust_records_refused_total", "counter", "Trust records refused and quarantined with a trust.* code (ALERT for trust.key_conflict, trust.bad_signature, trust.unknown_issuer).";
     forks: "yipan_forks_total", "counter", "ALERT: two different events signed at one channel position (or an author sequence going back); quarantined.";
     repair_requests: "yipan_repair_requests_total", "counter", "Re-send requests this node sent to authors.";
     repair_served: "yipan_repair_served_total", "counter", "Re-send requests this node answered as an author.";
