@@ -537,7 +537,7 @@ async fn an_auditor_with_only_the_stream_verifies_everything_and_reproduces_the_
     )
     .await;
     c.converge(Duration::from_secs(30)).await;
-    let roster: HashMap<Locality, ed25519_dalek::VerifyingKey> = c.log("610112").roster().into_iter().collect();
+    let roster = c.log("610112").trust();
     let as_of = chrono::Utc::now();
 
     let mut auditor = yipan_audit::Auditor::new();

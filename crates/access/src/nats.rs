@@ -6,9 +6,10 @@
 //!
 //! | user | publishes | subscribes |
 //! | --- | --- | --- |
-//! | locality `L` (province `pp`) | its own events `yipan.v1.ev.*.*.L`, heads `yipan.v1.head.*.*.L`, repair answers `yipan.v1.repaired.*.*.L`, repair requests for its own channels `yipan.v1.repair.*.L`, its downstream feed `yipan.v1.down.pp.L.>`, its own consumer's JetStream API (create pinned to its own filter, info, next, ack) | heads and repair answers to it, repair requests to it, its private inbox `_INBOX_locality_L.>` |
+//! | locality `L` (province `pp`) | its own events `yipan.v1.ev.*.*.L`, heads `yipan.v1.head.*.*.L`, repair answers `yipan.v1.repaired.*.*.L`, repair requests for its own channels `yipan.v1.repair.*.L`, its downstream feed `yipan.v1.down.pp.L.>`, its own consumer's JetStream API (create pinned to its own filter, info, next, ack), its key handovers `yipan.v1.trust.pp.rotation.L`, info and message reads of `YIPAN_TRUST` | heads and repair answers to it, repair requests to it, its private inbox `_INBOX_locality_L.>` |
 //! | downstream `L`/role | its own consumer's JetStream API on `YIPAN_DOWN_pp` | `yipan.v1.down.pp.L.<role>.>`, `yipan.v1.down.pp.L.views.>`, its inbox |
-//! | auditor | stream names, info and message reads of the event streams `YIPAN_EV_<pp>` | its inbox |
+//! | auditor | stream names, info and message reads of the event streams `YIPAN_EV_<pp>` and of `YIPAN_TRUST` | its inbox |
+//! | authority `pp` (`00`: the root) | its statements `yipan.v1.trust.pp.statement` | its inbox |
 //! | admin | the whole JetStream API (creating streams) | its inbox |
 //!
 //! No locality may create, delete or purge a stream, read another's address
@@ -34,6 +35,8 @@ pub enum Principal {
     Downstream(Locality, Audience),
     /// An auditor reading the event streams.
     Auditor,
+    /// The publisher of a trust authority: a province (two-digit code) or, as `0`, the national root.
+    Authority(u8),
     /// The administrator who creates streams.
     Admin,
 }
@@ -56,6 +59,7 @@ impl Principal {
             Principal::Locality(l) => format!("locality-{l}"),
             Principal::Downstream(l, a) => format!("down-{l}-{a}"),
             Principal::Auditor => "auditor".into(),
+            Principal::Authority(p) => format!("authority-{p:02}"),
             Principal::Admin => "admin".into(),
         }
     }
@@ -83,6 +87,10 @@ impl Principal {
                         format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.yipan.v1.ev.{pp}.{l}.*"),
                         format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
                         format!("$JS.ACK.{stream}.{consumer}.>"),
+                        // Trust: publish its own key handovers, read every certificate.
+                        format!("yipan.v1.trust.{pp}.rotation.{l}"),
+                        "$JS.API.STREAM.INFO.YIPAN_TRUST".into(),
+                        "$JS.API.STREAM.MSG.GET.YIPAN_TRUST".into(),
                     ],
                     subscribe: vec![
                         format!("yipan.v1.head.{pp}.{l}.*"),
@@ -113,13 +121,22 @@ impl Principal {
             }
             Principal::Auditor => {
                 // `*` matches whole tokens only, so each province's stream is named.
-                let mut publish = vec!["$JS.API.STREAM.NAMES".to_string()];
+                let mut publish = vec![
+                    "$JS.API.STREAM.NAMES".to_string(),
+                    "$JS.API.STREAM.INFO.YIPAN_TRUST".into(),
+                    "$JS.API.STREAM.MSG.GET.YIPAN_TRUST".into(),
+                ];
                 for (p, _) in yipan_core::locality::PROVINCES {
                     publish.push(format!("$JS.API.STREAM.INFO.YIPAN_EV_{p:02}"));
                     publish.push(format!("$JS.API.STREAM.MSG.GET.YIPAN_EV_{p:02}"));
                 }
                 Permissions { publish, subscribe: vec![inbox], allow_responses: false }
             }
+            Principal::Authority(p) => Permissions {
+                publish: vec![format!("yipan.v1.trust.{p:02}.statement")],
+                subscribe: vec![inbox],
+                allow_responses: false,
+            },
             Principal::Admin => {
                 Permissions { publish: vec!["$JS.API.>".into()], subscribe: vec![inbox], allow_responses: false }
             }

@@ -2,13 +2,15 @@
 //!
 //! - [`Auditor`]: fed raw `SignedEvent` bytes from any source — a node's
 //!   log, a node's API, or the JetStream streams with no node involved — it
-//!   verifies every signature against a roster (ed25519 batches on all
-//!   cores), every author chain where consecutive events are held, every
+//!   verifies every signature with the key the trust state names for its
+//!   author and sequence (certificates up to the anchor, key handovers found
+//!   among the events, revocation bounds; ed25519 batches on all cores), every author chain where consecutive events are held, every
 //!   author→recipient channel (gapless from 1, no two events at one
 //!   position), flags forks, and rebuilds the projections to compute the
 //!   digests nodes report.
 //! - [`stream`]: reads every message of the `YIPAN_EV_*` streams.
-//! - [`roster`]: the roster file format (`yipan roster show` output).
+//! - [`roster`]: the hand-added roster file format (air-gapped sites).
+//! - [`trust_from`]: a trust state rebuilt from trust records and an anchor.
 
 pub mod roster;
 pub mod stream;
@@ -23,6 +25,7 @@ use uuid::Uuid;
 use yipan_core::Locality;
 use yipan_log::StoredEvent;
 use yipan_projections::{Projections, WorkCalendar};
+pub use yipan_trust::TrustState;
 
 /// Which channels of an event this source vouches for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +120,19 @@ impl Auditor {
         self.raw.push((bytes, channels));
     }
 
+    /// The highest author sequence of `author` among the messages added
+    /// (the witness bound for revoking its key).
+    pub fn highest_seq(&self, author: Locality) -> u64 {
+        let code = author.to_string();
+        self.raw
+            .par_iter()
+            .filter_map(|(b, _)| StoredEvent::decode(b).ok())
+            .filter(|e| e.envelope.author == code)
+            .map(|e| e.seq())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Messages added so far.
     pub fn len(&self) -> usize {
         self.raw.len()
@@ -127,19 +143,39 @@ impl Auditor {
         self.raw.is_empty()
     }
 
-    /// Verifies everything and rebuilds the projections as of `as_of`.
-    pub fn finish(
-        self,
-        source: &str,
-        roster: &HashMap<Locality, VerifyingKey>,
-        as_of: DateTime<Utc>,
-    ) -> (AuditReport, Projections) {
+    /// Verifies everything against `trust` and rebuilds the projections as of `as_of`.
+    pub fn finish(self, source: &str, trust: &TrustState, as_of: DateTime<Utc>) -> (AuditReport, Projections) {
         let mut report = AuditReport {
             source: source.into(),
             messages: self.raw.len() as u64,
             as_of: Some(as_of),
             ..Default::default()
         };
+        // Key handovers are in the chains themselves: apply them in (author, seq) order first.
+        let mut trust = trust.clone();
+        let mut handovers: Vec<(Locality, u64, &[u8], DateTime<Utc>)> = self
+            .raw
+            .par_iter()
+            .filter_map(|(b, _)| {
+                let ev = StoredEvent::decode(b).ok()?;
+                match ev.envelope.body.as_ref().and_then(|x| x.kind.as_ref()) {
+                    Some(yipan_proto::v1::event_body::Kind::KeyRotated(_)) => Some((
+                        ev.author()?,
+                        ev.seq(),
+                        b.as_slice(),
+                        ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts).unwrap_or_default(),
+                    )),
+                    _ => None,
+                }
+            })
+            .collect();
+        handovers.sort_by_key(|(a, s, _, _)| (*a, *s));
+        for (author, seq, bytes, at) in handovers {
+            if let Err(f) = trust.apply_rotation(bytes, at) {
+                report.faults.push(Finding { author: author.to_string(), seq, problem: format!("{}: {f}", f.code()) });
+            }
+        }
+        let trust = &trust;
         // Decode in parallel, then verify signatures in batches on all cores.
         let decoded: Vec<Result<(StoredEvent, VerifyingKey, Channels), Finding>> = self
             .raw
@@ -155,10 +191,11 @@ impl Auditor {
                     seq: ev.seq(),
                     problem: "author is not a division code".into(),
                 })?;
-                let key = roster.get(&author).copied().ok_or_else(|| Finding {
+                let recorded = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
+                let key = trust.key_for(author, ev.seq(), recorded).map_err(|e| Finding {
                     author: author.to_string(),
                     seq: ev.seq(),
-                    problem: "author not in the roster".into(),
+                    problem: format!("{}: {e}", e.code()),
                 })?;
                 Ok((ev, key, *ch))
             })
@@ -310,4 +347,34 @@ pub fn print_human(r: &AuditReport) {
             println!("  digest mismatch {what}: {result}");
         }
     }
+}
+
+/// A trust state verifying up to `anchor`, fed `records` (trust-stream
+/// records with the instant each was witnessed, in stream order) and
+/// hand-added `bootstrap` keys. Records that do not verify become findings
+/// named `trust` with their code.
+pub fn trust_from(
+    anchor: Option<VerifyingKey>,
+    records: &[(DateTime<Utc>, Vec<u8>)],
+    bootstrap: &HashMap<Locality, VerifyingKey>,
+) -> (TrustState, Vec<Finding>) {
+    let mut t = TrustState::new(anchor);
+    let mut findings = Vec::new();
+    let mut keys: Vec<_> = bootstrap.iter().collect();
+    keys.sort_by_key(|(l, _)| **l);
+    for (l, k) in keys {
+        if let Err(f) = t.add_bootstrap(*l, *k) {
+            findings.push(Finding { author: l.to_string(), seq: 0, problem: format!("{}: {f}", f.code()) });
+        }
+    }
+    for (i, (at, r)) in records.iter().enumerate() {
+        if let Err(f) = t.apply_record(r, *at) {
+            findings.push(Finding {
+                author: "trust".into(),
+                seq: i as u64 + 1,
+                problem: format!("record {}: {}: {f}", i + 1, f.code()),
+            });
+        }
+    }
+    (t, findings)
 }

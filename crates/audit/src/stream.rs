@@ -54,3 +54,25 @@ pub async fn read_all(
     progress(read);
     Ok(names)
 }
+
+/// Reads every record of the trust stream `YIPAN_TRUST`, in stream order,
+/// with the server's timestamp of each (the instant it is judged at).
+pub async fn read_trust(client: async_nats::Client) -> Result<Vec<(chrono::DateTime<chrono::Utc>, Vec<u8>)>, String> {
+    let js = jetstream::new(client);
+    let stream = js.get_stream("YIPAN_TRUST").await.map_err(|e| format!("YIPAN_TRUST: {e}"))?;
+    let (first, last) = (stream.cached_info().state.first_sequence, stream.cached_info().state.last_sequence);
+    let mut out = Vec::new();
+    if stream.cached_info().state.messages == 0 {
+        return Ok(out);
+    }
+    for seq in first..=last {
+        let msg = match tokio::time::timeout(Duration::from_secs(10), stream.get_raw_message(seq)).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(_)) => continue,
+            Err(_) => return Err(format!("YIPAN_TRUST: timed out reading message {seq}")),
+        };
+        let nanos = msg.time.unix_timestamp_nanos().clamp(0, i64::MAX as i128) as i64;
+        out.push((chrono::DateTime::from_timestamp_nanos(nanos), msg.payload.to_vec()));
+    }
+    Ok(out)
+}

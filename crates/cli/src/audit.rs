@@ -24,7 +24,8 @@ pub enum Source<'a> {
     /// The JetStream streams, connecting as the auditor user.
     Nats {
         cfg: yipan_sync::SyncConfig,
-        roster: &'a Path,
+        /// Hand-added keys (air-gapped sites).
+        roster: Option<&'a Path>,
     },
 }
 
@@ -38,6 +39,7 @@ fn progress(show: bool) -> impl FnMut(u64) {
 
 pub fn run(
     source: Source<'_>,
+    anchor: Option<VerifyingKey>,
     compare: &[http::Client],
     as_of: Option<&str>,
     json: bool,
@@ -48,9 +50,11 @@ pub fn run(
         chrono::SubsecRound::trunc_subsecs(yipan_node::views::parse_as_of(as_of).map_err(anyhow::Error::msg)?, 0);
     let show = show_progress || std::io::stderr().is_terminal();
     let mut auditor = Auditor::new();
-    let (label, roster, store_faults, quarantined): (
+    // Every source yields the trust records it holds; trust is rebuilt from
+    // them up to the anchor (the auditor's own, or the node's recorded one).
+    let (label, trust, mut store_faults, quarantined): (
         String,
-        HashMap<Locality, VerifyingKey>,
+        yipan_audit::TrustState,
         Vec<yipan_audit::Finding>,
         u64,
     ) = match source {
@@ -73,26 +77,43 @@ pub fn run(
                 .into_iter()
                 .map(|f| yipan_audit::Finding { author: f.author, seq: f.seq, problem: f.problem })
                 .collect();
-            (
-                format!("data directory {} ({me})", dir.display()),
-                d.log.roster().into_iter().collect(),
-                faults,
-                v.quarantined,
-            )
+            let recorded = d.log.trust().anchor();
+            let anchor = check_anchor(anchor, recorded)?;
+            let (trust, findings) =
+                yipan_audit::trust_from(anchor, &d.log.trust_records()?, &hand_added(&d.log.trust()));
+            let mut faults: Vec<yipan_audit::Finding> = faults;
+            faults.extend(findings);
+            (format!("data directory {} ({me})", dir.display()), trust, faults, v.quarantined)
         }
         Source::Api(addr, url) => {
             let addr = &addr;
             let health: serde_json::Value = serde_json::from_str(&get(addr, "/healthz")?)?;
             let me = Locality::parse(health["locality"].as_str().unwrap_or_default())
                 .map_err(|e| anyhow!("node locality: {e}"))?;
-            let keys: Vec<serde_json::Value> = serde_json::from_str(&get(addr, "/v1/roster")?)?;
-            let mut roster = HashMap::new();
-            for k in keys {
-                let l = Locality::parse(k["locality"].as_str().unwrap_or_default()).map_err(anyhow::Error::msg)?;
-                let key = yipan_log::keyfile::parse_public(k["public_key"].as_str().unwrap_or_default())
-                    .map_err(anyhow::Error::msg)?;
-                roster.insert(l, key);
+            let roster: serde_json::Value = serde_json::from_str(&get(addr, "/v1/roster")?)?;
+            let recorded = roster["anchor"]
+                .as_str()
+                .map(|a| yipan_log::keyfile::parse_public(a).map_err(|p| anyhow!("node's anchor {p}")))
+                .transpose()?;
+            let anchor = check_anchor(anchor, recorded)?;
+            let mut records = Vec::new();
+            for r in roster["records"].as_array().into_iter().flatten() {
+                let at = chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap_or_default())
+                    .map_err(|e| anyhow!("trust record time: {e}"))?
+                    .with_timezone(&chrono::Utc);
+                records.push((
+                    at,
+                    base64::engine::general_purpose::STANDARD.decode(r["b64"].as_str().unwrap_or_default())?,
+                ));
             }
+            let mut bootstrap = HashMap::new();
+            for l in roster["localities"].as_array().into_iter().flatten().filter(|l| l["status"] == "bootstrap") {
+                let code = Locality::parse(l["locality"].as_str().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+                let key = yipan_log::keyfile::parse_public(l["public_key"].as_str().unwrap_or_default())
+                    .map_err(anyhow::Error::msg)?;
+                bootstrap.insert(code, key);
+            }
+            let (trust, findings) = yipan_audit::trust_from(anchor, &records, &bootstrap);
             let mut after: Option<String> = None;
             let mut tick = progress(show);
             loop {
@@ -117,29 +138,47 @@ pub fn run(
                     None => break,
                 }
             }
-            (format!("node API {url} ({me})"), roster, Vec::new(), 0)
+            (format!("node API {url} ({me})"), trust, findings, 0)
         }
         Source::Nats { cfg, roster } => {
-            let text =
-                std::fs::read_to_string(roster).with_context(|| format!("reading roster {}", roster.display()))?;
-            let keys = yipan_audit::roster::parse(&text).map_err(anyhow::Error::msg)?;
+            let keys = match roster {
+                Some(roster) => {
+                    let text = std::fs::read_to_string(roster)
+                        .with_context(|| format!("reading roster {}", roster.display()))?;
+                    yipan_audit::roster::parse(&text).map_err(anyhow::Error::msg)?
+                }
+                None => HashMap::new(),
+            };
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let url = yipan_access::secret::redact_url(&cfg.nats_url);
-            let streams = rt.block_on(async {
+            let (streams, records) = rt.block_on(async {
                 let client = yipan_sync::connect_options(&cfg, yipan_access::nats::Principal::Auditor)?
                     .connect(cfg.nats_url.as_str())
                     .await
                     .with_context(|| format!("connecting to {url} as the auditor"))?;
-                yipan_audit::stream::read_all(client, &mut auditor, progress(show)).await.map_err(anyhow::Error::msg)
+                let records = match anchor {
+                    Some(_) => yipan_audit::stream::read_trust(client.clone()).await.map_err(anyhow::Error::msg)?,
+                    None => Vec::new(),
+                };
+                let streams = yipan_audit::stream::read_all(client, &mut auditor, progress(show))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                anyhow::Ok((streams, records))
             })?;
-            (format!("JetStream {url} (streams {})", streams.join(", ")), keys, Vec::new(), 0)
+            let (trust, findings) = yipan_audit::trust_from(anchor, &records, &keys);
+            (
+                format!("JetStream {url} (streams {}, YIPAN_TRUST: {} records)", streams.join(", "), records.len()),
+                trust,
+                findings,
+                0,
+            )
         }
     };
     if show {
         eprintln!();
     }
-    let (mut report, _) = auditor.finish(&label, &roster, as_of);
-    report.faults.extend(store_faults);
+    let (mut report, _) = auditor.finish(&label, &trust, as_of);
+    report.faults.append(&mut store_faults);
     report.quarantined = quarantined;
     compare_digests(&mut report, compare, as_of)?;
     if json {
@@ -175,4 +214,31 @@ fn compare_digests(
         }
     }
     Ok(())
+}
+
+/// The anchor to verify with: the auditor's if given (it must equal the
+/// node's recorded one, else every certificate would be judged by another
+/// root), otherwise the node's.
+fn check_anchor(given: Option<VerifyingKey>, recorded: Option<VerifyingKey>) -> Result<Option<VerifyingKey>> {
+    match (given, recorded) {
+        (Some(g), Some(r)) if g != r => Err(anyhow!(
+            "the node's trust anchor {}… is not the anchor given ({}…): this node trusts another root",
+            hex::encode(&r.to_bytes()[..6]),
+            hex::encode(&g.to_bytes()[..6])
+        )),
+        (Some(g), _) => Ok(Some(g)),
+        (None, r) => Ok(r),
+    }
+}
+
+/// The hand-added keys of a store (status `bootstrap`).
+fn hand_added(trust: &yipan_audit::TrustState) -> HashMap<Locality, VerifyingKey> {
+    trust
+        .view(chrono::Utc::now())
+        .into_iter()
+        .filter(|l| l.status == "bootstrap")
+        .filter_map(|l| {
+            Some((Locality::parse(&l.locality).ok()?, yipan_log::keyfile::parse_public(&l.public_key).ok()?))
+        })
+        .collect()
 }

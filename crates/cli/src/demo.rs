@@ -45,21 +45,20 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
 
     let mut secret = [0u8; 16];
     secret.iter_mut().enumerate().for_each(|(i, b)| *b = (i as u8).wrapping_mul(37) ^ 0x5a);
-    let mut keys = Vec::new();
-    for (code, _) in LOCALITIES {
+    for (code, name) in LOCALITIES {
         let dir = base.join(code);
-        let key = yipan_node::datadir::init(&dir, Locality::parse(code).map_err(anyhow::Error::msg)?, Some(&secret))?;
-        keys.push((code, key));
+        let l = Locality::parse(code).map_err(anyhow::Error::msg)?;
+        yipan_node::datadir::init(&dir, l, Some(&secret))?;
+        // Its province's authority certifies the new locality's key (no key is copied by hand).
+        let serial = deployment.certify(l, name.split(' ').next().unwrap_or(""), &dir)?;
+        println!("   {code}: key certified by the authority of province {:02} (serial {serial})", l.province());
     }
-    // Every node trusts the other two (in production: the provincial roster).
-    for (code, _) in LOCALITIES {
-        let d = yipan_node::datadir::open(&base.join(code))?;
-        for (other, key) in &keys {
-            if *other != code {
-                d.log.roster_add(Locality::parse(other).map_err(anyhow::Error::msg)?, *key)?;
-            }
-        }
-    }
+    let published = deployment.publish_trust(&nats.url()).await?;
+    println!(
+        "   trust: one root (anchor {}…), authorities of provinces {}, {published} statements on YIPAN_TRUST",
+        &hex::encode(deployment.authority.anchor()?.to_bytes())[..12],
+        provinces.iter().map(|p| format!("{p:02}")).collect::<Vec<_>>().join(" and ")
+    );
 
     let tls = deployment.client_tls()?;
     let mut nodes = Vec::new();
@@ -76,6 +75,19 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         clients.push((code.to_string(), http::Client::new(node.addr, Some(tls.clone()), Some(token))));
         nodes.push(node);
     }
+    // Each node learns the others from the trust stream alone, verified up to the anchor.
+    let started = Instant::now();
+    while !nodes.iter().all(|n: &Node| localities.iter().all(|l| n.log.trust().is_certified(*l))) {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the nodes did not learn every certificate from the trust stream within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "   every node learned the {} certified localities from the trust stream alone in {} ms",
+        localities.len(),
+        started.elapsed().as_millis()
+    );
     let client_of = |code: &str| clients.iter().find(|(c, _)| c == code).map(|(_, c)| c.clone());
     if let Some(c) = client_of("610112") {
         let anonymous = c.with_token(None);

@@ -11,6 +11,7 @@ mod bench_replicate;
 mod demo;
 mod output;
 mod tail;
+mod trust;
 mod views;
 
 use yipan_node::datadir as config;
@@ -156,13 +157,18 @@ enum Command {
         /// auditor role and --ca-cert).
         #[arg(long, conflicts_with = "nats")]
         api: Option<String>,
-        /// Audit the JetStream streams directly (tls://…); needs --roster and the auditor's --nkey.
-        #[arg(long, requires = "roster")]
+        /// Audit the JetStream streams directly (tls://…), trust from the trust stream; needs
+        /// --anchor (or, on an air-gapped site, --roster) and the auditor's --nkey.
+        #[arg(long)]
         nats: Option<String>,
+        /// The trust anchor (hex public key of the national root) to verify certificates
+        /// against; for a data directory or API it must equal the node's recorded anchor.
+        #[arg(long, env = "YIPAN_TRUST_ANCHOR")]
+        anchor: Option<String>,
         /// NKey seed file of the NATS auditor user (`yipan nats users` writes nkeys/auditor.nk).
         #[arg(long, env = "YIPAN_NATS_NKEY")]
         nkey: Option<PathBuf>,
-        /// Roster file (`CODE HEXKEY` lines, as `yipan roster show` prints) for --nats.
+        /// Hand-added keys (`CODE HEXKEY` lines) for --nats, for an air-gapped site without authority.
         #[arg(long)]
         roster: Option<PathBuf>,
         /// Compare the rebuilt digests with these running nodes (https://IP:PORT), repeatable.
@@ -219,7 +225,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Show or extend the roster of locality public keys.
+    /// Trust authorities: the national root, province authorities, locality certificates,
+    /// revocations, published to the trust stream (docs/trust.md).
+    Authority {
+        /// The authority's working directory (root.key, authorities/, statements/).
+        #[arg(long, env = "YIPAN_AUTHORITY_DIR")]
+        dir: PathBuf,
+        #[command(subcommand)]
+        action: trust::AuthorityAction,
+    },
+    /// This node's signing key: prepare the next one, hand the chain over to it.
+    Key {
+        #[command(subcommand)]
+        action: trust::KeyAction,
+    },
+    /// Show the trusted localities (certificate chains, key schedules, status), or add a key
+    /// by hand (the air-gapped exception).
     Roster {
         #[command(subcommand)]
         action: RosterAction,
@@ -354,9 +375,13 @@ enum TlsAction {
 
 #[derive(Subcommand)]
 enum RosterAction {
-    /// List every locality key.
-    Show,
-    /// Add a locality's public key (hex), or the key of another data directory.
+    /// Every trusted locality: key, status, certificate chain, key schedule.
+    Show {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// EXCEPTION for an air-gapped site or a test: trust a locality's public key (hex, or
+    /// the key of another data directory) copied by hand, without a certificate.
     Add {
         #[arg(long)]
         locality: String,
@@ -643,23 +668,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { api, nats, nkey, roster, compare, as_of, progress, format } => {
-            let source = match (&api, &nats, &roster) {
-                (Some(url), _, _) => audit::Source::Api(access::api_client(url, token, ca, insecure)?, url),
-                (None, Some(url), Some(r)) => audit::Source::Nats {
-                    cfg: yipan_sync::SyncConfig {
-                        nats_url: url.clone(),
-                        nats_nkey_file: nkey.clone(),
-                        nats_ca_file: ca.map(PathBuf::from),
-                        ..Default::default()
-                    },
-                    roster: r,
-                },
+        Command::Audit { api, nats, anchor, nkey, roster, compare, as_of, progress, format } => {
+            let anchor = anchor
+                .map(|a| yipan_log::keyfile::parse_public(&a).map_err(|p| anyhow::anyhow!("--anchor {p}")))
+                .transpose()?;
+            let source = match (&api, &nats) {
+                (Some(url), _) => audit::Source::Api(access::api_client(url, token, ca, insecure)?, url),
+                (None, Some(url)) => {
+                    if anchor.is_none() && roster.is_none() {
+                        bail!("--nats needs --anchor (the root's public key) or, for hand-added keys, --roster");
+                    }
+                    audit::Source::Nats {
+                        cfg: yipan_sync::SyncConfig {
+                            nats_url: url.clone(),
+                            nats_nkey_file: nkey.clone(),
+                            nats_ca_file: ca.map(PathBuf::from),
+                            ..Default::default()
+                        },
+                        roster: roster.as_deref(),
+                    }
+                }
                 _ => audit::Source::DataDir(&dir),
             };
             let compare =
                 compare.iter().map(|u| access::api_client(u, token, ca, insecure)).collect::<Result<Vec<_>>>()?;
-            audit::run(source, &compare, as_of.as_deref(), format == Format::Json, progress)
+            audit::run(source, anchor, &compare, as_of.as_deref(), format == Format::Json, progress)
         }
         Command::Tail { api, from, count } => {
             tail::run(access::api_client(&api, token, ca, insecure)?, from.as_deref(), count)
@@ -725,16 +758,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ReplayView::Flows => views::flows(&dir, cal, locality.as_deref(), t, json),
             }
         }
+        Command::Authority { dir: adir, action } => trust::authority(&adir, action, ca),
+        Command::Key { action } => trust::key(&dir, action),
+        Command::Roster { action: RosterAction::Show { format } } => trust::roster_show(&dir, format == Format::Json),
         Command::Roster { action } => {
             let node = config::open(&dir)?;
             match action {
-                RosterAction::Show => {
-                    for (l, k) in node.log.roster() {
-                        let me = if l == node.locality { "  (this node)" } else { "" };
-                        println!("{l}  {}{me}", hex::encode(k.to_bytes()));
-                    }
-                }
+                RosterAction::Show { .. } => unreachable!("handled above"),
                 RosterAction::Add { locality, public_key, from_data_dir } => {
+                    eprintln!("hand-adding a key without a certificate: the air-gapped exception (docs/trust.md)");
                     let l = Locality::parse(&locality).map_err(|p| anyhow::anyhow!("--locality: {p}"))?;
                     let text = match (public_key, from_data_dir) {
                         (Some(k), _) => k,

@@ -29,9 +29,18 @@ pub fn generate() -> Result<SigningKey> {
 
 /// Writes a new key pair; refuses to overwrite an existing secret.
 pub fn create(data_dir: &Path, key: &SigningKey) -> Result<()> {
-    let secret = secret_path(data_dir);
-    let err = |problem: String| Error::KeyFile { path: secret.display().to_string(), problem };
-    fs::create_dir_all(data_dir.join("keys")).map_err(|e| err(e.to_string()))?;
+    write_secret(&secret_path(data_dir), key, "already exists; this data directory is initialised")?;
+    fs::write(public_path(data_dir), hex::encode(key.verifying_key().to_bytes()))
+        .map_err(|e| Error::KeyFile { path: public_path(data_dir).display().to_string(), problem: e.to_string() })?;
+    Ok(())
+}
+
+/// Writes a secret key file (mode 0600); refuses to overwrite one.
+pub fn write_secret(path: &Path, key: &SigningKey, exists: &str) -> Result<()> {
+    let err = |problem: String| Error::KeyFile { path: path.display().to_string(), problem };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
+    }
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -39,35 +48,66 @@ pub fn create(data_dir: &Path, key: &SigningKey) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(&secret).map_err(|e| {
+    let mut f = options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            err("already exists; this data directory is initialised".into())
+            err(exists.into())
         } else {
             err(e.to_string())
         }
     })?;
-    f.write_all(hex::encode(key.to_bytes()).as_bytes()).and_then(|_| f.sync_all()).map_err(|e| err(e.to_string()))?;
-    fs::write(public_path(data_dir), hex::encode(key.verifying_key().to_bytes()))
-        .map_err(|e| Error::KeyFile { path: public_path(data_dir).display().to_string(), problem: e.to_string() })?;
-    Ok(())
+    f.write_all(hex::encode(key.to_bytes()).as_bytes()).and_then(|_| f.sync_all()).map_err(|e| err(e.to_string()))
 }
 
 /// Loads the signing key of a data directory.
 pub fn load(data_dir: &Path) -> Result<SigningKey> {
-    let path = secret_path(data_dir);
+    load_from(&secret_path(data_dir)).map_err(|e| match e {
+        Error::KeyFile { path, problem } if problem.starts_with("No such file") => {
+            Error::KeyFile { path, problem: format!("{problem}; run `yipan init` first") }
+        }
+        other => other,
+    })
+}
+
+/// Loads a secret key file (refused if readable by others).
+pub fn load_from(path: &Path) -> Result<SigningKey> {
     let err = |problem: String| Error::KeyFile { path: path.display().to_string(), problem };
     #[cfg(unix)]
-    if let Ok(meta) = fs::metadata(&path) {
+    if let Ok(meta) = fs::metadata(path) {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(err(format!("holds the signing key but has mode {mode:o}: run `chmod 600` on it")));
+            return Err(err(format!("holds a signing key but has mode {mode:o}: run `chmod 600` on it")));
         }
     }
-    let text = fs::read_to_string(&path).map_err(|e| err(format!("{e}; run `yipan init` first")))?;
+    let text = fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let bytes = hex::decode(text.trim()).map_err(|_| err("is not hex".into()))?;
     let seed: [u8; 32] = bytes.try_into().map_err(|_| err("is not a 32-byte ed25519 secret".into()))?;
     Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Path of the next key (made by `yipan key next`, waiting for its certificate and handover).
+pub fn next_secret_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys").join("ed25519.next.secret")
+}
+
+/// The next key, if one is waiting.
+pub fn load_next(data_dir: &Path) -> Result<Option<SigningKey>> {
+    let path = next_secret_path(data_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    load_from(&path).map(Some)
+}
+
+/// Makes the next key the data directory's key (after its handover event is
+/// durable): an atomic rename over the old secret, which is thereby destroyed.
+pub fn promote_next(data_dir: &Path) -> Result<()> {
+    let next = next_secret_path(data_dir);
+    let key = load_from(&next)?;
+    fs::rename(&next, secret_path(data_dir))
+        .map_err(|e| Error::KeyFile { path: next.display().to_string(), problem: e.to_string() })?;
+    fs::write(public_path(data_dir), hex::encode(key.verifying_key().to_bytes()))
+        .map_err(|e| Error::KeyFile { path: public_path(data_dir).display().to_string(), problem: e.to_string() })
 }
 
 /// Parses a hex public key (roster input).

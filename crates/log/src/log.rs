@@ -753,6 +753,22 @@ impl<B: Backend> Log<B> {
         read(&self.shared.trust).current_keys()
     }
 
+    /// Every trust record kept, in arrival order, with the instant it was
+    /// judged at (for audits that rebuild trust with their own anchor).
+    pub fn trust_records(&self) -> Result<Vec<(chrono::DateTime<chrono::Utc>, Vec<u8>)>> {
+        Ok(self
+            .shared
+            .backend
+            .range(&[layout::TRUST], &[layout::TRUST + 1], usize::MAX)?
+            .into_iter()
+            .filter(|(_, v)| v.len() >= 8)
+            .map(|(_, v)| {
+                let micros = i64::from_be_bytes(v[..8].try_into().unwrap_or_default());
+                (chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default(), v[8..].to_vec())
+            })
+            .collect())
+    }
+
     /// A copy of the verified trust state (views, audits).
     pub fn trust(&self) -> TrustState {
         read(&self.shared.trust).clone()

@@ -128,16 +128,13 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
             );
         }
         let recorded = env.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
-        match Locality::from_u32(author)
-            .map_err(|_| ())
-            .and_then(|a| trust.key_for(a, seq, recorded).map_err(|e| fault(&mut faults, format!("{}: {e}", e.code()))))
-        {
-            Ok(key) => {
-                if let Err(p) = ev.verify_signature(&key) {
-                    fault(&mut faults, format!("{p} (with the key certified for #{seq})"));
-                }
+        let key = Locality::from_u32(author).map_err(|_| ()).and_then(|a| {
+            trust.key_for(a, seq, recorded).map_err(|e| fault(&mut faults, format!("{}: {e}", e.code())))
+        });
+        if let Ok(key) = key {
+            if let Err(p) = ev.verify_signature(&key) {
+                fault(&mut faults, format!("{p} (with the key certified for #{seq})"));
             }
-            Err(()) => {}
         }
         if let Err(p) = ev.verify_tiers(c.own) {
             fault(&mut faults, p);

@@ -11,7 +11,7 @@
 //! | `GET /v1/flows?locality=&as_of=` | arrivals/departures per month with early warnings |
 //! | `GET /v1/digests?pair=A,B&as_of=` | projection digests (identical on both sides of a pair) |
 //! | `GET /v1/raw?after=AUTHOR:SEQ&limit=` | stored signed events, JSON lines `{author, seq, b64}` (for auditors) |
-//! | `GET /v1/roster` | the locality keys this node trusts |
+//! | `GET /v1/roster` | trust: anchor, authorities, every locality's certificate chain, key schedule and status, and the raw trust records |
 //! | `GET /v1/stream?role=&from=A:S,B:T` | server-sent events: every stored event after the given per-author positions, then live; personal tiers filtered by role |
 //! | `GET /v1/status` | locality, own head, channel heads, counts |
 //! | `GET /v1/quarantine?after=&limit=` | rejected received events with reasons, paged |
@@ -620,13 +620,32 @@ async fn raw(State(s): State<AppState>, Extension(caller): Extension<Caller>, Qu
 }
 
 async fn roster(State(s): State<AppState>) -> Response {
-    let keys: Vec<Value> = s
-        .log
-        .roster()
-        .into_iter()
-        .map(|(l, k)| json!({"locality": l, "public_key": hex::encode(k.to_bytes())}))
-        .collect();
-    Json(keys).into_response()
+    let log = s.log.clone();
+    let body = tokio::task::spawn_blocking(move || -> Result<Value, yipan_log::Error> {
+        let trust = log.trust();
+        let records: Vec<Value> = log
+            .trust_records()?
+            .into_iter()
+            .map(|(at, r)| {
+                json!({
+                    "at": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    "b64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, r),
+                })
+            })
+            .collect();
+        Ok(json!({
+            "anchor": trust.anchor().map(|a| hex::encode(a.to_bytes())),
+            "authorities": trust.authorities(),
+            "localities": trust.view(chrono::Utc::now()),
+            "records": records,
+        }))
+    })
+    .await;
+    match body {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// Query of `GET /v1/stream`.

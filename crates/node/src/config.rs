@@ -10,14 +10,19 @@
 //! client_ca = "/etc/yipan/tls/clients-ca.pem"   # optional: mTLS
 //! clients = [{ name = "shaanxi-platform", role = "statistics" }]
 //!
+//! [trust]
+//! anchor = "3b6a27bc…"                 # the national root's public key (hex)
+//!
 //! [sync]
 //! nats_url = "tls://nats.example:4222"
 //! nats_nkey_file = "/etc/yipan/nats/locality-610112.nk"   # mode 0600
 //! nats_ca_file = "/etc/yipan/tls/ca.pem"
 //! ```
 //! Every `[sync]` key is optional; see [`yipan_sync::SyncConfig`]. A node
-//! refuses to start without HTTP TLS, a NATS NKey and a NATS CA unless
-//! `insecure = true` (local experiments only; logged loudly).
+//! refuses to start without HTTP TLS, a NATS NKey, a NATS CA and a trust
+//! anchor unless `insecure = true` (local experiments only; logged loudly);
+//! an air-gapped site that trusts only hand-added keys says
+//! `[trust] hand_added_keys_only = true` instead of an anchor.
 
 use std::path::{Path, PathBuf};
 
@@ -47,9 +52,38 @@ pub struct NodeConfig {
     /// The HTTP API's TLS and credentials.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Whom to trust: the anchor every certificate chains to.
+    #[serde(default)]
+    pub trust: TrustConfig,
     /// Replication settings (including `downstream` roles).
     #[serde(default)]
     pub sync: SyncConfig,
+}
+
+/// `[trust]` (docs/trust.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// The national root's public key (hex, 64 digits): `yipan authority init-root` prints it.
+    #[serde(default)]
+    pub anchor: Option<String>,
+    /// An air-gapped site without an authority: trust only keys added with
+    /// `yipan roster add` (the exception; logged at start).
+    #[serde(default)]
+    pub hand_added_keys_only: bool,
+}
+
+impl TrustConfig {
+    /// The anchor as a key.
+    pub fn anchor_key(&self) -> Result<Option<ed25519_dalek::VerifyingKey>> {
+        self.anchor
+            .as_deref()
+            .map(|a| {
+                yipan_log::keyfile::parse_public(a)
+                    .map_err(|p| Error::Config(format!("[trust] anchor {p} (64 hex digits of the root's public key)")))
+            })
+            .transpose()
+    }
 }
 
 /// `[http]`.
@@ -117,6 +151,7 @@ impl NodeConfig {
             views_interval_s: default_views_interval(),
             insecure: true,
             http: HttpConfig::default(),
+            trust: TrustConfig::default(),
             sync: SyncConfig { nats_url: nats_url.into(), manage_streams: true, ..Default::default() },
         }
     }
@@ -138,10 +173,14 @@ impl NodeConfig {
                 ));
             }
         }
+        self.trust.anchor_key()?;
         if self.insecure {
             return Ok(());
         }
         let mut missing = Vec::new();
+        if self.trust.anchor.is_none() && !self.trust.hand_added_keys_only {
+            missing.push("[trust] anchor");
+        }
         if self.http.tls.is_none() {
             missing.push("[http.tls] cert and key");
         }

@@ -62,8 +62,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::file(path, e))
 }
 
-/// Opens an initialised data directory.
+/// Opens an initialised data directory with the trust anchor it recorded (if any).
 pub fn open(dir: &Path) -> Result<DataDir> {
+    open_with(dir, None)
+}
+
+/// Opens an initialised data directory verifying trust up to `anchor`
+/// (recorded in the store; `None` keeps the recorded one).
+pub fn open_with(dir: &Path, anchor: Option<VerifyingKey>) -> Result<DataDir> {
     let path = config_path(dir);
     if path.exists() {
         // It holds the person-key secret.
@@ -87,6 +93,17 @@ pub fn open(dir: &Path) -> Result<DataDir> {
         .map(|s| hex::decode(s).map_err(|_| Error::file(&path, "person_key_secret is not hex")))
         .transpose()?;
     let key = keyfile::load(dir)?;
-    let log = SledStore::open(SledBackend::open(&dir.join("log"))?, locality, key)?;
+    let log = match SledStore::open_with_anchor(SledBackend::open(&dir.join("log"))?, locality, key, anchor) {
+        // A handover that was made durable before the key file was swapped
+        // (`yipan key rotate` interrupted): finish it with the waiting next key.
+        Err(yipan_log::Error::KeyMismatch { .. }) if keyfile::load_next(dir)?.is_some() => {
+            let next = keyfile::load_next(dir)?.ok_or_else(|| Error::file(dir, "next key vanished"))?;
+            let log = SledStore::open_with_anchor(SledBackend::open(&dir.join("log"))?, locality, next, anchor)?;
+            keyfile::promote_next(dir)?;
+            tracing::warn!(%locality, "finished an interrupted key handover: the next key is now this node's key");
+            log
+        }
+        other => other?,
+    };
     Ok(DataDir { locality, person_secret, log })
 }

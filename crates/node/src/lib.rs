@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod authority;
 pub mod config;
 pub mod datadir;
 pub mod error;
@@ -70,7 +71,13 @@ impl Node {
         let auth = Arc::new(auth::Auth::new(&cfg.tokens_path(), certificates)?);
         let calendar = views::load_calendar(cfg.calendar.as_deref())?;
         let dir = cfg.data_dir.clone();
-        let opened = tokio::task::spawn_blocking(move || datadir::open(&dir))
+        let anchor = cfg.trust.anchor_key()?;
+        if anchor.is_none() {
+            tracing::warn!(
+                "no [trust] anchor: only hand-added keys (`yipan roster add`) are trusted; certificates are refused"
+            );
+        }
+        let opened = tokio::task::spawn_blocking(move || datadir::open_with(&dir, anchor))
             .await
             .map_err(|source| Error::Task { what: "opening the data directory", source })??;
         let locality = opened.locality;

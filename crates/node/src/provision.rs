@@ -28,6 +28,8 @@ pub struct Deployment {
     /// The nodes' HTTPS certificate and key (valid for 127.0.0.1 and localhost).
     pub node_tls: Issued,
     users: HashMap<Principal, NatsUser>,
+    /// The trust authorities: root and one authority per province.
+    pub authority: crate::authority::AuthorityDir,
 }
 
 impl Deployment {
@@ -37,15 +39,56 @@ impl Deployment {
         let ca = DevCa::create(&dir.join("tls"), "Yipan local CA (throw-away)")?;
         let nats_tls = ca.server("nats", &["127.0.0.1", "localhost"])?;
         let node_tls = ca.server("node", &["127.0.0.1", "localhost"])?;
+        let mut provinces: Vec<u8> = localities.iter().map(|l| l.province()).collect();
+        provinces.sort_unstable();
+        provinces.dedup();
         let mut principals: Vec<Principal> = localities.iter().map(|l| Principal::Locality(*l)).collect();
         principals.extend(downstream.iter().map(|(l, a)| Principal::Downstream(*l, *a)));
-        principals.extend([Principal::Auditor, Principal::Admin]);
+        principals.extend([Principal::Auditor, Principal::Admin, Principal::Authority(0)]);
+        principals.extend(provinces.iter().map(|p| Principal::Authority(*p)));
         let keys = dir.join("nkeys");
         let users = principals
             .into_iter()
             .map(|p| Ok((p, ensure_user(&keys, p)?)))
             .collect::<Result<HashMap<_, _>, yipan_access::Error>>()?;
-        Ok(Deployment { ca, nats_tls, node_tls, users })
+        // The trust hierarchy: a root and the authorities of these provinces.
+        let authority = crate::authority::AuthorityDir::at(&dir.join("authority"));
+        authority.init_root()?;
+        for p in provinces {
+            authority.certify_province(p, "", 3650)?;
+        }
+        Ok(Deployment { ca, nats_tls, node_tls, users, authority })
+    }
+
+    /// The province authority certifies the key of `data_dir`'s locality;
+    /// returns the serial. Published with [`Deployment::publish_trust`].
+    pub fn certify(&self, locality: Locality, name: &str, data_dir: &Path) -> Result<u64> {
+        let key = yipan_log::keyfile::load(data_dir)?.verifying_key();
+        let request = crate::authority::LocalityRequest {
+            locality,
+            name: name.into(),
+            key,
+            days: 1095,
+            replaces: 0,
+            first_seq: 0,
+        };
+        Ok(self.authority.certify_locality(&request)?.1)
+    }
+
+    /// Publishes every statement not yet on the trust stream, each issuer
+    /// as its own NATS user; returns how many.
+    pub async fn publish_trust(&self, nats_url: &str) -> Result<usize> {
+        let mut n = 0;
+        for p in self.authority.issuers() {
+            let principal = Principal::Authority(p);
+            let cfg = self.sync_config(principal, nats_url)?;
+            let client = yipan_sync::connect_options(&cfg, principal)?
+                .connect(nats_url)
+                .await
+                .map_err(|e| Error::Nats(format!("connecting to {nats_url} as {}: {e}", principal.name())))?;
+            n += self.authority.publish(p, client).await?;
+        }
+        Ok(n)
     }
 
     /// The CA every certificate here chains to.
@@ -108,6 +151,10 @@ impl Deployment {
                     client_ca: Some(self.ca()),
                     clients: Vec::new(),
                 }),
+            },
+            trust: crate::config::TrustConfig {
+                anchor: Some(hex::encode(self.authority.anchor()?.to_bytes())),
+                hand_added_keys_only: false,
             },
             sync: self.sync_config(Principal::Locality(locality), nats_url)?,
         })

@@ -89,6 +89,8 @@ pub(crate) async fn run<B: Backend>(
     mut stop: watch::Receiver<bool>,
 ) {
     if roles.is_empty() {
+        // Nothing to publish; idle until stop (returning early would read as a crash to `supervise`).
+        let _ = stop.wait_for(|s| *s).await;
         return;
     }
     let me = log.locality();

@@ -10,6 +10,8 @@
 //! - [`repair`]: channel-head announcements, the re-send service each author
 //!   answers from its own log, and the repair requests of recipients.
 //! - [`downstream`]: role-filtered feeds for downstream systems.
+//! - [`trust`]: follows the trust stream (certificates, revocations, key
+//!   handovers) into the log and publishes the node's own handovers.
 //! - [`metrics`]: counters and lag samples of all of the above.
 //!
 //! [`Replication::start`] runs all of it on a tokio runtime and [`Replication::stop`] ends it.
@@ -20,6 +22,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod repair;
 pub mod subjects;
+pub mod trust;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +64,8 @@ pub struct SyncConfig {
     pub ack_timeout_ms: u64,
     /// Downstream roles to publish every stored event for (tier-filtered).
     pub downstream: Vec<downstream::DownstreamRole>,
+    /// How often the trust stream is read for new records, in milliseconds.
+    pub trust_poll_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -78,6 +83,7 @@ impl Default for SyncConfig {
             stream_max_age_days: 400,
             ack_timeout_ms: 5000,
             downstream: Vec::new(),
+            trust_poll_ms: 2000,
         }
     }
 }
@@ -149,9 +155,11 @@ pub fn connect_options(
     Ok(o)
 }
 
-/// Creates the event and downstream streams of `provinces` (the admin's
-/// step: localities may not administer streams). Idempotent.
+/// Creates the trust stream and the event and downstream streams of
+/// `provinces` (the admin's step: localities may not administer streams).
+/// Idempotent.
 pub async fn provision(js: &jetstream::Context, provinces: &[u8], cfg: &SyncConfig) -> Result<()> {
+    trust::ensure_stream(js, cfg).await?;
     for p in provinces {
         ensure_stream(js, subjects::stream(*p), subjects::stream_subjects(*p), cfg).await?;
         downstream::ensure_stream(js, *p, cfg).await?;
@@ -231,6 +239,7 @@ impl Replication {
                 [log, js, cfg, downstream_roles, stop_rx],
                 downstream::run(log, js, cfg, downstream_roles, stop_rx)
             ),
+            supervised!("trust", [log, js, cfg, metrics, stop_rx], trust::follow(log, js, cfg, metrics, stop_rx)),
             supervised!(
                 "connection watch",
                 [client, metrics, stop_rx],

@@ -6,7 +6,12 @@
 //! | a channel-head announcement | `yipan.v1.head.<recipient province>.<recipient>.<author>` |
 //! | a recipient's re-send request to an author | `yipan.v1.repair.<author>.<recipient>` |
 //! | the author's answer to it | `yipan.v1.repaired.<recipient province>.<recipient>.<author>` |
+//! | a certificate or revocation by the root (`00`) or a province authority | `yipan.v1.trust.<issuer province>.statement` |
+//! | a locality's key handover | `yipan.v1.trust.<province>.rotation.<locality>` |
 //!
+//! Trust records live in one small stream, `YIPAN_TRUST` (every node needs
+//! all of it: thousands of certificates, not millions of events), sharded by
+//! province in its subjects so that each authority may publish only its own.
 //! Events live in one stream per recipient province, `YIPAN_EV_<province>`,
 //! so streams shard by province at national scale. No subject carries a
 //! person key or any personal value.
@@ -68,6 +73,21 @@ pub fn repaired(recipient: Locality, author: Locality) -> String {
 /// Filter of every repair answer to `me`.
 pub fn repaired_filter(me: Locality) -> String {
     format!("yipan.v1.repaired.{:02}.{me}.*", me.province())
+}
+
+/// The trust stream.
+pub const TRUST_STREAM: &str = "YIPAN_TRUST";
+/// Subjects of the trust stream.
+pub const TRUST_SUBJECTS: &str = "yipan.v1.trust.>";
+
+/// Subject of statements issued by the authority of `province` (`0`: the national root).
+pub fn trust_statement(province: u8) -> String {
+    format!("yipan.v1.trust.{province:02}.statement")
+}
+
+/// Subject of `author`'s key handovers.
+pub fn trust_rotation(author: Locality) -> String {
+    format!("yipan.v1.trust.{:02}.rotation.{author}", author.province())
 }
 
 /// The last token of a subject (the author of events and heads).

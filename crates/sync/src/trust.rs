@@ -1,0 +1,145 @@
+//! Follows the trust stream `YIPAN_TRUST` into the log (DESIGN.md invariant
+//! 10, docs/trust.md) and publishes this node's own key handovers to it.
+//!
+//! Records are read by stream sequence with direct gets (no consumer: every
+//! node reads the whole small stream, and a locality needs no consumer
+//! rights on it), verified up to the trust anchor in stream order, and kept
+//! in the log; the stream's own timestamp of each message is the instant a
+//! certificate's validity is judged at, so every node and every later audit
+//! judge a record alike. A cursor in the log's metadata resumes after a
+//! restart; a stream that was recreated (its last sequence below the
+//! cursor) is read again from the start (records already held are
+//! duplicates).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+use tokio::sync::watch;
+use yipan_log::{Backend, Log};
+use yipan_trust::Applied;
+
+use crate::metrics::SyncMetrics;
+use crate::{sleep_or_stop, subjects, Error, Result, SyncConfig};
+
+/// Log metadata: the last trust-stream sequence applied.
+pub const CURSOR: &str = "trust_cursor";
+/// Log metadata: the highest own handover sequence published to the trust stream.
+pub const PUBLISHED: &str = "trust_rotations_published";
+
+/// Creates (or finds) the trust stream: file storage, kept forever (old
+/// certificates verify old events), duplicates dropped within two minutes.
+pub async fn ensure_stream(js: &jetstream::Context, cfg: &SyncConfig) -> Result<()> {
+    let config = jetstream::stream::Config {
+        name: subjects::TRUST_STREAM.into(),
+        subjects: vec![subjects::TRUST_SUBJECTS.into()],
+        storage: jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    if !cfg.manage_streams {
+        return Ok(());
+    }
+    if let Err(first) = js.get_or_create_stream(config).await {
+        js.get_stream(subjects::TRUST_STREAM).await.map_err(|_| Error::nats(first))?;
+    }
+    Ok(())
+}
+
+/// Reads new trust records every `trust_poll_ms` until `stop`, and publishes
+/// own handovers not yet on the stream.
+pub(crate) async fn follow<B: Backend>(
+    log: Arc<Log<B>>,
+    js: jetstream::Context,
+    cfg: SyncConfig,
+    metrics: Arc<SyncMetrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_millis(cfg.trust_poll_ms.max(50));
+    loop {
+        if let Err(e) = publish_handovers(&log, &js).await {
+            tracing::debug!(error = %e, "own key handovers not published yet; retrying");
+        }
+        if let Err(e) = read_new(&log, &js, &metrics).await {
+            tracing::debug!(error = %e, "trust stream not read; retrying");
+        }
+        if sleep_or_stop(interval, &mut stop).await {
+            return;
+        }
+    }
+}
+
+fn cursor<B: Backend>(log: &Log<B>, name: &str) -> u64 {
+    log.meta_get(name).ok().flatten().and_then(|v| v.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// Applies every record after the cursor; returns how many were read.
+pub async fn read_new<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Context, metrics: &SyncMetrics) -> Result<u64> {
+    let stream = js.get_stream(subjects::TRUST_STREAM).await.map_err(Error::nats)?;
+    let state = &stream.cached_info().state;
+    let (first, last) = (state.first_sequence, state.last_sequence);
+    let mut at = cursor(log, CURSOR);
+    if last < at {
+        tracing::warn!(cursor = at, last, "trust stream is behind this node's cursor (recreated?); reading it again");
+        at = 0;
+    }
+    let mut read = 0u64;
+    for seq in (at + 1).max(first)..=last {
+        let msg = match stream.get_raw_message(seq).await {
+            Ok(m) => m,
+            // Deleted by an operator: nothing to apply at this position.
+            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => continue,
+            Err(e) => return Err(Error::nats(e)),
+        };
+        let nanos = msg.time.unix_timestamp_nanos();
+        let when = chrono::DateTime::from_timestamp_nanos(nanos.clamp(0, i64::MAX as i128) as i64);
+        let l = log.clone();
+        let payload = msg.payload.clone();
+        let outcome = tokio::task::spawn_blocking(move || l.apply_trust_record(&payload, when))
+            .await
+            .map_err(|e| Error::Nats(format!("trust task failed: {e}")))??;
+        match outcome {
+            Ok(Applied::Duplicate) => {}
+            Ok(_) => SyncMetrics::add(&metrics.trust_applied, 1),
+            Err(_) => SyncMetrics::add(&metrics.trust_refused, 1),
+        }
+        log.meta_put(CURSOR, &seq.to_be_bytes())?;
+        read += 1;
+    }
+    Ok(read)
+}
+
+/// Publishes this node's key handovers (from its own chain) that the trust
+/// stream may not hold yet, so localities without a channel from it learn
+/// them too. `Nats-Msg-Id` makes a repeat within the window a no-op, and a
+/// later repeat is a duplicate record every reader ignores.
+async fn publish_handovers<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Context) -> Result<()> {
+    let me = log.locality();
+    let done = cursor(log, PUBLISHED);
+    let trust = log.trust();
+    let Some(view) = trust.view(chrono::Utc::now()).into_iter().find(|v| v.locality == me.to_string()) else {
+        return Ok(());
+    };
+    let mut seqs: Vec<u64> = view
+        .spans
+        .iter()
+        .filter_map(|s| s.how.strip_prefix("rotation at #").and_then(|n| n.parse().ok()))
+        .filter(|n| *n > done)
+        .collect();
+    seqs.sort_unstable();
+    for seq in seqs {
+        let Some(ev) = log.event_at(me, seq)? else { continue };
+        let record = yipan_trust::statement::record_of_rotation(prost::Message::encode_to_vec(&ev.signed));
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("rotation-{me}-{seq}").as_str());
+        js.publish_with_headers(subjects::trust_rotation(me), headers, record.into())
+            .await
+            .map_err(Error::nats)?
+            .await
+            .map_err(Error::nats)?;
+        log.meta_put(PUBLISHED, &seq.to_be_bytes())?;
+        tracing::info!(%me, seq, "key handover published to the trust stream");
+    }
+    Ok(())
+}
