@@ -219,7 +219,16 @@ mod tests {
         let l = Locality::parse("610112").unwrap();
         let p = Principal::Locality(l).permissions();
         assert!(p.publish.contains(&"yipan.v1.ev.*.*.610112".to_string()));
-        assert!(p.publish.iter().all(|s| !s.contains("STREAM")), "no stream administration: {p:?}");
+        let stream_rights: Vec<&String> = p.publish.iter().filter(|s| s.contains("STREAM")).collect();
+        assert!(
+            stream_rights
+                .iter()
+                .all(|s| s.ends_with("STREAM.INFO.YIPAN_TRUST") || s.ends_with("STREAM.MSG.GET.YIPAN_TRUST")),
+            "no stream administration, no reads but the trust stream: {stream_rights:?}"
+        );
+        assert!(p.publish.contains(&"yipan.v1.trust.61.rotation.610112".to_string()));
+        let a = Principal::Authority(61).permissions();
+        assert_eq!(a.publish, vec!["yipan.v1.trust.61.statement".to_string()]);
         assert!(p.subscribe.contains(&"_INBOX_locality_610112.>".to_string()));
         assert!(!p.subscribe.iter().any(|s| s.starts_with("yipan.v1.ev")), "reads its address only via its consumer");
     }

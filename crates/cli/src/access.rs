@@ -137,7 +137,10 @@ pub fn nats_users(list: &str, downstream: &[String], out: &Path) -> Result<ExitC
         let role: Audience = role.parse().map_err(|e| anyhow!("--downstream: {e}"))?;
         principals.push(Principal::Downstream(l, role));
     }
-    principals.extend([Principal::Auditor, Principal::Admin]);
+    principals.extend([Principal::Auditor, Principal::Admin, Principal::Authority(0)]);
+    // The publisher of each province's trust authority (docs/trust.md).
+    let provinces: std::collections::BTreeSet<u8> = localities(list)?.iter().map(|l| l.province()).collect();
+    principals.extend(provinces.into_iter().map(Principal::Authority));
     // nats-server refuses a config that lists one key twice.
     principals.retain(|p| seen.insert(*p));
     let keys = out.join("nkeys");

@@ -443,10 +443,21 @@ impl<B: Backend> Log<B> {
             return Err(Error::Poisoned);
         }
         let next = lock(&self.shared.head).0 + 1;
-        if let Err(e) = read(&self.shared.trust).key_for(self.shared.locality, next, None) {
-            if !matches!(e, KeyFault::Unknown { .. }) {
-                return Err(Error::OwnKey { seq: next, problem: e.to_string() });
+        match read(&self.shared.trust).key_for(self.shared.locality, next, None) {
+            Ok(k) if k != *read(&self.shared.public) && rotate.is_none() => {
+                return Err(Error::OwnKey {
+                    seq: next,
+                    problem: format!(
+                        "the key certified for it is {}…, not this node's key; restart the node so that it \
+                         opens with the certified key waiting in keys/ed25519.next.secret (docs/trust.md)",
+                        hex::encode(&k.to_bytes()[..6])
+                    ),
+                })
             }
+            Err(e) if !matches!(e, KeyFault::Unknown { .. }) => {
+                return Err(Error::OwnKey { seq: next, problem: e.to_string() })
+            }
+            _ => {}
         }
         let drafts = self.prepare(drafts, rotate.is_some())?;
         let (reply, rx) = oneshot::channel();

@@ -216,3 +216,30 @@ fn bad_trust_input_is_quarantined_with_its_code_and_key_rotated_is_not_an_api_ev
     assert!(e.to_string().contains("key_conflict") || e.to_string().contains("possible key compromise"), "{e}");
     assert_eq!(store.head().unwrap().0, 0, "nothing appended");
 }
+
+#[test]
+fn recovery_after_revocation_continues_the_chain_with_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = sled_node(dir.path(), 10).unwrap();
+    learn(&origin, &world());
+    origin.append_batch((1..=2).map(certificate).collect()).unwrap();
+    let rev = statement::sign(&key(HENAN), statement::revocation(4100, 2, "key lost"), Utc::now());
+    learn(&origin, &[statement::record_of_statement(rev.clone())]);
+    assert!(origin.append(certificate(3)).unwrap_err().to_string().contains("revoked"));
+    // The authority certifies a new key from #3 on.
+    let mut recovery = cert("411522", 12, 4102, 4100);
+    recovery.first_seq = 3;
+    learn(&origin, &[locality(&recovery)]);
+    let e = origin.append(certificate(3)).unwrap_err();
+    assert!(e.to_string().contains("restart the node"), "{e}");
+    drop(origin);
+    // Reopened with the new key, the chain continues at #3.
+    let origin = sled_node(dir.path(), 12).unwrap();
+    assert_eq!(origin.append(certificate(3)).unwrap().seq, 3);
+    assert!(origin.verify().unwrap().ok(), "{:?}", origin.verify().unwrap().faults);
+    let residence = node("610112", 20);
+    learn(&residence, &[statement::record_of_statement(rev), locality(&recovery)]);
+    for b in bytes_of(&origin, 1) {
+        assert!(matches!(residence.ingest(&b).unwrap(), Ingested::Stored { .. }));
+    }
+}
