@@ -184,7 +184,14 @@ fn roster_add_and_show() {
     let out = yipan(&a, &["roster", "add", "--locality", "411522", "--from-data-dir", b.to_str().unwrap()], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = yipan(&a, &["roster", "show"], None);
-    assert_eq!(text(&out.stdout).lines().count(), 2);
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("no trust anchor: hand-added keys only"), "{shown}");
+    assert_eq!(
+        shown.lines().filter(|l| l.ends_with("bootstrap") || l.ends_with("bootstrap  (this node)")).count(),
+        2,
+        "{shown}"
+    );
+    assert!(text(&out.stderr).is_empty());
     let c = tmp.path().join("impostor");
     assert!(yipan(&c, &["init", "--locality", "411522"], None).status.success());
     let other = std::fs::read_to_string(c.join("keys/ed25519.pub")).unwrap();
@@ -231,6 +238,7 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     let ca_arg = ca.to_str().unwrap();
     let nkey = |user: &str| secrets.join(format!("nkeys/{user}.nk")).display().to_string();
     init(&dir);
+    operator_certify(tmp.path(), "610112", &nats.url());
     let config = secured_config(tmp.path(), "610112", 0, &nats.url());
     let token = |role: &str| {
         yipan_ok(&dir, &["token", "create", "--role", role, "--name", &format!("test {role}")]).trim().to_string()
@@ -266,16 +274,11 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     assert_eq!(report["events"], 21);
     assert!(!report["comparisons"].as_object().unwrap().is_empty());
     assert!(report["comparisons"].as_object().unwrap().values().all(|v| v == "match"), "{report}");
-    let (_, keys) = api(&auditor).request("GET", "/v1/roster", None).unwrap();
-    let keys: Vec<serde_json::Value> = serde_json::from_str(&keys).unwrap();
-    let roster_file = tmp.path().join("roster.txt");
-    std::fs::write(
-        &roster_file,
-        keys.iter()
-            .map(|k| format!("{} {}\n", k["locality"].as_str().unwrap(), k["public_key"].as_str().unwrap()))
-            .collect::<String>(),
-    )
-    .unwrap();
+    let (_, roster) = api(&auditor).request("GET", "/v1/roster", None).unwrap();
+    let roster: serde_json::Value = serde_json::from_str(&roster).unwrap();
+    assert_eq!(roster["anchor"], anchor(tmp.path()));
+    let me = roster["localities"].as_array().unwrap().iter().find(|l| l["locality"] == "610112").unwrap();
+    assert_eq!(me["status"], "active", "{me}");
     let out = yipan(
         &dir,
         &[
@@ -288,8 +291,8 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
             &nats.url(),
             "--nkey",
             &nkey("auditor"),
-            "--roster",
-            roster_file.to_str().unwrap(),
+            "--anchor",
+            &anchor(tmp.path()),
             "--compare",
             &url,
             "--format",
@@ -612,6 +615,63 @@ fn operator_secrets(tmp: &Path, localities: &str) {
     let secrets = tmp.join("secrets");
     yipan_ok(tmp, &["tls", "dev", "--out", secrets.join("tls").to_str().unwrap()]);
     yipan_ok(tmp, &["nats", "users", "--localities", localities, "--out", secrets.to_str().unwrap()]);
+    // The trust hierarchy: a root and the authority of each province.
+    let authority = secrets.join("authority");
+    let anchor = yipan_ok(tmp, &["authority", "--dir", authority.to_str().unwrap(), "init-root"]);
+    assert!(anchor.contains(&std::fs::read_to_string(authority.join("root.pub")).unwrap()), "{anchor}");
+    let mut provinces: Vec<&str> = localities.split(',').map(|l| &l[..2]).collect();
+    provinces.dedup();
+    for p in provinces {
+        yipan_ok(tmp, &["authority", "--dir", authority.to_str().unwrap(), "certify-province", "--province", p]);
+    }
+}
+
+/// The province authority certifies `code`'s key (from its data directory) and
+/// the root and that authority publish what they issued to the trust stream.
+fn operator_certify(tmp: &Path, code: &str, nats_url: &str) {
+    let secrets = tmp.join("secrets");
+    let (authority, ca) = (secrets.join("authority"), secrets.join("tls/ca.pem"));
+    let out = yipan_ok(
+        tmp,
+        &[
+            "authority",
+            "--dir",
+            authority.to_str().unwrap(),
+            "certify-locality",
+            "--locality",
+            code,
+            "--name",
+            "县",
+            "--node-data-dir",
+            tmp.join(code).to_str().unwrap(),
+        ],
+    );
+    assert!(out.starts_with(&format!("certified {code} serial ")), "{out}");
+    for p in ["0", &code[..2]] {
+        let nkey = secrets.join(format!("nkeys/authority-{:02}.nk", p.parse::<u8>().unwrap()));
+        yipan_ok(
+            tmp,
+            &[
+                "--ca-cert",
+                ca.to_str().unwrap(),
+                "authority",
+                "--dir",
+                authority.to_str().unwrap(),
+                "publish",
+                "--province",
+                p,
+                "--nats",
+                nats_url,
+                "--nkey",
+                nkey.to_str().unwrap(),
+            ],
+        );
+    }
+}
+
+/// The deployment's trust anchor (hex).
+fn anchor(tmp: &Path) -> String {
+    std::fs::read_to_string(tmp.join("secrets/authority/root.pub")).unwrap().trim().to_string()
 }
 
 /// [`operator_secrets`], then the shipped nats-server config with those users
@@ -652,10 +712,11 @@ fn secured_config(tmp: &Path, code: &str, port: u16, nats_url: &str) -> PathBuf 
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[http.tls]\ncert = {:?}\nkey = {:?}\n[sync]\nnats_url = {:?}\nnats_nkey_file = {:?}\nnats_ca_file = {:?}\nhead_interval_ms = 300\nrepair_grace_ms = 300\n",
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[http.tls]\ncert = {:?}\nkey = {:?}\n[trust]\nanchor = {:?}\n[sync]\nnats_url = {:?}\nnats_nkey_file = {:?}\nnats_ca_file = {:?}\nhead_interval_ms = 300\nrepair_grace_ms = 300\ntrust_poll_ms = 300\n",
             tmp.join(code).display().to_string(),
             tls.join("node.pem").display().to_string(),
             tls.join("node.key").display().to_string(),
+            anchor(tmp),
             nats_url,
             secrets.join(format!("nkeys/locality-{code}.nk")).display().to_string(),
             tls.join("ca.pem").display().to_string(),
@@ -690,9 +751,8 @@ fn kill_9_in_a_loop_under_load_loses_nothing_acknowledged() {
         let out = yipan(dir, &["init", "--locality", code, "--person-key-secret", SECRET], None);
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
-    for (dir, other) in [(&a, &b), (&b, &a)] {
-        let code = if other == &a { "610112" } else { "411522" };
-        yipan_ok(dir, &["roster", "add", "--locality", code, "--from-data-dir", other.to_str().unwrap()]);
+    for code in ["610112", "411522"] {
+        operator_certify(tmp.path(), code, &nats.url());
     }
     let free = |_: u8| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (port_a, port_b) = (free(0), free(1));

@@ -221,6 +221,14 @@ mod tests {
         let mut open = cfg.clone();
         open.http.tls = None;
         assert!(open.check().unwrap_err().to_string().contains("[http.tls]"));
+        let mut untrusting = cfg.clone();
+        untrusting.trust.anchor = None;
+        assert!(untrusting.check().unwrap_err().to_string().contains("[trust] anchor"));
+        untrusting.trust.hand_added_keys_only = true;
+        untrusting.check().expect("the air-gapped exception is explicit");
+        let mut bad = cfg.clone();
+        bad.trust.anchor = Some("12zz".into());
+        assert!(bad.check().unwrap_err().to_string().contains("[trust] anchor"));
         let mut userinfo = cfg.clone();
         userinfo.sync.nats_url = "tls://u:secret@h:4222".into();
         let e = userinfo.check().unwrap_err().to_string();
