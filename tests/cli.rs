@@ -366,6 +366,15 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     // Offline audit of the data directory; then a tampered event is named.
     let out = yipan(&dir, &["audit"], None);
     assert!(out.status.success(), "{}", text(&out.stdout));
+    // It audits against the anchor it recorded; another root is refused.
+    let audit = yipan(&dir, &["audit", "--anchor", &anchor(tmp.path()), "--format", "json"], None);
+    assert!(audit.status.success(), "{}{}", text(&audit.stdout), text(&audit.stderr));
+    let other_root = "5866666666666666666666666666666666666666666666666666666666666666";
+    let audit = yipan(&dir, &["audit", "--anchor", other_root], None);
+    assert!(!audit.status.success() && text(&audit.stderr).contains("trusts another root"), "{}", text(&audit.stderr));
+    let shown = yipan_ok(&dir, &["roster", "show"]);
+    assert!(shown.contains("610112 县") && shown.contains("active  (this node)"), "{shown}");
+    assert!(shown.contains("chain: locality 610112 serial"), "{shown}");
     {
         let key = yipan_log::keyfile::load(&dir).unwrap();
         let log = yipan_log::SledStore::open(

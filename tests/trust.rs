@@ -335,19 +335,63 @@ async fn revocation_stops_a_stolen_key_and_bad_statements_are_quarantined_with_c
         ),
         chrono::Utc::now(),
     );
+    // Expired, not yet valid, a second key for a certified locality, a revocation of an
+    // unknown serial, and bytes that are no record at all.
+    let shaanxi = w.deployment.authority.issuer(61).unwrap();
+    let now = chrono::Utc::now();
+    let day = chrono::TimeDelta::days(1);
+    let cert = |code: &str, serial: u64, from: chrono::DateTime<chrono::Utc>, until: chrono::DateTime<chrono::Utc>| {
+        yipan_trust::statement::sign(
+            &shaanxi,
+            yipan_trust::statement::locality_certificate(&yipan_trust::statement::LocalityCert {
+                locality: loc(code),
+                name: "x".into(),
+                key: keyfile::generate().unwrap().verifying_key(),
+                serial,
+                valid_from: from,
+                valid_until: until,
+                replaces_serial: 0,
+                first_seq: 0,
+            }),
+            now,
+        )
+    };
+    let expired = cert("610114", 79, now - day * 30, now - day);
+    let early = cert("610115", 80, now + day * 30, now + day * 60);
+    let conflict = cert("610112", 81, now - day, now + day * 300);
+    let unknown_serial =
+        yipan_trust::statement::sign(&shaanxi, yipan_trust::statement::revocation(424242, 0, "x"), now);
     let js = async_nats::jetstream::new(w.nats_as(Principal::Authority(61)).await);
-    for (i, s) in [wrong, unknown_root].into_iter().enumerate() {
-        let record = yipan_trust::statement::record_of_statement(s);
+    let mut records: Vec<Vec<u8>> = [wrong, unknown_root, expired, early, conflict, unknown_serial]
+        .into_iter()
+        .map(yipan_trust::statement::record_of_statement)
+        .collect();
+    records.push(b"\x0a\xff\xffnot a record".to_vec());
+    for (i, record) in records.into_iter().enumerate() {
         let msg = async_nats::jetstream::message::PublishMessage::build()
             .payload(record.into())
             .message_id(format!("bad-{i}"));
         js.send_publish(yipan_sync::subjects::trust_statement(61), msg).await.unwrap().await.unwrap();
     }
-    w.until("both bad statements refused", |w| metric(w.node("610112"), "yipan_trust_records_refused_total") >= 2)
+    w.until("every bad statement refused", |w| metric(w.node("610112"), "yipan_trust_records_refused_total") >= 7)
         .await;
     let reasons: Vec<String> = w.node("610112").log.quarantine().unwrap().into_iter().map(|q| q.reason).collect();
-    assert!(reasons.iter().any(|r| r.starts_with("trust.wrong_province")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("trust.unknown_issuer")), "{reasons:?}");
+    for code in [
+        "trust.wrong_province",
+        "trust.unknown_issuer",
+        "trust.expired",
+        "trust.not_yet_valid",
+        "trust.key_conflict",
+        "trust.unknown_serial",
+        "trust.malformed",
+    ] {
+        assert!(reasons.iter().any(|r| r.starts_with(code)), "{code} missing from {reasons:?}");
+    }
+    assert_eq!(
+        w.node("610112").log.roster().iter().find(|(l, _)| *l == loc("610112")).map(|(_, k)| *k),
+        Some(keyfile::load(&w.dir("610112")).unwrap().verifying_key()),
+        "the conflicting certificate changed nothing"
+    );
     assert!(!w.node("610112").log.trusts(loc("411523")));
     // An authority's NATS user may publish only its own province's subject.
     let e = js.publish(yipan_sync::subjects::trust_statement(41), "x".into()).await.unwrap().await;

@@ -6,7 +6,8 @@
 //! tiers, recipient, channel positions, forks, gaps) are reached too.
 //!
 //! Checks: one outcome per input; quarantine holds exactly the quarantined
-//! ones; stored + duplicates + gaps + quarantined == inputs; everything stored
+//! ones; stored + duplicates + gaps + quarantined + pending (an author with
+//! no known key) == inputs; everything stored
 //! is one of the inputs, from the roster author, and verifies (signature,
 //! tiers); as received (not re-signed) the whole store verifies; ingesting
 //! the stored events again gives only duplicates.
@@ -43,16 +44,20 @@ fuzz_target!(|data: &[u8]| {
     let log = receiving_log();
     let out = log.ingest_batch(&items).expect("a memory log never fails to write");
     assert_eq!(out.len(), items.len());
-    let (mut stored, mut dup, mut gap, mut quarantined) = (0, 0, 0, 0);
+    let (mut stored, mut dup, mut gap, mut quarantined, mut pending) = (0, 0, 0, 0, 0);
     for o in &out {
         match o {
             Ingested::Stored { .. } => stored += 1,
             Ingested::Duplicate { .. } => dup += 1,
             Ingested::Gap { .. } => gap += 1,
             Ingested::Quarantined { .. } => quarantined += 1,
+            Ingested::Pending { author, .. } => {
+                assert_ne!(author.to_string(), AUTHOR, "the roster author's key is known");
+                pending += 1
+            }
         }
     }
-    assert_eq!(stored + dup + gap + quarantined, items.len());
+    assert_eq!(stored + dup + gap + quarantined + pending, items.len());
     assert_eq!(log.quarantine().expect("quarantine readable").len(), quarantined, "{out:?}");
     assert_eq!(log.len(), stored, "{out:?}");
 

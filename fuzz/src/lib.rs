@@ -134,3 +134,36 @@ pub fn notification(n: u64) -> EventDraft {
         ..Default::default()
     }
 }
+
+/// Seed of the trust root's key (trust target).
+pub const ROOT_KEY: u8 = 11;
+/// Seed of the Henan authority's key (province 41, authority of [`AUTHOR`]).
+pub const AUTHORITY_KEY: u8 = 12;
+
+/// The instant trust records are judged at in the trust target.
+pub fn trust_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("valid instant")
+}
+
+/// A trust state with [`ROOT_KEY`] as anchor, authority 41 and [`AUTHOR`] certified (serial 100).
+pub fn trust_world() -> yipan_trust::TrustState {
+    use yipan_trust::statement;
+    let at = trust_time();
+    let year = chrono::TimeDelta::days(365);
+    let mut t = yipan_trust::TrustState::new(Some(key(ROOT_KEY).verifying_key()));
+    let a = statement::authority_certificate(41, "河南", &key(AUTHORITY_KEY).verifying_key(), 41, at - year, at + year);
+    t.apply_statement(&statement::sign(&key(ROOT_KEY), a, at), at).expect("authority");
+    let c = statement::LocalityCert {
+        locality: loc(AUTHOR),
+        name: "光山县".into(),
+        key: key(AUTHOR_KEY).verifying_key(),
+        serial: 100,
+        valid_from: at - year,
+        valid_until: at + year,
+        replaces_serial: 0,
+        first_seq: 0,
+    };
+    t.apply_statement(&statement::sign(&key(AUTHORITY_KEY), statement::locality_certificate(&c), at), at)
+        .expect("locality");
+    t
+}

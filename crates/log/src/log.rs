@@ -780,6 +780,11 @@ impl<B: Backend> Log<B> {
             .collect())
     }
 
+    /// Author sequences of this node's own key handovers (`KeyRotated` events).
+    pub fn own_handovers(&self) -> Vec<u64> {
+        read(&self.shared.trust).handovers(self.shared.locality)
+    }
+
     /// A copy of the verified trust state (views, audits).
     pub fn trust(&self) -> TrustState {
         read(&self.shared.trust).clone()
@@ -813,16 +818,23 @@ impl<B: Backend> Log<B> {
         record: &[u8],
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<std::result::Result<Applied, TrustFault>> {
+        // Applied in place (a copy per record would cost O(localities) each: seconds for a
+        // national trust stream at start). A refused record changes nothing that matters.
         let mut t = write(&self.shared.trust);
-        let mut next = t.clone();
-        match next.apply_record(record, at) {
+        match t.apply_record(record, at) {
             Ok(Applied::Duplicate) => Ok(Ok(Applied::Duplicate)),
             Ok(applied) => {
                 let n = self.shared.trust_next.fetch_add(1, Ordering::Relaxed);
                 let mut value = at.timestamp_micros().to_be_bytes().to_vec();
                 value.extend_from_slice(record);
-                self.shared.backend.commit(vec![(layout::trust_key(n).to_vec(), Some(value))])?;
-                *t = next;
+                if let Err(e) = self.shared.backend.commit(vec![(layout::trust_key(n).to_vec(), Some(value))]) {
+                    // Memory now holds a record the disk does not: like a failed append,
+                    // the log stops until reopened (the stream cursor was not advanced,
+                    // so the record is read again then).
+                    self.shared.poisoned.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "trust record failed to write; log poisoned until reopened");
+                    return Err(e);
+                }
                 drop(t);
                 tracing::info!(?applied, "trust record applied");
                 Ok(Ok(applied))
@@ -920,7 +932,6 @@ impl<B: Backend> Log<B> {
     /// event at a known position is a fork. Rejects go to quarantine with
     /// their bytes and reason; nothing that failed verification is stored.
     pub fn ingest_batch(&self, items: &[&[u8]]) -> Result<Vec<Ingested>> {
-        self.learn_rotations(items);
         let checked = self.check_foreign_batch(items);
         let mut bounds = lock(&self.shared.ingest_lock);
         let me = self.shared.locality.as_u32();
@@ -1071,38 +1082,34 @@ impl<B: Backend> Log<B> {
             .collect())
     }
 
-    /// Applies the key handovers (`KeyRotated` events) in a batch before
-    /// its signatures are checked, so that later events of the same author
-    /// in the batch verify with the new key. A handover is authentic on its
-    /// own (signed by the old key, naming a certificate that verifies up to
-    /// the anchor), whether or not its event is then stored.
-    fn learn_rotations(&self, items: &[&[u8]]) {
-        for bytes in items {
-            let Ok(ev) = StoredEvent::decode(bytes) else { continue };
-            let Some(at) = rotation_time(&ev) else { continue };
-            if ev.author() == Some(self.shared.locality) {
-                continue;
-            }
-            let mut t = write(&self.shared.trust);
-            match t.apply_rotation(bytes, at) {
-                Ok(applied) => tracing::debug!(?applied, "key rotation learned from an event"),
-                // Refused here, the event itself is judged (and quarantined) below.
-                Err(f) => tracing::debug!(code = f.code(), "key rotation event not applied"),
-            }
-        }
-    }
-
     /// Verifies foreign events: decoding, author and the author's key for
     /// that sequence, then the signatures (in batches of 64 on all cores
     /// when there are many, falling back to one by one to name the bad
     /// ones), then schema and recipient.
     fn check_foreign_batch(&self, items: &[&[u8]]) -> Vec<std::result::Result<(StoredEvent, u64), Reject>> {
         let parallel = items.len() >= PARALLEL_SIGN_FROM;
+        let decode = |b: &&[u8]| StoredEvent::decode(b).map_err(|p| Reject::Bad(None, format!("malformed: {p}")));
+        let decoded: Vec<std::result::Result<StoredEvent, Reject>> =
+            if parallel { items.par_iter().map(decode).collect() } else { items.iter().map(decode).collect() };
+        // Key handovers (`KeyRotated` events) first, so that later events of the same
+        // author in this batch verify with the new key. A handover is authentic on its
+        // own (signed by the old key, naming a certificate that verifies up to the
+        // anchor), whether or not its event is then stored; if refused here, the event
+        // itself is judged (and quarantined) below.
+        for (bytes, ev) in items.iter().zip(&decoded) {
+            let Ok(ev) = ev else { continue };
+            let Some(at) = rotation_time(ev) else { continue };
+            if ev.author() != Some(self.shared.locality) {
+                if let Err(f) = write(&self.shared.trust).apply_rotation(bytes, at) {
+                    tracing::debug!(code = f.code(), "key handover in a received event not applied");
+                }
+            }
+        }
         let trust = read(&self.shared.trust);
         let heads: Vec<std::result::Result<(StoredEvent, VerifyingKey), Reject>> = if parallel {
-            items.par_iter().map(|b| self.foreign_head(&trust, b)).collect()
+            decoded.into_par_iter().map(|r| r.and_then(|ev| self.foreign_head(&trust, ev))).collect()
         } else {
-            items.iter().map(|b| self.foreign_head(&trust, b)).collect()
+            decoded.into_iter().map(|r| r.and_then(|ev| self.foreign_head(&trust, ev))).collect()
         };
         let forged = |ev: &StoredEvent, p: String| {
             // Signed by the author's certified next key before its handover reached us: wait for it.
@@ -1139,9 +1146,8 @@ impl<B: Backend> Log<B> {
     fn foreign_head(
         &self,
         trust: &TrustState,
-        bytes: &[u8],
+        ev: StoredEvent,
     ) -> std::result::Result<(StoredEvent, VerifyingKey), Reject> {
-        let ev = StoredEvent::decode(bytes).map_err(|p| Reject::Bad(None, format!("malformed: {p}")))?;
         let claimed = Some(ev.envelope.author.clone());
         let fail = |reason: String| Reject::Bad(claimed.clone(), reason);
         let author = Locality::parse(&ev.envelope.author).map_err(|p| fail(format!("author {p}")))?;

@@ -117,16 +117,7 @@ pub async fn read_new<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Context, me
 async fn publish_handovers<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Context) -> Result<()> {
     let me = log.locality();
     let done = cursor(log, PUBLISHED);
-    let trust = log.trust();
-    let Some(view) = trust.view(chrono::Utc::now()).into_iter().find(|v| v.locality == me.to_string()) else {
-        return Ok(());
-    };
-    let mut seqs: Vec<u64> = view
-        .spans
-        .iter()
-        .filter_map(|s| s.how.strip_prefix("rotation at #").and_then(|n| n.parse().ok()))
-        .filter(|n| *n > done)
-        .collect();
+    let mut seqs: Vec<u64> = log.own_handovers().into_iter().filter(|n| *n > done).collect();
     seqs.sort_unstable();
     for seq in seqs {
         let Some(ev) = log.event_at(me, seq)? else { continue };

@@ -128,6 +128,9 @@ pub struct Span {
     pub serial: u64,
     #[serde(skip)]
     key: VerifyingKey,
+    /// The handover event's sequence, for a key that took over by rotation.
+    #[serde(skip)]
+    rotation_at: Option<u64>,
 }
 
 /// Everything known about one locality.
@@ -506,7 +509,7 @@ impl TrustState {
         if entry.spans.last().is_some_and(|s| s.from_seq > seq) {
             return Err(Fault::BadRotation(format!("at {author}#{seq}: the key schedule already continues past it")));
         }
-        entry.spans.push(span(seq + 1, new, format!("rotation at #{seq}"), serial));
+        entry.spans.push(Span { rotation_at: Some(seq), ..span(seq + 1, new, format!("rotation at #{seq}"), serial) });
         entry.pending_rotation = None;
         self.applied.insert(id);
         Ok(Applied::Rotated { locality: author, from_seq: seq + 1 })
@@ -539,21 +542,30 @@ impl TrustState {
         if span.serial == 0 {
             return Ok(span.key);
         }
-        let certs: Vec<&CertEntry> = entry.certificates.iter().filter(|c| c.key == span.key).collect();
-        if let Some((c, r)) = certs.iter().find_map(|c| c.revoked.as_ref().map(|r| (c, r))) {
+        // No allocation: this runs once per received and audited event.
+        let certs = || entry.certificates.iter().filter(|c| c.key == span.key);
+        if let Some((c, r)) = certs().find_map(|c| c.revoked.as_ref().map(|r| (c, r))) {
             if seq > r.valid_through_seq {
                 return Err(KeyFault::Revoked { serial: c.serial, through: r.valid_through_seq, seq });
             }
         }
         if let Some(t) = recorded {
-            if !certs.iter().any(|c| c.from - SKEW <= t && t <= c.until) {
+            if !certs().any(|c| c.from - SKEW <= t && t <= c.until) {
                 return Err(KeyFault::OutsideValidity {
-                    serial: certs.last().map(|c| c.serial).unwrap_or(span.serial),
+                    serial: certs().last().map(|c| c.serial).unwrap_or(span.serial),
                     recorded: text(t),
                 });
             }
         }
         Ok(span.key)
+    }
+
+    /// Author sequences of `author`'s key handovers (its `KeyRotated` events).
+    pub fn handovers(&self, author: Locality) -> Vec<u64> {
+        self.localities
+            .get(&author.as_u32())
+            .map(|e| e.spans.iter().filter_map(|s| s.rotation_at).collect())
+            .unwrap_or_default()
     }
 
     /// The certified next key of `author` waiting for its rotation event.
@@ -631,7 +643,7 @@ impl TrustState {
 }
 
 fn span(from_seq: u64, key: VerifyingKey, how: String, serial: u64) -> Span {
-    Span { from_seq, public_key: hex::encode(key.to_bytes()), how, serial, key }
+    Span { from_seq, public_key: hex::encode(key.to_bytes()), how, serial, key, rotation_at: None }
 }
 
 fn validity(

@@ -104,5 +104,81 @@ fn main() {
     let c = yipan_projections::Catalogue::default();
     write(t, "default_pretty", serde_json::to_string_pretty(&c).expect("json").as_bytes());
     write(t, "default", serde_json::to_string(&c).expect("json").as_bytes());
+    trust_seeds();
     println!("seeds written to fuzz/seeds/");
+}
+
+/// Trust records that apply to [`trust_world`], and some that do not.
+fn trust_seeds() {
+    use yipan_trust::statement::{self, LocalityCert};
+    let t = "trust_record";
+    let at = trust_time();
+    let year = chrono::TimeDelta::days(365);
+    let cert = |code: &str, k: u8, serial: u64, replaces: u64, first_seq: u64| LocalityCert {
+        locality: loc(code),
+        name: "县".into(),
+        key: key(k).verifying_key(),
+        serial,
+        valid_from: at - year,
+        valid_until: at + year,
+        replaces_serial: replaces,
+        first_seq,
+    };
+    let by_authority = |c: &LocalityCert| {
+        statement::record_of_statement(statement::sign(&key(AUTHORITY_KEY), statement::locality_certificate(c), at))
+    };
+    let rotation_cert = statement::sign(&key(AUTHORITY_KEY), statement::locality_certificate(&cert(AUTHOR, 30, 200, 100, 0)), at);
+    let authority = statement::authority_certificate(61, "陕西", &key(31).verifying_key(), 61, at - year, at + year);
+    let seeds: Vec<(&str, u8, Vec<u8>)> = vec![
+        ("authority", 0, statement::record_of_statement(statement::sign(&key(ROOT_KEY), authority.clone(), at))),
+        ("authority_resign", 1, statement::record_of_statement(statement::sign(&key(99), authority, at))),
+        ("locality", 0, by_authority(&cert("411523", 20, 101, 0, 0))),
+        ("locality_resign", 3, by_authority(&cert("411524", 21, 102, 0, 0))),
+        ("wrong_province", 0, by_authority(&cert("610112", 22, 103, 0, 0))),
+        ("conflict", 0, by_authority(&cert(AUTHOR, 23, 104, 0, 0))),
+        ("rotation_certificate", 0, statement::record_of_statement(rotation_cert.clone())),
+        ("recovery", 3, by_authority(&cert(AUTHOR, 24, 105, 100, 9))),
+        (
+            "revocation",
+            0,
+            statement::record_of_statement(statement::sign(&key(AUTHORITY_KEY), statement::revocation(100, 7, "lost"), at)),
+        ),
+        ("rotation_event", 0, statement::record_of_rotation(rotation_event(rotation_cert))),
+        ("garbage", 0, b"\x0a\x03abc".to_vec()),
+    ];
+    let mut check = trust_world();
+    for (name, mode, bytes) in seeds {
+        if name == "locality" || name == "revocation" {
+            assert!(check.clone().apply_record(&bytes, at).is_ok(), "seed {name} applies");
+        }
+        let mut out = vec![mode];
+        out.extend(bytes);
+        write(t, name, &out);
+    }
+    check.apply_record(b"", at).expect_err("empty record refused");
+}
+
+/// A `KeyRotated` event of [`AUTHOR`] at #5 signed with its key, naming `certificate`.
+fn rotation_event(certificate: Vec<u8>) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    use yipan_proto::v1::{event_body, Envelope, EventBody, KeyRotated, SignedEvent};
+    let env = Envelope {
+        schema_version: 1,
+        event_id: uuid_v7_bytes(),
+        author: AUTHOR.into(),
+        author_seq: 5,
+        prev_hash: vec![0; 32],
+        recorded_at: Some(yipan_core::time::to_ts(trust_time())),
+        body: Some(EventBody { kind: Some(event_body::Kind::KeyRotated(KeyRotated { certificate })) }),
+        ..Default::default()
+    };
+    let bytes = env.encode_to_vec();
+    let signature = key(AUTHOR_KEY).sign(&bytes).to_bytes().to_vec();
+    SignedEvent { envelope: bytes, signature, tiers: vec![] }.encode_to_vec()
+}
+
+fn uuid_v7_bytes() -> Vec<u8> {
+    let mut b = [7u8; 16];
+    b[6] = 0x70;
+    b.to_vec()
 }
