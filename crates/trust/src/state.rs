@@ -552,7 +552,7 @@ impl TrustState {
         if let Some(t) = recorded {
             if !certs().any(|c| c.from - SKEW <= t && t <= c.until) {
                 return Err(KeyFault::OutsideValidity {
-                    serial: certs().last().map(|c| c.serial).unwrap_or(span.serial),
+                    serial: certs().next_back().map(|c| c.serial).unwrap_or(span.serial),
                     recorded: text(t),
                 });
             }
