@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         }
         if !cfg.insecure {
             assert!(cfg.http.tls.is_some() && cfg.sync.nats_nkey_file.is_some() && cfg.sync.nats_ca_file.is_some());
+            assert!(cfg.trust.anchor.is_some() || cfg.trust.hand_added_keys_only, "no trust anchor accepted");
         }
     }
 });
