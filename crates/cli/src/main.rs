@@ -8,6 +8,7 @@ mod bench_audit;
 mod bench_http;
 mod bench_projections;
 mod bench_replicate;
+mod bench_trust;
 mod demo;
 mod output;
 mod tail;
@@ -444,6 +445,12 @@ enum BenchWhat {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// The national trust stream (root, 31 authorities, 2,844 localities) verified and
+    /// applied, in memory and kept in sled, vs raw ed25519 verification on one core.
+    Trust {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Appends over HTTPS with a bearer token vs plain HTTP, keep-alive clients, same run.
     Http {
         /// Events per round and mode.
@@ -816,6 +823,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench { what: BenchWhat::Audit { events, format } } => {
             let report = bench_audit::run(events)?;
+            print_report(&report, format)
+        }
+        Command::Bench { what: BenchWhat::Trust { format } } => {
+            let report = bench_trust::run()?;
             print_report(&report, format)
         }
         Command::Bench { what: BenchWhat::Projections { events, format } } => {
