@@ -22,6 +22,7 @@ pub mod keyfile;
 pub mod layout;
 pub mod log;
 pub mod quarantine;
+pub mod reason;
 pub mod segment;
 pub mod store;
 pub mod verify;
@@ -30,6 +31,7 @@ pub use backend::{Backend, MemBackend, SledBackend};
 pub use error::{Error, Result};
 pub use event::StoredEvent;
 pub use log::{Appended, Ingested, Log, QuarantineEntry};
+pub use reason::Code;
 pub use store::EventStore;
 pub use verify::{Fault, VerifyReport};
 

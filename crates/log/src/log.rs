@@ -43,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::event::{hash_envelope, StoredEvent};
 use crate::index::{short_digest, Index};
 use crate::layout;
+use crate::reason::Code;
 use crate::segment::{self, Entry};
 
 /// Most events one sequencing group takes (bounds latency and batch size).
@@ -54,8 +55,8 @@ const EVENT_FEED: usize = 1 << 16;
 
 /// Why a foreign event was not taken.
 enum Reject {
-    /// Rejected for good: claimed author (if readable) and the reason (quarantined).
-    Bad(Option<String>, String),
+    /// Rejected for good: claimed author (if readable), code and reason (quarantined).
+    Bad(Option<String>, Code, String),
     /// Not verifiable yet (its author's key is not known here yet): redelivered later.
     Later(Locality, String),
 }
@@ -109,7 +110,9 @@ pub enum Ingested {
     },
     /// Rejected and kept in quarantine.
     Quarantined {
-        /// Why.
+        /// Stable code ([`Code::as_str`]).
+        code: Code,
+        /// Why, for people.
         reason: String,
     },
     /// Not verifiable yet: the author's certificate or key handover has not
@@ -132,6 +135,10 @@ pub struct QuarantineEntry {
     pub received_at: String,
     /// Claimed author, if it could be read.
     pub author: Option<String>,
+    /// Stable code of the reason (`event.*`, `fork.*`, `key.*`, `trust.*`; empty in
+    /// entries written before codes existed).
+    #[serde(default)]
+    pub code: String,
     /// Why it was rejected.
     pub reason: String,
     /// The bytes as received (at most `quarantine::KEEP_BYTES` of them), hex.
@@ -845,7 +852,12 @@ impl<B: Backend> Log<B> {
                     Ok(yipan_trust::statement::Record::Rotation(_)) => "trust:rotation",
                     _ => "trust",
                 };
-                self.set_aside(record, Some(who.into()), format!("{}: {fault}", fault.code()))?;
+                self.set_aside(
+                    record,
+                    Some(who.into()),
+                    Code::Trust(fault.code()),
+                    format!("{}: {fault}", fault.code()),
+                )?;
                 if fault.is_alert() {
                     tracing::error!(alert = "trust", code = fault.code(), %fault, "trust record refused");
                 } else {
@@ -858,9 +870,9 @@ impl<B: Backend> Log<B> {
 
     /// Sets bytes aside in quarantine with `reason` (e.g. an event whose
     /// author's key never arrived), within the quarantine's bounds.
-    pub fn set_aside(&self, bytes: &[u8], author: Option<String>, reason: String) -> Result<()> {
+    pub fn set_aside(&self, bytes: &[u8], author: Option<String>, code: Code, reason: String) -> Result<()> {
         let mut ops = Vec::new();
-        quarantine_op(&mut ops, bytes, author, reason)?;
+        quarantine_op(&mut ops, bytes, author, code, reason)?;
         let mut bounds = lock(&self.shared.ingest_lock);
         let mut next = bounds.clone();
         next.admit(&mut ops, &meta_key(crate::quarantine::EVICTED));
@@ -937,9 +949,9 @@ impl<B: Backend> Log<B> {
         let me = self.shared.locality.as_u32();
         let mut outcomes: Vec<Option<Ingested>> = vec![None; items.len()];
         let mut ops: Vec<Op> = Vec::new();
-        let quarantine = |ops: &mut Vec<Op>, bytes: &[u8], author: Option<String>, reason: String| {
-            quarantine_op(ops, bytes, author, reason.clone())?;
-            Ok::<_, Error>(Ingested::Quarantined { reason })
+        let quarantine = |ops: &mut Vec<Op>, bytes: &[u8], author: Option<String>, code: Code, reason: String| {
+            quarantine_op(ops, bytes, author, code, reason.clone())?;
+            Ok::<_, Error>(Ingested::Quarantined { code, reason })
         };
         // Order by (author, channel position) so a batch that arrives out of order still applies.
         let mut order: Vec<usize> = (0..items.len()).collect();
@@ -955,7 +967,9 @@ impl<B: Backend> Log<B> {
             let index = read(&self.shared.index);
             for i in order {
                 let outcome = match &checked[i] {
-                    Err(Reject::Bad(author, reason)) => quarantine(&mut ops, items[i], author.clone(), reason.clone())?,
+                    Err(Reject::Bad(author, code, reason)) => {
+                        quarantine(&mut ops, items[i], author.clone(), *code, reason.clone())?
+                    }
                     // Later channel positions of its author in this batch become gaps.
                     Err(Reject::Later(author, reason)) => Ingested::Pending { author: *author, reason: reason.clone() },
                     Ok((ev, ch)) => {
@@ -979,12 +993,14 @@ impl<B: Backend> Log<B> {
                                 &mut ops,
                                 items[i],
                                 author_text,
+                                Code::IdConflict,
                                 format!("event id {uuid} is already held with different content"),
                             )?,
                             None if *ch <= head => quarantine(
                                 &mut ops,
                                 items[i],
                                 author_text,
+                                Code::ForkChannel,
                                 format!(
                                     "fork: channel position {ch} from {} to {} already holds another event",
                                     ev.envelope.author, self.shared.locality
@@ -999,6 +1015,7 @@ impl<B: Backend> Log<B> {
                                 &mut ops,
                                 items[i],
                                 author_text,
+                                Code::ForkSequence,
                                 format!(
                                     "fork: author sequence {} is not after {max_seq}, already held from {}",
                                     ev.seq(),
@@ -1078,7 +1095,7 @@ impl<B: Backend> Log<B> {
         }
         Ok(outcomes
             .into_iter()
-            .map(|o| o.unwrap_or(Ingested::Quarantined { reason: "not processed".into() }))
+            .map(|o| o.unwrap_or(Ingested::Quarantined { code: Code::Malformed, reason: "not processed".into() }))
             .collect())
     }
 
@@ -1088,7 +1105,9 @@ impl<B: Backend> Log<B> {
     /// ones), then schema and recipient.
     fn check_foreign_batch(&self, items: &[&[u8]]) -> Vec<std::result::Result<(StoredEvent, u64), Reject>> {
         let parallel = items.len() >= PARALLEL_SIGN_FROM;
-        let decode = |b: &&[u8]| StoredEvent::decode(b).map_err(|p| Reject::Bad(None, format!("malformed: {p}")));
+        let decode = |b: &&[u8]| {
+            StoredEvent::decode(b).map_err(|p| Reject::Bad(None, Code::Malformed, format!("malformed: {p}")))
+        };
         let decoded: Vec<std::result::Result<StoredEvent, Reject>> =
             if parallel { items.par_iter().map(decode).collect() } else { items.iter().map(decode).collect() };
         // Key handovers (`KeyRotated` events) first, so that later events of the same
@@ -1123,6 +1142,7 @@ impl<B: Backend> Log<B> {
             }
             Reject::Bad(
                 Some(ev.envelope.author.clone()),
+                Code::Forged,
                 format!("forged or altered: {p} with the certified key of {} for #{}", ev.envelope.author, ev.seq()),
             )
         };
@@ -1132,7 +1152,7 @@ impl<B: Backend> Log<B> {
         drop(trust);
         let finish = |r: std::result::Result<StoredEvent, Reject>| {
             let ev = r?;
-            let ch = self.foreign_body(&ev).map_err(|(a, reason)| Reject::Bad(a, reason))?;
+            let ch = self.foreign_body(&ev).map_err(|(a, code, reason)| Reject::Bad(a, code, reason))?;
             Ok((ev, ch))
         };
         if parallel {
@@ -1149,25 +1169,29 @@ impl<B: Backend> Log<B> {
         ev: StoredEvent,
     ) -> std::result::Result<(StoredEvent, VerifyingKey), Reject> {
         let claimed = Some(ev.envelope.author.clone());
-        let fail = |reason: String| Reject::Bad(claimed.clone(), reason);
-        let author = Locality::parse(&ev.envelope.author).map_err(|p| fail(format!("author {p}")))?;
+        let fail = |code: Code, reason: String| Reject::Bad(claimed.clone(), code, reason);
+        let author = Locality::parse(&ev.envelope.author).map_err(|p| fail(Code::Author, format!("author {p}")))?;
         if author == self.shared.locality {
-            return Err(fail("names this node as its author; a node ingests only other localities' events".into()));
+            return Err(fail(
+                Code::Author,
+                "names this node as its author; a node ingests only other localities' events".into(),
+            ));
         }
         let recorded = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
         match trust.key_for(author, ev.seq(), recorded) {
             Ok(key) => Ok((ev, key)),
             Err(e @ KeyFault::Unknown { .. }) => Err(Reject::Later(author, e.to_string())),
-            Err(e) => Err(fail(format!("{}: {e}", e.code()))),
+            Err(e) => Err(fail(Code::Trust(e.code()), format!("{}: {e}", e.code()))),
         }
     }
 
     /// Checks after the signature: schema, domain validation, recipient.
     /// Ok gives this node's channel position.
-    fn foreign_body(&self, ev: &StoredEvent) -> std::result::Result<u64, (Option<String>, String)> {
+    fn foreign_body(&self, ev: &StoredEvent) -> std::result::Result<u64, (Option<String>, Code, String)> {
         let claimed = Some(ev.envelope.author.clone());
-        let fail = |reason: String| (claimed.clone(), reason);
-        let author = Locality::parse(&ev.envelope.author).map_err(|p| fail(format!("author {p}")))?;
+        let fail = |reason: String| (claimed.clone(), Code::Schema, reason);
+        let author =
+            Locality::parse(&ev.envelope.author).map_err(|p| (claimed.clone(), Code::Author, format!("author {p}")))?;
         if ev.envelope.schema_version == 0 || ev.envelope.schema_version > yipan_proto::SCHEMA_VERSION {
             return Err(fail(format!(
                 "schema version {} is not supported (this node reads 1..={})",
@@ -1205,15 +1229,11 @@ impl<B: Backend> Log<B> {
             }
         }
         let me = self.shared.locality.to_string();
-        let ch = ev
-            .envelope
-            .recipients
-            .iter()
-            .find(|r| r.locality == me)
-            .map(|r| r.channel_seq)
-            .ok_or_else(|| fail(format!("wrong recipient: not addressed to {me}")))?;
+        let ch = ev.envelope.recipients.iter().find(|r| r.locality == me).map(|r| r.channel_seq).ok_or_else(|| {
+            (claimed.clone(), Code::WrongRecipient, format!("wrong recipient: not addressed to {me}"))
+        })?;
         if ch == 0 {
-            return Err(fail("channel position 0; positions start at 1".into()));
+            return Err((claimed.clone(), Code::WrongRecipient, "channel position 0; positions start at 1".into()));
         }
         Ok(ch)
     }
@@ -1606,12 +1626,13 @@ fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
 }
 
 /// A rejected foreign event or trust record as a quarantine write.
-fn quarantine_op(ops: &mut Vec<Op>, bytes: &[u8], author: Option<String>, reason: String) -> Result<()> {
+fn quarantine_op(ops: &mut Vec<Op>, bytes: &[u8], author: Option<String>, code: Code, reason: String) -> Result<()> {
     let id = Uuid::now_v7();
     let entry = QuarantineEntry {
         id,
         received_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         author,
+        code: code.as_str().into(),
         reason,
         bytes_hex: hex::encode(&bytes[..bytes.len().min(crate::quarantine::KEEP_BYTES)]),
         size: bytes.len() as u64,
@@ -1619,7 +1640,7 @@ fn quarantine_op(ops: &mut Vec<Op>, bytes: &[u8], author: Option<String>, reason
     };
     let value = serde_json::to_vec(&entry).map_err(|e| Error::Storage(e.to_string()))?;
     ops.push((layout::quarantine_key(id.as_bytes()).to_vec(), Some(value)));
-    tracing::warn!(author = entry.author.as_deref().unwrap_or("?"), reason = %entry.reason, "quarantined");
+    tracing::warn!(author = entry.author.as_deref().unwrap_or("?"), code = %entry.code, reason = %entry.reason, "quarantined");
     Ok(())
 }
 

@@ -138,21 +138,26 @@ conformance! {
         // Own event replayed back to us.
         let own = store.append_batch(vec![arrival(1)]).unwrap();
         let own = store.get(own[0].id).unwrap().unwrap().signed.encode_to_vec();
-        let cases: Vec<(Vec<u8>, &str)> = vec![
-            (b"not protobuf at all \xff\xff".to_vec(), "malformed"),
-            (forged.encode_to_vec(), "forged or altered"),
-            (altered.encode_to_vec(), "forged or altered"),
-            (fake, "forged or altered"),
-            (other, "wrong recipient"),
-            (own, "names this node as its author"),
+        let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+            (b"not protobuf at all \xff\xff".to_vec(), "malformed", "event.malformed"),
+            (forged.encode_to_vec(), "forged or altered", "event.forged"),
+            (altered.encode_to_vec(), "forged or altered", "event.forged"),
+            (fake, "forged or altered", "event.forged"),
+            (other, "wrong recipient", "event.wrong_recipient"),
+            (own, "names this node as its author", "event.author"),
         ];
-        for (b, want) in &cases {
+        for (b, want, want_code) in &cases {
             let r = store.ingest_batch(&[b]).unwrap();
             match &r[0] {
-                Ingested::Quarantined { reason } => assert!(reason.contains(want), "want {want}, got {reason}"),
+                Ingested::Quarantined { code, reason } => {
+                    assert!(reason.contains(want), "want {want}, got {reason}");
+                    assert_eq!(code.as_str(), *want_code, "{reason}");
+                }
                 other => panic!("want quarantine for {want}, got {other:?}"),
             }
         }
+        let codes: Vec<String> = store.quarantine().unwrap().into_iter().map(|q| q.code).collect();
+        assert_eq!(codes, cases.iter().map(|c| c.2.to_string()).collect::<Vec<_>>(), "codes are kept with the entries");
         assert_eq!(store.read_author(loc("411522"), 1, 10).unwrap().len(), 0, "nothing failed was applied");
         let q = store.quarantine().unwrap();
         assert_eq!(q.len(), cases.len());
@@ -171,7 +176,7 @@ conformance! {
         let refs: Vec<&[u8]> = items.iter().map(|b| b.as_slice()).collect();
         let out = store.ingest_batch(&refs).unwrap();
         assert!(out[..69].iter().all(|o| matches!(o, Ingested::Stored { .. })));
-        assert!(matches!(&out[69], Ingested::Quarantined { reason } if reason.starts_with("forged or altered")), "{:?}", out[69]);
+        assert!(matches!(&out[69], Ingested::Quarantined { reason, .. } if reason.starts_with("forged or altered")), "{:?}", out[69]);
         assert!(out[70..].iter().all(|o| matches!(o, Ingested::Gap { expected: 70, .. })), "{:?}", &out[70]);
         // The genuine event repairs the gap; the rest then apply in one batch.
         let rest: Vec<&[u8]> = bytes[69..].iter().map(|b| b.as_slice()).collect();
@@ -190,7 +195,7 @@ conformance! {
         let t = twin.append_batch(vec![certificate(7)]).unwrap();
         let t = twin.get(t[0].id).unwrap().unwrap().signed.encode_to_vec();
         let r = store.ingest_batch(&[&t]).unwrap();
-        assert!(matches!(&r[0], Ingested::Quarantined { reason } if reason.starts_with("fork")), "{r:?}");
+        assert!(matches!(&r[0], Ingested::Quarantined { code, reason } if code.is_fork() && reason.starts_with("fork")), "{r:?}");
     }
 
     roster_refuses_a_changed_key(store) {

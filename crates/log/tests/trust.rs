@@ -164,9 +164,9 @@ fn a_revoked_key_cannot_extend_the_chain_and_cannot_rewrite_it() {
     thief.append_batch((1..=3).map(certificate).collect()).unwrap();
     let forged = bytes_of(&thief, 1);
     let out = residence.ingest(&forged[2]).unwrap();
-    assert!(matches!(&out, Ingested::Quarantined { reason } if reason.contains("key.revoked")), "{out:?}");
+    assert!(matches!(&out, Ingested::Quarantined { reason, .. } if reason.contains("key.revoked")), "{out:?}");
     let out = residence.ingest(&forged[0]).unwrap();
-    assert!(matches!(&out, Ingested::Quarantined { reason } if reason.starts_with("fork")), "{out:?}");
+    assert!(matches!(&out, Ingested::Quarantined { reason, .. } if reason.starts_with("fork")), "{out:?}");
     assert_eq!(residence.read_author(loc("411522"), 1, 10).unwrap().len(), 2, "nothing applied");
     // The real node cannot sign past the bound either until it recovers with a new key.
     let rev = statement::sign(&key(HENAN), statement::revocation(4100, 2, "key stolen"), Utc::now());

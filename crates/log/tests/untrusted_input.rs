@@ -33,7 +33,7 @@ fn absurd_recorded_at_does_not_overflow() {
     store.roster_add(loc("411522"), key(2).verifying_key()).unwrap();
     let out = store.ingest(&signed.encode_to_vec()).unwrap();
     assert!(
-        matches!(&out, Ingested::Quarantined { reason } if reason.contains("recorded_at is missing or not a valid instant")),
+        matches!(&out, Ingested::Quarantined { reason, .. } if reason.contains("recorded_at is missing or not a valid instant")),
         "{out:?}"
     );
 }

@@ -202,7 +202,8 @@ async fn settle<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, msg: Messa
         let reason = format!("key.unknown: {reason} (after {delivered} deliveries)");
         let l = log.clone();
         let (payload, who) = (msg.payload.clone(), author.to_string());
-        tokio::task::spawn_blocking(move || l.set_aside(&payload, Some(who), reason))
+        let code = yipan_log::Code::Trust("key.unknown");
+        tokio::task::spawn_blocking(move || l.set_aside(&payload, Some(who), code, reason))
             .await
             .map_err(|e| Error::Nats(format!("quarantine task failed: {e}")))??;
         SyncMetrics::add(&metrics.quarantined, 1);
@@ -224,11 +225,11 @@ fn account(metrics: &SyncMetrics, outcome: &Ingested) {
             }
         }
         Ingested::Duplicate { .. } => SyncMetrics::add(&metrics.duplicates, 1),
-        Ingested::Quarantined { reason } => {
+        Ingested::Quarantined { code, reason } => {
             SyncMetrics::add(&metrics.quarantined, 1);
-            if reason.starts_with("fork") {
+            if code.is_fork() {
                 SyncMetrics::add(&metrics.forks, 1);
-                tracing::error!(alert = "fork", %reason, "two different events claim one channel position");
+                tracing::error!(alert = "fork", %code, %reason, "two different events claim one channel position");
             }
         }
         Ingested::Gap { .. } => SyncMetrics::add(&metrics.gaps, 1),
