@@ -72,6 +72,25 @@ fn init_append_scenario_verify_and_reappend() {
     for secret in ["41152219920315002X", "李秀英", "13912345678"] {
         assert!(!all.contains(secret), "personal value shown unmasked");
     }
+    // --limit counts events of the asked kind, not events read before filtering.
+    let arrivals = text(&yipan(&dir, &["log", "--kind", "ServiceRendered", "--limit", "2"], None).stdout);
+    let kinds: Vec<String> = arrivals
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
+        .collect();
+    let all_of_kind = all.lines().filter(|l| l.contains("\"kind\":\"ServiceRendered\"")).count();
+    assert!(all_of_kind >= 2, "the scenario has several services");
+    assert_eq!(kinds, vec!["ServiceRendered"; 2], "{arrivals}");
+    // A listing piped into a reader that stops early ends quietly, without a panic.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_yipan"))
+        .args(["--data-dir", dir.to_str().unwrap(), "log", "--format", "table"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line
+    let out = child.wait_with_output().unwrap();
+    assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -240,6 +259,15 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     init(&dir);
     operator_certify(tmp.path(), "610112", &nats.url());
     let config = secured_config(tmp.path(), "610112", 0, &nats.url());
+    // The node counts working days with a holiday calendar: a long closure (every day from
+    // 2026-10-09 to the end of the year) moves every due date counted in working days.
+    let calendar = tmp.path().join("holidays.json");
+    let closed: Vec<String> = (0..84)
+        .map(|d| (chrono::NaiveDate::from_ymd_opt(2026, 10, 9).unwrap() + chrono::Days::new(d)).to_string())
+        .collect();
+    std::fs::write(&calendar, serde_json::json!({ "holidays": closed, "workdays": [] }).to_string()).unwrap();
+    let toml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("calendar = {:?}\n{toml}", calendar.display().to_string())).unwrap();
     let token = |role: &str| {
         yipan_ok(&dir, &["token", "create", "--role", role, "--name", &format!("test {role}")]).trim().to_string()
     };
@@ -266,10 +294,33 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
     let url = format!("https://{addr}");
     let out = yipan(
         &dir,
-        &["--token", &auditor, "--ca-cert", ca_arg, "audit", "--api", &url, "--compare", &url, "--format", "json"],
+        &[
+            "--token",
+            &auditor,
+            "--ca-cert",
+            ca_arg,
+            "--calendar",
+            calendar.to_str().unwrap(),
+            "audit",
+            "--api",
+            &url,
+            "--compare",
+            &url,
+            "--format",
+            "json",
+        ],
         None,
     );
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    // Without the nodes' calendar the audit's digests differ, and it says so.
+    let blind = yipan(
+        &dir,
+        &["--token", &auditor, "--ca-cert", ca_arg, "audit", "--api", &url, "--compare", &url, "--format", "json"],
+        None,
+    );
+    assert_eq!(blind.status.code(), Some(1), "{}{}", text(&blind.stdout), text(&blind.stderr));
+    let blind: serde_json::Value = serde_json::from_slice(&blind.stdout).unwrap();
+    assert!(blind["comparisons"].as_object().unwrap().values().any(|v| v != "match"), "{blind}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["events"], 21);
     assert!(!report["comparisons"].as_object().unwrap().is_empty());
@@ -286,6 +337,8 @@ fn node_run_serves_replicates_and_stops_cleanly_on_sigterm() {
             &auditor,
             "--ca-cert",
             ca_arg,
+            "--calendar",
+            calendar.to_str().unwrap(),
             "audit",
             "--nats",
             &nats.url(),

@@ -102,6 +102,8 @@ pub struct Auditor {
     raw: Vec<(Vec<u8>, Channels)>,
     /// Skip rebuilding projections (signature, chain and channel checks only).
     no_digests: bool,
+    /// The working-day calendar the digests are computed with (nodes use theirs).
+    calendar: WorkCalendar,
 }
 
 impl Auditor {
@@ -113,6 +115,13 @@ impl Auditor {
     /// An auditor that checks signatures, chains and channels but rebuilds no projections.
     pub fn without_digests() -> Auditor {
         Auditor { no_digests: true, ..Default::default() }
+    }
+
+    /// Computes the digests with `calendar` (holidays and make-up days): it
+    /// must be the nodes' calendar, or deadlines in working days differ.
+    pub fn with_calendar(mut self, calendar: WorkCalendar) -> Auditor {
+        self.calendar = calendar;
+        self
     }
 
     /// Adds one message as read from a source.
@@ -300,7 +309,7 @@ impl Auditor {
         }
         report.events = events.len() as u64;
         // Projections and their digests.
-        let mut p = Projections::new(WorkCalendar::default());
+        let mut p = Projections::new(self.calendar.clone());
         if self.no_digests {
             return (report, p);
         }

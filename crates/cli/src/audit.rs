@@ -39,6 +39,7 @@ fn progress(show: bool) -> impl FnMut(u64) {
 
 pub fn run(
     source: Source<'_>,
+    calendar: Option<&Path>,
     anchor: Option<VerifyingKey>,
     compare: &[http::Client],
     as_of: Option<&str>,
@@ -49,7 +50,8 @@ pub fn run(
     let as_of =
         chrono::SubsecRound::trunc_subsecs(yipan_node::views::parse_as_of(as_of).map_err(anyhow::Error::msg)?, 0);
     let show = show_progress || std::io::stderr().is_terminal();
-    let mut auditor = Auditor::new();
+    // The nodes' calendar: digests count working days, so a holiday calendar changes them.
+    let mut auditor = Auditor::new().with_calendar(yipan_node::views::load_calendar(calendar)?);
     // Every source yields the trust records it holds; trust is rebuilt from
     // them up to the anchor (the auditor's own, or the node's recorded one).
     let (label, trust, mut store_faults, quarantined): (

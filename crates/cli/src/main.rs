@@ -498,12 +498,27 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Node { .. } | Command::Demo { .. } | Command::Bench { .. }) {
+        restore_sigpipe();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Rust starts programs with SIGPIPE ignored, so printing to a closed pipe
+/// (`yipan log | head`) is an error that `println!` turns into a panic. A
+/// command-line tool should end quietly instead, as `cat` does: the default
+/// action. Not for commands that serve or run nodes in-process, whose
+/// sockets must not kill the process when a peer goes away.
+fn restore_sigpipe() {
+    // SAFETY: called once at start, before any thread is spawned; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -603,16 +618,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     })
                 })
                 .transpose()?;
+            // The kind filter applies while reading, so --limit counts matching events.
+            let wanted = |e: &yipan_log::StoredEvent| kind.is_none() || e.kind() == kind;
             let events = match (author, person) {
                 (Some(a), None) => {
                     let a = Locality::parse(&a).map_err(|p| anyhow::anyhow!("--author: {p}"))?;
-                    node.log.read_author(a, from_seq, limit)?
+                    node.log.read_author_where(a, from_seq, limit, wanted)?
                 }
                 (None, Some(p)) => {
                     let p = PersonKey::parse(&p).map_err(|e| anyhow::anyhow!("--person: {e}"))?;
                     node.log.read_person(p)?
                 }
-                (None, None) => node.log.read_all(None, limit)?,
+                (None, None) => node.log.read_all_where(None, limit, wanted)?,
                 (Some(_), Some(_)) => bail!("give --author or --person, not both"),
             };
             let events: Vec<_> =
@@ -699,7 +716,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let compare =
                 compare.iter().map(|u| access::api_client(u, token, ca, insecure)).collect::<Result<Vec<_>>>()?;
-            audit::run(source, anchor, &compare, as_of.as_deref(), format == Format::Json, progress)
+            audit::run(source, cal, anchor, &compare, as_of.as_deref(), format == Format::Json, progress)
         }
         Command::Tail { api, from, count } => {
             tail::run(access::api_client(&api, token, ca, insecure)?, from.as_deref(), count)

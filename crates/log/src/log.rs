@@ -537,14 +537,37 @@ impl<B: Backend> Log<B> {
 
     /// Up to `limit` events of `author` from sequence `from_seq` on.
     pub fn read_author(&self, author: Locality, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        self.read_author_where(author, from_seq, limit, |_| true)
+    }
+
+    /// Up to `limit` events of `author` from `from_seq` on that `matches` accepts
+    /// (the limit counts matches, not events read).
+    pub fn read_author_where(
+        &self,
+        author: Locality,
+        from_seq: u64,
+        limit: usize,
+        matches: impl Fn(&StoredEvent) -> bool,
+    ) -> Result<Vec<StoredEvent>> {
         let a = author.as_u32();
         let start = layout::segment_key(a, from_seq).to_vec();
         let end = layout::prefix_end(&layout::author_prefix(a));
-        self.scan(&start, &end, |_, seq| seq >= from_seq, limit)
+        self.scan(&start, &end, |_, seq| seq >= from_seq, matches, limit)
     }
 
     /// Up to `limit` events of any author, in (author, seq) order, after `after`.
     pub fn read_all(&self, after: Option<(Locality, u64)>, limit: usize) -> Result<Vec<StoredEvent>> {
+        self.read_all_where(after, limit, |_| true)
+    }
+
+    /// Up to `limit` events after `after` that `matches` accepts (the limit
+    /// counts matches, not events read).
+    pub fn read_all_where(
+        &self,
+        after: Option<(Locality, u64)>,
+        limit: usize,
+        matches: impl Fn(&StoredEvent) -> bool,
+    ) -> Result<Vec<StoredEvent>> {
         let (start, skip) = match after {
             Some((a, s)) => (layout::segment_key(a.as_u32(), s.saturating_add(1)).to_vec(), Some((a.as_u32(), s))),
             None => (vec![layout::SEGMENT], None),
@@ -553,15 +576,17 @@ impl<B: Backend> Log<B> {
             Some((a, s)) => author > a || (author == a && seq > s),
             None => true,
         };
-        self.scan(&start, &[layout::SEGMENT + 1], keep, limit)
+        self.scan(&start, &[layout::SEGMENT + 1], keep, matches, limit)
     }
 
-    /// Decodes events of the segments in `start..end` that `keep` accepts.
+    /// Decodes events of the segments in `start..end` that `keep` accepts by
+    /// position, keeping those `matches` accepts, until `limit` are kept.
     fn scan(
         &self,
         start: &[u8],
         end: &[u8],
         keep: impl Fn(u32, u64) -> bool,
+        matches: impl Fn(&StoredEvent) -> bool,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
         let mut out = Vec::new();
@@ -581,7 +606,8 @@ impl<B: Backend> Log<B> {
                 }
                 if keep(author, e.seq) {
                     match decode_at(author, e.seq, e.bytes) {
-                        Ok(ev) => out.push(ev),
+                        Ok(ev) if matches(&ev) => out.push(ev),
+                        Ok(_) => {}
                         Err(err) => {
                             failure = Some(err);
                             return false;

@@ -271,11 +271,13 @@ async fn list_events(
         None => None,
     };
     let log = s.log.clone();
+    // The kind filter applies while reading, so `limit` counts matching events.
+    let wanted = move |e: &yipan_log::StoredEvent| kind.is_none() || e.kind() == kind;
     let read = tokio::task::spawn_blocking(move || -> Result<Vec<yipan_log::StoredEvent>, String> {
         match (q.author, q.person) {
             (Some(a), None) => {
                 let a = Locality::parse(&a).map_err(|p| format!("author: {p}"))?;
-                log.read_author(a, q.from_seq.unwrap_or(1), limit).map_err(|e| e.to_string())
+                log.read_author_where(a, q.from_seq.unwrap_or(1), limit, wanted).map_err(|e| e.to_string())
             }
             (None, Some(p)) => {
                 let p = PersonKey::parse(&p).map_err(|e| format!("person: {e}"))?;
@@ -290,7 +292,7 @@ async fn list_events(
                             .ok_or_else(|| format!("after: `{}` is not AUTHOR:SEQ", yipan_core::clip(a)))?,
                     ),
                 };
-                log.read_all(after, limit).map_err(|e| e.to_string())
+                log.read_all_where(after, limit, wanted).map_err(|e| e.to_string())
             }
             (Some(_), Some(_)) => Err("give author or person, not both".into()),
         }
