@@ -739,13 +739,22 @@ fn anchor(tmp: &Path) -> String {
 /// [`operator_secrets`], then the shipped nats-server config with those users
 /// and TLS, and the streams made by the admin with `yipan nats provision`.
 fn operator_nats(tmp: &Path, localities: &str) -> yipan_testkit::NatsServer {
+    operator_nats_traced(tmp, localities, None)
+}
+
+/// [`operator_nats`], with the server's protocol trace in `trace` if given.
+fn operator_nats_traced(tmp: &Path, localities: &str, trace: Option<&Path>) -> yipan_testkit::NatsServer {
     operator_secrets(tmp, localities);
     let secrets = tmp.join("secrets");
-    let nats = yipan_testkit::NatsServer::start_secure(yipan_testkit::Secure {
+    let secure = yipan_testkit::Secure {
         cert: secrets.join("tls/nats.pem"),
         key: secrets.join("tls/nats.key"),
         authorization: std::fs::read_to_string(secrets.join("auth.conf")).unwrap(),
-    })
+    };
+    let nats = match trace {
+        Some(log) => yipan_testkit::NatsServer::start_secure_traced(secure, log),
+        None => yipan_testkit::NatsServer::start_secure(secure),
+    }
     .expect("nats-server");
     let (ca, admin) = (secrets.join("tls/ca.pem"), secrets.join("nkeys/admin.nk"));
     let url = nats.url();
@@ -946,4 +955,210 @@ fn run_node(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let addr = first.trim().rsplit("https://").next().unwrap().parse().expect(&first);
     (child, addr)
+}
+
+/// The leak scan (PIPL; engineering rule "no ID number or name in subjects,
+/// logs, metrics or errors"): three nodes run the main job's scenario with
+/// its names, ID numbers and phone numbers at `trace` log level over a NATS
+/// server tracing its protocol; then every NATS subject and header, every log
+/// line, `/metrics`, `/v1/status`, every error answer, the views of roles
+/// without personal tiers and every stored byte outside tier payloads
+/// (envelopes, quarantine, metadata, files beside the store) are searched
+/// for those values. Any hit fails.
+#[test]
+fn no_personal_value_leaks_into_subjects_logs_metrics_errors_views_or_files() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let codes = ["610112", "610113", "411522"];
+    let nats_trace = tmp.path().join("nats-trace.log");
+    let nats = operator_nats_traced(tmp.path(), &codes.join(","), Some(&nats_trace));
+    let ca = tmp.path().join("secrets/tls/ca.pem");
+    let tls = yipan_access::tls::client_config(&ca, None).unwrap();
+    let mut nodes = Vec::new();
+    for code in codes {
+        let dir = tmp.path().join(code);
+        yipan_ok(&dir, &["init", "--locality", code, "--person-key-secret", SECRET]);
+        operator_certify(tmp.path(), code, &nats.url());
+        let config = secured_config(tmp.path(), code, 0, &nats.url());
+        let log = std::fs::File::create(tmp.path().join(format!("{code}.log"))).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_yipan"))
+            .args(["node", "run", "--config"])
+            .arg(&config)
+            .env("YIPAN_LOG", "trace")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut first).unwrap();
+        let addr: std::net::SocketAddr = first.trim().rsplit("https://").next().unwrap().parse().expect(&first);
+        let token =
+            |role: &str| yipan_ok(&dir, &["token", "create", "--role", role, "--name", role]).trim().to_string();
+        let client = |role: &str| yipan_testkit::http::Client::new(addr, Some(tls.clone()), Some(token(role)));
+        nodes.push((code, child, client("clerk"), client("supervisor"), client("monitor"), client("auditor")));
+    }
+
+    // The scenario, through each node's API; its personal values are what must not leak.
+    let scenario =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/scenarios/xian-henan.jsonl"))
+            .unwrap();
+    let mut values: std::collections::BTreeSet<String> = Default::default();
+    for line in scenario.lines().filter(|l| !l.trim().is_empty()) {
+        let step: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ev = &step["event"];
+        for v in
+            [&ev["identity"]["name"], &ev["identity"]["idNumber"], &ev["person_id_number"], &ev["contact"]["phone"]]
+        {
+            if let Some(s) = v.as_str() {
+                values.insert(s.to_string());
+            }
+        }
+        let (_, clerk, ..) = nodes.iter().find(|n| n.0 == step["at"]).map(|n| (n.0, &n.2)).unwrap();
+        let (status, reply) = clerk.request("POST", "/v1/events", Some(&ev.to_string())).unwrap();
+        assert_eq!(status, 200, "{reply}");
+    }
+    assert!(values.len() >= 5, "{values:?}");
+    assert!(values.iter().any(|v| !v.is_ascii()), "names are among them: {values:?}");
+
+    // Bad input carrying personal values: the errors name the field, never echo the value.
+    let mut answers = String::new();
+    let (clerk, supervisor, monitor, auditor) = (&nodes[0].2, &nodes[0].3, &nodes[0].4, &nodes[0].5);
+    let id = values.iter().find(|v| v.len() == 18).unwrap().clone();
+    let name = values.iter().find(|v| !v.is_ascii()).unwrap().clone();
+    for bad in [
+        serde_json::json!({"kind": "ArrivalRegistered", "origin": "411522", "residence": "610112", "identity": {"name": name, "idNumber": format!("{id}9")}, "body": {}}),
+        serde_json::json!({"kind": "ArrivalRegistered", "origin": "411522", "residence": "610112", "person_id_number": name, "body": {}}),
+        serde_json::json!({"kind": "ArrivalRegistered", "origin": id, "residence": "610112", "person_id_number": id, "body": {}}),
+        serde_json::json!({"kind": "NoSuchKind", "identity": {"name": name}, "person_id_number": id}),
+    ] {
+        let (status, body) = clerk.request("POST", "/v1/events", Some(&bad.to_string())).unwrap();
+        assert_eq!(status, 400, "{body}");
+        answers.push_str(&body);
+    }
+    // Wait until every channel has converged.
+    let start = std::time::Instant::now();
+    loop {
+        let mut behind = 0u64;
+        for (_, _, _, _, monitor, _) in &nodes {
+            let (_, status) = monitor.request("GET", "/v1/status", None).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+            behind += v["outbox_pending"].as_u64().unwrap_or(1);
+        }
+        let held: Vec<u64> = nodes
+            .iter()
+            .map(|n| {
+                let (_, s) = n.4.request("GET", "/v1/status", None).unwrap();
+                serde_json::from_str::<serde_json::Value>(&s).unwrap()["events_held"].as_u64().unwrap_or(0)
+            })
+            .collect();
+        if behind == 0 && held[0] > 0 && held[2] > 0 && start.elapsed() > std::time::Duration::from_secs(2) {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "not converged: {held:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // What operators and roles without personal tiers see.
+    for (_, _, clerk, supervisor_n, monitor_n, auditor_n) in &nodes {
+        for (c, path) in [
+            (monitor_n, "/metrics"),
+            (monitor_n, "/v1/status"),
+            (monitor_n, "/v1/quarantine"),
+            (clerk, "/v1/events?limit=1000"),
+            (clerk, "/v1/cases"),
+            (clerk, "/v1/flows"),
+            (supervisor_n, "/v1/events?limit=1000&reveal=true"),
+            (supervisor_n, "/v1/scorecard"),
+            (auditor_n, "/v1/raw?limit=1000"),
+            (auditor_n, "/v1/roster"),
+            (auditor_n, "/healthz"),
+        ] {
+            let (status, body) = c.request("GET", path, None).unwrap();
+            assert!(status == 200, "{path}: {status} {body}");
+            answers.push_str(&format!("\n== {path}\n{body}"));
+        }
+    }
+    let _ = (supervisor, monitor, auditor);
+    for (_, child, ..) in &mut nodes {
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        child.wait().unwrap();
+    }
+    drop(nats);
+
+    let mut haystacks: Vec<(String, Vec<u8>)> = vec![("HTTP answers".into(), answers.into_bytes())];
+    for code in codes {
+        haystacks
+            .push((format!("{code} log at trace"), std::fs::read(tmp.path().join(format!("{code}.log"))).unwrap()));
+    }
+    // NATS: subjects of every PUB/HPUB/MSG/HMSG, and the header block of every message.
+    let trace = std::fs::read_to_string(&nats_trace).unwrap();
+    let mut protocol = String::new();
+    let mut ops = 0;
+    for line in trace.lines() {
+        if let Some(op) = ["[PUB ", "[HPUB ", "[MSG ", "[HMSG "].iter().find_map(|o| line.find(o).map(|i| &line[i..])) {
+            protocol.push_str(op);
+            protocol.push('\n');
+            ops += 1;
+        } else if let Some(i) = line.find("MSG_PAYLOAD: [\"NATS/1.0") {
+            let payload = &line[i..];
+            let end = payload.find("\\r\\n\\r\\n").unwrap_or(payload.len());
+            protocol.push_str(&payload[..end]);
+            protocol.push('\n');
+        }
+    }
+    assert!(ops > 50, "the NATS trace has the protocol ({ops} operations)");
+    assert!(protocol.contains("yipan.v1.ev.61.610112.411522"), "subjects traced");
+    haystacks.push(("NATS subjects and headers".into(), protocol.into_bytes()));
+    // Stored bytes outside tier payloads, and every file beside the store.
+    for code in codes {
+        let dir = tmp.path().join(code);
+        let d = yipan_node::datadir::open(&dir).unwrap();
+        let mut envelopes = Vec::new();
+        d.log
+            .for_each_raw(None, usize::MAX, |_, _, bytes| {
+                envelopes.extend(yipan_log::StoredEvent::decode(bytes).unwrap().signed.envelope);
+            })
+            .unwrap();
+        assert!(!envelopes.is_empty());
+        haystacks.push((format!("{code} envelopes"), envelopes));
+        haystacks.push((format!("{code} quarantine"), serde_json::to_vec(&d.log.quarantine().unwrap()).unwrap()));
+        drop(d);
+        let mut stack = vec![dir.clone()];
+        while let Some(p) = stack.pop() {
+            for entry in std::fs::read_dir(&p).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    if path.file_name() != Some(std::ffi::OsStr::new("log")) {
+                        stack.push(path);
+                    }
+                } else {
+                    let mut bytes = Vec::new();
+                    std::fs::File::open(&path).unwrap().read_to_end(&mut bytes).unwrap();
+                    haystacks.push((path.display().to_string(), bytes));
+                }
+            }
+        }
+    }
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    for (what, hay) in &haystacks {
+        for v in &values {
+            if let Some(at) = hay.windows(v.len()).position(|w| w == v.as_bytes()) {
+                // Say where, without printing the value itself.
+                let line_start = hay[..at].iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+                let head = &hay[line_start..at.min(line_start + 200)];
+                let before = String::from_utf8_lossy(head).to_string();
+                panic!("a personal value ({} bytes) appears in {what}, after: …{before}", v.len());
+            }
+        }
+    }
+    // The scan can see: the same values are in the tier payloads a clerk may reveal.
+    let d = yipan_node::datadir::open(&tmp.path().join("610112")).unwrap();
+    let mut tiers = Vec::new();
+    d.log
+        .for_each_raw(None, usize::MAX, |_, _, bytes| {
+            for t in yipan_log::StoredEvent::decode(bytes).unwrap().signed.tiers {
+                tiers.extend(t.content);
+            }
+        })
+        .unwrap();
+    assert!(values.iter().any(|v| contains(&tiers, v.as_bytes())), "the values are there, in tier payloads only");
 }

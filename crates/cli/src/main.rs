@@ -493,10 +493,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("YIPAN_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Node { .. } | Command::Demo { .. } | Command::Bench { .. }) {
         restore_sigpipe();
@@ -508,6 +505,20 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `YIPAN_LOG` (default `warn`), with the libraries that print whole
+/// messages at TRACE capped at DEBUG whatever it says: their trace lines
+/// carry NATS message bodies and HTTP payloads, which hold personal tiers
+/// (docs/operations.md; the leak scan in tests/cli.rs checks it).
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("YIPAN_LOG").unwrap_or_else(|_| "warn".into());
+    for capped in ["async_nats=debug", "hyper=debug", "hyper_util=debug", "rustls=debug", "h2=debug"] {
+        if let Ok(d) = capped.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
 }
 
 /// Rust starts programs with SIGPIPE ignored, so printing to a closed pipe

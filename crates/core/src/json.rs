@@ -171,16 +171,17 @@ fn parse_uuid(field: &str, s: &str) -> Result<Uuid> {
 
 /// A parser's message about `input` (e.g. serde's "unknown variant `…`" or
 /// "invalid type: string \"…\"") with every string of `input`, key or value,
-/// longer than 40 characters that it repeats (as given or escaped) shortened
-/// as by [`crate::clip`]: no long input value is echoed back.
+/// longer than 40 characters or possibly personal ([`crate::may_be_personal`])
+/// that it repeats (as given or escaped) replaced as by [`crate::clip`]: no
+/// long or personal input value is echoed back.
 pub fn clip_echoes(msg: &str, input: &Value) -> String {
     fn long<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         match v {
-            Value::String(s) if s.chars().nth(40).is_some() => out.push(s),
+            Value::String(s) if s.chars().nth(40).is_some() || crate::may_be_personal(s) => out.push(s),
             Value::Array(items) => items.iter().for_each(|i| long(i, out)),
             Value::Object(map) => {
                 for (k, v) in map {
-                    if k.chars().nth(40).is_some() {
+                    if k.chars().nth(40).is_some() || crate::may_be_personal(k) {
                         out.push(k);
                     }
                     long(v, out);

@@ -27,6 +27,8 @@ pub struct NatsServer {
     secure: Option<Secure>,
     /// Overrides the shipped `max_payload`.
     max_payload: Option<String>,
+    /// Protocol trace (`-V`) written to this file: every subject and header seen.
+    trace_log: Option<PathBuf>,
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
 }
@@ -84,6 +86,7 @@ impl NatsServer {
             store,
             secure: Some(secure),
             max_payload: Some(max_payload.to_string()),
+            trace_log: None,
             _tmp: Some(tmp),
             child: None,
         };
@@ -111,7 +114,26 @@ impl NatsServer {
             store,
             secure,
             max_payload: None,
+            trace_log: None,
             _tmp: tmp,
+            child: None,
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    /// Like [`NatsServer::start_secure`], tracing the raw protocol (every
+    /// subject and header of every message) into `log` (for leak scans).
+    pub fn start_secure_traced(secure: Secure, log: &Path) -> Result<NatsServer, String> {
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut s = NatsServer {
+            bin: nats_server_bin()?,
+            port: free_port()?,
+            store: tmp.path().join("jetstream"),
+            secure: Some(secure),
+            max_payload: None,
+            trace_log: Some(log.to_path_buf()),
+            _tmp: Some(tmp),
             child: None,
         };
         s.spawn()?;
@@ -165,7 +187,11 @@ impl NatsServer {
         // command line.
         let conf = self.store.with_extension("conf");
         std::fs::write(&conf, self.config_text()).map_err(|e| e.to_string())?;
-        let child = Command::new(&self.bin)
+        let mut cmd = Command::new(&self.bin);
+        if let Some(log) = &self.trace_log {
+            cmd.arg("-V").arg("-l").arg(log);
+        }
+        let child = cmd
             .arg("-c")
             .arg(&conf)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
