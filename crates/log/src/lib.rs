@@ -24,6 +24,7 @@ pub mod log;
 pub mod quarantine;
 pub mod reason;
 pub mod segment;
+mod semantic;
 pub mod store;
 pub mod verify;
 

@@ -393,13 +393,16 @@ impl<B: Backend> Log<B> {
                 return Err(Error::TooLarge { field, size, limit });
             }
         }
-        drafts
-            .into_iter()
-            .enumerate()
-            .map(|(index, draft)| {
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(drafts.len());
+        for (index, draft) in drafts.into_iter().enumerate() {
+            let p = {
                 let checked = validate_draft(self.shared.locality, &draft)
                     .and_then(|c| {
                         yipan_core::validate::check_occurred(draft.occurred_at.as_ref(), chrono::Utc::now()).map(|_| c)
+                    })
+                    .and_then(|c| {
+                        let before: Vec<&EventDraft> = prepared.iter().map(|p| &p.draft).collect();
+                        crate::semantic::check(self, self.shared.locality, &draft, &c, &before).map(|_| c)
                     })
                     .map_err(
                         |source| {
@@ -417,9 +420,11 @@ impl<B: Backend> Log<B> {
                     Uuid::from_slice(&draft.event_id)
                         .map_err(|_| Error::Invalid(yipan_core::Error::field("id", "is not a UUID")))?
                 };
-                Ok(Prepared { draft, checked, id, digest })
-            })
-            .collect()
+                Prepared { draft, checked, id, digest }
+            };
+            prepared.push(p);
+        }
+        Ok(prepared)
     }
 
     /// Sets the largest encoded event accepted (the deployment's NATS

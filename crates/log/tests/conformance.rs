@@ -88,7 +88,7 @@ conformance! {
     }
 
     reads_by_id_person_and_channel(store) {
-        let out = store.append_batch(vec![arrival(1), arrival(2), arrival(1)]).unwrap();
+        let out = store.append_batch(vec![arrival(1), arrival(2), departure(1)]).unwrap();
         let ev = store.get(out[1].id).unwrap().unwrap();
         assert_eq!(ev.seq(), 2);
         assert!(store.get(Uuid::now_v7()).unwrap().is_none());

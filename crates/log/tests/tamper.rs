@@ -16,7 +16,7 @@ fn populated() -> (MemStore, Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let store = mem("610112", 1);
     let mut drafts = Vec::new();
     for i in 0..OWN as u64 {
-        let mut d = arrival(i % 4);
+        let mut d = arrival(i);
         if i % 3 == 0 {
             d.contact = Some(yipan_proto::v1::ContactTier { phone: "13800001234".into(), ..Default::default() });
         }

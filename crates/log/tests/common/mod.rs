@@ -41,6 +41,19 @@ pub fn arrival(n: u64) -> EventDraft {
     }
 }
 
+/// The residence 610112 records the departure of person `n` (registered by [`arrival`]).
+pub fn departure(n: u64) -> EventDraft {
+    EventDraft {
+        person_key: person(n).to_string(),
+        origin: "411522".into(),
+        residence: "610112".into(),
+        body: Some(EventBody {
+            kind: Some(Kind::DepartureRegistered(v1::DepartureRegistered { destination: String::new() })),
+        }),
+        ..Default::default()
+    }
+}
+
 /// An origin-authored certificate for a person living at 610112.
 pub fn certificate(n: u64) -> EventDraft {
     EventDraft {

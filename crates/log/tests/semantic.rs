@@ -1,0 +1,108 @@
+//! Semantic checks at append: what a node holds decides what it may write
+//! next (corrections, retractions, answers, arrivals, departures). Each
+//! refusal names the field and writes nothing.
+
+mod common;
+
+use common::*;
+use uuid::Uuid;
+use yipan_log::Error;
+use yipan_proto::v1::{self, event_body::Kind, EventBody, EventDraft};
+use yipan_proto::Message;
+
+fn body(k: Kind) -> Option<EventBody> {
+    Some(EventBody { kind: Some(k) })
+}
+
+fn about(n: u64, kind: Kind) -> EventDraft {
+    EventDraft { body: body(kind), identity: None, ..arrival(n) }
+}
+
+fn correction(target: Uuid, replacement: Kind) -> EventDraft {
+    EventDraft {
+        causation_id: target.as_bytes().to_vec(),
+        ..about(
+            1,
+            Kind::EventCorrected(Box::new(v1::EventCorrected {
+                replacement: body(replacement).map(Box::new),
+                reason: "typo".into(),
+            })),
+        )
+    }
+}
+
+fn notification() -> Kind {
+    Kind::NotificationSent(v1::NotificationSent { topic: 1, about_events: vec![] })
+}
+
+fn refused(r: Result<Vec<yipan_log::Appended>, Error>, field: &str, says: &str) {
+    match r {
+        Err(Error::Invalid(e)) | Err(Error::InvalidInBatch { source: e, .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&format!("`{field}`")) && text.contains(says), "{text}");
+        }
+        other => panic!("expected a refusal of {field} ({says}), got {other:?}"),
+    }
+}
+
+#[test]
+fn corrections_and_retractions_name_own_events_and_keep_the_kind() {
+    let store = mem("610112", 1);
+    let sent = store.append(about(1, notification())).unwrap();
+    let before = store.head().unwrap().0;
+    // A notification cannot become a departure by correction.
+    let departure = Kind::DepartureRegistered(v1::DepartureRegistered { destination: String::new() });
+    refused(store.append_batch(vec![correction(sent.id, departure)]), "body.replacement", "keeps the kind");
+    // Correcting or retracting an event that is not held.
+    refused(store.append_batch(vec![correction(Uuid::now_v7(), notification())]), "causation", "not held here");
+    // Another locality's event, received and held: only its author corrects it.
+    let origin = mem("411522", 2);
+    store.roster_add(loc("411522"), origin.public_key()).unwrap();
+    let theirs = origin.append(certificate(1)).unwrap();
+    let bytes = origin.get(theirs.id).unwrap().unwrap().signed.encode_to_vec();
+    assert!(matches!(store.ingest(&bytes).unwrap(), yipan_log::Ingested::Stored { .. }));
+    let retraction = EventDraft {
+        causation_id: theirs.id.as_bytes().to_vec(),
+        ..about(1, Kind::EventRetracted(v1::EventRetracted { reason: "x".into() }))
+    };
+    refused(store.append_batch(vec![retraction]), "causation", "only its author");
+    assert_eq!(store.head().unwrap().0, before, "nothing written");
+    // A correction that keeps the kind is fine.
+    store.append(correction(sent.id, notification())).unwrap();
+}
+
+#[test]
+fn an_answer_names_a_request_of_its_kind_addressed_here() {
+    let store = mem("610112", 1);
+    let arrived = store.append(arrival(1)).unwrap();
+    let receipt = |cause: Uuid| EventDraft {
+        causation_id: cause.as_bytes().to_vec(),
+        ..about(1, Kind::NotificationReceived(v1::NotificationReceived {}))
+    };
+    refused(store.append_batch(vec![receipt(arrived.id)]), "causation", "answers a NotificationSent");
+    // A request that has not arrived yet may still be on its way: accepted.
+    store.append(receipt(Uuid::now_v7())).unwrap();
+}
+
+#[test]
+fn one_active_arrival_per_relationship_and_no_phantom_departures() {
+    let store = mem("610112", 1);
+    refused(store.append_batch(vec![departure(7)]), "person", "no relationship with this person");
+    let id = Uuid::now_v7();
+    let first = store.append(with_id(arrival(1), id)).unwrap();
+    // The same append again is idempotent, not a second arrival.
+    assert!(store.append(with_id(arrival(1), id)).unwrap().duplicate);
+    refused(store.append_batch(vec![arrival(1)]), "person", &format!("already registered here by event {}", first.id));
+    // Within one batch too.
+    refused(store.append_batch(vec![arrival(2), arrival(2)]), "person", "earlier in this batch");
+    // After the departure the person may arrive again; a retracted arrival does not count.
+    store.append(departure(1)).unwrap();
+    let again = store.append(arrival(1)).unwrap();
+    let retract = EventDraft {
+        causation_id: again.id.as_bytes().to_vec(),
+        ..about(1, Kind::EventRetracted(v1::EventRetracted { reason: "wrong person".into() }))
+    };
+    store.append(retract).unwrap();
+    store.append(arrival(1)).unwrap();
+    assert!(store.verify().unwrap().ok());
+}
