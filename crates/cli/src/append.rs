@@ -74,10 +74,12 @@ pub fn run(dir: &Path, file: Option<PathBuf>, inline: Option<String>) -> Result<
     let node = config::open(dir)?;
     let mut places = Vec::with_capacity(items.len());
     let mut drafts: Vec<EventDraft> = Vec::with_capacity(items.len());
+    let mut early = Vec::with_capacity(items.len());
     for (place, value) in items {
-        let d = yipan_core::json::draft_from_value(value, node.person_secret.as_deref())
+        let (d, w) = yipan_core::json::draft_and_warnings(value, node.person_secret.as_deref())
             .map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
         drafts.push(d);
+        early.push(w);
         places.push(place);
     }
     let appended = node.log.append_batch(drafts).map_err(|e| match e {
@@ -87,8 +89,8 @@ pub fn run(dir: &Path, file: Option<PathBuf>, inline: Option<String>) -> Result<
         yipan_log::Error::Invalid(source) => anyhow::anyhow!("{}: {source}; nothing was written", places[0]),
         other => anyhow::anyhow!("{other}; nothing was written"),
     })?;
-    for (place, a) in places.iter().zip(&appended) {
-        for w in &a.warnings {
+    for ((place, a), early) in places.iter().zip(&appended).zip(&early) {
+        for w in early.iter().chain(&a.warnings) {
             eprintln!("warning: {place}: {w}");
         }
         let recipients: Vec<Value> =

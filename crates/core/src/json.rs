@@ -50,6 +50,26 @@ pub fn draft_from_json(text: &str, person_secret: Option<&[u8]>) -> Result<Event
 
 /// Like [`draft_from_json`], from an already parsed value.
 pub fn draft_from_value(value: Value, person_secret: Option<&[u8]>) -> Result<EventDraft> {
+    draft_and_warnings(value, person_secret).map(|(d, _)| d)
+}
+
+/// Like [`draft_from_value`], with the oddities accepted on the way (a
+/// wrong check digit in `person_id_number`, which is used for the key and
+/// not kept, so validation never sees it).
+pub fn draft_and_warnings(
+    value: Value,
+    person_secret: Option<&[u8]>,
+) -> Result<(EventDraft, Vec<crate::validate::Warning>)> {
+    let mut warnings = Vec::new();
+    let draft = draft_inner(value, person_secret, &mut warnings)?;
+    Ok((draft, warnings))
+}
+
+fn draft_inner(
+    value: Value,
+    person_secret: Option<&[u8]>,
+    warnings: &mut Vec<crate::validate::Warning>,
+) -> Result<EventDraft> {
     let Value::Object(mut obj) = value else {
         return Err(Error::Json("an event must be a JSON object".into()));
     };
@@ -116,8 +136,15 @@ pub fn draft_from_value(value: Value, person_secret: Option<&[u8]>) -> Result<Ev
             }
             return Ok(with_content_id(draft));
         };
-        if crate::person::check_id_number(&id_number) == crate::person::IdCheck::BadShape {
-            return Err(Error::field(field, "is not 17 digits followed by a digit or X (value not shown)"));
+        match crate::person::check_id_number(&id_number) {
+            crate::person::IdCheck::BadShape => {
+                return Err(Error::field(field, "is not 17 digits followed by a digit or X (value not shown)"))
+            }
+            // identity.idNumber is warned about by validation; the key-only field here.
+            crate::person::IdCheck::BadCheckDigit if field == "person_id_number" => {
+                warnings.push(crate::validate::Warning::PersonIdCheckDigit)
+            }
+            _ => {}
         }
         let derived = PersonKey::derive(&id_number, secret).to_string();
         if draft.person_key.is_empty() {
@@ -402,5 +429,42 @@ mod tests {
         assert!(!e.contains(&"\\".repeat(41)), "long value echoed: {e}");
         let e = crate::Locality::parse(&long).unwrap_err();
         assert!(!e.contains(&"Q".repeat(41)), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod semantic_tests {
+    use super::*;
+    use crate::validate::{validate_draft, Warning};
+
+    #[test]
+    fn a_wrong_check_digit_in_person_id_number_is_a_warning_on_every_path() {
+        let secret = b"s".as_slice();
+        let event = |id: &str| {
+            serde_json::json!({"kind": "ServiceRendered", "origin": "411522", "residence": "610112",
+                "person_id_number": id, "body": {"service": "SERVICE_KIND_CARE_VISIT"}})
+        };
+        let (_, w) = draft_and_warnings(event("11010519491231002X"), Some(secret)).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let (_, w) = draft_and_warnings(event("110105194912310023"), Some(secret)).unwrap();
+        assert_eq!(w, vec![Warning::PersonIdCheckDigit]);
+        assert!(w[0].to_string().contains("person_id_number") && !w[0].to_string().contains("1101051949"));
+    }
+
+    #[test]
+    fn personal_tiers_go_only_to_the_parties() {
+        let d = draft_from_value(
+            serde_json::json!({"kind": "ArrivalRegistered", "origin": "411522", "residence": "610112",
+                "person": "00112233445566778899aabbccddeeff", "recipients": ["411522", "610113"],
+                "identity": {"name": "张三"}, "body": {"channel": "REGISTRATION_CHANNEL_SERVICE_DESK"}}),
+            None,
+        )
+        .unwrap();
+        let e = validate_draft(crate::Locality::parse("610112").unwrap(), &d).unwrap_err().to_string();
+        assert!(e.contains("recipients[1]") && e.contains("610113") && e.contains("no party"), "{e}");
+        // Without personal tiers a third locality may be told.
+        let mut plain = d.clone();
+        plain.identity = None;
+        validate_draft(crate::Locality::parse("610112").unwrap(), &plain).unwrap();
     }
 }

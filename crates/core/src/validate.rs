@@ -35,6 +35,9 @@ pub enum Warning {
     /// The ID number's 18th character is not its check digit (accepted, as
     /// the national platform did).
     IdCheckDigit,
+    /// The same for an ID number given only to find the person: a typo
+    /// there silently makes a new person key.
+    PersonIdCheckDigit,
 }
 
 impl fmt::Display for Warning {
@@ -42,6 +45,10 @@ impl fmt::Display for Warning {
         match self {
             Warning::IdCheckDigit => f.write_str(
                 "field `identity.idNumber`: check digit does not match (accepted; please re-check the document)",
+            ),
+            Warning::PersonIdCheckDigit => f.write_str(
+                "field `person_id_number`: check digit does not match (accepted; a typo here finds no one and \
+                 starts a new person: please re-check the document)",
             ),
         }
     }
@@ -193,6 +200,20 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
     };
 
     check_tiers(kind, draft)?;
+    // Personal tiers go only to the parties of the relationship.
+    if draft.identity.is_some() || draft.contact.is_some() || draft.health.is_some() {
+        if let (Some(o), Some(r)) = (origin, residence) {
+            if let Some((i, l)) = recipients.iter().enumerate().find(|(_, l)| **l != o && **l != r) {
+                return Err(Error::field(
+                    format!("recipients[{i}]"),
+                    format!(
+                        "`{l}` is no party to this relationship (origin {o}, residence {r}): an event carrying \
+                         personal tiers goes only to the origin and the residence"
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(identity) = &draft.identity {
         if !identity.id_number.is_empty() {
             match check_id_number(&identity.id_number) {

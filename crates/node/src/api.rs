@@ -186,9 +186,11 @@ async fn append(State(s): State<AppState>, Extension(caller): Extension<Caller>,
     };
     let secret = s.person_secret.as_deref().map(|v| v.as_slice());
     let mut drafts = Vec::with_capacity(items.len());
+    let mut early_warnings = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        match yipan_core::json::draft_from_value(item, secret) {
-            Ok(d) => {
+        match yipan_core::json::draft_and_warnings(item, secret) {
+            Ok((d, w)) => {
+                early_warnings.push(w);
                 let kind = d.body.as_ref().and_then(|b| b.kind.as_ref()).map(EventKind::of);
                 let needs = if kind == Some(EventKind::DutyCatalogPublished) {
                     Permission::PublishCatalogue
@@ -218,14 +220,15 @@ async fn append(State(s): State<AppState>, Extension(caller): Extension<Caller>,
             s.appended.fetch_add(out.iter().filter(|a| !a.duplicate).count() as u64, Ordering::Relaxed);
             let out: Vec<Value> = out
                 .iter()
-                .map(|a| {
+                .zip(early_warnings)
+                .map(|(a, early)| {
                     json!({
                         "id": a.id.to_string(),
                         "seq": a.seq,
                         "hash": hex::encode(a.hash),
                         "recipients": a.recipients.iter().map(|(l, ch)| json!({"locality": l, "channel_seq": ch})).collect::<Vec<_>>(),
                         "duplicate": a.duplicate,
-                        "warnings": a.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                        "warnings": early.iter().chain(&a.warnings).map(|w| w.to_string()).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
