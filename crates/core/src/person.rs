@@ -152,3 +152,24 @@ mod tests {
         assert_eq!(mask_phone("13800001234"), "*******1234");
     }
 }
+
+#[cfg(test)]
+mod formats_md {
+    use super::*;
+
+    /// The test vectors of docs/formats.md ("Person key").
+    #[test]
+    fn formats_md_test_vectors() {
+        let secret = hex::decode("00112233445566778899aabbccddeeff").unwrap();
+        assert_eq!(PersonKey::derive("11010519491231002X", &secret).to_string(), "ff34231a1c6c7f6bf66c869cda252277");
+        assert_eq!(PersonKey::derive(" 11010519491231002x ", &secret).to_string(), "ff34231a1c6c7f6bf66c869cda252277");
+        assert_eq!(
+            PersonKey::derive("41152219920315002X", b"test-secret").to_string(),
+            "4b6228743e2ef724dda727902637cdf3"
+        );
+        let doc = include_str!("../../../docs/formats.md");
+        for v in ["ff34231a1c6c7f6bf66c869cda252277", "4b6228743e2ef724dda727902637cdf3", "yipan person key v1\\0"] {
+            assert!(doc.contains(v), "docs/formats.md lost {v}");
+        }
+    }
+}
