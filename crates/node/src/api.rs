@@ -349,12 +349,16 @@ async fn status(State(s): State<AppState>) -> Response {
     let (seq, hash) = s.log.head().unwrap_or((0, [0; 32]));
     let outbound: Vec<Value> =
         s.log.outbound_heads(u64::MAX).into_iter().map(|(r, h)| json!({"recipient": r, "head": h})).collect();
+    // Only authors that have sent something: at national scale the roster lists thousands.
     let inbound: Vec<Value> = s
         .log
         .roster()
         .into_iter()
         .filter(|(l, _)| *l != me)
-        .map(|(a, _)| json!({"author": a, "head": s.log.channel_head(a, me).unwrap_or(0)}))
+        .filter_map(|(a, _)| {
+            let head = s.log.channel_head(a, me).unwrap_or(0);
+            (head > 0).then(|| json!({"author": a, "head": head}))
+        })
         .collect();
     Json(json!({
         "locality": me,
@@ -596,7 +600,7 @@ async fn raw(State(s): State<AppState>, Extension(caller): Extension<Caller>, Qu
             let parsed = a.split_once(':').and_then(|(l, n)| Some((Locality::parse(l).ok()?, n.parse::<u64>().ok()?)));
             match parsed {
                 Some(p) => Some(p),
-                None => return bad(format!("after: `{a}` is not AUTHOR:SEQ")),
+                None => return bad(format!("after: `{}` is not AUTHOR:SEQ", yipan_core::clip(a))),
             }
         }
     };
