@@ -395,19 +395,22 @@ async fn quarantine(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let log = s.log.clone();
-    let page = tokio::task::spawn_blocking(move || log.quarantine_page(after, limit)).await;
+    // One more than asked tells whether another page exists.
+    let page = tokio::task::spawn_blocking(move || log.quarantine_page(after, limit + 1)).await;
     let mut entries = match page {
         Ok(Ok(q)) => q,
         Ok(Err(e)) => return ApiError::from(e).into_response(),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    let more = entries.len() > limit;
+    entries.truncate(limit);
     // The received bytes may carry personal tiers: only the role's tiers
     // are shown; bytes that do not decode are shown only to a role with every tier.
     for e in &mut entries {
         let bytes = hex::decode(&e.bytes_hex).unwrap_or_default();
         e.bytes_hex = hex::encode(yipan_core::audience::shown_to(&bytes, audience));
     }
-    let next = (entries.len() == limit).then(|| entries.last().map(|e| e.id.to_string())).flatten();
+    let next = more.then(|| entries.last().map(|e| e.id.to_string())).flatten();
     let (held, evicted) = s.log.quarantine_summary();
     Json(json!({"held": held, "evicted": evicted, "entries": entries, "next": next})).into_response()
 }
