@@ -319,6 +319,9 @@ impl TrustState {
                         }
                     }
                     Some(SerialOf::Locality(code)) => {
+                        if r.valid_through_seq == u64::MAX {
+                            return Err(Fault::Malformed("valid_through_seq is the largest sequence: no bound".into()));
+                        }
                         let entry = self.localities.get_mut(&code).ok_or(Fault::UnknownSerial(r.serial))?;
                         let cert = entry
                             .certificates
@@ -328,13 +331,28 @@ impl TrustState {
                         if !by_root && cert.issuer != d.issuer.to_bytes() {
                             return Err(Fault::NotIssuer { serial: r.serial });
                         }
-                        if cert.revoked.is_some() {
-                            return Err(Fault::BadReplacement(format!("serial {} is already revoked", r.serial)));
-                        }
-                        cert.revoked =
-                            Some(RevokedEntry { valid_through_seq: r.valid_through_seq, reason: r.reason.clone() });
-                        if entry.pending_rotation == Some(r.serial) {
-                            entry.pending_rotation = None;
+                        // A later revocation may only tighten the bound (a mistaken or
+                        // hostile loose bound is corrected by revoking again, lower).
+                        let through = match &cert.revoked {
+                            Some(old) if old.valid_through_seq <= r.valid_through_seq => {
+                                return Err(Fault::BadReplacement(format!(
+                                    "serial {} is already revoked through #{}; a revocation may only lower the bound",
+                                    r.serial, old.valid_through_seq
+                                )))
+                            }
+                            _ => r.valid_through_seq,
+                        };
+                        let revoked_key = cert.key;
+                        cert.revoked = Some(RevokedEntry { valid_through_seq: through, reason: r.reason.clone() });
+                        // A pending rotation out of (or into) the revoked key is void.
+                        if let Some(p) = entry.pending_rotation {
+                            let pending = entry.certificates.iter().find(|c| c.serial == p);
+                            let out_of = pending.is_some_and(|c| {
+                                entry.certificates.iter().any(|o| o.serial == c.replaces_serial && o.key == revoked_key)
+                            });
+                            if p == r.serial || out_of {
+                                entry.pending_rotation = None;
+                            }
                         }
                     }
                 }
@@ -427,10 +445,16 @@ impl TrustState {
                 replaced.serial
             )));
         };
-        if cert.first_seq != rev.valid_through_seq + 1 {
+        if cert.first_seq < current.from_seq {
+            return Err(Fault::BadReplacement(format!(
+                "recovery from #{} would take over sequences of an earlier key (the current key signs from #{})",
+                cert.first_seq, current.from_seq
+            )));
+        }
+        if Some(cert.first_seq) != rev.valid_through_seq.checked_add(1) {
             return Err(Fault::BadReplacement(format!(
                 "recovery must start at author sequence {} (the revocation's bound + 1), not {}",
-                rev.valid_through_seq + 1,
+                rev.valid_through_seq.saturating_add(1),
                 cert.first_seq
             )));
         }
@@ -456,6 +480,9 @@ impl TrustState {
         };
         let author = Locality::parse(&env.author).map_err(|p| Fault::BadRotation(format!("author {p}")))?;
         let seq = env.author_seq;
+        let Some(next_seq) = seq.checked_add(1).filter(|_| seq > 0) else {
+            return Err(Fault::BadRotation(format!("at {author}#{seq}: no sequence follows it")));
+        };
         let recorded = env.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
         let old = match self.key_for(author, seq, recorded) {
             Ok(k) => k,
@@ -470,6 +497,15 @@ impl TrustState {
         old.verify_strict(&signed.envelope, &ed25519_dalek::Signature::from_bytes(&sig)).map_err(|_| {
             Fault::BadRotation(format!("at {author}#{seq}: not signed by {author}'s key for that sequence"))
         })?;
+        let revoked = self
+            .localities
+            .get(&author.as_u32())
+            .is_some_and(|e| e.certificates.iter().any(|c| c.key == old && c.revoked.is_some()));
+        if revoked {
+            return Err(Fault::BadRotation(format!(
+                "at {author}#{seq}: a revoked key cannot sign a rotation (recovery goes through the authority)"
+            )));
+        }
         let cert = crate::statement::decode(&body.certificate)
             .map_err(|f| Fault::BadRotation(format!("at {author}#{seq}: certificate: {f}")))?;
         let Some(statement::Kind::Locality(c)) = &cert.statement.kind else {
@@ -486,13 +522,16 @@ impl TrustState {
             )));
         }
         let serial = c.serial;
-        match self.apply_statement(&body.certificate, at) {
+        // Everything on a copy (rotations are rare): a refused handover leaves no
+        // trace, not even its embedded certificate.
+        let mut probe = self.clone();
+        match probe.apply_statement(&body.certificate, at) {
             Ok(_) => {}
             Err(f) => return Err(Fault::BadRotation(format!("at {author}#{seq}: certificate {serial}: {f}"))),
         }
-        let entry = self.localities.entry(author.as_u32()).or_default();
+        let entry = probe.localities.entry(author.as_u32()).or_default();
         if let Some(s) = entry.spans.iter().find(|s| s.serial == serial) {
-            if s.from_seq == seq + 1 {
+            if s.from_seq == next_seq {
                 self.applied.insert(id);
                 return Ok(Applied::Duplicate);
             }
@@ -509,10 +548,11 @@ impl TrustState {
         if entry.spans.last().is_some_and(|s| s.from_seq > seq) {
             return Err(Fault::BadRotation(format!("at {author}#{seq}: the key schedule already continues past it")));
         }
-        entry.spans.push(Span { rotation_at: Some(seq), ..span(seq + 1, new, format!("rotation at #{seq}"), serial) });
+        entry.spans.push(Span { rotation_at: Some(seq), ..span(next_seq, new, format!("rotation at #{seq}"), serial) });
         entry.pending_rotation = None;
-        self.applied.insert(id);
-        Ok(Applied::Rotated { locality: author, from_seq: seq + 1 })
+        probe.applied.insert(id);
+        *self = probe;
+        Ok(Applied::Rotated { locality: author, from_seq: next_seq })
     }
 
     /// Adds a hand-copied key (`yipan roster add`, an air-gapped site's
@@ -544,7 +584,10 @@ impl TrustState {
         }
         // No allocation: this runs once per received and audited event.
         let certs = || entry.certificates.iter().filter(|c| c.key == span.key);
-        if let Some((c, r)) = certs().find_map(|c| c.revoked.as_ref().map(|r| (c, r))) {
+        // The tightest bound of any revoked certificate of this key.
+        if let Some((c, r)) =
+            certs().filter_map(|c| c.revoked.as_ref().map(|r| (c, r))).min_by_key(|(_, r)| r.valid_through_seq)
+        {
             if seq > r.valid_through_seq {
                 return Err(KeyFault::Revoked { serial: c.serial, through: r.valid_through_seq, seq });
             }

@@ -240,3 +240,55 @@ fn bootstrap_keys_are_the_exception_and_yield_to_a_matching_certificate() {
     let e = certify(&mut t, &shaanxi, &cert("610112", &key(11).verifying_key(), 101, 0, 0)).unwrap_err();
     assert_eq!(e.code(), "trust.key_conflict");
 }
+
+#[test]
+fn review_findings_revocations_tighten_and_handovers_cannot_be_forged_by_a_revoked_key() {
+    let (mut t, root, shaanxi, _) = world();
+    let (k1, k2, k3) = (key(10), key(11), key(12));
+    certify(&mut t, &shaanxi, &cert("610112", &k1.verifying_key(), 100, 0, 0)).unwrap();
+    let revoke = |t: &mut TrustState, by: &SigningKey, through: u64| {
+        t.apply_statement(&statement::sign(by, statement::revocation(100, through, "stolen"), at()), at())
+    };
+    // A loose bound can be tightened (by the issuer or the root), never loosened; no unbounded bound.
+    assert_eq!(revoke(&mut t, &shaanxi, u64::MAX).unwrap_err().code(), "trust.malformed");
+    revoke(&mut t, &shaanxi, 500).unwrap();
+    assert_eq!(revoke(&mut t, &shaanxi, 600).unwrap_err().code(), "trust.bad_replacement");
+    revoke(&mut t, &root, 80).unwrap();
+    assert_eq!(t.key_for(l("610112"), 81, None).unwrap_err().code(), "key.revoked");
+    assert_eq!(t.key_for(l("610112"), 80, None), Ok(k1.verifying_key()));
+    // A rotation certificate out of the revoked key cannot be used by the thief holding it.
+    let next = statement::sign(
+        &shaanxi,
+        statement::locality_certificate(&cert("610112", &k2.verifying_key(), 200, 100, 0)),
+        at(),
+    );
+    let e = t.apply_statement(&next, at()).unwrap_err();
+    assert_eq!(e.code(), "trust.bad_replacement", "{e}");
+    let e = t.apply_rotation(&rotation_event("610112", 50, &k1, next), at()).unwrap_err();
+    assert_eq!(e.code(), "trust.bad_rotation", "{e}");
+    assert_eq!(t.key_for(l("610112"), 60, None), Ok(k1.verifying_key()), "nothing changed");
+    // Recovery may not reach back before the current key's first sequence.
+    let (mut t2, _, shaanxi2, _) = world();
+    certify(&mut t2, &shaanxi2, &cert("610112", &k1.verifying_key(), 100, 0, 0)).unwrap();
+    let next = statement::sign(
+        &shaanxi2,
+        statement::locality_certificate(&cert("610112", &k2.verifying_key(), 200, 100, 0)),
+        at(),
+    );
+    t2.apply_rotation(&rotation_event("610112", 100, &k1, next), at()).unwrap();
+    t2.apply_statement(&statement::sign(&shaanxi2, statement::revocation(200, 50, "typo"), at()), at()).unwrap();
+    let e = certify(&mut t2, &shaanxi2, &cert("610112", &k3.verifying_key(), 300, 200, 51)).unwrap_err();
+    assert!(e.to_string().contains("earlier key"), "{e}");
+    assert_eq!(t2.key_for(l("610112"), 60, None), Ok(k1.verifying_key()));
+    // A handover at the last possible sequence is refused, not wrapped around.
+    let (mut t3, _, shaanxi3, _) = world();
+    certify(&mut t3, &shaanxi3, &cert("610112", &k1.verifying_key(), 100, 0, 0)).unwrap();
+    let next = statement::sign(
+        &shaanxi3,
+        statement::locality_certificate(&cert("610112", &k2.verifying_key(), 200, 100, 0)),
+        at(),
+    );
+    let e = t3.apply_rotation(&rotation_event("610112", u64::MAX, &k1, next), at()).unwrap_err();
+    assert_eq!(e.code(), "trust.bad_rotation");
+    assert_eq!(t3.pending_key(l("610112")), None, "a refused handover leaves no trace, not even its certificate");
+}
