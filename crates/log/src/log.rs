@@ -302,7 +302,12 @@ impl<B: Backend> Log<B> {
         let own = signing.verifying_key();
         if !trust.knows(locality) {
             trust.add_bootstrap(locality, own)?;
-            backend.commit(vec![(layout::roster_key(me).to_vec(), Some(own.to_bytes().to_vec()))])?;
+            // Kept only for a new store: a store that already holds history (opened
+            // with a wrong anchor, say) must not turn its current key into a
+            // hand-added entry that would later conflict with its own certificates.
+            if head.0 == 0 && trust_next == 0 {
+                backend.commit(vec![(layout::roster_key(me).to_vec(), Some(own.to_bytes().to_vec()))])?;
+            }
         }
         check_own_key(&trust, locality, head.0 + 1, &own)?;
         let bounds = crate::quarantine::Bounds::load(&backend, &meta_key(crate::quarantine::EVICTED))?;
@@ -856,6 +861,21 @@ impl<B: Backend> Log<B> {
         record: &[u8],
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<std::result::Result<Applied, TrustFault>> {
+        // A handover goes through the same checks as one met in a channel.
+        if let Ok(yipan_trust::statement::Record::Rotation(ev_bytes)) = yipan_trust::statement::decode_record(record) {
+            let outcome = match StoredEvent::decode(&ev_bytes) {
+                Err(p) => Err(TrustFault::Malformed(format!("key rotation event: {p}"))),
+                Ok(ev) => match self.keep_handover(&ev_bytes, &ev, at) {
+                    Ok(applied) => Ok(applied),
+                    Err(Error::Trust(f)) => Err(f),
+                    Err(e) => return Err(e),
+                },
+            };
+            return match outcome {
+                Ok(applied) => Ok(Ok(applied)),
+                Err(fault) => self.refuse_trust_record(record, fault),
+            };
+        }
         // Applied in place (a copy per record would cost O(localities) each: seconds for a
         // national trust stream at start). A refused record changes nothing that matters.
         let mut t = write(&self.shared.trust);
@@ -879,22 +899,62 @@ impl<B: Backend> Log<B> {
             }
             Err(fault) => {
                 drop(t);
-                let who = match yipan_trust::statement::decode_record(record) {
-                    Ok(yipan_trust::statement::Record::Rotation(_)) => "trust:rotation",
-                    _ => "trust",
-                };
-                self.set_aside(
-                    record,
-                    Some(who.into()),
-                    Code::Trust(fault.code()),
-                    format!("{}: {fault}", fault.code()),
-                )?;
-                if fault.is_alert() {
-                    tracing::error!(alert = "trust", code = fault.code(), %fault, "trust record refused");
-                } else {
-                    tracing::warn!(code = fault.code(), %fault, "trust record refused");
+                self.refuse_trust_record(record, fault)
+            }
+        }
+    }
+
+    /// Quarantines a refused trust record with its code (and alerts when it
+    /// may be a compromise).
+    fn refuse_trust_record(
+        &self,
+        record: &[u8],
+        fault: TrustFault,
+    ) -> Result<std::result::Result<Applied, TrustFault>> {
+        let who = match yipan_trust::statement::decode_record(record) {
+            Ok(yipan_trust::statement::Record::Rotation(_)) => "trust:rotation",
+            _ => "trust",
+        };
+        self.set_aside(record, Some(who.into()), Code::Trust(fault.code()), format!("{}: {fault}", fault.code()))?;
+        if fault.is_alert() {
+            tracing::error!(alert = "trust", code = fault.code(), %fault, "trust record refused");
+        } else {
+            tracing::warn!(code = fault.code(), %fault, "trust record refused");
+        }
+        Ok(Err(fault))
+    }
+
+    /// Applies a key handover (an encoded `KeyRotated` event, `ev` decoded)
+    /// and keeps it as a trust record, so that a restart replays it in the
+    /// order it was learned. A handover at or below a sequence this node
+    /// already holds of that author must be the very event held there: a
+    /// stolen old key cannot rewrite the chain by handing it over in the past.
+    fn keep_handover(&self, bytes: &[u8], ev: &StoredEvent, at: chrono::DateTime<chrono::Utc>) -> Result<Applied> {
+        let author = ev.author().ok_or_else(|| TrustFault::BadRotation("author is not a division code".into()))?;
+        if author != self.shared.locality && ev.seq() <= read(&self.shared.index).max_seq(author.as_u32()) {
+            match self.event_at(author, ev.seq())? {
+                Some(held) if held.hash == ev.hash => {}
+                _ => {
+                    return Err(TrustFault::BadRotation(format!(
+                        "at {author}#{}: this node holds another event (or a later one) there",
+                        ev.seq()
+                    ))
+                    .into())
                 }
-                Ok(Err(fault))
+            }
+        }
+        let mut t = write(&self.shared.trust);
+        match t.apply_rotation(bytes, at)? {
+            Applied::Duplicate => Ok(Applied::Duplicate),
+            applied => {
+                let n = self.shared.trust_next.fetch_add(1, Ordering::Relaxed);
+                let mut value = at.timestamp_micros().to_be_bytes().to_vec();
+                value.extend_from_slice(&yipan_trust::statement::record_of_rotation(bytes.to_vec()));
+                if let Err(e) = self.shared.backend.commit(vec![(layout::trust_key(n).to_vec(), Some(value))]) {
+                    self.shared.poisoned.store(true, Ordering::Release);
+                    return Err(e);
+                }
+                Ok(applied)
             }
         }
     }
@@ -958,7 +1018,12 @@ impl<B: Backend> Log<B> {
         let a = appended.into_iter().next().ok_or(Error::Closed)?;
         let ev = self.event_at(me, a.seq)?.ok_or(Error::Closed)?;
         let at = rotation_time(&ev).unwrap_or_else(chrono::Utc::now);
-        write(&self.shared.trust).apply_rotation(&ev.signed.encode_to_vec(), at)?;
+        if let Err(e) = self.keep_handover(&ev.signed.encode_to_vec(), &ev, at) {
+            // Durable in the chain but not in the trust state: the sequencer already
+            // signs with the new key, so stop until a reopen rebuilds the state.
+            self.shared.poisoned.store(true, Ordering::Release);
+            return Err(e);
+        }
         Ok(a)
     }
 
@@ -1150,8 +1215,8 @@ impl<B: Backend> Log<B> {
             let Ok(ev) = ev else { continue };
             let Some(at) = rotation_time(ev) else { continue };
             if ev.author() != Some(self.shared.locality) {
-                if let Err(f) = write(&self.shared.trust).apply_rotation(bytes, at) {
-                    tracing::debug!(code = f.code(), "key handover in a received event not applied");
+                if let Err(e) = self.keep_handover(bytes, ev, at) {
+                    tracing::debug!(error = %e, "key handover in a received event not applied");
                 }
             }
         }

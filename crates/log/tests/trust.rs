@@ -243,3 +243,63 @@ fn recovery_after_revocation_continues_the_chain_with_a_new_key() {
         assert!(matches!(residence.ingest(&b).unwrap(), Ingested::Stored { .. }));
     }
 }
+
+fn sled_residence(dir: &std::path::Path) -> SledStore {
+    SledStore::open_with_anchor(
+        SledBackend::open(dir).unwrap(),
+        loc("610112"),
+        key(20),
+        Some(key(ROOT).verifying_key()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn handovers_learned_from_channels_are_kept_and_replayed_in_order_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let residence = sled_residence(dir.path());
+    learn(&residence, &world());
+    let origin = node("411522", 10);
+    origin.append(certificate(1)).unwrap();
+    let next = signed(&cert("411522", 11, 4101, 4100));
+    origin.rotate_key(key(11), next.clone()).unwrap();
+    origin.append(certificate(3)).unwrap();
+    for b in bytes_of(&origin, 1) {
+        assert!(matches!(residence.ingest(&b).unwrap(), Ingested::Stored { .. }));
+    }
+    // K2 is lost: revoked through #3, recovered with K3 from #4.
+    let rev = statement::sign(&key(HENAN), statement::revocation(4101, 3, "lost"), Utc::now());
+    let mut recovery = cert("411522", 12, 4102, 4101);
+    recovery.first_seq = 4;
+    learn(&residence, &[statement::record_of_statement(rev), locality(&recovery)]);
+    assert_eq!(residence.trust().key_for(loc("411522"), 4, None), Ok(key(12).verifying_key()));
+    drop(residence);
+    // After a restart the same schedule: the handover was kept in the order it was learned.
+    let residence = sled_residence(dir.path());
+    let t = residence.trust();
+    assert_eq!(t.key_for(loc("411522"), 1, None), Ok(key(10).verifying_key()));
+    assert_eq!(t.key_for(loc("411522"), 3, None), Ok(key(11).verifying_key()));
+    assert_eq!(t.key_for(loc("411522"), 4, None), Ok(key(12).verifying_key()));
+    assert!(residence.verify().unwrap().ok(), "{:?}", residence.verify().unwrap().faults);
+}
+
+#[test]
+fn a_stolen_old_key_cannot_hand_the_chain_over_in_the_past() {
+    let residence = node("610112", 20);
+    let origin = node("411522", 10);
+    origin.append_batch((1..=3).map(certificate).collect()).unwrap();
+    for b in bytes_of(&origin, 1) {
+        assert!(matches!(residence.ingest(&b).unwrap(), Ingested::Stored { .. }));
+    }
+    // An honest rotation is certified and pending; the thief (holding K1) hands over at #2.
+    let next = signed(&cert("411522", 11, 4101, 4100));
+    learn(&residence, &[statement::record_of_statement(next.clone())]);
+    let thief = node("411522", 10);
+    thief.append(certificate(9)).unwrap();
+    let forged = thief.rotate_key(key(11), next).unwrap();
+    let bytes = thief.event_at(loc("411522"), forged.seq).unwrap().unwrap().signed.encode_to_vec();
+    let fault = residence.apply_trust_record(&statement::record_of_rotation(bytes), Utc::now()).unwrap().unwrap_err();
+    assert_eq!(fault.code(), "trust.bad_rotation");
+    assert!(fault.to_string().contains("holds another event"), "{fault}");
+    assert_eq!(residence.trust().key_for(loc("411522"), 3, None), Ok(key(10).verifying_key()), "history intact");
+}

@@ -170,9 +170,17 @@ async fn release_held<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, held
             }
             let outcomes = ingest(log, run.iter().map(|(b, _)| b.clone()).collect()).await?;
             let mut pending = false;
-            for ((_, msg), outcome) in run.into_iter().zip(outcomes) {
-                pending |= matches!(outcome, Ingested::Pending { .. });
-                settle(log, metrics, msg, outcome).await?;
+            for ((bytes, msg), outcome) in run.into_iter().zip(outcomes) {
+                match outcome {
+                    // Behind one that was not stored: held again, not acked.
+                    Ingested::Gap { got, .. } => {
+                        held.entry(author).or_default().insert(got, (bytes, msg));
+                    }
+                    other => {
+                        pending |= matches!(other, Ingested::Pending { .. });
+                        settle(log, metrics, msg, other).await?;
+                    }
+                }
             }
             if pending {
                 break;
@@ -193,6 +201,19 @@ pub const PENDING_DELIVERIES: i64 = 60;
 /// the key is known).
 async fn settle<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, msg: Message, outcome: Ingested) -> Result<()> {
     if let Ingested::Pending { author, reason } = &outcome {
+        // Waiting is for the author's own messages only: one that claims another
+        // author than its subject names is set aside at once (no redelivery to abuse).
+        if subjects::last_token(&msg.subject) != author.to_string() {
+            let l = log.clone();
+            let (payload, who) = (msg.payload.clone(), author.to_string());
+            let reason =
+                format!("claims author {author} but came on the subject of {}", subjects::last_token(&msg.subject));
+            tokio::task::spawn_blocking(move || l.set_aside(&payload, Some(who), yipan_log::Code::Author, reason))
+                .await
+                .map_err(|e| Error::Nats(format!("quarantine task failed: {e}")))??;
+            SyncMetrics::add(&metrics.quarantined, 1);
+            return msg.ack().await.map_err(Error::nats);
+        }
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
         if delivered < PENDING_DELIVERIES {
             SyncMetrics::add(&metrics.pending, 1);
