@@ -216,6 +216,9 @@ struct Shared<B> {
     queued: std::sync::atomic::AtomicUsize,
 }
 
+/// Node setting: the last trust-stream sequence applied (kept by the trust follower).
+pub const TRUST_CURSOR: &str = "trust_cursor";
+
 /// Batches that may wait for the sequencer before appends are refused as busy.
 pub const JOB_QUEUE: usize = 1024;
 /// Default largest event: NATS's default `max_payload` (1 MiB) less room for headers.
@@ -1770,10 +1773,15 @@ fn load_trust<B: Backend>(
     let anchor = match (anchor, stored) {
         (Some(a), Some(s)) if a == s => Some(a),
         (Some(a), s) => {
+            let mut ops = vec![(layout::META_ANCHOR.to_vec(), Some(a.to_bytes().to_vec()))];
             if s.is_some() {
-                tracing::warn!("trust anchor changed: stored trust records are verified again against the new one");
+                // Records refused under the old anchor may verify now: read the stream again.
+                tracing::warn!(
+                    "trust anchor changed: stored trust records are verified again, the trust stream re-read"
+                );
+                ops.push((meta_key(TRUST_CURSOR), None));
             }
-            backend.commit(vec![(layout::META_ANCHOR.to_vec(), Some(a.to_bytes().to_vec()))])?;
+            backend.commit(ops)?;
             Some(a)
         }
         (None, s) => s,

@@ -24,7 +24,7 @@ use crate::metrics::SyncMetrics;
 use crate::{sleep_or_stop, subjects, Error, Result, SyncConfig};
 
 /// Log metadata: the last trust-stream sequence applied.
-pub const CURSOR: &str = "trust_cursor";
+pub const CURSOR: &str = yipan_log::log::TRUST_CURSOR;
 /// Log metadata: the highest own handover sequence published to the trust stream.
 pub const PUBLISHED: &str = "trust_rotations_published";
 
