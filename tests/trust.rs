@@ -366,6 +366,9 @@ async fn revocation_stops_a_stolen_key_and_bad_statements_are_quarantined_with_c
         .into_iter()
         .map(yipan_trust::statement::record_of_statement)
         .collect();
+    // A record that is a statement in form but garbage inside (plain junk on an authority's
+    // subject is dropped and counted without a quarantine entry).
+    records.push(yipan_trust::statement::record_of_statement(b"\x0a\x03abc".to_vec()));
     records.push(b"\x0a\xff\xffnot a record".to_vec());
     for (i, record) in records.into_iter().enumerate() {
         let msg = async_nats::jetstream::message::PublishMessage::build()

@@ -36,6 +36,8 @@ pub async fn ensure_stream(js: &jetstream::Context, cfg: &SyncConfig) -> Result<
         subjects: vec![subjects::TRUST_SUBJECTS.into()],
         storage: jetstream::stream::StorageType::File,
         duplicate_window: Duration::from_secs(120),
+        // A certificate is a few hundred bytes, a handover a few KiB.
+        max_message_size: 64 * 1024,
         ..Default::default()
     };
     if !cfg.manage_streams {
@@ -92,6 +94,16 @@ pub async fn read_new<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Context, me
             Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => continue,
             Err(e) => return Err(Error::nats(e)),
         };
+        // What a subject may carry: a locality's rotation subject only its own
+        // handovers, an authority's subject only statements. Anything else is
+        // dropped and counted, neither quarantined nor alerted on (a locality's
+        // NATS user may publish on its rotation subject: no flood of alerts from it).
+        if let Some(problem) = misplaced(&msg.subject, &msg.payload) {
+            tracing::warn!(subject = %msg.subject, seq, %problem, "trust-stream message dropped");
+            SyncMetrics::add(&metrics.trust_refused, 1);
+            log.meta_put(CURSOR, &seq.to_be_bytes())?;
+            continue;
+        }
         let nanos = msg.time.unix_timestamp_nanos();
         let when = chrono::DateTime::from_timestamp_nanos(nanos.clamp(0, i64::MAX as i128) as i64);
         let l = log.clone();
@@ -133,4 +145,46 @@ async fn publish_handovers<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Contex
         tracing::info!(%me, seq, "key handover published to the trust stream");
     }
     Ok(())
+}
+
+/// Why a trust-stream message does not belong on its subject, if it does not.
+fn misplaced(subject: &str, payload: &[u8]) -> Option<String> {
+    use yipan_trust::statement::{decode_record, Record};
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let record = decode_record(payload);
+    match tokens.as_slice() {
+        ["yipan", "v1", "trust", _, "statement"] => match record {
+            Ok(Record::Statement(_)) => None,
+            _ => Some("not a signed statement".into()),
+        },
+        ["yipan", "v1", "trust", _, "rotation", code] => match record {
+            Ok(Record::Rotation(bytes)) => match yipan_log::StoredEvent::decode(&bytes) {
+                Ok(ev) if ev.envelope.author == *code => None,
+                Ok(ev) => {
+                    Some(format!("a handover of {} on the subject of {code}", yipan_core::clip(&ev.envelope.author)))
+                }
+                Err(p) => Some(format!("not a signed event: {p}")),
+            },
+            _ => Some("not a key handover".into()),
+        },
+        _ => Some("not a trust subject".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_carry_only_what_they_are_for() {
+        let statement = yipan_trust::statement::record_of_statement(yipan_trust::statement::sign(
+            &ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+            yipan_trust::statement::revocation(1, 0, "x"),
+            chrono::Utc::now(),
+        ));
+        assert_eq!(misplaced("yipan.v1.trust.61.statement", &statement), None);
+        assert!(misplaced("yipan.v1.trust.61.rotation.610112", &statement).is_some());
+        assert!(misplaced("yipan.v1.trust.61.statement", b"junk").is_some());
+        assert!(misplaced("yipan.v1.trust.61.rotation.610112", b"junk").is_some());
+    }
 }
