@@ -376,7 +376,7 @@ async fn revocation_stops_a_stolen_key_and_bad_statements_are_quarantined_with_c
             .message_id(format!("bad-{i}"));
         js.send_publish(yipan_sync::subjects::trust_statement(61), msg).await.unwrap().await.unwrap();
     }
-    w.until("every bad statement refused", |w| metric(w.node("610112"), "yipan_trust_records_refused_total") >= 7)
+    w.until("every bad statement refused", |w| metric(w.node("610112"), "yipan_trust_records_refused_total") >= 8)
         .await;
     let reasons: Vec<String> = w.node("610112").log.quarantine().unwrap().into_iter().map(|q| q.reason).collect();
     for code in [
