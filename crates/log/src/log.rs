@@ -930,11 +930,14 @@ impl<B: Backend> Log<B> {
     /// Applies a key handover (an encoded `KeyRotated` event, `ev` decoded)
     /// and keeps it as a trust record, so that a restart replays it in the
     /// order it was learned. A handover at or below a sequence this node
-    /// already holds of that author must be the very event held there: a
-    /// stolen old key cannot rewrite the chain by handing it over in the past.
+    /// already holds of that author must be the very event held there (for
+    /// its own locality: always), so a stolen old key cannot rewrite a chain
+    /// by handing it over in the past, nor hand this node's own chain over.
     fn keep_handover(&self, bytes: &[u8], ev: &StoredEvent, at: chrono::DateTime<chrono::Utc>) -> Result<Applied> {
         let author = ev.author().ok_or_else(|| TrustFault::BadRotation("author is not a division code".into()))?;
-        if author != self.shared.locality && ev.seq() <= read(&self.shared.index).max_seq(author.as_u32()) {
+        // This node holds every event of its own chain: its own handovers must be among them.
+        let own = author == self.shared.locality;
+        if own || ev.seq() <= read(&self.shared.index).max_seq(author.as_u32()) {
             match self.event_at(author, ev.seq())? {
                 Some(held) if held.hash == ev.hash => {}
                 _ => {

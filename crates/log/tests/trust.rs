@@ -303,3 +303,20 @@ fn a_stolen_old_key_cannot_hand_the_chain_over_in_the_past() {
     assert!(fault.to_string().contains("holds another event"), "{fault}");
     assert_eq!(residence.trust().key_for(loc("411522"), 3, None), Ok(key(10).verifying_key()), "history intact");
 }
+
+#[test]
+fn a_thief_cannot_hand_over_this_nodes_own_chain() {
+    let me = node("411522", 10);
+    me.append(certificate(1)).unwrap();
+    // The authority certified the next key (pending); a thief with the old key hands over
+    // this node's chain at a sequence it has not reached, and publishes it on the stream.
+    let next = signed(&cert("411522", 11, 4101, 4100));
+    learn(&me, &[statement::record_of_statement(next.clone())]);
+    let thief = node("411522", 10);
+    thief.append_batch((1..=4).map(certificate).collect()).unwrap();
+    let forged = thief.rotate_key(key(11), next).unwrap();
+    let bytes = thief.event_at(loc("411522"), forged.seq).unwrap().unwrap().signed.encode_to_vec();
+    let fault = me.apply_trust_record(&statement::record_of_rotation(bytes), Utc::now()).unwrap().unwrap_err();
+    assert_eq!(fault.code(), "trust.bad_rotation", "{fault}");
+    assert_eq!(me.append(certificate(2)).unwrap().seq, 2, "the node keeps signing its own chain");
+}
