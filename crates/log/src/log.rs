@@ -1826,6 +1826,26 @@ fn load_trust<B: Backend>(
 /// Refuses to open with a key other than the one certified for the next own event.
 fn check_own_key(trust: &TrustState, me: Locality, next: u64, own: &VerifyingKey) -> Result<()> {
     let short = |k: &VerifyingKey| hex::encode(&k.to_bytes()[..6]);
+    // A later key certified from beyond this node's next sequence (a recovery after a
+    // revocation whose bound lies past this chain's end): the sequences between were
+    // signed by someone else with the old key. Writing there would fork the chain.
+    let me_text = me.to_string();
+    if let Some(later) = trust
+        .view(chrono::Utc::now())
+        .into_iter()
+        .find(|v| v.locality == me_text)
+        .and_then(|v| v.spans.iter().map(|s| s.from_seq).find(|f| *f > next))
+    {
+        return Err(Error::OwnKey {
+            seq: next,
+            problem: format!(
+                "this chain ends at #{} but the certified schedule continues from #{later} with another key: \
+                 events #{next}..#{} are not this node's (written with a stolen key?); see docs/trust.md, recovery",
+                next - 1,
+                later - 1
+            ),
+        });
+    }
     match trust.key_for(me, next, None) {
         Ok(k) if k == *own => Ok(()),
         Ok(k) => Err(Error::KeyMismatch {

@@ -320,3 +320,19 @@ fn a_thief_cannot_hand_over_this_nodes_own_chain() {
     assert_eq!(fault.code(), "trust.bad_rotation", "{fault}");
     assert_eq!(me.append(certificate(2)).unwrap().seq, 2, "the node keeps signing its own chain");
 }
+
+#[test]
+fn a_node_behind_its_recovery_bound_refuses_to_fork_its_own_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = sled_node(dir.path(), 10).unwrap();
+    learn(&origin, &world());
+    origin.append_batch((1..=2).map(certificate).collect()).unwrap();
+    // The thief published #3..#5 with the stolen key; the bound is the streams' #5.
+    let rev = statement::sign(&key(HENAN), statement::revocation(4100, 5, "stolen"), Utc::now());
+    let mut recovery = cert("411522", 12, 4102, 4100);
+    recovery.first_seq = 6;
+    learn(&origin, &[statement::record_of_statement(rev), locality(&recovery)]);
+    drop(origin);
+    let e = sled_node(dir.path(), 10).err().expect("refused");
+    assert!(e.to_string().contains("events #3..#5 are not this node's"), "{e}");
+}
