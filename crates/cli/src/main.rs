@@ -507,15 +507,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// `YIPAN_LOG` (default `warn`), with the libraries that print whole
-/// messages at TRACE capped at DEBUG whatever it says: their trace lines
-/// carry NATS message bodies and HTTP payloads, which hold personal tiers
-/// (docs/operations.md; the leak scan in tests/cli.rs checks it).
+/// `YIPAN_LOG` (default `warn`). When it asks for more than INFO anywhere,
+/// the libraries that print message bodies at DEBUG and TRACE (NATS messages
+/// and JetStream API answers, HTTP payloads: personal tiers) are held at
+/// INFO whatever it says (docs/operations.md; the leak scan in tests/cli.rs
+/// checks it).
 fn log_filter() -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::filter::LevelFilter;
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("YIPAN_LOG").unwrap_or_else(|_| "warn".into());
-    for capped in ["async_nats=debug", "hyper=debug", "hyper_util=debug", "rustls=debug", "h2=debug"] {
-        if let Ok(d) = capped.parse() {
-            filter = filter.add_directive(d);
+    if filter.max_level_hint().is_none_or(|most| most > LevelFilter::INFO) {
+        for capped in ["async_nats=info", "hyper=info", "hyper_util=info", "rustls=info", "h2=info"] {
+            if let Ok(d) = capped.parse() {
+                filter = filter.add_directive(d);
+            }
         }
     }
     filter
