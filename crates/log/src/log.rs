@@ -885,17 +885,7 @@ impl<B: Backend> Log<B> {
         match t.apply_record(record, at) {
             Ok(Applied::Duplicate) => Ok(Ok(Applied::Duplicate)),
             Ok(applied) => {
-                let n = self.shared.trust_next.fetch_add(1, Ordering::Relaxed);
-                let mut value = at.timestamp_micros().to_be_bytes().to_vec();
-                value.extend_from_slice(record);
-                if let Err(e) = self.shared.backend.commit(vec![(layout::trust_key(n).to_vec(), Some(value))]) {
-                    // Memory now holds a record the disk does not: like a failed append,
-                    // the log stops until reopened (the stream cursor was not advanced,
-                    // so the record is read again then).
-                    self.shared.poisoned.store(true, Ordering::Release);
-                    tracing::error!(error = %e, "trust record failed to write; log poisoned until reopened");
-                    return Err(e);
-                }
+                self.keep_trust_record(record, at)?;
                 drop(t);
                 tracing::info!(?applied, "trust record applied");
                 Ok(Ok(applied))
@@ -953,16 +943,25 @@ impl<B: Backend> Log<B> {
         match t.apply_rotation(bytes, at)? {
             Applied::Duplicate => Ok(Applied::Duplicate),
             applied => {
-                let n = self.shared.trust_next.fetch_add(1, Ordering::Relaxed);
-                let mut value = at.timestamp_micros().to_be_bytes().to_vec();
-                value.extend_from_slice(&yipan_trust::statement::record_of_rotation(bytes.to_vec()));
-                if let Err(e) = self.shared.backend.commit(vec![(layout::trust_key(n).to_vec(), Some(value))]) {
-                    self.shared.poisoned.store(true, Ordering::Release);
-                    return Err(e);
-                }
+                self.keep_trust_record(&yipan_trust::statement::record_of_rotation(bytes.to_vec()), at)?;
                 Ok(applied)
             }
         }
+    }
+
+    /// Stores an applied trust record after the others, with the instant it
+    /// was judged at (call with the trust state's write lock held, so the
+    /// stored order is the applied order). A failed write leaves memory ahead
+    /// of the disk: like a failed append, the log stops until reopened (the
+    /// stream cursor was not advanced, so the record is read again then).
+    fn keep_trust_record(&self, record: &[u8], at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        let n = self.shared.trust_next.fetch_add(1, Ordering::Relaxed);
+        let mut value = at.timestamp_micros().to_be_bytes().to_vec();
+        value.extend_from_slice(record);
+        self.shared.backend.commit(vec![(layout::trust_key(n).to_vec(), Some(value))]).inspect_err(|e| {
+            self.shared.poisoned.store(true, Ordering::Release);
+            tracing::error!(error = %e, "trust record failed to write; log poisoned until reopened");
+        })
     }
 
     /// Sets bytes aside in quarantine with `reason` (e.g. an event whose
@@ -1829,13 +1828,7 @@ fn check_own_key(trust: &TrustState, me: Locality, next: u64, own: &VerifyingKey
     // A later key certified from beyond this node's next sequence (a recovery after a
     // revocation whose bound lies past this chain's end): the sequences between were
     // signed by someone else with the old key. Writing there would fork the chain.
-    let me_text = me.to_string();
-    if let Some(later) = trust
-        .view(chrono::Utc::now())
-        .into_iter()
-        .find(|v| v.locality == me_text)
-        .and_then(|v| v.spans.iter().map(|s| s.from_seq).find(|f| *f > next))
-    {
+    if let Some(later) = trust.span_starts(me).into_iter().find(|f| *f > next) {
         return Err(Error::OwnKey {
             seq: next,
             problem: format!(

@@ -101,7 +101,7 @@ pub async fn read_new<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Context, me
         if let Some(problem) = misplaced(&msg.subject, &msg.payload) {
             tracing::warn!(subject = %msg.subject, seq, %problem, "trust-stream message dropped");
             SyncMetrics::add(&metrics.trust_refused, 1);
-            log.meta_put(CURSOR, &seq.to_be_bytes())?;
+            read += 1;
             continue;
         }
         let nanos = msg.time.unix_timestamp_nanos();
@@ -116,8 +116,16 @@ pub async fn read_new<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Context, me
             Ok(_) => SyncMetrics::add(&metrics.trust_applied, 1),
             Err(_) => SyncMetrics::add(&metrics.trust_refused, 1),
         }
-        log.meta_put(CURSOR, &seq.to_be_bytes())?;
         read += 1;
+        // The cursor every 256 records and at the end of the round, not a flush per
+        // record: records read again after a crash are duplicates (kept records
+        // are replayed at open).
+        if read.is_multiple_of(256) {
+            log.meta_put(CURSOR, &seq.to_be_bytes())?;
+        }
+    }
+    if read > 0 && last > at {
+        log.meta_put(CURSOR, &last.to_be_bytes())?;
     }
     Ok(read)
 }

@@ -603,6 +603,11 @@ impl TrustState {
         Ok(span.key)
     }
 
+    /// The first author sequence of each of `author`'s keys, in order.
+    pub fn span_starts(&self, author: Locality) -> Vec<u64> {
+        self.localities.get(&author.as_u32()).map(|e| e.spans.iter().map(|s| s.from_seq).collect()).unwrap_or_default()
+    }
+
     /// Author sequences of `author`'s key handovers (its `KeyRotated` events).
     pub fn handovers(&self, author: Locality) -> Vec<u64> {
         self.localities
