@@ -26,7 +26,7 @@ const LOCALITIES: [(&str, &str); 3] = [
 ];
 const SCENARIO: &str = include_str!("../../../deploy/scenarios/xian-henan.jsonl");
 
-pub async fn run(keep: Option<PathBuf>) -> Result<()> {
+pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let base = keep.unwrap_or_else(|| tmp.path().to_path_buf());
     let localities =
@@ -268,11 +268,38 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
         }
     }
 
+    if serve {
+        serve_consoles(&base, &deployment, &nodes)?;
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    }
+
     println!("\n== stopping nodes and nats-server");
     for node in nodes {
         node.stop().await?;
     }
     drop(nats);
     println!("done");
+    Ok(())
+}
+
+/// `--serve`: tells each locality's console address with a clerk's and a
+/// supervisor's sign-in link, then the caller waits for Ctrl-C.
+fn serve_consoles(base: &std::path::Path, deployment: &Deployment, nodes: &[Node]) -> Result<()> {
+    println!("\n== serving until Ctrl-C: the operator consoles (sign in by opening a link)");
+    println!(
+        "   the nodes' TLS certificate is issued by a throw-away CA: {}\n   (import it into the browser, or accept the warning once per address)",
+        deployment.ca().display()
+    );
+    for node in nodes {
+        let dir = base.join(node.locality.to_string());
+        let clerk = std::fs::read_to_string(dir.join("clerk.token"))?;
+        let supervisor = issue_token(&dir, Role::Supervisor, "demo supervisor")?;
+        let name = LOCALITIES.iter().find(|(c, _)| *c == node.locality.to_string()).map(|(_, n)| *n).unwrap_or("");
+        println!("\n   {} {name}", node.locality);
+        println!("     console     https://{}/console/", node.addr);
+        println!("     clerk       https://{}/console/#token={}", node.addr, clerk.trim());
+        println!("     supervisor  https://{}/console/#token={supervisor}", node.addr);
+    }
+    println!("\n   (the token travels in the link's #fragment, which the browser never sends to a server;\n    the console keeps it for this tab only. Ctrl-C stops everything.)");
     Ok(())
 }

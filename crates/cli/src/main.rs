@@ -268,6 +268,10 @@ enum Command {
         /// Keep the data directories here instead of a temporary directory.
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// After the scenario, keep the nodes serving their consoles and APIs
+        /// until Ctrl-C (prints each console's address and sign-in links).
+        #[arg(long)]
+        serve: bool,
     },
     /// Benchmarks.
     Bench {
@@ -849,8 +853,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { keep } => {
-            runtime()?.block_on(demo::run(keep))?;
+        Command::Demo { keep, serve } => {
+            runtime()?.block_on(demo::run(keep, serve))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { what: BenchWhat::Audit { events, format } } => {

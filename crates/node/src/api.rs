@@ -29,7 +29,7 @@ use std::sync::Arc;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -40,6 +40,8 @@ use yipan_log::SledStore;
 use yipan_sync::SyncMetrics;
 
 use crate::auth::Auth;
+use crate::console;
+use crate::export::{self, Cell, Table};
 use crate::views::{self, Views};
 
 /// Shared state of the handlers.
@@ -55,6 +57,8 @@ pub struct AppState {
     insecure: bool,
     /// Fires when the node stops, so long-lived streams end.
     stop: tokio::sync::watch::Receiver<bool>,
+    /// The last audit of the own store (console health page).
+    audits: crate::console::Audits,
 }
 
 impl AppState {
@@ -78,7 +82,23 @@ impl AppState {
             auth,
             insecure,
             stop,
+            audits: Default::default(),
         }
+    }
+
+    /// The node's log.
+    pub fn log(&self) -> &Arc<SledStore> {
+        &self.log
+    }
+
+    /// The deployment's person-key secret, if this node has one.
+    pub fn person_secret(&self) -> Option<&[u8]> {
+        self.person_secret.as_deref().map(|v| v.as_slice())
+    }
+
+    /// The last audit of the own store.
+    pub fn audits(&self) -> &crate::console::Audits {
+        &self.audits
     }
 
     /// The node's credentials.
@@ -105,6 +125,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dead-letters", get(dead_letters))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
+        .route("/v1/whoami", get(console::whoami))
+        .route("/v1/person-key", post(console::person_key))
+        .route("/v1/scorecard/trend", get(trend))
+        .route("/v1/export", get(export))
+        .route("/v1/audit", get(console::last_audit).post(console::audit_now))
+        .route("/", get(console::to_console))
+        .route("/console", get(console::to_console))
+        .route("/console/", get(console::index))
+        .route("/console/{*file}", get(console::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::layer))
@@ -116,6 +145,21 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     ApiError::new(status, message).into_response()
 }
 
+/// A JSON error answer about one input field: `{"error": …, "field": "body.township"}`,
+/// so a form can show it beside the field.
+pub fn field_error(status: StatusCode, message: impl Into<String>, field: &str) -> Response {
+    ApiError { field: Some(field.to_string()), ..ApiError::new(status, message) }.into_response()
+}
+
+/// The field a validation error names, if it names one.
+fn field_of(e: &yipan_core::Error) -> Option<String> {
+    match e {
+        yipan_core::Error::Field { field, .. } => Some(field.clone()),
+        yipan_core::Error::UnknownKind { .. } => Some("kind".into()),
+        yipan_core::Error::Json(_) => None,
+    }
+}
+
 /// An error answer: status, message and, when the caller should come back,
 /// `Retry-After`. Library errors are mapped to a status in one place.
 #[derive(Debug)]
@@ -123,12 +167,14 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     retry_after_s: Option<u64>,
+    /// The input field at fault, for forms.
+    field: Option<String>,
 }
 
 impl ApiError {
     /// An answer with `status`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), retry_after_s: None }
+        ApiError { status, message: message.into(), retry_after_s: None, field: None }
     }
 
     /// Appends a note to the message (e.g. "nothing was written").
@@ -149,17 +195,25 @@ impl From<yipan_log::Error> for ApiError {
             E::Poisoned | E::Closed => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
+        let field = match &e {
+            E::Invalid(source) | E::InvalidInBatch { source, .. } => field_of(source),
+            _ => None,
+        };
         let message = match e {
             E::InvalidInBatch { index, source } => format!("event [{index}]: {source}"),
             other => other.to_string(),
         };
-        ApiError { status, message, retry_after_s: retry }
+        ApiError { status, message, retry_after_s: retry, field }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        let body = match self.field {
+            Some(f) => json!({ "error": self.message, "field": f }),
+            None => json!({ "error": self.message }),
+        };
+        let mut r = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(s));
         }
@@ -211,7 +265,11 @@ async fn append(State(s): State<AppState>, Extension(caller): Extension<Caller>,
             Err(e) => {
                 s.rejected.fetch_add(1, Ordering::Relaxed);
                 let at = if batch { format!("event [{i}]: ") } else { String::new() };
-                return error(StatusCode::BAD_REQUEST, format!("{at}{e}; nothing was written"));
+                let message = format!("{at}{e}; nothing was written");
+                return match field_of(&e) {
+                    Some(f) => field_error(StatusCode::BAD_REQUEST, message, &f),
+                    None => error(StatusCode::BAD_REQUEST, message),
+                };
             }
         }
     }
@@ -501,10 +559,32 @@ pub struct ViewQuery {
     offset: Option<usize>,
     /// Paging of `/v1/cases`: entries per page (default 1,000, at most 10,000).
     limit: Option<usize>,
+    /// `/v1/cases`: only this workflow (`notification`, `case_assist`, `first_child`, `certificate_mismatch`).
+    kind: Option<String>,
+    /// `/v1/cases`: only exchanges with this locality on the other side.
+    counterpart: Option<String>,
+    /// `/v1/cases`: only exchanges asked by this locality.
+    from: Option<String>,
+    /// `/v1/cases`: only exchanges this locality must answer.
+    to: Option<String>,
+    /// `/v1/cases`: only exchanges not answered yet (open or overdue).
+    open: Option<bool>,
+    /// `/v1/cases`: `overdue_first` (most overdue first, then by due date); default by opening time.
+    order: Option<String>,
+    /// `/v1/scorecard/trend`: how many months back (default 12, at most 36).
+    months: Option<u32>,
+    /// `/v1/export`: which table.
+    table: Option<String>,
+    /// `/v1/export`: `csv` or `xlsx`.
+    format: Option<String>,
+    /// `/v1/export?table=card|timeline`: the person key.
+    person: Option<String>,
+    /// `/v1/export`: header language, `zh` (default) or `en`.
+    lang: Option<String>,
 }
 
 impl AppState {
-    fn read_views(&self) -> std::sync::RwLockReadGuard<'_, yipan_projections::Projections> {
+    pub(crate) fn read_views(&self) -> std::sync::RwLockReadGuard<'_, yipan_projections::Projections> {
         self.views.read().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -542,22 +622,514 @@ async fn scorecard(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Res
     Json(s.read_views().scorecard(scope, period, as_of)).into_response()
 }
 
+/// The exchanges a `/v1/cases` query selects, each with its working days
+/// left (positive) or over (negative) for those not answered yet.
+fn select_cases(
+    v: &yipan_projections::Projections,
+    me: Locality,
+    q: &ViewQuery,
+) -> Result<Vec<(yipan_projections::state::Exchange, Option<i64>)>, String> {
+    use yipan_projections::state::ExchangeKind;
+    let (as_of, locality) = as_of_and_locality(q)?;
+    let code = |field: &str, v: &Option<String>| {
+        v.as_deref().map(Locality::parse).transpose().map_err(|e| format!("{field}: {e}"))
+    };
+    let (counterpart, from, to) = (code("counterpart", &q.counterpart)?, code("from", &q.from)?, code("to", &q.to)?);
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some("notification") => Some(ExchangeKind::Notification),
+        Some("case_assist") => Some(ExchangeKind::CaseAssist),
+        Some("first_child") => Some(ExchangeKind::FirstChild),
+        Some("certificate_mismatch") => Some(ExchangeKind::CertificateMismatch),
+        Some(k) => {
+            return Err(format!(
+                "kind: `{}` is not notification, case_assist, first_child or certificate_mismatch",
+                yipan_core::clip(k)
+            ))
+        }
+    };
+    let overdue_first = match q.order.as_deref() {
+        None | Some("opened") => false,
+        Some("overdue_first") => true,
+        Some(o) => return Err(format!("order: `{}` is not opened or overdue_first", yipan_core::clip(o))),
+    };
+    let today = yipan_projections::calendar::date_of(as_of);
+    let mut ex = v.all_exchanges(locality, as_of);
+    ex.retain(|e| {
+        (q.overdue != Some(true) || e.overdue())
+            && (q.open != Some(true) || !matches!(e.state, yipan_projections::state::ExchangeState::Closed { .. }))
+            && kind.is_none_or(|k| e.kind == k)
+            && from.is_none_or(|f| e.from == f)
+            && to.is_none_or(|t| e.to == t)
+            && counterpart.is_none_or(|c| {
+                let mine = locality.unwrap_or(me);
+                (e.from == c || e.to == c) && (e.from == mine || e.to == mine)
+            })
+    });
+    let mut out: Vec<_> = ex
+        .into_iter()
+        .map(|e| {
+            let days = match e.state {
+                yipan_projections::state::ExchangeState::Closed { .. } => None,
+                _ => Some(v.calendar().working_days_between(today, e.due)),
+            };
+            (e, days)
+        })
+        .collect();
+    if overdue_first {
+        // Most days over first; then what falls due soonest; answered ones last.
+        out.sort_by_key(|(e, days)| (days.is_none(), days.unwrap_or(0), e.due, e.opened));
+    }
+    Ok(out)
+}
+
 async fn cases(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
-    let (as_of, locality) = match as_of_and_locality(&q) {
+    let selected = {
+        let v = s.read_views();
+        select_cases(&v, s.log.locality(), &q)
+    };
+    let ex = match selected {
         Ok(x) => x,
         Err(e) => return bad(e),
     };
-    let mut ex = s.read_views().all_exchanges(locality, as_of);
-    if q.overdue == Some(true) {
-        ex.retain(|e| e.overdue());
-    }
     // Paged: the total goes in `X-Total-Count`, the page is `offset`..`offset + limit`.
     let total = ex.len();
     let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(1000).clamp(1, 10_000));
-    let page: Vec<_> = ex.into_iter().skip(offset).take(limit).collect();
+    let page: Vec<Value> = ex
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(e, days)| {
+            let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
+            v["working_days"] = json!(days);
+            v
+        })
+        .collect();
     let mut r = Json(page).into_response();
     r.headers_mut().insert("x-total-count", header::HeaderValue::from(total));
     r
+}
+
+/// The scorecards of the `months` months up to this one (oldest first), as known now.
+fn trend_of(
+    v: &yipan_projections::Projections,
+    scope: yipan_projections::scorecard::Scope,
+    months: u32,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> Vec<yipan_projections::scorecard::Scorecard> {
+    let mut period = yipan_projections::Period::month_of(yipan_projections::calendar::date_of(as_of));
+    let mut out = Vec::with_capacity(months as usize);
+    for _ in 0..months {
+        out.push(v.scorecard(scope, period, as_of));
+        period = period.prev_month();
+    }
+    out.reverse();
+    out
+}
+
+/// The scope, months and instant of a trend query.
+fn trend_query(
+    s: &AppState,
+    q: &ViewQuery,
+) -> Result<(yipan_projections::scorecard::Scope, u32, chrono::DateTime<chrono::Utc>), String> {
+    let scope = views::parse_scope(q.locality.as_deref(), q.pair.as_deref(), q.direction.as_deref(), s.log.locality())?;
+    let months = q.months.unwrap_or(12);
+    if !(1..=36).contains(&months) {
+        return Err(format!("months: {months} is not between 1 and 36"));
+    }
+    Ok((scope, months, views::parse_as_of(q.as_of.as_deref())?))
+}
+
+/// `GET /v1/scorecard/trend?months=12&locality=|pair=|direction=`.
+async fn trend(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    let (scope, months, as_of) = match trend_query(&s, &q) {
+        Ok(x) => x,
+        Err(e) => return bad(e),
+    };
+    let cards = trend_of(&s.read_views(), scope, months, as_of);
+    let periods: Vec<Value> = cards
+        .iter()
+        .map(|c| {
+            let indicators: Vec<Value> = c
+                .indicators
+                .iter()
+                .map(|i| json!({"id": i.id, "value": i.value, "pass": i.pass, "target": i.target, "numerator": i.numerator, "denominator": i.denominator}))
+                .collect();
+            json!({"period": c.period, "indicators": indicators})
+        })
+        .collect();
+    Json(json!({"scope": scope, "as_of": as_of, "months": months, "periods": periods})).into_response()
+}
+
+/// `GET /v1/export?table=&format=csv|xlsx&…`: a table of the console as a file.
+async fn export(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ViewQuery>,
+) -> Response {
+    let table = q.table.clone().unwrap_or_default();
+    if let Some(r) = export::check(&table, &caller) {
+        return r;
+    }
+    let format = q.format.clone().unwrap_or_else(|| "xlsx".into());
+    let en = match q.lang.as_deref() {
+        None | Some("zh") => false,
+        Some("en") => true,
+        Some(l) => return bad(format!("lang: `{}` is not zh or en", yipan_core::clip(l))),
+    };
+    let built = match table.as_str() {
+        "timeline" => timeline_table(&s, &q, en).await,
+        "quarantine" => quarantine_table(&s, en).await,
+        _ => view_table(&s, &table, &q, en),
+    };
+    match built {
+        Ok(t) => export::respond(&t, &format, s.log.locality()),
+        Err(e) => bad(e),
+    }
+}
+
+/// Chooses the header language.
+fn h<'a>(en: bool, zh: &'a [&'a str], english: &'a [&'a str]) -> &'a [&'a str] {
+    if en {
+        english
+    } else {
+        zh
+    }
+}
+
+fn pass_text(pass: Option<bool>, en: bool) -> Cell {
+    match (pass, en) {
+        (None, _) => Cell::Empty,
+        (Some(true), false) => "达标".into(),
+        (Some(false), false) => "未达标".into(),
+        (Some(true), true) => "pass".into(),
+        (Some(false), true) => "fail".into(),
+    }
+}
+
+fn instant(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&yipan_projections::calendar::cst()).format("%Y-%m-%d %H:%M").to_string()
+}
+
+/// The tables built from the projections.
+fn view_table(s: &AppState, table: &str, q: &ViewQuery, en: bool) -> Result<Table, String> {
+    use yipan_projections::state::{ExchangeState, ItemState};
+    let v = s.read_views();
+    match table {
+        "scorecard" => {
+            let scope =
+                views::parse_scope(q.locality.as_deref(), q.pair.as_deref(), q.direction.as_deref(), s.log.locality())?;
+            let card =
+                v.scorecard(scope, views::parse_period(q.period.as_deref())?, views::parse_as_of(q.as_of.as_deref())?);
+            let mut t = Table::new(
+                "scorecard",
+                h(
+                    en,
+                    &["期间", "指标", "目标", "比较", "分子", "分母", "值", "是否达标"],
+                    &["period", "indicator", "target", "comparison", "numerator", "denominator", "value", "pass"],
+                ),
+            );
+            for i in &card.indicators {
+                t.row(vec![
+                    card.period.to_string().into(),
+                    (if en { i.name_en } else { i.name_zh }).into(),
+                    i.target.into(),
+                    (if en {
+                        i.comparison
+                    } else if i.comparison == "at_most" {
+                        "不高于"
+                    } else {
+                        "不低于"
+                    })
+                    .into(),
+                    i.numerator.into(),
+                    i.denominator.into(),
+                    i.value.into(),
+                    pass_text(i.pass, en),
+                ]);
+            }
+            Ok(t)
+        }
+        "trend" => {
+            let (scope, months, as_of) = trend_query(s, q)?;
+            let cards = trend_of(&v, scope, months, as_of);
+            let mut headers: Vec<&str> = vec![if en { "period" } else { "期间" }];
+            if let Some(first) = cards.first() {
+                headers.extend(first.indicators.iter().map(|i| if en { i.name_en } else { i.name_zh }));
+            }
+            let mut t = Table::new("trend", &headers);
+            for c in &cards {
+                let mut row: Vec<Cell> = vec![c.period.to_string().into()];
+                row.extend(c.indicators.iter().map(|i| Cell::from(i.value)));
+                t.row(row);
+            }
+            Ok(t)
+        }
+        "cases" => {
+            let mut t = Table::new(
+                "cases",
+                h(
+                    en,
+                    &[
+                        "类型",
+                        "紧急",
+                        "发起方",
+                        "应答方",
+                        "人员编号",
+                        "户籍地",
+                        "现居住地",
+                        "发起时间",
+                        "截止日期",
+                        "状态",
+                        "超期天数",
+                        "剩余/超期工作日",
+                        "应答事件",
+                        "应答时间",
+                        "是否按时",
+                        "请求事件",
+                    ],
+                    &[
+                        "kind",
+                        "urgent",
+                        "from",
+                        "to",
+                        "person",
+                        "origin",
+                        "residence",
+                        "opened",
+                        "due",
+                        "state",
+                        "days overdue",
+                        "working days left (+) / over (-)",
+                        "answered by",
+                        "answered at",
+                        "on time",
+                        "request",
+                    ],
+                ),
+            );
+            for (e, days) in select_cases(&v, s.log.locality(), q)? {
+                let (state, overdue, by, at, on_time): (
+                    &str,
+                    Option<i64>,
+                    Option<String>,
+                    Option<String>,
+                    Option<&str>,
+                ) = match &e.state {
+                    ExchangeState::Closed { by, at, on_time } => (
+                        if en { "answered" } else { "已应答" },
+                        None,
+                        Some(by.to_string()),
+                        Some(instant(*at)),
+                        Some(match (on_time, en) {
+                            (true, false) => "按时",
+                            (false, false) => "逾期",
+                            (true, true) => "yes",
+                            (false, true) => "no",
+                        }),
+                    ),
+                    ExchangeState::Open => (if en { "open" } else { "办理中" }, None, None, None, None),
+                    ExchangeState::Overdue { days } => {
+                        (if en { "overdue" } else { "已超期" }, Some(*days), None, None, None)
+                    }
+                };
+                t.row(vec![
+                    (if en { format!("{:?}", e.kind) } else { e.kind.zh().to_string() }).into(),
+                    (if e.urgent {
+                        if en {
+                            "yes"
+                        } else {
+                            "是"
+                        }
+                    } else {
+                        ""
+                    })
+                    .into(),
+                    e.from.to_string().into(),
+                    e.to.to_string().into(),
+                    e.rel.person.to_string().into(),
+                    e.rel.origin.to_string().into(),
+                    e.rel.residence.to_string().into(),
+                    instant(e.opened).into(),
+                    e.due.to_string().into(),
+                    state.into(),
+                    overdue.into(),
+                    days.into(),
+                    by.into(),
+                    at.into(),
+                    on_time.map(Cell::from).unwrap_or(Cell::Empty),
+                    e.request.to_string().into(),
+                ]);
+            }
+            Ok(t)
+        }
+        "flows" => {
+            let (as_of, locality) = as_of_and_locality(q)?;
+            let flows = v.flows(locality, as_of);
+            let mut t = Table::new(
+                "flows",
+                h(
+                    en,
+                    &["月份", "现居住地", "户籍地", "流入", "流出", "预警"],
+                    &["month", "residence", "origin", "arrivals", "departures", "warning"],
+                ),
+            );
+            for r in &flows.rows {
+                let warned = flows
+                    .warnings
+                    .iter()
+                    .find(|w| w.period == r.period && w.residence == r.residence && w.origin == Some(r.origin));
+                t.row(vec![
+                    r.period.to_string().into(),
+                    r.residence.to_string().into(),
+                    r.origin.to_string().into(),
+                    r.arrivals.into(),
+                    r.departures.into(),
+                    warned.map(|w| Cell::from(w.direction)).unwrap_or(Cell::Empty),
+                ]);
+            }
+            Ok(t)
+        }
+        "card" => {
+            let person = PersonKey::parse(q.person.as_deref().ok_or("person: required for the card table")?)
+                .map_err(|e| format!("person: {e}"))?;
+            let as_of = views::parse_as_of(q.as_of.as_deref())?;
+            let mut t = Table::new(
+                "card",
+                h(
+                    en,
+                    &[
+                        "户籍地",
+                        "现居住地",
+                        "事项",
+                        "责任方",
+                        "截止日期",
+                        "状态",
+                        "完成事件",
+                        "完成时间",
+                        "是否按时",
+                        "超期天数",
+                    ],
+                    &[
+                        "origin",
+                        "residence",
+                        "item",
+                        "side",
+                        "due",
+                        "state",
+                        "done by",
+                        "done at",
+                        "on time",
+                        "days overdue",
+                    ],
+                ),
+            );
+            for r in v.relationships_of_person(&person) {
+                let card = v.card(&r, as_of);
+                for i in &card.items {
+                    let side = match (i.side, en) {
+                        (yipan_projections::catalogue::Side::Origin, false) => "户籍地",
+                        (yipan_projections::catalogue::Side::Residence, false) => "现居住地",
+                        (yipan_projections::catalogue::Side::Origin, true) => "origin",
+                        (yipan_projections::catalogue::Side::Residence, true) => "residence",
+                    };
+                    let (state, by, at, on_time, days): (&str, Option<String>, Option<String>, Cell, Option<i64>) =
+                        match &i.state {
+                            ItemState::Done { by, at, on_time } => (
+                                if en { "done" } else { "已完成" },
+                                Some(by.to_string()),
+                                Some(instant(*at)),
+                                pass_text(Some(*on_time), en),
+                                None,
+                            ),
+                            ItemState::Pending => (if en { "pending" } else { "待办" }, None, None, Cell::Empty, None),
+                            ItemState::Overdue { days } => {
+                                (if en { "overdue" } else { "已超期" }, None, None, Cell::Empty, Some(*days))
+                            }
+                        };
+                    t.row(vec![
+                        r.origin.to_string().into(),
+                        r.residence.to_string().into(),
+                        (if en { i.name_en.clone() } else { i.name_zh.clone() }).into(),
+                        side.into(),
+                        i.due.to_string().into(),
+                        state.into(),
+                        by.into(),
+                        at.into(),
+                        on_time,
+                        days.into(),
+                    ]);
+                }
+            }
+            Ok(t)
+        }
+        other => Err(format!("table: `{}` is not exported", yipan_core::clip(other))),
+    }
+}
+
+/// A person's events: who did what when; no personal tier.
+async fn timeline_table(s: &AppState, q: &ViewQuery, en: bool) -> Result<Table, String> {
+    let person = PersonKey::parse(q.person.as_deref().ok_or("person: required for the timeline table")?)
+        .map_err(|e| format!("person: {e}"))?;
+    let log = s.log.clone();
+    let events = tokio::task::spawn_blocking(move || log.read_person(person))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut t = Table::new(
+        "timeline",
+        h(
+            en,
+            &["记录方", "序号", "事件", "发生时间", "记录时间", "户籍地", "现居住地", "事件编号"],
+            &["author", "seq", "event", "occurred", "recorded", "origin", "residence", "event id"],
+        ),
+    );
+    for e in &events {
+        let env = &e.envelope;
+        let kind = e.kind().map(|k| if en { k.name().to_string() } else { k.zh().to_string() }).unwrap_or_default();
+        let at = |ts: &Option<yipan_proto::Timestamp>| {
+            ts.as_ref().and_then(yipan_core::time::from_ts).map(instant).unwrap_or_default()
+        };
+        t.row(vec![
+            e.author().map(|a| a.to_string()).unwrap_or_default().into(),
+            e.seq().into(),
+            kind.into(),
+            at(&env.occurred_at).into(),
+            at(&env.recorded_at).into(),
+            env.origin.clone().into(),
+            env.residence.clone().into(),
+            Uuid::from_slice(&env.event_id).map(|u| u.to_string()).unwrap_or_default().into(),
+        ]);
+    }
+    Ok(t)
+}
+
+/// The quarantine's entries (up to 10,000): when, claimed author, code, reason.
+async fn quarantine_table(s: &AppState, en: bool) -> Result<Table, String> {
+    let log = s.log.clone();
+    let entries = tokio::task::spawn_blocking(move || log.quarantine_page(None, 10_000))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut t = Table::new(
+        "quarantine",
+        h(
+            en,
+            &["接收时间", "来源", "代码", "原因", "大小(字节)", "SHA-256"],
+            &["received", "author", "code", "reason", "size (bytes)", "sha256"],
+        ),
+    );
+    for e in entries {
+        t.row(vec![
+            e.received_at.into(),
+            e.author.into(),
+            e.code.into(),
+            e.reason.into(),
+            e.size.into(),
+            e.sha256.into(),
+        ]);
+    }
+    Ok(t)
 }
 
 async fn flows(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {

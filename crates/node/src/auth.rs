@@ -105,7 +105,15 @@ fn required(method: &Method, path: &str) -> Option<&'static [Permission]> {
         (_, "/v1/raw") => &[ReadRaw],
         (_, "/v1/roster") => &[ReadRoster],
         (_, "/v1/stream") => &[Stream],
-        (_, "/v1/status" | "/v1/quarantine" | "/v1/dead-letters") => &[ReadStatus],
+        (_, "/v1/status" | "/v1/quarantine" | "/v1/dead-letters" | "/v1/audit") => &[ReadStatus],
+        (_, "/v1/scorecard/trend") => &[ReadViews],
+        (_, "/v1/person-key") => &[ReadViews, ReadEvents],
+        // The handler checks the permission of the table asked for.
+        (_, "/v1/export") => &[ReadViews, ReadEvents, ReadStatus],
+        // Anyone with a valid credential may ask who they are.
+        (_, "/v1/whoami") => {
+            &[Append, PublishCatalogue, ReadEvents, ReadViews, ReadRaw, ReadRoster, Stream, ReadStatus, ReadMetrics]
+        }
         (_, "/metrics") => &[ReadMetrics],
         _ => return None,
     };
@@ -123,7 +131,8 @@ fn is_json(req: &Request) -> bool {
 /// The middleware: authenticates, checks the role, and hands the [`Caller`]
 /// to the handler as a request extension.
 pub async fn layer(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    if req.uri().path() == "/healthz" {
+    // Liveness and the console's static files carry no data.
+    if req.uri().path() == "/healthz" || crate::console::is_static(req.uri().path()) {
         return next.run(req).await;
     }
     let auth = s.auth();

@@ -16,8 +16,10 @@ pub mod api;
 pub mod auth;
 pub mod authority;
 pub mod config;
+pub mod console;
 pub mod datadir;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod provision;
 pub mod views;
@@ -118,6 +120,13 @@ impl Node {
             cfg.insecure,
             stopped.clone(),
         );
+        let audits = tokio::spawn(console::audit_daily(log.clone(), state.audits().clone(), stopped.clone()));
+        if std::env::var_os(console::DEV_DIR_ENV).is_some() {
+            tracing::warn!(
+                "{} is set: the console's files are read from that directory, not the ones built in (development only)",
+                console::DEV_DIR_ENV
+            );
+        }
         let task = tokio::spawn(async move {
             let mut stopped = stopped;
             http::serve(listener, tls, api::router(state), async move {
@@ -127,6 +136,7 @@ impl Node {
             sync.stop().await;
             let _ = views_stop.send(true);
             let _ = projector.await;
+            let _ = audits.await;
             if let Some(c) = changes {
                 let _ = c.await;
             }

@@ -61,6 +61,27 @@ impl WorkCalendar {
         }
         day
     }
+
+    /// Working days from `from` to `to`: positive when `to` is later (the
+    /// working days after `from` up to and including `to`), negative when it
+    /// is earlier (minus the working days after `to` up to and including
+    /// `from`), 0 on the same day. Spans are capped at ten years.
+    pub fn working_days_between(&self, from: NaiveDate, to: NaiveDate) -> i64 {
+        let (a, b, sign) = if to >= from { (from, to, 1) } else { (to, from, -1) };
+        let mut n = 0i64;
+        let mut day = a;
+        for _ in 0..3660 {
+            if day >= b {
+                break;
+            }
+            let Some(next) = day.checked_add_days(Days::new(1)) else { break };
+            day = next;
+            if self.is_working(day) {
+                n += 1;
+            }
+        }
+        sign * n
+    }
 }
 
 /// The end (23:59:59.999 CST) of a date, as an instant: deadlines fall due at the end of their day.
@@ -91,5 +112,10 @@ mod tests {
         assert_eq!(WorkCalendar::default().add_working_days(d("2026-10-16"), 5), d("2026-10-23"));
         assert_eq!(cal.add_working_days(d("2026-10-16"), 0), d("2026-10-16"));
         assert!(WorkCalendar::from_json(r#"{"holiday":[]}"#).is_err());
+        // The inverse of add_working_days, in both directions.
+        assert_eq!(cal.working_days_between(d("2026-09-30"), d("2026-10-10")), 5);
+        assert_eq!(cal.working_days_between(d("2026-10-10"), d("2026-09-30")), -5);
+        assert_eq!(WorkCalendar::default().working_days_between(d("2026-10-16"), d("2026-10-23")), 5);
+        assert_eq!(WorkCalendar::default().working_days_between(d("2026-10-16"), d("2026-10-16")), 0);
     }
 }

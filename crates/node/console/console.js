@@ -1,0 +1,2393 @@
+/* Yipan operator console. Vanilla JS, no build step.
+ *
+ * Rules kept throughout this file:
+ *  - data is rendered only with textContent / createElement (never innerHTML);
+ *  - the token lives in sessionStorage only; ID numbers and names are never put
+ *    in a URL, in storage or in the console;
+ *  - every page sets document.body.dataset.ready = '<page>' once its data is shown
+ *    ('' while loading), which the browser tests wait on.
+ */
+(function () {
+  'use strict';
+
+  // ---------------------------------------------------------------- strings
+
+  const I18N = {
+    zh: {
+      app_title: '流动人口计划生育信息共享 · 运营控制台',
+      lang_switch: 'English',
+      signout: '退出',
+      signin_title: '登录',
+      signin_hint: '请输入管理员发放的访问令牌。令牌只保存在本标签页中，关闭标签页即失效。',
+      signin_label: '访问令牌 / access token',
+      signin_submit: '登录',
+      signin_empty: '请输入访问令牌',
+      signin_invalid: '令牌无效或已过期',
+      signin_failed: '无法验证令牌：{0}',
+      nav_overview: '考核概览',
+      nav_cases: '待办协同',
+      nav_person: '人员查询',
+      nav_record: '业务登记',
+      nav_flows: '流动趋势',
+      nav_health: '运行状态',
+      no_pages: '此角色在控制台中没有可用的页面。',
+      today: '业务日期 {0}',
+      loading: '加载中…',
+      none: '无记录',
+      dash: '—',
+      error_prefix: '出错：',
+      network_error: '网络错误：{0}',
+      forbidden: '无权限：{0}',
+      export_csv: '导出CSV',
+      export_xlsx: '导出Excel',
+      export_failed: '导出失败：{0}',
+      total: '共 {0} 条',
+      refresh: '刷新',
+      yes: '是',
+      no: '否',
+      local: '本地',
+      // overview
+      ov_title: '考核概览',
+      ov_period: '考核期间',
+      ov_months: '月度',
+      ov_quarters: '季度',
+      ov_years: '年度',
+      period_month: '{0}年{1}月',
+      period_quarter: '{0}年第{1}季度',
+      period_year: '{0}年',
+      ov_own: '本地（{0}）综合考核',
+      ov_dir_out: '本地对 {0} 的考核',
+      ov_dir_in: '{0} 对本地的考核',
+      ov_as_of: '截至 {0}',
+      ov_trend: '近12个月趋势',
+      ov_trend_table: '近12个月指标值',
+      col_indicator: '指标',
+      col_target: '目标',
+      col_value: '实际值',
+      col_fraction: '分子/分母',
+      col_pass: '达标',
+      pass_yes: '达标',
+      pass_no: '未达标',
+      pass_na: '无数据',
+      target_series: '{0}目标',
+      // cases
+      cs_title: '待办协同（未办结）',
+      cs_kind: '类型',
+      cs_counterpart: '对方',
+      cs_direction: '方向',
+      cs_dir_all: '全部',
+      cs_dir_to: '待我答复',
+      cs_dir_from: '我方等待答复',
+      cs_overdue_only: '只看逾期',
+      cs_all: '全部',
+      col_type: '类型',
+      col_direction: '方向（发起→答复）',
+      col_person: '人员编码',
+      col_opened: '发起时间',
+      col_due: '答复期限',
+      col_wd: '工作日',
+      col_state: '状态',
+      col_action: '操作',
+      urgent: '紧急',
+      wd_left: '剩 {0} 个工作日',
+      wd_over: '超期 {0} 个工作日',
+      days_over: '超期 {0} 天',
+      st_open: '办理中',
+      st_overdue: '逾期 {0} 天',
+      st_closed: '已办结',
+      st_closed_late: '逾期办结',
+      answer: '答复',
+      answer_title: '答复：{0}',
+      answer_submit: '提交答复',
+      answer_cancel: '取消',
+      answer_done: '已答复（{0}），序号 {1}。',
+      answer_receive_hint: '确认已接收该通报。',
+      ans_result: '协查结果',
+      ans_remarks: '备注',
+      ans_approved: '审核意见',
+      ans_approve: '同意登记',
+      ans_reject: '不同意',
+      ans_cert_ref: '证明编号',
+      ans_valid_until: '有效期至',
+      ans_issue: '重新出具婚育证明（本地为户籍地）',
+      ans_submit_cert: '提交婚育证明（本地为现居住地）',
+      // person
+      ps_title: '人员查询',
+      ps_id_number: '身份证号',
+      ps_or: '或',
+      ps_key: '人员编码（32位）',
+      ps_lookup: '查询',
+      ps_need_input: '请输入身份证号或人员编码',
+      ps_key_bad: '人员编码应为32位十六进制字符',
+      ps_checkdigit_warn: '身份证号校验位不正确，已按原号码查询。',
+      ps_person: '人员编码：{0}',
+      ps_cards: '责任卡',
+      ps_no_cards: '该人员没有责任卡记录',
+      ps_card_title: '户籍地 {0} → 现居住地 {1}',
+      ps_anchor: '起算时间 {0}',
+      ps_catalogue: '职责目录 户籍地 {0} / 现居住地 {1}',
+      col_item: '职责事项',
+      col_side: '责任方',
+      col_done_at: '完成时间',
+      side_origin: '户籍地',
+      side_residence: '现居住地',
+      item_done: '已完成（按时）',
+      item_done_late: '逾期完成',
+      item_pending: '待办',
+      item_overdue: '逾期 {0} 天',
+      ps_timeline: '事件时间线',
+      ps_reveal: '显示未遮蔽的个人信息',
+      ps_no_events: '没有事件',
+      col_when: '发生时间',
+      col_recorded: '记录时间',
+      col_author: '记录方',
+      col_event: '事件',
+      col_rel: '户籍地→现居住地',
+      col_detail: '内容',
+      answers_to: '答复 {0}',
+      withheld: '未显示：{0}',
+      // record
+      rc_title: '业务登记',
+      rc_kind: '事项',
+      rc_side: '本地是',
+      rc_side_res: '现居住地',
+      rc_side_org: '户籍地',
+      rc_submit: '提交',
+      rc_reset: '清空',
+      rc_done: '已记录：序号 {0}',
+      rc_dup: '（此前已记录，未重复写入）',
+      rc_recipients: '接收方：{0}',
+      rc_no_recipients: '无接收方',
+      rc_warnings: '提示：',
+      rc_server_field: '服务器拒绝：',
+      rc_conflict: '编号冲突：此表单的编号已用于内容不同的记录。已生成新编号，请核对后再提交。',
+      rc_retry: '网络错误，可直接重试（同一编号不会重复记录）：{0}',
+      rc_invalid: '请先更正标出的字段。',
+      choose: '请选择',
+      optional: '（选填）',
+      f_origin: '户籍地代码',
+      f_residence: '现居住地代码',
+      f_occurred_at: '发生时间（北京时间）',
+      f_person_id_number: '身份证号',
+      f_identity_name: '姓名',
+      f_identity_idNumber: '身份证号',
+      f_contact_phone: '手机号',
+      f_body_channel: '登记渠道',
+      f_body_township: '乡镇（街道）代码',
+      f_body_expectedStayMonths: '预计居住月数',
+      f_body_certificateRef: '婚育证明编号',
+      f_body_reason: '不符原因',
+      f_body_service: '服务项目',
+      f_body_providerRef: '服务机构',
+      f_body_agreement: '协议类型',
+      f_body_agreementRef: '协议编号',
+      f_body_topic: '通报主题',
+      f_body_urgency: '紧急程度',
+      f_body_subject: '协查事项',
+      f_body_destination: '去向地代码',
+      v_required: '必填',
+      v_code6: '应为6位行政区划代码',
+      v_township: '应为9位乡镇代码且属于本县',
+      v_id: '身份证号校验位不正确',
+      v_id_shape: '身份证号应为18位（17位数字加校验位）',
+      v_phone: '手机号应为11位',
+      v_future: '发生时间不能晚于现在',
+      v_too_old: '发生时间不能早于2000-01-01',
+      v_time: '请填写有效的时间',
+      v_int: '应为非负整数',
+      v_same: '不能与本地代码相同',
+      // flows
+      fl_title: '流动趋势与预警',
+      fl_table: '按月明细',
+      fl_arrivals: '流入登记',
+      fl_departures: '流出登记',
+      fl_warning: '预警',
+      fl_warnings: '预警',
+      fl_no_warnings: '无预警',
+      fl_rule: '预警规则：{0}',
+      fl_warn_item: '{0}　现居住地 {1} ← 户籍地 {2}：当月 {3}，前三月均值 {4}{5}',
+      fl_all_origins: '全部',
+      fl_surge: '（激增）',
+      fl_drop: '（骤降）',
+      col_period: '月份',
+      col_residence: '现居住地',
+      col_origin: '户籍地',
+      col_arrivals: '流入',
+      col_departures: '流出',
+      // health
+      hl_title: '运行状态',
+      hl_node: '本节点',
+      hl_locality: '地区',
+      hl_head: '本地链头',
+      hl_events: '存储事件数',
+      hl_outbox: '待发送',
+      hl_nats: '消息总线',
+      hl_connected: '已连接',
+      hl_disconnected: '未连接',
+      hl_channels: '与对端的同步',
+      col_counterpart: '对端',
+      col_sent: '已发送',
+      col_acked: '对方已确认',
+      col_received: '已接收',
+      hl_quarantine: '隔离区（被拒收的事件）',
+      hl_q_summary: '在隔离区 {0} 条，已清除 {1} 条',
+      col_time: '时间',
+      col_code: '代码',
+      col_reason: '原因',
+      hl_audit: '一致性审计',
+      hl_audit_run: '立即审计',
+      hl_audit_last: '上次审计：{0}，审计事件 {1} 条，隔离 {2} 条',
+      hl_audit_never: '尚未审计',
+      hl_audit_running: '审计进行中…',
+      hl_audit_ok: '通过',
+      hl_audit_faults: '{0} 个问题',
+      roles: {
+        clerk: '办事员', supervisor: '主管', auditor: '审计员', statistics: '统计',
+        health: '卫健', public_security: '公安', monitor: '监控', admin: '管理员',
+      },
+      exchange: {
+        notification: '通报→接收', case_assist: '协查→反馈',
+        first_child: '一孩登记→确认', certificate_mismatch: '证明不符→重新出具',
+      },
+      events: {
+        ArrivalRegistered: '流入登记', DepartureRegistered: '流出登记', ResidencePermitIssued: '办理居住证',
+        HousingRegistered: '房屋登记', EmployerRegistered: '用工单位登记', CertificateIssued: '出具婚育证明',
+        CertificateSubmitted: '提交婚育证明', CertificateVerified: '查验婚育证明',
+        CertificateMismatchFound: '证明不符', AgreementSigned: '签订协议',
+        ContraceptionStatusRecorded: '记录避孕节育情况', ServiceRendered: '提供服务',
+        BenefitGranted: '落实奖励优惠', NotificationSent: '信息通报', NotificationReceived: '接收通报',
+        CaseAssistRequested: '发起协查', CaseAssistAnswered: '协查反馈',
+        FirstChildRegistrationRequested: '一孩登记申请', FirstChildRegistrationConfirmed: '一孩登记确认',
+        ComplaintFiled: '投诉', ComplaintResolved: '投诉办结', StaffRosterUpdated: '人员配备更新',
+        EventCorrected: '更正', EventRetracted: '撤销', DutyCatalogPublished: '发布职责目录',
+        KeyRotated: '密钥轮换',
+      },
+      record_kinds: {
+        ArrivalRegistered: '流入登记', CertificateVerified: '查验婚育证明',
+        CertificateMismatchFound: '证明不符', ServiceRendered: '免费技术服务',
+        AgreementSigned: '签订协议/承诺', NotificationSent: '信息通报',
+        CaseAssistRequested: '发起协查', DepartureRegistered: '流出登记',
+      },
+      enums: {
+        REGISTRATION_CHANNEL_SERVICE_DESK: '服务窗口', REGISTRATION_CHANNEL_RENTAL_HOUSING: '出租房屋',
+        REGISTRATION_CHANNEL_EMPLOYER: '用工单位', REGISTRATION_CHANNEL_JOB_MARKET: '劳务市场',
+        REGISTRATION_CHANNEL_RESIDENCE_PERMIT: '居住证', REGISTRATION_CHANNEL_ORIGIN_NOTICE: '户籍地通报',
+        MISMATCH_REASON_EXPIRED: '证明过期', MISMATCH_REASON_FACTS_DIFFER: '内容与事实不符',
+        MISMATCH_REASON_NOT_ISSUED_BY_ORIGIN: '非户籍地出具', MISMATCH_REASON_OTHER: '其他',
+        SERVICE_KIND_CONTRACEPTIVES: '避孕药具', SERVICE_KIND_PRE_PREGNANCY_CHECK: '孕前优生检查',
+        SERVICE_KIND_PREGNANCY_CHECK: '孕期检查', SERVICE_KIND_REPRODUCTIVE_HEALTH_CHECK: '生殖健康检查',
+        SERVICE_KIND_ULTRASOUND_REGISTRATION: '孕情B超登记', SERVICE_KIND_SURGERY_REGISTRATION: '手术登记',
+        SERVICE_KIND_CARE_VISIT: '随访', SERVICE_KIND_PERSON_INFORMED: '告知宣传',
+        AGREEMENT_KIND_PLEDGE: '承诺书', AGREEMENT_KIND_SERVICE_AGREEMENT: '服务协议',
+        NOTIFICATION_TOPIC_REGISTRATION: '登记', NOTIFICATION_TOPIC_SERVICES: '服务',
+        NOTIFICATION_TOPIC_CONTRACEPTION: '避孕节育', NOTIFICATION_TOPIC_CONTACT_CHANNEL: '联系方式',
+        NOTIFICATION_TOPIC_CERTIFICATE: '婚育证明', NOTIFICATION_TOPIC_OTHER: '其他',
+        URGENCY_NORMAL: '普通', URGENCY_URGENT: '紧急',
+        VERIFICATION_RESULT_CONFIRMED: '情况属实', VERIFICATION_RESULT_NOT_CONFIRMED: '情况不属实',
+        VERIFICATION_RESULT_PERSON_UNKNOWN: '查无此人', VERIFICATION_RESULT_INCONCLUSIVE: '无法核实',
+        BENEFIT_KIND_LEAVE: '假期', BENEFIT_KIND_REWARD: '奖励',
+      },
+      fields: {
+        channel: '登记渠道', township: '乡镇', expectedStayMonths: '预计居住月数', destination: '去向',
+        permitRef: '居住证编号', validUntil: '有效期至', housingRef: '房屋编号', employerRef: '用工单位',
+        certificateRef: '证明编号', reason: '原因', agreement: '协议类型', agreementRef: '协议编号',
+        service: '服务项目', providerRef: '服务机构', benefit: '奖励类型', amountFen: '金额（分）', days: '天数',
+        topic: '主题', urgency: '紧急程度', subject: '协查事项', result: '结果', remarks: '备注',
+        approved: '同意', category: '类别', outcome: '结果', serviceWorkers: '服务人员数',
+        version: '版本', replacement: '更正为', aboutEvents: '关联事件',
+        name: '姓名', idNumber: '身份证号', birthDate: '出生日期', sex: '性别', married: '已婚',
+        phone: '电话', address: '地址', pregnant: '怀孕', expectedDelivery: '预产期',
+        contraceptionMethod: '避孕方式', children: '子女数', notes: '备注',
+      },
+      tiers: { identity: '身份信息', contact: '联系信息', health: '健康信息' },
+    },
+    en: {
+      app_title: 'Migrant family-planning data sharing · Operator console',
+      lang_switch: '中文',
+      signout: 'Sign out',
+      signin_title: 'Sign in',
+      signin_hint: 'Enter the access token you were given. It is kept in this tab only and is gone when the tab closes.',
+      signin_label: '访问令牌 / access token',
+      signin_submit: 'Sign in',
+      signin_empty: 'Enter an access token',
+      signin_invalid: 'Invalid or expired token (令牌无效或已过期)',
+      signin_failed: 'Cannot check the token: {0}',
+      nav_overview: 'Overview',
+      nav_cases: 'Case queue',
+      nav_person: 'Person',
+      nav_record: 'Record',
+      nav_flows: 'Flows',
+      nav_health: 'Health',
+      no_pages: 'This role has no page in the console.',
+      today: 'Business date {0}',
+      loading: 'Loading…',
+      none: 'Nothing',
+      dash: '—',
+      error_prefix: 'Error: ',
+      network_error: 'Network error: {0}',
+      forbidden: 'Not allowed: {0}',
+      export_csv: 'Export CSV',
+      export_xlsx: 'Export Excel',
+      export_failed: 'Export failed: {0}',
+      total: '{0} in total',
+      refresh: 'Refresh',
+      yes: 'yes',
+      no: 'no',
+      local: 'this locality',
+      ov_title: 'Scorecard overview',
+      ov_period: 'Period',
+      ov_months: 'Months',
+      ov_quarters: 'Quarters',
+      ov_years: 'Years',
+      period_month: '{0}-{1}',
+      period_quarter: '{0} Q{1}',
+      period_year: '{0}',
+      ov_own: 'This locality ({0}), all relationships',
+      ov_dir_out: 'This locality toward {0}',
+      ov_dir_in: '{0} toward this locality',
+      ov_as_of: 'as of {0}',
+      ov_trend: 'Last 12 months',
+      ov_trend_table: 'Indicator values, last 12 months',
+      col_indicator: 'Indicator',
+      col_target: 'Target',
+      col_value: 'Value',
+      col_fraction: 'Numerator/denominator',
+      col_pass: 'Pass',
+      pass_yes: 'pass',
+      pass_no: 'fail',
+      pass_na: 'no data',
+      target_series: '{0} target',
+      cs_title: 'Open exchanges',
+      cs_kind: 'Type',
+      cs_counterpart: 'Counterpart',
+      cs_direction: 'Direction',
+      cs_dir_all: 'All',
+      cs_dir_to: 'I must answer',
+      cs_dir_from: 'I am waiting',
+      cs_overdue_only: 'Overdue only',
+      cs_all: 'All',
+      col_type: 'Type',
+      col_direction: 'From → to',
+      col_person: 'Person key',
+      col_opened: 'Opened',
+      col_due: 'Due',
+      col_wd: 'Working days',
+      col_state: 'State',
+      col_action: 'Action',
+      urgent: 'urgent',
+      wd_left: '{0} working days left',
+      wd_over: '{0} working days overdue',
+      days_over: '{0} days overdue',
+      st_open: 'open',
+      st_overdue: 'overdue {0} days',
+      st_closed: 'closed',
+      st_closed_late: 'closed late',
+      answer: 'Answer',
+      answer_title: 'Answer: {0}',
+      answer_submit: 'Send answer',
+      answer_cancel: 'Cancel',
+      answer_done: 'Answered ({0}), seq {1}.',
+      answer_receive_hint: 'Confirm that the notification was received.',
+      ans_result: 'Result',
+      ans_remarks: 'Remarks',
+      ans_approved: 'Decision',
+      ans_approve: 'approve',
+      ans_reject: 'reject',
+      ans_cert_ref: 'Certificate reference',
+      ans_valid_until: 'Valid until',
+      ans_issue: 'Issue a new certificate (this locality is the origin)',
+      ans_submit_cert: 'Submit the certificate (this locality is the residence)',
+      ps_title: 'Person',
+      ps_id_number: 'Resident ID number',
+      ps_or: 'or',
+      ps_key: 'Person key (32 hex)',
+      ps_lookup: 'Look up',
+      ps_need_input: 'Enter an ID number or a person key',
+      ps_key_bad: 'A person key is 32 hex digits',
+      ps_checkdigit_warn: 'The ID number\u2019s check digit is wrong; looked up as given.',
+      ps_person: 'Person key: {0}',
+      ps_cards: 'Responsibility cards',
+      ps_no_cards: 'No card for this person',
+      ps_card_title: 'Origin {0} → residence {1}',
+      ps_anchor: 'anchor {0}',
+      ps_catalogue: 'catalogue origin {0} / residence {1}',
+      col_item: 'Duty',
+      col_side: 'Side',
+      col_done_at: 'Done at',
+      side_origin: 'origin',
+      side_residence: 'residence',
+      item_done: 'done on time',
+      item_done_late: 'done late',
+      item_pending: 'pending',
+      item_overdue: 'overdue {0} days',
+      ps_timeline: 'Timeline',
+      ps_reveal: 'Show personal data unmasked',
+      ps_no_events: 'No events',
+      col_when: 'Occurred',
+      col_recorded: 'Recorded',
+      col_author: 'Author',
+      col_event: 'Event',
+      col_rel: 'Origin → residence',
+      col_detail: 'Detail',
+      answers_to: 'answers {0}',
+      withheld: 'withheld: {0}',
+      rc_title: 'Record an event',
+      rc_kind: 'Event',
+      rc_side: 'This locality is the',
+      rc_side_res: 'residence',
+      rc_side_org: 'origin',
+      rc_submit: 'Submit',
+      rc_reset: 'Clear',
+      rc_done: 'Recorded: seq {0}',
+      rc_dup: ' (already recorded before, not written twice)',
+      rc_recipients: 'Recipients: {0}',
+      rc_no_recipients: 'no recipients',
+      rc_warnings: 'Warnings:',
+      rc_server_field: 'Refused by the server: ',
+      rc_conflict: 'Id conflict: this form\u2019s id was used for different content. A new id was generated; check and submit again.',
+      rc_retry: 'Network error; you can retry (the same id is never recorded twice): {0}',
+      rc_invalid: 'Correct the marked fields first.',
+      choose: 'Choose',
+      optional: ' (optional)',
+      f_origin: 'Origin code',
+      f_residence: 'Residence code',
+      f_occurred_at: 'Occurred at (China time)',
+      f_person_id_number: 'Resident ID number',
+      f_identity_name: 'Name',
+      f_identity_idNumber: 'Resident ID number',
+      f_contact_phone: 'Mobile phone',
+      f_body_channel: 'Registration channel',
+      f_body_township: 'Township code',
+      f_body_expectedStayMonths: 'Expected stay (months)',
+      f_body_certificateRef: 'Certificate reference',
+      f_body_reason: 'Reason',
+      f_body_service: 'Service',
+      f_body_providerRef: 'Provider',
+      f_body_agreement: 'Agreement',
+      f_body_agreementRef: 'Agreement reference',
+      f_body_topic: 'Topic',
+      f_body_urgency: 'Urgency',
+      f_body_subject: 'Subject',
+      f_body_destination: 'Destination code',
+      v_required: 'required (必填)',
+      v_code6: 'a 6-digit division code (应为6位行政区划代码)',
+      v_township: 'a 9-digit township code of this county (应为9位乡镇代码且属于本县)',
+      v_id: 'wrong check digit (身份证号校验位不正确)',
+      v_id_shape: '17 digits and a check digit',
+      v_phone: '11 digits (手机号应为11位)',
+      v_future: 'must not be in the future (发生时间不能晚于现在)',
+      v_too_old: 'must not be before 2000-01-01',
+      v_time: 'enter a valid time',
+      v_int: 'a whole number',
+      v_same: 'must differ from this locality',
+      fl_title: 'Flows and early warnings',
+      fl_table: 'By month',
+      fl_arrivals: 'Arrivals',
+      fl_departures: 'Departures',
+      fl_warning: 'Warning',
+      fl_warnings: 'Warnings',
+      fl_no_warnings: 'No warnings',
+      fl_rule: 'Rule: {0}',
+      fl_warn_item: '{0}  residence {1} ← origin {2}: {3} this month, mean of 3 months before {4}{5}',
+      fl_all_origins: 'all',
+      fl_surge: ' (surge)',
+      fl_drop: ' (drop)',
+      col_period: 'Month',
+      col_residence: 'Residence',
+      col_origin: 'Origin',
+      col_arrivals: 'Arrivals',
+      col_departures: 'Departures',
+      hl_title: 'Node health',
+      hl_node: 'This node',
+      hl_locality: 'Locality',
+      hl_head: 'Own head',
+      hl_events: 'Events held',
+      hl_outbox: 'Outbox pending',
+      hl_nats: 'NATS',
+      hl_connected: 'connected',
+      hl_disconnected: 'disconnected',
+      hl_channels: 'Channels',
+      col_counterpart: 'Counterpart',
+      col_sent: 'Sent head',
+      col_acked: 'Acknowledged',
+      col_received: 'Received head',
+      hl_quarantine: 'Quarantine (refused received events)',
+      hl_q_summary: '{0} held, {1} evicted',
+      col_time: 'Time',
+      col_code: 'Code',
+      col_reason: 'Reason',
+      hl_audit: 'Audit',
+      hl_audit_run: 'Run audit now',
+      hl_audit_last: 'Last audit: {0}, {1} events, {2} quarantined',
+      hl_audit_never: 'never audited',
+      hl_audit_running: 'audit running…',
+      hl_audit_ok: 'passed',
+      hl_audit_faults: '{0} problems',
+      roles: {
+        clerk: 'clerk', supervisor: 'supervisor', auditor: 'auditor', statistics: 'statistics',
+        health: 'health', public_security: 'public security', monitor: 'monitor', admin: 'admin',
+      },
+      exchange: {
+        notification: 'notification → receipt', case_assist: 'case assist → answer',
+        first_child: 'first child → confirmation', certificate_mismatch: 'certificate mismatch → reissue',
+      },
+      events: {
+        ArrivalRegistered: 'arrival registered', DepartureRegistered: 'departure registered',
+        ResidencePermitIssued: 'residence permit issued', HousingRegistered: 'housing registered',
+        EmployerRegistered: 'employer registered', CertificateIssued: 'certificate issued',
+        CertificateSubmitted: 'certificate submitted', CertificateVerified: 'certificate verified',
+        CertificateMismatchFound: 'certificate mismatch found', AgreementSigned: 'agreement signed',
+        ContraceptionStatusRecorded: 'contraception status recorded', ServiceRendered: 'service rendered',
+        BenefitGranted: 'benefit granted', NotificationSent: 'notification sent',
+        NotificationReceived: 'notification received', CaseAssistRequested: 'case assist requested',
+        CaseAssistAnswered: 'case assist answered',
+        FirstChildRegistrationRequested: 'first-child registration requested',
+        FirstChildRegistrationConfirmed: 'first-child registration confirmed',
+        ComplaintFiled: 'complaint filed', ComplaintResolved: 'complaint resolved',
+        StaffRosterUpdated: 'staff roster updated', EventCorrected: 'correction', EventRetracted: 'retraction',
+        DutyCatalogPublished: 'duty catalogue published', KeyRotated: 'key rotated',
+      },
+      record_kinds: {
+        ArrivalRegistered: 'Arrival registration', CertificateVerified: 'Certificate verified',
+        CertificateMismatchFound: 'Certificate mismatch', ServiceRendered: 'Free technical service',
+        AgreementSigned: 'Agreement / pledge signed', NotificationSent: 'Notification',
+        CaseAssistRequested: 'Case-assist request', DepartureRegistered: 'Departure registration',
+      },
+      enums: {
+        REGISTRATION_CHANNEL_SERVICE_DESK: 'service desk', REGISTRATION_CHANNEL_RENTAL_HOUSING: 'rental housing',
+        REGISTRATION_CHANNEL_EMPLOYER: 'employer', REGISTRATION_CHANNEL_JOB_MARKET: 'job market',
+        REGISTRATION_CHANNEL_RESIDENCE_PERMIT: 'residence permit', REGISTRATION_CHANNEL_ORIGIN_NOTICE: 'origin notice',
+        MISMATCH_REASON_EXPIRED: 'expired', MISMATCH_REASON_FACTS_DIFFER: 'facts differ',
+        MISMATCH_REASON_NOT_ISSUED_BY_ORIGIN: 'not issued by the origin', MISMATCH_REASON_OTHER: 'other',
+        SERVICE_KIND_CONTRACEPTIVES: 'contraceptives', SERVICE_KIND_PRE_PREGNANCY_CHECK: 'pre-pregnancy check',
+        SERVICE_KIND_PREGNANCY_CHECK: 'pregnancy check', SERVICE_KIND_REPRODUCTIVE_HEALTH_CHECK: 'reproductive health check',
+        SERVICE_KIND_ULTRASOUND_REGISTRATION: 'ultrasound registration', SERVICE_KIND_SURGERY_REGISTRATION: 'surgery registration',
+        SERVICE_KIND_CARE_VISIT: 'care visit', SERVICE_KIND_PERSON_INFORMED: 'person informed',
+        AGREEMENT_KIND_PLEDGE: 'pledge', AGREEMENT_KIND_SERVICE_AGREEMENT: 'service agreement',
+        NOTIFICATION_TOPIC_REGISTRATION: 'registration', NOTIFICATION_TOPIC_SERVICES: 'services',
+        NOTIFICATION_TOPIC_CONTRACEPTION: 'contraception', NOTIFICATION_TOPIC_CONTACT_CHANNEL: 'contact channel',
+        NOTIFICATION_TOPIC_CERTIFICATE: 'certificate', NOTIFICATION_TOPIC_OTHER: 'other',
+        URGENCY_NORMAL: 'normal', URGENCY_URGENT: 'urgent',
+        VERIFICATION_RESULT_CONFIRMED: 'confirmed', VERIFICATION_RESULT_NOT_CONFIRMED: 'not confirmed',
+        VERIFICATION_RESULT_PERSON_UNKNOWN: 'person unknown', VERIFICATION_RESULT_INCONCLUSIVE: 'inconclusive',
+        BENEFIT_KIND_LEAVE: 'leave', BENEFIT_KIND_REWARD: 'reward',
+      },
+      fields: {},
+      tiers: { identity: 'identity', contact: 'contact', health: 'health' },
+    },
+  };
+
+  // ---------------------------------------------------------------- state
+
+  const TOKEN_KEY = 'yipan.token';
+  const LANG_KEY = 'yipan.lang';
+  const PAGES = ['overview', 'cases', 'person', 'record', 'flows', 'health'];
+
+  const S = {
+    token: null,
+    who: null,
+    lang: 'zh',
+    page: null,
+    nav: 0, // navigation generation: late answers of an earlier page are dropped
+    charts: [],
+    period: null, // overview period
+    cases: { kind: '', counterpart: '', direction: '', overdueOnly: false },
+    answer: null, // {request, id}
+    person: null, // person key of the person page
+    reveal: false,
+    record: { kind: 'ArrivalRegistered', side: 'residence', id: null },
+  };
+
+  // ---------------------------------------------------------------- helpers
+
+  function t(key) {
+    const dict = I18N[S.lang] || I18N.zh;
+    let s = dict[key];
+    if (s === undefined) s = I18N.zh[key];
+    if (s === undefined) s = key;
+    for (let i = 1; i < arguments.length; i++) {
+      s = s.split('{' + (i - 1) + '}').join(String(arguments[i]));
+    }
+    return s;
+  }
+
+  /** A name from a sub-dictionary (roles, events, enums, …), falling back to Chinese, then the key. */
+  function tn(group, key) {
+    const d = (I18N[S.lang] || I18N.zh)[group] || {};
+    if (d[key] !== undefined) return d[key];
+    if (S.lang !== 'en' && I18N.zh[group] && I18N.zh[group][key] !== undefined) return I18N.zh[group][key];
+    return key;
+  }
+
+  /** Creates an element. `props`: className, text, id, type, …; dataset via `data`; attributes via `attrs`. */
+  function h(tag, props, children) {
+    const e = document.createElement(tag);
+    if (props) {
+      for (const k of Object.keys(props)) {
+        const v = props[k];
+        if (v === undefined || v === null) continue;
+        if (k === 'text') e.textContent = String(v);
+        else if (k === 'className') e.className = v;
+        else if (k === 'data') for (const d of Object.keys(v)) { if (v[d] !== undefined && v[d] !== null) e.dataset[d] = String(v[d]); }
+        else if (k === 'attrs') for (const a of Object.keys(v)) { if (v[a] !== undefined && v[a] !== null && v[a] !== false) e.setAttribute(a, v[a] === true ? '' : String(v[a])); }
+        else if (k === 'on') for (const ev of Object.keys(v)) e.addEventListener(ev, v[ev]);
+        else e[k] = v;
+      }
+    }
+    if (children !== undefined && children !== null) append(e, children);
+    return e;
+  }
+
+  function append(parent, children) {
+    if (!Array.isArray(children)) children = [children];
+    for (const c of children) {
+      if (c === undefined || c === null || c === false) continue;
+      parent.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+    }
+    return parent;
+  }
+
+  function clear(e) {
+    while (e.firstChild) e.removeChild(e.firstChild);
+    return e;
+  }
+
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+  function setReady(v) {
+    document.body.dataset.ready = v;
+  }
+
+  const pad = (n, w) => String(n).padStart(w || 2, '0');
+
+  const CN_PARTS = new Intl.DateTimeFormat('en-US', {
+    timeZone: 'Asia/Shanghai', year: 'numeric', month: '2-digit', day: '2-digit',
+    hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
+  });
+
+  /** China-time parts of an instant. */
+  function cnParts(date) {
+    const p = {};
+    for (const part of CN_PARTS.formatToParts(date)) p[part.type] = part.value;
+    if (p.hour === '24') p.hour = '00';
+    return p;
+  }
+
+  /** An RFC 3339 instant as China time `YYYY-MM-DD HH:mm`. */
+  function fmtInstant(iso) {
+    if (!iso) return t('dash');
+    const d = new Date(iso);
+    if (isNaN(d.getTime())) return String(iso);
+    const p = cnParts(d);
+    return p.year + '-' + p.month + '-' + p.day + ' ' + p.hour + ':' + p.minute;
+  }
+
+  /** Now as `YYYY-MM-DDTHH:mm` in China time (for datetime-local). */
+  function cnLocalNow() {
+    const p = cnParts(new Date());
+    return p.year + '-' + p.month + '-' + p.day + 'T' + p.hour + ':' + p.minute;
+  }
+
+  /** Now as RFC 3339 with +08:00. */
+  function cnNowRfc3339() {
+    const p = cnParts(new Date());
+    return p.year + '-' + p.month + '-' + p.day + 'T' + p.hour + ':' + p.minute + ':' + p.second + '+08:00';
+  }
+
+  /** A UUIDv7 (the node refuses event ids of other versions). */
+  function uuidv7() {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    const ms = Date.now();
+    const hi = Math.floor(ms / 0x100000000);
+    const lo = ms >>> 0;
+    b[0] = (hi >>> 8) & 0xff;
+    b[1] = hi & 0xff;
+    b[2] = (lo >>> 24) & 0xff;
+    b[3] = (lo >>> 16) & 0xff;
+    b[4] = (lo >>> 8) & 0xff;
+    b[5] = lo & 0xff;
+    b[6] = (b[6] & 0x0f) | 0x70;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const x = Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
+    return x.slice(0, 8) + '-' + x.slice(8, 12) + '-' + x.slice(12, 16) + '-' + x.slice(16, 20) + '-' + x.slice(20);
+  }
+
+  function may(p) {
+    return !!(S.who && Array.isArray(S.who.may) && S.who.may.indexOf(p) >= 0);
+  }
+
+  function hasTier(tier) {
+    return !!(S.who && Array.isArray(S.who.tiers) && S.who.tiers.indexOf(tier) >= 0);
+  }
+
+  function me() {
+    return S.who ? String(S.who.locality) : '';
+  }
+
+  function qs(params) {
+    const u = new URLSearchParams();
+    for (const k of Object.keys(params)) {
+      const v = params[k];
+      if (v === undefined || v === null || v === '') continue;
+      u.append(k, String(v));
+    }
+    return u.toString();
+  }
+
+  // ---------------------------------------------------------------- API
+
+  class ApiError extends Error {
+    constructor(status, message, body) {
+      super(message);
+      this.status = status;
+      this.body = body || null;
+    }
+  }
+
+  class SignedOut extends Error {}
+
+  async function request(method, path, body) {
+    const headers = { Authorization: 'Bearer ' + S.token, Accept: 'application/json' };
+    const init = { method, headers, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let r;
+    try {
+      r = await fetch(path, init);
+    } catch (e) {
+      throw new ApiError(0, t('network_error', e && e.message ? e.message : e));
+    }
+    if (r.status === 401) {
+      signOut(t('signin_invalid'));
+      throw new SignedOut('401');
+    }
+    return r;
+  }
+
+  async function errorOf(r) {
+    let body = null;
+    let msg = r.status + ' ' + (r.statusText || '');
+    try {
+      const text = await r.text();
+      try {
+        body = JSON.parse(text);
+        if (body && typeof body.error === 'string') msg = body.error;
+      } catch (_) {
+        if (text) msg = text.slice(0, 300);
+      }
+    } catch (_) { /* keep the status */ }
+    if (r.status === 403) msg = t('forbidden', msg);
+    return new ApiError(r.status, msg, body);
+  }
+
+  /** JSON of a call; rejects with ApiError (message from `{"error"}`). */
+  async function api(method, path, body) {
+    const r = await request(method, path, body);
+    if (!r.ok) throw await errorOf(r);
+    const data = await r.json();
+    return { data, headers: r.headers, status: r.status };
+  }
+
+  const get = (path) => api('GET', path).then((x) => x.data);
+
+  // ---------------------------------------------------------------- errors
+
+  function showPageError(e) {
+    if (e instanceof SignedOut) return;
+    const box = $('#page-error');
+    box.textContent = t('error_prefix') + (e && e.message ? e.message : String(e));
+    box.hidden = false;
+  }
+
+  function clearPageError() {
+    const box = $('#page-error');
+    box.textContent = '';
+    box.hidden = true;
+  }
+
+  // ---------------------------------------------------------------- export
+
+  /** The pair of export buttons of a table. `params`: the table's query parameters. */
+  function exportButtons(table, params) {
+    const q = qs(params || {});
+    const mk = (format, label) => h('button', {
+      type: 'button', className: 'btn btn-small export', text: t(label),
+      data: { table, format, query: q },
+    });
+    return h('span', { className: 'exports' }, [mk('csv', 'export_csv'), mk('xlsx', 'export_xlsx')]);
+  }
+
+  function filenameOf(disposition, fallback) {
+    if (!disposition) return fallback;
+    let m = /filename\*\s*=\s*(?:UTF-8|utf-8)''([^;]+)/.exec(disposition);
+    if (m) {
+      try { return decodeURIComponent(m[1].trim().replace(/^"|"$/g, '')); } catch (_) { /* fall through */ }
+    }
+    m = /filename\s*=\s*"([^"]+)"/.exec(disposition) || /filename\s*=\s*([^;]+)/.exec(disposition);
+    if (m) return m[1].trim();
+    return fallback;
+  }
+
+  async function doExport(btn) {
+    const table = btn.dataset.table;
+    const format = btn.dataset.format;
+    const q = btn.dataset.query || '';
+    const url = '/v1/export?' + qs({ table, format, lang: S.lang === 'en' ? 'en' : '' }) + (q ? '&' + q : '');
+    btn.disabled = true;
+    try {
+      const r = await request('GET', url);
+      if (!r.ok) throw await errorOf(r);
+      const blob = await r.blob();
+      const name = filenameOf(r.headers.get('Content-Disposition'), 'yipan-' + table + '.' + format);
+      const href = URL.createObjectURL(blob);
+      const a = h('a', { href, download: name, className: 'hidden-link' });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(href), 60000);
+    } catch (e) {
+      if (!(e instanceof SignedOut)) showPageError(new Error(t('export_failed', e.message || e)));
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- charts
+
+  const CHART_FONT = '"PingFang SC","Microsoft YaHei","Noto Sans CJK SC","WenQuanYi Micro Hei",sans-serif';
+
+  function makeChart(container) {
+    if (typeof echarts === 'undefined') return null;
+    const c = echarts.init(container, null, { renderer: 'canvas' });
+    c.setOption({ textStyle: { fontFamily: CHART_FONT } });
+    S.charts.push(c);
+    return c;
+  }
+
+  function disposeCharts() {
+    for (const c of S.charts) {
+      try { c.dispose(); } catch (_) { /* already gone */ }
+    }
+    S.charts = [];
+  }
+
+  let resizeTimer = null;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      for (const c of S.charts) {
+        try { c.resize(); } catch (_) { /* disposed */ }
+      }
+    }, 100);
+  });
+
+  // ---------------------------------------------------------------- common render bits
+
+  function sectionHead(title, extra) {
+    return h('div', { className: 'section-head' }, [h('h2', { text: title }), extra ? h('div', { className: 'section-tools' }, extra) : null]);
+  }
+
+  function table(id, columns, cls) {
+    const thead = h('thead', null, h('tr', null, columns.map((c) => h('th', { text: c }))));
+    return h('table', { id: id || undefined, className: 'grid' + (cls ? ' ' + cls : '') }, [thead, h('tbody')]);
+  }
+
+  function emptyRow(tbody, span, text) {
+    tbody.appendChild(h('tr', { className: 'empty' }, h('td', { text: text || t('none'), attrs: { colspan: span } })));
+  }
+
+  function pageHeader(container, title, tools) {
+    container.appendChild(h('div', { className: 'page-head' }, [h('h1', { text: title }), tools ? h('div', { className: 'page-tools' }, tools) : null]));
+  }
+
+  // ---------------------------------------------------------------- overview
+
+  function periodOptions() {
+    const today = (S.who && S.who.today) || cnLocalNow().slice(0, 10);
+    const y = parseInt(today.slice(0, 4), 10);
+    const m = parseInt(today.slice(5, 7), 10);
+    const months = [];
+    for (let i = 0; i < 12; i++) {
+      let mm = m - i;
+      let yy = y;
+      while (mm < 1) { mm += 12; yy -= 1; }
+      months.push({ value: yy + '-' + pad(mm), label: t('period_month', yy, pad(mm)) });
+    }
+    const quarters = [];
+    let q = Math.ceil(m / 3);
+    let qy = y;
+    for (let i = 0; i < 4; i++) {
+      quarters.push({ value: qy + '-Q' + q, label: t('period_quarter', qy, q) });
+      q -= 1;
+      if (q < 1) { q = 4; qy -= 1; }
+    }
+    const years = [y, y - 1].map((yy) => ({ value: String(yy), label: t('period_year', yy) }));
+    return { months, quarters, years, current: months[0].value };
+  }
+
+  function fmtValue(ind) {
+    if (ind.value === null || ind.value === undefined) return t('dash');
+    if (ind.comparison === 'at_most' || ind.id === 'staffing') {
+      const v = Number(ind.value);
+      return Number.isInteger(v) ? String(v) : v.toFixed(1);
+    }
+    return (Number(ind.value) * 100).toFixed(1) + '%';
+  }
+
+  function fmtTarget(ind) {
+    if (ind.target === null || ind.target === undefined) return t('dash');
+    if (ind.comparison === 'at_most' || ind.id === 'staffing') {
+      const v = Number(ind.target);
+      return '≤' + (Number.isInteger(v) ? String(v) : v.toFixed(1));
+    }
+    const pct = Number(ind.target) * 100;
+    return '≥' + (Number.isInteger(Math.round(pct * 10) / 10) ? String(Math.round(pct)) : pct.toFixed(1)) + '%';
+  }
+
+  function passCell(pass) {
+    if (pass === true) return h('td', { className: 'pass', text: '✓ ' + t('pass_yes') });
+    if (pass === false) return h('td', { className: 'fail', text: '✗ ' + t('pass_no') });
+    return h('td', { className: 'na', text: t('dash'), title: t('pass_na') });
+  }
+
+  function indicatorName(ind) {
+    return (S.lang === 'en' ? ind.name_en : ind.name_zh) || ind.name_zh || ind.name_en || ind.id;
+  }
+
+  function scorecardTable(id, sc, direction) {
+    const tbl = table(id, [t('col_indicator'), t('col_target'), t('col_value'), t('col_fraction'), t('col_pass')], 'scorecard');
+    if (direction) tbl.dataset.direction = direction;
+    else tbl.dataset.scope = 'locality';
+    const tb = tbl.tBodies[0];
+    for (const ind of sc.indicators || []) {
+      tb.appendChild(h('tr', { data: { indicator: ind.id } }, [
+        h('td', { className: 'name', text: indicatorName(ind) }),
+        h('td', { className: 'num', text: fmtTarget(ind) }),
+        h('td', { className: 'num', text: fmtValue(ind) }),
+        h('td', { className: 'num', text: ind.numerator + ' / ' + ind.denominator }),
+        passCell(ind.pass),
+      ]));
+    }
+    if (!tb.rows.length) emptyRow(tb, 5);
+    return tbl;
+  }
+
+  async function loadOverview(root, gen) {
+    const opts = periodOptions();
+    if (!S.period) S.period = opts.current;
+    const sel = h('select', { id: 'overview-period', attrs: { 'aria-label': t('ov_period') } });
+    const groups = [['ov_months', opts.months], ['ov_quarters', opts.quarters], ['ov_years', opts.years]];
+    let found = false;
+    for (const [label, list] of groups) {
+      const g = h('optgroup', { label: t(label) });
+      for (const o of list) {
+        g.appendChild(h('option', { value: o.value, text: o.label }));
+        if (o.value === S.period) found = true;
+      }
+      sel.appendChild(g);
+    }
+    if (!found) sel.appendChild(h('option', { value: S.period, text: S.period }));
+    sel.value = S.period;
+    sel.addEventListener('change', () => {
+      S.period = sel.value;
+      navigate();
+    });
+    pageHeader(root, t('ov_title'), [h('label', { className: 'inline', htmlFor: 'overview-period', text: t('ov_period') }), sel]);
+
+    const period = S.period;
+    const counterparts = (S.who.counterparts || []).map(String);
+    const calls = [get('/v1/scorecard?' + qs({ period }))];
+    for (const c of counterparts) {
+      calls.push(get('/v1/scorecard?' + qs({ period, direction: me() + ',' + c })));
+      calls.push(get('/v1/scorecard?' + qs({ period, direction: c + ',' + me() })));
+    }
+    calls.push(get('/v1/scorecard/trend?' + qs({ months: 12 })));
+    const res = await Promise.allSettled(calls);
+    if (gen !== S.nav) return;
+    const errors = res.filter((r) => r.status === 'rejected').map((r) => r.reason);
+    if (errors.some((e) => e instanceof SignedOut)) return;
+
+    const own = res[0].status === 'fulfilled' ? res[0].value : null;
+    const block = h('div', { className: 'panel' });
+    block.appendChild(sectionHead(t('ov_own', me()), exportButtons('scorecard', { period })));
+    if (own) {
+      block.appendChild(h('p', { className: 'muted small', text: t('ov_as_of', fmtInstant(own.as_of)) }));
+      block.appendChild(scorecardTable('overview-table', own, null));
+    }
+    root.appendChild(block);
+
+    const pairs = h('div', { className: 'pairs' });
+    counterparts.forEach((c, i) => {
+      const out = res[1 + 2 * i];
+      const inn = res[2 + 2 * i];
+      const wrap = h('div', { className: 'panel pair', data: { counterpart: c } });
+      const dOut = me() + ',' + c;
+      const dIn = c + ',' + me();
+      const secOut = h('div', { className: 'pair-side' }, sectionHead(t('ov_dir_out', c), exportButtons('scorecard', { period, direction: dOut })));
+      if (out.status === 'fulfilled') secOut.appendChild(scorecardTable(null, out.value, dOut));
+      const secIn = h('div', { className: 'pair-side' }, sectionHead(t('ov_dir_in', c), exportButtons('scorecard', { period, direction: dIn })));
+      if (inn.status === 'fulfilled') secIn.appendChild(scorecardTable(null, inn.value, dIn));
+      append(wrap, [secOut, secIn]);
+      pairs.appendChild(wrap);
+    });
+    root.appendChild(pairs);
+
+    const trendRes = res[res.length - 1];
+    const trendPanel = h('div', { className: 'panel' });
+    trendPanel.appendChild(sectionHead(t('ov_trend'), exportButtons('trend', { months: 12 })));
+    const chartBox = h('div', { id: 'trend-chart', className: 'chart' });
+    trendPanel.appendChild(chartBox);
+    root.appendChild(trendPanel);
+    if (trendRes.status === 'fulfilled') {
+      const names = {};
+      const comparison = {};
+      for (const ind of (own && own.indicators) || []) {
+        names[ind.id] = indicatorName(ind);
+        comparison[ind.id] = ind.comparison;
+      }
+      const periods = (trendRes.value && trendRes.value.periods) || [];
+      trendPanel.appendChild(h('h3', { text: t('ov_trend_table') }));
+      trendPanel.appendChild(h('div', { className: 'scroll-x' }, trendTable(periods, names, comparison)));
+      renderTrendChart(chartBox, periods, names, comparison);
+    }
+    if (errors.length) showPageError(errors[0]);
+  }
+
+  function isRatio(id, comparison) {
+    const c = comparison[id];
+    if (c) return c === 'at_least';
+    return id !== 'staffing';
+  }
+
+  function trendTable(periods, names, comparison) {
+    const ids = [];
+    for (const p of periods) for (const ind of p.indicators || []) if (ids.indexOf(ind.id) < 0) ids.push(ind.id);
+    const tbl = table('trend-table', [t('col_indicator')].concat(periods.map((p) => p.period)), 'trend');
+    const tb = tbl.tBodies[0];
+    for (const id of ids) {
+      const tr = h('tr', { data: { indicator: id } }, h('td', { className: 'name', text: names[id] || id }));
+      for (const p of periods) {
+        const ind = (p.indicators || []).find((x) => x.id === id);
+        if (!ind) { tr.appendChild(h('td', { className: 'na', text: t('dash') })); continue; }
+        const v = fmtValue({ id, value: ind.value, comparison: comparison[id] || (id === 'staffing' ? 'at_most' : 'at_least') });
+        const cls = ind.pass === true ? 'pass' : ind.pass === false ? 'fail' : 'na';
+        tr.appendChild(h('td', { className: 'num ' + cls, text: v }));
+      }
+      tb.appendChild(tr);
+    }
+    if (!ids.length) emptyRow(tb, periods.length + 1);
+    return tbl;
+  }
+
+  function renderTrendChart(box, periods, names, comparison) {
+    const chart = makeChart(box);
+    if (!chart) return;
+    const x = periods.map((p) => p.period);
+    const ids = [];
+    for (const p of periods) for (const ind of p.indicators || []) if (ids.indexOf(ind.id) < 0 && isRatio(ind.id, comparison)) ids.push(ind.id);
+    const series = ids.map((id) => ({
+      name: names[id] || id,
+      type: 'line',
+      connectNulls: false,
+      symbolSize: 7,
+      showSymbol: true,
+      data: periods.map((p) => {
+        const ind = (p.indicators || []).find((v) => v.id === id);
+        return ind && ind.value !== null && ind.value !== undefined ? Math.round(ind.value * 1000) / 10 : null;
+      }),
+    }));
+    // Target lines: one dashed line per distinct target.
+    const targets = {};
+    for (const p of periods) for (const ind of p.indicators || []) {
+      if (isRatio(ind.id, comparison) && typeof ind.target === 'number') targets[Math.round(ind.target * 1000) / 10] = true;
+    }
+    const markData = Object.keys(targets).map((v) => ({ yAxis: Number(v), name: '≥' + v + '%' }));
+    if (series.length && markData.length) {
+      series[0].markLine = { silent: true, symbol: 'none', lineStyle: { type: 'dashed', color: '#999' }, label: { formatter: '{b}', color: '#777' }, data: markData };
+    }
+    chart.setOption({
+      animation: false,
+      grid: { left: 48, right: 24, top: 64, bottom: 32 },
+      tooltip: { trigger: 'axis', renderMode: 'richText', valueFormatter: (v) => (v === null || v === undefined ? '—' : v + '%') },
+      legend: { type: 'scroll', top: 0, textStyle: { fontSize: 11 } },
+      xAxis: { type: 'category', data: x, boundaryGap: false },
+      yAxis: { type: 'value', min: 0, max: 100, axisLabel: { formatter: '{value}%' } },
+      series,
+    });
+  }
+
+  // ---------------------------------------------------------------- cases
+
+  const EXCHANGE_KINDS = ['notification', 'case_assist', 'first_child', 'certificate_mismatch'];
+
+  function casesParams() {
+    return {
+      open: 'true',
+      order: 'overdue_first',
+      kind: S.cases.kind,
+      counterpart: S.cases.counterpart,
+      overdue: S.cases.overdueOnly ? 'true' : '',
+      to: S.cases.direction === 'to_me' ? me() : '',
+      from: S.cases.direction === 'from_me' ? me() : '',
+      limit: 1000,
+    };
+  }
+
+  function wdText(c) {
+    if (c.state === 'closed') return t('dash');
+    if (typeof c.working_days === 'number') {
+      return c.working_days >= 0 ? t('wd_left', c.working_days) : t('wd_over', -c.working_days);
+    }
+    if (c.state === 'overdue' && typeof c.days === 'number') return t('days_over', c.days);
+    return t('dash');
+  }
+
+  function stateText(c) {
+    if (c.state === 'overdue') return t('st_overdue', c.days);
+    if (c.state === 'closed') return c.on_time === false ? t('st_closed_late') : t('st_closed');
+    return t('st_open');
+  }
+
+  async function loadCases(root, gen) {
+    const kindSel = h('select', { id: 'cases-kind' }, [h('option', { value: '', text: t('cs_all') })].concat(
+      EXCHANGE_KINDS.map((k) => h('option', { value: k, text: tn('exchange', k) }))));
+    kindSel.value = S.cases.kind;
+    const cpSel = h('select', { id: 'cases-counterpart' }, [h('option', { value: '', text: t('cs_all') })].concat(
+      (S.who.counterparts || []).map((c) => h('option', { value: String(c), text: String(c) }))));
+    cpSel.value = S.cases.counterpart;
+    const dirSel = h('select', { id: 'cases-direction' }, [
+      h('option', { value: '', text: t('cs_dir_all') }),
+      h('option', { value: 'to_me', text: t('cs_dir_to') }),
+      h('option', { value: 'from_me', text: t('cs_dir_from') }),
+    ]);
+    dirSel.value = S.cases.direction;
+    const overdue = h('input', { type: 'checkbox', id: 'cases-overdue-only', checked: S.cases.overdueOnly });
+    const filters = h('div', { className: 'filters' }, [
+      h('label', { htmlFor: 'cases-kind', text: t('cs_kind') }), kindSel,
+      h('label', { htmlFor: 'cases-counterpart', text: t('cs_counterpart') }), cpSel,
+      h('label', { htmlFor: 'cases-direction', text: t('cs_direction') }), dirSel,
+      h('label', { className: 'check' }, [overdue, ' ' + t('cs_overdue_only')]),
+    ]);
+    const onChange = () => {
+      S.cases.kind = kindSel.value;
+      S.cases.counterpart = cpSel.value;
+      S.cases.direction = dirSel.value;
+      S.cases.overdueOnly = overdue.checked;
+      S.answer = null;
+      refreshCases(gen);
+    };
+    for (const e of [kindSel, cpSel, dirSel, overdue]) e.addEventListener('change', onChange);
+
+    pageHeader(root, t('cs_title'));
+    root.appendChild(filters);
+    root.appendChild(h('div', { id: 'answer-result', className: 'result-box', attrs: { role: 'status' }, hidden: true }));
+    const panel = h('div', { className: 'panel' });
+    panel.appendChild(h('div', { className: 'section-head' }, [
+      h('span', { id: 'cases-total', className: 'muted' }),
+      h('div', { id: 'cases-exports', className: 'section-tools' }),
+    ]));
+    panel.appendChild(table('cases-table', [t('col_type'), t('col_direction'), t('col_person'), t('col_opened'), t('col_due'), t('col_wd'), t('col_state'), t('col_action')], 'cases'));
+    root.appendChild(panel);
+    await fillCases(gen);
+  }
+
+  async function refreshCases(gen) {
+    setReady('');
+    clearPageError();
+    try {
+      await fillCases(gen);
+    } catch (e) {
+      showPageError(e);
+    }
+    if (gen === S.nav) setReady('cases');
+  }
+
+  async function fillCases(gen) {
+    const params = casesParams();
+    const ex = $('#cases-exports');
+    if (ex) { clear(ex); ex.appendChild(exportButtons('cases', params)); }
+    const { data, headers } = await api('GET', '/v1/cases?' + qs(params));
+    if (gen !== S.nav) return;
+    const mine = me();
+    let rows = Array.isArray(data) ? data.slice() : [];
+    // The server filters and orders; the same rules again here cost nothing.
+    rows = rows.filter((c) => c.state !== 'closed');
+    if (S.cases.kind) rows = rows.filter((c) => c.kind === S.cases.kind);
+    if (S.cases.counterpart) rows = rows.filter((c) => String(c.from) === S.cases.counterpart || String(c.to) === S.cases.counterpart);
+    if (S.cases.overdueOnly) rows = rows.filter((c) => c.state === 'overdue');
+    if (S.cases.direction === 'to_me') rows = rows.filter((c) => String(c.to) === mine);
+    if (S.cases.direction === 'from_me') rows = rows.filter((c) => String(c.from) === mine);
+    const rank = (c) => (c.state === 'overdue' ? 0 : 1);
+    rows = rows.map((c, i) => [c, i]).sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1]).map((x) => x[0]);
+
+    const total = headers.get('X-Total-Count');
+    const totalEl = $('#cases-total');
+    if (totalEl) {
+      totalEl.textContent = t('total', total === null ? rows.length : total);
+    }
+    const tbl = $('#cases-table');
+    if (!tbl) return;
+    const tb = clear(tbl.tBodies[0]);
+    const canAnswer = may('append');
+    for (const c of rows) {
+      const person = c.rel && c.rel.person ? String(c.rel.person) : '';
+      const cls = c.state === 'overdue' ? 'overdue' : '';
+      const typeCell = h('td', null, [tn('exchange', c.kind), c.urgent ? h('span', { className: 'badge badge-red', text: t('urgent') }) : null]);
+      const action = h('td', { className: 'action' });
+      if (canAnswer && String(c.to) === mine && c.state !== 'closed') {
+        action.appendChild(h('button', {
+          type: 'button', className: 'btn btn-small btn-primary answer', text: t('answer'),
+          data: { request: c.request },
+          on: { click: () => openAnswer(c) },
+        }));
+      }
+      const tr = h('tr', { className: cls, data: { request: c.request, state: c.state, kind: c.kind } }, [
+        typeCell,
+        h('td', { text: c.from + ' → ' + c.to }),
+        h('td', { className: 'mono', text: person.slice(0, 8), title: person }),
+        h('td', { text: fmtInstant(c.opened) }),
+        h('td', { text: c.due || t('dash') }),
+        h('td', { className: c.state === 'overdue' ? 'bad' : '', text: wdText(c) }),
+        h('td', { className: c.state === 'overdue' ? 'fail' : 'open', text: stateText(c) }),
+        action,
+      ]);
+      tb.appendChild(tr);
+    }
+    if (!rows.length) emptyRow(tb, 8);
+  }
+
+  function field(label, input, name) {
+    return h('div', { className: 'field' }, [
+      h('label', { text: label, htmlFor: input.id || undefined }),
+      input,
+      name ? h('span', { className: 'field-error', data: { for: name } }) : null,
+    ]);
+  }
+
+  function openAnswer(c) {
+    const old = $('#answer-form');
+    if (old) { const row = old.closest('tr'); if (row) row.remove(); }
+    const mine = me();
+    const rel = c.rel || {};
+    if (!S.answer || S.answer.request !== c.request) S.answer = { request: c.request, id: uuidv7() };
+    const form = h('form', { id: 'answer-form', className: 'answer-form', noValidate: true, data: { request: c.request, kind: c.kind } });
+    form.appendChild(h('h3', { text: t('answer_title', tn('exchange', c.kind)) }));
+    let build;
+    if (c.kind === 'notification') {
+      form.appendChild(h('p', { text: t('answer_receive_hint') }));
+      build = () => ({ kind: 'NotificationReceived', body: {} });
+    } else if (c.kind === 'case_assist') {
+      const res = h('select', { id: 'answer-result-select', name: 'body.result' }, [
+        'VERIFICATION_RESULT_CONFIRMED', 'VERIFICATION_RESULT_NOT_CONFIRMED',
+        'VERIFICATION_RESULT_PERSON_UNKNOWN', 'VERIFICATION_RESULT_INCONCLUSIVE',
+      ].map((v) => h('option', { value: v, text: tn('enums', v) })));
+      const remarks = h('textarea', { id: 'answer-remarks', name: 'body.remarks', rows: 2, maxLength: 500 });
+      append(form, [field(t('ans_result'), res, 'body.result'), field(t('ans_remarks'), remarks, 'body.remarks')]);
+      build = () => {
+        const body = { result: res.value };
+        if (remarks.value.trim()) body.remarks = remarks.value.trim();
+        return { kind: 'CaseAssistAnswered', body };
+      };
+    } else if (c.kind === 'first_child') {
+      const sel = h('select', { id: 'answer-approved', name: 'body.approved' }, [
+        h('option', { value: 'true', text: t('ans_approve') }),
+        h('option', { value: 'false', text: t('ans_reject') }),
+      ]);
+      form.appendChild(field(t('ans_approved'), sel, 'body.approved'));
+      build = () => ({ kind: 'FirstChildRegistrationConfirmed', body: { approved: sel.value === 'true' } });
+    } else if (c.kind === 'certificate_mismatch') {
+      const ref = h('input', { id: 'answer-cert-ref', name: 'body.certificateRef', type: 'text', maxLength: 64, autocomplete: 'off' });
+      if (String(rel.origin) === mine) {
+        const until = h('input', { id: 'answer-valid-until', name: 'body.validUntil', type: 'date' });
+        append(form, [h('p', { className: 'muted', text: t('ans_issue') }), field(t('ans_cert_ref'), ref, 'body.certificateRef'), field(t('ans_valid_until'), until, 'body.validUntil')]);
+        build = () => {
+          const errs = {};
+          if (!ref.value.trim()) errs['body.certificateRef'] = t('v_required');
+          if (!until.value) errs['body.validUntil'] = t('v_required');
+          if (Object.keys(errs).length) return { errors: errs };
+          const end = new Date(until.value + 'T23:59:59+08:00');
+          return { kind: 'CertificateIssued', body: { certificateRef: ref.value.trim(), validUntil: end.toISOString().replace(/\.\d{3}Z$/, 'Z') } };
+        };
+      } else {
+        append(form, [h('p', { className: 'muted', text: t('ans_submit_cert') }), field(t('ans_cert_ref'), ref, 'body.certificateRef')]);
+        build = () => {
+          if (!ref.value.trim()) return { errors: { 'body.certificateRef': t('v_required') } };
+          return { kind: 'CertificateSubmitted', body: { certificateRef: ref.value.trim() } };
+        };
+      }
+    } else {
+      return;
+    }
+    const err = h('div', { id: 'answer-error', className: 'error-box', hidden: true });
+    const submit = h('button', { type: 'submit', id: 'answer-submit', className: 'btn btn-primary', text: t('answer_submit') });
+    const cancel = h('button', { type: 'button', className: 'btn', text: t('answer_cancel') });
+    append(form, [err, h('div', { className: 'form-actions' }, [submit, cancel])]);
+    cancel.addEventListener('click', () => { S.answer = null; const row = form.closest('tr'); if (row) row.remove(); });
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      for (const e of $$('.field-error', form)) e.textContent = '';
+      for (const e of $$('.invalid', form)) e.classList.remove('invalid');
+      err.hidden = true;
+      const built = build();
+      if (built.errors) {
+        for (const k of Object.keys(built.errors)) {
+          const fe = $('.field-error[data-for="' + k + '"]', form);
+          if (fe) fe.textContent = built.errors[k];
+          const inp = form.elements[k];
+          if (inp) inp.classList.add('invalid');
+        }
+        return;
+      }
+      const event = {
+        id: S.answer.id,
+        kind: built.kind,
+        causation: c.request,
+        person: rel.person,
+        origin: rel.origin,
+        residence: rel.residence,
+        occurred_at: cnNowRfc3339(),
+        body: built.body,
+      };
+      const gen = S.nav;
+      submit.disabled = true;
+      setReady('');
+      try {
+        const { data } = await api('POST', '/v1/events', event);
+        S.answer = null;
+        const box = $('#answer-result');
+        if (box) {
+          box.textContent = t('answer_done', tn('events', built.kind), data && data.seq !== undefined ? data.seq : '?');
+          box.hidden = false;
+        }
+        await fillCases(gen);
+      } catch (e) {
+        if (e instanceof SignedOut) return;
+        if (e.status === 409) S.answer.id = uuidv7();
+        err.textContent = t('error_prefix') + e.message;
+        err.hidden = false;
+        submit.disabled = false;
+      }
+      if (gen === S.nav) setReady('cases');
+    });
+    const tr = document.querySelector('#cases-table tr[data-request="' + cssEscape(c.request) + '"]');
+    const row = h('tr', { className: 'answer-row', data: { for: c.request } }, h('td', { attrs: { colspan: 8 } }, form));
+    if (tr && tr.parentNode) tr.parentNode.insertBefore(row, tr.nextSibling);
+    else { const tb = $('#cases-table tbody'); if (tb) tb.appendChild(row); }
+    const first = form.querySelector('select, input, textarea, button');
+    if (first) first.focus();
+  }
+
+  function cssEscape(s) {
+    return window.CSS && CSS.escape ? CSS.escape(String(s)) : String(s).replace(/[^a-zA-Z0-9_-]/g, '');
+  }
+
+  // ---------------------------------------------------------------- person
+
+  const ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+  const ID_CHECK = '10X98765432';
+
+  /** 'ok' | 'shape' | 'check' for a resident ID number (GB 11643). */
+  function checkIdNumber(v) {
+    const s = String(v || '').trim().toUpperCase();
+    if (!/^\d{17}[\dX]$/.test(s)) return 'shape';
+    let sum = 0;
+    for (let i = 0; i < 17; i++) sum += (s.charCodeAt(i) - 48) * ID_WEIGHTS[i];
+    return ID_CHECK[sum % 11] === s[17] ? 'ok' : 'check';
+  }
+
+  async function loadPerson(root, gen) {
+    pageHeader(root, t('ps_title'));
+    const idInput = h('input', { id: 'person-id-number', type: 'text', maxLength: 18, autocomplete: 'off', spellcheck: false, className: 'w-id' });
+    const keyInput = h('input', { id: 'person-key', type: 'text', maxLength: 32, autocomplete: 'off', spellcheck: false, className: 'w-key mono' });
+    if (S.person) keyInput.value = S.person;
+    const btn = h('button', { type: 'submit', id: 'person-lookup', className: 'btn btn-primary', text: t('ps_lookup') });
+    const msg = h('div', { id: 'person-message', className: 'muted' });
+    const form = h('form', { id: 'person-form', className: 'filters', noValidate: true, autocomplete: 'off' }, [
+      h('label', { htmlFor: 'person-id-number', text: t('ps_id_number') }), idInput,
+      h('span', { className: 'muted', text: t('ps_or') }),
+      h('label', { htmlFor: 'person-key', text: t('ps_key') }), keyInput,
+      btn,
+    ]);
+    root.appendChild(form);
+    root.appendChild(msg);
+    const out = h('div', { id: 'person-out' });
+    root.appendChild(out);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const idv = idInput.value.trim();
+      const keyv = keyInput.value.trim().toLowerCase();
+      // The ID number leaves the field at once, whatever happens next.
+      idInput.value = '';
+      msg.textContent = '';
+      msg.className = 'muted';
+      if (!idv && !keyv) { msg.textContent = t('ps_need_input'); msg.className = 'error-text'; return; }
+      setReady('');
+      clearPageError();
+      btn.disabled = true;
+      try {
+        let key = keyv;
+        if (idv) {
+          const chk = checkIdNumber(idv);
+          if (chk === 'shape') throw new Error(t('v_id_shape'));
+          if (chk === 'check') msg.textContent = t('ps_checkdigit_warn');
+          const { data } = await api('POST', '/v1/person-key', { id_number: idv.toUpperCase() });
+          key = String(data.person || '');
+          if (chk === 'ok' && Array.isArray(data.warnings) && data.warnings.length) msg.textContent = t('ps_checkdigit_warn');
+        } else if (!/^[0-9a-f]{32}$/.test(key)) {
+          throw new Error(t('ps_key_bad'));
+        }
+        S.person = key;
+        S.reveal = false;
+        keyInput.value = key;
+        if (gen !== S.nav) return;
+        await renderPerson(out, gen);
+      } catch (e) {
+        showPageError(e);
+      } finally {
+        btn.disabled = false;
+      }
+      if (gen === S.nav) setReady('person');
+    });
+    if (S.person) await renderPerson(out, gen);
+  }
+
+  async function renderPerson(out, gen) {
+    const key = S.person;
+    const showTimeline = may('read_events');
+    const calls = [get('/v1/cards/' + encodeURIComponent(key))];
+    if (showTimeline) calls.push(get('/v1/events?' + qs({ person: key, reveal: S.reveal ? 'true' : '' })));
+    const res = await Promise.allSettled(calls);
+    if (gen !== S.nav) return;
+    clear(out);
+    const errors = res.filter((r) => r.status === 'rejected').map((r) => r.reason);
+    if (errors.some((e) => e instanceof SignedOut)) return;
+    out.appendChild(h('p', { className: 'person-key', text: t('ps_person', key) }));
+
+    const cardsPanel = h('div', { id: 'cards', className: 'panel' });
+    cardsPanel.appendChild(sectionHead(t('ps_cards'), exportButtons('card', { person: key })));
+    if (res[0].status === 'fulfilled') {
+      const cards = Array.isArray(res[0].value) ? res[0].value : [];
+      if (!cards.length) cardsPanel.appendChild(h('p', { className: 'muted', text: t('ps_no_cards') }));
+      for (const card of cards) cardsPanel.appendChild(renderCard(card));
+    }
+    out.appendChild(cardsPanel);
+
+    if (showTimeline) {
+      const tl = h('div', { id: 'timeline-panel', className: 'panel' });
+      const tools = [];
+      if (hasTier('identity')) {
+        const cb = h('input', { type: 'checkbox', id: 'reveal', checked: S.reveal });
+        cb.addEventListener('change', async () => {
+          S.reveal = cb.checked;
+          setReady('');
+          clearPageError();
+          try {
+            const evs = await get('/v1/events?' + qs({ person: key, reveal: S.reveal ? 'true' : '' }));
+            if (gen !== S.nav) return;
+            fillTimeline(evs);
+            const ex = $('#timeline-exports');
+            if (ex) { clear(ex); ex.appendChild(exportButtons('timeline', { person: key })); }
+          } catch (e) {
+            showPageError(e);
+          }
+          if (gen === S.nav) setReady('person');
+        });
+        tools.push(h('label', { className: 'check reveal' }, [cb, ' ' + t('ps_reveal')]));
+      }
+      tools.push(h('span', { id: 'timeline-exports' }, exportButtons('timeline', { person: key })));
+      tl.appendChild(sectionHead(t('ps_timeline'), tools));
+      tl.appendChild(table('timeline', [t('col_when'), t('col_author'), t('col_event'), t('col_rel'), t('col_detail')], 'timeline'));
+      out.appendChild(tl);
+      if (res[1].status === 'fulfilled') fillTimeline(res[1].value);
+    }
+    if (errors.length) showPageError(errors[0]);
+  }
+
+  function itemStateText(it) {
+    if (it.state === 'done') return it.on_time === false ? t('item_done_late') : t('item_done');
+    if (it.state === 'overdue') return t('item_overdue', it.days);
+    return t('item_pending');
+  }
+
+  function renderCard(card) {
+    const rel = card.rel || {};
+    const box = h('div', { className: 'card', data: { origin: rel.origin, residence: rel.residence, person: rel.person } });
+    box.appendChild(h('h3', { text: t('ps_card_title', rel.origin, rel.residence) }));
+    box.appendChild(h('p', { className: 'muted small' }, [
+      t('ps_anchor', fmtInstant(card.anchor)), ' · ',
+      t('ps_catalogue', card.catalogue_origin || t('dash'), card.catalogue_residence || t('dash')), ' · ',
+      t('ov_as_of', fmtInstant(card.as_of)),
+    ]));
+    const tbl = table(null, [t('col_item'), t('col_side'), t('col_due'), t('col_state'), t('col_done_at')], 'card-items');
+    const tb = tbl.tBodies[0];
+    for (const it of card.items || []) {
+      const cls = it.state === 'overdue' ? 'overdue' : it.state === 'done' ? (it.on_time === false ? 'late' : 'done') : 'pending';
+      const stateCls = it.state === 'overdue' ? 'fail' : it.state === 'done' ? (it.on_time === false ? 'warn' : 'pass') : 'na';
+      tb.appendChild(h('tr', { className: cls, data: { item: it.id, state: it.state } }, [
+        h('td', { className: 'name', text: (S.lang === 'en' ? it.name_en : it.name_zh) || it.name_zh || it.id }),
+        h('td', { text: it.side === 'origin' ? t('side_origin') : it.side === 'residence' ? t('side_residence') : String(it.side || '') }),
+        h('td', { text: it.due || t('dash') }),
+        h('td', { className: stateCls, text: itemStateText(it) }),
+        h('td', { text: it.state === 'done' ? fmtInstant(it.at) : '' }),
+      ]));
+    }
+    if (!tb.rows.length) emptyRow(tb, 5);
+    box.appendChild(tbl);
+    return box;
+  }
+
+  function fmtBodyValue(k, v) {
+    if (v === null || v === undefined) return t('dash');
+    if (typeof v === 'boolean') return v ? t('yes') : t('no');
+    if (typeof v === 'string') {
+      if (/^[A-Z][A-Z0-9_]+$/.test(v)) return tn('enums', v);
+      if ((k === 'validUntil' || /At$/.test(k)) && /^\d{4}-\d{2}-\d{2}T/.test(v)) return fmtInstant(v);
+      return v;
+    }
+    if (typeof v === 'number') return String(v);
+    if (Array.isArray(v)) return S.lang === 'en' ? v.length + ' item(s)' : v.length + ' 条';
+    return JSON.stringify(v);
+  }
+
+  function kvList(obj, cls) {
+    const parts = [];
+    for (const k of Object.keys(obj || {})) {
+      const label = S.lang === 'en' ? k : (I18N.zh.fields[k] || k);
+      parts.push(h('span', { className: 'kv ' + (cls || '') }, [h('span', { className: 'k', text: label + '：' }), h('span', { className: 'v', text: fmtBodyValue(k, obj[k]) })]));
+    }
+    return parts;
+  }
+
+  function fillTimeline(events) {
+    const tbl = $('#timeline');
+    if (!tbl) return;
+    const tb = clear(tbl.tBodies[0]);
+    const list = Array.isArray(events) ? events.slice() : [];
+    list.sort((a, b) => String(a.occurred_at).localeCompare(String(b.occurred_at)) || String(a.recorded_at).localeCompare(String(b.recorded_at)));
+    const mine = me();
+    for (const ev of list) {
+      const detail = h('td', { className: 'detail' });
+      append(detail, kvList(ev.body));
+      if (ev.causation) detail.appendChild(h('span', { className: 'kv muted', text: t('answers_to', String(ev.causation).slice(0, 8)) }));
+      for (const tier of ['identity', 'contact', 'health']) {
+        // Only tiers the role holds (the node strips the others already).
+        if (ev[tier] && typeof ev[tier] === 'object' && hasTier(tier)) {
+          detail.appendChild(h('div', { className: 'tier tier-' + tier }, [h('span', { className: 'tier-name', text: tn('tiers', tier) })].concat(kvList(ev[tier], 'personal'))));
+        }
+      }
+      const author = String(ev.author || '');
+      tb.appendChild(h('tr', { data: { event: ev.id, kind: ev.kind } }, [
+        h('td', { className: 'nowrap', text: fmtInstant(ev.occurred_at), title: t('col_recorded') + ' ' + fmtInstant(ev.recorded_at) }),
+        h('td', { className: 'nowrap', text: author + (author === mine ? '（' + t('local') + '）' : '') + (ev.seq !== undefined ? ' #' + ev.seq : '') }),
+        h('td', { className: 'nowrap', text: tn('events', ev.kind) }),
+        h('td', { className: 'nowrap', text: (ev.origin || '') + ' → ' + (ev.residence || '') }),
+        detail,
+      ]));
+    }
+    if (!list.length) emptyRow(tb, 5, t('ps_no_events'));
+  }
+
+  // ---------------------------------------------------------------- record
+
+  const ENUM_OPTIONS = {
+    channel: ['REGISTRATION_CHANNEL_SERVICE_DESK', 'REGISTRATION_CHANNEL_RENTAL_HOUSING', 'REGISTRATION_CHANNEL_EMPLOYER',
+      'REGISTRATION_CHANNEL_JOB_MARKET', 'REGISTRATION_CHANNEL_RESIDENCE_PERMIT', 'REGISTRATION_CHANNEL_ORIGIN_NOTICE'],
+    reason: ['MISMATCH_REASON_EXPIRED', 'MISMATCH_REASON_FACTS_DIFFER', 'MISMATCH_REASON_NOT_ISSUED_BY_ORIGIN', 'MISMATCH_REASON_OTHER'],
+    service: ['SERVICE_KIND_CONTRACEPTIVES', 'SERVICE_KIND_PRE_PREGNANCY_CHECK', 'SERVICE_KIND_PREGNANCY_CHECK',
+      'SERVICE_KIND_REPRODUCTIVE_HEALTH_CHECK', 'SERVICE_KIND_ULTRASOUND_REGISTRATION', 'SERVICE_KIND_SURGERY_REGISTRATION',
+      'SERVICE_KIND_CARE_VISIT', 'SERVICE_KIND_PERSON_INFORMED'],
+    agreement: ['AGREEMENT_KIND_PLEDGE', 'AGREEMENT_KIND_SERVICE_AGREEMENT'],
+    topic: ['NOTIFICATION_TOPIC_REGISTRATION', 'NOTIFICATION_TOPIC_SERVICES', 'NOTIFICATION_TOPIC_CONTRACEPTION',
+      'NOTIFICATION_TOPIC_CONTACT_CHANNEL', 'NOTIFICATION_TOPIC_CERTIFICATE', 'NOTIFICATION_TOPIC_OTHER'],
+    urgency: ['URGENCY_NORMAL', 'URGENCY_URGENT'],
+  };
+
+  // Field specs: name (JSON path), type, required, check.
+  const F = {
+    person: { name: 'person_id_number', type: 'id', required: true },
+    certificateRef: { name: 'body.certificateRef', type: 'text', required: true, max: 64 },
+  };
+  // sides: which sides may author the kind ('residence' only, or both).
+  const RECORD_KINDS = {
+    ArrivalRegistered: {
+      sides: ['residence'],
+      fields: [
+        { name: 'identity.name', type: 'text', required: true, max: 64, personal: true },
+        { name: 'identity.idNumber', type: 'id', required: true },
+        { name: 'contact.phone', type: 'phone', required: false },
+        { name: 'body.channel', type: 'enum', options: 'channel', required: true },
+        { name: 'body.township', type: 'township', required: false },
+        { name: 'body.expectedStayMonths', type: 'int', required: false },
+      ],
+    },
+    CertificateVerified: { sides: ['residence'], fields: [F.person, F.certificateRef] },
+    CertificateMismatchFound: {
+      sides: ['residence'],
+      fields: [F.person, F.certificateRef, { name: 'body.reason', type: 'enum', options: 'reason', required: true }],
+    },
+    ServiceRendered: {
+      sides: ['residence', 'origin'],
+      fields: [F.person, { name: 'body.service', type: 'enum', options: 'service', required: true },
+        { name: 'body.providerRef', type: 'text', required: false, max: 64 }],
+    },
+    AgreementSigned: {
+      sides: ['residence', 'origin'],
+      fields: [F.person, { name: 'body.agreement', type: 'enum', options: 'agreement', required: true },
+        { name: 'body.agreementRef', type: 'text', required: true, max: 64 }],
+    },
+    NotificationSent: {
+      sides: ['residence', 'origin'],
+      fields: [F.person, { name: 'body.topic', type: 'enum', options: 'topic', required: true }],
+    },
+    CaseAssistRequested: {
+      sides: ['residence', 'origin'],
+      fields: [F.person, { name: 'body.urgency', type: 'enum', options: 'urgency', required: true },
+        { name: 'body.subject', type: 'text', required: true, max: 200 }],
+    },
+    DepartureRegistered: {
+      sides: ['residence', 'origin'],
+      fields: [F.person, { name: 'body.destination', type: 'code6', required: false }],
+    },
+  };
+
+  function fieldLabel(name) {
+    return t('f_' + name.replace(/\./g, '_'));
+  }
+
+  function inputId(name) {
+    return 'rf-' + name.replace(/[^a-zA-Z0-9]/g, '-');
+  }
+
+  function buildInput(spec) {
+    const id = inputId(spec.name);
+    let input;
+    if (spec.type === 'enum') {
+      input = h('select', { id, name: spec.name }, [h('option', { value: '', text: t('choose') })].concat(
+        ENUM_OPTIONS[spec.options].map((v) => h('option', { value: v, text: tn('enums', v) }))));
+    } else {
+      input = h('input', { id, name: spec.name, type: 'text', autocomplete: 'off', spellcheck: false });
+      if (spec.type === 'id') { input.maxLength = 18; input.className = 'w-id'; }
+      else if (spec.type === 'code6') { input.maxLength = 6; input.inputMode = 'numeric'; input.className = 'w-code'; }
+      else if (spec.type === 'township') { input.maxLength = 9; input.inputMode = 'numeric'; input.className = 'w-code'; }
+      else if (spec.type === 'phone') { input.maxLength = 11; input.inputMode = 'tel'; input.className = 'w-phone'; }
+      else if (spec.type === 'int') { input.inputMode = 'numeric'; input.maxLength = 4; input.className = 'w-code'; }
+      else if (spec.max) input.maxLength = spec.max;
+    }
+    if (spec.required) input.required = true;
+    return input;
+  }
+
+  function formRow(name, label, input, required) {
+    return h('div', { className: 'field', data: { field: name } }, [
+      h('label', { htmlFor: input.id, text: label + (required ? '' : t('optional')) }, required ? h('span', { className: 'req', text: ' *' }) : null),
+      input,
+      h('span', { className: 'field-error', data: { for: name }, attrs: { 'aria-live': 'polite' } }),
+    ]);
+  }
+
+  async function loadRecord(root) {
+    pageHeader(root, t('rc_title'));
+    const kindSel = h('select', { id: 'record-kind' }, Object.keys(RECORD_KINDS).map((k) => h('option', { value: k, text: tn('record_kinds', k) + ' · ' + k })));
+    kindSel.value = S.record.kind;
+    root.appendChild(h('div', { className: 'filters' }, [h('label', { htmlFor: 'record-kind', text: t('rc_kind') }), kindSel]));
+    const form = h('form', { id: 'record-form', className: 'record-form panel', noValidate: true, autocomplete: 'off' });
+    root.appendChild(form);
+    root.appendChild(h('div', { id: 'record-error', className: 'error-box', attrs: { role: 'alert' }, hidden: true }));
+    root.appendChild(h('div', { id: 'record-result', className: 'result-box', attrs: { role: 'status' }, hidden: true }));
+    kindSel.addEventListener('change', () => {
+      S.record.kind = kindSel.value;
+      S.record.id = uuidv7();
+      buildRecordForm(form);
+    });
+    form.addEventListener('submit', (ev) => { ev.preventDefault(); submitRecord(form); });
+    S.record.id = uuidv7();
+    buildRecordForm(form);
+  }
+
+  function buildRecordForm(form) {
+    clear(form);
+    const kind = S.record.kind;
+    const def = RECORD_KINDS[kind];
+    if (def.sides.indexOf(S.record.side) < 0) S.record.side = def.sides[0];
+    form.dataset.kind = kind;
+    form.dataset.eventId = S.record.id;
+
+    // Which side this locality is.
+    const sideBox = h('fieldset', { className: 'side' }, h('legend', { text: t('rc_side') }));
+    for (const side of ['residence', 'origin']) {
+      const r = h('input', { type: 'radio', name: 'side', value: side, id: 'rf-side-' + side, checked: S.record.side === side, disabled: def.sides.indexOf(side) < 0 });
+      r.addEventListener('change', () => { if (r.checked) { S.record.side = side; applySide(form); } });
+      sideBox.appendChild(h('label', { className: 'check', htmlFor: r.id }, [r, ' ' + (side === 'residence' ? t('rc_side_res') : t('rc_side_org'))]));
+    }
+    form.appendChild(sideBox);
+
+    const grid = h('div', { className: 'form-grid' });
+    const origin = buildInput({ name: 'origin', type: 'code6', required: true });
+    const residence = buildInput({ name: 'residence', type: 'code6', required: true });
+    grid.appendChild(formRow('origin', fieldLabel('origin'), origin, true));
+    grid.appendChild(formRow('residence', fieldLabel('residence'), residence, true));
+    for (const spec of def.fields) {
+      grid.appendChild(formRow(spec.name, fieldLabel(spec.name), buildInput(spec), spec.required));
+    }
+    const occ = h('input', { id: 'rf-occurred_at', name: 'occurred_at', type: 'datetime-local', required: true, value: cnLocalNow(), min: '2000-01-01T00:00' });
+    grid.appendChild(formRow('occurred_at', fieldLabel('occurred_at'), occ, true));
+    form.appendChild(grid);
+
+    const submit = h('button', { type: 'submit', id: 'record-submit', className: 'btn btn-primary', text: t('rc_submit') });
+    const reset = h('button', { type: 'button', id: 'record-reset', className: 'btn', text: t('rc_reset') });
+    reset.addEventListener('click', () => {
+      S.record.id = uuidv7();
+      buildRecordForm(form);
+      hideRecordMessages(true);
+    });
+    form.appendChild(h('div', { className: 'form-actions' }, [submit, reset]));
+    // Clear a field's error as soon as it is edited.
+    form.addEventListener('input', (ev) => clearFieldError(form, ev.target && ev.target.name));
+    form.addEventListener('change', (ev) => clearFieldError(form, ev.target && ev.target.name));
+    applySide(form);
+  }
+
+  function clearFieldError(form, name) {
+    if (!name) return;
+    const fe = $('.field-error[data-for="' + cssEscape(name) + '"]', form);
+    if (fe) fe.textContent = '';
+    const el = form.elements.namedItem(name);
+    if (el && el.classList) el.classList.remove('invalid');
+  }
+
+  function applySide(form) {
+    const mine = me();
+    const origin = form.elements.namedItem('origin');
+    const residence = form.elements.namedItem('residence');
+    const [local, other] = S.record.side === 'residence' ? [residence, origin] : [origin, residence];
+    if (other.readOnly) other.value = '';
+    other.readOnly = false;
+    other.classList.remove('locked');
+    local.value = mine;
+    local.readOnly = true;
+    local.classList.add('locked');
+    clearFieldError(form, 'origin');
+    clearFieldError(form, 'residence');
+  }
+
+  function hideRecordMessages(alsoResult) {
+    const e = $('#record-error');
+    if (e) { e.textContent = ''; e.hidden = true; }
+    if (alsoResult) { const r = $('#record-result'); if (r) { clear(r); r.hidden = true; } }
+  }
+
+  function validateRecord(form) {
+    const def = RECORD_KINDS[S.record.kind];
+    const errors = {};
+    const val = (n) => {
+      const el = form.elements.namedItem(n);
+      return el ? String(el.value || '').trim() : '';
+    };
+    const checkCode = (n, required) => {
+      const v = val(n);
+      if (!v) { if (required) errors[n] = t('v_required'); return; }
+      if (!/^\d{6}$/.test(v)) errors[n] = t('v_code6');
+    };
+    checkCode('origin', true);
+    checkCode('residence', true);
+    if (!errors.origin && !errors.residence && val('origin') === val('residence')) {
+      errors[S.record.side === 'residence' ? 'origin' : 'residence'] = t('v_same');
+    }
+    for (const spec of def.fields) {
+      const v = val(spec.name);
+      if (!v) { if (spec.required) errors[spec.name] = t('v_required'); continue; }
+      switch (spec.type) {
+        case 'id': {
+          const c = checkIdNumber(v);
+          if (c === 'shape') errors[spec.name] = t('v_id_shape');
+          else if (c === 'check') errors[spec.name] = t('v_id');
+          break;
+        }
+        case 'code6':
+          if (!/^\d{6}$/.test(v)) errors[spec.name] = t('v_code6');
+          break;
+        case 'township': {
+          const res = val('residence');
+          if (!/^\d{9}$/.test(v) || !/^\d{6}$/.test(res) || v.slice(0, 6) !== res) errors[spec.name] = t('v_township');
+          break;
+        }
+        case 'phone':
+          if (!/^1\d{10}$/.test(v)) errors[spec.name] = t('v_phone');
+          break;
+        case 'int':
+          if (!/^\d{1,4}$/.test(v)) errors[spec.name] = t('v_int');
+          break;
+        default:
+          break;
+      }
+    }
+    const occ = val('occurred_at');
+    if (!occ) errors.occurred_at = t('v_required');
+    else {
+      const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(:\d{2})?/.exec(occ);
+      const at = m ? Date.parse(m[1] + (m[2] || ':00') + '+08:00') : NaN;
+      if (isNaN(at)) errors.occurred_at = t('v_time');
+      else if (at > Date.now()) errors.occurred_at = t('v_future');
+      else if (at < Date.parse('2000-01-01T00:00:00+08:00')) errors.occurred_at = t('v_too_old');
+    }
+    return errors;
+  }
+
+  function showFieldErrors(form, errors, prefix) {
+    let first = null;
+    for (const name of Object.keys(errors)) {
+      const fe = $('.field-error[data-for="' + cssEscape(name) + '"]', form);
+      const el = form.elements.namedItem(name);
+      if (!fe && !el) continue;
+      if (fe) fe.textContent = (prefix || '') + errors[name];
+      if (el && el.classList) { el.classList.add('invalid'); if (!first) first = el; }
+    }
+    if (first && first.focus) first.focus();
+    return first !== null;
+  }
+
+  function clearAllFieldErrors(form) {
+    for (const e of $$('.field-error', form)) e.textContent = '';
+    for (const e of $$('.invalid', form)) e.classList.remove('invalid');
+  }
+
+  function setPath(obj, path, value) {
+    const parts = path.split('.');
+    let o = obj;
+    for (let i = 0; i < parts.length - 1; i++) {
+      if (!o[parts[i]] || typeof o[parts[i]] !== 'object') o[parts[i]] = {};
+      o = o[parts[i]];
+    }
+    o[parts[parts.length - 1]] = value;
+  }
+
+  function recordEvent(form) {
+    const def = RECORD_KINDS[S.record.kind];
+    const val = (n) => String(form.elements.namedItem(n).value || '').trim();
+    const ev = {
+      id: S.record.id,
+      kind: S.record.kind,
+      origin: val('origin'),
+      residence: val('residence'),
+      occurred_at: val('occurred_at').slice(0, 16) + ':00+08:00',
+      body: {},
+    };
+    for (const spec of def.fields) {
+      let v = val(spec.name);
+      if (!v) continue;
+      if (spec.type === 'id') v = v.toUpperCase();
+      setPath(ev, spec.name, spec.type === 'int' ? parseInt(v, 10) : v);
+    }
+    return ev;
+  }
+
+  async function submitRecord(form) {
+    hideRecordMessages(true);
+    clearAllFieldErrors(form);
+    const errors = validateRecord(form);
+    if (Object.keys(errors).length) {
+      showFieldErrors(form, errors);
+      return;
+    }
+    const submit = $('#record-submit', form);
+    const event = recordEvent(form);
+    const gen = S.nav;
+    submit.disabled = true;
+    setReady('');
+    try {
+      const { data } = await api('POST', '/v1/events', event);
+      if (gen !== S.nav) return;
+      // Success: nothing personal stays on the page; the next form gets a new id.
+      S.record.id = uuidv7();
+      buildRecordForm(form);
+      showRecordResult(data);
+    } catch (e) {
+      if (e instanceof SignedOut) return;
+      const box = $('#record-error');
+      if (e.status === 409) {
+        S.record.id = uuidv7();
+        form.dataset.eventId = S.record.id;
+        box.textContent = t('rc_conflict') + ' (' + e.message + ')';
+        box.hidden = false;
+      } else if (e.status === 0) {
+        box.textContent = t('rc_retry', e.message);
+        box.hidden = false;
+      } else {
+        let fieldName = e.body && typeof e.body.field === 'string' ? e.body.field : null;
+        if (!fieldName) {
+          const m = /^field `([^`]+)`/.exec(e.message || '');
+          if (m) fieldName = m[1];
+        }
+        const shown = fieldName ? showFieldErrors(form, { [fieldName]: e.message }, t('rc_server_field')) : false;
+        if (!shown) {
+          box.textContent = t('rc_server_field') + e.message;
+          box.hidden = false;
+        }
+      }
+    } finally {
+      submit.disabled = false;
+    }
+    if (gen === S.nav) setReady('record');
+  }
+
+  function showRecordResult(data) {
+    const box = $('#record-result');
+    if (!box) return;
+    clear(box);
+    const recips = (data && Array.isArray(data.recipients) ? data.recipients : [])
+      .map((r) => r.locality + (r.channel_seq !== undefined ? ' #' + r.channel_seq : '')).join('，');
+    box.appendChild(h('div', { className: 'ok-line', text: t('rc_done', data && data.seq !== undefined ? data.seq : '?') + (data && data.duplicate ? t('rc_dup') : '') }));
+    box.appendChild(h('div', { text: recips ? t('rc_recipients', recips) : t('rc_no_recipients') }));
+    if (data && data.id) box.appendChild(h('div', { className: 'muted small mono', text: 'id ' + data.id }));
+    const warnings = data && Array.isArray(data.warnings) ? data.warnings : [];
+    if (warnings.length) {
+      box.appendChild(h('div', { className: 'warn-text', text: t('rc_warnings') }));
+      box.appendChild(h('ul', { className: 'warnings' }, warnings.map((w) => h('li', { text: typeof w === 'string' ? w : JSON.stringify(w) }))));
+    }
+    box.dataset.seq = data && data.seq !== undefined ? String(data.seq) : '';
+    box.hidden = false;
+  }
+
+  // ---------------------------------------------------------------- flows
+
+  async function loadFlows(root, gen) {
+    pageHeader(root, t('fl_title'));
+    const data = await get('/v1/flows');
+    if (gen !== S.nav) return;
+    const rows = Array.isArray(data.rows) ? data.rows : [];
+    const warnings = Array.isArray(data.warnings) ? data.warnings : [];
+
+    const chartPanel = h('div', { className: 'panel' });
+    const chartBox = h('div', { id: 'flows-chart', className: 'chart' });
+    chartPanel.appendChild(chartBox);
+    root.appendChild(chartPanel);
+
+    const warnPanel = h('div', { className: 'panel' });
+    warnPanel.appendChild(sectionHead(t('fl_warnings')));
+    const wl = h('ul', { id: 'flows-warnings', className: 'warnings' });
+    for (const w of warnings) {
+      const count = w.count !== undefined ? w.count : w.arrivals;
+      const mean = w.mean !== undefined ? w.mean : w.baseline;
+      const dir = w.direction === 'surge' ? t('fl_surge') : w.direction === 'drop' ? t('fl_drop') : '';
+      wl.appendChild(h('li', { data: { period: w.period, residence: w.residence, origin: w.origin || '' } },
+        t('fl_warn_item', w.period, w.residence, w.origin || t('fl_all_origins'), count, typeof mean === 'number' ? mean.toFixed(1) : mean, dir)));
+    }
+    if (!warnings.length) wl.appendChild(h('li', { className: 'muted', text: t('fl_no_warnings') }));
+    warnPanel.appendChild(wl);
+    if (data.rule) warnPanel.appendChild(h('p', { id: 'flows-rule', className: 'muted small', text: t('fl_rule', data.rule) }));
+    root.appendChild(warnPanel);
+
+    const tablePanel = h('div', { className: 'panel' });
+    tablePanel.appendChild(sectionHead(t('fl_table'), exportButtons('flows', {})));
+    const tbl = table('flows-table', [t('col_period'), t('col_residence'), t('col_origin'), t('col_arrivals'), t('col_departures')], 'flows');
+    const tb = tbl.tBodies[0];
+    const warned = (r) => warnings.some((w) => w.period === r.period && w.residence === r.residence && (!w.origin || w.origin === r.origin));
+    const sorted = rows.slice().sort((a, b) => String(b.period).localeCompare(String(a.period)) || String(a.origin).localeCompare(String(b.origin)));
+    for (const r of sorted) {
+      tb.appendChild(h('tr', { className: warned(r) ? 'warned' : '', data: { period: r.period, residence: r.residence, origin: r.origin } }, [
+        h('td', { text: r.period }),
+        h('td', { text: r.residence }),
+        h('td', { text: r.origin }),
+        h('td', { className: 'num', text: r.arrivals }),
+        h('td', { className: 'num', text: r.departures }),
+      ]));
+    }
+    if (!sorted.length) emptyRow(tb, 5);
+    tablePanel.appendChild(tbl);
+    root.appendChild(tablePanel);
+
+    renderFlowsChart(chartBox, rows, warnings);
+  }
+
+  /** Every month from the first to the last of `list` (at least the last 6 months up to today). */
+  function monthRange(list) {
+    const ok = list.filter((m) => /^\d{4}-\d{2}$/.test(m)).sort();
+    const today = ((S.who && S.who.today) || cnLocalNow()).slice(0, 7);
+    const toN = (m) => parseInt(m.slice(0, 4), 10) * 12 + parseInt(m.slice(5, 7), 10) - 1;
+    let lo = ok.length ? toN(ok[0]) : toN(today);
+    let hi = Math.max(ok.length ? toN(ok[ok.length - 1]) : 0, toN(today));
+    lo = Math.min(lo, hi - 5);
+    if (hi - lo > 60) lo = hi - 60;
+    const out = [];
+    for (let n = lo; n <= hi; n++) out.push(Math.floor(n / 12) + '-' + pad((n % 12) + 1));
+    return out;
+  }
+
+  function renderFlowsChart(box, rows, warnings) {
+    const chart = makeChart(box);
+    if (!chart) return;
+    const months = monthRange(rows.map((r) => String(r.period)).concat(warnings.map((w) => String(w.period))));
+    const arr = months.map(() => 0);
+    const dep = months.map(() => 0);
+    for (const r of rows) {
+      const i = months.indexOf(String(r.period));
+      if (i < 0) continue;
+      arr[i] += Number(r.arrivals) || 0;
+      dep[i] += Number(r.departures) || 0;
+    }
+    const marks = [];
+    for (const w of warnings) {
+      const i = months.indexOf(String(w.period));
+      if (i < 0) continue;
+      marks.push({ coord: [i, arr[i]], value: w.direction === 'drop' ? '↓' : '↑' });
+    }
+    chart.setOption({
+      animation: false,
+      color: ['#2f6eb5', '#e6a23c', '#c62828'],
+      grid: { left: 48, right: 24, top: 40, bottom: 32 },
+      tooltip: { trigger: 'axis', renderMode: 'richText' },
+      legend: { top: 0, data: [t('fl_arrivals'), t('fl_departures')] },
+      xAxis: { type: 'category', data: months },
+      yAxis: { type: 'value', minInterval: 1 },
+      series: [
+        {
+          name: t('fl_arrivals'), type: 'bar', data: arr, barMaxWidth: 28,
+          markPoint: marks.length ? { symbol: 'pin', symbolSize: 36, itemStyle: { color: '#c62828' }, label: { color: '#fff' }, data: marks } : undefined,
+        },
+        { name: t('fl_departures'), type: 'bar', data: dep, barMaxWidth: 28 },
+      ],
+    });
+  }
+
+  // ---------------------------------------------------------------- health
+
+  async function loadHealth(root, gen) {
+    pageHeader(root, t('hl_title'));
+    const res = await Promise.allSettled([
+      get('/v1/status'),
+      get('/v1/quarantine?' + qs({ limit: 100 })),
+      get('/v1/audit'),
+    ]);
+    if (gen !== S.nav) return;
+    const errors = res.filter((r) => r.status === 'rejected').map((r) => r.reason);
+    if (errors.some((e) => e instanceof SignedOut)) return;
+
+    if (res[0].status === 'fulfilled') root.appendChild(statusPanel(res[0].value));
+    const auditPanel = h('div', { className: 'panel', id: 'audit-panel' });
+    auditPanel.appendChild(sectionHead(t('hl_audit'), [h('button', { type: 'button', id: 'audit-run', className: 'btn btn-primary btn-small', text: t('hl_audit_run'), on: { click: runAudit } })]));
+    auditPanel.appendChild(h('p', { id: 'audit-last', className: 'muted' }));
+    auditPanel.appendChild(h('div', { id: 'audit-result', className: 'result-box', attrs: { role: 'status' }, hidden: true }));
+    root.appendChild(auditPanel);
+    if (res[2].status === 'fulfilled') showAudit(res[2].value, false);
+    if (res[1].status === 'fulfilled') root.appendChild(quarantinePanel(res[1].value));
+    if (errors.length) showPageError(errors[0]);
+  }
+
+  function statusPanel(st) {
+    const panel = h('div', { className: 'panel' });
+    panel.appendChild(sectionHead(t('hl_node')));
+    const head = st.own_head || {};
+    const nats = st.nats_connected === true;
+    const stats = h('div', { id: 'status-summary', className: 'stats' }, [
+      stat(t('hl_locality'), st.locality),
+      stat(t('hl_head'), head.seq !== undefined ? '#' + head.seq : t('dash'), head.hash ? String(head.hash).slice(0, 16) + '…' : null),
+      stat(t('hl_events'), st.events_held),
+      stat(t('hl_outbox'), st.outbox_pending, null, st.outbox_pending > 0 ? 'warn' : ''),
+      stat(t('hl_nats'), nats ? t('hl_connected') : t('hl_disconnected'), null, nats ? 'pass' : 'fail', 'nats-state'),
+    ]);
+    panel.appendChild(stats);
+    panel.appendChild(h('h3', { text: t('hl_channels') }));
+    const by = new Map();
+    const row = (c) => { if (!by.has(c)) by.set(c, { c }); return by.get(c); };
+    for (const o of st.outbound_channels || []) { const r = row(String(o.recipient)); r.sent = o.head; r.acked = o.acked; }
+    for (const i of st.inbound_channels || []) { row(String(i.author)).received = i.head; }
+    // The acknowledged head is shown only when the node reports it.
+    const withAcked = (st.outbound_channels || []).some((o) => o.acked !== undefined);
+    const cols = [t('col_counterpart'), t('col_sent')].concat(withAcked ? [t('col_acked')] : [], [t('col_received')]);
+    const tbl = table('status-table', cols, 'status');
+    const tb = tbl.tBodies[0];
+    for (const r of Array.from(by.values()).sort((a, b) => a.c.localeCompare(b.c))) {
+      const lag = typeof r.sent === 'number' && typeof r.acked === 'number' && r.acked < r.sent;
+      tb.appendChild(h('tr', { className: lag ? 'lagging' : '', data: { counterpart: r.c } }, [
+        h('td', { text: r.c }),
+        h('td', { className: 'num', text: r.sent !== undefined ? r.sent : t('dash') }),
+        withAcked ? h('td', { className: 'num' + (lag ? ' warn' : ''), text: r.acked !== undefined && r.acked !== null ? r.acked : t('dash') }) : null,
+        h('td', { className: 'num', text: r.received !== undefined ? r.received : t('dash') }),
+      ]));
+    }
+    if (!tb.rows.length) emptyRow(tb, cols.length);
+    panel.appendChild(tbl);
+    return panel;
+  }
+
+  function stat(label, value, sub, cls, id) {
+    return h('div', { className: 'stat ' + (cls || ''), id: id || undefined }, [
+      h('div', { className: 'stat-label', text: label }),
+      h('div', { className: 'stat-value', text: value === undefined || value === null ? t('dash') : String(value) }),
+      sub ? h('div', { className: 'stat-sub mono', text: sub }) : null,
+    ]);
+  }
+
+  function quarantinePanel(q) {
+    const panel = h('div', { className: 'panel' });
+    panel.appendChild(sectionHead(t('hl_quarantine'), exportButtons('quarantine', {})));
+    panel.appendChild(h('p', { id: 'quarantine-summary', className: 'muted small', text: t('hl_q_summary', countOf(q.held), countOf(q.evicted)) }));
+    const tbl = table('quarantine-table', [t('col_time'), t('col_author'), t('col_code'), t('col_reason')], 'quarantine');
+    const tb = tbl.tBodies[0];
+    for (const e of q.entries || []) {
+      tb.appendChild(h('tr', { data: { id: e.id, code: e.code } }, [
+        h('td', { className: 'nowrap', text: fmtInstant(e.at || e.received_at) }),
+        h('td', { text: e.author !== undefined && e.author !== null ? e.author : t('dash') }),
+        h('td', { className: 'mono', text: e.code || '' }),
+        h('td', { className: 'reason', text: e.reason || '' }),
+      ]));
+    }
+    if (!tb.rows.length) emptyRow(tb, 4);
+    panel.appendChild(tbl);
+    return panel;
+  }
+
+  /** A count that may come as a number or as `{count, …}`. */
+  function countOf(v) {
+    if (typeof v === 'number') return v;
+    if (v && typeof v === 'object' && typeof v.count === 'number') return v.count;
+    return 0;
+  }
+
+  function faultText(f) {
+    if (typeof f === 'string') return f;
+    if (f && typeof f === 'object') {
+      const parts = [];
+      if (f.code) parts.push(String(f.code));
+      if (f.author) parts.push(String(f.author) + (f.seq !== undefined ? ':' + f.seq : ''));
+      const m = f.reason || f.message || f.problem || f.detail;
+      if (m) parts.push(String(m));
+      return parts.length ? parts.join(' · ') : JSON.stringify(f);
+    }
+    return String(f);
+  }
+
+  function showAudit(a, fresh) {
+    const last = $('#audit-last');
+    if (last) {
+      if (a.running) last.textContent = t('hl_audit_running');
+      else if (!a.at) last.textContent = t('hl_audit_never');
+      else last.textContent = t('hl_audit_last', fmtInstant(a.at), a.events !== undefined ? a.events : t('dash'), a.quarantined !== undefined ? a.quarantined : t('dash'));
+    }
+    const box = $('#audit-result');
+    if (!box) return;
+    clear(box);
+    if (!a.at && !fresh) { box.hidden = true; return; }
+    const faults = Array.isArray(a.faults) ? a.faults.slice() : [];
+    if (a.error) faults.unshift(a.error);
+    const ok = !a.error && (a.ok === true || (a.ok === undefined && !faults.length));
+    box.className = 'result-box ' + (ok ? 'ok' : 'bad');
+    box.dataset.ok = ok ? 'true' : 'false';
+    box.appendChild(h('div', { className: ok ? 'pass-text' : 'fail-text', text: ok ? t('hl_audit_ok') : t('hl_audit_faults', faults.length) }));
+    if (faults.length) box.appendChild(h('ul', { className: 'faults' }, faults.map((f) => h('li', { text: faultText(f) }))));
+    box.hidden = false;
+  }
+
+  async function runAudit() {
+    const btn = $('#audit-run');
+    const gen = S.nav;
+    if (btn) btn.disabled = true;
+    setReady('');
+    clearPageError();
+    try {
+      const { data } = await api('POST', '/v1/audit', {});
+      if (gen === S.nav) showAudit(data, true);
+    } catch (e) {
+      showPageError(e);
+    } finally {
+      if (btn) btn.disabled = false;
+    }
+    if (gen === S.nav) setReady('health');
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  const LOADERS = {
+    overview: { need: ['read_views'], load: loadOverview },
+    cases: { need: ['read_views'], load: loadCases },
+    person: { need: ['read_views'], load: loadPerson },
+    record: { need: ['append'], load: loadRecord },
+    flows: { need: ['read_views'], load: loadFlows },
+    health: { need: ['read_status'], load: loadHealth },
+  };
+
+  function allowed(page) {
+    const l = LOADERS[page];
+    return !!l && l.need.every(may);
+  }
+
+  function pageFromHash() {
+    const m = /^#\/([a-z]+)/.exec(location.hash || '');
+    return m ? m[1] : '';
+  }
+
+  async function navigate() {
+    if (!S.who) return;
+    const gen = ++S.nav;
+    setReady('');
+    disposeCharts();
+    clearPageError();
+    let page = pageFromHash();
+    if (!allowed(page)) {
+      const first = PAGES.find(allowed);
+      if (page && first && PAGES.indexOf(page) < 0) page = first;
+      else if (!page || !allowed(page)) page = first || 'none';
+      if (page !== 'none' && pageFromHash() !== page) {
+        history.replaceState(null, '', location.pathname + location.search + '#/' + page);
+      }
+    }
+    if (page !== S.page) S.answer = null;
+    S.page = page;
+    for (const a of $$('#nav a[data-page]')) {
+      a.classList.toggle('active', a.dataset.page === page);
+      if (a.dataset.page === page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    }
+    for (const sec of $$('#main > section.page')) sec.hidden = sec.id !== 'page-' + page;
+    const root = $('#page-' + page);
+    if (page === 'none') { setReady('none'); return; }
+    clear(root);
+    const body = h('div', { className: 'page-body' });
+    root.appendChild(body);
+    root.classList.add('busy');
+    try {
+      await LOADERS[page].load(body, gen);
+    } catch (e) {
+      if (e instanceof SignedOut) return;
+      if (gen === S.nav) showPageError(e);
+    }
+    if (gen !== S.nav) return;
+    root.classList.remove('busy');
+    setReady(page);
+  }
+
+  // ---------------------------------------------------------------- sign-in
+
+  function applyStaticI18n() {
+    document.documentElement.lang = S.lang === 'en' ? 'en' : 'zh-CN';
+    for (const e of $$('[data-i18n]')) e.textContent = t(e.dataset.i18n);
+    $('#lang-toggle').textContent = t('lang_switch');
+    document.title = S.lang === 'en' ? 'Yipan · Operator console' : '一盘 · 运营控制台';
+    renderWho();
+  }
+
+  function renderWho() {
+    const who = $('#who');
+    const today = $('#today');
+    if (!S.who) { who.hidden = true; today.hidden = true; return; }
+    const role = String(S.who.role || '');
+    const roleName = tn('roles', role);
+    who.textContent = S.who.locality + ' · ' + (roleName !== role ? roleName + ' (' + role + ')' : role);
+    who.hidden = false;
+    if (S.who.today) { today.textContent = t('today', S.who.today); today.hidden = false; } else today.hidden = true;
+  }
+
+  function showSignin(message) {
+    $('#app').hidden = true;
+    $('#signout').hidden = true;
+    $('#signin').hidden = false;
+    const err = $('#signin-error');
+    if (message) { err.textContent = message; err.hidden = false; } else { err.textContent = ''; err.hidden = true; }
+    renderWho();
+    const input = $('#signin-token');
+    input.value = '';
+    input.focus();
+    setReady('signin');
+  }
+
+  function signOut(message) {
+    S.token = null;
+    S.who = null;
+    S.page = null;
+    S.person = null;
+    S.answer = null;
+    S.nav++;
+    disposeCharts();
+    try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* storage off */ }
+    for (const sec of $$('#main > section.page')) { clear(sec); sec.hidden = true; }
+    showSignin(message || '');
+  }
+
+  async function signIn(token) {
+    S.token = token;
+    const btn = $('#signin-submit');
+    btn.disabled = true;
+    try {
+      const r = await fetch('/v1/whoami', { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit' });
+      if (r.status === 401) { signOut(t('signin_invalid')); return; }
+      if (!r.ok) { const e = await errorOf(r); S.token = null; showSignin(t('signin_failed', e.message)); return; }
+      S.who = await r.json();
+      try { sessionStorage.setItem(TOKEN_KEY, token); } catch (_) { /* storage off */ }
+      startApp();
+    } catch (e) {
+      S.token = null;
+      showSignin(t('signin_failed', e && e.message ? e.message : e));
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function startApp() {
+    $('#signin').hidden = true;
+    $('#signin-error').hidden = true;
+    $('#app').hidden = false;
+    $('#signout').hidden = false;
+    for (const a of $$('#nav a[data-page]')) a.hidden = !allowed(a.dataset.page);
+    renderWho();
+    navigate();
+  }
+
+  function init() {
+    try {
+      const l = localStorage.getItem(LANG_KEY);
+      if (l === 'en' || l === 'zh') S.lang = l;
+    } catch (_) { /* storage off */ }
+    applyStaticI18n();
+
+    // A sign-in link carries the token in the fragment: take it and wipe it from the address bar.
+    let token = null;
+    const hash = location.hash || '';
+    if (hash.indexOf('#token=') === 0) {
+      try { token = decodeURIComponent(hash.slice('#token='.length)).trim(); } catch (_) { token = hash.slice(7).trim(); }
+      history.replaceState(null, '', location.pathname + location.search);
+    }
+    if (!token) {
+      try { token = sessionStorage.getItem(TOKEN_KEY); } catch (_) { token = null; }
+    }
+
+    $('#signin-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const v = $('#signin-token').value.trim();
+      $('#signin-token').value = '';
+      if (!v) { showSignin(t('signin_empty')); return; }
+      signIn(v);
+    });
+    $('#signout').addEventListener('click', () => signOut(''));
+    $('#lang-toggle').addEventListener('click', () => {
+      S.lang = S.lang === 'zh' ? 'en' : 'zh';
+      try { localStorage.setItem(LANG_KEY, S.lang); } catch (_) { /* storage off */ }
+      applyStaticI18n();
+      if (S.who) navigate();
+    });
+    window.addEventListener('hashchange', () => {
+      if ((location.hash || '').indexOf('#token=') === 0) {
+        // A sign-in link opened in a signed-in tab.
+        let tok = '';
+        try { tok = decodeURIComponent(location.hash.slice(7)).trim(); } catch (_) { tok = ''; }
+        history.replaceState(null, '', location.pathname + location.search);
+        // Another credential: nothing of the previous one's pages may stay in the document.
+        if (tok) { signOut(''); signIn(tok); }
+        return;
+      }
+      navigate();
+    });
+    document.addEventListener('click', (ev) => {
+      const btn = ev.target && ev.target.closest ? ev.target.closest('button.export') : null;
+      if (btn) { ev.preventDefault(); doExport(btn); }
+    });
+
+    if (token) signIn(token);
+    else showSignin('');
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
+})();
