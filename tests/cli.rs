@@ -1077,6 +1077,33 @@ fn no_personal_value_leaks_into_subjects_logs_metrics_errors_views_or_files() {
             answers.push_str(&format!("\n== {path}\n{body}"));
         }
     }
+    // The console's endpoints: the person key from an ID number (in the body),
+    // and the exports of every table, which never carry a personal tier.
+    for (code, _, clerk, supervisor_n, ..) in &nodes {
+        let (status, body) =
+            clerk.request("POST", "/v1/person-key", Some(&serde_json::json!({ "id_number": id }).to_string())).unwrap();
+        assert_eq!(status, 200, "{body}");
+        answers.push_str(&format!("\n== {code} person-key\n{body}"));
+        let person = serde_json::from_str::<serde_json::Value>(&body).unwrap()["person"].as_str().unwrap().to_string();
+        for (c, table) in [
+            (clerk, "timeline"),
+            (clerk, "card"),
+            (clerk, "cases"),
+            (clerk, "flows"),
+            (clerk, "counterparts"),
+            (clerk, "quarantine"),
+            (supervisor_n, "timeline"),
+        ] {
+            // CSV: the same table as the (compressed) workbook, readable here.
+            let path = format!("/v1/export?table={table}&format=csv&person={person}");
+            let (status, body) = c.request("GET", &path, None).unwrap();
+            assert_eq!(status, 200, "{path}: {body}");
+            answers.push_str(&format!("\n== {code} {path}\n{body}"));
+        }
+        let (status, body) = clerk.request("GET", "/v1/whoami", None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        answers.push_str(&body);
+    }
     let _ = (supervisor, monitor, auditor);
     for (_, child, ..) in &mut nodes {
         Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

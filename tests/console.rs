@@ -100,10 +100,9 @@ impl Browser {
             .expect("a WebDriver session with headless chromium");
         std::fs::create_dir_all(downloads).unwrap();
         let every = std::env::var_os("YIPAN_SCREENSHOTS");
-        let shots = every
-            .clone()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots"));
+        // Relative to the workspace (tests run in the crate's directory).
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let shots = root.join(every.clone().map(PathBuf::from).unwrap_or_else(|| "target/console-screenshots".into()));
         std::fs::create_dir_all(&shots).unwrap();
         Browser { client, downloads: downloads.to_path_buf(), shots, every_page: every.is_some() }
     }
@@ -593,4 +592,124 @@ fn workbook_rows(path: &Path) -> Vec<Vec<String>> {
     // The next download is then the only file of its kind.
     std::fs::remove_file(path).unwrap();
     rows
+}
+
+/// The figures of docs/benchmarks.md "Console": time to first render of the
+/// overview and of a person page on a node holding many events (default
+/// 1,000,000: 200,000 persons from the 107 real county-level units of
+/// Shaanxi and Henan's 光山县 living in 610112, five events each, spread over
+/// the last year), and the page weight. Prints the figures; no thresholds.
+///
+/// `cargo test --release -p yipan-node --test console -- --ignored --nocapture first_render`
+/// (`YIPAN_CONSOLE_EVENTS=N` for another size).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long: builds a log of a million events; run by hand for docs/benchmarks.md"]
+async fn first_render_at_scale() {
+    use yipan_proto::v1::{self, event_body::Kind, EventBody, EventDraft};
+    let events: u64 = std::env::var("YIPAN_CONSOLE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let csv = include_str!("data/shaanxi_county_units_2020.csv");
+    let mut origins: Vec<String> =
+        csv.lines().skip(1).filter_map(|l| l.split(',').next()).filter(|c| *c != "610112").map(String::from).collect();
+    origins.push("411522".into());
+    let w = World::new().await;
+    let node = w.node("610112");
+    let now = Utc::now();
+    let draft = move |j: u64| -> EventDraft {
+        let (p, k) = (j / 5, j % 5);
+        let origin = &origins[(p % origins.len() as u64) as usize];
+        let day0 = now - Days::days(12 + (p % 330) as i64);
+        let (offset, body) = match k {
+            0 => (0, Kind::ArrivalRegistered(v1::ArrivalRegistered { channel: 2, ..Default::default() })),
+            1 => (
+                1,
+                Kind::ServiceRendered(v1::ServiceRendered {
+                    service: v1::ServiceKind::PersonInformed as i32,
+                    provider_ref: String::new(),
+                }),
+            ),
+            2 => (5, Kind::CertificateVerified(v1::CertificateVerified::default())),
+            3 => (7, Kind::NotificationSent(v1::NotificationSent { topic: 1, about_events: vec![] })),
+            _ => (
+                10,
+                Kind::CaseAssistRequested(v1::CaseAssistRequested {
+                    urgency: 1 + (p % 2) as i32,
+                    subject: String::new(),
+                }),
+            ),
+        };
+        EventDraft {
+            person_key: yipan_core::PersonKey::derive(&format!("{p:018}"), SECRET).to_string(),
+            origin: origin.clone(),
+            residence: "610112".into(),
+            occurred_at: Some(yipan_core::time::to_ts(day0 + Days::days(offset))),
+            body: Some(EventBody { kind: Some(body) }),
+            ..Default::default()
+        }
+    };
+    let started = Instant::now();
+    {
+        let log = node.log.clone();
+        tokio::task::spawn_blocking(move || yipan_log::bench::fill(&log, events, draft)).await.unwrap().unwrap();
+    }
+    println!("generated and signed {events} events in {:.1} s", started.elapsed().as_secs_f64());
+    // Steady state: everything published, projections current.
+    w.until_long("the outbox is drained and the views caught up", |w| {
+        let n = w.node("610112");
+        n.views.read().unwrap().len() == n.log.len() && w.status_pending("610112") == 0
+    })
+    .await;
+    println!("published and projected after {:.1} s", started.elapsed().as_secs_f64());
+
+    let driver = tokio::task::spawn_blocking(Driver::start).await.unwrap();
+    let b = Browser::open(&driver, &w.base.path().join("downloads-scale")).await;
+    let ready_ms = |page: &str| {
+        format!(
+            "var m = performance.getEntriesByName('ready:{page}'); return m.length ? m[m.length - 1].startTime : null;"
+        )
+    };
+    for round in 0..3 {
+        b.goto("about:blank").await;
+        b.goto(&format!("{}#token={}", w.url("610112"), w.clerks["610112"])).await;
+        b.ready("overview").await;
+        let overview = b.js(&ready_ms("overview")).await;
+        let slowest = b
+            .js("return performance.getEntriesByType('resource').filter(r => r.name.indexOf('/v1/') >= 0)
+                   .map(r => [r.name.replace(location.origin, ''), Math.round(r.duration)])
+                   .sort((a, b) => b[1] - a[1]).slice(0, 4);")
+            .await;
+        let weight = b
+            .js("var n = performance.getEntriesByType('navigation')[0]; var all = [n].concat(performance.getEntriesByType('resource'));
+                 return [all.reduce((s, r) => s + (r.transferSize || 0), 0), all.reduce((s, r) => s + (r.decodedBodySize || 0), 0)];")
+            .await;
+        println!("round {round}: overview first render {overview} ms after navigation start; slowest API calls {slowest}; page weight (transferred, decoded bytes) {weight}");
+        b.page("person").await;
+        let key = yipan_core::PersonKey::derive(&format!("{:018}", 4242 + round), SECRET).to_string();
+        b.fill("#person-key", &key).await;
+        b.body_ready_reset().await;
+        b.js("window.__lookup = performance.now();").await;
+        b.click("#person-lookup").await;
+        b.ready("person").await;
+        let person = b
+            .js("var m = performance.getEntriesByName('ready:person'); return m.length ? m[m.length - 1].startTime - window.__lookup : null;")
+            .await;
+        println!("round {round}: person page (card + timeline) rendered {person} ms after the lookup click");
+    }
+    b.shot("scale-overview").await;
+    b.client.clone().close().await.unwrap();
+}
+
+impl World {
+    async fn until_long(&self, what: &str, check: impl Fn(&World) -> bool) {
+        let start = Instant::now();
+        while !check(self) {
+            assert!(start.elapsed() < Duration::from_secs(1800), "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn status_pending(&self, code: &str) -> u64 {
+        let c = self.api(code);
+        let (_, body) = c.request("GET", "/v1/status", None).unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()["outbox_pending"].as_u64().unwrap_or(u64::MAX)
+    }
 }

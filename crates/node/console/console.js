@@ -46,30 +46,48 @@
       yes: '是',
       no: '否',
       local: '本地',
+      local_suffix: '（本地）',
+      colon: '：',
+      list_sep: '，',
+      n_items: '{0} 条',
+      nav_label: '页面',
       // overview
       ov_title: '考核概览',
-      ov_period: '考核期间',
-      ov_months: '月度',
-      ov_quarters: '季度',
-      ov_years: '年度',
+      ov_month: '考核月份',
+      ov_this_month_suffix: '（本月）',
+      ov_back_current: '回到本月',
+      ov_note_current: '本月、本季度、本年度均统计至今日（北京时间）；每格下方小字为 分子/分母。',
+      ov_note_earlier: '所选月份 {0}，及其所在季度 {1}、所在年度 {2}；每格下方小字为 分子/分母。',
+      ov_cur_month: '本月',
+      ov_cur_quarter: '本季度',
+      ov_cur_year: '本年度',
+      ov_sel_month: '月度',
+      ov_sel_quarter: '季度',
+      ov_sel_year: '年度',
+      ov_export_hint: '导出 {0} 月度考核表',
       period_month: '{0}年{1}月',
-      period_quarter: '{0}年第{1}季度',
-      period_year: '{0}年',
       ov_own: '本地（{0}）综合考核',
       ov_dir_out: '本地对 {0} 的考核',
       ov_dir_in: '{0} 对本地的考核',
+      ov_more: '显示其余 {0} 个对端（共 {1} 个）',
+      ov_more_note: '按本月未达标项数排列，先显示前 {0} 个对端；全部对端的本月数据可导出。',
       ov_as_of: '截至 {0}',
       ov_trend: '近12个月趋势',
       ov_trend_table: '近12个月指标值',
+      tr_scope: '范围',
+      tr_scope_own: '本地综合',
+      tr_scope_out: '本地对 {0}',
+      tr_scope_in: '{0} 对本地',
+      tr_indicator: '指标',
+      tr_all_rates: '全部比率指标',
+      tr_target: '目标 {0}',
+      tr_no_data: '近12个月没有数据',
       col_indicator: '指标',
       col_target: '目标',
-      col_value: '实际值',
       col_fraction: '分子/分母',
-      col_pass: '达标',
       pass_yes: '达标',
       pass_no: '未达标',
       pass_na: '无数据',
-      target_series: '{0}目标',
       // cases
       cs_title: '待办协同（未办结）',
       cs_kind: '类型',
@@ -159,12 +177,15 @@
       rc_recipients: '接收方：{0}',
       rc_no_recipients: '无接收方',
       rc_warnings: '提示：',
+      w_id_check: '身份证号校验位不符（已接受，请再核对证件）',
+      w_person_id_check: '用于查找人员的身份证号校验位不符（已接受；如有笔误将找不到该人员并建立新人员，请再核对证件）',
       rc_server_field: '服务器拒绝：',
       rc_conflict: '编号冲突：此表单的编号已用于内容不同的记录。已生成新编号，请核对后再提交。',
       rc_retry: '网络错误，可直接重试（同一编号不会重复记录）：{0}',
       rc_invalid: '请先更正标出的字段。',
       choose: '请选择',
       optional: '（选填）',
+      hint_no_personal: '无个人信息权限的角色也能看到此栏内容，请勿填写姓名、身份证号、电话等个人信息。',
       f_origin: '户籍地代码',
       f_residence: '现居住地代码',
       f_occurred_at: '发生时间（北京时间）',
@@ -190,7 +211,7 @@
       v_township: '应为9位乡镇代码且属于本县',
       v_id: '身份证号校验位不正确',
       v_id_shape: '身份证号应为18位（17位数字加校验位）',
-      v_phone: '手机号应为11位',
+      v_phone: '手机号应为以1开头的11位数字',
       v_future: '发生时间不能晚于现在',
       v_too_old: '发生时间不能早于2000-01-01',
       v_time: '请填写有效的时间',
@@ -205,6 +226,7 @@
       fl_warnings: '预警',
       fl_no_warnings: '无预警',
       fl_rule: '预警规则：{0}',
+      fl_rule_known: '当月流入登记数与前3个月均值比较：当 max(当月数, 均值) ≥ 10 且 |当月数 − 均值| > max(0.5 × 均值, 3 × √均值) 时预警',
       fl_warn_item: '{0}　现居住地 {1} ← 户籍地 {2}：当月 {3}，前三月均值 {4}{5}',
       fl_all_origins: '全部',
       fl_surge: '（激增）',
@@ -222,6 +244,15 @@
       hl_events: '存储事件数',
       hl_outbox: '待发送',
       hl_nats: '消息总线',
+      hl_lag_p50: '复制延迟 p50',
+      hl_lag_p99: '复制延迟 p99',
+      hl_lag_samples: '{0} 个样本',
+      hl_lag_none: '尚无样本',
+      hl_lag_absent: '本节点未报告',
+      hl_lag_title: '事件从作者写入到本节点存储的复制延迟（本节点启动以来）',
+      unit_ms: '{0} 毫秒',
+      unit_s: '{0} 秒',
+      unit_min: '{0} 分钟',
       hl_connected: '已连接',
       hl_disconnected: '未连接',
       hl_channels: '与对端的同步',
@@ -298,6 +329,7 @@
         name: '姓名', idNumber: '身份证号', birthDate: '出生日期', sex: '性别', married: '已婚',
         phone: '电话', address: '地址', pregnant: '怀孕', expectedDelivery: '预产期',
         contraceptionMethod: '避孕方式', children: '子女数', notes: '备注',
+        'contact.channel': '联系渠道', kind: '事项', body: '内容', sha256: '摘要', document: '文件', certificate: '证书',
       },
       tiers: { identity: '身份信息', contact: '联系信息', health: '健康信息' },
     },
@@ -307,10 +339,10 @@
       signout: 'Sign out',
       signin_title: 'Sign in',
       signin_hint: 'Enter the access token you were given. It is kept in this tab only and is gone when the tab closes.',
-      signin_label: '访问令牌 / access token',
+      signin_label: 'Access token',
       signin_submit: 'Sign in',
       signin_empty: 'Enter an access token',
-      signin_invalid: 'Invalid or expired token (令牌无效或已过期)',
+      signin_invalid: 'Invalid or expired token',
       signin_failed: 'Cannot check the token: {0}',
       nav_overview: 'Overview',
       nav_cases: 'Case queue',
@@ -334,29 +366,47 @@
       yes: 'yes',
       no: 'no',
       local: 'this locality',
+      local_suffix: ' (this locality)',
+      colon: ': ',
+      list_sep: ', ',
+      n_items: '{0} item(s)',
+      nav_label: 'Pages',
       ov_title: 'Scorecard overview',
-      ov_period: 'Period',
-      ov_months: 'Months',
-      ov_quarters: 'Quarters',
-      ov_years: 'Years',
+      ov_month: 'Month',
+      ov_this_month_suffix: ' (this month)',
+      ov_back_current: 'Back to this month',
+      ov_note_current: 'Month, quarter and year to date (China time); the small figures under each value are numerator / denominator.',
+      ov_note_earlier: 'Month {0}, its quarter {1} and its year {2}; the small figures under each value are numerator / denominator.',
+      ov_cur_month: 'This month',
+      ov_cur_quarter: 'This quarter',
+      ov_cur_year: 'This year',
+      ov_sel_month: 'Month',
+      ov_sel_quarter: 'Quarter',
+      ov_sel_year: 'Year',
+      ov_export_hint: 'Exports the scorecard of {0}',
       period_month: '{0}-{1}',
-      period_quarter: '{0} Q{1}',
-      period_year: '{0}',
       ov_own: 'This locality ({0}), all relationships',
       ov_dir_out: 'This locality toward {0}',
       ov_dir_in: '{0} toward this locality',
+      ov_more: 'Show the other {0} counterparts ({1} in all)',
+      ov_more_note: 'Ranked by indicators missed this month; the first {0} counterparts are shown. Every counterpart\'s month exports below.',
       ov_as_of: 'as of {0}',
       ov_trend: 'Last 12 months',
       ov_trend_table: 'Indicator values, last 12 months',
+      tr_scope: 'Scope',
+      tr_scope_own: 'This locality, all',
+      tr_scope_out: 'This locality toward {0}',
+      tr_scope_in: '{0} toward this locality',
+      tr_indicator: 'Indicator',
+      tr_all_rates: 'All rates',
+      tr_target: 'target {0}',
+      tr_no_data: 'No data in the last 12 months',
       col_indicator: 'Indicator',
       col_target: 'Target',
-      col_value: 'Value',
       col_fraction: 'Numerator/denominator',
-      col_pass: 'Pass',
       pass_yes: 'pass',
       pass_no: 'fail',
       pass_na: 'no data',
-      target_series: '{0} target',
       cs_title: 'Open exchanges',
       cs_kind: 'Type',
       cs_counterpart: 'Counterpart',
@@ -443,12 +493,15 @@
       rc_recipients: 'Recipients: {0}',
       rc_no_recipients: 'no recipients',
       rc_warnings: 'Warnings:',
+      w_id_check: 'the ID number\u2019s check digit does not match (accepted; please re-check the document)',
+      w_person_id_check: 'the check digit of the ID number used to find the person does not match (accepted; a typo finds no one and starts a new person: please re-check the document)',
       rc_server_field: 'Refused by the server: ',
       rc_conflict: 'Id conflict: this form\u2019s id was used for different content. A new id was generated; check and submit again.',
       rc_retry: 'Network error; you can retry (the same id is never recorded twice): {0}',
       rc_invalid: 'Correct the marked fields first.',
       choose: 'Choose',
       optional: ' (optional)',
+      hint_no_personal: 'Roles without access to personal data see this text too: do not enter names, ID numbers or phone numbers.',
       f_origin: 'Origin code',
       f_residence: 'Residence code',
       f_occurred_at: 'Occurred at (China time)',
@@ -469,13 +522,13 @@
       f_body_urgency: 'Urgency',
       f_body_subject: 'Subject',
       f_body_destination: 'Destination code',
-      v_required: 'required (必填)',
-      v_code6: 'a 6-digit division code (应为6位行政区划代码)',
-      v_township: 'a 9-digit township code of this county (应为9位乡镇代码且属于本县)',
-      v_id: 'wrong check digit (身份证号校验位不正确)',
+      v_required: 'required',
+      v_code6: 'a 6-digit division code',
+      v_township: 'a 9-digit township code of this county',
+      v_id: 'wrong check digit',
       v_id_shape: '17 digits and a check digit',
-      v_phone: '11 digits (手机号应为11位)',
-      v_future: 'must not be in the future (发生时间不能晚于现在)',
+      v_phone: '11 digits starting with 1',
+      v_future: 'must not be in the future',
       v_too_old: 'must not be before 2000-01-01',
       v_time: 'enter a valid time',
       v_int: 'a whole number',
@@ -488,6 +541,7 @@
       fl_warnings: 'Warnings',
       fl_no_warnings: 'No warnings',
       fl_rule: 'Rule: {0}',
+      fl_rule_known: 'arrivals this month vs the mean of the 3 months before: a warning when max(this month, mean) \u2265 10 and |this month \u2212 mean| > max(0.5 \u00d7 mean, 3 \u00d7 \u221amean)',
       fl_warn_item: '{0}  residence {1} ← origin {2}: {3} this month, mean of 3 months before {4}{5}',
       fl_all_origins: 'all',
       fl_surge: ' (surge)',
@@ -504,6 +558,15 @@
       hl_events: 'Events held',
       hl_outbox: 'Outbox pending',
       hl_nats: 'NATS',
+      hl_lag_p50: 'Replication lag p50',
+      hl_lag_p99: 'Replication lag p99',
+      hl_lag_samples: '{0} samples',
+      hl_lag_none: 'no samples yet',
+      hl_lag_absent: 'not reported by this node',
+      hl_lag_title: 'Replication lag from the author\u2019s append to storage here, since this node started',
+      unit_ms: '{0} ms',
+      unit_s: '{0} s',
+      unit_min: '{0} min',
       hl_connected: 'connected',
       hl_disconnected: 'disconnected',
       hl_channels: 'Channels',
@@ -572,7 +635,19 @@
         VERIFICATION_RESULT_PERSON_UNKNOWN: 'person unknown', VERIFICATION_RESULT_INCONCLUSIVE: 'inconclusive',
         BENEFIT_KIND_LEAVE: 'leave', BENEFIT_KIND_REWARD: 'reward',
       },
-      fields: {},
+      fields: {
+        channel: 'channel', township: 'township', expectedStayMonths: 'expected stay (months)', destination: 'destination',
+        permitRef: 'permit ref.', validUntil: 'valid until', housingRef: 'housing ref.', employerRef: 'employer',
+        certificateRef: 'certificate ref.', reason: 'reason', agreement: 'agreement', agreementRef: 'agreement ref.',
+        service: 'service', providerRef: 'provider', benefit: 'benefit', amountFen: 'amount (fen)', days: 'days',
+        topic: 'topic', urgency: 'urgency', subject: 'subject', result: 'result', remarks: 'remarks',
+        approved: 'approved', category: 'category', outcome: 'outcome', serviceWorkers: 'service workers',
+        version: 'version', replacement: 'corrected to', aboutEvents: 'about events',
+        name: 'name', idNumber: 'ID number', birthDate: 'birth date', sex: 'sex', married: 'married',
+        phone: 'phone', address: 'address', pregnant: 'pregnant', expectedDelivery: 'expected delivery',
+        contraceptionMethod: 'contraception method', children: 'children', notes: 'notes',
+        'contact.channel': 'contact channel', kind: 'kind', body: 'body', sha256: 'digest', document: 'document', certificate: 'certificate',
+      },
       tiers: { identity: 'identity', contact: 'contact', health: 'health' },
     },
   };
@@ -589,8 +664,10 @@
     lang: 'zh',
     page: null,
     nav: 0, // navigation generation: late answers of an earlier page are dropped
+    signin: 0, // sign-in generation: a late whoami of an earlier token is dropped
     charts: [],
-    period: null, // overview period
+    month: null, // overview: the month shown (its quarter and year too); null = this month
+    trend: { scope: '', indicator: 'all', meta: {} }, // overview trend: direction ('' = own locality), indicator id or 'all'
     cases: { kind: '', counterpart: '', direction: '', overdueOnly: false },
     answer: null, // {request, id}
     person: null, // person key of the person page
@@ -605,10 +682,10 @@
     let s = dict[key];
     if (s === undefined) s = I18N.zh[key];
     if (s === undefined) s = key;
-    for (let i = 1; i < arguments.length; i++) {
-      s = s.split('{' + (i - 1) + '}').join(String(arguments[i]));
-    }
-    return s;
+    if (typeof s !== 'string') return key;
+    // One pass: a `{1}` inside an argument (data, a server message) stays as it is.
+    const args = arguments;
+    return s.replace(/\{(\d)\}/g, (m, i) => (+i + 1 < args.length ? String(args[+i + 1]) : m));
   }
 
   /** A name from a sub-dictionary (roles, events, enums, …), falling back to Chinese, then the key. */
@@ -657,6 +734,8 @@
 
   function setReady(v) {
     document.body.dataset.ready = v;
+    // Time to first render, for the benchmarks (performance.getEntriesByName('ready:overview')).
+    if (v && window.performance && performance.mark) performance.mark('ready:' + v);
   }
 
   const pad = (n, w) => String(n).padStart(w || 2, '0');
@@ -801,6 +880,10 @@
     const box = $('#page-error');
     box.textContent = t('error_prefix') + (e && e.message ? e.message : String(e));
     box.hidden = false;
+    // The box heads the page: bring it into view when the user acted further down.
+    const r = box.getBoundingClientRect();
+    const top = $('#topbar') ? $('#topbar').offsetHeight : 0;
+    if (r.top < top || r.bottom > window.innerHeight) box.scrollIntoView({ block: 'start' });
   }
 
   function clearPageError() {
@@ -906,176 +989,386 @@
 
   // ---------------------------------------------------------------- overview
 
-  function periodOptions() {
-    const today = (S.who && S.who.today) || cnLocalNow().slice(0, 10);
-    const y = parseInt(today.slice(0, 4), 10);
-    const m = parseInt(today.slice(5, 7), 10);
-    const months = [];
-    for (let i = 0; i < 12; i++) {
-      let mm = m - i;
-      let yy = y;
-      while (mm < 1) { mm += 12; yy -= 1; }
-      months.push({ value: yy + '-' + pad(mm), label: t('period_month', yy, pad(mm)) });
+  const PERIOD_KINDS = ['month', 'quarter', 'year'];
+
+  /** The business month today ('YYYY-MM', China time). */
+  function currentMonth() {
+    return ((S.who && S.who.today) || cnLocalNow()).slice(0, 7);
+  }
+
+  /** The month, the quarter and the year holding `month` ('YYYY-MM'). */
+  function periodsOf(month) {
+    const y = month.slice(0, 4);
+    const m = parseInt(month.slice(5, 7), 10);
+    return { month, quarter: y + '-Q' + Math.ceil(m / 3), year: y };
+  }
+
+  /** The last `n` months up to this one, newest first. */
+  function recentMonths(n) {
+    const cur = currentMonth();
+    let y = parseInt(cur.slice(0, 4), 10);
+    let m = parseInt(cur.slice(5, 7), 10);
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      out.push(y + '-' + pad(m));
+      m -= 1;
+      if (m < 1) { m = 12; y -= 1; }
     }
-    const quarters = [];
-    let q = Math.ceil(m / 3);
-    let qy = y;
-    for (let i = 0; i < 4; i++) {
-      quarters.push({ value: qy + '-Q' + q, label: t('period_quarter', qy, q) });
-      q -= 1;
-      if (q < 1) { q = 4; qy -= 1; }
-    }
-    const years = [y, y - 1].map((yy) => ({ value: String(yy), label: t('period_year', yy) }));
-    return { months, quarters, years, current: months[0].value };
+    return out;
+  }
+
+  function isStaffing(ind) {
+    return ind.comparison === 'at_most' || (!ind.comparison && ind.id === 'staffing');
+  }
+
+  function fmtNumber(v) {
+    return Number.isInteger(v) ? String(v) : v.toFixed(1);
   }
 
   function fmtValue(ind) {
     if (ind.value === null || ind.value === undefined) return t('dash');
-    if (ind.comparison === 'at_most' || ind.id === 'staffing') {
-      const v = Number(ind.value);
-      return Number.isInteger(v) ? String(v) : v.toFixed(1);
-    }
+    if (isStaffing(ind)) return fmtNumber(Number(ind.value));
     return (Number(ind.value) * 100).toFixed(1) + '%';
   }
 
   function fmtTarget(ind) {
     if (ind.target === null || ind.target === undefined) return t('dash');
-    if (ind.comparison === 'at_most' || ind.id === 'staffing') {
-      const v = Number(ind.target);
-      return '≤' + (Number.isInteger(v) ? String(v) : v.toFixed(1));
-    }
-    const pct = Number(ind.target) * 100;
-    return '≥' + (Number.isInteger(Math.round(pct * 10) / 10) ? String(Math.round(pct)) : pct.toFixed(1)) + '%';
+    if (isStaffing(ind)) return '≤' + fmtNumber(Number(ind.target));
+    const pct = Math.round(Number(ind.target) * 1000) / 10;
+    return '≥' + fmtNumber(pct) + '%';
   }
 
-  function passCell(pass) {
-    if (pass === true) return h('td', { className: 'pass', text: '✓ ' + t('pass_yes') });
-    if (pass === false) return h('td', { className: 'fail', text: '✗ ' + t('pass_no') });
-    return h('td', { className: 'na', text: t('dash'), title: t('pass_na') });
+  function passText(pass) {
+    return pass === true ? t('pass_yes') : pass === false ? t('pass_no') : t('pass_na');
+  }
+
+  function passClass(pass) {
+    return pass === true ? 'pass' : pass === false ? 'fail' : 'na';
   }
 
   function indicatorName(ind) {
     return (S.lang === 'en' ? ind.name_en : ind.name_zh) || ind.name_zh || ind.name_en || ind.id;
   }
 
-  function scorecardTable(id, sc, direction) {
-    const tbl = table(id, [t('col_indicator'), t('col_target'), t('col_value'), t('col_fraction'), t('col_pass')], 'scorecard');
+  /** Column heads of the three periods: "本月 / 2026-11". */
+  function periodHeads(periods, current) {
+    return PERIOD_KINDS.map((k) => h('th', { className: 'period', data: { period: k } }, [
+      h('span', { text: t((current ? 'ov_cur_' : 'ov_sel_') + k) }),
+      h('span', { className: 'period-code', text: periods[k] }),
+    ]));
+  }
+
+  /** One period cell: the value, the numerator/denominator underneath, pass/fail/na. */
+  function periodCell(kind, period, ind, error) {
+    if (error) {
+      return h('td', { className: 'num period na', data: { period: kind }, title: period + ' · ' + error }, t('dash'));
+    }
+    if (!ind) return h('td', { className: 'num period na', data: { period: kind }, title: period }, t('dash'));
+    const cls = passClass(ind.pass);
+    const frac = ind.numerator + ' / ' + ind.denominator;
+    const title = period + ' · ' + passText(ind.pass) + ' · ' + t('col_fraction') + ' ' + frac + (ind.target !== null && ind.target !== undefined ? ' · ' + t('col_target') + ' ' + fmtTarget(ind) : '');
+    return h('td', { className: 'num period ' + cls, data: { period: kind }, title }, [
+      h('span', { className: 'mark', text: ind.pass === true ? '✓' : ind.pass === false ? '✗' : '' }),
+      h('span', { className: 'value', text: fmtValue(ind) }),
+      h('span', { className: 'frac', text: frac }),
+    ]);
+  }
+
+  /**
+   * A scorecard table: indicator | target | month | quarter | year.
+   * `cards`: {month, quarter, year}, each {card} or {error}.
+   */
+  function scorecardTable(id, cards, periods, current, direction) {
+    const thead = h('thead', null, h('tr', null, [
+      h('th', { className: 'name', text: t('col_indicator') }),
+      h('th', { className: 'target', text: t('col_target') }),
+    ].concat(periodHeads(periods, current))));
+    const tbl = h('table', { id: id || undefined, className: 'grid scorecard' }, [thead, h('tbody')]);
     if (direction) tbl.dataset.direction = direction;
     else tbl.dataset.scope = 'locality';
     const tb = tbl.tBodies[0];
-    for (const ind of sc.indicators || []) {
-      tb.appendChild(h('tr', { data: { indicator: ind.id } }, [
-        h('td', { className: 'name', text: indicatorName(ind) }),
-        h('td', { className: 'num', text: fmtTarget(ind) }),
-        h('td', { className: 'num', text: fmtValue(ind) }),
-        h('td', { className: 'num', text: ind.numerator + ' / ' + ind.denominator }),
-        passCell(ind.pass),
-      ]));
+    // Rows: every indicator of any of the three cards, in the order the node gives.
+    const order = [];
+    const byKind = {};
+    for (const k of PERIOD_KINDS) {
+      byKind[k] = {};
+      const c = cards[k] && cards[k].card;
+      for (const ind of (c && c.indicators) || []) {
+        byKind[k][ind.id] = ind;
+        if (order.indexOf(ind.id) < 0) order.push(ind.id);
+      }
+    }
+    for (const iid of order) {
+      const any = byKind.month[iid] || byKind.quarter[iid] || byKind.year[iid];
+      tb.appendChild(h('tr', { data: { indicator: iid } }, [
+        h('td', { className: 'name', text: indicatorName(any) }),
+        h('td', { className: 'num target', text: fmtTarget(any) }),
+      ].concat(PERIOD_KINDS.map((k) => periodCell(k, periods[k], byKind[k][iid], cards[k] && cards[k].error)))));
     }
     if (!tb.rows.length) emptyRow(tb, 5);
     return tbl;
   }
 
-  async function loadOverview(root, gen) {
-    const opts = periodOptions();
-    if (!S.period) S.period = opts.current;
-    const sel = h('select', { id: 'overview-period', attrs: { 'aria-label': t('ov_period') } });
-    const groups = [['ov_months', opts.months], ['ov_quarters', opts.quarters], ['ov_years', opts.years]];
-    let found = false;
-    for (const [label, list] of groups) {
-      const g = h('optgroup', { label: t(label) });
-      for (const o of list) {
-        g.appendChild(h('option', { value: o.value, text: o.label }));
-        if (o.value === S.period) found = true;
+  /**
+   * Runs `tasks` (functions returning promises) at most `n` at a time; settles like
+   * Promise.allSettled. Stops starting new ones once `stop()` says so (left: undefined).
+   */
+  function settleLimited(tasks, n, stop) {
+    const out = new Array(tasks.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < tasks.length && !(stop && stop())) {
+        const i = next++;
+        try { out[i] = { status: 'fulfilled', value: await tasks[i]() }; } catch (e) { out[i] = { status: 'rejected', reason: e }; }
       }
-      sel.appendChild(g);
+    };
+    const workers = [];
+    for (let i = 0; i < Math.min(n, tasks.length); i++) workers.push(worker());
+    return Promise.all(workers).then(() => out);
+  }
+
+  /** The scopes of the overview: the own locality, then both directions with each counterpart. */
+  function overviewScopes() {
+    const mine = me();
+    const scopes = [{ direction: '', label: t('tr_scope_own') }];
+    for (const c of (S.who.counterparts || []).map(String)) {
+      scopes.push({ direction: mine + ',' + c, label: t('tr_scope_out', c), counterpart: c, side: 'out' });
+      scopes.push({ direction: c + ',' + mine, label: t('tr_scope_in', c), counterpart: c, side: 'in' });
     }
-    if (!found) sel.appendChild(h('option', { value: S.period, text: S.period }));
-    sel.value = S.period;
+    return scopes;
+  }
+
+  async function loadOverview(root, gen) {
+    const months = recentMonths(24);
+    const cur = months[0];
+    if (!S.month || months.indexOf(S.month) < 0) S.month = cur;
+    const current = S.month === cur;
+    const periods = periodsOf(S.month);
+
+    const sel = h('select', { id: 'overview-period' }, months.map((m) => h('option', {
+      value: m, text: t('period_month', m.slice(0, 4), m.slice(5, 7)) + (m === cur ? t('ov_this_month_suffix') : ''),
+    })));
+    sel.value = S.month;
     sel.addEventListener('change', () => {
-      S.period = sel.value;
+      S.month = sel.value;
       navigate();
     });
-    pageHeader(root, t('ov_title'), [h('label', { className: 'inline', htmlFor: 'overview-period', text: t('ov_period') }), sel]);
-
-    const period = S.period;
-    const counterparts = (S.who.counterparts || []).map(String);
-    const calls = [get('/v1/scorecard?' + qs({ period }))];
-    for (const c of counterparts) {
-      calls.push(get('/v1/scorecard?' + qs({ period, direction: me() + ',' + c })));
-      calls.push(get('/v1/scorecard?' + qs({ period, direction: c + ',' + me() })));
+    const tools = [h('label', { className: 'inline', htmlFor: 'overview-period', text: t('ov_month') }), sel];
+    if (!current) {
+      tools.push(h('button', {
+        type: 'button', id: 'overview-current', className: 'btn btn-small', text: t('ov_back_current'),
+        on: { click: () => { S.month = cur; navigate(); } },
+      }));
     }
-    calls.push(get('/v1/scorecard/trend?' + qs({ months: 12 })));
-    const res = await Promise.allSettled(calls);
+    pageHeader(root, t('ov_title'), tools);
+    root.appendChild(h('p', { className: 'muted small ov-note', text: current ? t('ov_note_current') : t('ov_note_earlier', periods.month, periods.quarter, periods.year) }));
+
+    const scopes = overviewScopes();
+    const trendScope = scopes.some((s) => s.direction === S.trend.scope) ? S.trend.scope : '';
+    S.trend.scope = trendScope;
+    // The trend, the own scorecard of the three periods, and both directions with
+    // every counterpart per period in one call each (a city has hundreds of origins).
+    const tasks = [() => get('/v1/scorecard/trend?' + qs({ months: 12, direction: trendScope }))];
+    for (const k of PERIOD_KINDS) tasks.push(() => get('/v1/scorecard?' + qs({ period: periods[k] })));
+    for (const k of PERIOD_KINDS) tasks.push(() => get('/v1/scorecard/counterparts?' + qs({ period: periods[k] })));
+    const res = await settleLimited(tasks, 6, () => gen !== S.nav);
     if (gen !== S.nav) return;
     const errors = res.filter((r) => r.status === 'rejected').map((r) => r.reason);
     if (errors.some((e) => e instanceof SignedOut)) return;
+    const errorText = (r) => (r.reason && r.reason.message ? r.reason.message : String(r.reason));
 
-    const own = res[0].status === 'fulfilled' ? res[0].value : null;
-    const block = h('div', { className: 'panel' });
-    block.appendChild(sectionHead(t('ov_own', me()), exportButtons('scorecard', { period })));
-    if (own) {
-      block.appendChild(h('p', { className: 'muted small', text: t('ov_as_of', fmtInstant(own.as_of)) }));
-      block.appendChild(scorecardTable('overview-table', own, null));
+    // cards[scope index][period kind] = {card} | {error}; scope 0 is the own locality,
+    // then (out, in) for each counterpart in the order the node ranks them (worst first).
+    const own = {};
+    PERIOD_KINDS.forEach((k, j) => {
+      const r = res[1 + j];
+      own[k] = r.status === 'fulfilled' ? { card: r.value } : { error: errorText(r) };
+    });
+    const byPeriod = {};
+    PERIOD_KINDS.forEach((k, j) => {
+      const r = res[4 + j];
+      const m = {};
+      if (r.status === 'fulfilled') {
+        for (const row of r.value.counterparts || []) m[String(row.counterpart)] = row;
+      }
+      byPeriod[k] = r.status === 'fulfilled' ? { rows: m, order: (r.value.counterparts || []).map((x) => String(x.counterpart)) } : { error: errorText(r) };
+    });
+    const ranked = (byPeriod.month.order || []).slice();
+    for (const c of (S.who.counterparts || []).map(String)) if (ranked.indexOf(c) < 0) ranked.push(c);
+    const dirScopes = [];
+    const cards = [own];
+    for (const c of ranked) {
+      for (const side of ['out', 'in']) {
+        const direction = side === 'out' ? me() + ',' + c : c + ',' + me();
+        dirScopes.push({ direction, counterpart: c, side });
+        const o = {};
+        for (const k of PERIOD_KINDS) {
+          const b = byPeriod[k];
+          if (b.error) { o[k] = { error: b.error }; continue; }
+          const row = b.rows[c];
+          o[k] = { card: { indicators: row ? (side === 'out' ? row.outbound : row.inbound) : [] } };
+        }
+        cards.push(o);
+      }
     }
+    // Names and comparisons of the indicators, for the trend (whose answer has neither).
+    S.trend.meta = {};
+    for (const o of cards) {
+      for (const k of PERIOD_KINDS) {
+        for (const ind of (o[k].card && o[k].card.indicators) || []) {
+          if (!S.trend.meta[ind.id]) S.trend.meta[ind.id] = { id: ind.id, name_zh: ind.name_zh, name_en: ind.name_en, comparison: ind.comparison };
+        }
+      }
+    }
+    const exportHint = t('ov_export_hint', periods.month);
+    const exportsOf = (direction) => {
+      const ex = exportButtons('scorecard', { period: periods.month, direction });
+      for (const b of $$('button', ex)) b.title = exportHint;
+      return ex;
+    };
+
+    const block = h('div', { className: 'panel' });
+    block.appendChild(sectionHead(t('ov_own', me()), exportsOf('')));
+    const ownMonth = cards[0].month.card;
+    if (ownMonth && ownMonth.as_of) block.appendChild(h('p', { className: 'muted small', text: t('ov_as_of', fmtInstant(ownMonth.as_of)) }));
+    block.appendChild(scorecardTable('overview-table', cards[0], periods, current, null));
     root.appendChild(block);
 
-    const pairs = h('div', { className: 'pairs' });
-    counterparts.forEach((c, i) => {
-      const out = res[1 + 2 * i];
-      const inn = res[2 + 2 * i];
+    // Both directions with each counterpart, worst first; the first few at once, the rest on request.
+    const SHOWN = 10;
+    const pairs = h('div', { className: 'pairs', id: 'overview-pairs' });
+    const pairOf = (n) => {
+      const i = 1 + 2 * n;
+      const c = dirScopes[2 * n].counterpart;
       const wrap = h('div', { className: 'panel pair', data: { counterpart: c } });
-      const dOut = me() + ',' + c;
-      const dIn = c + ',' + me();
-      const secOut = h('div', { className: 'pair-side' }, sectionHead(t('ov_dir_out', c), exportButtons('scorecard', { period, direction: dOut })));
-      if (out.status === 'fulfilled') secOut.appendChild(scorecardTable(null, out.value, dOut));
-      const secIn = h('div', { className: 'pair-side' }, sectionHead(t('ov_dir_in', c), exportButtons('scorecard', { period, direction: dIn })));
-      if (inn.status === 'fulfilled') secIn.appendChild(scorecardTable(null, inn.value, dIn));
-      append(wrap, [secOut, secIn]);
-      pairs.appendChild(wrap);
-    });
-    root.appendChild(pairs);
-
-    const trendRes = res[res.length - 1];
-    const trendPanel = h('div', { className: 'panel' });
-    trendPanel.appendChild(sectionHead(t('ov_trend'), exportButtons('trend', { months: 12 })));
-    const chartBox = h('div', { id: 'trend-chart', className: 'chart' });
-    trendPanel.appendChild(chartBox);
-    root.appendChild(trendPanel);
-    if (trendRes.status === 'fulfilled') {
-      const names = {};
-      const comparison = {};
-      for (const ind of (own && own.indicators) || []) {
-        names[ind.id] = indicatorName(ind);
-        comparison[ind.id] = ind.comparison;
+      for (const j of [i, i + 1]) {
+        const sc = dirScopes[j - 1];
+        const side = h('div', { className: 'pair-side', data: { side: sc.side } });
+        side.appendChild(sectionHead(t(sc.side === 'out' ? 'ov_dir_out' : 'ov_dir_in', c), exportsOf(sc.direction)));
+        side.appendChild(scorecardTable(null, cards[j], periods, current, sc.direction));
+        wrap.appendChild(side);
       }
-      const periods = (trendRes.value && trendRes.value.periods) || [];
-      trendPanel.appendChild(h('h3', { text: t('ov_trend_table') }));
-      trendPanel.appendChild(h('div', { className: 'scroll-x' }, trendTable(periods, names, comparison)));
-      renderTrendChart(chartBox, periods, names, comparison);
+      return wrap;
+    };
+    const total = ranked.length;
+    for (let n = 0; n < Math.min(SHOWN, total); n++) pairs.appendChild(pairOf(n));
+    root.appendChild(pairs);
+    if (total > SHOWN) {
+      const more = h('button', { type: 'button', id: 'overview-more', className: 'btn', text: t('ov_more', total - SHOWN, total) });
+      more.addEventListener('click', () => {
+        for (let n = SHOWN; n < total; n++) pairs.appendChild(pairOf(n));
+        more.remove();
+      });
+      root.appendChild(h('div', { className: 'panel' }, [
+        h('p', { className: 'muted small', text: t('ov_more_note', SHOWN) }),
+        more,
+        exportButtons('counterparts', { period: periods.month }),
+      ]));
     }
+
+    trendPanel(root, scopes, res[0], gen);
     if (errors.length) showPageError(errors[0]);
   }
 
-  function isRatio(id, comparison) {
-    const c = comparison[id];
-    if (c) return c === 'at_least';
-    return id !== 'staffing';
-  }
+  // ---------------------------------------------------------------- overview: trend
 
-  function trendTable(periods, names, comparison) {
+  function trendIndicatorIds(periods) {
     const ids = [];
     for (const p of periods) for (const ind of p.indicators || []) if (ids.indexOf(ind.id) < 0) ids.push(ind.id);
+    return ids;
+  }
+
+  function trendMeta(id) {
+    return S.trend.meta[id] || { id, comparison: id === 'staffing' ? 'at_most' : 'at_least' };
+  }
+
+  function isRatio(id) {
+    return !isStaffing(trendMeta(id));
+  }
+
+  function trendPanel(root, scopes, first, gen) {
+    const panel = h('div', { className: 'panel', id: 'trend-panel' });
+    const scopeSel = h('select', { id: 'trend-scope' }, scopes.map((s) => h('option', { value: s.direction, text: s.label })));
+    scopeSel.value = S.trend.scope;
+    const indSel = h('select', { id: 'trend-indicator' });
+    const exports = h('span', { id: 'trend-exports' });
+    panel.appendChild(sectionHead(t('ov_trend'), [
+      h('label', { className: 'inline', htmlFor: 'trend-scope', text: t('tr_scope') }), scopeSel,
+      h('label', { className: 'inline', htmlFor: 'trend-indicator', text: t('tr_indicator') }), indSel,
+      exports,
+    ]));
+    const chartBox = h('div', { id: 'trend-chart', className: 'chart', attrs: { role: 'img', 'aria-label': t('ov_trend') } });
+    panel.appendChild(chartBox);
+    panel.appendChild(h('h3', { text: t('ov_trend_table') }));
+    const tableBox = h('div', { className: 'scroll-x', id: 'trend-table-box' });
+    panel.appendChild(tableBox);
+    const err = h('div', { id: 'trend-error', className: 'error-box', attrs: { role: 'alert' }, hidden: true });
+    panel.insertBefore(err, chartBox);
+
+    let periods = [];
+    const fillIndicators = () => {
+      const ids = trendIndicatorIds(periods);
+      clear(indSel);
+      indSel.appendChild(h('option', { value: 'all', text: t('tr_all_rates') }));
+      for (const id of ids) indSel.appendChild(h('option', { value: id, text: indicatorName(trendMeta(id)) }));
+      if (S.trend.indicator !== 'all' && ids.indexOf(S.trend.indicator) < 0) S.trend.indicator = 'all';
+      indSel.value = S.trend.indicator;
+    };
+    const show = (data, error) => {
+      periods = (data && Array.isArray(data.periods)) ? data.periods : [];
+      err.textContent = error ? t('error_prefix') + error : '';
+      err.hidden = !error;
+      clear(exports);
+      exports.appendChild(exportButtons('trend', { months: 12, direction: S.trend.scope }));
+      fillIndicators();
+      clear(tableBox);
+      tableBox.appendChild(trendTable(periods));
+      if (!error) renderTrendChart(chartBox, periods);
+      else { const c = S.charts.find((x) => x.getDom && x.getDom() === chartBox); if (c) c.clear(); }
+    };
+    scopeSel.addEventListener('change', async () => {
+      S.trend.scope = scopeSel.value;
+      setReady('');
+      scopeSel.disabled = true;
+      try {
+        const data = await get('/v1/scorecard/trend?' + qs({ months: 12, direction: S.trend.scope }));
+        if (gen !== S.nav) return;
+        show(data, null);
+      } catch (e) {
+        if (e instanceof SignedOut || gen !== S.nav) return;
+        show(null, e.message || String(e));
+      } finally {
+        scopeSel.disabled = false;
+      }
+      if (gen === S.nav) setReady('overview');
+    });
+    indSel.addEventListener('change', () => {
+      S.trend.indicator = indSel.value;
+      renderTrendChart(chartBox, periods);
+    });
+    // Rendered in the document (the chart takes its size from the box).
+    root.appendChild(panel);
+    if (first.status === 'fulfilled') show(first.value, null);
+    else show(null, first.reason && first.reason.message ? first.reason.message : String(first.reason));
+  }
+
+  function trendTable(periods) {
+    const ids = trendIndicatorIds(periods);
     const tbl = table('trend-table', [t('col_indicator')].concat(periods.map((p) => p.period)), 'trend');
+    // Not data-direction: that names the scorecard tables.
+    tbl.dataset.trendScope = S.trend.scope || 'locality';
     const tb = tbl.tBodies[0];
     for (const id of ids) {
-      const tr = h('tr', { data: { indicator: id } }, h('td', { className: 'name', text: names[id] || id }));
+      const meta = trendMeta(id);
+      const tr = h('tr', { data: { indicator: id } }, h('td', { className: 'name', text: indicatorName(meta) }));
       for (const p of periods) {
         const ind = (p.indicators || []).find((x) => x.id === id);
         if (!ind) { tr.appendChild(h('td', { className: 'na', text: t('dash') })); continue; }
-        const v = fmtValue({ id, value: ind.value, comparison: comparison[id] || (id === 'staffing' ? 'at_most' : 'at_least') });
-        const cls = ind.pass === true ? 'pass' : ind.pass === false ? 'fail' : 'na';
-        tr.appendChild(h('td', { className: 'num ' + cls, text: v }));
+        const full = { id, value: ind.value, target: ind.target, comparison: meta.comparison };
+        tr.appendChild(h('td', {
+          className: 'num ' + passClass(ind.pass), text: fmtValue(full), data: { month: p.period },
+          title: p.period + ' · ' + passText(ind.pass) + ' · ' + t('col_fraction') + ' ' + ind.numerator + ' / ' + ind.denominator,
+        }));
       }
       tb.appendChild(tr);
     }
@@ -1083,41 +1376,82 @@
     return tbl;
   }
 
-  function renderTrendChart(box, periods, names, comparison) {
-    const chart = makeChart(box);
+  /** The smallest 'round' number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k) not below `v`. */
+  function niceCeil(v) {
+    const mag = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const f of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (f * mag >= v) return f * mag;
+    return 10 * mag;
+  }
+
+  const TREND_COLORS = ['#2f6eb5', '#e6a23c', '#1a7f37', '#c62828', '#7b5ea7', '#00838f', '#ad1457', '#6d4c41', '#546e7a', '#9e9d24'];
+
+  function renderTrendChart(box, periods) {
+    let chart = S.charts.find((c) => c.getDom && c.getDom() === box);
+    if (!chart) chart = makeChart(box);
     if (!chart) return;
     const x = periods.map((p) => p.period);
-    const ids = [];
-    for (const p of periods) for (const ind of p.indicators || []) if (ids.indexOf(ind.id) < 0 && isRatio(ind.id, comparison)) ids.push(ind.id);
-    const series = ids.map((id) => ({
-      name: names[id] || id,
+    const ids = trendIndicatorIds(periods);
+    const single = S.trend.indicator !== 'all' && ids.indexOf(S.trend.indicator) >= 0 ? S.trend.indicator : null;
+    const ratio = single ? isRatio(single) : true;
+    const shown = single ? [single] : ids.filter(isRatio);
+    const valueOf = (ind) => {
+      if (!ind || ind.value === null || ind.value === undefined) return null;
+      return ratio ? Math.round(ind.value * 1000) / 10 : Math.round(ind.value * 10) / 10;
+    };
+    let any = false;
+    const series = shown.map((id) => ({
+      name: indicatorName(trendMeta(id)),
       type: 'line',
       connectNulls: false,
-      symbolSize: 7,
+      symbolSize: single ? 9 : 7,
       showSymbol: true,
       data: periods.map((p) => {
         const ind = (p.indicators || []).find((v) => v.id === id);
-        return ind && ind.value !== null && ind.value !== undefined ? Math.round(ind.value * 1000) / 10 : null;
+        const v = valueOf(ind);
+        if (v === null) return null;
+        any = true;
+        // A single indicator: each point coloured by pass / fail.
+        if (single && (ind.pass === true || ind.pass === false)) return { value: v, itemStyle: { color: ind.pass ? '#1a7f37' : '#c62828' } };
+        return v;
       }),
     }));
-    // Target lines: one dashed line per distinct target.
-    const targets = {};
-    for (const p of periods) for (const ind of p.indicators || []) {
-      if (isRatio(ind.id, comparison) && typeof ind.target === 'number') targets[Math.round(ind.target * 1000) / 10] = true;
+    let targetMax = 0;
+    if (single && series.length) {
+      const targets = [];
+      for (const p of periods) {
+        const ind = (p.indicators || []).find((v) => v.id === single);
+        if (ind && typeof ind.target === 'number') {
+          const v = ratio ? Math.round(ind.target * 1000) / 10 : ind.target;
+          if (targets.indexOf(v) < 0) targets.push(v);
+        }
+      }
+      targetMax = Math.max.apply(null, [0].concat(targets));
+      if (targets.length) {
+        series[0].markLine = {
+          silent: true, symbol: 'none',
+          lineStyle: { type: 'dashed', color: '#c62828', width: 1.5 },
+          label: { position: 'insideEndTop', color: '#c62828', formatter: '{b}' },
+          data: targets.map((v) => ({ yAxis: v, name: t('tr_target', (ratio ? '≥' : '≤') + fmtNumber(v) + (ratio ? '%' : '')) })),
+        };
+      }
     }
-    const markData = Object.keys(targets).map((v) => ({ yAxis: Number(v), name: '≥' + v + '%' }));
-    if (series.length && markData.length) {
-      series[0].markLine = { silent: true, symbol: 'none', lineStyle: { type: 'dashed', color: '#999' }, label: { formatter: '{b}', color: '#777' }, data: markData };
-    }
+    const fmt = (v) => (v === null || v === undefined || v === '-' ? t('dash') : ratio ? v + '%' : String(v));
+    const yAxis = ratio
+      ? { type: 'value', min: 0, max: 100, axisLabel: { formatter: '{value}%' } }
+      // Not a ratio (staffing: migrants per worker): its own plain axis, high enough to show the target.
+      : { type: 'value', min: 0, minInterval: 1, max: (e) => niceCeil(Math.max(isFinite(e.max) ? e.max : 0, targetMax, 1) * 1.1) };
     chart.setOption({
       animation: false,
-      grid: { left: 48, right: 24, top: 64, bottom: 32 },
-      tooltip: { trigger: 'axis', renderMode: 'richText', valueFormatter: (v) => (v === null || v === undefined ? '—' : v + '%') },
+      textStyle: { fontFamily: CHART_FONT },
+      color: TREND_COLORS,
+      title: any ? { show: false } : { show: true, text: t('tr_no_data'), left: 'center', top: 'middle', textStyle: { color: '#8a939e', fontSize: 13, fontWeight: 'normal' } },
+      grid: { left: 56, right: 40, top: single ? 56 : 64, bottom: 32 },
+      tooltip: { trigger: 'axis', renderMode: 'richText', valueFormatter: fmt },
       legend: { type: 'scroll', top: 0, textStyle: { fontSize: 11 } },
       xAxis: { type: 'category', data: x, boundaryGap: false },
-      yAxis: { type: 'value', min: 0, max: 100, axisLabel: { formatter: '{value}%' } },
+      yAxis,
       series,
-    });
+    }, true);
   }
 
   // ---------------------------------------------------------------- cases
@@ -1170,7 +1504,7 @@
       h('label', { htmlFor: 'cases-kind', text: t('cs_kind') }), kindSel,
       h('label', { htmlFor: 'cases-counterpart', text: t('cs_counterpart') }), cpSel,
       h('label', { htmlFor: 'cases-direction', text: t('cs_direction') }), dirSel,
-      h('label', { className: 'check' }, [overdue, ' ' + t('cs_overdue_only')]),
+      h('label', { className: 'check', htmlFor: 'cases-overdue-only' }, [overdue, ' ' + t('cs_overdue_only')]),
     ]);
     const onChange = () => {
       S.cases.kind = kindSel.value;
@@ -1260,11 +1594,16 @@
     if (!rows.length) emptyRow(tb, 8);
   }
 
-  function field(label, input, name) {
+  function field(label, input, name, hint) {
+    const errId = name ? input.id + '-error' : null;
+    const hintId = hint ? input.id + '-hint' : null;
+    const described = [hintId, errId].filter((x) => x).join(' ');
+    if (described) input.setAttribute('aria-describedby', described);
     return h('div', { className: 'field' }, [
       h('label', { text: label, htmlFor: input.id || undefined }),
       input,
-      name ? h('span', { className: 'field-error', data: { for: name } }) : null,
+      hint ? h('span', { className: 'field-hint', id: hintId, text: hint }) : null,
+      name ? h('span', { className: 'field-error', id: errId, data: { for: name }, attrs: { 'aria-live': 'polite' } }) : null,
     ]);
   }
 
@@ -1285,8 +1624,8 @@
         'VERIFICATION_RESULT_CONFIRMED', 'VERIFICATION_RESULT_NOT_CONFIRMED',
         'VERIFICATION_RESULT_PERSON_UNKNOWN', 'VERIFICATION_RESULT_INCONCLUSIVE',
       ].map((v) => h('option', { value: v, text: tn('enums', v) })));
-      const remarks = h('textarea', { id: 'answer-remarks', name: 'body.remarks', rows: 2, maxLength: 500 });
-      append(form, [field(t('ans_result'), res, 'body.result'), field(t('ans_remarks'), remarks, 'body.remarks')]);
+      const remarks = h('textarea', { id: 'answer-remarks', name: 'body.remarks', rows: 2, maxLength: 500, spellcheck: false });
+      append(form, [field(t('ans_result'), res, 'body.result'), field(t('ans_remarks'), remarks, 'body.remarks', t('hint_no_personal'))]);
       build = () => {
         const body = { result: res.value };
         if (remarks.value.trim()) body.remarks = remarks.value.trim();
@@ -1302,7 +1641,7 @@
     } else if (c.kind === 'certificate_mismatch') {
       const ref = h('input', { id: 'answer-cert-ref', name: 'body.certificateRef', type: 'text', maxLength: 64, autocomplete: 'off' });
       if (String(rel.origin) === mine) {
-        const until = h('input', { id: 'answer-valid-until', name: 'body.validUntil', type: 'date' });
+        const until = h('input', { id: 'answer-valid-until', name: 'body.validUntil', type: 'date', min: (S.who && S.who.today) || undefined });
         append(form, [h('p', { className: 'muted', text: t('ans_issue') }), field(t('ans_cert_ref'), ref, 'body.certificateRef'), field(t('ans_valid_until'), until, 'body.validUntil')]);
         build = () => {
           const errs = {};
@@ -1322,24 +1661,35 @@
     } else {
       return;
     }
-    const err = h('div', { id: 'answer-error', className: 'error-box', hidden: true });
+    const err = h('div', { id: 'answer-error', className: 'error-box', attrs: { role: 'alert' }, hidden: true });
     const submit = h('button', { type: 'submit', id: 'answer-submit', className: 'btn btn-primary', text: t('answer_submit') });
     const cancel = h('button', { type: 'button', className: 'btn', text: t('answer_cancel') });
     append(form, [err, h('div', { className: 'form-actions' }, [submit, cancel])]);
-    cancel.addEventListener('click', () => { S.answer = null; const row = form.closest('tr'); if (row) row.remove(); });
+    const close = () => {
+      S.answer = null;
+      const row = form.closest('tr');
+      if (row) row.remove();
+      // Back to the row's answer button.
+      const b = document.querySelector('#cases-table button.answer[data-request="' + cssEscape(c.request) + '"]');
+      if (b) b.focus();
+    };
+    cancel.addEventListener('click', close);
+    form.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') { ev.preventDefault(); close(); } });
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       for (const e of $$('.field-error', form)) e.textContent = '';
-      for (const e of $$('.invalid', form)) e.classList.remove('invalid');
+      for (const e of $$('.invalid', form)) { e.classList.remove('invalid'); e.removeAttribute('aria-invalid'); }
       err.hidden = true;
       const built = build();
       if (built.errors) {
+        let first = null;
         for (const k of Object.keys(built.errors)) {
-          const fe = $('.field-error[data-for="' + k + '"]', form);
+          const fe = $('.field-error[data-for="' + cssEscape(k) + '"]', form);
           if (fe) fe.textContent = built.errors[k];
-          const inp = form.elements[k];
-          if (inp) inp.classList.add('invalid');
+          const inp = form.elements.namedItem(k);
+          if (inp) { inp.classList.add('invalid'); inp.setAttribute('aria-invalid', 'true'); if (!first) first = inp; }
         }
+        if (first) first.focus();
         return;
       }
       const event = {
@@ -1364,6 +1714,8 @@
           box.hidden = false;
         }
         await fillCases(gen);
+        // The form is gone with the refreshed rows: the focus goes to the confirmation.
+        if (box && gen === S.nav) { box.tabIndex = -1; box.focus(); }
       } catch (e) {
         if (e instanceof SignedOut) return;
         if (e.status === 409) S.answer.id = uuidv7();
@@ -1496,7 +1848,7 @@
           }
           if (gen === S.nav) setReady('person');
         });
-        tools.push(h('label', { className: 'check reveal' }, [cb, ' ' + t('ps_reveal')]));
+        tools.push(h('label', { className: 'check reveal', htmlFor: 'reveal' }, [cb, ' ' + t('ps_reveal')]));
       }
       tools.push(h('span', { id: 'timeline-exports' }, exportButtons('timeline', { person: key })));
       tl.appendChild(sectionHead(t('ps_timeline'), tools));
@@ -1540,24 +1892,38 @@
     return box;
   }
 
-  function fmtBodyValue(k, v) {
+  function fmtBodyValue(k, v, depth) {
     if (v === null || v === undefined) return t('dash');
     if (typeof v === 'boolean') return v ? t('yes') : t('no');
     if (typeof v === 'string') {
       if (/^[A-Z][A-Z0-9_]+$/.test(v)) return tn('enums', v);
       if ((k === 'validUntil' || /At$/.test(k)) && /^\d{4}-\d{2}-\d{2}T/.test(v)) return fmtInstant(v);
+      if (k === 'kind' && tn('events', v) !== v) return tn('events', v);
       return v;
     }
     if (typeof v === 'number') return String(v);
-    if (Array.isArray(v)) return S.lang === 'en' ? v.length + ' item(s)' : v.length + ' 条';
+    if (Array.isArray(v)) return t('n_items', v.length);
+    if (typeof v === 'object' && (depth || 0) < 3) {
+      // A nested body (a correction's replacement): "label: value, …" in brackets.
+      const parts = Object.keys(v).map((kk) => fieldName(kk) + t('colon') + fmtBodyValue(kk, v[kk], (depth || 0) + 1));
+      return '(' + parts.join(t('list_sep')) + ')';
+    }
     return JSON.stringify(v);
   }
 
-  function kvList(obj, cls) {
+  /** The label of a body or tier field (`tier` picks tier-specific names, e.g. the contact channel). */
+  function fieldName(k, tier) {
+    const d = I18N[S.lang] || I18N.zh;
+    const tk = tier ? tier + '.' + k : null;
+    if (tk && d.fields[tk] !== undefined) return d.fields[tk];
+    if (d.fields[k] !== undefined) return d.fields[k];
+    return k;
+  }
+
+  function kvList(obj, cls, tier) {
     const parts = [];
     for (const k of Object.keys(obj || {})) {
-      const label = S.lang === 'en' ? k : (I18N.zh.fields[k] || k);
-      parts.push(h('span', { className: 'kv ' + (cls || '') }, [h('span', { className: 'k', text: label + '：' }), h('span', { className: 'v', text: fmtBodyValue(k, obj[k]) })]));
+      parts.push(h('span', { className: 'kv ' + (cls || '') }, [h('span', { className: 'k', text: fieldName(k, tier) + t('colon') }), h('span', { className: 'v', text: fmtBodyValue(k, obj[k]) })]));
     }
     return parts;
   }
@@ -1575,14 +1941,18 @@
       if (ev.causation) detail.appendChild(h('span', { className: 'kv muted', text: t('answers_to', String(ev.causation).slice(0, 8)) }));
       for (const tier of ['identity', 'contact', 'health']) {
         // Only tiers the role holds (the node strips the others already).
-        if (ev[tier] && typeof ev[tier] === 'object' && hasTier(tier)) {
-          detail.appendChild(h('div', { className: 'tier tier-' + tier }, [h('span', { className: 'tier-name', text: tn('tiers', tier) })].concat(kvList(ev[tier], 'personal'))));
-        }
+        if (!ev[tier] || !hasTier(tier)) continue;
+        const content = typeof ev[tier] === 'object' ? kvList(ev[tier], 'personal', tier)
+          : [h('span', { className: 'kv personal', text: String(ev[tier]) })]; // a masked health tier is a string
+        detail.appendChild(h('div', { className: 'tier tier-' + tier }, [h('span', { className: 'tier-name', text: tn('tiers', tier) })].concat(content)));
+      }
+      if (Array.isArray(ev.tiers_withheld) && ev.tiers_withheld.length) {
+        detail.appendChild(h('div', { className: 'muted small withheld', text: t('withheld', ev.tiers_withheld.map((x) => tn('tiers', String(x))).join(t('list_sep'))) }));
       }
       const author = String(ev.author || '');
       tb.appendChild(h('tr', { data: { event: ev.id, kind: ev.kind } }, [
         h('td', { className: 'nowrap', text: fmtInstant(ev.occurred_at), title: t('col_recorded') + ' ' + fmtInstant(ev.recorded_at) }),
-        h('td', { className: 'nowrap', text: author + (author === mine ? '（' + t('local') + '）' : '') + (ev.seq !== undefined ? ' #' + ev.seq : '') }),
+        h('td', { className: 'nowrap', text: author + (author === mine ? t('local_suffix') : '') + (ev.seq !== undefined ? ' #' + ev.seq : '') }),
         h('td', { className: 'nowrap', text: tn('events', ev.kind) }),
         h('td', { className: 'nowrap', text: (ev.origin || '') + ' → ' + (ev.residence || '') }),
         detail,
@@ -1646,7 +2016,7 @@
     CaseAssistRequested: {
       sides: ['residence', 'origin'],
       fields: [F.person, { name: 'body.urgency', type: 'enum', options: 'urgency', required: true },
-        { name: 'body.subject', type: 'text', required: true, max: 200 }],
+        { name: 'body.subject', type: 'text', required: true, max: 200, free: true }],
     },
     DepartureRegistered: {
       sides: ['residence', 'origin'],
@@ -1681,17 +2051,21 @@
     return input;
   }
 
-  function formRow(name, label, input, required) {
+  function formRow(name, label, input, required, hint) {
+    const errId = input.id + '-error';
+    const hintId = hint ? input.id + '-hint' : null;
+    input.setAttribute('aria-describedby', (hintId ? hintId + ' ' : '') + errId);
     return h('div', { className: 'field', data: { field: name } }, [
-      h('label', { htmlFor: input.id, text: label + (required ? '' : t('optional')) }, required ? h('span', { className: 'req', text: ' *' }) : null),
+      h('label', { htmlFor: input.id, text: label + (required ? '' : t('optional')) }, required ? h('span', { className: 'req', text: ' *', attrs: { 'aria-hidden': 'true' } }) : null),
       input,
-      h('span', { className: 'field-error', data: { for: name }, attrs: { 'aria-live': 'polite' } }),
+      hint ? h('span', { className: 'field-hint', id: hintId, text: hint }) : null,
+      h('span', { className: 'field-error', id: errId, data: { for: name }, attrs: { 'aria-live': 'polite' } }),
     ]);
   }
 
   async function loadRecord(root) {
     pageHeader(root, t('rc_title'));
-    const kindSel = h('select', { id: 'record-kind' }, Object.keys(RECORD_KINDS).map((k) => h('option', { value: k, text: tn('record_kinds', k) + ' · ' + k })));
+    const kindSel = h('select', { id: 'record-kind' }, Object.keys(RECORD_KINDS).map((k) => h('option', { value: k, text: tn('record_kinds', k) })));
     kindSel.value = S.record.kind;
     root.appendChild(h('div', { className: 'filters' }, [h('label', { htmlFor: 'record-kind', text: t('rc_kind') }), kindSel]));
     const form = h('form', { id: 'record-form', className: 'record-form panel', noValidate: true, autocomplete: 'off' });
@@ -1731,9 +2105,10 @@
     grid.appendChild(formRow('origin', fieldLabel('origin'), origin, true));
     grid.appendChild(formRow('residence', fieldLabel('residence'), residence, true));
     for (const spec of def.fields) {
-      grid.appendChild(formRow(spec.name, fieldLabel(spec.name), buildInput(spec), spec.required));
+      // Free text travels outside the personal tiers: say so where it is typed.
+      grid.appendChild(formRow(spec.name, fieldLabel(spec.name), buildInput(spec), spec.required, spec.free ? t('hint_no_personal') : null));
     }
-    const occ = h('input', { id: 'rf-occurred_at', name: 'occurred_at', type: 'datetime-local', required: true, value: cnLocalNow(), min: '2000-01-01T00:00' });
+    const occ = h('input', { id: 'rf-occurred_at', name: 'occurred_at', type: 'datetime-local', required: true, value: cnLocalNow(), min: '2000-01-01T00:00', max: cnLocalNow() });
     grid.appendChild(formRow('occurred_at', fieldLabel('occurred_at'), occ, true));
     form.appendChild(grid);
 
@@ -1756,7 +2131,7 @@
     const fe = $('.field-error[data-for="' + cssEscape(name) + '"]', form);
     if (fe) fe.textContent = '';
     const el = form.elements.namedItem(name);
-    if (el && el.classList) el.classList.remove('invalid');
+    if (el && el.classList) { el.classList.remove('invalid'); el.removeAttribute('aria-invalid'); }
   }
 
   function applySide(form) {
@@ -1844,7 +2219,7 @@
       const el = form.elements.namedItem(name);
       if (!fe && !el) continue;
       if (fe) fe.textContent = (prefix || '') + errors[name];
-      if (el && el.classList) { el.classList.add('invalid'); if (!first) first = el; }
+      if (el && el.classList) { el.classList.add('invalid'); el.setAttribute('aria-invalid', 'true'); if (!first) first = el; }
     }
     if (first && first.focus) first.focus();
     return first !== null;
@@ -1852,7 +2227,7 @@
 
   function clearAllFieldErrors(form) {
     for (const e of $$('.field-error', form)) e.textContent = '';
-    for (const e of $$('.invalid', form)) e.classList.remove('invalid');
+    for (const e of $$('.invalid', form)) { e.classList.remove('invalid'); e.removeAttribute('aria-invalid'); }
   }
 
   function setPath(obj, path, value) {
@@ -1934,25 +2309,34 @@
     if (gen === S.nav) setReady('record');
   }
 
+  /** The node's known warnings in the page's language; others as the node words them. */
+  function localWarning(w) {
+    if (/^field `identity\.idNumber`: check digit/.test(w)) return t('w_id_check');
+    if (/^field `person_id_number`: check digit/.test(w)) return t('w_person_id_check');
+    return w;
+  }
+
   function showRecordResult(data) {
     const box = $('#record-result');
     if (!box) return;
     clear(box);
     const recips = (data && Array.isArray(data.recipients) ? data.recipients : [])
-      .map((r) => r.locality + (r.channel_seq !== undefined ? ' #' + r.channel_seq : '')).join('，');
+      .map((r) => r.locality + (r.channel_seq !== undefined ? ' #' + r.channel_seq : '')).join(t('list_sep'));
     box.appendChild(h('div', { className: 'ok-line', text: t('rc_done', data && data.seq !== undefined ? data.seq : '?') + (data && data.duplicate ? t('rc_dup') : '') }));
     box.appendChild(h('div', { text: recips ? t('rc_recipients', recips) : t('rc_no_recipients') }));
     if (data && data.id) box.appendChild(h('div', { className: 'muted small mono', text: 'id ' + data.id }));
     const warnings = data && Array.isArray(data.warnings) ? data.warnings : [];
     if (warnings.length) {
       box.appendChild(h('div', { className: 'warn-text', text: t('rc_warnings') }));
-      box.appendChild(h('ul', { className: 'warnings' }, warnings.map((w) => h('li', { text: typeof w === 'string' ? w : JSON.stringify(w) }))));
+      box.appendChild(h('ul', { className: 'warnings' }, warnings.map((w) => h('li', { text: typeof w === 'string' ? localWarning(w) : JSON.stringify(w) }))));
     }
     box.dataset.seq = data && data.seq !== undefined ? String(data.seq) : '';
     box.hidden = false;
   }
 
   // ---------------------------------------------------------------- flows
+
+  const FLOW_RULE = 'month vs mean of the 3 months before: warn if max(count, mean) >= 10 and |count - mean| > max(0.5 * mean, 3 * sqrt(mean))';
 
   async function loadFlows(root, gen) {
     pageHeader(root, t('fl_title'));
@@ -1978,7 +2362,11 @@
     }
     if (!warnings.length) wl.appendChild(h('li', { className: 'muted', text: t('fl_no_warnings') }));
     warnPanel.appendChild(wl);
-    if (data.rule) warnPanel.appendChild(h('p', { id: 'flows-rule', className: 'muted small', text: t('fl_rule', data.rule) }));
+    if (data.rule) {
+      // The node states its rule in English; the known rule is shown in the page's language.
+      const rule = data.rule === FLOW_RULE ? t('fl_rule_known') : data.rule;
+      warnPanel.appendChild(h('p', { id: 'flows-rule', className: 'muted small', text: t('fl_rule', rule), title: data.rule }));
+    }
     root.appendChild(warnPanel);
 
     const tablePanel = h('div', { className: 'panel' });
@@ -2084,11 +2472,11 @@
     const nats = st.nats_connected === true;
     const stats = h('div', { id: 'status-summary', className: 'stats' }, [
       stat(t('hl_locality'), st.locality),
-      stat(t('hl_head'), head.seq !== undefined ? '#' + head.seq : t('dash'), head.hash ? String(head.hash).slice(0, 16) + '…' : null),
+      stat(t('hl_head'), head.seq !== undefined ? '#' + head.seq : t('dash'), { sub: head.hash ? String(head.hash).slice(0, 16) + '…' : null, mono: true }),
       stat(t('hl_events'), st.events_held),
-      stat(t('hl_outbox'), st.outbox_pending, null, st.outbox_pending > 0 ? 'warn' : ''),
-      stat(t('hl_nats'), nats ? t('hl_connected') : t('hl_disconnected'), null, nats ? 'pass' : 'fail', 'nats-state'),
-    ]);
+      stat(t('hl_outbox'), st.outbox_pending, { cls: st.outbox_pending > 0 ? 'warn' : '' }),
+      stat(t('hl_nats'), nats ? t('hl_connected') : t('hl_disconnected'), { cls: nats ? 'pass' : 'fail', id: 'nats-state' }),
+    ].concat(lagStats(st.lag_ms)));
     panel.appendChild(stats);
     panel.appendChild(h('h3', { text: t('hl_channels') }));
     const by = new Map();
@@ -2114,12 +2502,35 @@
     return panel;
   }
 
-  function stat(label, value, sub, cls, id) {
-    return h('div', { className: 'stat ' + (cls || ''), id: id || undefined }, [
+  /** A summary card. `o`: {sub, mono, cls, id, title, data}. */
+  function stat(label, value, o) {
+    o = o || {};
+    return h('div', { className: 'stat ' + (o.cls || ''), id: o.id || undefined, title: o.title || undefined, data: o.data }, [
       h('div', { className: 'stat-label', text: label }),
       h('div', { className: 'stat-value', text: value === undefined || value === null ? t('dash') : String(value) }),
-      sub ? h('div', { className: 'stat-sub mono', text: sub }) : null,
+      o.sub ? h('div', { className: 'stat-sub' + (o.mono ? ' mono' : ''), text: o.sub }) : null,
     ]);
+  }
+
+  /** A duration in milliseconds as text: 1.2 ms, 340 ms, 2.5 s, 3.1 min. */
+  function fmtMs(v) {
+    if (typeof v !== 'number' || !isFinite(v) || v < 0) return t('dash');
+    if (v < 100) return t('unit_ms', v.toFixed(1));
+    if (v < 1000) return t('unit_ms', Math.round(v));
+    if (v < 60000) return t('unit_s', (v / 1000).toFixed(1));
+    return t('unit_min', (v / 60000).toFixed(1));
+  }
+
+  /** The replication-lag cards: p50 and p99 from `lag_ms` (absent on older nodes; no samples → —). */
+  function lagStats(lag) {
+    const present = !!lag && typeof lag === 'object';
+    const samples = present && typeof lag.samples === 'number' ? lag.samples : 0;
+    const sub = !present ? t('hl_lag_absent') : samples > 0 ? t('hl_lag_samples', samples) : t('hl_lag_none');
+    const card = (q, id) => stat(t('hl_lag_' + q), samples > 0 ? fmtMs(lag[q]) : t('dash'), {
+      sub, id, title: t('hl_lag_title'), cls: samples > 0 ? '' : 'muted-stat',
+      data: { samples: present ? samples : '', ms: samples > 0 && typeof lag[q] === 'number' ? lag[q] : '' },
+    });
+    return [card('p50', 'status-lag-p50'), card('p99', 'status-lag-p99')];
   }
 
   function quarantinePanel(q) {
@@ -2192,7 +2603,16 @@
       const { data } = await api('POST', '/v1/audit', {});
       if (gen === S.nav) showAudit(data, true);
     } catch (e) {
-      showPageError(e);
+      if (e instanceof SignedOut) return;
+      // Shown in the audit panel, beside the button that was pressed.
+      const box = $('#audit-result');
+      if (box && gen === S.nav) {
+        clear(box);
+        box.className = 'result-box bad';
+        box.dataset.ok = 'false';
+        box.appendChild(h('div', { className: 'fail-text', text: t('error_prefix') + (e.message || String(e)) }));
+        box.hidden = false;
+      } else showPageError(e);
     } finally {
       if (btn) btn.disabled = false;
     }
@@ -2235,7 +2655,11 @@
         history.replaceState(null, '', location.pathname + location.search + '#/' + page);
       }
     }
-    if (page !== S.page) S.answer = null;
+    if (page !== S.page) {
+      S.answer = null;
+      // Unmasked personal data is shown only while asked for on the person page.
+      S.reveal = false;
+    }
     S.page = page;
     for (const a of $$('#nav a[data-page]')) {
       a.classList.toggle('active', a.dataset.page === page);
@@ -2265,6 +2689,8 @@
     document.documentElement.lang = S.lang === 'en' ? 'en' : 'zh-CN';
     for (const e of $$('[data-i18n]')) e.textContent = t(e.dataset.i18n);
     $('#lang-toggle').textContent = t('lang_switch');
+    $('#lang-toggle').lang = S.lang === 'en' ? 'zh-CN' : 'en'; // the button names the other language in that language
+    $('#nav').setAttribute('aria-label', t('nav_label'));
     document.title = S.lang === 'en' ? 'Yipan · Operator console' : '一盘 · 运营控制台';
     renderWho();
   }
@@ -2293,31 +2719,54 @@
     setReady('signin');
   }
 
+  /** What one credential chose on its pages; none of it carries over to the next sign-in. */
+  function resetPageState() {
+    S.page = null;
+    S.person = null;
+    S.reveal = false;
+    S.answer = null;
+    S.month = null;
+    S.trend = { scope: '', indicator: 'all', meta: {} };
+    S.cases = { kind: '', counterpart: '', direction: '', overdueOnly: false };
+    S.record = { kind: 'ArrivalRegistered', side: 'residence', id: null };
+  }
+
   function signOut(message) {
     S.token = null;
     S.who = null;
-    S.page = null;
-    S.person = null;
-    S.answer = null;
     S.nav++;
+    S.signin++;
+    resetPageState();
     disposeCharts();
     try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* storage off */ }
-    for (const sec of $$('#main > section.page')) { clear(sec); sec.hidden = true; }
+    // Nothing of this credential's pages stays in the document, hidden or not.
+    for (const sec of $$('#main > section.page')) {
+      if (sec.id !== 'page-none') clear(sec);
+      sec.hidden = true;
+    }
+    clearPageError();
+    $('#who').textContent = '';
+    $('#today').textContent = '';
     showSignin(message || '');
   }
 
   async function signIn(token) {
     S.token = token;
+    const attempt = ++S.signin;
     const btn = $('#signin-submit');
     btn.disabled = true;
     try {
-      const r = await fetch('/v1/whoami', { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit' });
+      const r = await fetch('/v1/whoami', { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' });
+      if (attempt !== S.signin) return; // a later sign-in (another link) took over
       if (r.status === 401) { signOut(t('signin_invalid')); return; }
       if (!r.ok) { const e = await errorOf(r); S.token = null; showSignin(t('signin_failed', e.message)); return; }
-      S.who = await r.json();
+      const who = await r.json();
+      if (attempt !== S.signin) return;
+      S.who = who;
       try { sessionStorage.setItem(TOKEN_KEY, token); } catch (_) { /* storage off */ }
       startApp();
     } catch (e) {
+      if (attempt !== S.signin) return;
       S.token = null;
       showSignin(t('signin_failed', e && e.message ? e.message : e));
     } finally {

@@ -7,7 +7,7 @@
 //! | `GET /v1/events/{id}` | one event |
 //! | `GET /v1/cards/{person}?as_of=` | the person's responsibility cards (one per relationship) |
 //! | `GET /v1/scorecard?locality=\|pair=A,B\|direction=A,B&period=&as_of=` | indicators with targets and pass/fail |
-//! | `GET /v1/cases?locality=&overdue=&as_of=` | exchanges (notification, case-assist, first-child, mismatch) with due dates |
+//! | `GET /v1/cases?locality=&overdue=&open=&kind=&counterpart=&from=&to=&order=&as_of=` | exchanges (notification, case-assist, first-child, mismatch) with due dates and working days left or over |
 //! | `GET /v1/flows?locality=&as_of=` | arrivals/departures per month with early warnings |
 //! | `GET /v1/digests?pair=A,B&as_of=` | projection digests (identical on both sides of a pair) |
 //! | `GET /v1/raw?after=AUTHOR:SEQ&limit=` | stored signed events, JSON lines `{author, seq, b64}` (for auditors) |
@@ -16,7 +16,14 @@
 //! | `GET /v1/status` | locality, own head, channel heads, counts |
 //! | `GET /v1/quarantine?after=&limit=` | rejected received events with reasons, paged |
 //! | `GET /v1/dead-letters` | own messages set aside because they can never be published |
-//! | `GET /healthz` | liveness and NATS connection (the only path without a credential) |
+//! | `GET /v1/whoami` | the caller's locality, role, permissions, personal tiers and counterparts |
+//! | `POST /v1/person-key` | `{"id_number"}` → `{"person"}`: the person key, derived on the node (the number never goes in a URL) |
+//! | `GET /v1/scorecard/trend?months=&locality=\|pair=\|direction=` | the scorecards of the last months |
+//! | `GET /v1/scorecard/counterparts?period=` | both directions with every counterpart, in one pass, worst first |
+//! | `GET /v1/export?table=&format=csv\|xlsx&…` | a console table as a CSV or Excel file (no personal tiers) |
+//! | `GET /v1/audit`, `POST /v1/audit` | the last audit of the own store; audit now |
+//! | `GET /console/…` | the operator console (static files, no credential; [`crate::console`]) |
+//! | `GET /healthz` | liveness and NATS connection (with the console's files, the only paths without a credential) |
 //! | `GET /metrics` | Prometheus text |
 //!
 //! Every other request carries a credential (bearer token or client
@@ -128,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/whoami", get(console::whoami))
         .route("/v1/person-key", post(console::person_key))
         .route("/v1/scorecard/trend", get(trend))
+        .route("/v1/scorecard/counterparts", get(counterparts))
         .route("/v1/export", get(export))
         .route("/v1/audit", get(console::last_audit).post(console::audit_now))
         .route("/", get(console::to_console))
@@ -426,6 +434,12 @@ async fn status(State(s): State<AppState>) -> Response {
         "inbound_channels": inbound,
         "outbox_pending": s.sync.outbox_pending.load(Ordering::Relaxed),
         "nats_connected": s.sync.nats_connected.load(Ordering::Relaxed) == 1,
+        // Append at the author → stored here, over the node's life.
+        "lag_ms": {
+            "p50": s.sync.lag.quantile_ms(0.5),
+            "p99": s.sync.lag.quantile_ms(0.99),
+            "samples": s.sync.lag.count(),
+        },
     }))
     .into_response()
 }
@@ -761,6 +775,31 @@ async fn trend(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Respons
     Json(json!({"scope": scope, "as_of": as_of, "months": months, "periods": periods})).into_response()
 }
 
+/// `GET /v1/scorecard/counterparts?period=`: both directions with every
+/// counterpart of this locality, worst first (most failed indicators).
+async fn counterparts(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    let (period, as_of) = match (views::parse_period(q.period.as_deref()), views::parse_as_of(q.as_of.as_deref())) {
+        (Ok(p), Ok(a)) => (p, a),
+        (Err(e), _) | (_, Err(e)) => return bad(e),
+    };
+    let me = s.log.locality();
+    let all = s.read_views().counterpart_scorecards(me, period, as_of);
+    let failed =
+        |c: &yipan_projections::scorecard::Scorecard| c.indicators.iter().filter(|i| i.pass == Some(false)).count();
+    let mut rows: Vec<(usize, Value)> = all
+        .iter()
+        .map(|(other, out, back)| {
+            (
+                failed(out) + failed(back),
+                json!({"counterpart": other, "outbound": out.indicators, "inbound": back.indicators}),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    let rows: Vec<Value> = rows.into_iter().map(|(_, v)| v).collect();
+    Json(json!({"locality": me, "period": period, "as_of": as_of, "counterparts": rows})).into_response()
+}
+
 /// `GET /v1/export?table=&format=csv|xlsx&…`: a table of the console as a file.
 async fn export(
     State(s): State<AppState>,
@@ -862,6 +901,26 @@ fn view_table(s: &AppState, table: &str, q: &ViewQuery, en: bool) -> Result<Tabl
                 let mut row: Vec<Cell> = vec![c.period.to_string().into()];
                 row.extend(c.indicators.iter().map(|i| Cell::from(i.value)));
                 t.row(row);
+            }
+            Ok(t)
+        }
+        "counterparts" => {
+            let me = s.log.locality();
+            let (period, as_of) = (views::parse_period(q.period.as_deref())?, views::parse_as_of(q.as_of.as_deref())?);
+            let all = v.counterpart_scorecards(me, period, as_of);
+            let mut headers: Vec<&str> =
+                if en { vec!["period", "assessed", "toward"] } else { vec!["期间", "被考核方", "对方"] };
+            if let Some((_, out, _)) = all.first() {
+                headers.extend(out.indicators.iter().map(|i| if en { i.name_en } else { i.name_zh }));
+            }
+            let mut t = Table::new("counterparts", &headers);
+            for (other, out, back) in &all {
+                for (assessed, toward, card) in [(me, *other, out), (*other, me, back)] {
+                    let mut row: Vec<Cell> =
+                        vec![period.to_string().into(), assessed.to_string().into(), toward.to_string().into()];
+                    row.extend(card.indicators.iter().map(|i| Cell::from(i.value)));
+                    t.row(row);
+                }
             }
             Ok(t)
         }

@@ -89,6 +89,7 @@ impl Table {
 pub const TABLES: &[(&str, Permission)] = &[
     ("scorecard", Permission::ReadViews),
     ("trend", Permission::ReadViews),
+    ("counterparts", Permission::ReadViews),
     ("cases", Permission::ReadViews),
     ("flows", Permission::ReadViews),
     ("card", Permission::ReadViews),

@@ -157,6 +157,14 @@ impl Projections {
             .copied()
             .collect();
         for rel in &rels {
+            self.count_rel(&mut c, rel, a, period, as_of);
+        }
+        c
+    }
+
+    /// Adds what one relationship contributes to `a`'s counts.
+    fn count_rel(&self, c: &mut Counts, rel: &Rel, a: Locality, period: Period, as_of: DateTime<Utc>) {
+        {
             let facts = self.rel_facts(rel, as_of);
             let anchor = facts
                 .iter()
@@ -211,7 +219,42 @@ impl Projections {
                 }
             }
         }
-        c
+    }
+
+    /// Both directions with every counterpart of `me` in one pass over
+    /// `me`'s relationships: `(counterpart, me assessed toward it, it
+    /// assessed toward me)`, by counterpart code. The same numbers as
+    /// [`Projections::scorecard`] with `Scope::Direction` for each, without
+    /// a scan of every relationship per counterpart (a city node has
+    /// hundreds of origins).
+    pub fn counterpart_scorecards(
+        &self,
+        me: Locality,
+        period: Period,
+        as_of: DateTime<Utc>,
+    ) -> Vec<(Locality, Scorecard, Scorecard)> {
+        let mut by: std::collections::BTreeMap<Locality, (Counts, Counts)> = Default::default();
+        for rel in self.relationships() {
+            let other = if rel.residence == me && rel.origin != me {
+                rel.origin
+            } else if rel.origin == me && rel.residence != me {
+                rel.residence
+            } else {
+                continue;
+            };
+            let (out, back) = by.entry(other).or_default();
+            self.count_rel(out, rel, me, period, as_of);
+            self.count_rel(back, rel, other, period, as_of);
+        }
+        by.into_iter()
+            .map(|(other, (out, back))| {
+                (
+                    other,
+                    self.card_of(Scope::Direction { assessed: me, counterpart: other }, period, as_of, &out),
+                    self.card_of(Scope::Direction { assessed: other, counterpart: me }, period, as_of, &back),
+                )
+            })
+            .collect()
     }
 
     /// Migrants living at `l` as of an instant (arrived, not departed) and its latest staff count.
@@ -249,6 +292,11 @@ impl Projections {
                 c
             }
         };
+        self.card_of(scope, period, as_of, &c)
+    }
+
+    /// The scorecard of `scope` from its counts.
+    fn card_of(&self, scope: Scope, period: Period, as_of: DateTime<Utc>, c: &Counts) -> Scorecard {
         let mut indicators = vec![
             indicator("policy_awareness", "policy awareness", "政策知晓率", c.informed, c.registered, 0.90),
             indicator("free_services", "free services at residence", "免费服务落实率", c.served, c.registered, 0.95),

@@ -173,6 +173,30 @@ fn residence_scorecard_for_october_matches_the_hand_count() {
 }
 
 #[test]
+fn every_counterpart_in_one_pass_matches_the_direction_scorecards() {
+    // The console's overview asks for both directions with every counterpart at once.
+    let p = apply_all(&october());
+    let (res, ori) = (Locality::parse(RES).unwrap(), Locality::parse(ORI).unwrap());
+    for (me, other) in [(res, ori), (ori, res)] {
+        for period in [Period::Month(2026, 10), Period::Quarter(2026, 4), Period::Year(2026)] {
+            let all = p.counterpart_scorecards(me, period, t("2026-11-30"));
+            assert_eq!(all.len(), 1, "one counterpart");
+            let (counterpart, out, back) = &all[0];
+            assert_eq!(*counterpart, other);
+            let direction = |assessed, counterpart| {
+                p.scorecard(Scope::Direction { assessed, counterpart }, period, t("2026-11-30"))
+            };
+            assert_eq!(*out, direction(me, other));
+            assert_eq!(*back, direction(other, me));
+        }
+    }
+    // A locality with no relationship has no counterpart.
+    assert!(p
+        .counterpart_scorecards(Locality::parse("110101").unwrap(), Period::Year(2026), t("2026-11-30"))
+        .is_empty());
+}
+
+#[test]
 fn cards_show_done_pending_and_overdue_items() {
     let p = apply_all(&october());
     // P3 arrived Mon 5 Oct and nothing else was done.
