@@ -795,7 +795,7 @@ async fn counterparts(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> 
             )
         })
         .collect();
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     let rows: Vec<Value> = rows.into_iter().map(|(_, v)| v).collect();
     Json(json!({"locality": me, "period": period, "as_of": as_of, "counterparts": rows})).into_response()
 }
