@@ -1166,49 +1166,42 @@
     const scopes = overviewScopes();
     const trendScope = scopes.some((s) => s.direction === S.trend.scope) ? S.trend.scope : '';
     S.trend.scope = trendScope;
-    // The trend, the own scorecard of the three periods, and both directions with
-    // every counterpart per period in one call each (a city has hundreds of origins).
-    const tasks = [() => get('/v1/scorecard/trend?' + qs({ months: 12, direction: trendScope }))];
-    for (const k of PERIOD_KINDS) tasks.push(() => get('/v1/scorecard?' + qs({ period: periods[k] })));
-    for (const k of PERIOD_KINDS) tasks.push(() => get('/v1/scorecard/counterparts?' + qs({ period: periods[k] })));
-    const res = await settleLimited(tasks, 6, () => gen !== S.nav);
+    // Everything from one call: one pass over the locality's relationships on the
+    // node (a city has hundreds of origins); a direction's trend is a second call.
+    const tasks = [() => get('/v1/scorecard/overview?' + qs({ period: periods.month, months: 12 }))];
+    if (trendScope) tasks.push(() => get('/v1/scorecard/trend?' + qs({ months: 12, direction: trendScope })));
+    const res = await settleLimited(tasks, 2, () => gen !== S.nav);
     if (gen !== S.nav) return;
     const errors = res.filter((r) => r.status === 'rejected').map((r) => r.reason);
     if (errors.some((e) => e instanceof SignedOut)) return;
     const errorText = (r) => (r.reason && r.reason.message ? r.reason.message : String(r.reason));
+    const ov = res[0].status === 'fulfilled' ? res[0].value : null;
+    const ovError = ov ? null : errorText(res[0]);
+    const trendRes = trendScope ? res[1] : (ov ? { status: 'fulfilled', value: { periods: ov.trend } } : res[0]);
 
-    // cards[scope index][period kind] = {card} | {error}; scope 0 is the own locality,
-    // then (out, in) for each counterpart in the order the node ranks them (worst first).
-    const own = {};
-    PERIOD_KINDS.forEach((k, j) => {
-      const r = res[1 + j];
-      own[k] = r.status === 'fulfilled' ? { card: r.value } : { error: errorText(r) };
-    });
-    const byPeriod = {};
-    PERIOD_KINDS.forEach((k, j) => {
-      const r = res[4 + j];
-      const m = {};
-      if (r.status === 'fulfilled') {
-        for (const row of r.value.counterparts || []) m[String(row.counterpart)] = row;
+    // cards[0] is the own locality; then (out, in) for each counterpart in the
+    // order the node ranks them (most indicators missed this month first).
+    const asCards = (byKind) => {
+      const o = {};
+      for (const k of PERIOD_KINDS) {
+        o[k] = ovError ? { error: ovError } : { card: { indicators: (byKind && byKind[k]) || [], as_of: ov.as_of } };
       }
-      byPeriod[k] = r.status === 'fulfilled' ? { rows: m, order: (r.value.counterparts || []).map((x) => String(x.counterpart)) } : { error: errorText(r) };
-    });
-    const ranked = (byPeriod.month.order || []).slice();
+      return o;
+    };
+    const cards = [asCards(ov && ov.own)];
+    const rows = {};
+    const ranked = [];
+    for (const row of (ov && ov.counterparts) || []) {
+      rows[String(row.counterpart)] = row;
+      ranked.push(String(row.counterpart));
+    }
     for (const c of (S.who.counterparts || []).map(String)) if (ranked.indexOf(c) < 0) ranked.push(c);
     const dirScopes = [];
-    const cards = [own];
     for (const c of ranked) {
       for (const side of ['out', 'in']) {
-        const direction = side === 'out' ? me() + ',' + c : c + ',' + me();
-        dirScopes.push({ direction, counterpart: c, side });
-        const o = {};
-        for (const k of PERIOD_KINDS) {
-          const b = byPeriod[k];
-          if (b.error) { o[k] = { error: b.error }; continue; }
-          const row = b.rows[c];
-          o[k] = { card: { indicators: row ? (side === 'out' ? row.outbound : row.inbound) : [] } };
-        }
-        cards.push(o);
+        dirScopes.push({ direction: side === 'out' ? me() + ',' + c : c + ',' + me(), counterpart: c, side });
+        const row = rows[c];
+        cards.push(asCards(row ? (side === 'out' ? row.outbound : row.inbound) : null));
       }
     }
     // Names and comparisons of the indicators, for the trend (whose answer has neither).
@@ -1266,7 +1259,7 @@
       ]));
     }
 
-    trendPanel(root, scopes, res[0], gen);
+    trendPanel(root, scopes, trendRes, gen);
     if (errors.length) showPageError(errors[0]);
   }
 

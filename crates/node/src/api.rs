@@ -19,6 +19,7 @@
 //! | `GET /v1/whoami` | the caller's locality, role, permissions, personal tiers and counterparts |
 //! | `POST /v1/person-key` | `{"id_number"}` → `{"person"}`: the person key, derived on the node (the number never goes in a URL) |
 //! | `GET /v1/scorecard/trend?months=&locality=\|pair=\|direction=` | the scorecards of the last months |
+//! | `GET /v1/scorecard/overview?period=MONTH&months=` | the console's overview in one pass: own month/quarter/year, trend, both directions with every counterpart |
 //! | `GET /v1/scorecard/counterparts?period=` | both directions with every counterpart, in one pass, worst first |
 //! | `GET /v1/export?table=&format=csv\|xlsx&…` | a console table as a CSV or Excel file (no personal tiers) |
 //! | `GET /v1/audit`, `POST /v1/audit` | the last audit of the own store; audit now |
@@ -136,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/person-key", post(console::person_key))
         .route("/v1/scorecard/trend", get(trend))
         .route("/v1/scorecard/counterparts", get(counterparts))
+        .route("/v1/scorecard/overview", get(overview))
         .route("/v1/export", get(export))
         .route("/v1/audit", get(console::last_audit).post(console::audit_now))
         .route("/", get(console::to_console))
@@ -724,21 +726,86 @@ async fn cases(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Respons
     r
 }
 
-/// The scorecards of the `months` months up to this one (oldest first), as known now.
+/// The scorecards of the `months` months up to this one (oldest first), as
+/// known now, in one pass over the scope's relationships.
 fn trend_of(
     v: &yipan_projections::Projections,
     scope: yipan_projections::scorecard::Scope,
     months: u32,
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> Vec<yipan_projections::scorecard::Scorecard> {
-    let mut period = yipan_projections::Period::month_of(yipan_projections::calendar::date_of(as_of));
-    let mut out = Vec::with_capacity(months as usize);
-    for _ in 0..months {
-        out.push(v.scorecard(scope, period, as_of));
+    v.scorecards(scope, &months_back(yipan_projections::calendar::date_of(as_of), months), as_of)
+}
+
+/// The `n` months ending with the one holding `day`, oldest first.
+fn months_back(day: chrono::NaiveDate, n: u32) -> Vec<yipan_projections::Period> {
+    let mut period = yipan_projections::Period::month_of(day);
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        out.push(period);
         period = period.prev_month();
     }
     out.reverse();
     out
+}
+
+/// `GET /v1/scorecard/overview?period=MONTH&months=12`: what the console's
+/// overview shows, from one pass over this locality's relationships: its
+/// scorecard for the month, its quarter and its year; the `months` months up
+/// to it (trend); and both directions with every counterpart for the
+/// month, quarter and year, worst first (most indicators missed in the month).
+async fn overview(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    use chrono::Datelike;
+    use yipan_projections::Period;
+    let as_of = match views::parse_as_of(q.as_of.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return bad(e),
+    };
+    let month = match views::parse_period(q.period.as_deref()) {
+        Ok(p @ Period::Month(..)) => p,
+        Ok(p) => return bad(format!("period: `{p}` is not a month such as 2026-11")),
+        Err(e) => return bad(e),
+    };
+    let months = q.months.unwrap_or(12);
+    if !(1..=36).contains(&months) {
+        return bad(format!("months: {months} is not between 1 and 36"));
+    }
+    let Period::Month(y, m) = month else { return bad("period: not a month".into()) };
+    let first = chrono::NaiveDate::from_ymd_opt(y, m, 1).unwrap_or_default();
+    let (quarter, year) = (Period::Quarter(y, (first.month() - 1) / 3 + 1), Period::Year(y));
+    let mut periods = vec![month, quarter, year];
+    let trend = months_back(first, months);
+    periods.extend(trend.iter().filter(|p| **p != month));
+    let me = s.log.locality();
+    let o = s.read_views().overview(me, &periods, 3, as_of);
+    let cards = |cs: &[yipan_projections::scorecard::Scorecard]| json!({"month": cs[0].indicators, "quarter": cs[1].indicators, "year": cs[2].indicators});
+    let trend: Vec<Value> = trend
+        .iter()
+        .filter_map(|p| periods.iter().position(|q| q == p))
+        .map(|i| json!({"period": o.own[i].period, "indicators": o.own[i].indicators}))
+        .collect();
+    let failed =
+        |c: &yipan_projections::scorecard::Scorecard| c.indicators.iter().filter(|i| i.pass == Some(false)).count();
+    let mut rows: Vec<(usize, Value)> = o
+        .counterparts
+        .iter()
+        .map(|(other, out, back)| {
+            (
+                failed(&out[0]) + failed(&back[0]),
+                json!({"counterpart": other, "outbound": cards(out), "inbound": cards(back)}),
+            )
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+    Json(json!({
+        "locality": me,
+        "as_of": as_of,
+        "periods": {"month": month, "quarter": quarter, "year": year},
+        "own": cards(&o.own),
+        "trend": trend,
+        "counterparts": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    }))
+    .into_response()
 }
 
 /// The scope, months and instant of a trend query.

@@ -145,60 +145,97 @@ fn indicator(id: &'static str, en: &'static str, zh: &'static str, n: u64, d: u6
     }
 }
 
+/// A locality's scorecards for many periods and both directions with each
+/// counterpart, from [`Projections::overview`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overview {
+    /// The locality's own scorecard of each period asked for.
+    pub own: Vec<Scorecard>,
+    /// `(counterpart, me toward it, it toward me)` for the first periods asked for.
+    pub counterparts: Vec<(Locality, Vec<Scorecard>, Vec<Scorecard>)>,
+}
+
+/// What one relationship says about an assessed locality, whatever the period.
+struct RelFlags {
+    /// The date the cohort is counted from (arrival registration, else the first event).
+    anchor: Option<chrono::NaiveDate>,
+    notified: bool,
+    /// Registered by the assessed locality as the residence, with what followed.
+    registered: Option<Registered>,
+}
+
+struct Registered {
+    informed: bool,
+    served: bool,
+    pre_pregnancy: bool,
+    /// Known pregnant; then whether checked.
+    pregnant: Option<bool>,
+    /// Contracepting; then whether supplied.
+    contracepting: Option<bool>,
+}
+
 impl Projections {
     fn counts(&self, a: Locality, b: Option<Locality>, period: Period, as_of: DateTime<Utc>) -> Counts {
-        let mut c = Counts::default();
-        let rels: Vec<Rel> = self
-            .relationships()
-            .filter(|r| {
-                (r.residence == a && b.is_none_or(|b| r.origin == b))
-                    || (r.origin == a && b.is_none_or(|b| r.residence == b))
-            })
-            .copied()
-            .collect();
-        for rel in &rels {
-            self.count_rel(&mut c, rel, a, period, as_of);
+        let mut c = [Counts::default()];
+        for rel in self.relationships().filter(|r| {
+            (r.residence == a && b.is_none_or(|b| r.origin == b))
+                || (r.origin == a && b.is_none_or(|b| r.residence == b))
+        }) {
+            let facts = self.rel_facts(rel, as_of);
+            let exchanges = self.exchanges_of(rel, &facts, as_of);
+            Self::count_rel(&mut c, &[period], &self.rel_flags(rel, a, &facts), a, &exchanges);
         }
-        c
+        c[0]
     }
 
-    /// Adds what one relationship contributes to `a`'s counts.
-    fn count_rel(&self, c: &mut Counts, rel: &Rel, a: Locality, period: Period, as_of: DateTime<Utc>) {
-        {
-            let facts = self.rel_facts(rel, as_of);
-            let anchor = facts
-                .iter()
-                .find(|e| e.kind == EventKind::ArrivalRegistered && e.fact.author == rel.residence)
-                .or_else(|| facts.first())
-                .map(|e| date_of(e.fact.occurred));
-            let in_cohort = anchor.is_some_and(|d| period.contains(d));
-            let by = |l: Locality| facts.iter().filter(move |e| e.fact.author == l);
-            if in_cohort {
+    /// The period-independent part of what `rel` contributes to `a`'s counts.
+    fn rel_flags(&self, rel: &Rel, a: Locality, facts: &[Eff<'_>]) -> RelFlags {
+        let anchor = facts
+            .iter()
+            .find(|e| e.kind == EventKind::ArrivalRegistered && e.fact.author == rel.residence)
+            .or_else(|| facts.first())
+            .map(|e| date_of(e.fact.occurred));
+        let by = || facts.iter().filter(move |e| e.fact.author == a);
+        let registered = (rel.residence == a && by().any(|e| e.kind == EventKind::ArrivalRegistered)).then(|| {
+            let pregnant = facts.iter().any(|e| {
+                e.kind == EventKind::FirstChildRegistrationRequested
+                    || (e.kind == EventKind::CaseAssistRequested
+                        && *e.detail == Detail::CaseAssist(v1::Urgency::Urgent))
+            });
+            let contracepting = facts.iter().any(|e| e.kind == EventKind::ContraceptionStatusRecorded);
+            Registered {
+                informed: by().any(|e| service(e, v1::ServiceKind::PersonInformed)),
+                served: by().any(|e| FREE.iter().any(|s| service(e, *s))),
+                pre_pregnancy: by().any(|e| service(e, v1::ServiceKind::PrePregnancyCheck)),
+                pregnant: pregnant.then(|| by().any(|e| service(e, v1::ServiceKind::PregnancyCheck))),
+                contracepting: contracepting.then(|| by().any(|e| service(e, v1::ServiceKind::Contraceptives))),
+            }
+        });
+        RelFlags { anchor, notified: by().any(|e| e.kind == EventKind::NotificationSent), registered }
+    }
+
+    /// Adds what one relationship contributes to `a`'s counts of each period.
+    fn count_rel(out: &mut [Counts], periods: &[Period], f: &RelFlags, a: Locality, exchanges: &[crate::Exchange]) {
+        for (c, period) in out.iter_mut().zip(periods) {
+            if f.anchor.is_some_and(|d| period.contains(d)) {
                 c.notifications_due += 1;
-                if by(a).any(|e| e.kind == EventKind::NotificationSent) {
-                    c.notifications_sent += 1;
-                }
-                if rel.residence == a && by(a).any(|e| e.kind == EventKind::ArrivalRegistered) {
+                c.notifications_sent += u64::from(f.notified);
+                if let Some(r) = &f.registered {
                     c.registered += 1;
-                    c.informed += u64::from(by(a).any(|e| service(e, v1::ServiceKind::PersonInformed)));
-                    c.served += u64::from(by(a).any(|e| FREE.iter().any(|s| service(e, *s))));
-                    c.pre_pregnancy += u64::from(by(a).any(|e| service(e, v1::ServiceKind::PrePregnancyCheck)));
-                    let pregnant = facts.iter().any(|e| {
-                        e.kind == EventKind::FirstChildRegistrationRequested
-                            || (e.kind == EventKind::CaseAssistRequested
-                                && *e.detail == Detail::CaseAssist(v1::Urgency::Urgent))
-                    });
-                    if pregnant {
+                    c.informed += u64::from(r.informed);
+                    c.served += u64::from(r.served);
+                    c.pre_pregnancy += u64::from(r.pre_pregnancy);
+                    if let Some(checked) = r.pregnant {
                         c.known_pregnant += 1;
-                        c.pregnancy_checked += u64::from(by(a).any(|e| service(e, v1::ServiceKind::PregnancyCheck)));
+                        c.pregnancy_checked += u64::from(checked);
                     }
-                    if facts.iter().any(|e| e.kind == EventKind::ContraceptionStatusRecorded) {
+                    if let Some(supplied) = r.contracepting {
                         c.contracepting += 1;
-                        c.contraceptives += u64::from(by(a).any(|e| service(e, v1::ServiceKind::Contraceptives)));
+                        c.contraceptives += u64::from(supplied);
                     }
                 }
             }
-            for ex in self.exchanges(rel, as_of) {
+            for ex in exchanges {
                 if ex.to != a || !period.contains(date_of(ex.opened)) {
                     continue;
                 }
@@ -221,40 +258,92 @@ impl Projections {
         }
     }
 
-    /// Both directions with every counterpart of `me` in one pass over
-    /// `me`'s relationships: `(counterpart, me assessed toward it, it
-    /// assessed toward me)`, by counterpart code. The same numbers as
-    /// [`Projections::scorecard`] with `Scope::Direction` for each, without
-    /// a scan of every relationship per counterpart (a city node has
-    /// hundreds of origins).
+    /// The scorecards of `me` for many periods at once, and of both directions
+    /// with each counterpart for the first `counterpart_periods` of them, in
+    /// one pass over `me`'s relationships (each relationship's facts and
+    /// exchanges are read once, whatever the number of periods and
+    /// counterparts). Counterparts are in code order.
+    pub fn overview(
+        &self,
+        me: Locality,
+        periods: &[Period],
+        counterpart_periods: usize,
+        as_of: DateTime<Utc>,
+    ) -> Overview {
+        let k = counterpart_periods.min(periods.len());
+        let mut own = vec![Counts::default(); periods.len()];
+        let mut by: std::collections::BTreeMap<Locality, (Vec<Counts>, Vec<Counts>)> = Default::default();
+        for rel in self.relationships() {
+            if rel.residence != me && rel.origin != me {
+                continue;
+            }
+            let other = if rel.residence == me { rel.origin } else { rel.residence };
+            let facts = self.rel_facts(rel, as_of);
+            let exchanges = self.exchanges_of(rel, &facts, as_of);
+            let mine = self.rel_flags(rel, me, &facts);
+            Self::count_rel(&mut own, periods, &mine, me, &exchanges);
+            if k > 0 && other != me {
+                let (out, back) =
+                    by.entry(other).or_insert_with(|| (vec![Counts::default(); k], vec![Counts::default(); k]));
+                Self::count_rel(out, &periods[..k], &mine, me, &exchanges);
+                Self::count_rel(back, &periods[..k], &self.rel_flags(rel, other, &facts), other, &exchanges);
+            }
+        }
+        let staffing = self.staffing(me, as_of);
+        let own = periods
+            .iter()
+            .zip(&own)
+            .map(|(p, c)| self.card_of(Scope::Locality { locality: me }, *p, as_of, c, Some(staffing)))
+            .collect();
+        let counterparts = by
+            .into_iter()
+            .map(|(other, (out, back))| {
+                let card = |assessed, counterpart, counts: &[Counts]| -> Vec<Scorecard> {
+                    periods[..k]
+                        .iter()
+                        .zip(counts)
+                        .map(|(p, c)| self.card_of(Scope::Direction { assessed, counterpart }, *p, as_of, c, None))
+                        .collect()
+                };
+                (other, card(me, other, &out), card(other, me, &back))
+            })
+            .collect();
+        Overview { own, counterparts }
+    }
+
+    /// Both directions with every counterpart of `me` for one period:
+    /// `(counterpart, me assessed toward it, it assessed toward me)`, by
+    /// counterpart code. The same numbers as [`Projections::scorecard`] with
+    /// `Scope::Direction` for each, in one pass (a city node has hundreds of
+    /// origins).
     pub fn counterpart_scorecards(
         &self,
         me: Locality,
         period: Period,
         as_of: DateTime<Utc>,
     ) -> Vec<(Locality, Scorecard, Scorecard)> {
-        let mut by: std::collections::BTreeMap<Locality, (Counts, Counts)> = Default::default();
-        for rel in self.relationships() {
-            let other = if rel.residence == me && rel.origin != me {
-                rel.origin
-            } else if rel.origin == me && rel.residence != me {
-                rel.residence
-            } else {
-                continue;
-            };
-            let (out, back) = by.entry(other).or_default();
-            self.count_rel(out, rel, me, period, as_of);
-            self.count_rel(back, rel, other, period, as_of);
+        let o = self.overview(me, &[period], 1, as_of);
+        o.counterparts.into_iter().filter_map(|(l, mut out, mut back)| Some((l, out.pop()?, back.pop()?))).collect()
+    }
+
+    /// The scorecards of one scope for many periods, in one pass.
+    pub fn scorecards(&self, scope: Scope, periods: &[Period], as_of: DateTime<Utc>) -> Vec<Scorecard> {
+        let (a, b) = match scope {
+            Scope::Locality { locality } => (locality, None),
+            Scope::Direction { assessed, counterpart } => (assessed, Some(counterpart)),
+            Scope::Pair { .. } => return periods.iter().map(|p| self.scorecard(scope, *p, as_of)).collect(),
+        };
+        let mut counts = vec![Counts::default(); periods.len()];
+        for rel in self.relationships().filter(|r| {
+            (r.residence == a && b.is_none_or(|b| r.origin == b))
+                || (r.origin == a && b.is_none_or(|b| r.residence == b))
+        }) {
+            let facts = self.rel_facts(rel, as_of);
+            let exchanges = self.exchanges_of(rel, &facts, as_of);
+            Self::count_rel(&mut counts, periods, &self.rel_flags(rel, a, &facts), a, &exchanges);
         }
-        by.into_iter()
-            .map(|(other, (out, back))| {
-                (
-                    other,
-                    self.card_of(Scope::Direction { assessed: me, counterpart: other }, period, as_of, &out),
-                    self.card_of(Scope::Direction { assessed: other, counterpart: me }, period, as_of, &back),
-                )
-            })
-            .collect()
+        let staffing = matches!(scope, Scope::Locality { .. }).then(|| self.staffing(a, as_of));
+        periods.iter().zip(&counts).map(|(p, c)| self.card_of(scope, *p, as_of, c, staffing)).collect()
     }
 
     /// Migrants living at `l` as of an instant (arrived, not departed) and its latest staff count.
@@ -292,11 +381,19 @@ impl Projections {
                 c
             }
         };
-        self.card_of(scope, period, as_of, &c)
+        self.card_of(scope, period, as_of, &c, None)
     }
 
-    /// The scorecard of `scope` from its counts.
-    fn card_of(&self, scope: Scope, period: Period, as_of: DateTime<Utc>, c: &Counts) -> Scorecard {
+    /// The scorecard of `scope` from its counts (`staffing`: the locality's
+    /// staffing if already known, else read here for a locality scope).
+    fn card_of(
+        &self,
+        scope: Scope,
+        period: Period,
+        as_of: DateTime<Utc>,
+        c: &Counts,
+        staffing: Option<(u64, Option<u32>)>,
+    ) -> Scorecard {
         let mut indicators = vec![
             indicator("policy_awareness", "policy awareness", "政策知晓率", c.informed, c.registered, 0.90),
             indicator("free_services", "free services at residence", "免费服务落实率", c.served, c.registered, 0.95),
@@ -337,7 +434,7 @@ impl Projections {
             indicator("timeliness", "timeliness", "及时率", c.answered_on_time, c.assists_answered, 0.90),
         ];
         if let Scope::Locality { locality } = scope {
-            let (active, staff) = self.staffing(locality, as_of);
+            let (active, staff) = staffing.unwrap_or_else(|| self.staffing(locality, as_of));
             let value = staff.filter(|s| *s > 0).map(|s| active as f64 / f64::from(s));
             indicators.push(Indicator {
                 id: "staffing",

@@ -359,10 +359,23 @@ impl Projections {
 
     /// The exchanges of a relationship as of an instant, by opening time.
     pub fn exchanges(&self, rel: &Rel, as_of: DateTime<Utc>) -> Vec<Exchange> {
-        let facts = self.rel_facts(rel, as_of);
+        self.exchanges_of(rel, &self.rel_facts(rel, as_of), as_of)
+    }
+
+    /// [`Projections::exchanges`] from the relationship's facts already read.
+    pub(crate) fn exchanges_of(&self, rel: &Rel, facts: &[Eff<'_>], as_of: DateTime<Utc>) -> Vec<Exchange> {
         let mut out = Vec::new();
         let other = |l: Locality| if l == rel.origin { rel.residence } else { rel.origin };
-        for req in &facts {
+        for req in facts {
+            if !matches!(
+                req.kind,
+                EventKind::NotificationSent
+                    | EventKind::CaseAssistRequested
+                    | EventKind::FirstChildRegistrationRequested
+                    | EventKind::CertificateMismatchFound
+            ) {
+                continue;
+            }
             let opened = req.fact.occurred;
             let from = req.fact.author;
             let to = other(from);

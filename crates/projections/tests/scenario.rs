@@ -190,6 +190,29 @@ fn every_counterpart_in_one_pass_matches_the_direction_scorecards() {
             assert_eq!(*back, direction(other, me));
         }
     }
+    // Many periods in one pass: the same scorecards as one period at a time.
+    let periods = [Period::Month(2026, 10), Period::Month(2026, 11), Period::Quarter(2026, 4), Period::Year(2026)];
+    for me in [res, ori] {
+        let o = p.overview(me, &periods, 3, t("2026-11-30"));
+        let one = |scope, period| p.scorecard(scope, period, t("2026-11-30"));
+        for (i, period) in periods.iter().enumerate() {
+            assert_eq!(o.own[i], one(Scope::Locality { locality: me }, *period), "{me} {period}");
+        }
+        let many = p.scorecards(Scope::Locality { locality: me }, &periods, t("2026-11-30"));
+        assert_eq!(many, o.own);
+        for (other, out, back) in &o.counterparts {
+            assert_eq!(out.len(), 3);
+            for (i, period) in periods[..3].iter().enumerate() {
+                assert_eq!(out[i], one(Scope::Direction { assessed: me, counterpart: *other }, *period));
+                assert_eq!(back[i], one(Scope::Direction { assessed: *other, counterpart: me }, *period));
+            }
+        }
+        let dir = Scope::Direction { assessed: me, counterpart: if me == res { ori } else { res } };
+        let many = p.scorecards(dir, &periods, t("2026-11-30"));
+        for (i, period) in periods.iter().enumerate() {
+            assert_eq!(many[i], one(dir, *period));
+        }
+    }
     // A locality with no relationship has no counterpart.
     assert!(p
         .counterpart_scorecards(Locality::parse("110101").unwrap(), Period::Year(2026), t("2026-11-30"))
