@@ -681,7 +681,11 @@ async fn first_render_at_scale() {
             .js("var n = performance.getEntriesByType('navigation')[0]; var all = [n].concat(performance.getEntriesByType('resource'));
                  return [all.reduce((s, r) => s + (r.transferSize || 0), 0), all.reduce((s, r) => s + (r.decodedBodySize || 0), 0)];")
             .await;
-        println!("round {round}: overview first render {overview} ms after navigation start; slowest API calls {slowest}; page weight (transferred, decoded bytes) {weight}");
+        let biggest = b
+            .js("return performance.getEntriesByType('resource').map(r => [r.name.replace(location.origin, ''), r.decodedBodySize])
+                   .sort((a, b) => b[1] - a[1]).slice(0, 4);")
+            .await;
+        println!("round {round}: overview first render {overview} ms after navigation start; slowest API calls {slowest}; page weight (transferred, decoded bytes) {weight}; largest {biggest}");
         b.page("person").await;
         let key = yipan_core::PersonKey::derive(&format!("{:018}", 4242 + round), SECRET).to_string();
         b.fill("#person-key", &key).await;

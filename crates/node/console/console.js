@@ -1181,10 +1181,14 @@
 
     // cards[0] is the own locality; then (out, in) for each counterpart in the
     // order the node ranks them (most indicators missed this month first).
+    // Counterparts' indicators come without names and targets: take them from the own ones.
+    const meta = {};
+    for (const ind of (ov && ov.own && ov.own.month) || []) meta[ind.id] = ind;
     const asCards = (byKind) => {
       const o = {};
       for (const k of PERIOD_KINDS) {
-        o[k] = ovError ? { error: ovError } : { card: { indicators: (byKind && byKind[k]) || [], as_of: ov.as_of } };
+        const inds = ((byKind && byKind[k]) || []).map((i) => Object.assign({}, meta[i.id] || {}, i));
+        o[k] = ovError ? { error: ovError } : { card: { indicators: inds, as_of: ov.as_of } };
       }
       return o;
     };

@@ -779,6 +779,17 @@ async fn overview(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Resp
     let me = s.log.locality();
     let o = s.read_views().overview(me, &periods, 3, as_of);
     let cards = |cs: &[yipan_projections::scorecard::Scorecard]| json!({"month": cs[0].indicators, "quarter": cs[1].indicators, "year": cs[2].indicators});
+    // Counterparts' indicators without the names and targets the own ones carry
+    // (hundreds of counterparts: the answer stays a few hundred kilobytes).
+    let compact = |cs: &[yipan_projections::scorecard::Scorecard]| {
+        let one = |c: &yipan_projections::scorecard::Scorecard| -> Vec<Value> {
+            c.indicators
+                .iter()
+                .map(|i| json!({"id": i.id, "value": i.value, "pass": i.pass, "numerator": i.numerator, "denominator": i.denominator}))
+                .collect()
+        };
+        json!({"month": one(&cs[0]), "quarter": one(&cs[1]), "year": one(&cs[2])})
+    };
     let trend: Vec<Value> = trend
         .iter()
         .filter_map(|p| periods.iter().position(|q| q == p))
@@ -792,7 +803,7 @@ async fn overview(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Resp
         .map(|(other, out, back)| {
             (
                 failed(&out[0]) + failed(&back[0]),
-                json!({"counterpart": other, "outbound": cards(out), "inbound": cards(back)}),
+                json!({"counterpart": other, "outbound": compact(out), "inbound": compact(back)}),
             )
         })
         .collect();
