@@ -811,3 +811,127 @@ async fn a_message_that_cannot_be_published_is_set_aside_and_blocks_nothing_else
     assert!(refused.contains("max_payload"), "{refused}");
     c.stop().await;
 }
+
+/// Every release of a personal tier is in the releasing node's disclosure
+/// log — replication to the counterpart, the downstream feed, an HTTP answer
+/// (masked or revealed), the event stream — with its basis and no personal
+/// value; a role without tiers leaves no entry; `verify` checks the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_release_of_a_personal_tier_is_in_the_disclosure_log() {
+    use yipan_sync::downstream::DownstreamRole;
+    let mut c = Cluster::start().await;
+    c.restart_node_with("610112", |cfg| {
+        cfg.sync.downstream = vec![
+            DownstreamRole { role: Audience::Statistics, encoding: "protobuf".into() },
+            DownstreamRole { role: Audience::Health, encoding: "json".into() },
+        ];
+    })
+    .await;
+    let mut arrival = at_residence("610112", 7);
+    arrival.body = body(Kind::ArrivalRegistered(v1::ArrivalRegistered::default()));
+    arrival.identity =
+        Some(v1::IdentityTier {
+            name: "李秀英".into(), id_number: "41152219920315002X".into(), ..Default::default()
+        });
+    arrival.contact = Some(v1::ContactTier { phone: "13912345678".into(), ..Default::default() });
+    let person = arrival.person_key.clone();
+    let service = at_residence("610112", 7); // no tier: never a disclosure
+    c.append("610112", vec![arrival, service]).await;
+    c.converge(Duration::from_secs(20)).await;
+    let log = c.log("610112");
+    let key = PersonKey::parse(&person).unwrap();
+    let until = |what: &str, f: &dyn Fn(&[yipan_log::disclosure::Entry]) -> bool| {
+        let start = Instant::now();
+        loop {
+            let entries = log.disclosures_of(&key).unwrap();
+            if f(&entries) {
+                return entries;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no disclosure {what}: {entries:#?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let has = |e: &[yipan_log::disclosure::Entry], channel: &str, recipient: &str| {
+        e.iter().any(|x| x.disclosure.channel == channel && x.disclosure.recipient == recipient)
+    };
+    // Replication: the arrival's identity and contact went to the origin, on the exchange's basis.
+    let entries = until("of the replication to 411522", &|e| has(e, "replication", "411522"));
+    let r = entries.iter().find(|x| x.disclosure.channel == "replication").unwrap();
+    assert_eq!(r.disclosure.tiers, ["identity", "contact"]);
+    assert!(r.disclosure.basis.contains("origin"), "{r:?}");
+    assert_eq!(entries.iter().filter(|x| x.disclosure.channel == "replication").count(), 1, "one per recipient");
+    // Downstream: health received the identity tier; statistics received nothing personal.
+    let entries = until("of the health feed", &|e| has(e, "downstream", "downstream:health"));
+    let h = entries.iter().find(|x| x.disclosure.recipient == "downstream:health").unwrap();
+    assert_eq!(h.disclosure.tiers, ["identity"]);
+    assert!(!has(&entries, "downstream", "downstream:statistics"));
+    // HTTP: a clerk's masked and revealed answers; a supervisor's answer has no tier.
+    let (clerk, supervisor) = (c.client("610112", Role::Clerk), c.client("610112", Role::Supervisor));
+    for (client, path) in [
+        (&clerk, format!("/v1/events?person={person}")),
+        (&clerk, format!("/v1/events?person={person}&reveal=true")),
+        (&supervisor, format!("/v1/events?person={person}&reveal=true")),
+    ] {
+        let client = client.clone();
+        let (status, body) =
+            tokio::task::spawn_blocking(move || client.request("GET", &path, None)).await.unwrap().unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let entries = log.disclosures_of(&key).unwrap();
+    let http: Vec<_> = entries.iter().filter(|x| x.disclosure.channel == "http").collect();
+    assert_eq!(http.len(), 2, "two clerk answers, none for the supervisor: {http:#?}");
+    assert!(http.iter().all(|x| x.disclosure.role == "clerk" && x.disclosure.recipient.starts_with("token:")));
+    assert_eq!(http.iter().map(|x| x.disclosure.masked).collect::<Vec<_>>(), [true, false]);
+    // The event stream of a health credential.
+    let health = c.client("610112", Role::Health);
+    tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, Write};
+        let mut s = health.connect().unwrap();
+        write!(s, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n{}Accept: text/event-stream\r\n\r\n", health.auth_header())
+            .unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut text = String::new();
+        while text.matches("\ndata:").count() < 2 {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            text.push_str(&line);
+        }
+    })
+    .await
+    .unwrap();
+    let entries = until("of the event stream", &|e| e.iter().any(|x| x.disclosure.channel == "stream"));
+    let s = entries.iter().find(|x| x.disclosure.channel == "stream").unwrap();
+    assert_eq!((s.disclosure.role.as_str(), s.disclosure.tiers.clone()), ("health", vec!["identity".to_string()]));
+    // No personal value anywhere in the log; the chain verifies; the API answers the person's question.
+    let all = serde_json::to_string(&log.disclosures_page(0, usize::MAX).unwrap()).unwrap();
+    for value in ["李秀英", "41152219920315002X", "13912345678"] {
+        assert!(!all.contains(value), "the disclosure log holds `{value}`");
+    }
+    let report = log.verify().unwrap();
+    assert!(report.ok(), "{:?}", report.faults);
+    assert!(report.disclosures >= 5, "{}", report.disclosures);
+    let auditor = c.client("610112", Role::Auditor);
+    let path = format!("/v1/disclosures?person={person}");
+    let (status, body) =
+        tokio::task::spawn_blocking(move || auditor.request("GET", &path, None)).await.unwrap().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), log.disclosures_of(&key).unwrap().len());
+    let clerk2 = clerk.clone();
+    let (status, body) = tokio::task::spawn_blocking(move || clerk2.request("GET", "/v1/disclosures/report", None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let to_origin = v["recipients"].as_array().unwrap().iter().find(|r| r["recipient"] == "411522").cloned().unwrap();
+    assert_eq!((to_origin["channel"].as_str(), to_origin["persons"].as_u64()), (Some("replication"), Some(1)));
+    // A monitor may not read it.
+    let monitor = c.client("610112", Role::Monitor);
+    let (status, _) =
+        tokio::task::spawn_blocking(move || monitor.request("GET", "/v1/disclosures", None)).await.unwrap().unwrap();
+    assert_eq!(status, 403);
+    c.stop().await;
+}

@@ -4,9 +4,9 @@
 //!
 //! | role | may |
 //! | --- | --- |
-//! | `clerk` | append events (not catalogues), read events with every tier, views, status |
-//! | `supervisor` | views, cases, scorecards, events without tiers, status |
-//! | `auditor` | raw signed events and roster (tiers stripped), events, views and digests, status, quarantine, metrics |
+//! | `clerk` | append events (not catalogues), read events with every tier, views, status, disclosure log |
+//! | `supervisor` | views, cases, scorecards, events without tiers, status, disclosure log |
+//! | `auditor` | raw signed events and roster (tiers stripped), events, views and digests, status, quarantine, metrics, disclosure log |
 //! | `statistics` | events and the event stream without tiers, views |
 //! | `health` | events and the event stream with identity and reproductive-health tiers |
 //! | `public_security` | events and the event stream with identity and contact tiers |
@@ -61,6 +61,8 @@ pub enum Permission {
     ReadStatus,
     /// Scrape metrics.
     ReadMetrics,
+    /// Read the disclosure log (who received which person's tiers; no personal value).
+    ReadDisclosures,
 }
 
 impl Role {
@@ -94,9 +96,11 @@ impl Role {
     pub fn allows(self, p: Permission) -> bool {
         use Permission::*;
         match self {
-            Role::Clerk => matches!(p, Append | ReadEvents | ReadViews | ReadStatus),
-            Role::Supervisor => matches!(p, ReadEvents | ReadViews | ReadStatus),
-            Role::Auditor => matches!(p, ReadEvents | ReadViews | ReadRaw | ReadRoster | ReadStatus | ReadMetrics),
+            Role::Clerk => matches!(p, Append | ReadEvents | ReadViews | ReadStatus | ReadDisclosures),
+            Role::Supervisor => matches!(p, ReadEvents | ReadViews | ReadStatus | ReadDisclosures),
+            Role::Auditor => {
+                matches!(p, ReadEvents | ReadViews | ReadRaw | ReadRoster | ReadStatus | ReadMetrics | ReadDisclosures)
+            }
             Role::Statistics => matches!(p, ReadEvents | ReadViews | Stream),
             Role::Health | Role::PublicSecurity => matches!(p, ReadEvents | Stream),
             Role::Monitor => matches!(p, ReadStatus | ReadMetrics),

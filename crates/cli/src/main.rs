@@ -246,6 +246,21 @@ enum Command {
         #[command(subcommand)]
         action: RosterAction,
     },
+    /// The disclosure log: who received a person's personal tiers (by replication, a
+    /// downstream feed, an HTTP answer or the event stream), when and on what basis.
+    /// No personal value is in it; `verify` checks its hash chain.
+    Disclosures {
+        /// The person key (32 hex).
+        #[arg(long, conflicts_with = "id_number")]
+        person: Option<String>,
+        /// The person's resident-ID number (turned into the key with the data
+        /// directory's secret; prefer reading it from YIPAN_ID_NUMBER so it stays
+        /// out of shell history).
+        #[arg(long, env = "YIPAN_ID_NUMBER", hide_env_values = true)]
+        id_number: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Show rejected foreign events and why they were rejected.
     Quarantine {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -821,6 +836,51 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         yipan_log::keyfile::parse_public(&text).map_err(|p| anyhow::anyhow!("--public-key {p}"))?;
                     let added = node.log.roster_add(l, key)?;
                     println!("{}", if added { format!("added {l}") } else { format!("{l} already has this key") });
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Disclosures { person, id_number, format } => {
+            let node = config::open(&dir)?;
+            let person = match (person, id_number) {
+                (Some(p), _) => Some(yipan_core::PersonKey::parse(&p).map_err(|e| anyhow::anyhow!("--person: {e}"))?),
+                (None, Some(id)) => {
+                    let secret = node.person_secret.as_deref().context(
+                        "this data directory has no person-key secret; give --person KEY instead of an ID number",
+                    )?;
+                    if yipan_core::person::check_id_number(&id) == yipan_core::person::IdCheck::BadShape {
+                        bail!("--id-number: not 17 digits followed by a digit or X");
+                    }
+                    Some(yipan_core::PersonKey::derive(id.trim(), secret))
+                }
+                (None, None) => None,
+            };
+            let entries = match person {
+                Some(p) => node.log.disclosures_of(&p)?,
+                None => node.log.disclosures_page(0, usize::MAX)?,
+            };
+            if format == Format::Json {
+                for e in &entries {
+                    println!("{}", serde_json::to_string(e)?);
+                }
+            } else {
+                let whom = person.map(|p| format!(" of person {p}")).unwrap_or_default();
+                println!("{} releases of personal tiers{whom}", entries.len());
+                for e in &entries {
+                    let d = &e.disclosure;
+                    println!(
+                        "  #{:<5} {}  {:<11} to {:<22} {:<16} {}#{} {}{}  ({})",
+                        e.n,
+                        d.at,
+                        d.channel,
+                        d.recipient,
+                        if d.role.is_empty() { "-" } else { &d.role },
+                        d.author,
+                        d.seq,
+                        d.tiers.join("+"),
+                        if d.masked { " masked" } else { "" },
+                        d.basis
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -37,13 +37,16 @@ pub fn events(events: &[StoredEvent], json: bool, reveal: bool) {
 
 /// Prints a verification report for people.
 pub fn verify_report(r: &VerifyReport) {
-    println!("locality {}: {} events checked, {} quarantined", r.locality, r.events, r.quarantined);
+    println!(
+        "locality {}: {} events checked, {} quarantined, {} disclosures in the disclosure log",
+        r.locality, r.events, r.quarantined, r.disclosures
+    );
     for (author, s) in &r.authors {
         let whose = if *author == r.locality { "own chain" } else { "received" };
         println!("  {author}  {whose:<9}  {} events, seq {}..{}", s.events, s.first_seq, s.last_seq);
     }
     if r.ok() {
-        println!("OK: every chain, signature, sequence and channel checks out");
+        println!("OK: every chain, signature, sequence and channel checks out, and the disclosure log's chain");
     } else {
         println!("FAULTS: {}", r.faults.len());
         for f in &r.faults {

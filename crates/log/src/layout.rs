@@ -11,6 +11,8 @@
 //! | `r`    | locality                                   | ed25519 public key (32)                |
 //! | `q`    | quarantine id (UUIDv7, 16)                 | JSON quarantine record                 |
 //! | `t`    | arrival number (u64)                       | received-at µs (i64 BE) + `TrustRecord` |
+//! | `d`    | disclosure number (u64)                    | JSON disclosure entry, hash-chained ([`crate::disclosure`]) |
+//! | `i`    | person key (16), disclosure number         | empty (person index of the disclosures) |
 //! | `m`    | name                                       | metadata (locality, head)              |
 
 /// Segments of events by author and last sequence.

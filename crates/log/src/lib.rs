@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod disclosure;
 pub mod error;
 pub mod event;
 pub mod index;

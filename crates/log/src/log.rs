@@ -214,6 +214,8 @@ struct Shared<B> {
     max_event_bytes: std::sync::atomic::AtomicUsize,
     /// Jobs submitted and not yet taken by the sequencer.
     queued: std::sync::atomic::AtomicUsize,
+    /// The disclosure log's head (count, last hash), read at first use.
+    disclosures: Mutex<Option<(u64, [u8; 32])>>,
 }
 
 /// Node setting: the last trust-stream sequence applied (kept by the trust follower).
@@ -331,6 +333,7 @@ impl<B: Backend> Log<B> {
             events_tx: tokio::sync::broadcast::channel(EVENT_FEED).0,
             commits: AtomicU64::new(0),
             committed_events: AtomicU64::new(0),
+            disclosures: Mutex::new(None),
         });
         let (tx, rx) = mpsc::sync_channel::<Job>(JOB_QUEUE);
         let (wtx, wrx) = mpsc::sync_channel::<WriteGroup>(4);
@@ -351,6 +354,11 @@ impl<B: Backend> Log<B> {
     /// The locality that owns this log.
     pub fn locality(&self) -> Locality {
         self.shared.locality
+    }
+
+    /// Serialises writers of the disclosure log; holds its head.
+    pub(crate) fn disclosure_lock(&self) -> std::sync::MutexGuard<'_, Option<(u64, [u8; 32])>> {
+        lock(&self.shared.disclosures)
     }
 
     /// This locality's public key.
@@ -1373,7 +1381,16 @@ impl<B: Backend> Log<B> {
     /// Verifies the whole store: chains, signatures, gaps, channels, indexes.
     pub fn verify(&self) -> Result<crate::verify::VerifyReport> {
         let trust = read(&self.shared.trust).clone();
-        crate::verify::run(&self.shared.backend, self.shared.locality, &trust)
+        let mut report = crate::verify::run(&self.shared.backend, self.shared.locality, &trust)?;
+        // The disclosure log's own chain (who received which person's data).
+        let d = self.verify_disclosures()?;
+        report.disclosures = d.entries;
+        report.faults.extend(d.problems.into_iter().map(|problem| crate::verify::Fault {
+            author: "disclosures".into(),
+            seq: 0,
+            problem,
+        }));
+        Ok(report)
     }
 
     /// True once a write has failed (e.g. disk full): appends are refused

@@ -52,6 +52,9 @@ pub struct VerifyReport {
     pub authors: BTreeMap<String, AuthorSummary>,
     /// Entries in quarantine (rejected foreign events; not faults of the store).
     pub quarantined: u64,
+    /// Entries in the disclosure log (each verified in its chain).
+    #[serde(default)]
+    pub disclosures: u64,
     /// Everything wrong.
     pub faults: Vec<Fault>,
 }

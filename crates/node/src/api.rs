@@ -22,6 +22,8 @@
 //! | `GET /v1/scorecard/overview?period=MONTH&months=` | the console's overview in one pass: own month/quarter/year, trend, both directions with every counterpart |
 //! | `GET /v1/scorecard/counterparts?period=` | both directions with every counterpart, in one pass, worst first |
 //! | `GET /v1/export?table=&format=csv\|xlsx&…` | a console table as a CSV or Excel file (no personal tiers) |
+//! | `GET /v1/disclosures?person=\|after=&limit=` | the disclosure log: who received which person's tiers, when, on what basis (no personal value) |
+//! | `GET /v1/disclosures/report?from=&to=` | releases per recipient, channel and role in a period |
 //! | `GET /v1/audit`, `POST /v1/audit` | the last audit of the own store; audit now |
 //! | `GET /console/…` | the operator console (static files, no credential; [`crate::console`]) |
 //! | `GET /healthz` | liveness and NATS connection (with the console's files, the only paths without a credential) |
@@ -140,6 +142,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/scorecard/overview", get(overview))
         .route("/v1/export", get(export))
         .route("/v1/audit", get(console::last_audit).post(console::audit_now))
+        .route("/v1/disclosures", get(disclosures))
+        .route("/v1/disclosures/report", get(disclosure_report))
         .route("/", get(console::to_console))
         .route("/console", get(console::to_console))
         .route("/console/", get(console::index))
@@ -324,6 +328,30 @@ pub struct ListQuery {
     reveal: bool,
 }
 
+/// Records in the disclosure log the personal tiers `events` carry for
+/// `caller`'s role (nothing for a role without tiers).
+async fn disclose_to(s: &AppState, caller: &Caller, channel: &str, masked: bool, events: &[yipan_log::StoredEvent]) {
+    let audience = caller.role.audience();
+    if audience.tiers().is_empty() {
+        return;
+    }
+    let (who, role) = (caller.label(), caller.role.name());
+    let basis = format!("role `{role}` of the caller's credential");
+    let released: Vec<yipan_log::disclosure::Disclosure> = events
+        .iter()
+        .filter_map(|e| {
+            yipan_log::disclosure::Disclosure::of(&e.for_audience(audience), channel, &who, role, masked, &basis)
+        })
+        .collect();
+    if released.is_empty() {
+        return;
+    }
+    let log = s.log.clone();
+    if !matches!(tokio::task::spawn_blocking(move || log.disclose(&released)).await, Ok(Ok(()))) {
+        tracing::error!("cannot record disclosures of an HTTP answer");
+    }
+}
+
 /// An event as `caller` may see it: only its role's tiers, masked unless `reveal`.
 fn shown(ev: &yipan_log::StoredEvent, caller: &Caller, reveal: bool) -> Value {
     ev.for_audience(caller.role.audience()).to_json(reveal)
@@ -371,12 +399,10 @@ async fn list_events(
     .await;
     match read {
         Ok(Ok(events)) => {
-            let out: Vec<Value> = events
-                .iter()
-                .filter(|e| kind.is_none() || e.kind() == kind)
-                .take(limit)
-                .map(|e| shown(e, &caller, reveal))
-                .collect();
+            let events: Vec<_> =
+                events.into_iter().filter(|e| kind.is_none() || e.kind() == kind).take(limit).collect();
+            disclose_to(&s, &caller, "http", !reveal, &events).await;
+            let out: Vec<Value> = events.iter().map(|e| shown(e, &caller, reveal)).collect();
             Json(out).into_response()
         }
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
@@ -406,7 +432,10 @@ async fn get_event(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     match read {
-        Ok(Some(ev)) => Json(shown(&ev, &caller, q.reveal)).into_response(),
+        Ok(Some(ev)) => {
+            disclose_to(&s, &caller, "http", !q.reveal, std::slice::from_ref(&ev)).await;
+            Json(shown(&ev, &caller, q.reveal)).into_response()
+        }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no event {id}")),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -876,6 +905,118 @@ async fn counterparts(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> 
     rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     let rows: Vec<Value> = rows.into_iter().map(|(_, v)| v).collect();
     Json(json!({"locality": me, "period": period, "as_of": as_of, "counterparts": rows})).into_response()
+}
+
+/// Query of `GET /v1/disclosures` and its report.
+#[derive(Debug, Deserialize)]
+pub struct DisclosureQuery {
+    /// One person's releases (person key).
+    person: Option<String>,
+    /// Paging through all: the last entry number seen.
+    after: Option<u64>,
+    /// Entries per page (default 1,000, at most 10,000).
+    limit: Option<usize>,
+    /// Report: first day (China time, inclusive).
+    from: Option<String>,
+    /// Report: last day (China time, inclusive).
+    to: Option<String>,
+}
+
+/// `GET /v1/disclosures?person=KEY` (who received this person's data) or
+/// `?after=N&limit=M` (the whole log, paged). Entries carry no personal value.
+async fn disclosures(State(s): State<AppState>, Query(q): Query<DisclosureQuery>) -> Response {
+    let log = s.log.clone();
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let person = match q.person.as_deref().map(PersonKey::parse).transpose() {
+        Ok(p) => p,
+        Err(e) => return bad(format!("person: {e}")),
+    };
+    let read = tokio::task::spawn_blocking(move || match person {
+        Some(p) => log.disclosures_of(&p).map(|e| (e, false)),
+        None => log.disclosures_page(q.after.unwrap_or(0), limit + 1).map(|mut e| {
+            let more = e.len() > limit;
+            e.truncate(limit);
+            (e, more)
+        }),
+    })
+    .await;
+    match read {
+        Ok(Ok((entries, more))) => {
+            let next = more.then(|| entries.last().map(|e| e.n)).flatten();
+            Json(json!({"person": q.person, "entries": entries, "next": next})).into_response()
+        }
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /v1/disclosures/report?from=DAY&to=DAY`: per recipient, channel and
+/// role, the releases, distinct persons and releases of each tier in the
+/// period (China-time days, inclusive; default the current month).
+async fn disclosure_report(State(s): State<AppState>, Query(q): Query<DisclosureQuery>) -> Response {
+    use chrono::Datelike;
+    let day = |field: &str, v: &Option<String>| -> Result<Option<chrono::NaiveDate>, String> {
+        v.as_deref()
+            .map(|d| {
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| format!("{field}: `{}` is not a date such as 2026-11-01", yipan_core::clip(d)))
+            })
+            .transpose()
+    };
+    let today = yipan_projections::calendar::date_of(chrono::Utc::now());
+    let (from, to) = match (day("from", &q.from), day("to", &q.to)) {
+        (Ok(f), Ok(t)) => (f.unwrap_or(today.with_day(1).unwrap_or(today)), t.unwrap_or(today)),
+        (Err(e), _) | (_, Err(e)) => return bad(e),
+    };
+    if from > to {
+        return bad(format!("from: {from} is after to: {to}"));
+    }
+    let log = s.log.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        #[derive(Default)]
+        struct Row {
+            releases: u64,
+            persons: std::collections::HashSet<String>,
+            tiers: std::collections::BTreeMap<String, u64>,
+            masked: u64,
+        }
+        let mut rows: std::collections::BTreeMap<(String, String, String), Row> = Default::default();
+        let mut after = 0;
+        loop {
+            let page = log.disclosures_page(after, 10_000)?;
+            let Some(last) = page.last().map(|e| e.n) else { break };
+            for e in page {
+                let d = e.disclosure;
+                let Ok(at) = yipan_core::time::parse_rfc3339(&d.at) else { continue };
+                let date = yipan_projections::calendar::date_of(at);
+                if date < from || date > to {
+                    continue;
+                }
+                let row = rows.entry((d.recipient, d.channel, d.role)).or_default();
+                row.releases += 1;
+                row.masked += u64::from(d.masked);
+                row.persons.insert(d.person);
+                for t in d.tiers {
+                    *row.tiers.entry(t).or_default() += 1;
+                }
+            }
+            after = last;
+        }
+        let out: Vec<Value> = rows
+            .into_iter()
+            .map(|((recipient, channel, role), r)| {
+                json!({"recipient": recipient, "channel": channel, "role": role, "releases": r.releases,
+                       "persons": r.persons.len(), "masked": r.masked, "tiers": r.tiers})
+            })
+            .collect();
+        Ok::<_, yipan_log::Error>(out)
+    })
+    .await;
+    match read {
+        Ok(Ok(rows)) => Json(json!({"from": from, "to": to, "recipients": rows})).into_response(),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// `GET /v1/export?table=&format=csv|xlsx&…`: a table of the console as a file.
@@ -1446,6 +1587,7 @@ async fn stream(
         Ok(Err(e)) => return ApiError::from(e).into_response(),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    disclose_to(&s, &caller, "stream", false, &backlog).await;
     let mut sent = from;
     for ev in &backlog {
         if let Some(a) = ev.author() {
@@ -1458,8 +1600,10 @@ async fn stream(
     );
     let log = s.log.clone();
     let stop = s.stop.clone();
-    let live =
-        futures::stream::unfold((feed, sent, log, stop), move |(mut feed, mut sent, log, mut stop)| async move {
+    let (state, caller) = (s.clone(), caller.clone());
+    let live = futures::stream::unfold((feed, sent, log, stop), move |(mut feed, mut sent, log, mut stop)| {
+        let (state, caller) = (state.clone(), caller.clone());
+        async move {
             loop {
                 let next = tokio::select! {
                     // The node is stopping: end the stream (clients resume from their positions).
@@ -1476,6 +1620,7 @@ async fn stream(
                         let (reader, seq) = (log.clone(), env.author_seq);
                         let read = tokio::task::spawn_blocking(move || reader.event_at(a, seq)).await;
                         if let Ok(Ok(Some(ev))) = read {
+                            disclose_to(&state, &caller, "stream", false, std::slice::from_ref(&ev)).await;
                             return Some((Ok(sse_event(&ev, role)), (feed, sent, log, stop)));
                         }
                     }
@@ -1483,6 +1628,7 @@ async fn stream(
                     Err(_) => return None,
                 }
             }
-        });
+        }
+    });
     Sse::new(head.chain(live)).keep_alive(KeepAlive::default()).into_response()
 }

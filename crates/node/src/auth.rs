@@ -111,10 +111,20 @@ fn required(method: &Method, path: &str) -> Option<&'static [Permission]> {
         // The handler checks the permission of the table asked for.
         (_, "/v1/export") => &[ReadViews, ReadEvents, ReadStatus],
         // Anyone with a valid credential may ask who they are.
-        (_, "/v1/whoami") => {
-            &[Append, PublishCatalogue, ReadEvents, ReadViews, ReadRaw, ReadRoster, Stream, ReadStatus, ReadMetrics]
-        }
+        (_, "/v1/whoami") => &[
+            Append,
+            PublishCatalogue,
+            ReadEvents,
+            ReadViews,
+            ReadRaw,
+            ReadRoster,
+            Stream,
+            ReadStatus,
+            ReadMetrics,
+            ReadDisclosures,
+        ],
         (_, "/metrics") => &[ReadMetrics],
+        (_, "/v1/disclosures" | "/v1/disclosures/report") => &[ReadDisclosures],
         _ => return None,
     };
     Some(p)

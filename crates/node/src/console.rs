@@ -122,6 +122,7 @@ fn permissions(caller: &Caller) -> Vec<&'static str> {
         (Stream, "stream"),
         (ReadStatus, "read_status"),
         (ReadMetrics, "read_metrics"),
+        (ReadDisclosures, "read_disclosures"),
     ]
     .into_iter()
     .filter(|(p, _)| caller.role.allows(*p))

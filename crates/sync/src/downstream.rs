@@ -122,6 +122,7 @@ pub(crate) async fn run<B: Backend>(
             ensure_stream(&js, me.province(), &cfg).await?;
             for chunk in backlog.chunks(1024) {
                 publish_all(&js, me, &roles, chunk.iter()).await?;
+                disclose(&log, &roles, chunk).await;
                 for ev in chunk {
                     positions.insert(ev.envelope.author.clone(), ev.seq());
                 }
@@ -167,6 +168,7 @@ pub(crate) async fn run<B: Backend>(
                     // Positions advance only once the whole batch is acknowledged,
                     // so a failed round is retried from where it started.
                     publish_all(&js, me, &roles, events.iter()).await?;
+                    disclose(&log, &roles, &events).await;
                     for ev in &events {
                         positions.insert(ev.envelope.author.clone(), ev.seq());
                     }
@@ -208,6 +210,34 @@ async fn publish_all<'a>(
         ack.await.map_err(Error::nats)?;
     }
     Ok(())
+}
+
+/// Records in the disclosure log what each role received of personal tiers
+/// (after the acknowledgements: a retried round is recorded again, never lost).
+async fn disclose<B: Backend>(log: &Arc<Log<B>>, roles: &[DownstreamRole], events: &[StoredEvent]) {
+    let released: Vec<yipan_log::disclosure::Disclosure> = events
+        .iter()
+        .flat_map(|ev| {
+            roles.iter().filter_map(move |r| {
+                let basis = format!("downstream role `{}` configured for this node ([[sync.downstream]])", r.role);
+                yipan_log::disclosure::Disclosure::of(
+                    &ev.for_audience(r.role),
+                    "downstream",
+                    &format!("downstream:{}", r.role),
+                    &r.role.to_string(),
+                    false,
+                    &basis,
+                )
+            })
+        })
+        .collect();
+    if released.is_empty() {
+        return;
+    }
+    let log = log.clone();
+    if !matches!(tokio::task::spawn_blocking(move || log.disclose(&released)).await, Ok(Ok(()))) {
+        tracing::error!("cannot record disclosures of the downstream feed");
+    }
 }
 
 async fn save<B: Backend>(log: &Arc<Log<B>>, positions: &BTreeMap<String, u64>) {

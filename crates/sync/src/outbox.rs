@@ -168,10 +168,32 @@ pub(crate) async fn run<B: Backend>(
                             "message set aside: it can never be published to this server; see `yipan dead-letters`"
                         );
                     }
-                    let store = log.clone();
-                    let recorded = tokio::task::spawn_blocking(move || record_dead_letters(&store, &dead)).await;
+                    let (store, letters) = (log.clone(), dead.clone());
+                    let recorded = tokio::task::spawn_blocking(move || record_dead_letters(&store, &letters)).await;
                     if !matches!(recorded, Ok(Ok(()))) {
                         tracing::error!("cannot record dead letters");
+                    }
+                }
+                // Every personal tier that reached a counterpart, in the disclosure log
+                // (before the cursor: after a crash here they are recorded again, never lost).
+                let released: Vec<yipan_log::disclosure::Disclosure> = events
+                    .iter()
+                    .flat_map(|ev| {
+                        ev.envelope
+                            .recipients
+                            .iter()
+                            .filter(|r| !dead.iter().any(|d| d.seq == ev.seq() && d.recipient == r.locality))
+                            .filter_map(move |r| {
+                                let basis = yipan_log::disclosure::replication_basis(ev, &r.locality);
+                                yipan_log::disclosure::Disclosure::of(ev, "replication", &r.locality, "", false, basis)
+                            })
+                    })
+                    .collect();
+                if !released.is_empty() {
+                    let store = log.clone();
+                    let kept = tokio::task::spawn_blocking(move || store.disclose(&released)).await;
+                    if !matches!(kept, Ok(Ok(()))) {
+                        tracing::error!("cannot record disclosures of published events");
                     }
                 }
                 cursor = last;
