@@ -268,6 +268,26 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
         }
     }
 
+    println!("\n== who received 李秀英's personal data: each node's disclosure log (no personal value in it)");
+    for node in &nodes {
+        let person = yipan_core::PersonKey::derive("41152219920315002X", &secret);
+        let entries = node.log.disclosures_of(&person)?;
+        println!("  {}: {} releases", node.locality, entries.len());
+        for e in &entries {
+            let d = &e.disclosure;
+            println!(
+                "    #{:<3} {:<11} to {:<8} {}#{:<3} {:<17} {}",
+                e.n,
+                d.channel,
+                d.recipient,
+                d.author,
+                d.seq,
+                d.tiers.join("+"),
+                d.basis
+            );
+        }
+    }
+
     if serve {
         serve_consoles(&base, &deployment, &nodes)?;
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;

@@ -164,6 +164,23 @@
       col_detail: '内容',
       answers_to: '答复 {0}',
       withheld: '未显示：{0}',
+      dc_title: '个人信息披露记录',
+      dc_note: '本表由本节点记录，含每次向外提供该人个人信息的时间、对象与依据；不含个人信息本身。',
+      dc_limited: '仅显示最近 {0} 条（共 {1} 条）。',
+      dc_unavailable: '本节点不提供披露记录（节点版本较旧）。',
+      dc_failed: '无法加载披露记录：{0}',
+      col_dc_channel: '方式',
+      col_dc_recipient: '接收方',
+      col_dc_role: '角色',
+      col_dc_tiers: '信息类别',
+      col_dc_masked: '遮蔽',
+      col_dc_event: '事件',
+      col_dc_basis: '依据',
+      dc_masked: '遮蔽',
+      dc_full: '完整',
+      dc_rcpt_downstream: '下游：{0}',
+      dc_rcpt_token: '接口调用方（令牌 {0}）',
+      dc_rcpt_cert: '接口调用方（证书 {0}）',
       // record
       rc_title: '业务登记',
       rc_kind: '事项',
@@ -272,6 +289,16 @@
       hl_audit_running: '审计进行中…',
       hl_audit_ok: '通过',
       hl_audit_faults: '{0} 个问题',
+      dr_title: '本月个人信息披露汇总',
+      dr_title_range: '个人信息披露汇总',
+      dr_from: '起始日期',
+      dr_to: '截止日期',
+      dr_range: '{0} 至 {1}（北京时间，含首尾两日）',
+      dr_bad_range: '起始日期不能晚于截止日期',
+      dr_total: '合计',
+      col_dr_releases: '披露次数',
+      col_dr_persons: '涉及人数',
+      col_dr_masked: '其中遮蔽',
       roles: {
         clerk: '办事员', supervisor: '主管', auditor: '审计员', statistics: '统计',
         health: '卫健', public_security: '公安', monitor: '监控', admin: '管理员',
@@ -332,6 +359,8 @@
         'contact.channel': '联系渠道', kind: '事项', body: '内容', sha256: '摘要', document: '文件', certificate: '证书',
       },
       tiers: { identity: '身份信息', contact: '联系信息', health: '健康信息' },
+      dc_channels: { replication: '复制到对端', downstream: '下游系统', http: '接口查询', stream: '事件流' },
+      dc_tiers: { identity: '身份', contact: '联系方式', health: '健康' },
     },
     en: {
       app_title: 'Migrant family-planning data sharing · Operator console',
@@ -481,6 +510,23 @@
       col_detail: 'Detail',
       answers_to: 'answers {0}',
       withheld: 'withheld: {0}',
+      dc_title: 'Who received this person\u2019s data',
+      dc_note: 'Recorded by this node: every time it gave out this person\u2019s personal data \u2014 when, to whom and on what basis. The personal data itself is not in this table.',
+      dc_limited: 'The latest {0} of {1} are shown.',
+      dc_unavailable: 'This node does not offer the disclosure log (an older version).',
+      dc_failed: 'Cannot load the disclosure log: {0}',
+      col_dc_channel: 'Channel',
+      col_dc_recipient: 'Recipient',
+      col_dc_role: 'Role',
+      col_dc_tiers: 'Tiers',
+      col_dc_masked: 'Masked',
+      col_dc_event: 'Event',
+      col_dc_basis: 'Basis',
+      dc_masked: 'masked',
+      dc_full: 'in full',
+      dc_rcpt_downstream: 'downstream: {0}',
+      dc_rcpt_token: 'API caller (token {0})',
+      dc_rcpt_cert: 'API caller (certificate {0})',
       rc_title: 'Record an event',
       rc_kind: 'Event',
       rc_side: 'This locality is the',
@@ -586,6 +632,16 @@
       hl_audit_running: 'audit running…',
       hl_audit_ok: 'passed',
       hl_audit_faults: '{0} problems',
+      dr_title: 'Disclosures this month',
+      dr_title_range: 'Disclosures',
+      dr_from: 'From',
+      dr_to: 'To',
+      dr_range: '{0} to {1} (China time, both days included)',
+      dr_bad_range: 'The start date is after the end date',
+      dr_total: 'Total',
+      col_dr_releases: 'Releases',
+      col_dr_persons: 'Distinct persons',
+      col_dr_masked: 'Masked',
       roles: {
         clerk: 'clerk', supervisor: 'supervisor', auditor: 'auditor', statistics: 'statistics',
         health: 'health', public_security: 'public security', monitor: 'monitor', admin: 'admin',
@@ -649,6 +705,8 @@
         'contact.channel': 'contact channel', kind: 'kind', body: 'body', sha256: 'digest', document: 'document', certificate: 'certificate',
       },
       tiers: { identity: 'identity', contact: 'contact', health: 'health' },
+      dc_channels: { replication: 'replication', downstream: 'downstream feed', http: 'API answer', stream: 'event stream' },
+      dc_tiers: { identity: 'identity', contact: 'contact', health: 'health' },
     },
   };
 
@@ -1807,13 +1865,16 @@
   async function renderPerson(out, gen) {
     const key = S.person;
     const showTimeline = may('read_events');
+    const showDisclosures = may('read_disclosures');
     const calls = [get('/v1/cards/' + encodeURIComponent(key))];
     if (showTimeline) calls.push(get('/v1/events?' + qs({ person: key, reveal: S.reveal ? 'true' : '' })));
+    // The disclosure log: loaded with the rest; its failure is shown in its own panel.
+    const dIdx = showDisclosures ? calls.push(get('/v1/disclosures?' + qs({ person: key }))) - 1 : -1;
     const res = await Promise.allSettled(calls);
     if (gen !== S.nav) return;
     clear(out);
-    const errors = res.filter((r) => r.status === 'rejected').map((r) => r.reason);
-    if (errors.some((e) => e instanceof SignedOut)) return;
+    if (res.some((r) => r.status === 'rejected' && r.reason instanceof SignedOut)) return;
+    const errors = res.filter((r, i) => r.status === 'rejected' && i !== dIdx).map((r) => r.reason);
     out.appendChild(h('p', { className: 'person-key', text: t('ps_person', key) }));
 
     const cardsPanel = h('div', { id: 'cards', className: 'panel' });
@@ -1843,6 +1904,16 @@
           } catch (e) {
             showPageError(e);
           }
+          // Showing the timeline again was itself a release: the log is read after it.
+          if (showDisclosures && gen === S.nav) {
+            try {
+              const d = await get('/v1/disclosures?' + qs({ person: key }));
+              if (gen === S.nav) fillDisclosures(d);
+            } catch (e) {
+              if (e instanceof SignedOut) return;
+              if (gen === S.nav) disclosuresFailed(e);
+            }
+          }
           if (gen === S.nav) setReady('person');
         });
         tools.push(h('label', { className: 'check reveal', htmlFor: 'reveal' }, [cb, ' ' + t('ps_reveal')]));
@@ -1853,7 +1924,103 @@
       out.appendChild(tl);
       if (res[1].status === 'fulfilled') fillTimeline(res[1].value);
     }
+    if (showDisclosures) {
+      out.appendChild(disclosuresPanel());
+      if (res[dIdx].status === 'fulfilled') fillDisclosures(res[dIdx].value);
+      else disclosuresFailed(res[dIdx].reason);
+    }
     if (errors.length) showPageError(errors[0]);
+  }
+
+  // ---------------------------------------------------------------- disclosure log
+
+  /** Rows shown of one person's disclosure log (the newest first). */
+  const DISCLOSURES_SHOWN = 500;
+
+  /** A role name of the dictionary, or the role as given; '—' for none (a locality). */
+  function roleName(role) {
+    return role ? tn('roles', String(role)) : t('dash');
+  }
+
+  /** A disclosure's recipient: a locality code, `downstream:<role>`, `token:<id>` or `cert:<name>`. */
+  function recipientText(r) {
+    const s = String(r || '');
+    const m = /^(downstream|token|cert|certificate):(.*)$/.exec(s);
+    if (!m) return s === me() ? s + t('local_suffix') : s || t('dash');
+    if (m[1] === 'downstream') return t('dc_rcpt_downstream', roleName(m[2]));
+    return t(m[1] === 'token' ? 'dc_rcpt_token' : 'dc_rcpt_cert', m[2]);
+  }
+
+  function channelText(c) {
+    return tn('dc_channels', String(c || ''));
+  }
+
+  function tiersText(tiers) {
+    return (Array.isArray(tiers) ? tiers : []).map((x) => tn('dc_tiers', String(x))).join(t('list_sep')) || t('dash');
+  }
+
+  /** Error text of a failed disclosure call (a node without the log answers 404). */
+  function disclosureError(e) {
+    return e && e.status === 404 ? t('dc_unavailable') : t('dc_failed', e && e.message ? e.message : String(e));
+  }
+
+  /** The person page's panel: who received this person's data (filled by fillDisclosures). */
+  function disclosuresPanel() {
+    const panel = h('div', { id: 'disclosures-panel', className: 'panel', data: { state: 'loading' } });
+    panel.appendChild(sectionHead(t('dc_title')));
+    panel.appendChild(h('p', { id: 'disclosures-note', className: 'muted small dc-note', text: t('dc_note') }));
+    panel.appendChild(h('p', { id: 'disclosures-limited', className: 'muted small', hidden: true }));
+    panel.appendChild(h('div', { id: 'disclosures-error', className: 'error-text', attrs: { role: 'alert' }, hidden: true }));
+    const cols = [t('col_time'), t('col_dc_channel'), t('col_dc_recipient'), t('col_dc_role'), t('col_dc_tiers'),
+      t('col_dc_masked'), t('col_dc_event'), t('col_dc_basis')];
+    panel.appendChild(h('div', { className: 'scroll-x' }, table('disclosures-table', cols, 'disclosures')));
+    return panel;
+  }
+
+  function fillDisclosures(data) {
+    const tbl = $('#disclosures-table');
+    if (!tbl) return;
+    const panel = $('#disclosures-panel');
+    const err = $('#disclosures-error');
+    if (err) { err.textContent = ''; err.hidden = true; }
+    tbl.hidden = false;
+    const tb = clear(tbl.tBodies[0]);
+    const all = data && Array.isArray(data.entries) ? data.entries.slice() : [];
+    all.sort((a, b) => (Number(b.n) || 0) - (Number(a.n) || 0));
+    const list = all.slice(0, DISCLOSURES_SHOWN);
+    const mine = me();
+    for (const d of list) {
+      const author = String(d.author || '');
+      const masked = d.masked === true;
+      tb.appendChild(h('tr', { data: { n: d.n, channel: d.channel, recipient: d.recipient, masked: masked ? 'true' : 'false' } }, [
+        h('td', { className: 'nowrap', text: fmtInstant(d.at) }),
+        h('td', { className: 'nowrap', text: channelText(d.channel) }),
+        h('td', { className: 'nowrap', text: recipientText(d.recipient), title: String(d.recipient || '') }),
+        h('td', { className: 'nowrap', text: roleName(d.role) }),
+        h('td', { className: 'nowrap', text: tiersText(d.tiers) }),
+        h('td', { className: 'nowrap ' + (masked ? 'dc-masked' : 'dc-full'), text: masked ? t('dc_masked') : t('dc_full') }),
+        h('td', { className: 'nowrap', text: author + (author === mine ? t('local_suffix') : '') + (d.seq !== undefined ? ' #' + d.seq : ''), title: d.event ? String(d.event) : undefined }),
+        h('td', { className: 'basis', text: d.basis ? String(d.basis) : t('dash') }),
+      ]));
+    }
+    if (!list.length) emptyRow(tb, 8);
+    const limited = $('#disclosures-limited');
+    if (limited) {
+      limited.textContent = all.length > list.length ? t('dc_limited', list.length, all.length) : '';
+      limited.hidden = all.length <= list.length;
+    }
+    if (panel) { panel.dataset.state = 'ok'; panel.dataset.count = String(all.length); }
+  }
+
+  function disclosuresFailed(e) {
+    const panel = $('#disclosures-panel');
+    const err = $('#disclosures-error');
+    const tbl = $('#disclosures-table');
+    if (tbl) { clear(tbl.tBodies[0]); tbl.hidden = true; }
+    const limited = $('#disclosures-limited');
+    if (limited) limited.hidden = true;
+    if (err) { err.textContent = disclosureError(e); err.hidden = false; }
+    if (panel) { panel.dataset.state = e && e.status === 404 ? 'unavailable' : 'error'; delete panel.dataset.count; }
   }
 
   function itemStateText(it) {
@@ -2442,14 +2609,18 @@
 
   async function loadHealth(root, gen) {
     pageHeader(root, t('hl_title'));
+    const showReport = may('read_disclosures');
     const res = await Promise.allSettled([
       get('/v1/status'),
       get('/v1/quarantine?' + qs({ limit: 100 })),
       get('/v1/audit'),
+      // The node's default period: this month to today (China time).
+      showReport ? get('/v1/disclosures/report') : Promise.resolve(null),
     ]);
     if (gen !== S.nav) return;
-    const errors = res.filter((r) => r.status === 'rejected').map((r) => r.reason);
-    if (errors.some((e) => e instanceof SignedOut)) return;
+    if (res.some((r) => r.status === 'rejected' && r.reason instanceof SignedOut)) return;
+    // The report's failure is shown in its own panel.
+    const errors = res.filter((r, i) => r.status === 'rejected' && i !== 3).map((r) => r.reason);
 
     if (res[0].status === 'fulfilled') root.appendChild(statusPanel(res[0].value));
     const auditPanel = h('div', { className: 'panel', id: 'audit-panel' });
@@ -2459,7 +2630,121 @@
     root.appendChild(auditPanel);
     if (res[2].status === 'fulfilled') showAudit(res[2].value, false);
     if (res[1].status === 'fulfilled') root.appendChild(quarantinePanel(res[1].value));
+    if (showReport) {
+      root.appendChild(disclosureReportPanel(gen));
+      if (res[3].status === 'fulfilled') fillDisclosureReport(res[3].value, true);
+      else disclosureReportFailed(res[3].reason);
+    }
     if (errors.length) showPageError(errors[0]);
+  }
+
+  /** The health page's disclosure summary: releases per recipient, channel and role in a period. */
+  function disclosureReportPanel(gen) {
+    const today = ((S.who && S.who.today) || cnLocalNow()).slice(0, 10);
+    const from = h('input', { id: 'disclosure-from', type: 'date', value: today.slice(0, 8) + '01', max: today });
+    const to = h('input', { id: 'disclosure-to', type: 'date', value: today, max: today });
+    const btn = h('button', { type: 'submit', id: 'disclosure-refresh', className: 'btn btn-small', text: t('refresh') });
+    const form = h('form', { id: 'disclosure-form', className: 'dr-form', noValidate: true, autocomplete: 'off' }, [
+      h('label', { htmlFor: 'disclosure-from', className: 'inline', text: t('dr_from') }), from,
+      h('label', { htmlFor: 'disclosure-to', className: 'inline', text: t('dr_to') }), to,
+      btn,
+    ]);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const f = from.value;
+      const tv = to.value;
+      if (f && tv && f > tv) { disclosureReportFailed(new Error(t('dr_bad_range'))); return; }
+      setReady('');
+      btn.disabled = true;
+      try {
+        const data = await get('/v1/disclosures/report?' + qs({ from: f, to: tv }));
+        if (gen === S.nav) fillDisclosureReport(data, false);
+      } catch (e) {
+        if (e instanceof SignedOut) return;
+        if (gen === S.nav) disclosureReportFailed(e);
+      } finally {
+        btn.disabled = false;
+      }
+      if (gen === S.nav) setReady('health');
+    });
+    const panel = h('div', { id: 'disclosure-report-panel', className: 'panel', data: { state: 'loading' } });
+    panel.appendChild(sectionHead(t('dr_title'), [form]));
+    panel.appendChild(h('p', { id: 'disclosure-range', className: 'muted small' }));
+    panel.appendChild(h('div', { id: 'disclosure-report-error', className: 'error-text', attrs: { role: 'alert' }, hidden: true }));
+    const tierCols = DISCLOSURE_TIERS.map((x) => tn('dc_tiers', x));
+    const cols = [t('col_dc_recipient'), t('col_dc_channel'), t('col_dc_role'), t('col_dr_releases'), t('col_dr_persons'), t('col_dr_masked')].concat(tierCols);
+    const tbl = table('disclosure-report-table', cols, 'disclosure-report');
+    tbl.appendChild(h('tfoot'));
+    panel.appendChild(h('div', { className: 'scroll-x' }, tbl));
+    return panel;
+  }
+
+  const DISCLOSURE_TIERS = ['identity', 'contact', 'health'];
+
+  /** Fills the summary; `initial`: the node's default period (this month), which names the panel. */
+  function fillDisclosureReport(data, initial) {
+    const panel = $('#disclosure-report-panel');
+    const tbl = $('#disclosure-report-table');
+    if (!panel || !tbl) return;
+    const err = $('#disclosure-report-error');
+    if (err) { err.textContent = ''; err.hidden = true; }
+    tbl.hidden = false;
+    const from = String((data && data.from) || '');
+    const to = String((data && data.to) || '');
+    if (initial) {
+      panel.dataset.defaultFrom = from;
+      panel.dataset.defaultTo = to;
+      if (from && $('#disclosure-from')) $('#disclosure-from').value = from;
+      if (to && $('#disclosure-to')) $('#disclosure-to').value = to;
+    }
+    const thisMonth = from === panel.dataset.defaultFrom && to === panel.dataset.defaultTo;
+    const h2 = $('.section-head h2', panel);
+    if (h2) h2.textContent = thisMonth ? t('dr_title') : t('dr_title_range');
+    const range = $('#disclosure-range');
+    if (range) range.textContent = from && to ? t('dr_range', from, to) : '';
+    const rows = data && Array.isArray(data.recipients) ? data.recipients.slice() : [];
+    rows.sort((a, b) => (Number(b.releases) || 0) - (Number(a.releases) || 0)
+      || String(a.recipient).localeCompare(String(b.recipient)) || String(a.channel).localeCompare(String(b.channel)));
+    const tb = clear(tbl.tBodies[0]);
+    const num = (v) => h('td', { className: 'num', text: typeof v === 'number' ? v : 0 });
+    const sum = { releases: 0, masked: 0, tiers: {} };
+    for (const r of rows) {
+      const tiers = r.tiers && typeof r.tiers === 'object' ? r.tiers : {};
+      sum.releases += Number(r.releases) || 0;
+      sum.masked += Number(r.masked) || 0;
+      for (const x of DISCLOSURE_TIERS) sum.tiers[x] = (sum.tiers[x] || 0) + (Number(tiers[x]) || 0);
+      tb.appendChild(h('tr', { data: { recipient: r.recipient, channel: r.channel, role: r.role || '' } }, [
+        h('td', { className: 'nowrap', text: recipientText(r.recipient), title: String(r.recipient || '') }),
+        h('td', { className: 'nowrap', text: channelText(r.channel) }),
+        h('td', { className: 'nowrap', text: roleName(r.role) }),
+        num(r.releases), num(r.persons), num(r.masked),
+      ].concat(DISCLOSURE_TIERS.map((x) => num(tiers[x])))));
+    }
+    if (!rows.length) emptyRow(tb, 6 + DISCLOSURE_TIERS.length);
+    const foot = clear(tbl.tFoot || tbl.appendChild(h('tfoot')));
+    if (rows.length > 1) {
+      foot.appendChild(h('tr', { className: 'total' }, [
+        h('td', { text: t('dr_total'), attrs: { colspan: 3 } }),
+        num(sum.releases), h('td', { className: 'num', text: t('dash') }), num(sum.masked),
+      ].concat(DISCLOSURE_TIERS.map((x) => num(sum.tiers[x])))));
+    }
+    panel.dataset.state = 'ok';
+    panel.dataset.from = from;
+    panel.dataset.to = to;
+  }
+
+  function disclosureReportFailed(e) {
+    const panel = $('#disclosure-report-panel');
+    const err = $('#disclosure-report-error');
+    if (err) { err.textContent = e && e.status !== undefined ? disclosureError(e) : (e && e.message ? e.message : String(e)); err.hidden = false; }
+    if (panel && !(e && e.status === undefined)) panel.dataset.state = e && e.status === 404 ? 'unavailable' : 'error';
+    // A node without the log: nothing to show; another failure keeps the last figures.
+    if (e && e.status === 404) {
+      const tbl = $('#disclosure-report-table');
+      if (tbl) tbl.hidden = true;
+      const form = $('#disclosure-form');
+      if (form) form.hidden = true;
+    }
   }
 
   function statusPanel(st) {
