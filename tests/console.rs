@@ -426,6 +426,17 @@ async fn scenario(w: &World, b: &Browser, origin: &Browser, request: &str) {
     assert!(rows.iter().any(|r| r.iter().any(|c| c == "流入登记建档")), "Chinese duty names: {rows:?}");
     let html = b.html().await;
     assert!(!html.contains(ID_NUMBER) && !html.contains(NAME), "a clerk's page shows personal values only masked");
+    // Who received this person's data: the residence sent the arrival's tiers to the origin.
+    let released = b
+        .until(
+            "the disclosure log is shown",
+            "return Array.from(document.querySelectorAll('#disclosures-table tr[data-n]')).map(r => [r.dataset.channel, r.dataset.recipient]);",
+        )
+        .await;
+    assert!(
+        released.as_array().unwrap().iter().any(|r| r == &json!(["replication", "411522"])),
+        "the replication to the origin is listed: {released}"
+    );
     look_up(origin, ID_NUMBER).await;
     assert_eq!(card_rows(origin).await, residence_card, "the origin's console shows the same card");
 

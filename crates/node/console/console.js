@@ -2638,11 +2638,13 @@
     if (errors.length) showPageError(errors[0]);
   }
 
+  const DISCLOSURE_TIERS = ['identity', 'contact', 'health'];
+
   /** The health page's disclosure summary: releases per recipient, channel and role in a period. */
   function disclosureReportPanel(gen) {
     const today = ((S.who && S.who.today) || cnLocalNow()).slice(0, 10);
-    const from = h('input', { id: 'disclosure-from', type: 'date', value: today.slice(0, 8) + '01', max: today });
-    const to = h('input', { id: 'disclosure-to', type: 'date', value: today, max: today });
+    const from = h('input', { id: 'disclosure-from', type: 'date', value: today.slice(0, 8) + '01' });
+    const to = h('input', { id: 'disclosure-to', type: 'date', value: today });
     const btn = h('button', { type: 'submit', id: 'disclosure-refresh', className: 'btn btn-small', text: t('refresh') });
     const form = h('form', { id: 'disclosure-form', className: 'dr-form', noValidate: true, autocomplete: 'off' }, [
       h('label', { htmlFor: 'disclosure-from', className: 'inline', text: t('dr_from') }), from,
@@ -2667,7 +2669,8 @@
       }
       if (gen === S.nav) setReady('health');
     });
-    const panel = h('div', { id: 'disclosure-report-panel', className: 'panel', data: { state: 'loading' } });
+    // The default period (the node's answer replaces it): this month, which names the panel.
+    const panel = h('div', { id: 'disclosure-report-panel', className: 'panel', data: { state: 'loading', defaultFrom: from.value, defaultTo: to.value } });
     panel.appendChild(sectionHead(t('dr_title'), [form]));
     panel.appendChild(h('p', { id: 'disclosure-range', className: 'muted small' }));
     panel.appendChild(h('div', { id: 'disclosure-report-error', className: 'error-text', attrs: { role: 'alert' }, hidden: true }));
@@ -2678,8 +2681,6 @@
     panel.appendChild(h('div', { className: 'scroll-x' }, tbl));
     return panel;
   }
-
-  const DISCLOSURE_TIERS = ['identity', 'contact', 'health'];
 
   /** Fills the summary; `initial`: the node's default period (this month), which names the panel. */
   function fillDisclosureReport(data, initial) {
@@ -2733,18 +2734,20 @@
     panel.dataset.to = to;
   }
 
+  /** Shows a failure in the summary's panel: a refused range keeps the figures shown; a node without the log (404) hides the table. */
   function disclosureReportFailed(e) {
     const panel = $('#disclosure-report-panel');
+    if (!panel) return;
     const err = $('#disclosure-report-error');
-    if (err) { err.textContent = e && e.status !== undefined ? disclosureError(e) : (e && e.message ? e.message : String(e)); err.hidden = false; }
-    if (panel && !(e && e.status === undefined)) panel.dataset.state = e && e.status === 404 ? 'unavailable' : 'error';
-    // A node without the log: nothing to show; another failure keeps the last figures.
-    if (e && e.status === 404) {
-      const tbl = $('#disclosure-report-table');
-      if (tbl) tbl.hidden = true;
-      const form = $('#disclosure-form');
-      if (form) form.hidden = true;
-    }
+    const fromApi = !!e && typeof e.status === 'number';
+    if (err) { err.textContent = fromApi ? disclosureError(e) : (e && e.message ? e.message : String(e)); err.hidden = false; }
+    if (!fromApi) return; // checked here, nothing asked
+    const unavailable = e.status === 404;
+    const tbl = $('#disclosure-report-table');
+    if (tbl && (unavailable || panel.dataset.state === 'loading')) tbl.hidden = true;
+    const form = $('#disclosure-form');
+    if (form && unavailable) form.hidden = true;
+    if (panel.dataset.state !== 'ok' || unavailable) panel.dataset.state = unavailable ? 'unavailable' : 'error';
   }
 
   function statusPanel(st) {

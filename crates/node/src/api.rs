@@ -146,7 +146,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/disclosures/report", get(disclosure_report))
         .route("/", get(console::to_console))
         .route("/console", get(console::to_console))
-        .route("/console/", get(console::index))
+        .route("/console/", get(console::index_with))
         .route("/console/{*file}", get(console::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
