@@ -634,11 +634,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Init { locality, person_key_secret } => {
             let locality = Locality::parse(&locality).map_err(|p| anyhow::anyhow!("--locality: {p}"))?;
+            // A node is a current county-level unit (the registry names it).
+            yipan_core::division::check_county("--locality", locality).map_err(|e| anyhow::anyhow!("{e}"))?;
             let secret = person_key_secret
                 .map(|s| hex::decode(s.trim()).context("--person-key-secret must be hex"))
                 .transpose()?;
             let public = config::init(&dir, locality, secret.as_deref())?;
-            println!("initialised locality {locality} in {}", dir.display());
+            let name = yipan_core::division::name(locality).unwrap_or("");
+            println!("initialised locality {locality} {name} in {}", dir.display());
             println!("public key: {}", hex::encode(public.to_bytes()));
             Ok(ExitCode::SUCCESS)
         }

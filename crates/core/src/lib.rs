@@ -11,6 +11,7 @@
 //! - [`time`]: conversions between protobuf timestamps and chrono.
 
 pub mod audience;
+pub mod division;
 pub mod error;
 pub mod json;
 pub mod kind;
