@@ -715,6 +715,7 @@ async fn the_openapi_document_is_in_step_with_the_api() {
         let p = match p.as_str() {
             "/v1/digests" => "/v1/digests?pair=610112,411522".to_string(),
             "/v1/export" => "/v1/export?table=cases&format=csv".to_string(),
+            "/v1/divisions" => "/v1/divisions?codes=610112".to_string(),
             "/console/{*file}" => "/console/console.js".to_string(),
             _ => p,
         };

@@ -45,13 +45,15 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
 
     let mut secret = [0u8; 16];
     secret.iter_mut().enumerate().for_each(|(i, b)| *b = (i as u8).wrapping_mul(37) ^ 0x5a);
-    for (code, name) in LOCALITIES {
+    for (code, _) in LOCALITIES {
         let dir = base.join(code);
         let l = Locality::parse(code).map_err(anyhow::Error::msg)?;
         yipan_node::datadir::init(&dir, l, Some(&secret))?;
-        // Its province's authority certifies the new locality's key (no key is copied by hand).
-        let serial = deployment.certify(l, name.split(' ').next().unwrap_or(""), &dir)?;
-        println!("   {code}: key certified by the authority of province {:02} (serial {serial})", l.province());
+        // Its province's authority certifies the new locality's key (no key is copied by hand),
+        // naming it as the division registry does.
+        let serial = deployment.certify(l, yipan_core::division::name(l).unwrap_or(code), &dir)?;
+        let place = yipan_core::division::name(l).unwrap_or("?");
+        println!("   {code} {place}: key certified by the authority of province {:02} (serial {serial})", l.province());
     }
     let published = deployment.publish_trust(&nats.url()).await?;
     println!(
@@ -71,7 +73,12 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
         yipan_access::secret::write_private(&base.join(code).join("clerk.token"), token.as_bytes())?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let node = Node::start(cfg, listener).await?;
-        println!("== node {code} {name}: https://{} (clerk token issued; only its hash is stored)", node.addr);
+        let registry = yipan_core::division::name(*locality).unwrap_or("?");
+        let role = name.split_once(' ').map(|(_, r)| r).unwrap_or("");
+        println!(
+            "== node {code} {registry} {role}: https://{} (clerk token issued; only its hash is stored)",
+            node.addr
+        );
         clients.push((code.to_string(), http::Client::new(node.addr, Some(tls.clone()), Some(token))));
         nodes.push(node);
     }
@@ -160,12 +167,17 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
                 any = true;
                 let kind = ev.kind().map(|k| format!("{} {}", k.name(), k.zh())).unwrap_or_default();
                 let person = ev.envelope.person_key.get(..8).unwrap_or("-");
+                let place = |code: &str| {
+                    Locality::parse(code).ok().and_then(yipan_core::division::name).unwrap_or("?").to_string()
+                };
                 println!(
-                    "  from {author}#{:<3} {:<44} person {person}  ({}→{})",
+                    "  from {author}#{:<3} {:<44} person {person}  ({} {}→{} {})",
                     ev.seq(),
                     kind,
                     ev.envelope.origin,
-                    ev.envelope.residence
+                    place(&ev.envelope.origin),
+                    ev.envelope.residence,
+                    place(&ev.envelope.residence)
                 );
             }
         }

@@ -18,6 +18,14 @@ fn open(dir: &Path, calendar: Option<&Path>) -> Result<(Locality, Projections)> 
 }
 
 /// A CST date, marked when late.
+/// A code with its registry name: `610112 未央区`.
+fn named(l: yipan_core::Locality) -> String {
+    match yipan_core::division::name(l) {
+        Some(n) => format!("{l} {n}"),
+        None => l.to_string(),
+    }
+}
+
 fn when(at: chrono::DateTime<chrono::Utc>, on_time: bool) -> String {
     format!("{}{}", yipan_projections::calendar::date_of(at), if on_time { "" } else { " (late)" })
 }
@@ -48,8 +56,8 @@ pub fn card(dir: &Path, calendar: Option<&Path>, person: &str, as_of: Option<&st
         println!(
             "person {}  origin {} → residence {}  anchor {}  as of {}  (catalogues: origin {}, residence {})",
             c.rel.person,
-            c.rel.origin,
-            c.rel.residence,
+            named(c.rel.origin),
+            named(c.rel.residence),
             c.anchor.map(|a| yipan_projections::calendar::date_of(a).to_string()).unwrap_or_else(|| "-".into()),
             yipan_projections::calendar::date_of(c.as_of),
             c.catalogue_origin,
@@ -154,8 +162,8 @@ pub fn cases(
             "  {:<18} {:?}{urgent:<7} {} → {}  person {}  opened {}  due {}  {state}",
             e.kind.zh(),
             e.kind,
-            e.from,
-            e.to,
+            named(e.from),
+            named(e.to),
             &e.rel.person.to_string()[..8],
             yipan_projections::calendar::date_of(e.opened),
             e.due
@@ -178,23 +186,27 @@ pub fn flows(
     if json {
         return print_json(&f);
     }
-    println!("{:<8} {:<10} {:<8} {:>8} {:>10}", "month", "residence", "origin", "arrivals", "departures");
+    println!("{:<8} {:<20} {:<20} {:>8} {:>10}", "month", "residence", "origin", "arrivals", "departures");
     for r in &f.rows {
         println!(
-            "{:<8} {:<10} {:<8} {:>8} {:>10}",
+            "{:<8} {:<20} {:<20} {:>8} {:>10}",
             r.period.to_string(),
-            r.residence,
-            r.origin,
+            named(r.residence),
+            named(r.origin),
             r.arrivals,
             r.departures
         );
     }
     println!("early warnings ({}):", f.rule);
     for w in &f.warnings {
-        let origin = w.origin.map(|o| o.to_string()).unwrap_or_else(|| "all origins".into());
+        let origin = w.origin.map(named).unwrap_or_else(|| "all origins".into());
         println!(
             "  {} {} from {origin}: {} arrivals vs baseline {:.1} ({})",
-            w.period, w.residence, w.arrivals, w.baseline, w.direction
+            w.period,
+            named(w.residence),
+            w.arrivals,
+            w.baseline,
+            w.direction
         );
     }
     Ok(ExitCode::SUCCESS)

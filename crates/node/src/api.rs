@@ -22,6 +22,7 @@
 //! | `GET /v1/scorecard/overview?period=MONTH&months=` | the console's overview in one pass: own month/quarter/year, trend, both directions with every counterpart |
 //! | `GET /v1/scorecard/counterparts?period=` | both directions with every counterpart, in one pass, worst first |
 //! | `GET /v1/export?table=&format=csv\|xlsx&…` | a console table as a CSV or Excel file (no personal tiers) |
+//! | `GET /v1/divisions?codes=` | the current Chinese names of division codes (the registry) |
 //! | `GET /v1/disclosures?person=\|after=&limit=` | the disclosure log: who received which person's tiers, when, on what basis (no personal value) |
 //! | `GET /v1/disclosures/report?from=&to=` | releases per recipient, channel and role in a period |
 //! | `GET /v1/audit`, `POST /v1/audit` | the last audit of the own store; audit now |
@@ -142,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/scorecard/overview", get(overview))
         .route("/v1/export", get(export))
         .route("/v1/audit", get(console::last_audit).post(console::audit_now))
+        .route("/v1/divisions", get(divisions))
         .route("/v1/disclosures", get(disclosures))
         .route("/v1/disclosures/report", get(disclosure_report))
         .route("/", get(console::to_console))
@@ -905,6 +907,24 @@ async fn counterparts(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> 
     rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     let rows: Vec<Value> = rows.into_iter().map(|(_, v)| v).collect();
     Json(json!({"locality": me, "period": period, "as_of": as_of, "counterparts": rows})).into_response()
+}
+
+/// Query of `GET /v1/divisions`.
+#[derive(Debug, Deserialize)]
+pub struct DivisionQuery {
+    /// Comma-separated codes (at most 1,000).
+    codes: Option<String>,
+}
+
+/// `GET /v1/divisions?codes=610112,411522`: the current Chinese name of each
+/// county- or township-level code (`null` for a code not in the registry).
+async fn divisions(Query(q): Query<DivisionQuery>) -> Response {
+    let mut out = serde_json::Map::new();
+    for code in q.codes.as_deref().unwrap_or("").split(',').map(str::trim).filter(|c| !c.is_empty()).take(1000) {
+        let name = Locality::parse(code).ok().and_then(yipan_core::division::name);
+        out.insert(yipan_core::clip(code), json!(name));
+    }
+    Json(Value::Object(out)).into_response()
 }
 
 /// Query of `GET /v1/disclosures` and its report.

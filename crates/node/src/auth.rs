@@ -110,8 +110,8 @@ fn required(method: &Method, path: &str) -> Option<&'static [Permission]> {
         (_, "/v1/person-key") => &[ReadViews, ReadEvents],
         // The handler checks the permission of the table asked for.
         (_, "/v1/export") => &[ReadViews, ReadEvents, ReadStatus],
-        // Anyone with a valid credential may ask who they are.
-        (_, "/v1/whoami") => &[
+        // Anyone with a valid credential may ask who they are, and what a code is called.
+        (_, "/v1/whoami" | "/v1/divisions") => &[
             Append,
             PublishCatalogue,
             ReadEvents,
