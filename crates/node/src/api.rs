@@ -22,6 +22,7 @@
 //! | `GET /v1/scorecard/overview?period=MONTH&months=` | the console's overview in one pass: own month/quarter/year, trend, both directions with every counterpart |
 //! | `GET /v1/scorecard/counterparts?period=` | both directions with every counterpart, in one pass, worst first |
 //! | `GET /v1/export?table=&format=csv\|xlsx&…` | a console table as a CSV or Excel file (no personal tiers) |
+//! | `GET /v1/quality?locality=&as_of=` | data-quality flags: accepted events not to take at face value (also on each card, counted in the overview) |
 //! | `GET /v1/divisions?codes=` | the current Chinese names of division codes (the registry) |
 //! | `GET /v1/disclosures?person=\|after=&limit=` | the disclosure log: who received which person's tiers, when, on what basis (no personal value) |
 //! | `GET /v1/disclosures/report?from=&to=` | releases per recipient, channel and role in a period |
@@ -144,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/export", get(export))
         .route("/v1/audit", get(console::last_audit).post(console::audit_now))
         .route("/v1/divisions", get(divisions))
+        .route("/v1/quality", get(quality))
         .route("/v1/disclosures", get(disclosures))
         .route("/v1/disclosures/report", get(disclosure_report))
         .route("/", get(console::to_console))
@@ -655,7 +657,18 @@ async fn cards(State(s): State<AppState>, Path(person): Path<String>, Query(q): 
         Err(e) => return bad(e),
     };
     let v = s.read_views();
-    let cards: Vec<_> = v.relationships_of_person(&person).iter().map(|r| v.card(r, as_of)).collect();
+    let me = s.log.locality();
+    let flags = v.quality(Some(me), as_of);
+    let cards: Vec<Value> = v
+        .relationships_of_person(&person)
+        .iter()
+        .map(|r| {
+            let mut card = serde_json::to_value(v.card(r, as_of)).unwrap_or(Value::Null);
+            // The relationship's data-quality flags, beside the duties they may distort.
+            card["quality"] = json!(flags.iter().filter(|f| f.rel == *r).collect::<Vec<_>>());
+            card
+        })
+        .collect();
     Json(cards).into_response()
 }
 
@@ -808,7 +821,14 @@ async fn overview(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Resp
     let trend = months_back(first, months);
     periods.extend(trend.iter().filter(|p| **p != month));
     let me = s.log.locality();
-    let o = s.read_views().overview(me, &periods, 3, as_of);
+    let (o, quality_counts) = {
+        let v = s.read_views();
+        let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
+        for f in v.quality(Some(me), as_of) {
+            *counts.entry(f.code).or_default() += 1;
+        }
+        (v.overview(me, &periods, 3, as_of), counts)
+    };
     let cards = |cs: &[yipan_projections::scorecard::Scorecard]| json!({"month": cs[0].indicators, "quarter": cs[1].indicators, "year": cs[2].indicators});
     // Counterparts' indicators without the names and targets the own ones carry
     // (hundreds of counterparts: the answer stays a few hundred kilobytes).
@@ -846,6 +866,7 @@ async fn overview(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Resp
         "own": cards(&o.own),
         "trend": trend,
         "counterparts": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        "quality": quality_counts,
     }))
     .into_response()
 }
@@ -907,6 +928,18 @@ async fn counterparts(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> 
     rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     let rows: Vec<Value> = rows.into_iter().map(|(_, v)| v).collect();
     Json(json!({"locality": me, "period": period, "as_of": as_of, "counterparts": rows})).into_response()
+}
+
+/// `GET /v1/quality?locality=&as_of=`: data-quality flags — accepted events a
+/// reader must not take at face value (time not given, an answer to a request
+/// not held, dated before the arrival), the same on both sides.
+async fn quality(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    let (as_of, locality) = match as_of_and_locality(&q) {
+        Ok(x) => x,
+        Err(e) => return bad(e),
+    };
+    let flags = s.read_views().quality(Some(locality.unwrap_or(s.log.locality())), as_of);
+    Json(json!({"as_of": as_of, "flags": flags})).into_response()
 }
 
 /// Query of `GET /v1/divisions`.

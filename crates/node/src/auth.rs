@@ -101,7 +101,7 @@ fn required(method: &Method, path: &str) -> Option<&'static [Permission]> {
         (_, "/v1/events") => &[ReadEvents],
         (_, p) if p.starts_with("/v1/events/") => &[ReadEvents],
         (_, p) if p.starts_with("/v1/cards/") => &[ReadViews],
-        (_, "/v1/scorecard" | "/v1/cases" | "/v1/flows" | "/v1/digests") => &[ReadViews],
+        (_, "/v1/scorecard" | "/v1/cases" | "/v1/flows" | "/v1/digests" | "/v1/quality") => &[ReadViews],
         (_, "/v1/raw") => &[ReadRaw],
         (_, "/v1/roster") => &[ReadRoster],
         (_, "/v1/stream") => &[Stream],

@@ -16,6 +16,7 @@ pub mod catalogue;
 pub mod fact;
 pub mod flow;
 pub mod period;
+pub mod quality;
 pub mod scorecard;
 pub mod state;
 
