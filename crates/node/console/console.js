@@ -51,6 +51,8 @@
       list_sep: '，',
       n_items: '{0} 条',
       nav_label: '页面',
+      div_unknown: '未知代码',
+      div_looking: '查询中…',
       // overview
       ov_title: '考核概览',
       ov_month: '考核月份',
@@ -400,6 +402,8 @@
       list_sep: ', ',
       n_items: '{0} item(s)',
       nav_label: 'Pages',
+      div_unknown: 'unknown code',
+      div_looking: 'looking up…',
       ov_title: 'Scorecard overview',
       ov_month: 'Month',
       ov_this_month_suffix: ' (this month)',
@@ -931,6 +935,141 @@
 
   const get = (path) => api('GET', path).then((x) => x.data);
 
+  // ---------------------------------------------------------------- division names
+
+  /** Names of division codes from the node's registry: code → name, or null (not in the registry). */
+  const NAMES = new Map();
+  /** Codes being looked up: code → the promise of the call asking for them. */
+  const NAMES_ASKED = new Map();
+  /** At most this many codes per call (the node's limit). */
+  const NAMES_BATCH = 1000;
+  /** A page waits at most this long for names; then it shows the bare codes. */
+  const NAMES_WAIT_MS = 4000;
+  /** The node has no registry (an older version): not asked again. */
+  let namesOff = false;
+  /** After a call timed out or failed on the network, pages do not wait for names until then. */
+  let namesPausedUntil = 0;
+
+  /** `c` if it is a county- (6 digits) or township-level (9 digits) code, else ''. */
+  function divisionCode(c) {
+    const s = c === undefined || c === null ? '' : String(c).trim();
+    return /^\d{6}(\d{3})?$/.test(s) ? s : '';
+  }
+
+  /** One call for up to NAMES_BATCH codes, given up after NAMES_WAIT_MS; failures are ignored (the codes stay bare). */
+  async function fetchNames(batch) {
+    const ctl = typeof AbortController === 'function' ? new AbortController() : null;
+    const timer = ctl ? setTimeout(() => ctl.abort(), NAMES_WAIT_MS) : null;
+    try {
+      const r = await fetch('/v1/divisions?' + qs({ codes: batch.join(',') }), {
+        headers: { Authorization: 'Bearer ' + S.token, Accept: 'application/json' },
+        cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer',
+        signal: ctl ? ctl.signal : undefined,
+      });
+      if (r.status === 404) { namesOff = true; return; }
+      if (!r.ok) return;
+      const data = await r.json();
+      if (!data || typeof data !== 'object') return;
+      for (const c of batch) {
+        const v = data[c];
+        if (typeof v === 'string' && v) NAMES.set(c, v);
+        else if (v === null) NAMES.set(c, null);
+      }
+    } catch (_) {
+      // Shown as bare codes; the next pages do not wait for the registry for a while.
+      namesPausedUntil = Date.now() + 30000;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Looks up the names of the `codes` not known yet (one call per 1,000 codes; codes
+   * already being looked up are waited for, not asked again). Never rejects; a call
+   * is given up after NAMES_WAIT_MS.
+   */
+  function ensureNames(codes) {
+    const waits = new Set();
+    const missing = new Set();
+    for (const c of codes || []) {
+      const code = divisionCode(c);
+      if (!code || NAMES.has(code)) continue;
+      if (NAMES_ASKED.has(code)) waits.add(NAMES_ASKED.get(code));
+      else missing.add(code);
+    }
+    if (missing.size && !namesOff && S.token && Date.now() >= namesPausedUntil) {
+      const all = Array.from(missing);
+      for (let i = 0; i < all.length; i += NAMES_BATCH) {
+        const batch = all.slice(i, i + NAMES_BATCH);
+        const p = fetchNames(batch).then(() => {
+          for (const c of batch) if (NAMES_ASKED.get(c) === p) NAMES_ASKED.delete(c);
+        });
+        for (const c of batch) NAMES_ASKED.set(c, p);
+        waits.add(p);
+      }
+    }
+    return waits.size ? Promise.all(Array.from(waits)).then(() => undefined) : Promise.resolve();
+  }
+
+  /** The known name of a code, or ''. */
+  function nameOf(code) {
+    const c = divisionCode(code);
+    const n = c ? NAMES.get(c) : undefined;
+    return typeof n === 'string' ? n : '';
+  }
+
+  /** A code with its name: <span class="division"><span class="code">610112</span> <span class="place">未央区</span></span>. */
+  function place(code) {
+    const s = code === undefined || code === null ? '' : String(code);
+    const name = nameOf(s);
+    return h('span', { className: 'division' }, [
+      h('span', { className: 'code', text: s }),
+      name ? ' ' : null,
+      name ? h('span', { className: 'place', text: name }) : null,
+    ]);
+  }
+
+  /** A code with its name as plain text (option labels): "610112 未央区". */
+  function placeText(code) {
+    const s = code === undefined || code === null ? '' : String(code);
+    const name = nameOf(s);
+    return name ? s + ' ' + name : s;
+  }
+
+  /** Like t(), but the arguments may be nodes: the pieces to append(). */
+  function tx(key) {
+    const args = Array.prototype.slice.call(arguments, 1);
+    const s = t(key);
+    const out = [];
+    let last = 0;
+    s.replace(/\{(\d)\}/g, (m, i, off) => {
+      if (off > last) out.push(s.slice(last, off));
+      const a = args[+i];
+      out.push(a === undefined || a === null ? m : a instanceof Node ? a : String(a));
+      last = off + m.length;
+      return m;
+    });
+    if (last < s.length) out.push(s.slice(last));
+    return out;
+  }
+
+  /** The codes of events (author, origin, residence, a township or destination in the body). */
+  function codesOfEvents(events) {
+    const out = [];
+    for (const ev of Array.isArray(events) ? events : []) {
+      out.push(ev.author, ev.origin, ev.residence);
+      if (ev.body && typeof ev.body === 'object') out.push(ev.body.township, ev.body.destination);
+    }
+    return out;
+  }
+
+  /** The locality codes of a disclosure log (its recipients and authors). */
+  function codesOfDisclosures(data) {
+    const out = [];
+    for (const d of data && Array.isArray(data.entries) ? data.entries : []) out.push(d.recipient, d.author);
+    return out;
+  }
+
   // ---------------------------------------------------------------- errors
 
   function showPageError(e) {
@@ -1029,7 +1168,7 @@
   // ---------------------------------------------------------------- common render bits
 
   function sectionHead(title, extra) {
-    return h('div', { className: 'section-head' }, [h('h2', { text: title }), extra ? h('div', { className: 'section-tools' }, extra) : null]);
+    return h('div', { className: 'section-head' }, [h('h2', null, title), extra ? h('div', { className: 'section-tools' }, extra) : null]);
   }
 
   function table(id, columns, cls) {
@@ -1188,12 +1327,18 @@
   /** The scopes of the overview: the own locality, then both directions with each counterpart. */
   function overviewScopes() {
     const mine = me();
-    const scopes = [{ direction: '', label: t('tr_scope_own') }];
+    const scopes = [{ direction: '' }];
     for (const c of (S.who.counterparts || []).map(String)) {
-      scopes.push({ direction: mine + ',' + c, label: t('tr_scope_out', c), counterpart: c, side: 'out' });
-      scopes.push({ direction: c + ',' + mine, label: t('tr_scope_in', c), counterpart: c, side: 'in' });
+      scopes.push({ direction: mine + ',' + c, counterpart: c, side: 'out' });
+      scopes.push({ direction: c + ',' + mine, counterpart: c, side: 'in' });
     }
     return scopes;
+  }
+
+  /** A trend scope's label, with the counterpart's name. */
+  function scopeLabel(s) {
+    if (!s.counterpart) return t('tr_scope_own');
+    return t(s.side === 'out' ? 'tr_scope_out' : 'tr_scope_in', placeText(s.counterpart));
   }
 
   async function loadOverview(root, gen) {
@@ -1228,6 +1373,8 @@
     // node (a city has hundreds of origins); a direction's trend is a second call.
     const tasks = [() => get('/v1/scorecard/overview?' + qs({ period: periods.month, months: 12 }))];
     if (trendScope) tasks.push(() => get('/v1/scorecard/trend?' + qs({ months: 12, direction: trendScope })));
+    // The names of the locality and its counterparts (asked at sign-in), alongside.
+    ensureNames([me()].concat(S.who.counterparts || []));
     const res = await settleLimited(tasks, 2, () => gen !== S.nav);
     if (gen !== S.nav) return;
     const errors = res.filter((r) => r.status === 'rejected').map((r) => r.reason);
@@ -1258,6 +1405,8 @@
       ranked.push(String(row.counterpart));
     }
     for (const c of (S.who.counterparts || []).map(String)) if (ranked.indexOf(c) < 0) ranked.push(c);
+    await ensureNames([me()].concat(ranked));
+    if (gen !== S.nav) return;
     const dirScopes = [];
     for (const c of ranked) {
       for (const side of ['out', 'in']) {
@@ -1283,7 +1432,7 @@
     };
 
     const block = h('div', { className: 'panel' });
-    block.appendChild(sectionHead(t('ov_own', me()), exportsOf('')));
+    block.appendChild(sectionHead(tx('ov_own', place(me())), exportsOf('')));
     const ownMonth = cards[0].month.card;
     if (ownMonth && ownMonth.as_of) block.appendChild(h('p', { className: 'muted small', text: t('ov_as_of', fmtInstant(ownMonth.as_of)) }));
     block.appendChild(scorecardTable('overview-table', cards[0], periods, current, null));
@@ -1299,7 +1448,7 @@
       for (const j of [i, i + 1]) {
         const sc = dirScopes[j - 1];
         const side = h('div', { className: 'pair-side', data: { side: sc.side } });
-        side.appendChild(sectionHead(t(sc.side === 'out' ? 'ov_dir_out' : 'ov_dir_in', c), exportsOf(sc.direction)));
+        side.appendChild(sectionHead(tx(sc.side === 'out' ? 'ov_dir_out' : 'ov_dir_in', place(c)), exportsOf(sc.direction)));
         side.appendChild(scorecardTable(null, cards[j], periods, current, sc.direction));
         wrap.appendChild(side);
       }
@@ -1343,7 +1492,7 @@
 
   function trendPanel(root, scopes, first, gen) {
     const panel = h('div', { className: 'panel', id: 'trend-panel' });
-    const scopeSel = h('select', { id: 'trend-scope' }, scopes.map((s) => h('option', { value: s.direction, text: s.label })));
+    const scopeSel = h('select', { id: 'trend-scope' }, scopes.map((s) => h('option', { value: s.direction, text: scopeLabel(s) })));
     scopeSel.value = S.trend.scope;
     const indSel = h('select', { id: 'trend-indicator' });
     const exports = h('span', { id: 'trend-exports' });
@@ -1542,11 +1691,13 @@
   }
 
   async function loadCases(root, gen) {
+    await ensureNames(S.who.counterparts || []);
+    if (gen !== S.nav) return;
     const kindSel = h('select', { id: 'cases-kind' }, [h('option', { value: '', text: t('cs_all') })].concat(
       EXCHANGE_KINDS.map((k) => h('option', { value: k, text: tn('exchange', k) }))));
     kindSel.value = S.cases.kind;
     const cpSel = h('select', { id: 'cases-counterpart' }, [h('option', { value: '', text: t('cs_all') })].concat(
-      (S.who.counterparts || []).map((c) => h('option', { value: String(c), text: String(c) }))));
+      (S.who.counterparts || []).map((c) => h('option', { value: String(c), text: placeText(c) }))));
     cpSel.value = S.cases.counterpart;
     const dirSel = h('select', { id: 'cases-direction' }, [
       h('option', { value: '', text: t('cs_dir_all') }),
@@ -1601,6 +1752,10 @@
     if (ex) { clear(ex); ex.appendChild(exportButtons('cases', params)); }
     const { data, headers } = await api('GET', '/v1/cases?' + qs(params));
     if (gen !== S.nav) return;
+    const codes = [];
+    for (const c of Array.isArray(data) ? data : []) codes.push(c.from, c.to);
+    await ensureNames(codes);
+    if (gen !== S.nav) return;
     const mine = me();
     let rows = Array.isArray(data) ? data.slice() : [];
     // The server filters and orders; the same rules again here cost nothing.
@@ -1636,7 +1791,7 @@
       }
       const tr = h('tr', { className: cls, data: { request: c.request, state: c.state, kind: c.kind } }, [
         typeCell,
-        h('td', { text: c.from + ' → ' + c.to }),
+        h('td', null, [place(c.from), ' → ', place(c.to)]),
         h('td', { className: 'mono', text: person.slice(0, 8), title: person }),
         h('td', { text: fmtInstant(c.opened) }),
         h('td', { text: c.due || t('dash') }),
@@ -1872,6 +2027,14 @@
     const dIdx = showDisclosures ? calls.push(get('/v1/disclosures?' + qs({ person: key }))) - 1 : -1;
     const res = await Promise.allSettled(calls);
     if (gen !== S.nav) return;
+    const codes = [];
+    if (res[0].status === 'fulfilled' && Array.isArray(res[0].value)) {
+      for (const card of res[0].value) if (card && card.rel) codes.push(card.rel.origin, card.rel.residence);
+    }
+    if (showTimeline && res[1].status === 'fulfilled') codes.push(...codesOfEvents(res[1].value));
+    if (dIdx >= 0 && res[dIdx].status === 'fulfilled') codes.push(...codesOfDisclosures(res[dIdx].value));
+    await ensureNames(codes);
+    if (gen !== S.nav) return;
     clear(out);
     if (res.some((r) => r.status === 'rejected' && r.reason instanceof SignedOut)) return;
     const errors = res.filter((r, i) => r.status === 'rejected' && i !== dIdx).map((r) => r.reason);
@@ -1898,6 +2061,8 @@
           try {
             const evs = await get('/v1/events?' + qs({ person: key, reveal: S.reveal ? 'true' : '' }));
             if (gen !== S.nav) return;
+            await ensureNames(codesOfEvents(evs));
+            if (gen !== S.nav) return;
             fillTimeline(evs);
             const ex = $('#timeline-exports');
             if (ex) { clear(ex); ex.appendChild(exportButtons('timeline', { person: key })); }
@@ -1908,6 +2073,7 @@
           if (showDisclosures && gen === S.nav) {
             try {
               const d = await get('/v1/disclosures?' + qs({ person: key }));
+              await ensureNames(codesOfDisclosures(d));
               if (gen === S.nav) fillDisclosures(d);
             } catch (e) {
               if (e instanceof SignedOut) return;
@@ -1942,13 +2108,19 @@
     return role ? tn('roles', String(role)) : t('dash');
   }
 
-  /** A disclosure's recipient: a locality code, `downstream:<role>`, `token:<id>` or `cert:<name>`. */
+  /** A disclosure's recipient: a locality code (with its name), `downstream:<role>`, `token:<id>` or `cert:<name>`. */
   function recipientText(r) {
     const s = String(r || '');
     const m = /^(downstream|token|cert|certificate):(.*)$/.exec(s);
-    if (!m) return s === me() ? s + t('local_suffix') : s || t('dash');
+    if (!m) return s ? [place(s), s === me() ? t('local_suffix') : null] : t('dash');
     if (m[1] === 'downstream') return t('dc_rcpt_downstream', roleName(m[2]));
     return t(m[1] === 'token' ? 'dc_rcpt_token' : 'dc_rcpt_cert', m[2]);
+  }
+
+  /** An author locality with its name, "（本地）" when it is this one, and the sequence number. */
+  function authorCell(author, seq) {
+    const a = String(author || '');
+    return [a ? place(a) : null, a === me() ? t('local_suffix') : null, seq !== undefined && seq !== null ? ' #' + seq : null];
   }
 
   function channelText(c) {
@@ -1988,18 +2160,17 @@
     const all = data && Array.isArray(data.entries) ? data.entries.slice() : [];
     all.sort((a, b) => (Number(b.n) || 0) - (Number(a.n) || 0));
     const list = all.slice(0, DISCLOSURES_SHOWN);
-    const mine = me();
     for (const d of list) {
       const author = String(d.author || '');
       const masked = d.masked === true;
       tb.appendChild(h('tr', { data: { n: d.n, channel: d.channel, recipient: d.recipient, masked: masked ? 'true' : 'false' } }, [
         h('td', { className: 'nowrap', text: fmtInstant(d.at) }),
         h('td', { className: 'nowrap', text: channelText(d.channel) }),
-        h('td', { className: 'nowrap', text: recipientText(d.recipient), title: String(d.recipient || '') }),
+        h('td', { className: 'nowrap', title: String(d.recipient || '') }, recipientText(d.recipient)),
         h('td', { className: 'nowrap', text: roleName(d.role) }),
         h('td', { className: 'nowrap', text: tiersText(d.tiers) }),
         h('td', { className: 'nowrap ' + (masked ? 'dc-masked' : 'dc-full'), text: masked ? t('dc_masked') : t('dc_full') }),
-        h('td', { className: 'nowrap', text: author + (author === mine ? t('local_suffix') : '') + (d.seq !== undefined ? ' #' + d.seq : ''), title: d.event ? String(d.event) : undefined }),
+        h('td', { className: 'nowrap', title: d.event ? String(d.event) : undefined }, authorCell(author, d.seq)),
         h('td', { className: 'basis', text: d.basis ? String(d.basis) : t('dash') }),
       ]));
     }
@@ -2032,7 +2203,7 @@
   function renderCard(card) {
     const rel = card.rel || {};
     const box = h('div', { className: 'card', data: { origin: rel.origin, residence: rel.residence, person: rel.person } });
-    box.appendChild(h('h3', { text: t('ps_card_title', rel.origin, rel.residence) }));
+    box.appendChild(h('h3', null, tx('ps_card_title', place(rel.origin), place(rel.residence))));
     box.appendChild(h('p', { className: 'muted small' }, [
       t('ps_anchor', fmtInstant(card.anchor)), ' · ',
       t('ps_catalogue', card.catalogue_origin || t('dash'), card.catalogue_residence || t('dash')), ' · ',
@@ -2084,10 +2255,15 @@
     return k;
   }
 
+  /** Body fields holding a division code (shown with its name). */
+  const CODE_FIELDS = ['township', 'destination'];
+
   function kvList(obj, cls, tier) {
     const parts = [];
     for (const k of Object.keys(obj || {})) {
-      parts.push(h('span', { className: 'kv ' + (cls || '') }, [h('span', { className: 'k', text: fieldName(k, tier) + t('colon') }), h('span', { className: 'v', text: fmtBodyValue(k, obj[k]) })]));
+      const code = !tier && CODE_FIELDS.indexOf(k) >= 0 ? divisionCode(obj[k]) : '';
+      const v = code ? h('span', { className: 'v' }, place(code)) : h('span', { className: 'v', text: fmtBodyValue(k, obj[k]) });
+      parts.push(h('span', { className: 'kv ' + (cls || '') }, [h('span', { className: 'k', text: fieldName(k, tier) + t('colon') }), v]));
     }
     return parts;
   }
@@ -2098,7 +2274,6 @@
     const tb = clear(tbl.tBodies[0]);
     const list = Array.isArray(events) ? events.slice() : [];
     list.sort((a, b) => String(a.occurred_at).localeCompare(String(b.occurred_at)) || String(a.recorded_at).localeCompare(String(b.recorded_at)));
-    const mine = me();
     for (const ev of list) {
       const detail = h('td', { className: 'detail' });
       append(detail, kvList(ev.body));
@@ -2116,9 +2291,9 @@
       const author = String(ev.author || '');
       tb.appendChild(h('tr', { data: { event: ev.id, kind: ev.kind } }, [
         h('td', { className: 'nowrap', text: fmtInstant(ev.occurred_at), title: t('col_recorded') + ' ' + fmtInstant(ev.recorded_at) }),
-        h('td', { className: 'nowrap', text: author + (author === mine ? t('local_suffix') : '') + (ev.seq !== undefined ? ' #' + ev.seq : '') }),
+        h('td', { className: 'nowrap' }, authorCell(author, ev.seq)),
         h('td', { className: 'nowrap', text: tn('events', ev.kind) }),
-        h('td', { className: 'nowrap', text: (ev.origin || '') + ' → ' + (ev.residence || '') }),
+        h('td', { className: 'nowrap' }, [place(ev.origin || ''), ' → ', place(ev.residence || '')]),
         detail,
       ]));
     }
@@ -2205,8 +2380,8 @@
     } else {
       input = h('input', { id, name: spec.name, type: 'text', autocomplete: 'off', spellcheck: false });
       if (spec.type === 'id') { input.maxLength = 18; input.className = 'w-id'; }
-      else if (spec.type === 'code6') { input.maxLength = 6; input.inputMode = 'numeric'; input.className = 'w-code'; }
-      else if (spec.type === 'township') { input.maxLength = 9; input.inputMode = 'numeric'; input.className = 'w-code'; }
+      else if (spec.type === 'code6') { input.maxLength = 6; input.inputMode = 'numeric'; input.className = 'w-code'; input.dataset.codeDigits = '6'; }
+      else if (spec.type === 'township') { input.maxLength = 9; input.inputMode = 'numeric'; input.className = 'w-code'; input.dataset.codeDigits = '9'; }
       else if (spec.type === 'phone') { input.maxLength = 11; input.inputMode = 'tel'; input.className = 'w-phone'; }
       else if (spec.type === 'int') { input.inputMode = 'numeric'; input.maxLength = 4; input.className = 'w-code'; }
       else if (spec.max) input.maxLength = spec.max;
@@ -2218,16 +2393,50 @@
   function formRow(name, label, input, required, hint) {
     const errId = input.id + '-error';
     const hintId = hint ? input.id + '-hint' : null;
-    input.setAttribute('aria-describedby', (hintId ? hintId + ' ' : '') + errId);
+    // A code's name, shown beside its input while typed.
+    const digits = input.dataset.codeDigits ? parseInt(input.dataset.codeDigits, 10) : 0;
+    const nameOut = digits ? codeNameHint(input, digits) : null;
+    input.setAttribute('aria-describedby', (hintId ? hintId + ' ' : '') + (nameOut ? nameOut.id + ' ' : '') + errId);
     return h('div', { className: 'field', data: { field: name } }, [
       h('label', { htmlFor: input.id, text: label + (required ? '' : t('optional')) }, required ? h('span', { className: 'req', text: ' *', attrs: { 'aria-hidden': 'true' } }) : null),
-      input,
+      nameOut ? h('div', { className: 'code-line' }, [input, nameOut]) : input,
       hint ? h('span', { className: 'field-hint', id: hintId, text: hint }) : null,
       h('span', { className: 'field-error', id: errId, data: { for: name }, attrs: { 'aria-live': 'polite' } }),
     ]);
   }
 
+  /** Updates the name shown beside a code input (by input). */
+  const NAME_HINTS = new WeakMap();
+
+  /**
+   * The name beside a code input: looked up once the input holds `digits` digits;
+   * 「未知代码」 for a code not in the registry. Only a hint: the node checks the code.
+   */
+  function codeNameHint(input, digits) {
+    const out = h('span', { className: 'code-name', id: input.id + '-name', attrs: { 'aria-live': 'polite' } });
+    const re = new RegExp('^\\d{' + digits + '}$');
+    const show = (v) => {
+      out.className = 'code-name';
+      if (!NAMES.has(v)) { out.textContent = ''; return; }
+      const n = NAMES.get(v);
+      if (typeof n === 'string') { out.textContent = n; out.classList.add('known'); } else { out.textContent = t('div_unknown'); out.classList.add('unknown'); }
+    };
+    const update = () => {
+      const v = String(input.value || '').trim();
+      if (!re.test(v)) { out.textContent = ''; out.className = 'code-name'; return; }
+      if (NAMES.has(v)) { show(v); return; }
+      out.textContent = t('div_looking');
+      out.className = 'code-name pending';
+      ensureNames([v]).then(() => { if (String(input.value || '').trim() === v) show(v); });
+    };
+    input.addEventListener('input', update);
+    input.addEventListener('change', update);
+    NAME_HINTS.set(input, update);
+    return out;
+  }
+
   async function loadRecord(root) {
+    await ensureNames([me()]);
     pageHeader(root, t('rc_title'));
     const kindSel = h('select', { id: 'record-kind' }, Object.keys(RECORD_KINDS).map((k) => h('option', { value: k, text: tn('record_kinds', k) })));
     kindSel.value = S.record.kind;
@@ -2311,6 +2520,7 @@
     local.classList.add('locked');
     clearFieldError(form, 'origin');
     clearFieldError(form, 'residence');
+    for (const el of [origin, residence]) { const u = NAME_HINTS.get(el); if (u) u(); }
   }
 
   function hideRecordMessages(alsoResult) {
@@ -2440,6 +2650,8 @@
     try {
       const { data } = await api('POST', '/v1/events', event);
       if (gen !== S.nav) return;
+      await ensureNames((data && Array.isArray(data.recipients) ? data.recipients : []).map((r) => r.locality));
+      if (gen !== S.nav) return;
       // Success: nothing personal stays on the page; the next form gets a new id.
       S.record.id = uuidv7();
       buildRecordForm(form);
@@ -2484,10 +2696,14 @@
     const box = $('#record-result');
     if (!box) return;
     clear(box);
-    const recips = (data && Array.isArray(data.recipients) ? data.recipients : [])
-      .map((r) => r.locality + (r.channel_seq !== undefined ? ' #' + r.channel_seq : '')).join(t('list_sep'));
+    const recips = [];
+    for (const r of data && Array.isArray(data.recipients) ? data.recipients : []) {
+      if (recips.length) recips.push(t('list_sep'));
+      recips.push(place(r.locality));
+      if (r.channel_seq !== undefined) recips.push(' #' + r.channel_seq);
+    }
     box.appendChild(h('div', { className: 'ok-line', text: t('rc_done', data && data.seq !== undefined ? data.seq : '?') + (data && data.duplicate ? t('rc_dup') : '') }));
-    box.appendChild(h('div', { text: recips ? t('rc_recipients', recips) : t('rc_no_recipients') }));
+    box.appendChild(h('div', null, recips.length ? tx('rc_recipients', h('span', null, recips)) : t('rc_no_recipients')));
     if (data && data.id) box.appendChild(h('div', { className: 'muted small mono', text: 'id ' + data.id }));
     const warnings = data && Array.isArray(data.warnings) ? data.warnings : [];
     if (warnings.length) {
@@ -2508,6 +2724,10 @@
     if (gen !== S.nav) return;
     const rows = Array.isArray(data.rows) ? data.rows : [];
     const warnings = Array.isArray(data.warnings) ? data.warnings : [];
+    const codes = [];
+    for (const r of rows.concat(warnings)) codes.push(r.residence, r.origin);
+    await ensureNames(codes);
+    if (gen !== S.nav) return;
 
     const chartPanel = h('div', { className: 'panel' });
     const chartBox = h('div', { id: 'flows-chart', className: 'chart' });
@@ -2522,7 +2742,7 @@
       const mean = w.mean !== undefined ? w.mean : w.baseline;
       const dir = w.direction === 'surge' ? t('fl_surge') : w.direction === 'drop' ? t('fl_drop') : '';
       wl.appendChild(h('li', { data: { period: w.period, residence: w.residence, origin: w.origin || '' } },
-        t('fl_warn_item', w.period, w.residence, w.origin || t('fl_all_origins'), count, typeof mean === 'number' ? mean.toFixed(1) : mean, dir)));
+        tx('fl_warn_item', w.period, place(w.residence), w.origin ? place(w.origin) : t('fl_all_origins'), count, typeof mean === 'number' ? mean.toFixed(1) : mean, dir)));
     }
     if (!warnings.length) wl.appendChild(h('li', { className: 'muted', text: t('fl_no_warnings') }));
     warnPanel.appendChild(wl);
@@ -2542,8 +2762,8 @@
     for (const r of sorted) {
       tb.appendChild(h('tr', { className: warned(r) ? 'warned' : '', data: { period: r.period, residence: r.residence, origin: r.origin } }, [
         h('td', { text: r.period }),
-        h('td', { text: r.residence }),
-        h('td', { text: r.origin }),
+        h('td', null, place(r.residence)),
+        h('td', null, place(r.origin)),
         h('td', { className: 'num', text: r.arrivals }),
         h('td', { className: 'num', text: r.departures }),
       ]));
@@ -2621,6 +2841,17 @@
     if (res.some((r) => r.status === 'rejected' && r.reason instanceof SignedOut)) return;
     // The report's failure is shown in its own panel.
     const errors = res.filter((r, i) => r.status === 'rejected' && i !== 3).map((r) => r.reason);
+    const codes = [me()];
+    if (res[0].status === 'fulfilled' && res[0].value) {
+      const st = res[0].value;
+      codes.push(st.locality);
+      for (const o of st.outbound_channels || []) codes.push(o.recipient);
+      for (const i of st.inbound_channels || []) codes.push(i.author);
+    }
+    if (res[1].status === 'fulfilled' && res[1].value) for (const e of res[1].value.entries || []) codes.push(e.author);
+    if (res[3].status === 'fulfilled' && res[3].value) codes.push(...codesOfReport(res[3].value));
+    await ensureNames(codes);
+    if (gen !== S.nav) return;
 
     if (res[0].status === 'fulfilled') root.appendChild(statusPanel(res[0].value));
     const auditPanel = h('div', { className: 'panel', id: 'audit-panel' });
@@ -2639,6 +2870,11 @@
   }
 
   const DISCLOSURE_TIERS = ['identity', 'contact', 'health'];
+
+  /** The locality codes among a disclosure report's recipients. */
+  function codesOfReport(data) {
+    return (data && Array.isArray(data.recipients) ? data.recipients : []).map((r) => r.recipient);
+  }
 
   /** The health page's disclosure summary: releases per recipient, channel and role in a period. */
   function disclosureReportPanel(gen) {
@@ -2660,6 +2896,7 @@
       btn.disabled = true;
       try {
         const data = await get('/v1/disclosures/report?' + qs({ from: f, to: tv }));
+        await ensureNames(codesOfReport(data));
         if (gen === S.nav) fillDisclosureReport(data, false);
       } catch (e) {
         if (e instanceof SignedOut) return;
@@ -2715,7 +2952,7 @@
       sum.masked += Number(r.masked) || 0;
       for (const x of DISCLOSURE_TIERS) sum.tiers[x] = (sum.tiers[x] || 0) + (Number(tiers[x]) || 0);
       tb.appendChild(h('tr', { data: { recipient: r.recipient, channel: r.channel, role: r.role || '' } }, [
-        h('td', { className: 'nowrap', text: recipientText(r.recipient), title: String(r.recipient || '') }),
+        h('td', { className: 'nowrap', title: String(r.recipient || '') }, recipientText(r.recipient)),
         h('td', { className: 'nowrap', text: channelText(r.channel) }),
         h('td', { className: 'nowrap', text: roleName(r.role) }),
         num(r.releases), num(r.persons), num(r.masked),
@@ -2756,7 +2993,7 @@
     const head = st.own_head || {};
     const nats = st.nats_connected === true;
     const stats = h('div', { id: 'status-summary', className: 'stats' }, [
-      stat(t('hl_locality'), st.locality),
+      stat(t('hl_locality'), st.locality, { sub: nameOf(st.locality) || null }),
       stat(t('hl_head'), head.seq !== undefined ? '#' + head.seq : t('dash'), { sub: head.hash ? String(head.hash).slice(0, 16) + '…' : null, mono: true }),
       stat(t('hl_events'), st.events_held),
       stat(t('hl_outbox'), st.outbox_pending, { cls: st.outbox_pending > 0 ? 'warn' : '' }),
@@ -2776,7 +3013,7 @@
     for (const r of Array.from(by.values()).sort((a, b) => a.c.localeCompare(b.c))) {
       const lag = typeof r.sent === 'number' && typeof r.acked === 'number' && r.acked < r.sent;
       tb.appendChild(h('tr', { className: lag ? 'lagging' : '', data: { counterpart: r.c } }, [
-        h('td', { text: r.c }),
+        h('td', null, place(r.c)),
         h('td', { className: 'num', text: r.sent !== undefined ? r.sent : t('dash') }),
         withAcked ? h('td', { className: 'num' + (lag ? ' warn' : ''), text: r.acked !== undefined && r.acked !== null ? r.acked : t('dash') }) : null,
         h('td', { className: 'num', text: r.received !== undefined ? r.received : t('dash') }),
@@ -2827,7 +3064,7 @@
     for (const e of q.entries || []) {
       tb.appendChild(h('tr', { data: { id: e.id, code: e.code } }, [
         h('td', { className: 'nowrap', text: fmtInstant(e.at || e.received_at) }),
-        h('td', { text: e.author !== undefined && e.author !== null ? e.author : t('dash') }),
+        h('td', null, e.author !== undefined && e.author !== null ? place(e.author) : t('dash')),
         h('td', { className: 'mono', text: e.code || '' }),
         h('td', { className: 'reason', text: e.reason || '' }),
       ]));
@@ -2986,7 +3223,8 @@
     if (!S.who) { who.hidden = true; today.hidden = true; return; }
     const role = String(S.who.role || '');
     const roleName = tn('roles', role);
-    who.textContent = S.who.locality + ' · ' + (roleName !== role ? roleName + ' (' + role + ')' : role);
+    clear(who);
+    append(who, [place(S.who.locality), ' · ' + (roleName !== role ? roleName + ' (' + role + ')' : role)]);
     who.hidden = false;
     if (S.who.today) { today.textContent = t('today', S.who.today); today.hidden = false; } else today.hidden = true;
   }
@@ -3066,6 +3304,11 @@
     $('#signout').hidden = false;
     for (const a of $$('#nav a[data-page]')) a.hidden = !allowed(a.dataset.page);
     renderWho();
+    // The names of the locality and its counterparts, in one call; pages wait for the same call.
+    const attempt = S.signin;
+    ensureNames([S.who.locality].concat(S.who.counterparts || [])).then(() => {
+      if (attempt === S.signin && S.who) renderWho();
+    });
     navigate();
   }
 
