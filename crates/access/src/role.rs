@@ -65,6 +65,22 @@ pub enum Permission {
     ReadDisclosures,
 }
 
+impl Permission {
+    /// Every permission with its API name (as `GET /v1/whoami` reports them).
+    pub const ALL: [(Permission, &'static str); 10] = [
+        (Permission::Append, "append"),
+        (Permission::PublishCatalogue, "publish_catalogue"),
+        (Permission::ReadEvents, "read_events"),
+        (Permission::ReadViews, "read_views"),
+        (Permission::ReadRaw, "read_raw"),
+        (Permission::ReadRoster, "read_roster"),
+        (Permission::Stream, "stream"),
+        (Permission::ReadStatus, "read_status"),
+        (Permission::ReadMetrics, "read_metrics"),
+        (Permission::ReadDisclosures, "read_disclosures"),
+    ];
+}
+
 impl Role {
     /// Every role.
     pub const ALL: [Role; 8] = [

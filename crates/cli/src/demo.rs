@@ -286,17 +286,7 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
         let entries = node.log.disclosures_of(&person)?;
         println!("  {}: {} releases", node.locality, entries.len());
         for e in &entries {
-            let d = &e.disclosure;
-            println!(
-                "    #{:<3} {:<11} to {:<8} {}#{:<3} {:<17} {}",
-                e.n,
-                d.channel,
-                d.recipient,
-                d.author,
-                d.seq,
-                d.tiers.join("+"),
-                d.basis
-            );
+            println!("    {e}");
         }
     }
 

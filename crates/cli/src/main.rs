@@ -870,20 +870,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let whom = person.map(|p| format!(" of person {p}")).unwrap_or_default();
                 println!("{} releases of personal tiers{whom}", entries.len());
                 for e in &entries {
-                    let d = &e.disclosure;
-                    println!(
-                        "  #{:<5} {}  {:<11} to {:<22} {:<16} {}#{} {}{}  ({})",
-                        e.n,
-                        d.at,
-                        d.channel,
-                        d.recipient,
-                        if d.role.is_empty() { "-" } else { &d.role },
-                        d.author,
-                        d.seq,
-                        d.tiers.join("+"),
-                        if d.masked { " masked" } else { "" },
-                        d.basis
-                    );
+                    println!("  {e}");
                 }
             }
             Ok(ExitCode::SUCCESS)

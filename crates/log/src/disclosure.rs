@@ -121,6 +121,27 @@ pub fn replication_basis(ev: &crate::StoredEvent, recipient: &str) -> &'static s
     }
 }
 
+impl std::fmt::Display for Entry {
+    /// One line: number, time, channel, recipient, role, event, tiers, basis.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.disclosure;
+        write!(
+            f,
+            "#{:<5} {}  {:<11} to {:<22} {:<16} {}#{} {}{}  ({})",
+            self.n,
+            d.at,
+            d.channel,
+            d.recipient,
+            if d.role.is_empty() { "-" } else { &d.role },
+            d.author,
+            d.seq,
+            d.tiers.join("+"),
+            if d.masked { " masked" } else { "" },
+            d.basis
+        )
+    }
+}
+
 fn entry_key(n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = ENTRY;
