@@ -8,6 +8,7 @@
 //! | `time.defaulted` | the event gave no `occurred_at`; the recording time stands in for it (deadlines and cohorts use it) |
 //! | `answer.orphan` | an answer or receipt names a request this node does not hold (still replicating, or wrong) |
 //! | `time.before_arrival` | the residence recorded something about the person dated before it registered the arrival |
+//! | `arrival.missing` | the residence recorded work for a person it never registered (no arrival registration held) |
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -30,7 +31,7 @@ pub struct QualityFlag {
     pub kind: EventKind,
     /// The relationship.
     pub rel: Rel,
-    /// Stable code (`time.defaulted`, `answer.orphan`, `time.before_arrival`).
+    /// Stable code (`time.defaulted`, `answer.orphan`, `time.before_arrival`, `arrival.missing`).
     pub code: &'static str,
     /// What it means, in English.
     pub message: String,
@@ -95,6 +96,13 @@ impl Projections {
                             format!("所答复的{}在本节点不存在（尚未同步到达，或引用有误）", request.zh()),
                         );
                     }
+                }
+                if arrival.is_none() && f.author == rel.residence && !matches!(e.kind, EventKind::DepartureRegistered) {
+                    flag(
+                        "arrival.missing",
+                        "the residence recorded this for a person whose arrival it never registered".into(),
+                        "现居住地未做流入登记即记录了此项工作".into(),
+                    );
                 }
                 if let Some(a) = arrival {
                     if f.author == rel.residence && e.kind != EventKind::ArrivalRegistered && f.occurred < a {

@@ -86,6 +86,14 @@ fn accepted_but_doubtful_events_are_flagged_with_stable_codes() {
     assert_eq!(p.quality(Some(Locality::parse(ORI).unwrap()), t("2026-11-30")), flags);
     let earlier = p.quality(None, t("2026-10-13") - Duration::minutes(1));
     assert!(!earlier.iter().any(|f| f.code == "answer.orphan"), "{earlier:#?}");
+    // Residence work for a person it never registered.
+    let mut other = Envelope { person_key: PersonKey::derive("p2", b"s").to_string(), ..events[2].clone() };
+    other.event_id = id(7).as_bytes().to_vec();
+    other.author_seq = 5;
+    other.recorded_at = Some(yipan_core::time::to_ts(t("2026-10-20")));
+    p.apply(&other);
+    let flags = p.quality(None, t("2026-11-30"));
+    assert!(flags.iter().any(|f| f.event == id(7) && f.code == "arrival.missing"), "{flags:#?}");
     // A locality with no relationship has none.
     assert!(p.quality(Some(Locality::parse("110101").unwrap()), t("2026-11-30")).is_empty());
 }
