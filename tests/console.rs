@@ -535,6 +535,25 @@ async fn scenario(w: &World, b: &Browser, origin: &Browser, request: &str) {
     assert_eq!(w.node("610112").log.len(), before + 1, "one event written");
     b.page_shot("record").await;
 
+    // Accepted but doubtful data is shown, never silent: a service without a time.
+    w.post(
+        "610112",
+        json!({"kind": "ServiceRendered", "origin": "411522", "residence": "610112", "person_id_number": ID_NUMBER,
+               "body": {"service": "SERVICE_KIND_CONTRACEPTIVES"}}),
+    )
+    .await;
+    w.converged().await;
+    b.page("overview").await;
+    let noted =
+        b.js("var q = document.getElementById('quality-summary'); return q ? Number(q.dataset.count) : 0;").await;
+    assert!(noted.as_u64().unwrap() >= 1, "the overview notes the flagged event: {noted}");
+    look_up(b, ID_NUMBER).await;
+    let flagged = b
+        .js("return Array.from(document.querySelectorAll('.card-quality li[data-code]')).map(l => l.dataset.code);")
+        .await;
+    assert!(flagged.as_array().unwrap().contains(&json!("time.defaulted")), "the card shows the flag: {flagged}");
+    b.page_shot("person-quality").await;
+
     for page in ["flows", "health"] {
         b.page(page).await;
         b.page_shot(page).await;

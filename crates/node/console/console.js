@@ -363,6 +363,25 @@
       tiers: { identity: '身份信息', contact: '联系信息', health: '健康信息' },
       dc_channels: { replication: '复制到对端', downstream: '下游系统', http: '接口查询', stream: '事件流' },
       dc_tiers: { identity: '身份', contact: '联系方式', health: '健康' },
+      // data-quality flags
+      q_summary: '数据质量提示：{0} 条（{1}）',
+      q_part: '{0} {1}',
+      q_open: '查看明细',
+      q_close: '收起明细',
+      q_failed: '无法加载数据质量提示：{0}',
+      q_none: '没有数据质量提示',
+      q_open_person: '打开人员 {0}',
+      q_card_title: '数据质量提示（{0} 条）：以下事件不宜按字面理解',
+      q_badge: '存疑',
+      col_q_code: '问题',
+      col_q_message: '说明',
+      q_codes: { 'time.defaulted': '未填写发生时间', 'answer.orphan': '答复无对应请求', 'time.before_arrival': '早于流入登记', 'arrival.missing': '未做流入登记' },
+      q_codes_long: {
+        'time.defaulted': '未填写发生时间，以录入时间代替',
+        'answer.orphan': '所答复的请求在本节点不存在',
+        'time.before_arrival': '发生日期早于流入登记日期',
+        'arrival.missing': '现居住地未做流入登记即记录了此项工作',
+      },
     },
     en: {
       app_title: 'Migrant family-planning data sharing · Operator console',
@@ -711,6 +730,24 @@
       tiers: { identity: 'identity', contact: 'contact', health: 'health' },
       dc_channels: { replication: 'replication', downstream: 'downstream feed', http: 'API answer', stream: 'event stream' },
       dc_tiers: { identity: 'identity', contact: 'contact', health: 'health' },
+      q_summary: 'Data-quality notes: {0} ({1})',
+      q_part: '{0} {1}',
+      q_open: 'Show details',
+      q_close: 'Hide details',
+      q_failed: 'Cannot load the data-quality notes: {0}',
+      q_none: 'No data-quality notes',
+      q_open_person: 'Open person {0}',
+      q_card_title: 'Data-quality notes ({0}): do not take these events at face value',
+      q_badge: 'flagged',
+      col_q_code: 'Flag',
+      col_q_message: 'Explanation',
+      q_codes: { 'time.defaulted': 'no time given', 'answer.orphan': 'answer without request', 'time.before_arrival': 'before arrival', 'arrival.missing': 'no arrival registered' },
+      q_codes_long: {
+        'time.defaulted': 'no occurred_at was given; the recording time stands in',
+        'answer.orphan': 'answers a request this node does not hold',
+        'time.before_arrival': 'dated before the residence registered the arrival',
+        'arrival.missing': 'recorded by the residence for a person whose arrival it never registered',
+      },
     },
   };
 
@@ -735,6 +772,8 @@
     person: null, // person key of the person page
     reveal: false,
     record: { kind: 'ArrivalRegistered', side: 'residence', id: null },
+    qualityOpen: false, // overview: the data-quality table is shown
+    personFlags: new Map(), // person page: event id → its data-quality flags (from the cards)
   };
 
   // ---------------------------------------------------------------- helpers
@@ -1436,6 +1475,9 @@
     const ownMonth = cards[0].month.card;
     if (ownMonth && ownMonth.as_of) block.appendChild(h('p', { className: 'muted small', text: t('ov_as_of', fmtInstant(ownMonth.as_of)) }));
     block.appendChild(scorecardTable('overview-table', cards[0], periods, current, null));
+    // Data-quality notes of this locality's relationships, under its own scorecard (absent when none).
+    const quality = ov ? qualitySummary(ov.quality, ov.as_of, gen) : null;
+    if (quality) block.appendChild(quality);
     root.appendChild(block);
 
     // Both directions with each counterpart, worst first; the first few at once, the rest on request.
@@ -1471,7 +1513,177 @@
     }
 
     trendPanel(root, scopes, trendRes, gen);
+    // The detail table was open (a language switch, another month): shown again before the page is ready.
+    if (quality && S.qualityOpen) await openQuality(quality, ov.as_of, gen);
     if (errors.length) showPageError(errors[0]);
+  }
+
+  // ---------------------------------------------------------------- data-quality flags
+
+  /** The flag codes, in the order they are listed. */
+  const QUALITY_CODES = ['time.defaulted', 'answer.orphan', 'time.before_arrival', 'arrival.missing'];
+
+  /** The short label of a flag code (the code itself when unknown). */
+  function qualityLabel(code) {
+    return tn('q_codes', String(code || ''));
+  }
+
+  /** What a flag code means, or '' when unknown. */
+  function qualityMeaning(code) {
+    const c = String(code || '');
+    const v = tn('q_codes_long', c);
+    return v === c ? '' : v;
+  }
+
+  /** A flag's message in the current language. */
+  function qualityMessage(f) {
+    const m = S.lang === 'en' ? f.message : (f.message_zh || f.message);
+    return String(m || qualityMeaning(f.code) || f.code || '');
+  }
+
+  /** `{code: count}` as [[code, count]] with count > 0: the known codes first, in their order. */
+  function qualityCounts(counts) {
+    const out = [];
+    if (!counts || typeof counts !== 'object') return out;
+    const keys = QUALITY_CODES.concat(Object.keys(counts).filter((k) => QUALITY_CODES.indexOf(k) < 0).sort());
+    for (const k of keys) {
+      const n = Number(counts[k]);
+      if (isFinite(n) && n > 0) out.push([k, n]);
+    }
+    return out;
+  }
+
+  /**
+   * The overview's notice `#quality-summary` ("数据质量提示：N 条（…）") with the button
+   * `#quality-open` that shows `#quality-table`; null when there is no flag.
+   */
+  function qualitySummary(counts, asOf, gen) {
+    const list = qualityCounts(counts);
+    const total = list.reduce((a, x) => a + x[1], 0);
+    if (!total) return null;
+    const parts = list.map((x) => t('q_part', qualityLabel(x[0]), x[1])).join(t('list_sep'));
+    const btn = h('button', {
+      type: 'button', id: 'quality-open', className: 'btn btn-small', text: t('q_open'),
+      attrs: { 'aria-expanded': 'false', 'aria-controls': 'quality-detail' },
+    });
+    const box = h('div', { id: 'quality-summary', className: 'quality-summary', attrs: { role: 'note' }, data: { count: total } }, [
+      h('div', { className: 'quality-line' }, [
+        h('span', { className: 'quality-text', text: t('q_summary', total, parts) }),
+        btn,
+      ]),
+      h('div', { id: 'quality-detail', className: 'quality-detail scroll-x', hidden: true }),
+    ]);
+    btn.addEventListener('click', async () => {
+      if (S.qualityOpen) { showQualityDetail(box, false); return; }
+      setReady('');
+      await openQuality(box, asOf, gen);
+      if (gen === S.nav) setReady('overview');
+    });
+    return box;
+  }
+
+  function showQualityDetail(box, open) {
+    S.qualityOpen = open;
+    const btn = $('#quality-open', box);
+    const detail = $('#quality-detail', box);
+    if (detail) detail.hidden = !open;
+    if (btn) {
+      btn.textContent = t(open ? 'q_close' : 'q_open');
+      btn.setAttribute('aria-expanded', open ? 'true' : 'false');
+    }
+  }
+
+  /** Loads the flags (as of the overview's instant) into the notice's table and shows it. */
+  async function openQuality(box, asOf, gen) {
+    const btn = $('#quality-open', box);
+    const detail = $('#quality-detail', box);
+    if (!detail) return;
+    if (btn) btn.disabled = true;
+    showQualityDetail(box, true);
+    clear(detail);
+    detail.appendChild(h('p', { className: 'muted small', text: t('loading') }));
+    try {
+      const data = await get('/v1/quality?' + qs({ as_of: asOf }));
+      if (gen !== S.nav) return;
+      const flags = data && Array.isArray(data.flags) ? data.flags : [];
+      const codes = [];
+      for (const f of flags) {
+        codes.push(f.author);
+        if (f.rel) codes.push(f.rel.origin, f.rel.residence);
+      }
+      await ensureNames(codes);
+      if (gen !== S.nav) return;
+      clear(detail);
+      detail.appendChild(qualityTable(flags));
+    } catch (e) {
+      if (e instanceof SignedOut || gen !== S.nav) return;
+      clear(detail);
+      detail.appendChild(h('div', { id: 'quality-error', className: 'error-text', attrs: { role: 'alert' }, text: t('q_failed', e && e.message ? e.message : String(e)) }));
+    } finally {
+      if (btn) btn.disabled = false;
+    }
+  }
+
+  /** `#quality-table`: one row per flag, `tr[data-event][data-code]`. */
+  function qualityTable(flags) {
+    const tbl = table('quality-table', [t('col_author'), t('col_event'), t('col_person'), t('col_q_code'), t('col_q_message')], 'quality');
+    const tb = tbl.tBodies[0];
+    for (const f of flags) {
+      const person = f.rel && f.rel.person ? String(f.rel.person) : '';
+      const personCell = person
+        ? h('button', {
+          type: 'button', className: 'link-btn mono quality-person', text: person.slice(0, 8),
+          title: t('q_open_person', person), data: { person },
+          on: { click: () => openPersonPage(person) },
+        })
+        : t('dash');
+      tb.appendChild(h('tr', { data: { event: f.event, code: f.code } }, [
+        h('td', { className: 'nowrap' }, authorCell(String(f.author || ''), f.seq)),
+        h('td', { className: 'nowrap', text: tn('events', String(f.kind || '')) }),
+        h('td', { className: 'nowrap' }, personCell),
+        h('td', { className: 'nowrap quality-code', text: qualityLabel(f.code), title: qualityMeaning(f.code) || String(f.code || '') }),
+        h('td', { className: 'reason', text: qualityMessage(f) }),
+      ]));
+    }
+    if (!tb.rows.length) emptyRow(tb, 5, t('q_none'));
+    return tbl;
+  }
+
+  /** Opens the person page for a person key. */
+  function openPersonPage(key) {
+    S.person = key;
+    S.reveal = false;
+    if (pageFromHash() === 'person') navigate();
+    else location.hash = '#/person';
+  }
+
+  /** A card's warning strip `.card-quality`: each flag's event, author#seq and message. */
+  function cardQuality(flags) {
+    const list = Array.isArray(flags) ? flags.filter((f) => f && typeof f === 'object') : [];
+    if (!list.length) return null;
+    return h('div', { className: 'card-quality', attrs: { role: 'note' }, data: { count: list.length } }, [
+      h('div', { className: 'card-quality-head', text: t('q_card_title', list.length) }),
+      h('ul', null, list.map((f) => h('li', { data: { event: f.event, code: f.code } }, [
+        h('span', { className: 'q-kind', text: tn('events', String(f.kind || '')) }),
+        h('span', { className: 'q-author' }, authorCell(String(f.author || ''), f.seq)),
+        h('span', { className: 'q-code', text: qualityLabel(f.code), title: qualityMeaning(f.code) || String(f.code || '') }),
+        h('span', { className: 'q-message', text: qualityMessage(f) }),
+      ]))),
+    ]);
+  }
+
+  /** The flags of the cards by event id (for the timeline's badges). */
+  function flagsByEvent(cards) {
+    const m = new Map();
+    for (const card of Array.isArray(cards) ? cards : []) {
+      for (const f of (card && Array.isArray(card.quality)) ? card.quality : []) {
+        if (!f || !f.event) continue;
+        const id = String(f.event);
+        if (!m.has(id)) m.set(id, []);
+        if (!m.get(id).some((g) => g.code === f.code)) m.get(id).push(f);
+      }
+    }
+    return m;
   }
 
   // ---------------------------------------------------------------- overview: trend
@@ -2029,8 +2241,13 @@
     if (gen !== S.nav) return;
     const codes = [];
     if (res[0].status === 'fulfilled' && Array.isArray(res[0].value)) {
-      for (const card of res[0].value) if (card && card.rel) codes.push(card.rel.origin, card.rel.residence);
+      for (const card of res[0].value) {
+        if (card && card.rel) codes.push(card.rel.origin, card.rel.residence);
+        for (const f of (card && Array.isArray(card.quality)) ? card.quality : []) if (f) codes.push(f.author);
+      }
     }
+    // The cards' data-quality flags mark their events in the timeline (also when shown again unmasked).
+    S.personFlags = flagsByEvent(res[0].status === 'fulfilled' ? res[0].value : []);
     if (showTimeline && res[1].status === 'fulfilled') codes.push(...codesOfEvents(res[1].value));
     if (dIdx >= 0 && res[dIdx].status === 'fulfilled') codes.push(...codesOfDisclosures(res[dIdx].value));
     await ensureNames(codes);
@@ -2209,6 +2426,8 @@
       t('ps_catalogue', card.catalogue_origin || t('dash'), card.catalogue_residence || t('dash')), ' · ',
       t('ov_as_of', fmtInstant(card.as_of)),
     ]));
+    const quality = cardQuality(card.quality);
+    if (quality) box.appendChild(quality);
     const tbl = table(null, [t('col_item'), t('col_side'), t('col_due'), t('col_state'), t('col_done_at')], 'card-items');
     const tb = tbl.tBodies[0];
     for (const it of card.items || []) {
@@ -2289,10 +2508,15 @@
         detail.appendChild(h('div', { className: 'muted small withheld', text: t('withheld', ev.tiers_withheld.map((x) => tn('tiers', String(x))).join(t('list_sep'))) }));
       }
       const author = String(ev.author || '');
-      tb.appendChild(h('tr', { data: { event: ev.id, kind: ev.kind } }, [
+      const flags = S.personFlags.get(String(ev.id)) || [];
+      const badge = flags.length ? h('span', {
+        className: 'badge quality-badge', text: t('q_badge'),
+        title: flags.map(qualityMessage).join('\n'), data: { code: flags.map((f) => f.code).join(' ') },
+      }) : null;
+      tb.appendChild(h('tr', { className: flags.length ? 'flagged' : undefined, data: { event: ev.id, kind: ev.kind } }, [
         h('td', { className: 'nowrap', text: fmtInstant(ev.occurred_at), title: t('col_recorded') + ' ' + fmtInstant(ev.recorded_at) }),
         h('td', { className: 'nowrap' }, authorCell(author, ev.seq)),
-        h('td', { className: 'nowrap', text: tn('events', ev.kind) }),
+        h('td', { className: 'nowrap' }, [tn('events', ev.kind), badge]),
         h('td', { className: 'nowrap' }, [place(ev.origin || ''), ' → ', place(ev.residence || '')]),
         detail,
       ]));
@@ -3252,6 +3476,8 @@
     S.trend = { scope: '', indicator: 'all', meta: {} };
     S.cases = { kind: '', counterpart: '', direction: '', overdueOnly: false };
     S.record = { kind: 'ArrivalRegistered', side: 'residence', id: null };
+    S.qualityOpen = false;
+    S.personFlags = new Map();
   }
 
   function signOut(message) {
