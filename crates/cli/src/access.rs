@@ -159,6 +159,7 @@ pub fn nats_provision(
     url: &str,
     nkey: &Path,
     ca: Option<&Path>,
+    replicas: usize,
     provinces: &str,
     localities_list: &str,
 ) -> Result<ExitCode> {
@@ -181,12 +182,13 @@ pub fn nats_provision(
         nats_nkey_file: Some(nkey.to_path_buf()),
         nats_ca_file: ca.map(Path::to_path_buf),
         manage_streams: true,
+        stream_replicas: replicas,
         ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let client = yipan_sync::connect_options(&cfg, Principal::Admin)?
-            .connect(url)
+            .connect(yipan_sync::servers(url).as_slice())
             .await
             .with_context(|| format!("connecting to {} as admin", yipan_access::secret::redact_url(url)))?;
         yipan_sync::provision(&async_nats::jetstream::new(client), &list, &cfg).await?;

@@ -155,7 +155,7 @@ pub fn run(
             let url = yipan_access::secret::redact_url(&cfg.nats_url);
             let (streams, records) = rt.block_on(async {
                 let client = yipan_sync::connect_options(&cfg, yipan_access::nats::Principal::Auditor)?
-                    .connect(cfg.nats_url.as_str())
+                    .connect(yipan_sync::servers(&cfg.nats_url).as_slice())
                     .await
                     .with_context(|| format!("connecting to {url} as the auditor"))?;
                 let records = match anchor {

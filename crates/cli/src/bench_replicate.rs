@@ -66,7 +66,9 @@ impl std::fmt::Display for Report {
 /// uses (TLS, the author's NKey user), to a subject of the author's own
 /// downstream stream: the same file-backed stream write, with no Yipan work.
 async fn raw_publish(cfg: &yipan_sync::SyncConfig, author: Locality, n: u64, size: usize) -> Result<f64> {
-    let client = yipan_sync::connect_options(cfg, Principal::Locality(author))?.connect(cfg.nats_url.as_str()).await?;
+    let client = yipan_sync::connect_options(cfg, Principal::Locality(author))?
+        .connect(yipan_sync::servers(&cfg.nats_url).as_slice())
+        .await?;
     let js = jetstream::new(client);
     let subject = format!("yipan.v1.down.{:02}.{author}.bench.raw", author.province());
     let payload = bytes::Bytes::from(vec![0x5au8; size]);

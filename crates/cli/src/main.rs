@@ -363,9 +363,12 @@ enum NatsAction {
     },
     /// Create the event and downstream streams as the admin user.
     Provision {
-        /// tls://HOST:PORT
+        /// tls://HOST:PORT (several, comma-separated: the servers of a province's cluster)
         #[arg(long)]
         nats: String,
+        /// Stream replicas: 3 on a province's JetStream cluster, 1 on a single server.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
         /// The admin's NKey seed file.
         #[arg(long)]
         nkey: PathBuf,
@@ -576,8 +579,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Nats { action: NatsAction::Users { localities, downstream, out } } => {
             access::nats_users(&localities, &downstream, &out)
         }
-        Command::Nats { action: NatsAction::Provision { nats, nkey, provinces, localities } } => {
-            access::nats_provision(&nats, &nkey, ca, &provinces, &localities)
+        Command::Nats { action: NatsAction::Provision { nats, nkey, replicas, provinces, localities } } => {
+            access::nats_provision(&nats, &nkey, ca, replicas, &provinces, &localities)
         }
         Command::Tls { action: TlsAction::Dev { out, host, client } } => access::tls_dev(&out, &host, &client),
         Command::DeadLetters { action } => {

@@ -161,7 +161,9 @@ pub fn authority(dir: &Path, action: AuthorityAction, ca: Option<&Path>) -> Resu
             let cfg = nats_cfg(&nats, nkey, ca);
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let highest = rt.block_on(async {
-                let client = yipan_sync::connect_options(&cfg, Principal::Auditor)?.connect(nats.as_str()).await?;
+                let client = yipan_sync::connect_options(&cfg, Principal::Auditor)?
+                    .connect(yipan_sync::servers(&nats).as_slice())
+                    .await?;
                 let mut auditor = yipan_audit::Auditor::without_digests();
                 yipan_audit::stream::read_all(client, &mut auditor, |_| {}).await.map_err(anyhow::Error::msg)?;
                 anyhow::Ok(auditor.highest_seq(l))
@@ -174,7 +176,7 @@ pub fn authority(dir: &Path, action: AuthorityAction, ca: Option<&Path>) -> Resu
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let n = rt.block_on(async {
                 let client = yipan_sync::connect_options(&cfg, principal)?
-                    .connect(nats.as_str())
+                    .connect(yipan_sync::servers(&nats).as_slice())
                     .await
                     .with_context(|| format!("connecting as {}", principal.name()))?;
                 anyhow::Ok(a.publish(province, client).await?)

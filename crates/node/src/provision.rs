@@ -83,7 +83,7 @@ impl Deployment {
             let principal = Principal::Authority(p);
             let cfg = self.sync_config(principal, nats_url)?;
             let client = yipan_sync::connect_options(&cfg, principal)?
-                .connect(nats_url)
+                .connect(yipan_sync::servers(nats_url).as_slice())
                 .await
                 .map_err(|e| Error::Nats(format!("connecting to {nats_url} as {}: {e}", principal.name())))?;
             n += self.authority.publish(p, client).await?;
@@ -167,9 +167,15 @@ impl Deployment {
 
     /// Creates the streams of `provinces` as the admin user.
     pub async fn provision(&self, nats_url: &str, provinces: &[u8]) -> Result<()> {
-        let cfg = self.sync_config(Principal::Admin, nats_url)?;
+        self.provision_replicated(nats_url, provinces, 1).await
+    }
+
+    /// Like [`Deployment::provision`] with `replicas` copies of every stream
+    /// (3 on a province's JetStream cluster).
+    pub async fn provision_replicated(&self, nats_url: &str, provinces: &[u8], replicas: usize) -> Result<()> {
+        let cfg = SyncConfig { stream_replicas: replicas, ..self.sync_config(Principal::Admin, nats_url)? };
         let client = yipan_sync::connect_options(&cfg, Principal::Admin)?
-            .connect(nats_url)
+            .connect(yipan_sync::servers(nats_url).as_slice())
             .await
             .map_err(|e| Error::Nats(format!("connecting to {nats_url} as admin: {e}")))?;
         let js = async_nats::jetstream::new(client);

@@ -66,6 +66,9 @@ pub struct SyncConfig {
     pub downstream: Vec<downstream::DownstreamRole>,
     /// How often the trust stream is read for new records, in milliseconds.
     pub trust_poll_ms: u64,
+    /// Replicas of the streams the admin creates (3 on a province's JetStream
+    /// cluster; 1 on a single server).
+    pub stream_replicas: usize,
 }
 
 impl Default for SyncConfig {
@@ -84,6 +87,7 @@ impl Default for SyncConfig {
             ack_timeout_ms: 5000,
             downstream: Vec::new(),
             trust_poll_ms: 2000,
+            stream_replicas: 1,
         }
     }
 }
@@ -134,9 +138,15 @@ pub async fn connect(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
-        .connect(cfg.nats_url.as_str())
+        .connect(servers(&cfg.nats_url).as_slice())
         .await
         .map_err(Error::nats)
+}
+
+/// The server URLs of a comma-separated `nats_url` (every server of the
+/// province's cluster: the client connects to any and fails over to the others).
+pub fn servers(url: &str) -> Vec<String> {
+    url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect()
 }
 
 /// Connection options with the credentials, TLS and inbox prefix of `cfg`
@@ -285,6 +295,7 @@ pub async fn ensure_stream(
         storage: jetstream::stream::StorageType::File,
         max_age: Duration::from_secs(cfg.stream_max_age_days * 86_400),
         duplicate_window: Duration::from_secs(120),
+        num_replicas: cfg.stream_replicas.max(1),
         ..Default::default()
     };
     if !cfg.manage_streams {

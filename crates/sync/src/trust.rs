@@ -38,6 +38,7 @@ pub async fn ensure_stream(js: &jetstream::Context, cfg: &SyncConfig) -> Result<
         duplicate_window: Duration::from_secs(120),
         // A certificate is a few hundred bytes, a handover a few KiB.
         max_message_size: 64 * 1024,
+        num_replicas: cfg.stream_replicas.max(1),
         ..Default::default()
     };
     if !cfg.manage_streams {

@@ -29,6 +29,10 @@ pub struct NatsServer {
     max_payload: Option<String>,
     /// Protocol trace (`-V`) written to this file: every subject and header seen.
     trace_log: Option<PathBuf>,
+    /// Another `server_name` (servers of a cluster need distinct names).
+    name: Option<String>,
+    /// Configuration appended to the shipped file (a `cluster { … }` block).
+    extra: String,
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
 }
@@ -87,6 +91,8 @@ impl NatsServer {
             secure: Some(secure),
             max_payload: Some(max_payload.to_string()),
             trace_log: None,
+            name: None,
+            extra: String::new(),
             _tmp: Some(tmp),
             child: None,
         };
@@ -115,6 +121,8 @@ impl NatsServer {
             secure,
             max_payload: None,
             trace_log: None,
+            name: None,
+            extra: String::new(),
             _tmp: tmp,
             child: None,
         };
@@ -133,6 +141,8 @@ impl NatsServer {
             secure: Some(secure),
             max_payload: None,
             trace_log: Some(log.to_path_buf()),
+            name: None,
+            extra: String::new(),
             _tmp: Some(tmp),
             child: None,
         };
@@ -151,6 +161,8 @@ impl NatsServer {
             }
             let line = if let (true, Some(m)) = (t.starts_with("max_payload:"), &self.max_payload) {
                 format!("max_payload: {m}")
+            } else if let (true, Some(n)) = (t.starts_with("server_name:"), &self.name) {
+                format!("server_name: {n}")
             } else if t.starts_with("store_dir:") {
                 format!("  store_dir: {:?}", self.store.display().to_string())
             } else if t.starts_with("include ") {
@@ -177,6 +189,7 @@ impl NatsServer {
             }
             out.push(line);
         }
+        out.push(self.extra.clone());
         out.join("\n")
     }
 
@@ -259,6 +272,56 @@ impl NatsServer {
             std::fs::remove_dir_all(&self.store).map_err(|e| e.to_string())?;
         }
         self.spawn()
+    }
+}
+
+/// A JetStream cluster of `nats-server`s on loopback (a province's cluster):
+/// the shipped, secured configuration on every server, each with its own
+/// name, store and client port, joined by routes on their own ports.
+pub struct NatsCluster {
+    /// The servers, in start order.
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `n` secured servers forming the cluster `name`.
+    pub fn start_secure(secure: Secure, name: &str, n: usize) -> Result<NatsCluster, String> {
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let mut servers = Vec::with_capacity(n);
+        for (i, route) in routes.iter().enumerate() {
+            let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let others: Vec<String> = routes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| format!("nats-route://127.0.0.1:{p}"))
+                .collect();
+            servers.push(NatsServer {
+                bin: nats_server_bin()?,
+                port: free_port()?,
+                store: tmp.path().join("jetstream"),
+                secure: Some(secure.clone()),
+                max_payload: None,
+                trace_log: None,
+                name: Some(format!("{name}-{i}")),
+                extra: format!(
+                    "cluster {{\n  name: {name:?}\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
+                    others.join(", ")
+                ),
+                _tmp: Some(tmp),
+                child: None,
+            });
+        }
+        // All at once: each waits for the others' routes to form the JetStream meta group.
+        for s in &mut servers {
+            s.spawn()?;
+        }
+        Ok(NatsCluster { servers })
+    }
+
+    /// Every server's URL, comma-separated (a node's `nats_url`).
+    pub fn urls(&self) -> String {
+        self.servers.iter().map(|s| s.url()).collect::<Vec<_>>().join(",")
     }
 }
 
