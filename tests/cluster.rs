@@ -130,3 +130,109 @@ async fn a_province_cluster_replicates_with_r3_streams_through_a_server_loss() {
         n.stop().await.unwrap();
     }
 }
+
+/// Two province clusters (Shaanxi 61, Henan 41) of three servers each,
+/// joined by gateways into one JetStream supercluster (a current nats-server:
+/// Debian's 2.9.10 does not form one meta group across gateways). Each
+/// province's streams live in its own cluster (R3); each node connects to its
+/// own province's servers; events cross the gateway both ways; one server in
+/// each cluster is killed mid-run and restarted; everything converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_province_clusters_joined_by_gateways_replicate_through_server_losses() {
+    use yipan_testkit::NatsSupercluster;
+    let base = tempfile::tempdir().unwrap();
+    let localities = [loc("610112"), loc("411522")];
+    let deployment = Deployment::create(&base.path().join("secrets"), &localities, &[]).unwrap();
+    let secure = deployment.nats_server();
+    let mut sc =
+        tokio::task::spawn_blocking(move || NatsSupercluster::start_secure(secure, &["province-61", "province-41"], 3))
+            .await
+            .unwrap()
+            .unwrap();
+    let (urls61, urls41) = (sc.cluster("province-61").urls(), sc.cluster("province-41").urls());
+    let start = Instant::now();
+    loop {
+        match deployment.provision_placed(&urls61, &[61, 41], 3, Some("province-")).await {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(90), "streams not created: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    let admin = {
+        let cfg = deployment.sync_config(Principal::Admin, &urls41).unwrap();
+        yipan_sync::connect_options(&cfg, Principal::Admin)
+            .unwrap()
+            .connect(yipan_sync::servers(&urls41).as_slice())
+            .await
+            .unwrap()
+    };
+    let js = async_nats::jetstream::new(admin);
+    for (p, cluster) in [(61, "province-61"), (41, "province-41")] {
+        let info = js.get_stream(yipan_sync::subjects::stream(p)).await.unwrap().info().await.unwrap().clone();
+        assert_eq!(
+            info.cluster.and_then(|c| c.name).as_deref(),
+            Some(cluster),
+            "province {p}'s events live in its cluster"
+        );
+        assert_eq!(info.config.num_replicas, 3);
+    }
+
+    for code in ["610112", "411522"] {
+        yipan_node::datadir::init(&base.path().join(code), loc(code), Some(SECRET)).unwrap();
+        deployment.certify(loc(code), code, &base.path().join(code)).unwrap();
+    }
+    deployment.publish_trust(&urls61).await.unwrap();
+    let mut nodes = Vec::new();
+    for (code, urls) in [("610112", &urls61), ("411522", &urls41)] {
+        let mut cfg = deployment.node_config(loc(code), base.path().join(code), urls).unwrap();
+        cfg.sync.head_interval_ms = 300;
+        cfg.sync.repair_grace_ms = 300;
+        cfg.sync.trust_poll_ms = 200;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        nodes.push(Node::start(cfg, listener).await.unwrap());
+    }
+    let (residence, origin) = (&nodes[0], &nodes[1]);
+    until("both nodes know both keys across the gateway", Duration::from_secs(60), || {
+        nodes.iter().all(|n| localities.iter().all(|l| n.log.trust().is_certified(*l)))
+    })
+    .await;
+    let at_origin = || origin.log.channel_head(loc("610112"), loc("411522")).unwrap();
+    let at_residence = || residence.log.channel_head(loc("411522"), loc("610112")).unwrap();
+    let certificate = |n: u64| EventDraft {
+        body: Some(EventBody {
+            kind: Some(Kind::CertificateIssued(v1::CertificateIssued {
+                certificate_ref: format!("C{n}"),
+                valid_until: None,
+            })),
+        }),
+        ..service(n)
+    };
+    residence.log.append_batch_async((0..30).map(service).collect()).await.unwrap();
+    origin.log.append_batch_async((0..30).map(certificate).collect()).await.unwrap();
+    until("30 each way across the gateway", Duration::from_secs(60), || at_origin() == 30 && at_residence() == 30)
+        .await;
+
+    sc.cluster("province-61").servers[1].stop();
+    sc.cluster("province-41").servers[2].stop();
+    for round in 0..3u64 {
+        residence.log.append_batch_async((0..10).map(|i| service(100 + round * 10 + i)).collect()).await.unwrap();
+        origin.log.append_batch_async((0..10).map(|i| certificate(100 + round * 10 + i)).collect()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until("60 each way through the losses", Duration::from_secs(90), || at_origin() == 60 && at_residence() == 60)
+        .await;
+    sc.cluster("province-61").servers[1].restart().unwrap();
+    sc.cluster("province-41").servers[2].restart().unwrap();
+    residence.log.append_batch_async((200..210).map(service).collect()).await.unwrap();
+    until("everything after the restarts", Duration::from_secs(90), || at_origin() == 70).await;
+    for n in &nodes {
+        let report = n.log.verify().unwrap();
+        assert!(report.ok(), "{}: {:?}", n.locality, report.faults);
+        assert_eq!(n.log.quarantine().unwrap().len(), 0, "{}: nothing refused", n.locality);
+    }
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}

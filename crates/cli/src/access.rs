@@ -159,7 +159,7 @@ pub fn nats_provision(
     url: &str,
     nkey: &Path,
     ca: Option<&Path>,
-    replicas: usize,
+    (replicas, cluster_prefix): (usize, Option<String>),
     provinces: &str,
     localities_list: &str,
 ) -> Result<ExitCode> {
@@ -183,6 +183,7 @@ pub fn nats_provision(
         nats_ca_file: ca.map(Path::to_path_buf),
         manage_streams: true,
         stream_replicas: replicas,
+        stream_cluster_prefix: cluster_prefix,
         ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -369,6 +369,10 @@ enum NatsAction {
         /// Stream replicas: 3 on a province's JetStream cluster, 1 on a single server.
         #[arg(long, default_value_t = 1)]
         replicas: usize,
+        /// In a supercluster: place province PP's streams in the cluster named this prefix + PP
+        /// (e.g. `province-` → `province-61`).
+        #[arg(long)]
+        cluster_prefix: Option<String>,
         /// The admin's NKey seed file.
         #[arg(long)]
         nkey: PathBuf,
@@ -579,9 +583,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Nats { action: NatsAction::Users { localities, downstream, out } } => {
             access::nats_users(&localities, &downstream, &out)
         }
-        Command::Nats { action: NatsAction::Provision { nats, nkey, replicas, provinces, localities } } => {
-            access::nats_provision(&nats, &nkey, ca, replicas, &provinces, &localities)
-        }
+        Command::Nats {
+            action: NatsAction::Provision { nats, nkey, replicas, cluster_prefix, provinces, localities },
+        } => access::nats_provision(&nats, &nkey, ca, (replicas, cluster_prefix), &provinces, &localities),
         Command::Tls { action: TlsAction::Dev { out, host, client } } => access::tls_dev(&out, &host, &client),
         Command::DeadLetters { action } => {
             let node = config::open(&dir)?;

@@ -173,7 +173,23 @@ impl Deployment {
     /// Like [`Deployment::provision`] with `replicas` copies of every stream
     /// (3 on a province's JetStream cluster).
     pub async fn provision_replicated(&self, nats_url: &str, provinces: &[u8], replicas: usize) -> Result<()> {
-        let cfg = SyncConfig { stream_replicas: replicas, ..self.sync_config(Principal::Admin, nats_url)? };
+        self.provision_placed(nats_url, provinces, replicas, None).await
+    }
+
+    /// Like [`Deployment::provision_replicated`] on a supercluster: the streams
+    /// of province `pp` placed in the cluster `{cluster_prefix}{pp}`.
+    pub async fn provision_placed(
+        &self,
+        nats_url: &str,
+        provinces: &[u8],
+        replicas: usize,
+        cluster_prefix: Option<&str>,
+    ) -> Result<()> {
+        let cfg = SyncConfig {
+            stream_replicas: replicas,
+            stream_cluster_prefix: cluster_prefix.map(String::from),
+            ..self.sync_config(Principal::Admin, nats_url)?
+        };
         let client = yipan_sync::connect_options(&cfg, Principal::Admin)?
             .connect(yipan_sync::servers(nats_url).as_slice())
             .await

@@ -69,6 +69,10 @@ pub struct SyncConfig {
     /// Replicas of the streams the admin creates (3 on a province's JetStream
     /// cluster; 1 on a single server).
     pub stream_replicas: usize,
+    /// In a supercluster: the streams of province `pp` are placed in the
+    /// cluster named this prefix followed by `pp` (e.g. `province-` →
+    /// `province-61`), so a province's events live in its own cluster.
+    pub stream_cluster_prefix: Option<String>,
 }
 
 impl Default for SyncConfig {
@@ -88,6 +92,7 @@ impl Default for SyncConfig {
             downstream: Vec::new(),
             trust_poll_ms: 2000,
             stream_replicas: 1,
+            stream_cluster_prefix: None,
         }
     }
 }
@@ -141,6 +146,14 @@ pub async fn connect(
         .connect(servers(&cfg.nats_url).as_slice())
         .await
         .map_err(Error::nats)
+}
+
+/// Where a province's stream goes in a supercluster: the cluster of the
+/// province its name ends with (`YIPAN_EV_61` → `province-61`).
+fn placement(cfg: &SyncConfig, stream: &str) -> Option<jetstream::stream::Placement> {
+    let prefix = cfg.stream_cluster_prefix.as_ref()?;
+    let province = stream.rsplit('_').next().filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))?;
+    Some(jetstream::stream::Placement { cluster: Some(format!("{prefix}{province}")), tags: Vec::new() })
 }
 
 /// The server URLs of a comma-separated `nats_url` (every server of the
@@ -296,6 +309,7 @@ pub async fn ensure_stream(
         max_age: Duration::from_secs(cfg.stream_max_age_days * 86_400),
         duplicate_window: Duration::from_secs(120),
         num_replicas: cfg.stream_replicas.max(1),
+        placement: placement(cfg, &name),
         ..Default::default()
     };
     if !cfg.manage_streams {

