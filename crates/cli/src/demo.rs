@@ -204,7 +204,9 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let as_of = yipan_core::time::parse_rfc3339("2026-11-30T12:00:00+08:00").map_err(anyhow::Error::msg)?;
+    // As of now: everything the scenario recorded is known (a fixed instant would
+    // precede the recording once the real date passes it).
+    let as_of = chrono::Utc::now();
     let origin = nodes.iter().find(|n| n.locality.to_string() == "411522").context("origin node")?;
     for residence in nodes.iter().filter(|n| n.locality.to_string() != "411522") {
         let (r, o) = (
@@ -226,10 +228,11 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
         for rel in r.relationships() {
             let card = r.card(rel, as_of);
             println!(
-                "  card of person {} ({}→{}) as of 2026-11-30:",
+                "  card of person {} ({}→{}) as of {}:",
                 &rel.person.to_string()[..8],
                 rel.origin,
-                rel.residence
+                rel.residence,
+                yipan_projections::calendar::date_of(as_of)
             );
             for item in &card.items {
                 let state = match &item.state {
