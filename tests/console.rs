@@ -570,7 +570,16 @@ async fn scenario(w: &World, b: &Browser, origin: &Browser, request: &str) {
         b.page(page).await;
         seen.push_str(&b.html().await);
     }
-    look_up(b, ID_NUMBER).await;
+    // A supervisor never sees identities: no lookup by ID number (it would re-identify), by key instead.
+    b.page("person").await;
+    let by_id = b.js("return !!document.getElementById('person-id-number') && !!document.getElementById('person-id-number').offsetParent;").await;
+    assert_eq!(by_id, json!(false), "a supervisor is not offered a lookup by ID number");
+    let key = yipan_core::PersonKey::derive(ID_NUMBER, SECRET).to_string();
+    b.fill("#person-key", &key).await;
+    b.body_ready_reset().await;
+    b.click("#person-lookup").await;
+    b.ready("person").await;
+    b.until("a card is shown", "return document.querySelectorAll('.card tr[data-item]').length;").await;
     assert_eq!(card_rows(b).await.len(), 10, "a supervisor sees the card");
     seen.push_str(&b.html().await);
     b.page_shot("person-supervisor").await;

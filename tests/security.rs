@@ -191,6 +191,11 @@ async fn http_refuses_bad_credentials_and_wrong_roles_and_releases_tiers_by_role
         (&health, "GET", "/v1/scorecard", None),
         (&supervisor, "GET", "/v1/stream", None),
         (&clerk, "GET", "/metrics", None),
+        // Roles that never see identities cannot test ID numbers against the keys they see.
+        (&supervisor, "POST", "/v1/person-key", Some(r#"{"id_number":"41152219920315002X"}"#)),
+        (&statistics, "POST", "/v1/person-key", Some(r#"{"id_number":"41152219920315002X"}"#)),
+        (&monitor, "GET", "/v1/disclosures", None),
+        (&statistics, "GET", "/v1/export?table=quarantine&format=csv", None),
     ] {
         let (status, answer) = call(who, method, path, body).await;
         assert_eq!(status, 403, "{method} {path}: {answer}");
@@ -213,6 +218,11 @@ async fn http_refuses_bad_credentials_and_wrong_roles_and_releases_tiers_by_role
         assert_eq!(status, 415, "{ct}: {body}");
     }
     assert_eq!(node.log.len(), held, "nothing refused was written");
+    for who in [&clerk, &health, &police] {
+        let (status, body) = call(who, "POST", "/v1/person-key", Some(r#"{"id_number":"41152219920315002X"}"#)).await;
+        assert_eq!(status, 200, "a role that sees identities may: {body}");
+        assert!(!body.contains("41152219920315002X"), "the number is not echoed: {body}");
+    }
 
     // Tiers follow the role of the credential, on every read path.
     let reveal = |c: &http::Client| {
@@ -298,7 +308,7 @@ async fn http_refuses_bad_credentials_and_wrong_roles_and_releases_tiers_by_role
             .unwrap_or_else(|| panic!("{name} missing"))
     };
     assert_eq!(value("yipan_http_unauthenticated_total"), 6);
-    assert_eq!(value("yipan_http_forbidden_total"), 12);
+    assert_eq!(value("yipan_http_forbidden_total"), 16);
     assert_eq!(value("yipan_http_unsupported_media_total"), 3);
     env.nodes.into_values().next().unwrap().stop().await.unwrap();
 }

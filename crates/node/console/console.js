@@ -2180,12 +2180,16 @@
     if (S.person) keyInput.value = S.person;
     const btn = h('button', { type: 'submit', id: 'person-lookup', className: 'btn btn-primary', text: t('ps_lookup') });
     const msg = h('div', { id: 'person-message', className: 'muted' });
-    const form = h('form', { id: 'person-form', className: 'filters', noValidate: true, autocomplete: 'off' }, [
+    // Only a role that sees identities may turn an ID number into a person key
+    // (for the others it would re-identify pseudonymous data); they look up by key.
+    const byId = (S.who.tiers || []).indexOf('identity') >= 0;
+    const form = h('form', { id: 'person-form', className: 'filters', noValidate: true, autocomplete: 'off' }, (byId ? [
       h('label', { htmlFor: 'person-id-number', text: t('ps_id_number') }), idInput,
       h('span', { className: 'muted', text: t('ps_or') }),
+    ] : []).concat([
       h('label', { htmlFor: 'person-key', text: t('ps_key') }), keyInput,
       btn,
-    ]);
+    ]));
     root.appendChild(form);
     root.appendChild(msg);
     const out = h('div', { id: 'person-out' });

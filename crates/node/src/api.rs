@@ -1080,6 +1080,9 @@ async fn export(
 ) -> Response {
     let table = q.table.clone().unwrap_or_default();
     if let Some(r) = export::check(&table, &caller) {
+        if r.status() == StatusCode::FORBIDDEN {
+            s.auth.forbidden.fetch_add(1, Ordering::Relaxed);
+        }
         return r;
     }
     let format = q.format.clone().unwrap_or_else(|| "xlsx".into());

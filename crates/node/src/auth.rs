@@ -117,6 +117,7 @@ fn required(method: &Method, path: &str) -> Option<&'static [Permission]> {
         (_, "/v1/stream") => &[Stream],
         (_, "/v1/status" | "/v1/quarantine" | "/v1/dead-letters" | "/v1/audit") => &[ReadStatus],
         (_, "/v1/scorecard/trend" | "/v1/scorecard/counterparts" | "/v1/scorecard/overview") => &[ReadViews],
+        // The handler also requires a role that receives identities.
         (_, "/v1/person-key") => &[ReadViews, ReadEvents],
         // The handler checks the permission of the table asked for.
         (_, "/v1/export") => &[ReadViews, ReadEvents, ReadStatus],

@@ -196,8 +196,25 @@ pub async fn whoami(State(s): State<AppState>, Extension(caller): Extension<Call
 /// `POST /v1/person-key` `{"id_number": …}` → `{"person": KEY}`: the
 /// person key of a resident-ID number, derived with the deployment's secret
 /// on the server, so the number never travels in a URL. The number is not
-/// kept, logged or echoed (a refusal names only the field).
-pub async fn person_key(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+/// kept, logged or echoed (a refusal names only the field). Only roles that
+/// receive the identity tier may ask (clerk, health, public security).
+pub async fn person_key(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
+    // A role that never sees identities must not be able to test an ID number
+    // against the person keys it sees (re-identification of pseudonymous data).
+    if !caller.role.audience().tiers().contains(&yipan_proto::v1::Tier::Identity) {
+        s.auth().forbidden.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "role `{}` never sees identities, so it may not turn ID numbers into person keys; look up by person key",
+                caller.role
+            ),
+        );
+    }
     let field_error =
         |msg: &str| crate::api::field_error(StatusCode::BAD_REQUEST, format!("field `id_number`: {msg}"), "id_number");
     let value: Value = match serde_json::from_slice(&body) {
