@@ -268,11 +268,17 @@ pub struct AuditRecord {
 /// The node's audit record, shared by the console endpoint and the daily run.
 pub type Audits = Arc<Mutex<AuditRecord>>;
 
-/// Runs `verify` unless a run is going on; returns the record after it.
+/// A run asked for within this long of the last one answers the last one
+/// (a full verify reads every event: a credential must not keep a core busy).
+const AUDIT_MIN_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Runs `verify` unless a run is going on or one finished less than a minute
+/// ago; returns the record after it (or that one).
 pub async fn run_audit(log: Arc<yipan_log::SledStore>, audits: Audits) -> AuditRecord {
     {
         let mut a = audits.lock().unwrap_or_else(|p| p.into_inner());
-        if a.running {
+        let recent = a.at.is_some_and(|t| chrono::Utc::now() - t < AUDIT_MIN_INTERVAL);
+        if a.running || recent {
             return a.clone();
         }
         a.running = true;
@@ -306,8 +312,8 @@ pub async fn last_audit(State(s): State<AppState>) -> Response {
     Json(a).into_response()
 }
 
-/// `POST /v1/audit`: audits the store now (waits for it; a run already
-/// going on is not started twice).
+/// `POST /v1/audit`: audits the store now (waits for it; a run going on or
+/// finished within the last minute is answered instead of starting another).
 pub async fn audit_now(State(s): State<AppState>) -> Response {
     Json(run_audit(s.log().clone(), s.audits().clone()).await).into_response()
 }
