@@ -118,6 +118,43 @@ pub fn check_county(field: &str, l: Locality) -> Result<()> {
     ))
 }
 
+/// The registry checks of a draft a node is about to write (never of a
+/// received event: a node with an older registry must not refuse what a
+/// newer one wrote). Recipients, a departure's destination and an arrival's
+/// township are always checked; the origin and residence only when the
+/// relationship is new here (`new_relationship`), so the work of a
+/// relationship begun under a code withdrawn since can still be recorded.
+pub fn check_draft(
+    draft: &yipan_proto::v1::EventDraft,
+    checked: &crate::Checked,
+    new_relationship: bool,
+) -> Result<()> {
+    use yipan_proto::v1::event_body::Kind as Body;
+    if new_relationship {
+        if let (Some(o), Some(r)) = (checked.origin, checked.residence) {
+            check_county("origin", o)?;
+            check_county("residence", r)?;
+        }
+    }
+    for (i, l) in checked.recipients.iter().enumerate() {
+        if !draft.recipients.is_empty() {
+            check_county(&format!("recipients[{i}]"), *l)?;
+        }
+    }
+    match draft.body.as_ref().and_then(|b| b.kind.as_ref()) {
+        Some(Body::ArrivalRegistered(b)) if !b.township.is_empty() => {
+            if let Some(r) = checked.residence {
+                check_township("body.township", Locality::parse_field("body.township", &b.township)?, r)?;
+            }
+        }
+        Some(Body::DepartureRegistered(b)) if !b.destination.is_empty() => {
+            check_county("body.destination", Locality::parse_field("body.destination", &b.destination)?)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Checks that `t` is a current township-level code of `county`.
 pub fn check_township(field: &str, t: Locality, county: Locality) -> Result<()> {
     let code = t.as_u32();
@@ -181,5 +218,32 @@ mod tests {
         assert!(p.contains("is a township of `610113` (雁塔区), not of `610112` (未央区)"), "{p}");
         let p = problem(check_township("body.township", l("610112999"), l("610112")));
         assert!(p.contains("no township-level division"), "{p}");
+    }
+}
+
+#[cfg(test)]
+mod ingest_tests {
+    use crate::validate::validate_draft;
+    use crate::Locality;
+    use yipan_proto::v1::{event_body::Kind, EventBody, EventDraft, ServiceRendered};
+
+    /// What a recipient checks of a received event (`validate_draft`) never
+    /// consults the registry: a code this node's registry does not know (a
+    /// newer node's, or one withdrawn since) must not stop replication.
+    #[test]
+    fn receiving_does_not_consult_the_registry() {
+        let draft = EventDraft {
+            person_key: crate::PersonKey::derive("x", b"s").to_string(),
+            origin: "610199".into(),
+            residence: "610112".into(),
+            body: Some(EventBody {
+                kind: Some(Kind::ServiceRendered(ServiceRendered { service: 8, ..Default::default() })),
+            }),
+            ..Default::default()
+        };
+        let checked = validate_draft(Locality::parse("610112").unwrap(), &draft).unwrap();
+        // Writing it as a new relationship is refused; on a relationship held here it is not.
+        assert!(super::check_draft(&draft, &checked, true).is_err());
+        super::check_draft(&draft, &checked, false).unwrap();
     }
 }

@@ -151,9 +151,6 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
         let person = PersonKey::parse(&draft.person_key).map_err(|p| Error::field("person", p))?;
         let origin = Locality::parse_field("origin", &draft.origin)?;
         let residence = Locality::parse_field("residence", &draft.residence)?;
-        // Real, current county-level codes (a typo, a withdrawn code or a township is refused).
-        crate::division::check_county("origin", origin)?;
-        crate::division::check_county("residence", residence)?;
         if origin == residence {
             return Err(Error::field(
                 "residence",
@@ -191,7 +188,6 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
         for (i, code) in draft.recipients.iter().enumerate() {
             let field = format!("recipients[{i}]");
             let l = Locality::parse_field(&field, code)?;
-            crate::division::check_county(&field, l)?;
             if l == author {
                 return Err(Error::field(field, format!("`{l}` is the author itself")));
             }
@@ -233,11 +229,6 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
         }
     }
     check_body(body)?;
-    if let (Body::ArrivalRegistered(b), Some(r)) = (body, residence) {
-        if !b.township.is_empty() {
-            crate::division::check_township("body.township", Locality::parse_field("body.township", &b.township)?, r)?;
-        }
-    }
 
     Ok(Checked { kind, person, origin, residence, recipients, warnings })
 }

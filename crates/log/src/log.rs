@@ -418,7 +418,9 @@ impl<B: Backend> Log<B> {
                     })
                     .and_then(|c| {
                         let before: Vec<&EventDraft> = prepared.iter().map(|p| &p.draft).collect();
-                        crate::semantic::check(self, self.shared.locality, &draft, &c, &before).map(|_| c)
+                        crate::semantic::check(self, self.shared.locality, &draft, &c, &before)
+                            .and_then(|_| crate::semantic::divisions(self, &draft, &c, &before))
+                            .map(|_| c)
                     })
                     .map_err(
                         |source| {

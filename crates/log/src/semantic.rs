@@ -80,6 +80,35 @@ impl Known<'_> {
 
 /// Checks `draft` (already validated as `checked`) against the log of `me`
 /// and the drafts before it in the same batch (`earlier`).
+/// The division-registry checks of a draft about to be written (see
+/// [`yipan_core::division::check_draft`]): origin and residence only for a
+/// relationship not held here yet (nor begun earlier in this batch).
+pub(crate) fn divisions<B: Backend>(
+    log: &Log<B>,
+    draft: &EventDraft,
+    checked: &Checked,
+    earlier: &[&EventDraft],
+) -> Result<()> {
+    let new_relationship = match checked.person {
+        None => false,
+        Some(person) => {
+            let same = |o: &str, r: &str| o == draft.origin && r == draft.residence;
+            let in_batch = earlier.iter().any(|d| d.person_key == draft.person_key && same(&d.origin, &d.residence));
+            let held = || -> Result<bool> {
+                let storage =
+                    |e: crate::Error| Error::field("event", format!("cannot be checked against the log: {e}"));
+                Ok(log
+                    .read_person(person)
+                    .map_err(storage)?
+                    .iter()
+                    .any(|e| same(&e.envelope.origin, &e.envelope.residence)))
+            };
+            !in_batch && !held()?
+        }
+    };
+    yipan_core::division::check_draft(draft, checked, new_relationship)
+}
+
 pub(crate) fn check<B: Backend>(
     log: &Log<B>,
     me: Locality,

@@ -333,11 +333,18 @@ pub struct ListQuery {
 }
 
 /// Records in the disclosure log the personal tiers `events` carry for
-/// `caller`'s role (nothing for a role without tiers).
-async fn disclose_to(s: &AppState, caller: &Caller, channel: &str, masked: bool, events: &[yipan_log::StoredEvent]) {
+/// `caller`'s role (nothing for a role without tiers). A release that cannot
+/// be recorded is not made: the answer is 503.
+async fn disclose_to(
+    s: &AppState,
+    caller: &Caller,
+    channel: &str,
+    masked: bool,
+    events: &[yipan_log::StoredEvent],
+) -> Result<(), Response> {
     let audience = caller.role.audience();
     if audience.tiers().is_empty() {
-        return;
+        return Ok(());
     }
     let (who, role) = (caller.label(), caller.role.name());
     let basis = format!("role `{role}` of the caller's credential");
@@ -348,11 +355,20 @@ async fn disclose_to(s: &AppState, caller: &Caller, channel: &str, masked: bool,
         })
         .collect();
     if released.is_empty() {
-        return;
+        return Ok(());
     }
     let log = s.log.clone();
-    if !matches!(tokio::task::spawn_blocking(move || log.disclose(&released)).await, Ok(Ok(()))) {
-        tracing::error!("cannot record disclosures of an HTTP answer");
+    match tokio::task::spawn_blocking(move || log.disclose(&released)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => {
+            tracing::error!("cannot record disclosures of an HTTP answer; withholding it");
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the release of personal data cannot be recorded in the disclosure log; try again",
+            );
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(5));
+            Err(r)
+        }
     }
 }
 
@@ -405,7 +421,9 @@ async fn list_events(
         Ok(Ok(events)) => {
             let events: Vec<_> =
                 events.into_iter().filter(|e| kind.is_none() || e.kind() == kind).take(limit).collect();
-            disclose_to(&s, &caller, "http", !reveal, &events).await;
+            if let Err(r) = disclose_to(&s, &caller, "http", !reveal, &events).await {
+                return r;
+            }
             let out: Vec<Value> = events.iter().map(|e| shown(e, &caller, reveal)).collect();
             Json(out).into_response()
         }
@@ -437,7 +455,9 @@ async fn get_event(
     };
     match read {
         Ok(Some(ev)) => {
-            disclose_to(&s, &caller, "http", !q.reveal, std::slice::from_ref(&ev)).await;
+            if let Err(r) = disclose_to(&s, &caller, "http", !q.reveal, std::slice::from_ref(&ev)).await {
+                return r;
+            }
             Json(shown(&ev, &caller, q.reveal)).into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no event {id}")),
@@ -657,10 +677,9 @@ async fn cards(State(s): State<AppState>, Path(person): Path<String>, Query(q): 
         Err(e) => return bad(e),
     };
     let v = s.read_views();
-    let me = s.log.locality();
-    let flags = v.quality(Some(me), as_of);
-    let cards: Vec<Value> = v
-        .relationships_of_person(&person)
+    let rels = v.relationships_of_person(&person);
+    let flags = v.quality_of(&rels, as_of);
+    let cards: Vec<Value> = rels
         .iter()
         .map(|r| {
             let mut card = serde_json::to_value(v.card(r, as_of)).unwrap_or(Value::Null);
@@ -1643,7 +1662,9 @@ async fn stream(
         Ok(Err(e)) => return ApiError::from(e).into_response(),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    disclose_to(&s, &caller, "stream", false, &backlog).await;
+    if let Err(r) = disclose_to(&s, &caller, "stream", false, &backlog).await {
+        return r;
+    }
     let mut sent = from;
     for ev in &backlog {
         if let Some(a) = ev.author() {
@@ -1676,7 +1697,8 @@ async fn stream(
                         let (reader, seq) = (log.clone(), env.author_seq);
                         let read = tokio::task::spawn_blocking(move || reader.event_at(a, seq)).await;
                         if let Ok(Ok(Some(ev))) = read {
-                            disclose_to(&state, &caller, "stream", false, std::slice::from_ref(&ev)).await;
+                            // Not recordable: end the stream (the subscriber resumes from its positions).
+                            disclose_to(&state, &caller, "stream", false, std::slice::from_ref(&ev)).await.ok()?;
                             return Some((Ok(sse_event(&ev, role)), (feed, sent, log, stop)));
                         }
                     }

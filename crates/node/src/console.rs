@@ -270,10 +270,12 @@ pub type Audits = Arc<Mutex<AuditRecord>>;
 
 /// A run asked for within this long of the last one answers the last one
 /// (a full verify reads every event: a credential must not keep a core busy).
-const AUDIT_MIN_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+const AUDIT_MIN_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
-/// Runs `verify` unless a run is going on or one finished less than a minute
-/// ago; returns the record after it (or that one).
+/// Runs `verify` unless a run is going on or one finished less than ten
+/// minutes ago; returns the record after it (or that one). The run is its
+/// own task: a caller that goes away does not leave the audit half-marked
+/// as running.
 pub async fn run_audit(log: Arc<yipan_log::SledStore>, audits: Audits) -> AuditRecord {
     {
         let mut a = audits.lock().unwrap_or_else(|p| p.into_inner());
@@ -283,27 +285,40 @@ pub async fn run_audit(log: Arc<yipan_log::SledStore>, audits: Audits) -> AuditR
         }
         a.running = true;
     }
-    let started = std::time::Instant::now();
-    let report = tokio::task::spawn_blocking(move || log.verify()).await;
-    let mut a = audits.lock().unwrap_or_else(|p| p.into_inner());
-    *a = match report {
-        Ok(Ok(r)) => AuditRecord {
-            at: Some(chrono::Utc::now()),
-            running: false,
-            events: r.events,
-            quarantined: r.quarantined,
-            ok: r.ok(),
-            faults: r.faults.iter().map(|f| f.to_string()).collect(),
-            millis: started.elapsed().as_millis() as u64,
-            error: None,
-        },
-        Ok(Err(e)) => AuditRecord { at: Some(chrono::Utc::now()), error: Some(e.to_string()), ..Default::default() },
-        Err(e) => AuditRecord { at: Some(chrono::Utc::now()), error: Some(e.to_string()), ..Default::default() },
-    };
-    if !a.ok {
-        tracing::warn!(faults = a.faults.len(), error = ?a.error, "the scheduled audit of the own store found problems");
+    let shared = audits.clone();
+    let task = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let report = tokio::task::spawn_blocking(move || log.verify()).await;
+        let record = match report {
+            Ok(Ok(r)) => AuditRecord {
+                at: Some(chrono::Utc::now()),
+                running: false,
+                events: r.events,
+                quarantined: r.quarantined,
+                ok: r.ok(),
+                faults: r.faults.iter().map(|f| f.to_string()).collect(),
+                millis: started.elapsed().as_millis() as u64,
+                error: None,
+            },
+            Ok(Err(e)) => {
+                AuditRecord { at: Some(chrono::Utc::now()), error: Some(e.to_string()), ..Default::default() }
+            }
+            Err(e) => AuditRecord { at: Some(chrono::Utc::now()), error: Some(e.to_string()), ..Default::default() },
+        };
+        if !record.ok {
+            tracing::warn!(faults = record.faults.len(), error = ?record.error, "the audit of the own store found problems");
+        }
+        *shared.lock().unwrap_or_else(|p| p.into_inner()) = record.clone();
+        record
+    });
+    match task.await {
+        Ok(r) => r,
+        Err(_) => {
+            let mut a = audits.lock().unwrap_or_else(|p| p.into_inner());
+            a.running = false;
+            a.clone()
+        }
     }
-    a.clone()
 }
 
 /// `GET /v1/audit`: the last audit of the node's store.
@@ -313,7 +328,7 @@ pub async fn last_audit(State(s): State<AppState>) -> Response {
 }
 
 /// `POST /v1/audit`: audits the store now (waits for it; a run going on or
-/// finished within the last minute is answered instead of starting another).
+/// finished within the last ten minutes is answered instead of starting another).
 pub async fn audit_now(State(s): State<AppState>) -> Response {
     Json(run_audit(s.log().clone(), s.audits().clone()).await).into_response()
 }

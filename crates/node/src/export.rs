@@ -121,6 +121,9 @@ pub fn to_csv(t: &Table) -> Result<Vec<u8>, String> {
     w.write_record(&t.headers).map_err(|e| e.to_string())?;
     for row in &t.rows {
         w.write_record(row.iter().map(|c| match c {
+            // A spreadsheet runs a cell that starts like a formula (text a peer may
+            // have chosen, e.g. a claimed author): such text is quoted as text.
+            Cell::Text(s) if s.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{s}"),
             Cell::Text(s) => s.clone(),
             Cell::Number(n) => number_text(*n),
             Cell::Empty => String::new(),
@@ -215,6 +218,17 @@ mod tests {
         t.row(vec!["协查→反馈".into(), "2026-11-04".into(), Cell::from(26u64)]);
         t.row(vec!["a \"quoted\", comma".into(), Cell::Empty, Cell::from(0.5)]);
         t
+    }
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_stay_text() {
+        let mut t = Table::new("quarantine", &["author"]);
+        t.row(vec!["=HYPERLINK(\"http://x\")".into()]);
+        t.row(vec!["@SUM(A1)".into()]);
+        t.row(vec!["610112".into()]);
+        let text = String::from_utf8(to_csv(&t).unwrap()).unwrap();
+        assert!(text.contains("\"'=HYPERLINK(\"\"http://x\"\")\""), "{text}");
+        assert!(text.contains("'@SUM(A1)") && text.contains("\r\n610112\r\n"), "{text}");
     }
 
     #[test]

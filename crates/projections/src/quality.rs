@@ -51,11 +51,18 @@ fn answered_request(kind: EventKind) -> Option<EventKind> {
 impl Projections {
     /// The flags of the events of `locality`'s relationships (or all), as of an instant.
     pub fn quality(&self, locality: Option<Locality>, as_of: DateTime<Utc>) -> Vec<QualityFlag> {
+        let rels: Vec<Rel> = self
+            .relationships()
+            .filter(|rel| locality.is_none_or(|l| rel.origin == l || rel.residence == l))
+            .copied()
+            .collect();
+        self.quality_of(&rels, as_of)
+    }
+
+    /// The flags of the events of these relationships, as of an instant.
+    pub fn quality_of(&self, rels: &[Rel], as_of: DateTime<Utc>) -> Vec<QualityFlag> {
         let mut out = Vec::new();
-        for rel in self.relationships() {
-            if locality.is_some_and(|l| rel.origin != l && rel.residence != l) {
-                continue;
-            }
+        for rel in rels {
             let facts = self.rel_facts(rel, as_of);
             let arrival = facts
                 .iter()

