@@ -34,6 +34,57 @@ fn service(n: u64) -> EventDraft {
     }
 }
 
+/// Creates the streams once the JetStream meta group has its leader (it needs a moment).
+async fn provision(deployment: &Deployment, urls: &str, prefix: Option<&str>) {
+    let start = Instant::now();
+    loop {
+        match deployment.provision_placed(urls, &[61, 41], 3, prefix).await {
+            Ok(()) => return,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(90), "streams not created: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// JetStream as the admin, through any of `urls`.
+async fn admin(deployment: &Deployment, urls: &str) -> async_nats::jetstream::Context {
+    let cfg = deployment.sync_config(Principal::Admin, urls).unwrap();
+    let client = yipan_sync::connect_options(&cfg, Principal::Admin)
+        .unwrap()
+        .connect(yipan_sync::servers(urls).as_slice())
+        .await
+        .unwrap();
+    async_nats::jetstream::new(client)
+}
+
+/// Certifies 610112 and 411522, publishes the trust records, and starts
+/// their nodes, each connected to the servers given for it.
+async fn start_nodes(deployment: &Deployment, base: &std::path::Path, urls: [&str; 2]) -> Vec<Node> {
+    let codes = ["610112", "411522"];
+    for code in codes {
+        yipan_node::datadir::init(&base.join(code), loc(code), Some(SECRET)).unwrap();
+        deployment.certify(loc(code), code, &base.join(code)).unwrap();
+    }
+    deployment.publish_trust(urls[0]).await.unwrap();
+    let mut nodes = Vec::new();
+    for (code, urls) in codes.into_iter().zip(urls) {
+        let mut cfg = deployment.node_config(loc(code), base.join(code), urls).unwrap();
+        cfg.sync.head_interval_ms = 300;
+        cfg.sync.repair_grace_ms = 300;
+        cfg.sync.trust_poll_ms = 200;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        nodes.push(Node::start(cfg, listener).await.unwrap());
+    }
+    let localities = [loc("610112"), loc("411522")];
+    until("both nodes know both keys", Duration::from_secs(60), || {
+        nodes.iter().all(|n| localities.iter().all(|l| n.log.trust().is_certified(*l)))
+    })
+    .await;
+    nodes
+}
+
 async fn until(what: &str, within: Duration, check: impl Fn() -> bool) {
     let start = Instant::now();
     while !check() {
@@ -53,27 +104,9 @@ async fn a_province_cluster_replicates_with_r3_streams_through_a_server_loss() {
         .unwrap()
         .unwrap();
     let urls = cluster.urls();
-    // The JetStream meta group needs a moment to elect its leader: provisioning is retried until then.
-    let start = Instant::now();
-    loop {
-        match deployment.provision_replicated(&urls, &[61, 41], 3).await {
-            Ok(()) => break,
-            Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(60), "streams not created: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
+    provision(&deployment, &urls, None).await;
     // Every stream has three replicas on three different servers.
-    let admin = {
-        let cfg = deployment.sync_config(Principal::Admin, &urls).unwrap();
-        yipan_sync::connect_options(&cfg, Principal::Admin)
-            .unwrap()
-            .connect(yipan_sync::servers(&urls).as_slice())
-            .await
-            .unwrap()
-    };
-    let js = async_nats::jetstream::new(admin);
+    let js = admin(&deployment, &urls).await;
     let mut stream = js.get_stream(yipan_sync::subjects::stream(41)).await.unwrap();
     let info = stream.info().await.unwrap();
     assert_eq!(info.config.num_replicas, 3);
@@ -81,25 +114,8 @@ async fn a_province_cluster_replicates_with_r3_streams_through_a_server_loss() {
     assert_eq!(c.name.as_deref(), Some("province-61"));
     assert_eq!(c.replicas.len() + 1, 3, "a leader and two replicas: {c:?}");
 
-    for code in ["610112", "411522"] {
-        yipan_node::datadir::init(&base.path().join(code), loc(code), Some(SECRET)).unwrap();
-        deployment.certify(loc(code), code, &base.path().join(code)).unwrap();
-    }
-    deployment.publish_trust(&urls).await.unwrap();
-    let mut nodes = Vec::new();
-    for code in ["610112", "411522"] {
-        let mut cfg = deployment.node_config(loc(code), base.path().join(code), &urls).unwrap();
-        cfg.sync.head_interval_ms = 300;
-        cfg.sync.repair_grace_ms = 300;
-        cfg.sync.trust_poll_ms = 200;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        nodes.push(Node::start(cfg, listener).await.unwrap());
-    }
+    let nodes = start_nodes(&deployment, base.path(), [&urls, &urls]).await;
     let (residence, origin) = (&nodes[0], &nodes[1]);
-    until("both nodes know both keys", Duration::from_secs(30), || {
-        nodes.iter().all(|n| localities.iter().all(|l| n.log.trust().is_certified(*l)))
-    })
-    .await;
     let held = || origin.log.channel_head(loc("610112"), loc("411522")).unwrap();
 
     residence.log.append_batch_async((0..50).map(service).collect()).await.unwrap();
@@ -150,25 +166,8 @@ async fn two_province_clusters_joined_by_gateways_replicate_through_server_losse
             .unwrap()
             .unwrap();
     let (urls61, urls41) = (sc.cluster("province-61").urls(), sc.cluster("province-41").urls());
-    let start = Instant::now();
-    loop {
-        match deployment.provision_placed(&urls61, &[61, 41], 3, Some("province-")).await {
-            Ok(()) => break,
-            Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(90), "streams not created: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    let admin = {
-        let cfg = deployment.sync_config(Principal::Admin, &urls41).unwrap();
-        yipan_sync::connect_options(&cfg, Principal::Admin)
-            .unwrap()
-            .connect(yipan_sync::servers(&urls41).as_slice())
-            .await
-            .unwrap()
-    };
-    let js = async_nats::jetstream::new(admin);
+    provision(&deployment, &urls61, Some("province-")).await;
+    let js = admin(&deployment, &urls41).await;
     for (p, cluster) in [(61, "province-61"), (41, "province-41")] {
         let info = js.get_stream(yipan_sync::subjects::stream(p)).await.unwrap().info().await.unwrap().clone();
         assert_eq!(
@@ -179,25 +178,8 @@ async fn two_province_clusters_joined_by_gateways_replicate_through_server_losse
         assert_eq!(info.config.num_replicas, 3);
     }
 
-    for code in ["610112", "411522"] {
-        yipan_node::datadir::init(&base.path().join(code), loc(code), Some(SECRET)).unwrap();
-        deployment.certify(loc(code), code, &base.path().join(code)).unwrap();
-    }
-    deployment.publish_trust(&urls61).await.unwrap();
-    let mut nodes = Vec::new();
-    for (code, urls) in [("610112", &urls61), ("411522", &urls41)] {
-        let mut cfg = deployment.node_config(loc(code), base.path().join(code), urls).unwrap();
-        cfg.sync.head_interval_ms = 300;
-        cfg.sync.repair_grace_ms = 300;
-        cfg.sync.trust_poll_ms = 200;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        nodes.push(Node::start(cfg, listener).await.unwrap());
-    }
+    let nodes = start_nodes(&deployment, base.path(), [&urls61, &urls41]).await;
     let (residence, origin) = (&nodes[0], &nodes[1]);
-    until("both nodes know both keys across the gateway", Duration::from_secs(60), || {
-        nodes.iter().all(|n| localities.iter().all(|l| n.log.trust().is_certified(*l)))
-    })
-    .await;
     let at_origin = || origin.log.channel_head(loc("610112"), loc("411522")).unwrap();
     let at_residence = || residence.log.channel_head(loc("411522"), loc("610112")).unwrap();
     let certificate = |n: u64| EventDraft {
