@@ -71,6 +71,8 @@ pub struct AppState {
     stop: tokio::sync::watch::Receiver<bool>,
     /// The last audit of the own store (console health page).
     audits: crate::console::Audits,
+    /// Views that read every relationship run off the async workers, two at a time.
+    heavy: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ impl AppState {
             insecure,
             stop,
             audits: Default::default(),
+            heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_VIEWS)),
         }
     }
 
@@ -117,6 +120,19 @@ impl AppState {
     pub fn auth(&self) -> &Auth {
         &self.auth
     }
+}
+
+/// Views over every relationship computed at once (more wait their turn).
+const HEAVY_VIEWS: usize = 2;
+
+/// Runs a view computation that reads every relationship off the async
+/// workers, at most [`HEAVY_VIEWS`] at a time: a credential asking for many
+/// overviews at once cannot occupy the runtime.
+async fn heavy(s: &AppState, f: impl FnOnce() -> Response + Send + 'static) -> Response {
+    let Ok(_permit) = s.heavy.clone().acquire_owned().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
+    };
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// The routes.
@@ -818,6 +834,11 @@ fn months_back(day: chrono::NaiveDate, n: u32) -> Vec<yipan_projections::Period>
 /// to it (trend); and both directions with every counterpart for the
 /// month, quarter and year, worst first (most indicators missed in the month).
 async fn overview(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    let state = s.clone();
+    heavy(&s, move || overview_now(state, q)).await
+}
+
+fn overview_now(s: AppState, q: ViewQuery) -> Response {
     use chrono::Datelike;
     use yipan_projections::Period;
     let as_of = match views::parse_as_of(q.as_of.as_deref()) {
@@ -905,6 +926,11 @@ fn trend_query(
 
 /// `GET /v1/scorecard/trend?months=12&locality=|pair=|direction=`.
 async fn trend(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    let state = s.clone();
+    heavy(&s, move || trend_now(state, q)).await
+}
+
+fn trend_now(s: AppState, q: ViewQuery) -> Response {
     let (scope, months, as_of) = match trend_query(&s, &q) {
         Ok(x) => x,
         Err(e) => return bad(e),
@@ -927,6 +953,11 @@ async fn trend(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Respons
 /// `GET /v1/scorecard/counterparts?period=`: both directions with every
 /// counterpart of this locality, worst first (most failed indicators).
 async fn counterparts(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
+    let state = s.clone();
+    heavy(&s, move || counterparts_now(state, q)).await
+}
+
+fn counterparts_now(s: AppState, q: ViewQuery) -> Response {
     let (period, as_of) = match (views::parse_period(q.period.as_deref()), views::parse_as_of(q.as_of.as_deref())) {
         (Ok(p), Ok(a)) => (p, a),
         (Err(e), _) | (_, Err(e)) => return bad(e),
@@ -1110,13 +1141,21 @@ async fn export(
         Some("en") => true,
         Some(l) => return bad(format!("lang: `{}` is not zh or en", yipan_core::clip(l))),
     };
+    let me = s.log.locality();
     let built = match table.as_str() {
         "timeline" => timeline_table(&s, &q, en).await,
         "quarantine" => quarantine_table(&s, en).await,
-        _ => view_table(&s, &table, &q, en),
+        _ => {
+            let state = s.clone();
+            return heavy(&s, move || match view_table(&state, &table, &q, en) {
+                Ok(t) => export::respond(&t, &format, me),
+                Err(e) => bad(e),
+            })
+            .await;
+        }
     };
     match built {
-        Ok(t) => export::respond(&t, &format, s.log.locality()),
+        Ok(t) => heavy(&s, move || export::respond(&t, &format, me)).await,
         Err(e) => bad(e),
     }
 }
