@@ -69,43 +69,9 @@ pub struct Secure {
 }
 
 impl NatsServer {
-    /// Starts an **insecure** server (no TLS, anonymous clients) with
-    /// JetStream on a random port and a fresh store.
-    pub fn start() -> Result<NatsServer, String> {
-        Self::start_with(None, None)
-    }
-
-    /// Starts the shipped, secured configuration: TLS and NKey users.
-    pub fn start_secure(secure: Secure) -> Result<NatsServer, String> {
-        Self::start_with(Some(secure), None)
-    }
-
-    /// Like [`NatsServer::start_secure`] with another `max_payload` (e.g. `"256KB"`).
-    pub fn start_secure_with_max_payload(secure: Secure, max_payload: &str) -> Result<NatsServer, String> {
-        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let store = tmp.path().join("jetstream");
-        let mut s = NatsServer {
-            bin: nats_server_bin()?,
-            port: free_port()?,
-            store,
-            secure: Some(secure),
-            max_payload: Some(max_payload.to_string()),
-            trace_log: None,
-            name: None,
-            extra: String::new(),
-            _tmp: Some(tmp),
-            child: None,
-        };
-        s.spawn()?;
-        Ok(s)
-    }
-
-    /// Starts a server whose store lives in `store` (kept after drop).
-    pub fn start_in(store: &Path, secure: Option<Secure>) -> Result<NatsServer, String> {
-        Self::start_with(secure, Some(store))
-    }
-
-    fn start_with(secure: Option<Secure>, store: Option<&Path>) -> Result<NatsServer, String> {
+    /// A server not started yet: a free port, the store in `store` (kept
+    /// after drop) or in a fresh temporary directory, the shipped settings.
+    fn unstarted(secure: Option<Secure>, store: Option<&Path>) -> Result<NatsServer, String> {
         let (tmp, store) = match store {
             Some(s) => (None, s.to_path_buf()),
             None => {
@@ -114,7 +80,7 @@ impl NatsServer {
                 (Some(tmp), store)
             }
         };
-        let mut s = NatsServer {
+        Ok(NatsServer {
             bin: nats_server_bin()?,
             port: free_port()?,
             store,
@@ -125,29 +91,43 @@ impl NatsServer {
             extra: String::new(),
             _tmp: tmp,
             child: None,
-        };
-        s.spawn()?;
-        Ok(s)
+        })
+    }
+
+    fn started(mut self) -> Result<NatsServer, String> {
+        self.spawn()?;
+        Ok(self)
+    }
+
+    /// Starts an **insecure** server (no TLS, anonymous clients) with
+    /// JetStream on a random port and a fresh store.
+    pub fn start() -> Result<NatsServer, String> {
+        Self::unstarted(None, None)?.started()
+    }
+
+    /// Starts the shipped, secured configuration: TLS and NKey users.
+    pub fn start_secure(secure: Secure) -> Result<NatsServer, String> {
+        Self::unstarted(Some(secure), None)?.started()
+    }
+
+    /// Like [`NatsServer::start_secure`] with another `max_payload` (e.g. `"256KB"`).
+    pub fn start_secure_with_max_payload(secure: Secure, max_payload: &str) -> Result<NatsServer, String> {
+        let mut s = Self::unstarted(Some(secure), None)?;
+        s.max_payload = Some(max_payload.to_string());
+        s.started()
+    }
+
+    /// Starts a server whose store lives in `store` (kept after drop).
+    pub fn start_in(store: &Path, secure: Option<Secure>) -> Result<NatsServer, String> {
+        Self::unstarted(secure, Some(store))?.started()
     }
 
     /// Like [`NatsServer::start_secure`], tracing the raw protocol (every
     /// subject and header of every message) into `log` (for leak scans).
     pub fn start_secure_traced(secure: Secure, log: &Path) -> Result<NatsServer, String> {
-        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mut s = NatsServer {
-            bin: nats_server_bin()?,
-            port: free_port()?,
-            store: tmp.path().join("jetstream"),
-            secure: Some(secure),
-            max_payload: None,
-            trace_log: Some(log.to_path_buf()),
-            name: None,
-            extra: String::new(),
-            _tmp: Some(tmp),
-            child: None,
-        };
-        s.spawn()?;
-        Ok(s)
+        let mut s = Self::unstarted(Some(secure), None)?;
+        s.trace_log = Some(log.to_path_buf());
+        s.started()
     }
 
     /// The shipped config with this server's store, TLS files and users.
@@ -295,28 +275,20 @@ impl NatsCluster {
         let routes: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
         let mut servers = Vec::with_capacity(n);
         for (i, route) in routes.iter().enumerate() {
-            let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
             let others: Vec<String> = routes
                 .iter()
                 .enumerate()
                 .filter(|(j, _)| *j != i)
                 .map(|(_, p)| format!("nats-route://127.0.0.1:{p}"))
                 .collect();
-            servers.push(NatsServer {
-                bin: bin.clone(),
-                port: free_port()?,
-                store: tmp.path().join("jetstream"),
-                secure: Some(secure.clone()),
-                max_payload: None,
-                trace_log: None,
-                name: Some(format!("{name}-{i}")),
-                extra: format!(
-                    "cluster {{\n  name: {name:?}\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
-                    others.join(", ")
-                ),
-                _tmp: Some(tmp),
-                child: None,
-            });
+            let mut server = NatsServer::unstarted(Some(secure.clone()), None)?;
+            server.bin = bin.clone();
+            server.name = Some(format!("{name}-{i}"));
+            server.extra = format!(
+                "cluster {{\n  name: {name:?}\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
+                others.join(", ")
+            );
+            servers.push(server);
         }
         Ok(NatsCluster { servers })
     }
