@@ -6,7 +6,7 @@
 //!
 //! | user | publishes | subscribes |
 //! | --- | --- | --- |
-//! | locality `L` (province `pp`) | its own events `yipan.v1.ev.*.*.L`, heads `yipan.v1.head.*.*.L`, repair answers `yipan.v1.repaired.*.*.L`, repair requests for its own channels `yipan.v1.repair.*.L`, its downstream feed `yipan.v1.down.pp.L.>`, its own consumer's JetStream API (create pinned to its own filter, info, next, ack), its key handovers `yipan.v1.trust.pp.rotation.L`, info and message reads of `YIPAN_TRUST` | heads and repair answers to it, repair requests to it, its private inbox `_INBOX_locality_L.>` |
+//! | locality `L` (province `pp`) | its own events `yipan.v1.ev.*.*.L`, its data keys `yipan.v1.key.*.*.L.*` (and direct reads of the keys addressed to it, `$JS.API.DIRECT.GET.YIPAN_KEY_pp.yipan.v1.key.pp.L.>`), heads `yipan.v1.head.*.*.L`, repair answers `yipan.v1.repaired.*.*.L`, repair requests for its own channels `yipan.v1.repair.*.L`, its downstream feed `yipan.v1.down.pp.L.>`, its own consumer's JetStream API (create pinned to its own filter, info, next, ack), its key handovers `yipan.v1.trust.pp.rotation.L`, info and message reads of `YIPAN_TRUST` | heads and repair answers to it, repair requests to it, its private inbox `_INBOX_locality_L.>` |
 //! | downstream `L`/role | its own consumer's JetStream API on `YIPAN_DOWN_pp` | `yipan.v1.down.pp.L.<role>.>`, `yipan.v1.down.pp.L.views.>`, its inbox |
 //! | auditor | stream names, info and message reads of the event streams `YIPAN_EV_<pp>` and of `YIPAN_TRUST` | its inbox |
 //! | authority `pp` (`00`: the root) | its statements `yipan.v1.trust.pp.statement` | its inbox |
@@ -83,6 +83,9 @@ impl Principal {
                         format!("yipan.v1.repaired.*.*.{l}"),
                         format!("yipan.v1.repair.*.{l}"),
                         format!("yipan.v1.down.{pp}.{l}.>"),
+                        // Data keys: publish its own (and their tombstones), read those for it.
+                        format!("yipan.v1.key.*.*.{l}.*"),
+                        format!("$JS.API.DIRECT.GET.YIPAN_KEY_{pp}.yipan.v1.key.{pp}.{l}.>"),
                         format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
                         format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.yipan.v1.ev.{pp}.{l}.*"),
                         format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),

@@ -5,13 +5,13 @@
 //! | role | may |
 //! | --- | --- |
 //! | `clerk` | append events (not catalogues), read events with every tier, views, status, disclosure log |
-//! | `supervisor` | views, cases, scorecards, events without tiers, status, disclosure log |
+//! | `supervisor` | views, cases, scorecards, events without tiers, status, disclosure log, erasure |
 //! | `auditor` | raw signed events and roster (tiers stripped), events, views and digests, status, quarantine, metrics, disclosure log |
 //! | `statistics` | events and the event stream without tiers, views |
 //! | `health` | events and the event stream with identity and reproductive-health tiers |
 //! | `public_security` | events and the event stream with identity and contact tiers |
 //! | `monitor` | status, quarantine and metrics only (for Prometheus) |
-//! | `admin` | publish duty catalogues, everything an auditor may; no tiers |
+//! | `admin` | publish duty catalogues, erasure, everything an auditor may; no tiers |
 
 use std::fmt;
 use std::str::FromStr;
@@ -63,11 +63,13 @@ pub enum Permission {
     ReadMetrics,
     /// Read the disclosure log (who received which person's tiers; no personal value).
     ReadDisclosures,
+    /// Erase a person's tiers here and at every recipient (`POST /v1/erasures`).
+    Erase,
 }
 
 impl Permission {
     /// Every permission with its API name (as `GET /v1/whoami` reports them).
-    pub const ALL: [(Permission, &'static str); 10] = [
+    pub const ALL: [(Permission, &'static str); 11] = [
         (Permission::Append, "append"),
         (Permission::PublishCatalogue, "publish_catalogue"),
         (Permission::ReadEvents, "read_events"),
@@ -78,6 +80,7 @@ impl Permission {
         (Permission::ReadStatus, "read_status"),
         (Permission::ReadMetrics, "read_metrics"),
         (Permission::ReadDisclosures, "read_disclosures"),
+        (Permission::Erase, "erase"),
     ];
 }
 
@@ -113,7 +116,8 @@ impl Role {
         use Permission::*;
         match self {
             Role::Clerk => matches!(p, Append | ReadEvents | ReadViews | ReadStatus | ReadDisclosures),
-            Role::Supervisor => matches!(p, ReadEvents | ReadViews | ReadStatus | ReadDisclosures),
+            // Erasure is irreversible: the supervisor (or the admin) executes what a clerk took in.
+            Role::Supervisor => matches!(p, ReadEvents | ReadViews | ReadStatus | ReadDisclosures | Erase),
             Role::Auditor => {
                 matches!(p, ReadEvents | ReadViews | ReadRaw | ReadRoster | ReadStatus | ReadMetrics | ReadDisclosures)
             }

@@ -90,6 +90,7 @@ pub fn shown_to(bytes: &[u8], audience: Audience) -> std::borrow::Cow<'_, [u8]> 
 pub fn filter_tiers(signed: &mut yipan_proto::v1::SignedEvent, audience: Audience) {
     let allowed = audience.tiers();
     signed.tiers.retain(|t| allowed.iter().any(|a| *a as i32 == t.tier));
+    signed.sealed.clear();
 }
 
 #[cfg(test)]
@@ -105,6 +106,7 @@ mod tests {
             envelope: vec![9; 8],
             signature: vec![7; 64],
             tiers: vec![tier(Tier::Identity), tier(Tier::Contact), tier(Tier::ReproductiveHealth)],
+            sealed: vec![],
         };
         let bytes = signed.encode_to_vec();
         let shown = SignedEvent::decode(shown_to(&bytes, Audience::Health).as_ref()).unwrap();

@@ -114,6 +114,8 @@ catalogue! {
     EventRetracted => "event_retracted", "撤销", Either, causation: true, tiers: [];
     DutyCatalogPublished => "duty_catalog_published", "职责清单发布", Locality, causation: false, tiers: [];
     KeyRotated => "key_rotated", "签名密钥轮换", Locality, causation: false, tiers: [];
+    ErasureRequested => "erasure_requested", "删除个人信息", Either, causation: false, tiers: [];
+    ErasureConfirmed => "erasure_confirmed", "删除回执", Either, causation: true, tiers: [];
 }
 
 impl EventKind {
@@ -143,6 +145,11 @@ pub fn tier_name(tier: Tier) -> &'static str {
         Tier::Contact => "contact",
         Tier::ReproductiveHealth => "health",
     }
+}
+
+/// A tier by its name (`identity`, `contact`, `health`).
+pub fn tier_from_name(name: &str) -> Option<Tier> {
+    [Tier::Identity, Tier::Contact, Tier::ReproductiveHealth].into_iter().find(|t| tier_name(*t) == name)
 }
 
 impl serde::Serialize for EventKind {

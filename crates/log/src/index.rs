@@ -65,6 +65,11 @@ impl Index {
         self.ids.get(id).copied()
     }
 
+    /// Every person with events held.
+    pub fn persons(&self) -> Vec<PersonKey> {
+        self.persons.keys().filter_map(|k| PersonKey::from_slice(k)).collect()
+    }
+
     /// Events about a person, in the order they were stored.
     pub fn person(&self, person: &PersonKey) -> Vec<(u32, u64)> {
         self.persons.get(person.as_bytes()).cloned().unwrap_or_default()

@@ -16,6 +16,7 @@
 pub mod backend;
 pub mod bench;
 pub mod disclosure;
+pub mod erase;
 pub mod error;
 pub mod event;
 pub mod index;

@@ -216,6 +216,8 @@ struct Shared<B> {
     queued: std::sync::atomic::AtomicUsize,
     /// The disclosure log's head (count, last hash), read at first use.
     disclosures: Mutex<Option<(u64, [u8; 32])>>,
+    /// Erasures done by this process ([`Log::erasure_count`]).
+    erasure_epoch: AtomicU64,
 }
 
 /// Node setting: the last trust-stream sequence applied (kept by the trust follower).
@@ -327,6 +329,7 @@ impl<B: Backend> Log<B> {
             max_event_bytes: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_EVENT_BYTES),
             queued: std::sync::atomic::AtomicUsize::new(0),
             ingest_lock: Mutex::new(bounds),
+            erasure_epoch: AtomicU64::new(0),
             index: RwLock::new(index),
             head: Mutex::new(head),
             head_tx: tokio::sync::watch::channel(head.0).0,
@@ -359,6 +362,20 @@ impl<B: Backend> Log<B> {
     /// Serialises writers of the disclosure log; holds its head.
     pub(crate) fn disclosure_lock(&self) -> std::sync::MutexGuard<'_, Option<(u64, [u8; 32])>> {
         lock(&self.shared.disclosures)
+    }
+
+    /// Serialises a read-modify-write of stored values with ingest.
+    pub(crate) fn ingest_guard(&self) -> std::sync::MutexGuard<'_, crate::quarantine::Bounds> {
+        lock(&self.shared.ingest_lock)
+    }
+
+    /// Positions (author, seq) of every event about `person`.
+    pub(crate) fn person_positions(&self, person: &PersonKey) -> Vec<(u32, u64)> {
+        read(&self.shared.index).person(person)
+    }
+
+    pub(crate) fn erasure_epoch(&self) -> &AtomicU64 {
+        &self.shared.erasure_epoch
     }
 
     /// This locality's public key.
@@ -738,6 +755,11 @@ impl<B: Backend> Log<B> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Every person with events held here.
+    pub fn persons(&self) -> Vec<PersonKey> {
+        read(&self.shared.index).persons()
     }
 
     /// Every event about `person`, in the order they were stored.
@@ -1318,6 +1340,9 @@ impl<B: Backend> Log<B> {
         }
         ev.id().filter(|u| u.get_version_num() == 7).ok_or_else(|| fail("event id is not a UUIDv7".into()))?;
         ev.verify_tiers(false).map_err(|p| fail(format!("schema: {p}")))?;
+        if !ev.signed.sealed.is_empty() {
+            return Err(fail("schema: sealed tiers must be opened before the event is stored".into()));
+        }
         let draft = EventDraft {
             event_id: ev.envelope.event_id.clone(),
             occurred_at: ev.envelope.occurred_at,
@@ -1573,7 +1598,8 @@ fn sequencer<B: Backend>(
         }
         let sign = |u: Unsigned| {
             let signature = u.key.sign(&u.envelope_bytes).to_bytes().to_vec();
-            let bytes = SignedEvent { envelope: u.envelope_bytes, signature, tiers: u.tiers }.encode_to_vec();
+            let bytes =
+                SignedEvent { envelope: u.envelope_bytes, signature, tiers: u.tiers, sealed: vec![] }.encode_to_vec();
             Signed { seq: u.seq, digest: u.digest, bytes, envelope: u.envelope }
         };
         let events: Vec<Signed> = if unsigned.len() >= PARALLEL_SIGN_FROM {

@@ -83,6 +83,8 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
     let me_text = me.to_string();
     let mut own_last: Option<(u64, [u8; 32])> = None;
     let mut index_errors: Vec<Fault> = Vec::new();
+    // Own tiers dropped by an erasure (an own event keeps every other tier).
+    let erased = crate::erase::erased_of(backend, me.as_u32())?;
 
     let mut ids: std::collections::HashSet<[u8; 16]> = std::collections::HashSet::new();
     let mut visit = |author: u32, seq: u64, v: &[u8]| -> bool {
@@ -139,8 +141,22 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
                 fault(&mut faults, format!("{p} (with the key certified for #{seq})"));
             }
         }
-        if let Err(p) = ev.verify_tiers(c.own) {
+        if let Err(p) = ev.verify_tiers(false) {
             fault(&mut faults, p);
+        }
+        if c.own {
+            let gone = erased.get(&seq).map_or(0, |(m, _)| *m);
+            for d in &env.tier_digests {
+                let held = ev.signed.tiers.iter().any(|p| p.tier == d.tier);
+                if !held && (d.tier < 1 || d.tier > 7 || gone & (1 << d.tier) == 0) {
+                    let name =
+                        yipan_proto::v1::Tier::try_from(d.tier).map(yipan_core::kind::tier_name).unwrap_or("unknown");
+                    fault(&mut faults, format!("{name} tier payload is missing and was not erased"));
+                }
+            }
+        }
+        if !ev.signed.sealed.is_empty() {
+            fault(&mut faults, "holds sealed tiers (only the wire form may)".into());
         }
         if let Some((prev_seq, prev_hash)) = c.prev {
             if prev_seq + 1 == seq && env.prev_hash.as_slice() != prev_hash {

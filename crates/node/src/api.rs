@@ -73,6 +73,12 @@ pub struct AppState {
     audits: crate::console::Audits,
     /// Views that read every relationship run off the async workers, two at a time.
     heavy: Arc<tokio::sync::Semaphore>,
+    /// The working-day calendar (erasure deadlines).
+    calendar: yipan_projections::calendar::WorkCalendar,
+    /// Erasure deadline and retention.
+    privacy: crate::erasure::PrivacyConfig,
+    /// Erasure requests and receipts held here.
+    erasures: crate::erasure::Registry,
 }
 
 impl AppState {
@@ -80,6 +86,8 @@ impl AppState {
     pub fn new(
         log: Arc<SledStore>,
         person_secret: Option<Vec<u8>>,
+        calendar: yipan_projections::calendar::WorkCalendar,
+        privacy: crate::erasure::PrivacyConfig,
         sync: Arc<SyncMetrics>,
         views: Views,
         auth: Arc<Auth>,
@@ -98,7 +106,15 @@ impl AppState {
             stop,
             audits: Default::default(),
             heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_VIEWS)),
+            calendar,
+            privacy,
+            erasures: Default::default(),
         }
+    }
+
+    /// Erasure requests and receipts held here.
+    pub fn erasures(&self) -> &crate::erasure::Registry {
+        &self.erasures
     }
 
     /// The node's log.
@@ -164,6 +180,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/quality", get(quality))
         .route("/v1/disclosures", get(disclosures))
         .route("/v1/disclosures/report", get(disclosure_report))
+        .route("/v1/erasures", get(erasures).post(erase))
         .route("/", get(console::to_console))
         .route("/console", get(console::to_console))
         .route("/console/", get(console::index_with))
@@ -1049,6 +1066,122 @@ async fn disclosures(State(s): State<AppState>, Query(q): Query<DisclosureQuery>
             Json(json!({"person": q.person, "entries": entries, "next": next})).into_response()
         }
         Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ErasureQuery {
+    person: Option<String>,
+    as_of: Option<String>,
+}
+
+/// `GET /v1/erasures?person=&as_of=`: erasure requests sent and received,
+/// each recipient's answer (confirmed with its receipt, open, or overdue).
+async fn erasures(State(s): State<AppState>, Query(q): Query<ErasureQuery>) -> Response {
+    let person = match q.person.as_deref().map(PersonKey::parse).transpose() {
+        Ok(p) => p,
+        Err(e) => return field_error(StatusCode::BAD_REQUEST, format!("person: {e}"), "person"),
+    };
+    let as_of = match views::parse_as_of(q.as_of.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return field_error(StatusCode::BAD_REQUEST, e, "as_of"),
+    };
+    let list = crate::erasure::views(&s.erasures, s.log.locality(), person.as_ref(), as_of);
+    Json(json!({"as_of": as_of.to_rfc3339(), "erasures": list})).into_response()
+}
+
+/// `POST /v1/erasures` `{"person"|"id_number", "tiers": ["health",…], "basis": "person_request", "reference": "…"}`:
+/// erases the person's tiers here and asks every recipient to do the same.
+async fn erase(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        person: Option<String>,
+        #[serde(default)]
+        id_number: Option<String>,
+        #[serde(default)]
+        tiers: Vec<String>,
+        #[serde(default)]
+        basis: String,
+        #[serde(default)]
+        reference: String,
+    }
+    let b: Body = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        // serde's message may quote a value: say only where it failed.
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("malformed erasure request (line {} column {}): expected {{\"person\" or \"id_number\", \"tiers\", \"basis\", \"reference\"}}", e.line(), e.column()),
+            )
+        }
+    };
+    let person = match (&b.person, &b.id_number, s.person_secret()) {
+        (Some(p), None, _) => match PersonKey::parse(p) {
+            Ok(p) => p,
+            Err(e) => return field_error(StatusCode::BAD_REQUEST, format!("person: {e}"), "person"),
+        },
+        (None, Some(id), Some(secret)) => {
+            if !matches!(yipan_core::person::check_id_number(id), yipan_core::person::IdCheck::Valid) {
+                return field_error(
+                    StatusCode::BAD_REQUEST,
+                    "id_number: is not a valid resident-ID number (value not shown)",
+                    "id_number",
+                );
+            }
+            PersonKey::derive(id, secret)
+        }
+        (None, Some(_), None) => {
+            return field_error(
+                StatusCode::CONFLICT,
+                "id_number: this node has no person-key secret; give the person key",
+                "id_number",
+            )
+        }
+        _ => {
+            return field_error(
+                StatusCode::BAD_REQUEST,
+                "person: give exactly one of `person` and `id_number`",
+                "person",
+            )
+        }
+    };
+    let mut tiers = Vec::new();
+    for (i, t) in b.tiers.iter().enumerate() {
+        match yipan_core::kind::tier_from_name(t) {
+            Some(t) => tiers.push(t),
+            None => {
+                return field_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("tiers[{i}]: `{}` is not a tier (identity, contact, health)", yipan_core::clip(t)),
+                    "tiers",
+                )
+            }
+        }
+    }
+    let basis = match yipan_proto::v1::ErasureBasis::from_str_name(&format!("ERASURE_BASIS_{}", b.basis.to_uppercase())) {
+        Some(v) if !b.basis.is_empty() => v,
+        _ => {
+            return field_error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "basis: `{}` is not one of person_request, retention_expired, purpose_fulfilled, consent_withdrawn, unlawful_processing",
+                    yipan_core::clip(&b.basis)
+                ),
+                "basis",
+            )
+        }
+    };
+    let req = crate::erasure::Request { person, tiers, basis, reference: b.reference };
+    let (log, calendar, days) = (s.log.clone(), s.calendar.clone(), s.privacy.erasure_answer_working_days);
+    let done =
+        tokio::task::spawn_blocking(move || crate::erasure::request(&log, &calendar, days, &req, chrono::Utc::now()))
+            .await;
+    match done {
+        Ok(Ok(outcome)) => (StatusCode::CREATED, Json(json!(outcome))).into_response(),
+        Ok(Err(r)) => field_error(StatusCode::UNPROCESSABLE_ENTITY, format!("{}: {}", r.field, r.message), r.field),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

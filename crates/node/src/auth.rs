@@ -96,10 +96,10 @@ impl Auth {
 /// is answered 404 before it reaches the router (fail closed).
 fn required(method: &Method, path: &str) -> Option<&'static [Permission]> {
     // Any one permission: every role has at least one.
-    const ANY: [Permission; 10] = {
-        let mut all = [Permission::Append; 10];
+    const ANY: [Permission; 11] = {
+        let mut all = [Permission::Append; 11];
         let mut i = 0;
-        while i < 10 {
+        while i < 11 {
             all[i] = Permission::ALL[i].0;
             i += 1;
         }
@@ -125,6 +125,8 @@ fn required(method: &Method, path: &str) -> Option<&'static [Permission]> {
         (_, "/v1/whoami" | "/v1/divisions") => &ANY,
         (_, "/metrics") => &[ReadMetrics],
         (_, "/v1/disclosures" | "/v1/disclosures/report") => &[ReadDisclosures],
+        (&Method::POST, "/v1/erasures") => &[Erase],
+        (_, "/v1/erasures") => &[ReadDisclosures],
         _ => return None,
     };
     Some(p)

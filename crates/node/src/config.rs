@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// Replication settings (including `downstream` roles).
     #[serde(default)]
     pub sync: SyncConfig,
+    /// Erasure deadline and retention periods (docs/privacy.md).
+    #[serde(default)]
+    pub privacy: crate::erasure::PrivacyConfig,
 }
 
 /// `[trust]` (docs/trust.md).
@@ -153,6 +156,7 @@ impl NodeConfig {
             http: HttpConfig::default(),
             trust: TrustConfig::default(),
             sync: SyncConfig { nats_url: nats_url.into(), manage_streams: true, ..Default::default() },
+            privacy: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod authority;
 pub mod config;
 pub mod console;
 pub mod datadir;
+pub mod erasure;
 pub mod error;
 pub mod export;
 pub mod http;
@@ -72,6 +73,7 @@ impl Node {
             cfg.http.tls.iter().flat_map(|t| t.clients.iter()).map(|c| (c.name.clone(), c.role)).collect();
         let auth = Arc::new(auth::Auth::new(&cfg.tokens_path(), certificates)?);
         let calendar = views::load_calendar(cfg.calendar.as_deref())?;
+        let work_calendar = calendar.clone();
         let dir = cfg.data_dir.clone();
         let anchor = cfg.trust.anchor_key()?;
         if anchor.is_none() {
@@ -114,6 +116,8 @@ impl Node {
         let state = api::AppState::new(
             log.clone(),
             opened.person_secret,
+            work_calendar.clone(),
+            cfg.privacy.clone(),
             metrics.clone(),
             views.clone(),
             auth,
@@ -121,6 +125,13 @@ impl Node {
             stopped.clone(),
         );
         let audits = tokio::spawn(console::audit_daily(log.clone(), state.audits().clone(), stopped.clone()));
+        let erasures = {
+            let (log, registry, calendar, privacy, rx) =
+                (log.clone(), state.erasures().clone(), work_calendar, cfg.privacy.clone(), stopped.clone());
+            tokio::spawn(yipan_sync::supervise("erasures", stopped.clone(), metrics.clone(), move || {
+                erasure::run(log.clone(), registry.clone(), calendar.clone(), privacy.clone(), rx.clone())
+            }))
+        };
         if std::env::var_os(console::DEV_DIR_ENV).is_some() {
             tracing::warn!(
                 "{} is set: the console's files are read from that directory, not the ones built in (development only)",
@@ -137,6 +148,7 @@ impl Node {
             let _ = views_stop.send(true);
             let _ = projector.await;
             let _ = audits.await;
+            let _ = erasures.await;
             if let Some(c) = changes {
                 let _ = c.await;
             }

@@ -157,6 +157,7 @@ impl Deployment {
                 hand_added_keys_only: false,
             },
             sync: self.sync_config(Principal::Locality(locality), nats_url)?,
+            privacy: Default::default(),
         })
     }
 

@@ -111,6 +111,11 @@ impl Fact {
     /// The fact of an envelope; `None` if it lacks what every stored event has.
     pub fn from_envelope(env: &Envelope) -> Option<Fact> {
         let body = env.body.as_ref()?.kind.as_ref()?;
+        // Erasure requests and receipts administer privacy, not duties: they are
+        // not facts, so erasing changes no card, exchange, scorecard or digest.
+        if matches!(body, Body::ErasureRequested(_) | Body::ErasureConfirmed(_)) {
+            return None;
+        }
         let rel = if env.person_key.is_empty() {
             None
         } else {

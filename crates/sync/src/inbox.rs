@@ -103,7 +103,7 @@ async fn consume<B: Backend>(
             }
         }
         SyncMetrics::add(&metrics.inbox_batches, 1);
-        process(log, metrics, repair, &mut held, msgs).await?;
+        process(log, metrics, repair, &mut held, msgs, &js.client()).await?;
     }
 }
 
@@ -123,14 +123,21 @@ async fn process<B: Backend>(
     repair: &RepairState,
     held: &mut Held,
     msgs: Vec<Message>,
+    client: &async_nats::Client,
 ) -> Result<()> {
-    let outcomes = ingest(log, msgs.iter().map(|m| m.payload.clone()).collect()).await?;
-    for (msg, outcome) in msgs.into_iter().zip(outcomes) {
+    // Sealed tiers opened with their authors' data keys (dropped where erased).
+    let mut keys = HashMap::new();
+    let mut payloads = Vec::with_capacity(msgs.len());
+    for m in &msgs {
+        payloads.push(crate::seal::open(client, log.locality(), m.payload.clone(), &mut keys).await?);
+    }
+    let outcomes = ingest(log, payloads.clone()).await?;
+    for ((msg, outcome), payload) in msgs.into_iter().zip(outcomes).zip(payloads) {
         match outcome {
             Ingested::Gap { author, got, .. } => {
                 SyncMetrics::add(&metrics.gaps, 1);
                 repair.want(author.as_u32(), got.saturating_sub(1));
-                held.entry(author.as_u32()).or_default().insert(got, (msg.payload.clone(), msg));
+                held.entry(author.as_u32()).or_default().insert(got, (payload, msg));
             }
             other => settle(log, metrics, msg, other).await?,
         }

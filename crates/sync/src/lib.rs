@@ -21,6 +21,7 @@ pub mod inbox;
 pub mod metrics;
 pub mod outbox;
 pub mod repair;
+pub mod seal;
 pub mod subjects;
 pub mod trust;
 
@@ -150,7 +151,7 @@ pub async fn connect(
 
 /// Where a province's stream goes in a supercluster: the cluster of the
 /// province its name ends with (`YIPAN_EV_61` → `province-61`).
-fn placement(cfg: &SyncConfig, stream: &str) -> Option<jetstream::stream::Placement> {
+pub(crate) fn placement(cfg: &SyncConfig, stream: &str) -> Option<jetstream::stream::Placement> {
     let prefix = cfg.stream_cluster_prefix.as_ref()?;
     let province = stream.rsplit('_').next().filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))?;
     Some(jetstream::stream::Placement { cluster: Some(format!("{prefix}{province}")), tags: Vec::new() })
@@ -186,6 +187,7 @@ pub async fn provision(js: &jetstream::Context, provinces: &[u8], cfg: &SyncConf
     for p in provinces {
         ensure_stream(js, subjects::stream(*p), subjects::stream_subjects(*p), cfg).await?;
         downstream::ensure_stream(js, *p, cfg).await?;
+        seal::ensure_key_stream(js, *p, cfg).await?;
     }
     Ok(())
 }

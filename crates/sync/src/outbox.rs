@@ -74,15 +74,26 @@ pub fn record_dead_letters<B: Backend>(log: &Log<B>, letters: &[DeadLetter]) -> 
 /// Publishes one event to each of its recipients; returns the ack futures
 /// and the recipients it could never be published to (too large for the
 /// server's `max_payload`: a permanent failure, set aside, never retried in a loop).
+/// Tier payloads are sealed with the person's data keys from `keys`
+/// ([`crate::seal`]); an event with tiers and no keys is an error, never
+/// published in the clear.
 pub(crate) async fn publish_event(
     js: &jetstream::Context,
     ev: &StoredEvent,
     msg_id_suffix: &str,
     only: Option<Locality>,
+    keys: &std::collections::HashMap<yipan_core::PersonKey, yipan_log::erase::DataKeys>,
 ) -> Result<(Vec<PublishAckFuture>, Vec<DeadLetter>)> {
     let Some(author) = ev.author() else { return Ok((Vec::new(), Vec::new())) };
     let id = ev.id().map(|u| u.to_string()).unwrap_or_default();
-    let payload = Bytes::from(ev.signed.encode_to_vec());
+    let payload = if ev.signed.tiers.is_empty() {
+        Bytes::from(ev.signed.encode_to_vec())
+    } else {
+        let person = yipan_core::PersonKey::parse(&ev.envelope.person_key)
+            .map_err(|_| Error::Nats(format!("{author}#{} has tiers but no person key", ev.seq())))?;
+        let k = keys.get(&person).ok_or_else(|| Error::Nats(format!("no data keys to seal {author}#{}", ev.seq())))?;
+        Bytes::from(crate::seal::seal(ev, k)?.encode_to_vec())
+    };
     let mut acks = Vec::with_capacity(ev.envelope.recipients.len());
     let mut dead = Vec::new();
     for r in &ev.envelope.recipients {
@@ -140,6 +151,18 @@ pub(crate) async fn run<B: Backend>(
             }
             continue;
         }
+        // Key messages made stale by erasures first (their tombstones), then the
+        // chunk; an erasure while the chunk is sealed makes it read again.
+        if let Err(e) = crate::seal::publish_stale(&log, &js).await {
+            SyncMetrics::add(&metrics.publish_errors, 1);
+            tracing::warn!(locality = %me, error = %e, "cannot publish updated data keys; will retry");
+            if crate::sleep_or_stop(backoff, &mut stop).await {
+                return;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        }
+        let epoch = log.erasure_count();
         let reader = log.clone();
         let (from, chunk) = (cursor + 1, cfg.publish_chunk);
         let events = match tokio::task::spawn_blocking(move || reader.read_author(me, from, chunk)).await {
@@ -154,8 +177,9 @@ pub(crate) async fn run<B: Backend>(
             Err(_) => return,
         };
         let Some(last) = events.last().map(|e| e.seq()) else { continue };
-        match publish_chunk(&js, &cfg, &events, &mut ensured).await {
-            Ok((n, dead)) => {
+        match publish_chunk(&log, &js, &cfg, &events, &mut ensured, epoch).await {
+            Ok(None) => continue,
+            Ok(Some((n, dead))) => {
                 if !dead.is_empty() {
                     SyncMetrics::add(&metrics.dead_letters, dead.len() as u64);
                     for d in &dead {
@@ -230,24 +254,34 @@ pub(crate) async fn run<B: Backend>(
 }
 
 /// Publishes a chunk with a bounded window of acknowledgements in flight.
-async fn publish_chunk(
+/// `None`: an erasure happened after the chunk was read (read it again).
+async fn publish_chunk<B: Backend>(
+    log: &Arc<Log<B>>,
     js: &jetstream::Context,
     cfg: &SyncConfig,
     events: &[StoredEvent],
     ensured: &mut HashSet<u8>,
-) -> Result<(u64, Vec<DeadLetter>)> {
-    let mut in_flight: VecDeque<PublishAckFuture> = VecDeque::with_capacity(cfg.publish_window);
-    let mut n = 0u64;
-    let mut dead_letters = Vec::new();
+    epoch: u64,
+) -> Result<Option<(u64, Vec<DeadLetter>)>> {
     for ev in events {
         for r in &ev.envelope.recipients {
             if let Ok(l) = Locality::parse(&r.locality) {
                 if ensured.insert(l.province()) {
                     ensure_stream(js, l.province(), cfg).await?;
+                    crate::seal::ensure_key_stream(js, l.province(), cfg).await?;
                 }
             }
         }
-        let (acks, dead) = publish_event(js, ev, "", None).await?;
+    }
+    let keys = crate::seal::prepare(log, js, events).await?;
+    if log.erasure_count() != epoch {
+        return Ok(None);
+    }
+    let mut in_flight: VecDeque<PublishAckFuture> = VecDeque::with_capacity(cfg.publish_window);
+    let mut n = 0u64;
+    let mut dead_letters = Vec::new();
+    for ev in events {
+        let (acks, dead) = publish_event(js, ev, "", None, &keys).await?;
         dead_letters.extend(dead);
         for ack in acks {
             in_flight.push_back(ack);
@@ -262,5 +296,5 @@ async fn publish_chunk(
     while let Some(a) = in_flight.pop_front() {
         a.await.map_err(Error::nats)?;
     }
-    Ok((n, dead_letters))
+    Ok(Some((n, dead_letters)))
 }

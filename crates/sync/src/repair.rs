@@ -272,6 +272,7 @@ async fn resend<B: Backend>(
         Err(e) => return fail(e),
     };
     let (reader, me, from) = (log.clone(), log.locality(), req.from);
+    let epoch = log.erasure_count();
     let events = match tokio::task::spawn_blocking(move || reader.read_channel(me, recipient, from, count)).await {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => return fail(e.to_string()),
@@ -281,9 +282,16 @@ async fn resend<B: Backend>(
     // in the window of a stream that lost them, while repeated requests within
     // one window are deduplicated by the server instead of filling the stream.
     let suffix = format!(".r{}", chrono::Utc::now().timestamp() / 120);
+    let keys = match crate::seal::prepare(log, js, &events).await {
+        Ok(k) => k,
+        Err(e) => return fail(e.to_string()),
+    };
+    if log.erasure_count() != epoch {
+        return fail("an erasure happened while re-sending; ask again".into());
+    }
     let mut acks = Vec::new();
     for ev in &events {
-        match outbox::publish_event(js, ev, &suffix, Some(recipient)).await {
+        match outbox::publish_event(js, ev, &suffix, Some(recipient), &keys).await {
             Ok((a, dead)) if dead.is_empty() => acks.extend(a),
             Ok(_) => {
                 return fail(format!("event {} is too large for this server's max_payload (a dead letter)", ev.seq()))

@@ -1,0 +1,258 @@
+//! Sealed tiers (crypto-shredding, docs/privacy.md "Erasure"): personal tier
+//! payloads cross the JetStream streams encrypted with the author's
+//! per-person data keys, and the keys travel on subjects of their own,
+//! `yipan.v1.key.<pp>.<recipient>.<author>.<key id>`, in the streams
+//! `YIPAN_KEY_<pp>` that keep one message per subject. An erasure destroys
+//! the key at the author and replaces the key message with one that lacks
+//! it: every copy of the payload in the event streams — and in their
+//! backups — is unreadable from then on, without any right to delete
+//! stream messages (no locality has one).
+//!
+//! Envelopes are not sealed: anyone holding a message still verifies its
+//! signature and chain; a holder without the key sees the tier as withheld.
+
+use std::collections::HashMap;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use yipan_core::{Locality, PersonKey};
+use yipan_log::erase::DataKeys;
+use yipan_log::{Backend, Log, StoredEvent};
+use yipan_proto::v1::{SealedTier, SignedEvent, TierKeys, TierPayload};
+use yipan_proto::Message;
+
+use crate::{Error, Result};
+
+/// Days after which a key message is published again, so that it outlives
+/// (in a stream whose age limit is the events' plus [`KEY_STREAM_EXTRA_DAYS`])
+/// every event sealed with it.
+pub const REFRESH_DAYS: i64 = 30;
+/// Extra days the key streams keep messages beyond the event streams.
+pub const KEY_STREAM_EXTRA_DAYS: u64 = 31;
+
+/// The key stream of a recipient province.
+pub fn key_stream(province: u8) -> String {
+    format!("YIPAN_KEY_{province:02}")
+}
+
+/// Subjects of a province's key stream.
+pub fn key_stream_subjects(province: u8) -> String {
+    format!("yipan.v1.key.{province:02}.>")
+}
+
+/// Subject of `author`'s data keys `key_id` (hex) for `recipient`.
+pub fn key_subject(recipient: Locality, author: Locality, key_id: &str) -> String {
+    format!("yipan.v1.key.{:02}.{recipient}.{author}.{key_id}", recipient.province())
+}
+
+/// Today as days since 1970-01-01.
+pub fn today() -> i64 {
+    chrono::Utc::now().timestamp().div_euclid(86_400)
+}
+
+fn aad(envelope_hash: &[u8; 32], tier: i32) -> Vec<u8> {
+    let mut a = b"yipan sealed tier v1\0".to_vec();
+    a.extend_from_slice(envelope_hash);
+    a.extend_from_slice(&(tier as u32).to_be_bytes());
+    a
+}
+
+fn cipher(key: &[u8]) -> Result<LessSafeKey> {
+    UnboundKey::new(&CHACHA20_POLY1305, key)
+        .map(LessSafeKey::new)
+        .map_err(|_| Error::Nats("a data key is not 32 bytes".into()))
+}
+
+/// The wire form of `ev`: its tier payloads moved into sealed tiers with `keys`.
+pub fn seal(ev: &StoredEvent, keys: &DataKeys) -> Result<SignedEvent> {
+    let mut signed = ev.signed.clone();
+    let key_id = hex::decode(&keys.key_id).unwrap_or_default();
+    for p in std::mem::take(&mut signed.tiers) {
+        let (version, key) =
+            keys.key(p.tier).ok_or_else(|| Error::Nats(format!("no data key for tier {} to seal with", p.tier)))?;
+        let mut nonce = [0u8; 12];
+        getrandom::getrandom(&mut nonce).map_err(|e| Error::Nats(format!("no randomness for a nonce: {e}")))?;
+        let mut data = p.content.clone();
+        cipher(&key)?
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad(&ev.hash, p.tier)), &mut data)
+            .map_err(|_| Error::Nats("sealing failed".into()))?;
+        signed.sealed.push(SealedTier {
+            tier: p.tier,
+            key_id: key_id.clone(),
+            version,
+            nonce: nonce.to_vec(),
+            ciphertext: data,
+        });
+    }
+    Ok(signed)
+}
+
+/// Opens what it can of a received message's sealed tiers, fetching the
+/// author's key messages (once per author and key id in a batch, cached in
+/// `cache`); a tier whose key is gone (erased) or whose ciphertext does not
+/// open is dropped, as if withheld. Messages that are not decodable or
+/// carry nothing sealed are returned unchanged (ingest judges them).
+pub async fn open(
+    client: &async_nats::Client,
+    me: Locality,
+    payload: Bytes,
+    cache: &mut HashMap<(String, Vec<u8>), Option<TierKeys>>,
+) -> Result<Bytes> {
+    let Ok(mut signed) = SignedEvent::decode(payload.as_ref()) else { return Ok(payload) };
+    if signed.sealed.is_empty() {
+        return Ok(payload);
+    }
+    let Ok(ev) = StoredEvent::from_signed(SignedEvent { sealed: vec![], ..signed.clone() }) else {
+        return Ok(payload);
+    };
+    let Some(author) = ev.author() else { return Ok(payload) };
+    for s in std::mem::take(&mut signed.sealed) {
+        let slot = (author.to_string(), s.key_id.clone());
+        if !cache.contains_key(&slot) {
+            let keys = fetch_keys(client, me, author, &s.key_id).await?;
+            cache.insert(slot.clone(), keys);
+        }
+        let key = cache
+            .get(&slot)
+            .and_then(|k| k.as_ref())
+            .and_then(|k| k.keys.iter().find(|k| k.tier == s.tier && k.version == s.version))
+            .map(|k| k.key.clone());
+        let Some(key) = key else {
+            tracing::debug!(%author, seq = ev.seq(), tier = s.tier, "sealed tier without a live key (erased): dropped");
+            continue;
+        };
+        let Ok(nonce) = <[u8; 12]>::try_from(s.nonce.as_slice()) else { continue };
+        let mut data = s.ciphertext.clone();
+        let opened = cipher(&key)?
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad(&ev.hash, s.tier)), &mut data)
+            .map(|plain| plain.to_vec());
+        match opened {
+            Ok(content) => signed.tiers.push(TierPayload { tier: s.tier, content }),
+            Err(_) => tracing::warn!(%author, seq = ev.seq(), tier = s.tier, "sealed tier does not open: dropped"),
+        }
+    }
+    signed.tiers.sort_by_key(|t| t.tier);
+    Ok(Bytes::from(signed.encode_to_vec()))
+}
+
+/// The live key message of `author` for `me` (`None`: none, or a tombstone).
+async fn fetch_keys(
+    client: &async_nats::Client,
+    me: Locality,
+    author: Locality,
+    key_id: &[u8],
+) -> Result<Option<TierKeys>> {
+    let subject =
+        format!("$JS.API.DIRECT.GET.{}.{}", key_stream(me.province()), key_subject(me, author, &hex::encode(key_id)));
+    let reply = client.request(subject, Bytes::new()).await.map_err(Error::nats)?;
+    if reply.status.is_some_and(|s| s != async_nats::StatusCode::OK) {
+        // 404: no key message (never published, or expired with the events).
+        return Ok(None);
+    }
+    Ok(TierKeys::decode(reply.payload.as_ref()).ok().filter(|k| !k.keys.is_empty()))
+}
+
+/// Publishes the key messages that are due for every recipient of `events`
+/// (creating keys for tiers that have none) and returns each person's keys
+/// for sealing. The caller re-reads its events if an erasure happened meanwhile.
+pub async fn prepare<B: Backend>(
+    log: &std::sync::Arc<Log<B>>,
+    js: &jetstream::Context,
+    events: &[StoredEvent],
+) -> Result<HashMap<PersonKey, DataKeys>> {
+    let mut need: HashMap<PersonKey, (Vec<i32>, Vec<String>)> = HashMap::new();
+    for ev in events {
+        if ev.signed.tiers.is_empty() {
+            continue;
+        }
+        let Ok(person) = PersonKey::parse(&ev.envelope.person_key) else { continue };
+        let e = need.entry(person).or_default();
+        for t in &ev.signed.tiers {
+            if !e.0.contains(&t.tier) {
+                e.0.push(t.tier);
+            }
+        }
+        for r in &ev.envelope.recipients {
+            if !e.1.contains(&r.locality) {
+                e.1.push(r.locality.clone());
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    for (person, (tiers, recipients)) in need {
+        let l = log.clone();
+        let keys = tokio::task::spawn_blocking(move || l.data_keys_for(&person, &tiers, &recipients))
+            .await
+            .map_err(|e| Error::Nats(format!("data key task failed: {e}")))??;
+        publish_due(log, js, &person, &keys).await?;
+        out.insert(person, keys);
+    }
+    Ok(out)
+}
+
+/// Publishes `keys`' message to every recipient it is due for and records it.
+pub async fn publish_due<B: Backend>(
+    log: &std::sync::Arc<Log<B>>,
+    js: &jetstream::Context,
+    person: &PersonKey,
+    keys: &DataKeys,
+) -> Result<()> {
+    let me = log.locality();
+    let day = today();
+    let payload = Bytes::from(keys.message().encode_to_vec());
+    for r in keys.due(day, REFRESH_DAYS) {
+        let Ok(recipient) = Locality::parse(&r) else { continue };
+        js.publish(key_subject(recipient, me, &keys.key_id), payload.clone())
+            .await
+            .map_err(Error::nats)?
+            .await
+            .map_err(Error::nats)?;
+        let (l, p, g) = (log.clone(), *person, keys.generation);
+        tokio::task::spawn_blocking(move || l.data_keys_published(&p, &r, g, day))
+            .await
+            .map_err(|e| Error::Nats(format!("data key task failed: {e}")))??;
+    }
+    Ok(())
+}
+
+/// Replaces every out-of-date key message (after erasures): the tombstones.
+pub async fn publish_stale<B: Backend>(log: &std::sync::Arc<Log<B>>, js: &jetstream::Context) -> Result<usize> {
+    let l = log.clone();
+    let stale = tokio::task::spawn_blocking(move || l.data_keys_stale(256))
+        .await
+        .map_err(|e| Error::Nats(format!("data key task failed: {e}")))??;
+    let n = stale.len();
+    for (person, keys) in stale {
+        publish_due(log, js, &person, &keys).await?;
+    }
+    Ok(n)
+}
+
+/// Creates (or, without `manage_streams`, leaves to the admin) the key
+/// stream of a province: one message per subject (a newer key message or a
+/// tombstone replaces the older), kept [`KEY_STREAM_EXTRA_DAYS`] longer than
+/// events, readable by subject (direct get, which permissions can scope to a
+/// recipient's own keys).
+pub async fn ensure_key_stream(js: &jetstream::Context, province: u8, cfg: &crate::SyncConfig) -> Result<()> {
+    if !cfg.manage_streams {
+        return Ok(());
+    }
+    let name = key_stream(province);
+    let config = jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![key_stream_subjects(province)],
+        storage: jetstream::stream::StorageType::File,
+        max_age: std::time::Duration::from_secs((cfg.stream_max_age_days + KEY_STREAM_EXTRA_DAYS) * 86_400),
+        max_messages_per_subject: 1,
+        allow_direct: true,
+        duplicate_window: std::time::Duration::from_secs(120),
+        num_replicas: cfg.stream_replicas.max(1),
+        placement: crate::placement(cfg, &name),
+        ..Default::default()
+    };
+    if let Err(first) = js.get_or_create_stream(config).await {
+        js.get_stream(&name).await.map_err(|_| Error::nats(first))?;
+    }
+    Ok(())
+}
