@@ -150,10 +150,21 @@ impl Cluster {
         }
     }
 
-    /// Waits until every running node's projections hold every event of its log.
+    /// Waits until every running node's projections hold every event of its
+    /// log (erasure requests and receipts are not facts of any view).
     async fn await_views(&self) {
+        let facts = |n: &Node| {
+            let all = n.log.read_all(None, usize::MAX).unwrap();
+            let admin = all.iter().filter(|e| {
+                matches!(
+                    e.kind(),
+                    Some(yipan_core::EventKind::ErasureRequested | yipan_core::EventKind::ErasureConfirmed)
+                )
+            });
+            all.len() - admin.count()
+        };
         let start = Instant::now();
-        while self.nodes.values().any(|n| n.views.read().unwrap().len() != n.log.len()) {
+        while self.nodes.values().any(|n| n.views.read().unwrap().len() != facts(n)) {
             assert!(start.elapsed() < Duration::from_secs(10), "projections did not catch up");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -934,5 +945,221 @@ async fn every_release_of_a_personal_tier_is_in_the_disclosure_log() {
     let (status, _) =
         tokio::task::spawn_blocking(move || monitor.request("GET", "/v1/disclosures", None)).await.unwrap().unwrap();
     assert_eq!(status, 403);
+    c.stop().await;
+}
+
+/// The last message the admin sees on `subject` in `stream`, decoded.
+async fn last_on<M: Message + Default>(admin: &async_nats::Client, stream: &str, subject: &str) -> Option<M> {
+    let js = async_nats::jetstream::new(admin.clone());
+    let stream = js.get_stream(stream).await.unwrap();
+    let msg = stream.get_last_raw_message_by_subject(subject).await.ok()?;
+    M::decode(msg.payload.as_ref()).ok()
+}
+
+async fn api(
+    client: &http::Client,
+    method: &'static str,
+    path: String,
+    body: Option<String>,
+) -> (u16, serde_json::Value) {
+    let client = client.clone();
+    let (status, text) =
+        tokio::task::spawn_blocking(move || client.request(method, &path, body.as_deref())).await.unwrap().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_erasure_reaches_every_copy_and_an_offline_recipient_answers_when_back() {
+    use yipan_sync::downstream::DownstreamRole;
+    let (origin, r1, r2) = ("411522", "610112", "610113");
+    let mut c = Cluster::start().await;
+    c.restart_node_with(r1, |cfg| {
+        cfg.sync.downstream = vec![DownstreamRole { role: Audience::Health, encoding: "json".into() }];
+    })
+    .await;
+    let n = 21;
+    let person = PersonKey::derive(&format!("41152219900101{n:04}"), SECRET);
+    let identity = || Some(v1::IdentityTier { name: "王秀兰".into(), ..Default::default() });
+    // The residence 610112 registers her; the origin certifies her identity to it and asks
+    // 610113 (a second residence) about her pregnancy.
+    let mut arrival = at_residence(r1, n);
+    arrival.body = body(Kind::ArrivalRegistered(v1::ArrivalRegistered::default()));
+    arrival.identity = identity();
+    c.append(r1, vec![arrival]).await;
+    let mut cert = at_origin(r1, n);
+    cert.identity = identity();
+    let mut ask = at_origin(r2, n);
+    ask.body = body(Kind::CaseAssistRequested(v1::CaseAssistRequested { urgency: 1, subject: "核实".into() }));
+    ask.health = Some(v1::HealthTier { pregnant: true, ..Default::default() });
+    let appended = c.nodes[origin].log.append_batch_async(vec![cert, ask]).await.unwrap();
+    let (cert_id, ask_id) = (appended[0].id, appended[1].id);
+    c.converge(Duration::from_secs(20)).await;
+    // Tiers crossed the stream sealed and were opened by their recipients.
+    let held = |c: &Cluster, code: &str, id| {
+        c.log(code).get(id).unwrap().unwrap().signed.tiers.iter().map(|t| t.tier).collect::<Vec<_>>()
+    };
+    assert_eq!(held(&c, r2, ask_id), [v1::Tier::ReproductiveHealth as i32]);
+    assert_eq!(held(&c, r1, cert_id), [v1::Tier::Identity as i32]);
+    let admin = c.nats_as(Principal::Admin).await;
+    let wire: v1::SignedEvent = last_on(&admin, "YIPAN_EV_61", "yipan.v1.ev.61.610113.411522").await.unwrap();
+    assert!(wire.tiers.is_empty() && wire.sealed.len() == 1, "the stream holds the health tier sealed: {wire:?}");
+    let key_id = hex::encode(&wire.sealed[0].key_id);
+    let key_subject = format!("yipan.v1.key.61.610113.411522.{key_id}");
+    let keys: v1::TierKeys = last_on(&admin, "YIPAN_KEY_61", &key_subject).await.unwrap();
+    assert!(
+        keys.keys.iter().any(|k| k.tier == v1::Tier::ReproductiveHealth as i32),
+        "610113 can read the key of the tier it was sent: {keys:?}"
+    );
+
+    // 610113 goes offline; the origin sends it one more identity while it is away.
+    c.stop_node(r2).await;
+    let mut late = at_origin(r2, n);
+    late.identity = identity();
+    let late_id = c.nodes[origin].log.append_async(late).await.unwrap().id;
+    let start = Instant::now();
+    while last_on::<v1::SignedEvent>(&admin, "YIPAN_EV_61", "yipan.v1.ev.61.610113.411522").await.map(|e| e.envelope)
+        != c.log(origin).get(late_id).unwrap().map(|e| e.signed.envelope)
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "the late event was not published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.await_views().await;
+    let as_of = chrono::Utc::now();
+    let digests = |c: &Cluster| {
+        let d = |code: &str, a: &str, b: &str| c.nodes[code].views.read().unwrap().pair_digest(loc(a), loc(b), as_of);
+        (d(origin, origin, r1), d(r1, origin, r1), d(origin, origin, r2))
+    };
+    let before = digests(&c);
+    assert_eq!(before.0, before.1);
+
+    // The downstream health system of 610112 listens for the erasure notice.
+    let health_user = c.nats_as(Principal::Downstream(loc(r1), Audience::Health)).await;
+    let mut notices = health_user.subscribe("yipan.v1.down.61.610112.health.erasure_requested").await.unwrap();
+
+    // Bad requests name their field; a clerk may not erase.
+    let supervisor = c.client(origin, Role::Supervisor);
+    let (status, v) =
+        api(&supervisor, "POST", "/v1/erasures".into(), Some(format!(r#"{{"person":"{person}"}}"#))).await;
+    assert_eq!((status, v["field"].as_str()), (400, Some("basis")), "{v}");
+    let (status, v) = api(
+        &supervisor,
+        "POST",
+        "/v1/erasures".into(),
+        Some(format!(r#"{{"person":"{person}","basis":"person_request","tiers":["dna"]}}"#)),
+    )
+    .await;
+    assert_eq!((status, v["field"].as_str()), (400, Some("tiers")), "{v}");
+    let clerk = c.client(origin, Role::Clerk);
+    let (status, _) = api(
+        &clerk,
+        "POST",
+        "/v1/erasures".into(),
+        Some(format!(r#"{{"person":"{person}","basis":"person_request"}}"#)),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // The person asks the origin to erase everything.
+    let (status, v) = api(
+        &supervisor,
+        "POST",
+        "/v1/erasures".into(),
+        Some(format!(r#"{{"person":"{person}","basis":"person_request","reference":"DPO-2026-017"}}"#)),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let requests = v["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 2, "one request per relationship: {v}");
+    let mut asked: Vec<&str> =
+        requests.iter().flat_map(|r| r["recipients"].as_array().unwrap()).filter_map(|r| r.as_str()).collect();
+    asked.sort();
+    assert_eq!(asked, [r1, r2]);
+    // Nothing of hers keeps a tier at the origin (its own events and the copies it received).
+    for ev in c.log(origin).read_person(person).unwrap() {
+        assert!(ev.signed.tiers.is_empty(), "{}#{} keeps a tier", ev.envelope.author, ev.seq());
+    }
+    // 610112 answers; 610113 is offline: open now, overdue after the deadline.
+    let erasures = |c: &Cluster, code: &'static str, as_of: Option<&str>| {
+        let client = c.client(code, Role::Auditor);
+        let path = match as_of {
+            Some(t) => format!("/v1/erasures?person={person}&as_of={t}"),
+            None => format!("/v1/erasures?person={person}"),
+        };
+        async move { api(&client, "GET", path, None).await.1 }
+    };
+    let state = |v: &serde_json::Value, who: &str| -> String {
+        v["erasures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["direction"] == "sent")
+            .flat_map(|e| e["answers"].as_array().unwrap().clone())
+            .find(|a| a["locality"] == who)
+            .map(|a| a["state"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let start = Instant::now();
+    loop {
+        let v = erasures(&c, origin, None).await;
+        if state(&v, r1) == "confirmed" {
+            assert_eq!(state(&v, r2), "open", "{v}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "610112 did not confirm: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let later = (chrono::Utc::now() + chrono::Duration::days(40)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let v = erasures(&c, origin, Some(&later)).await;
+    assert_eq!(state(&v, r2), "overdue", "{v}");
+    // 610112 dropped the origin's copy, kept its own record, and its health system got the notice.
+    assert_eq!(held(&c, r1, cert_id), Vec::<i32>::new());
+    let notice =
+        tokio::time::timeout(Duration::from_secs(20), futures::StreamExt::next(&mut notices)).await.unwrap().unwrap();
+    let notice: serde_json::Value = serde_json::from_slice(&notice.payload).unwrap();
+    assert_eq!(notice["kind"], "ErasureRequested", "{notice}");
+    // The stream's copies are unreadable: the key message is now a tombstone.
+    let start = Instant::now();
+    while last_on::<v1::TierKeys>(&admin, "YIPAN_KEY_61", &key_subject).await.is_none_or(|k| !k.keys.is_empty()) {
+        assert!(start.elapsed() < Duration::from_secs(20), "the key message was not replaced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 610113 comes back: the late event arrives without its tier, the earlier copy is erased,
+    // and its receipt closes the request.
+    c.start_node(r2).await;
+    let start = Instant::now();
+    loop {
+        let v = erasures(&c, origin, None).await;
+        if state(&v, r2) == "confirmed" {
+            let sent: Vec<_> = v["erasures"].as_array().unwrap().iter().filter(|e| e["direction"] == "sent").collect();
+            assert!(sent.iter().all(|e| e["complete"] == true), "{v}");
+            let a = sent
+                .iter()
+                .flat_map(|e| e["answers"].as_array().unwrap().clone())
+                .find(|a| a["locality"] == r2)
+                .unwrap();
+            assert_eq!((a["payloads_dropped"].as_u64(), a["events_held"].as_u64()), (Some(1), Some(2)), "{a}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "610113 did not confirm: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(held(&c, r2, ask_id), Vec::<i32>::new());
+    assert_eq!(held(&c, r2, late_id), Vec::<i32>::new());
+    // The requester sees the same receipts from 610113's side of the exchange.
+    let v = erasures(&c, r2, None).await;
+    assert!(
+        v["erasures"].as_array().unwrap().iter().any(|e| e["direction"] == "received" && e["complete"] == true),
+        "{v}"
+    );
+
+    // Chains, signatures and projection digests are unchanged by all of it.
+    c.converge(Duration::from_secs(20)).await;
+    c.await_views().await;
+    assert_eq!(digests(&c), before);
+    for code in CODES {
+        let report = c.log(code).verify().unwrap();
+        assert!(report.ok(), "{code}: {:?}", report.faults);
+    }
     c.stop().await;
 }

@@ -253,12 +253,11 @@ impl<B: Backend> Log<B> {
 
     /// This node's data keys for `person`.
     pub fn data_keys(&self, person: &PersonKey) -> Result<Option<DataKeys>> {
-        Ok(self
-            .backend()
+        self.backend()
             .get(&person_key(DATA_KEYS, person))?
             .map(|v| serde_json::from_slice(&v))
             .transpose()
-            .map_err(|e| Error::Storage(format!("data keys do not decode: {e}")))?)
+            .map_err(|e| Error::Storage(format!("data keys do not decode: {e}")))
     }
 
     /// This node's data keys for `person` with a live key for each of `tiers`

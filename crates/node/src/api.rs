@@ -86,8 +86,6 @@ impl AppState {
     pub fn new(
         log: Arc<SledStore>,
         person_secret: Option<Vec<u8>>,
-        calendar: yipan_projections::calendar::WorkCalendar,
-        privacy: crate::erasure::PrivacyConfig,
         sync: Arc<SyncMetrics>,
         views: Views,
         auth: Arc<Auth>,
@@ -106,10 +104,21 @@ impl AppState {
             stop,
             audits: Default::default(),
             heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_VIEWS)),
-            calendar,
-            privacy,
+            calendar: Default::default(),
+            privacy: Default::default(),
             erasures: Default::default(),
         }
+    }
+
+    /// The calendar and `[privacy]` settings erasure requests use.
+    pub fn with_privacy(
+        mut self,
+        calendar: yipan_projections::calendar::WorkCalendar,
+        privacy: crate::erasure::PrivacyConfig,
+    ) -> AppState {
+        self.calendar = calendar;
+        self.privacy = privacy;
+        self
     }
 
     /// Erasure requests and receipts held here.

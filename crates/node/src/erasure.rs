@@ -443,6 +443,9 @@ pub fn views(registry: &Registry, me: Locality, person: Option<&PersonKey>, as_o
     out
 }
 
+/// A relationship's last arrival and last departure.
+type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// Persons whose tiers are past retention at `now`: for each, the tiers to
 /// erase. A relationship ends with a departure not followed by an arrival;
 /// a person with any relationship still open here keeps everything.
@@ -459,7 +462,7 @@ pub fn expired<B: Backend>(
     for person in log.persons() {
         let events = log.read_person(person)?;
         // Per relationship: the last arrival and the last departure.
-        let mut rels: BTreeMap<(String, String), (Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = BTreeMap::new();
+        let mut rels: BTreeMap<(String, String), Span> = BTreeMap::new();
         let mut tiers_held: BTreeSet<i32> = BTreeSet::new();
         for ev in &events {
             tiers_held.extend(ev.signed.tiers.iter().map(|t| t.tier));

@@ -116,14 +116,13 @@ impl Node {
         let state = api::AppState::new(
             log.clone(),
             opened.person_secret,
-            work_calendar.clone(),
-            cfg.privacy.clone(),
             metrics.clone(),
             views.clone(),
             auth,
             cfg.insecure,
             stopped.clone(),
-        );
+        )
+        .with_privacy(work_calendar.clone(), cfg.privacy.clone());
         let audits = tokio::spawn(console::audit_daily(log.clone(), state.audits().clone(), stopped.clone()));
         let erasures = {
             let (log, registry, calendar, privacy, rx) =

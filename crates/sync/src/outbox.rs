@@ -141,6 +141,17 @@ pub(crate) async fn run<B: Backend>(
         if *stop.borrow() {
             return;
         }
+        // Key messages made stale by erasures first (their tombstones), also when
+        // idle; an erasure while a chunk is sealed makes it read again.
+        if let Err(e) = crate::seal::publish_stale(&log, &js).await {
+            SyncMetrics::add(&metrics.publish_errors, 1);
+            tracing::warn!(locality = %me, error = %e, "cannot publish updated data keys; will retry");
+            if crate::sleep_or_stop(backoff, &mut stop).await {
+                return;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        }
         let head = *head_rx.borrow_and_update();
         metrics.outbox_pending.store(head.saturating_sub(cursor), Ordering::Relaxed);
         if cursor >= head {
@@ -149,17 +160,6 @@ pub(crate) async fn run<B: Backend>(
                 _ = stop.changed() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
-            continue;
-        }
-        // Key messages made stale by erasures first (their tombstones), then the
-        // chunk; an erasure while the chunk is sealed makes it read again.
-        if let Err(e) = crate::seal::publish_stale(&log, &js).await {
-            SyncMetrics::add(&metrics.publish_errors, 1);
-            tracing::warn!(locality = %me, error = %e, "cannot publish updated data keys; will retry");
-            if crate::sleep_or_stop(backoff, &mut stop).await {
-                return;
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
             continue;
         }
         let epoch = log.erasure_count();
