@@ -293,6 +293,8 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
         }
     }
 
+    erasure(&base, &tls, &nodes, &secret).await?;
+
     if serve {
         serve_consoles(&base, &deployment, &nodes)?;
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
@@ -305,6 +307,116 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
     drop(nats);
     println!("done");
     Ok(())
+}
+
+/// 李秀英 asks the residence 610112 to erase her personal data: it drops every
+/// tier of hers it holds, asks the origin to do the same for what it sent
+/// there, and shows the origin's signed receipt; chains and digests hold.
+async fn erasure(
+    base: &std::path::Path,
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+    nodes: &[Node],
+    secret: &[u8],
+) -> Result<()> {
+    let person = yipan_core::PersonKey::derive("41152219920315002X", secret);
+    let (residence, origin) = (node(nodes, "610112")?, node(nodes, "411522")?);
+    let tiers_held = |n: &Node| -> Result<(usize, usize)> {
+        let events = n.log.read_person(person)?;
+        Ok((events.iter().filter(|e| !e.signed.tiers.is_empty()).count(), events.len()))
+    };
+    println!("\n== 李秀英 asks 610112 to erase her personal data (PIPL art. 47); a supervisor executes it");
+    for n in [residence, origin] {
+        let (with, all) = tiers_held(n)?;
+        println!("  before: {} holds {all} events about her, {with} with personal tiers", n.locality);
+    }
+    let as_of = chrono::Utc::now();
+    let digest = |n: &Node| n.views.read().ok().map(|v| v.pair_digest(origin.locality, residence.locality, as_of));
+    let before = (digest(residence), digest(origin));
+    let token = issue_token(&base.join("610112"), Role::Supervisor, "demo supervisor")?;
+    let supervisor = http::Client::new(residence.addr, Some(tls.clone()), Some(token));
+    let body = format!(r#"{{"person":"{person}","basis":"person_request","reference":"610112-DPO-2026-001"}}"#);
+    let (status, reply) = tokio::task::spawn_blocking(move || supervisor.request("POST", "/v1/erasures", Some(&body)))
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    if status != 201 {
+        bail!("the erasure was refused ({status}): {reply}");
+    }
+    let reply: Value = serde_json::from_str(&reply)?;
+    println!(
+        "  610112 dropped {} tier payloads of {} events and destroyed {} data keys (the sealed copies in the streams are unreadable)",
+        reply["erased"]["payloads"], reply["erased"]["events"], reply["erased"]["keys_destroyed"]
+    );
+    for r in reply["requests"].as_array().into_iter().flatten() {
+        println!(
+            "  request {} sent to {} — answer by {}",
+            r["id"].as_str().unwrap_or("?"),
+            r["recipients"],
+            r["answer_by"].as_str().unwrap_or("?")
+        );
+    }
+    let registry_of = |n: &Node| {
+        let registry = yipan_node::erasure::Registry::default();
+        n.log.scan_envelopes(|batch| {
+            for e in batch {
+                registry.add(std::sync::Arc::new(e));
+            }
+        })?;
+        Ok::<_, anyhow::Error>(yipan_node::erasure::views(&registry, n.locality, Some(&person), chrono::Utc::now()))
+    };
+    let started = Instant::now();
+    loop {
+        let sent = registry_of(residence)?;
+        if sent.iter().all(|v| v.complete) && !sent.is_empty() {
+            for v in &sent {
+                for a in &v.answers {
+                    println!(
+                        "  {} confirmed in {} ms with its signed receipt {}: dropped {} payloads of {} events it held",
+                        a.locality,
+                        started.elapsed().as_millis(),
+                        a.receipt.as_deref().unwrap_or("?"),
+                        a.payloads_dropped.unwrap_or(0),
+                        a.events_held.unwrap_or(0)
+                    );
+                }
+            }
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the origin did not confirm the erasure within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for v in registry_of(origin)? {
+        println!("  411522 sees the same request ({}, complete: {})", v.direction, v.complete);
+    }
+    for n in [residence, origin] {
+        let (with, all) = tiers_held(n)?;
+        let report = n.log.verify()?;
+        println!(
+            "  after: {} holds {all} events about her, {with} with personal tiers ({}); verify: {}",
+            n.locality,
+            if n.locality == residence.locality {
+                "none of hers is left here"
+            } else {
+                "the origin's own records, which she may ask 411522 to erase; 610112's copies are gone"
+            },
+            if report.ok() { "ok" } else { "FAULTS" }
+        );
+        if !report.ok() {
+            bail!("{} does not verify after the erasure: {:?}", n.locality, report.faults);
+        }
+    }
+    let after = (digest(residence), digest(origin));
+    let same = before.0.is_some() && before.0 == before.1 && before == after;
+    println!("  the relationship's digest is unchanged on both sides: {}", if same { "yes" } else { "NO" });
+    if !same {
+        bail!("an erasure changed a projection digest");
+    }
+    Ok(())
+}
+
+fn node<'a>(nodes: &'a [Node], code: &str) -> Result<&'a Node> {
+    nodes.iter().find(|n| n.locality.to_string() == code).with_context(|| format!("node {code}"))
 }
 
 /// `--serve`: tells each locality's console address with a clerk's and a

@@ -261,6 +261,44 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Erase a person's personal tiers here and ask every locality that received them
+    /// to do the same (the node must be stopped; run it through `POST /v1/erasures`
+    /// otherwise). The requests replicate when the node runs; `GET /v1/erasures` or
+    /// `yipan erasures` shows which recipients have confirmed.
+    Erase {
+        /// The person key (32 hex).
+        #[arg(long, conflicts_with = "id_number", required_unless_present_any = ["id_number", "reapply"])]
+        person: Option<String>,
+        /// The person's resident-ID number (prefer YIPAN_ID_NUMBER: out of shell history).
+        #[arg(long, env = "YIPAN_ID_NUMBER", hide_env_values = true)]
+        id_number: Option<String>,
+        /// A tier to erase (identity, contact, health); repeat; all if none.
+        #[arg(long = "tier")]
+        tiers: Vec<String>,
+        /// Why: person_request, retention_expired, purpose_fulfilled, consent_withdrawn, unlawful_processing.
+        #[arg(long, required_unless_present = "reapply")]
+        basis: Option<String>,
+        /// A case or file number (never a name).
+        #[arg(long, default_value = "")]
+        reference: String,
+        /// Working days the recipients have to confirm.
+        #[arg(long, default_value_t = 15)]
+        answer_days: u32,
+        /// Re-apply every erasure on record (after restoring this data directory from a backup).
+        #[arg(long, conflicts_with_all = ["person", "id_number", "basis"])]
+        reapply: bool,
+    },
+    /// Erasure requests sent and received, and each recipient's answer.
+    Erasures {
+        /// Only this person key.
+        #[arg(long)]
+        person: Option<String>,
+        /// As of this instant (RFC 3339; default now).
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Show rejected foreign events and why they were rejected.
     Quarantine {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -878,6 +916,102 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{} releases of personal tiers{whom}", entries.len());
                 for e in &entries {
                     println!("  {e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Erase { person, id_number, tiers, basis, reference, answer_days, reapply } => {
+            let node = config::open(&dir)?;
+            if reapply {
+                let done = yipan_node::erasure::reapply(&node.log)?;
+                println!("re-applied every erasure on record: {} tier payloads dropped again", done.payloads);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let person = match (person, id_number) {
+                (Some(p), _) => yipan_core::PersonKey::parse(&p).map_err(|e| anyhow::anyhow!("--person: {e}"))?,
+                (None, Some(id)) => {
+                    let secret = node.person_secret.as_deref().context(
+                        "this data directory has no person-key secret; give --person KEY instead of an ID number",
+                    )?;
+                    if yipan_core::person::check_id_number(id.trim()) != yipan_core::person::IdCheck::Valid {
+                        bail!("--id-number: not a valid resident-ID number (value not shown)");
+                    }
+                    yipan_core::PersonKey::derive(id.trim(), secret)
+                }
+                (None, None) => bail!("--person or --id-number: whose data to erase"),
+            };
+            let tiers = tiers
+                .iter()
+                .map(|t| {
+                    yipan_core::kind::tier_from_name(t).with_context(|| {
+                        format!("--tier: `{}` is not identity, contact or health", yipan_core::clip(t))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let basis_name = basis.unwrap_or_default();
+            let basis = yipan_proto::v1::ErasureBasis::from_str_name(&format!("ERASURE_BASIS_{}", basis_name.to_uppercase()))
+                .filter(|_| !basis_name.is_empty())
+                .with_context(|| {
+                    format!(
+                        "--basis: `{}` is not person_request, retention_expired, purpose_fulfilled, consent_withdrawn or unlawful_processing",
+                        yipan_core::clip(&basis_name)
+                    )
+                })?;
+            let calendar = yipan_node::views::load_calendar(cal)?;
+            let req = yipan_node::erasure::Request { person, tiers, basis, reference };
+            let outcome = yipan_node::erasure::request(&node.log, &calendar, answer_days, &req, chrono::Utc::now())
+                .map_err(|r| anyhow::anyhow!("{}: {}", r.field, r.message))?;
+            println!(
+                "erased here: {} tier payloads of {} events; {} data keys destroyed",
+                outcome.erased.payloads, outcome.erased.events, outcome.erased.keys_destroyed
+            );
+            for r in &outcome.requests {
+                println!(
+                    "request {} (origin {}, residence {}) to {} — answer by {}",
+                    r.id,
+                    r.origin,
+                    r.residence,
+                    r.recipients.join(", "),
+                    r.answer_by.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).format("%Y-%m-%d")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Erasures { person, as_of, format } => {
+            let node = config::open(&dir)?;
+            let person = person
+                .map(|p| yipan_core::PersonKey::parse(&p).map_err(|e| anyhow::anyhow!("--person: {e}")))
+                .transpose()?;
+            let as_of =
+                yipan_node::views::parse_as_of(as_of.as_deref()).map_err(|e| anyhow::anyhow!("--as-of: {e}"))?;
+            let registry = yipan_node::erasure::Registry::default();
+            node.log.scan_envelopes(|batch| {
+                for e in batch {
+                    registry.add(std::sync::Arc::new(e));
+                }
+            })?;
+            let views = yipan_node::erasure::views(&registry, node.log.locality(), person.as_ref(), as_of);
+            if format == Format::Json {
+                for v in &views {
+                    println!("{}", serde_json::to_string(v)?);
+                }
+            } else {
+                println!("{} erasure requests", views.len());
+                for v in &views {
+                    println!(
+                        "  {} {} by {} person {} tiers {} ({}) answer by {}",
+                        v.direction,
+                        v.id,
+                        v.author,
+                        v.person,
+                        v.tiers.join("+"),
+                        v.basis.trim_start_matches("ERASURE_BASIS_").to_lowercase(),
+                        &v.answer_by[..10]
+                    );
+                    for a in &v.answers {
+                        let days = a.overdue_days.map(|d| format!(" by {d} days")).unwrap_or_default();
+                        println!("      {} {}{days}", a.locality, a.state);
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -51,6 +51,9 @@ pub struct Scope {
     pub author: Option<Locality>,
     /// Only events with an author sequence below this (those before the request).
     pub before_seq: Option<u64>,
+    /// Only events recorded (by their author) at or before this instant, µs
+    /// since 1970 (re-applying an erasure after a restore from backup).
+    pub recorded_until_us: Option<i64>,
     /// The erasure request this is done under.
     pub by: Uuid,
 }
@@ -189,6 +192,12 @@ impl<B: Backend> Log<B> {
                 continue;
             }
             let Some((key, ev)) = self.segment_event(author, seq)? else { continue };
+            if let Some(until) = scope.recorded_until_us {
+                let at = ev.envelope.recorded_at.as_ref().map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000);
+                if at.is_none_or(|at| at > until) {
+                    continue;
+                }
+            }
             out.events_held += 1;
             let mut signed = ev.signed.clone();
             let before = signed.tiers.len();

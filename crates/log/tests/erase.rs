@@ -50,7 +50,14 @@ fn erasing_drops_payloads_keeps_chains_and_survives_a_reopen() {
         assert!(log.data_keys_stale(10).unwrap().is_empty());
 
         let done = log
-            .erase(&Scope { person: person(1), tiers: vec![Tier::Identity], author: None, before_seq: None, by })
+            .erase(&Scope {
+                person: person(1),
+                tiers: vec![Tier::Identity],
+                author: None,
+                before_seq: None,
+                recorded_until_us: None,
+                by,
+            })
             .unwrap();
         assert_eq!((done.events_held, done.events, done.payloads, done.keys_destroyed), (2, 1, 1, 1));
         assert_eq!(tiers_of(&log, arrival_id), Vec::<i32>::new());
@@ -64,7 +71,14 @@ fn erasing_drops_payloads_keeps_chains_and_survives_a_reopen() {
         assert_eq!(stale[0].1.due(20_000, 30), ["411522"]);
         // Idempotent.
         let again = log
-            .erase(&Scope { person: person(1), tiers: vec![Tier::Identity], author: None, before_seq: None, by })
+            .erase(&Scope {
+                person: person(1),
+                tiers: vec![Tier::Identity],
+                author: None,
+                before_seq: None,
+                recorded_until_us: None,
+                by,
+            })
             .unwrap();
         assert_eq!((again.events, again.payloads), (0, 0));
         let report = log.verify().unwrap();
@@ -109,6 +123,7 @@ fn an_own_tier_that_vanished_without_an_erasure_is_a_fault() {
         tiers: vec![Tier::Identity],
         author: None,
         before_seq: None,
+        recorded_until_us: None,
         by: Uuid::now_v7(),
     })
     .unwrap();
@@ -134,6 +149,7 @@ fn a_recipient_erases_only_the_requesters_events_before_the_request() {
             tiers: vec![Tier::Identity],
             author: Some(loc("411522")),
             before_seq: Some(2),
+            recorded_until_us: None,
             by: Uuid::now_v7(),
         })
         .unwrap();

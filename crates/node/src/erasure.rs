@@ -204,7 +204,14 @@ pub fn request<B: Backend>(
     log.append_batch(drafts)
         .map_err(|e| Refused { field: "person", message: format!("cannot record the request: {e}") })?;
     let erased = log
-        .erase(&Scope { person: req.person, tiers: tiers.clone(), author: None, before_seq: None, by: sent[0].id })
+        .erase(&Scope {
+            person: req.person,
+            tiers: tiers.clone(),
+            author: None,
+            before_seq: None,
+            recorded_until_us: None,
+            by: sent[0].id,
+        })
         .map_err(storage)?;
     tracing::info!(
         requests = sent.len(),
@@ -259,6 +266,7 @@ pub fn respond<B: Backend>(log: &Log<B>, env: &Envelope) -> yipan_log::Result<Op
         tiers: tiers.clone(),
         author: Some(author),
         before_seq: Some(env.author_seq),
+        recorded_until_us: None,
         by: id,
     })?;
     let receipt = Uuid::now_v7();
@@ -601,5 +609,155 @@ pub async fn run<B: Backend + 'static>(
                 let _ = tokio::task::spawn_blocking(move || purge(&l, &c, &p, Utc::now())).await;
             }
         }
+    }
+}
+
+/// Re-applies every erasure recorded in the log: after a restore from a
+/// backup taken before some of them (docs/privacy.md "Backups"). An own
+/// request drops what was recorded up to it; a received one, the
+/// requester's events before it. Idempotent.
+pub fn reapply<B: Backend>(log: &Log<B>) -> yipan_log::Result<yipan_log::erase::Erased> {
+    let me = log.locality();
+    let mut requests = Vec::new();
+    log.scan_envelopes(|batch| requests.extend(batch.into_iter().filter(|e| request_body(e).is_some())))?;
+    let mut total = yipan_log::erase::Erased::default();
+    for env in requests {
+        let Some(body) = request_body(&env) else { continue };
+        let (Ok(author), Ok(person), Ok(by)) =
+            (Locality::parse(&env.author), PersonKey::parse(&env.person_key), Uuid::from_slice(&env.event_id))
+        else {
+            continue;
+        };
+        let tiers: Vec<Tier> = body.tiers.iter().filter_map(|t| Tier::try_from(*t).ok()).collect();
+        let scope = if author == me {
+            let until = env.recorded_at.as_ref().map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000);
+            Scope { person, tiers, author: None, before_seq: None, recorded_until_us: until, by }
+        } else if env.recipients.iter().any(|r| r.locality == me.to_string()) {
+            Scope { person, tiers, author: Some(author), before_seq: Some(env.author_seq), recorded_until_us: None, by }
+        } else {
+            continue;
+        };
+        let e = log.erase(&scope)?;
+        total.events += e.events;
+        total.payloads += e.payloads;
+        total.keys_destroyed += e.keys_destroyed;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use yipan_log::{SledBackend, SledStore};
+
+    fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, 2, 0, 0).unwrap()
+    }
+
+    fn person(n: u64) -> PersonKey {
+        PersonKey::derive(&format!("41152219900101{n:04}"), b"retention-test")
+    }
+
+    fn draft(n: u64, when: DateTime<Utc>, body: Body) -> EventDraft {
+        EventDraft {
+            event_id: Uuid::now_v7().as_bytes().to_vec(),
+            occurred_at: Some(yipan_core::time::to_ts(when)),
+            person_key: person(n).to_string(),
+            origin: "411522".into(),
+            residence: "610112".into(),
+            body: Some(EventBody { kind: Some(body) }),
+            ..Default::default()
+        }
+    }
+
+    fn tiers(log: &SledStore, n: u64) -> BTreeSet<i32> {
+        log.read_person(person(n)).unwrap().iter().flat_map(|e| e.signed.tiers.iter().map(|t| t.tier)).collect()
+    }
+
+    /// Two persons at 610112 registered in 2011; the first left in June 2012.
+    /// Health is kept 5 years after the relationship ends, identity 10, contact forever.
+    #[test]
+    fn retention_erases_each_tier_when_its_period_after_the_departure_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let log =
+            SledStore::open(SledBackend::open(dir.path()).unwrap(), Locality::parse("610112").unwrap(), key).unwrap();
+        for n in [1, 2] {
+            let mut arrival = draft(n, at(2011, 3, 1), Body::ArrivalRegistered(v1::ArrivalRegistered::default()));
+            arrival.identity = Some(v1::IdentityTier { name: "赵桂芳".into(), ..Default::default() });
+            arrival.contact = Some(v1::ContactTier { phone: "13800000000".into(), ..Default::default() });
+            let mut service = draft(
+                n,
+                at(2011, 9, 1),
+                Body::ServiceRendered(v1::ServiceRendered {
+                    service: v1::ServiceKind::PregnancyCheck as i32,
+                    provider_ref: String::new(),
+                }),
+            );
+            service.health = Some(v1::HealthTier { pregnant: true, ..Default::default() });
+            log.append_batch(vec![arrival, service]).unwrap();
+        }
+        log.append(draft(1, at(2012, 6, 1), Body::DepartureRegistered(v1::DepartureRegistered::default()))).unwrap();
+        let cfg = PrivacyConfig {
+            retention: Retention { identity_years: 10, contact_years: 0, health_years: 5 },
+            ..Default::default()
+        };
+        let calendar = WorkCalendar::default();
+        let all: BTreeSet<i32> = [1, 2, 3].into();
+        // 2015: nothing has expired.
+        assert_eq!(purge(&log, &calendar, &cfg, at(2015, 1, 1)).unwrap(), 0);
+        assert_eq!(tiers(&log, 1), all);
+        // 2017-06-01 is the end of health's five years.
+        assert_eq!(purge(&log, &calendar, &cfg, at(2017, 5, 31)).unwrap(), 0);
+        assert_eq!(purge(&log, &calendar, &cfg, at(2017, 6, 2)).unwrap(), 1);
+        assert_eq!(tiers(&log, 1), [1, 2].into());
+        // Identity after ten years; contact is kept (no period); the resident keeps everything.
+        assert_eq!(purge(&log, &calendar, &cfg, at(2022, 6, 2)).unwrap(), 1);
+        assert_eq!(tiers(&log, 1), [2].into());
+        assert_eq!(tiers(&log, 2), all);
+        // Nothing more to do, and each purge is an erasure request on record with its basis.
+        assert_eq!(purge(&log, &calendar, &cfg, at(2023, 1, 1)).unwrap(), 0);
+        let requests: Vec<v1::ErasureRequested> =
+            log.read_person(person(1)).unwrap().iter().filter_map(|e| request_body(&e.envelope).cloned()).collect();
+        assert_eq!(requests.len(), 2);
+        assert!(requests.iter().all(|r| r.basis() == v1::ErasureBasis::RetentionExpired));
+        let report = log.verify().unwrap();
+        assert!(report.ok(), "{:?}", report.faults);
+    }
+
+    /// A store restored from a backup taken before an erasure gets it back
+    /// from the requests recorded since (here: the request survives, the
+    /// payloads are put back as a restore would).
+    #[test]
+    fn reapply_erases_again_what_a_restore_brought_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let log =
+            SledStore::open(SledBackend::open(dir.path()).unwrap(), Locality::parse("610112").unwrap(), key).unwrap();
+        let mut arrival = draft(1, at(2024, 3, 1), Body::ArrivalRegistered(v1::ArrivalRegistered::default()));
+        arrival.identity = Some(v1::IdentityTier { name: "赵桂芳".into(), ..Default::default() });
+        let bytes = log.append(arrival).map(|a| log.event_at(log.locality(), a.seq).unwrap().unwrap()).unwrap();
+        let req = Request {
+            person: person(1),
+            tiers: vec![],
+            basis: v1::ErasureBasis::PersonRequest,
+            reference: "F-1".into(),
+        };
+        request(&log, &WorkCalendar::default(), 15, &req, Utc::now()).unwrap();
+        assert!(tiers(&log, 1).is_empty());
+        // The restore: the old segment with its payload is back.
+        log.raw_edit_event(log.locality(), 1, |b| *b = Some(yipan_proto::Message::encode_to_vec(&bytes.signed)))
+            .unwrap();
+        assert_eq!(tiers(&log, 1), [1].into());
+        let again = reapply(&log).unwrap();
+        assert_eq!(again.payloads, 1);
+        assert!(tiers(&log, 1).is_empty());
+        // Later data about the person is not touched by re-applying.
+        let mut later = draft(1, Utc::now(), Body::ResidencePermitIssued(v1::ResidencePermitIssued::default()));
+        later.identity = Some(v1::IdentityTier { name: "赵桂芳".into(), ..Default::default() });
+        log.append(later).unwrap();
+        assert_eq!(reapply(&log).unwrap().payloads, 0);
+        assert_eq!(tiers(&log, 1), [1].into());
     }
 }
