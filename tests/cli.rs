@@ -1131,6 +1131,27 @@ fn no_personal_value_leaks_into_subjects_logs_metrics_errors_views_or_files() {
         assert_eq!(status, 200, "{body}");
         answers.push_str(&body);
     }
+    // Erasure: by ID number (in the body), a refused one carrying a wrong number, and the
+    // requests and receipts as every side lists them (the counterparts answer meanwhile).
+    let wrong = format!("{}0", &id[..17]);
+    let mut erased = 0;
+    for (code, _, _, supervisor_n, ..) in &nodes {
+        for number in [wrong.as_str(), id.as_str()] {
+            let body = serde_json::json!({ "id_number": number, "basis": "person_request", "reference": "DPO-7" });
+            let (status, body) = supervisor_n.request("POST", "/v1/erasures", Some(&body.to_string())).unwrap();
+            // 400: the wrong number; 422: no relationship with the person held there.
+            assert!(matches!(status, 201 | 400 | 422), "{status} {body}");
+            erased += usize::from(status == 201);
+            answers.push_str(&format!("\n== {code} erase\n{body}"));
+        }
+    }
+    assert!(erased >= 1, "the person was erased somewhere");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for (.., auditor_n) in &nodes {
+        let (status, body) = auditor_n.request("GET", "/v1/erasures", None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        answers.push_str(&format!("\n== erasures\n{body}"));
+    }
     let _ = (supervisor, monitor, auditor);
     for (_, child, ..) in &mut nodes {
         Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -1161,5 +1161,14 @@ async fn an_erasure_reaches_every_copy_and_an_offline_recipient_answers_when_bac
         let report = c.log(code).verify().unwrap();
         assert!(report.ok(), "{code}: {:?}", report.faults);
     }
+    // An auditor with only the streams verifies every event (sealed copies included) and
+    // reproduces the digests the nodes report.
+    let mut auditor = yipan_audit::Auditor::new();
+    yipan_audit::stream::read_all(c.nats_as(Principal::Auditor).await, &mut auditor, |_| {}).await.unwrap();
+    let (report, _) = auditor.finish("stream", &c.log(origin).trust(), as_of);
+    assert!(report.ok(), "{:?}", report.faults);
+    for (key, d) in [(format!("{origin},{r1}"), before.0), (format!("{origin},{r2}"), before.2)] {
+        assert_eq!(report.pair_digests[&key], hex::encode(d), "{key}");
+    }
     c.stop().await;
 }

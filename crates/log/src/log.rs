@@ -1774,13 +1774,26 @@ fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
 /// A rejected foreign event or trust record as a quarantine write.
 fn quarantine_op(ops: &mut Vec<Op>, bytes: &[u8], author: Option<String>, code: Code, reason: String) -> Result<()> {
     let id = Uuid::now_v7();
+    // The bytes kept for inspection (and fork proofs) without personal tier
+    // payloads: the envelope and signature prove what was sent, and staff who
+    // read the quarantine (monitors too) must not see a name in hex. The
+    // SHA-256 is of what was received.
+    let kept = yipan_proto::v1::SignedEvent::decode(bytes)
+        .ok()
+        .filter(|s| !s.tiers.is_empty() || !s.sealed.is_empty())
+        .map(|mut s| {
+            s.tiers.clear();
+            s.sealed.clear();
+            s.encode_to_vec()
+        });
+    let shown = kept.as_deref().unwrap_or(bytes);
     let entry = QuarantineEntry {
         id,
         received_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         author,
         code: code.as_str().into(),
         reason,
-        bytes_hex: hex::encode(&bytes[..bytes.len().min(crate::quarantine::KEEP_BYTES)]),
+        bytes_hex: hex::encode(&shown[..shown.len().min(crate::quarantine::KEEP_BYTES)]),
         size: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(bytes)),
     };

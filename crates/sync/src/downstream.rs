@@ -59,7 +59,8 @@ pub fn views_subject(me: Locality, what: &str) -> String {
 
 /// Creates (or finds) the downstream stream of a province.
 pub async fn ensure_stream(js: &jetstream::Context, province: u8, cfg: &SyncConfig) -> Result<()> {
-    crate::ensure_stream(js, format!("YIPAN_DOWN_{province:02}"), format!("yipan.v1.down.{province:02}.>"), cfg)
+    let cfg = SyncConfig { stream_max_age_days: cfg.downstream_max_age_days.max(1), ..cfg.clone() };
+    crate::ensure_stream(js, format!("YIPAN_DOWN_{province:02}"), format!("yipan.v1.down.{province:02}.>"), &cfg)
         .await
         .map(|_| ())
 }

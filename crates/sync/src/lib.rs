@@ -61,6 +61,10 @@ pub struct SyncConfig {
     pub repair_grace_ms: u64,
     /// How long the event streams keep messages, in days (audit retention).
     pub stream_max_age_days: u64,
+    /// How long the downstream streams keep messages, in days: a delivery
+    /// buffer whose tiers are in the clear for the subscribers, so an erased
+    /// tier is gone from it at most this long after its release.
+    pub downstream_max_age_days: u64,
     /// JetStream publish acknowledgement timeout, ms.
     pub ack_timeout_ms: u64,
     /// Downstream roles to publish every stored event for (tier-filtered).
@@ -89,6 +93,7 @@ impl Default for SyncConfig {
             head_interval_ms: 2000,
             repair_grace_ms: 1000,
             stream_max_age_days: 400,
+            downstream_max_age_days: 30,
             ack_timeout_ms: 5000,
             downstream: Vec::new(),
             trust_poll_ms: 2000,
