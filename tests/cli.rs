@@ -72,6 +72,18 @@ fn init_append_scenario_verify_and_reappend() {
     for secret in ["41152219920315002X", "李秀英", "13912345678"] {
         assert!(!all.contains(secret), "personal value shown unmasked");
     }
+    // What the operator was shown is in the disclosure log: masked, then revealed.
+    let before =
+        text(&yipan(&dir, &["disclosures", "--person", &person, "--format", "json"], None).stdout).lines().count();
+    let revealed = text(&yipan(&dir, &["log", "--person", &person, "--reveal"], None).stdout);
+    assert!(!revealed.contains("*** ("), "revealed in full: {revealed}");
+    let after: Vec<serde_json::Value> =
+        text(&yipan(&dir, &["disclosures", "--person", &person, "--format", "json"], None).stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let cli: Vec<_> = after.iter().skip(before).filter(|e| e["channel"] == "cli").collect();
+    assert!(!cli.is_empty() && cli.iter().all(|e| e["masked"] == false && e["role"] == "operator"), "{after:?}");
     // --limit counts events of the asked kind, not events read before filtering.
     let arrivals = text(&yipan(&dir, &["log", "--kind", "ServiceRendered", "--limit", "2"], None).stdout);
     let kinds: Vec<String> = arrivals

@@ -592,6 +592,34 @@ async fn scenario(w: &World, b: &Browser, origin: &Browser, request: &str) {
     let record_link =
         b.js("var a = document.querySelector('a[data-page=\"record\"]'); return !!(a && a.offsetParent);").await;
     assert_eq!(record_link, json!(false), "a supervisor is not offered the record page");
+
+    // The supervisor executes the person's request to erase her health data: the form asks
+    // before it acts; the origin confirms with its receipt, shown on the same panel.
+    b.until("the erasure form", "return !!document.getElementById('erase-form');").await;
+    let none = b.js("return document.querySelectorAll('#erasures-table tr[data-id]').length;").await;
+    assert_eq!(none, json!(0));
+    for tier in ["identity", "contact"] {
+        b.click(&format!("#erase-tier-{tier}")).await;
+    }
+    b.select("#erase-basis", "person_request").await;
+    b.fill("#erase-reference", "610112-DPO-2026-003").await;
+    b.click("#erase-submit").await;
+    b.client.accept_alert().await.expect("the form asks before erasing");
+    let answers = b
+        .until(
+            "the origin's receipt",
+            "var a = document.querySelector('#erasures-table tr[data-direction=\"sent\"] .er-answer[data-locality=\"411522\"]'); \
+             return a && a.dataset.state === 'confirmed' ? a.dataset.state : null;",
+        )
+        .await;
+    assert_eq!(answers, json!("confirmed"));
+    b.page_shot("person-erasure").await;
+    let key = yipan_core::PersonKey::parse(&key).unwrap();
+    let held = w.nodes["610112"].log.read_person(key).unwrap();
+    assert!(
+        held.iter().all(|e| e.signed.tiers.iter().all(|t| t.tier != yipan_proto::v1::Tier::ReproductiveHealth as i32)),
+        "no health tier of hers is left at 610112"
+    );
 }
 
 async fn fill_arrival(b: &Browser, name: &str, id: &str, township: &str) {

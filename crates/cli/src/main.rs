@@ -716,6 +716,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let events: Vec<_> =
                 events.into_iter().filter(|e| kind.is_none() || e.kind() == kind).take(limit).collect();
+            // Shown to whoever runs this on the node's machine: recorded like every release
+            // (and not shown if it cannot be recorded).
+            let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+            let released: Vec<_> = events
+                .iter()
+                .filter_map(|e| {
+                    yipan_log::disclosure::Disclosure::of(
+                        e,
+                        "cli",
+                        &format!("cli:{}", yipan_core::clip(&user)),
+                        "operator",
+                        !reveal,
+                        "operator with access to the node's data directory (yipan log)",
+                    )
+                })
+                .collect();
+            node.log.disclose(&released).context("cannot record the release in the disclosure log; nothing shown")?;
             output::events(&events, format == Format::Json, reveal);
             Ok(ExitCode::SUCCESS)
         }

@@ -33,7 +33,7 @@ pub const HEAD: &[u8] = b"mdisclosures";
 pub struct Disclosure {
     /// When it was released (RFC 3339, UTC).
     pub at: String,
-    /// How: `replication`, `downstream`, `http` or `stream`.
+    /// How: `replication`, `downstream`, `http`, `stream` or `cli` (`yipan log` on the node machine).
     pub channel: String,
     /// To whom: a locality code, a downstream role (`downstream:health`), or
     /// an HTTP caller (`token:<id>` / `certificate:<name>`).

@@ -183,6 +183,30 @@
       dc_rcpt_downstream: '下游：{0}',
       dc_rcpt_token: '接口调用方（令牌 {0}）',
       dc_rcpt_cert: '接口调用方（证书 {0}）',
+      dc_rcpt_cli: '本机操作员 {0}',
+      er_title: '删除个人信息',
+      er_note: '删除后，本节点该人全部事件的所选信息类别即被清除，并通知曾接收这些信息的各地删除，对方以签名回执确认；流中的副本因密钥销毁而无法读取。事件本身、签名链与统计不变。',
+      er_col_direction: '方向',
+      er_col_author: '发起方',
+      er_col_basis: '依据',
+      er_col_reference: '案卷号',
+      er_col_due: '回执期限',
+      er_col_answers: '各接收方',
+      er_sent: '本地发起',
+      er_received: '对方发起',
+      er_confirmed: '已确认',
+      er_open: '待确认',
+      er_overdue: '逾期 {0} 天',
+      er_none: '无删除请求。',
+      er_form_title: '执行删除（不可撤销）',
+      er_form_tiers: '删除的信息类别',
+      er_form_basis: '依据',
+      er_form_reference: '案卷号（不得填写姓名或证件号）',
+      er_form_submit: '删除该人的个人信息',
+      er_confirm: '确定删除该人的所选个人信息？此操作不可撤销，并将通知各接收方删除。',
+      er_need_tier: '请至少选择一个信息类别。',
+      er_done: '已删除本地 {0} 项信息，已向 {1} 发出删除请求。',
+      er_failed: '删除失败：{0}',
       // record
       rc_title: '业务登记',
       rc_kind: '事项',
@@ -361,7 +385,8 @@
         'contact.channel': '联系渠道', kind: '事项', body: '内容', sha256: '摘要', document: '文件', certificate: '证书',
       },
       tiers: { identity: '身份信息', contact: '联系信息', health: '健康信息' },
-      dc_channels: { replication: '复制到对端', downstream: '下游系统', http: '接口查询', stream: '事件流' },
+      dc_channels: { replication: '复制到对端', downstream: '下游系统', http: '接口查询', stream: '事件流', cli: '本机命令行' },
+      er_bases: { ERASURE_BASIS_PERSON_REQUEST: '本人申请', ERASURE_BASIS_RETENTION_EXPIRED: '保存期限届满', ERASURE_BASIS_PURPOSE_FULFILLED: '处理目的已实现', ERASURE_BASIS_CONSENT_WITHDRAWN: '撤回同意', ERASURE_BASIS_UNLAWFUL_PROCESSING: '违法处理' },
       dc_tiers: { identity: '身份', contact: '联系方式', health: '健康' },
       // data-quality flags
       q_summary: '数据质量提示：{0} 条（{1}）',
@@ -550,6 +575,30 @@
       dc_rcpt_downstream: 'downstream: {0}',
       dc_rcpt_token: 'API caller (token {0})',
       dc_rcpt_cert: 'API caller (certificate {0})',
+      dc_rcpt_cli: 'operator on this machine ({0})',
+      er_title: 'Erasure of personal data',
+      er_note: 'Erasing clears the chosen tiers from every event of this person held here, and asks every locality that received them to do the same; each confirms with a signed receipt. Copies in the streams become unreadable (their keys are destroyed). The events, signature chains and statistics are unchanged.',
+      er_col_direction: 'Direction',
+      er_col_author: 'Requested by',
+      er_col_basis: 'Basis',
+      er_col_reference: 'Case no.',
+      er_col_due: 'Answer by',
+      er_col_answers: 'Recipients',
+      er_sent: 'sent',
+      er_received: 'received',
+      er_confirmed: 'confirmed',
+      er_open: 'open',
+      er_overdue: 'overdue {0} d',
+      er_none: 'No erasure requests.',
+      er_form_title: 'Erase (cannot be undone)',
+      er_form_tiers: 'Tiers to erase',
+      er_form_basis: 'Basis',
+      er_form_reference: 'Case no. (never a name or ID number)',
+      er_form_submit: 'Erase this person\u2019s personal data',
+      er_confirm: 'Erase the chosen personal data of this person? This cannot be undone; every recipient is asked to erase it too.',
+      er_need_tier: 'Choose at least one tier.',
+      er_done: '{0} payloads erased here; erasure requested from {1}.',
+      er_failed: 'Erasure failed: {0}',
       rc_title: 'Record an event',
       rc_kind: 'Event',
       rc_side: 'This locality is the',
@@ -728,7 +777,8 @@
         'contact.channel': 'contact channel', kind: 'kind', body: 'body', sha256: 'digest', document: 'document', certificate: 'certificate',
       },
       tiers: { identity: 'identity', contact: 'contact', health: 'health' },
-      dc_channels: { replication: 'replication', downstream: 'downstream feed', http: 'API answer', stream: 'event stream' },
+      dc_channels: { replication: 'replication', downstream: 'downstream feed', http: 'API answer', stream: 'event stream', cli: 'command line' },
+      er_bases: { ERASURE_BASIS_PERSON_REQUEST: 'the person\u2019s request', ERASURE_BASIS_RETENTION_EXPIRED: 'retention expired', ERASURE_BASIS_PURPOSE_FULFILLED: 'purpose fulfilled', ERASURE_BASIS_CONSENT_WITHDRAWN: 'consent withdrawn', ERASURE_BASIS_UNLAWFUL_PROCESSING: 'unlawful processing' },
       dc_tiers: { identity: 'identity', contact: 'contact', health: 'health' },
       q_summary: 'Data-quality notes: {0} ({1})',
       q_part: '{0} {1}',
@@ -2241,6 +2291,7 @@
     if (showTimeline) calls.push(get('/v1/events?' + qs({ person: key, reveal: S.reveal ? 'true' : '' })));
     // The disclosure log: loaded with the rest; its failure is shown in its own panel.
     const dIdx = showDisclosures ? calls.push(get('/v1/disclosures?' + qs({ person: key }))) - 1 : -1;
+    const eIdx = showDisclosures ? calls.push(get('/v1/erasures?' + qs({ person: key }))) - 1 : -1;
     const res = await Promise.allSettled(calls);
     if (gen !== S.nav) return;
     const codes = [];
@@ -2254,11 +2305,12 @@
     S.personFlags = flagsByEvent(res[0].status === 'fulfilled' ? res[0].value : []);
     if (showTimeline && res[1].status === 'fulfilled') codes.push(...codesOfEvents(res[1].value));
     if (dIdx >= 0 && res[dIdx].status === 'fulfilled') codes.push(...codesOfDisclosures(res[dIdx].value));
+    if (eIdx >= 0 && res[eIdx].status === 'fulfilled') codes.push(...codesOfErasures(res[eIdx].value));
     await ensureNames(codes);
     if (gen !== S.nav) return;
     clear(out);
     if (res.some((r) => r.status === 'rejected' && r.reason instanceof SignedOut)) return;
-    const errors = res.filter((r, i) => r.status === 'rejected' && i !== dIdx).map((r) => r.reason);
+    const errors = res.filter((r, i) => r.status === 'rejected' && i !== dIdx && i !== eIdx).map((r) => r.reason);
     out.appendChild(h('p', { className: 'person-key', text: t('ps_person', key) }));
 
     const cardsPanel = h('div', { id: 'cards', className: 'panel' });
@@ -2315,6 +2367,9 @@
       out.appendChild(disclosuresPanel());
       if (res[dIdx].status === 'fulfilled') fillDisclosures(res[dIdx].value);
       else disclosuresFailed(res[dIdx].reason);
+      out.appendChild(erasuresPanel(key, may('erase')));
+      if (res[eIdx].status === 'fulfilled') fillErasures(res[eIdx].value);
+      else erasuresFailed(res[eIdx].reason);
     }
     if (errors.length) showPageError(errors[0]);
   }
@@ -2332,9 +2387,10 @@
   /** A disclosure's recipient: a locality code (with its name), `downstream:<role>`, `token:<id>` or `cert:<name>`. */
   function recipientText(r) {
     const s = String(r || '');
-    const m = /^(downstream|token|cert|certificate):(.*)$/.exec(s);
+    const m = /^(downstream|token|cert|certificate|cli):(.*)$/.exec(s);
     if (!m) return s ? [place(s), s === me() ? t('local_suffix') : null] : t('dash');
     if (m[1] === 'downstream') return t('dc_rcpt_downstream', roleName(m[2]));
+    if (m[1] === 'cli') return t('dc_rcpt_cli', m[2]);
     return t(m[1] === 'token' ? 'dc_rcpt_token' : 'dc_rcpt_cert', m[2]);
   }
 
@@ -2413,6 +2469,123 @@
     if (limited) limited.hidden = true;
     if (err) { err.textContent = disclosureError(e); err.hidden = false; }
     if (panel) { panel.dataset.state = e && e.status === 404 ? 'unavailable' : 'error'; delete panel.dataset.count; }
+  }
+
+  // ---------------------------------------------------------------- erasure
+
+  function codesOfErasures(data) {
+    const out = [];
+    for (const e of (data && Array.isArray(data.erasures)) ? data.erasures : []) {
+      out.push(e.author);
+      for (const a of Array.isArray(e.answers) ? e.answers : []) out.push(a.locality);
+    }
+    return out.filter(Boolean);
+  }
+
+  /** The person page's erasure panel: requests about this person and, for roles that may, the form. */
+  function erasuresPanel(key, canErase) {
+    const panel = h('div', { id: 'erasures-panel', className: 'panel', data: { state: 'loading' } });
+    panel.appendChild(sectionHead(t('er_title')));
+    panel.appendChild(h('p', { className: 'muted small', text: t('er_note') }));
+    panel.appendChild(h('div', { id: 'erasures-error', className: 'error-text', attrs: { role: 'alert' }, hidden: true }));
+    const cols = [t('col_time'), t('er_col_direction'), t('er_col_author'), t('col_dc_tiers'), t('er_col_basis'),
+      t('er_col_reference'), t('er_col_due'), t('er_col_answers')];
+    panel.appendChild(h('div', { className: 'scroll-x' }, table('erasures-table', cols, 'erasures')));
+    if (canErase) panel.appendChild(eraseForm(key));
+    return panel;
+  }
+
+  function answerText(a) {
+    if (a.state === 'confirmed') return t('er_confirmed');
+    if (a.state === 'overdue') return t('er_overdue', a.overdue_days);
+    return t('er_open');
+  }
+
+  function fillErasures(data) {
+    const tbl = $('#erasures-table');
+    if (!tbl) return;
+    const err = $('#erasures-error');
+    if (err) { err.textContent = ''; err.hidden = true; }
+    tbl.hidden = false;
+    const tb = clear(tbl.tBodies[0]);
+    const list = data && Array.isArray(data.erasures) ? data.erasures.slice().reverse() : [];
+    for (const e of list) {
+      const answers = (Array.isArray(e.answers) ? e.answers : []).map((a) =>
+        h('div', { className: 'er-answer er-' + String(a.state || ''), data: { locality: a.locality, state: a.state } },
+          [place(String(a.locality || '')), ' ', answerText(a)]));
+      tb.appendChild(h('tr', { data: { id: e.id, direction: e.direction, complete: e.complete ? 'true' : 'false' } }, [
+        h('td', { className: 'nowrap', text: fmtInstant(e.recorded_at) }),
+        h('td', { className: 'nowrap', text: e.direction === 'sent' ? t('er_sent') : t('er_received') }),
+        h('td', { className: 'nowrap' }, authorCell(e.author)),
+        h('td', { className: 'nowrap', text: tiersText(e.tiers) }),
+        h('td', { className: 'nowrap', text: tn('er_bases', String(e.basis || '')) }),
+        h('td', { className: 'nowrap', text: e.reference ? String(e.reference) : t('dash') }),
+        h('td', { className: 'nowrap', text: fmtInstant(e.answer_by) }),
+        h('td', {}, answers),
+      ]));
+    }
+    if (!list.length) emptyRow(tb, 8, t('er_none'));
+    const panel = $('#erasures-panel');
+    if (panel) { panel.dataset.state = 'ok'; panel.dataset.count = String(list.length); }
+  }
+
+  function erasuresFailed(e) {
+    const err = $('#erasures-error');
+    const tbl = $('#erasures-table');
+    if (tbl) { clear(tbl.tBodies[0]); tbl.hidden = true; }
+    if (err) { err.textContent = e && e.status === 404 ? t('dc_unavailable') : t('er_failed', e && e.message ? e.message : String(e)); err.hidden = false; }
+    const panel = $('#erasures-panel');
+    if (panel) panel.dataset.state = 'error';
+  }
+
+  /** The erasure form (supervisor, admin): tiers, basis, case number; asks before it acts. */
+  function eraseForm(key) {
+    const form = h('form', { id: 'erase-form', className: 'erase-form', attrs: { novalidate: true } });
+    form.appendChild(h('h4', { text: t('er_form_title') }));
+    const tierBoxes = ['identity', 'contact', 'health'].map((tier) => {
+      const cb = h('input', { type: 'checkbox', id: 'erase-tier-' + tier, value: tier, checked: true });
+      return h('label', { className: 'check', htmlFor: cb.id }, [cb, ' ' + tn('dc_tiers', tier)]);
+    });
+    form.appendChild(h('fieldset', {}, [h('legend', { text: t('er_form_tiers') }), ...tierBoxes]));
+    const basis = h('select', { id: 'erase-basis' }, Object.keys(I18N.zh.er_bases).map((b) =>
+      h('option', { value: b.replace('ERASURE_BASIS_', '').toLowerCase(), text: tn('er_bases', b) })));
+    form.appendChild(h('label', { htmlFor: 'erase-basis' }, [t('er_form_basis'), ' ', basis]));
+    const ref = h('input', { id: 'erase-reference', type: 'text', maxLength: 64, autocomplete: 'off' });
+    form.appendChild(h('label', { htmlFor: 'erase-reference' }, [t('er_form_reference'), ' ', ref]));
+    const btn = h('button', { type: 'submit', id: 'erase-submit', className: 'danger', text: t('er_form_submit') });
+    const msg = h('p', { id: 'erase-message', className: 'small', attrs: { role: 'status' } });
+    form.appendChild(btn);
+    form.appendChild(msg);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const tiers = Array.from(form.querySelectorAll('input[type=checkbox]:checked')).map((c) => c.value);
+      if (!tiers.length) { msg.textContent = t('er_need_tier'); msg.className = 'error-text'; return; }
+      if (!window.confirm(t('er_confirm'))) return;
+      btn.disabled = true;
+      msg.textContent = '';
+      try {
+        const { data } = await api('POST', '/v1/erasures', { person: key, tiers, basis: basis.value, reference: ref.value.trim() });
+        const to = [];
+        for (const r of Array.isArray(data.requests) ? data.requests : []) for (const l of r.recipients || []) to.push(placeText(l));
+        msg.textContent = t('er_done', data.erased ? data.erased.payloads : 0, to.join(t('list_sep')) || t('dash'));
+        msg.className = 'ok-text';
+        // The recipients' receipts arrive over replication: refresh until all are in (or a minute passed).
+        for (let i = 0; i < 30 && $('#erase-form') === form; i++) {
+          const list = await get('/v1/erasures?' + qs({ person: key }));
+          fillErasures(list);
+          const sent = (Array.isArray(list.erasures) ? list.erasures : []).filter((x) => x.direction === 'sent');
+          if (sent.length && sent.every((x) => x.complete)) break;
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      } catch (e) {
+        if (e instanceof SignedOut) return;
+        msg.textContent = t('er_failed', e && e.message ? e.message : String(e));
+        msg.className = 'error-text';
+      } finally {
+        btn.disabled = false;
+      }
+    });
+    return form;
   }
 
   function itemStateText(it) {
