@@ -1058,6 +1058,11 @@ async fn an_erasure_reaches_every_copy_and_an_offline_recipient_answers_when_bac
     )
     .await;
     assert_eq!(status, 403);
+    // Nor can anyone record a bare request through the event API (it would make the
+    // recipients erase while this side kept everything).
+    let bare = serde_json::json!({"kind": "ErasureRequested", "origin": origin, "residence": r1, "person": person.to_string(), "body": {"basis": "ERASURE_BASIS_PERSON_REQUEST"}});
+    let (status, v) = api(&clerk, "POST", "/v1/events".into(), Some(bare.to_string())).await;
+    assert_eq!((status, v["field"].as_str()), (400, Some("kind")), "{v}");
 
     // The person asks the origin to erase everything.
     let (status, v) = api(

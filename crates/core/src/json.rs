@@ -80,6 +80,15 @@ fn draft_inner(
         take_str(&mut obj, "kind")?.ok_or_else(|| Error::field("kind", "missing; e.g. \"ArrivalRegistered\""))?;
     let kind = EventKind::parse(&kind_name)
         .ok_or_else(|| Error::UnknownKind { kind: crate::clip(&kind_name), known: EventKind::known_list() })?;
+    if matches!(kind, EventKind::ErasureRequested | EventKind::ErasureConfirmed) {
+        // Recorded with the erasure itself (which a role with the `erase` permission
+        // executes), never as a bare event: a request alone would make the recipients
+        // erase while this side kept everything.
+        return Err(Error::field(
+            "kind",
+            format!("{kind} is recorded only by POST /v1/erasures or `yipan erase` (which erase here too); receipts only by the node"),
+        ));
+    }
     let body_json = obj.remove("body").unwrap_or(Value::Object(Map::new()));
     if !body_json.is_object() {
         return Err(Error::field("body", "must be a JSON object"));

@@ -169,7 +169,7 @@ mod tests {
             assert_eq!(EventKind::parse(k.snake()), Some(*k));
         }
         assert_eq!(EventKind::parse("NoSuchThing"), None);
-        assert_eq!(EventKind::ALL.len(), 26);
+        assert_eq!(EventKind::ALL.len(), 28);
     }
 
     #[test]

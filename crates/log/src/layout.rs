@@ -13,6 +13,9 @@
 //! | `t`    | arrival number (u64)                       | received-at µs (i64 BE) + `TrustRecord` |
 //! | `d`    | disclosure number (u64)                    | JSON disclosure entry, hash-chained ([`crate::disclosure`]) |
 //! | `i`    | person key (16), disclosure number         | empty (person index of the disclosures) |
+//! | `e`    | author, seq                                | erased tiers (mask) + erasure request id ([`crate::erase`]) |
+//! | `k`    | person key (16)                            | this node's data keys for the person (JSON) |
+//! | `K`    | person key (16)                            | empty: a published key message is out of date |
 //! | `m`    | name                                       | metadata (locality, head)              |
 
 /// Segments of events by author and last sequence.
