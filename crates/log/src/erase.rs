@@ -273,43 +273,74 @@ impl<B: Backend> Log<B> {
     /// (created now if missing) and `recipients` registered as holders of
     /// the key message (so an erasure reaches them).
     pub fn data_keys_for(&self, person: &PersonKey, tiers: &[i32], recipients: &[String]) -> Result<DataKeys> {
+        let mut out = self.data_keys_for_many(&[(*person, tiers.to_vec(), recipients.to_vec())])?;
+        out.pop().ok_or_else(|| Error::Storage("no data keys".into()))
+    }
+
+    /// [`Log::data_keys_for`] for many persons, in one write.
+    pub fn data_keys_for_many(&self, wanted: &[(PersonKey, Vec<i32>, Vec<String>)]) -> Result<Vec<DataKeys>> {
         let _guard = self.ingest_guard();
-        let mut keys = self.data_keys(person)?.unwrap_or_default();
-        let mut changed = false;
-        if keys.key_id.is_empty() {
-            keys.key_id = hex::encode(random::<16>()?);
-            changed = true;
-        }
-        for t in tiers {
-            if keys.keys.iter().all(|k| k.tier != *t) {
-                let version = keys.versions.get(t).map_or(1, |v| v + 1);
-                keys.versions.insert(*t, version);
-                keys.keys.push(DataKey { tier: *t, version, key: hex::encode(random::<32>()?) });
-                keys.generation += 1;
+        let mut ops = Vec::new();
+        let mut out = Vec::with_capacity(wanted.len());
+        for (person, tiers, recipients) in wanted {
+            let mut keys = self.data_keys(person)?.unwrap_or_default();
+            let mut changed = false;
+            if keys.key_id.is_empty() {
+                keys.key_id = hex::encode(random::<16>()?);
                 changed = true;
             }
-        }
-        for r in recipients {
-            if !keys.published.contains_key(r) {
-                keys.published.insert(r.clone(), (0, i64::MIN / 2));
-                changed = true;
+            for t in tiers {
+                if keys.keys.iter().all(|k| k.tier != *t) {
+                    let version = keys.versions.get(t).map_or(1, |v| v + 1);
+                    keys.versions.insert(*t, version);
+                    keys.keys.push(DataKey { tier: *t, version, key: hex::encode(random::<32>()?) });
+                    keys.generation += 1;
+                    changed = true;
+                }
             }
+            for r in recipients {
+                if !keys.published.contains_key(r) {
+                    keys.published.insert(r.clone(), (0, i64::MIN / 2));
+                    changed = true;
+                }
+            }
+            if changed {
+                self.put_data_keys(&mut ops, person, &keys);
+            }
+            out.push(keys);
         }
-        if changed {
-            let mut ops = Vec::new();
-            self.put_data_keys(&mut ops, person, &keys);
+        if !ops.is_empty() {
             self.backend().commit(ops)?;
         }
-        Ok(keys)
+        Ok(out)
     }
 
     /// Records that `recipient` was sent the key message of `generation` on `day`.
     pub fn data_keys_published(&self, person: &PersonKey, recipient: &str, generation: u64, day: i64) -> Result<()> {
+        self.data_keys_published_many(&[(*person, recipient.to_string(), generation)], day)
+    }
+
+    /// [`Log::data_keys_published`] for many, in one write.
+    pub fn data_keys_published_many(&self, sent: &[(PersonKey, String, u64)], day: i64) -> Result<()> {
         let _guard = self.ingest_guard();
-        let Some(mut keys) = self.data_keys(person)? else { return Ok(()) };
-        keys.published.insert(recipient.to_string(), (generation, day));
+        let mut changed: BTreeMap<[u8; 16], (PersonKey, DataKeys)> = BTreeMap::new();
+        for (person, recipient, generation) in sent {
+            let entry = match changed.entry(*person.as_bytes()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => match self.data_keys(person)? {
+                    Some(k) => v.insert((*person, k)),
+                    None => continue,
+                },
+            };
+            entry.1.published.insert(recipient.clone(), (*generation, day));
+        }
         let mut ops = Vec::new();
-        self.put_data_keys(&mut ops, person, &keys);
+        for (person, keys) in changed.values() {
+            self.put_data_keys(&mut ops, person, keys);
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
         self.backend().commit(ops)
     }
 

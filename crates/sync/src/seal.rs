@@ -179,40 +179,50 @@ pub async fn prepare<B: Backend>(
             }
         }
     }
-    let mut out = HashMap::new();
-    for (person, (tiers, recipients)) in need {
-        let l = log.clone();
-        let keys = tokio::task::spawn_blocking(move || l.data_keys_for(&person, &tiers, &recipients))
-            .await
-            .map_err(|e| Error::Nats(format!("data key task failed: {e}")))??;
-        publish_due(log, js, &person, &keys).await?;
-        out.insert(person, keys);
-    }
-    Ok(out)
+    let wanted: Vec<(PersonKey, Vec<i32>, Vec<String>)> = need.into_iter().map(|(p, (t, r))| (p, t, r)).collect();
+    let l = log.clone();
+    let persons: Vec<PersonKey> = wanted.iter().map(|w| w.0).collect();
+    let keys = tokio::task::spawn_blocking(move || l.data_keys_for_many(&wanted))
+        .await
+        .map_err(|e| Error::Nats(format!("data key task failed: {e}")))??;
+    let all: Vec<(PersonKey, DataKeys)> = persons.into_iter().zip(keys).collect();
+    publish_due(log, js, &all).await?;
+    Ok(all.into_iter().collect())
 }
 
-/// Publishes `keys`' message to every recipient it is due for and records it.
+/// Publishes each person's key message to every recipient it is due for
+/// (pipelined: all sent, then every acknowledgement awaited) and records them.
 pub async fn publish_due<B: Backend>(
     log: &std::sync::Arc<Log<B>>,
     js: &jetstream::Context,
-    person: &PersonKey,
-    keys: &DataKeys,
+    keys: &[(PersonKey, DataKeys)],
 ) -> Result<()> {
     let me = log.locality();
     let day = today();
-    let payload = Bytes::from(keys.message().encode_to_vec());
-    for r in keys.due(day, REFRESH_DAYS) {
-        let Ok(recipient) = Locality::parse(&r) else { continue };
-        js.publish(key_subject(recipient, me, &keys.key_id), payload.clone())
-            .await
-            .map_err(Error::nats)?
-            .await
-            .map_err(Error::nats)?;
-        let (l, p, g) = (log.clone(), *person, keys.generation);
-        tokio::task::spawn_blocking(move || l.data_keys_published(&p, &r, g, day))
-            .await
-            .map_err(|e| Error::Nats(format!("data key task failed: {e}")))??;
+    let mut acks = Vec::new();
+    let mut sent = Vec::new();
+    for (person, k) in keys {
+        let due = k.due(day, REFRESH_DAYS);
+        if due.is_empty() {
+            continue;
+        }
+        let payload = Bytes::from(k.message().encode_to_vec());
+        for r in due {
+            let Ok(recipient) = Locality::parse(&r) else { continue };
+            acks.push(js.publish(key_subject(recipient, me, &k.key_id), payload.clone()).await.map_err(Error::nats)?);
+            sent.push((*person, r, k.generation));
+        }
     }
+    if sent.is_empty() {
+        return Ok(());
+    }
+    for a in acks {
+        a.await.map_err(Error::nats)?;
+    }
+    let l = log.clone();
+    tokio::task::spawn_blocking(move || l.data_keys_published_many(&sent, day))
+        .await
+        .map_err(|e| Error::Nats(format!("data key task failed: {e}")))??;
     Ok(())
 }
 
@@ -223,9 +233,7 @@ pub async fn publish_stale<B: Backend>(log: &std::sync::Arc<Log<B>>, js: &jetstr
         .await
         .map_err(|e| Error::Nats(format!("data key task failed: {e}")))??;
     let n = stale.len();
-    for (person, keys) in stale {
-        publish_due(log, js, &person, &keys).await?;
-    }
+    publish_due(log, js, &stale).await?;
     Ok(n)
 }
 
