@@ -25,6 +25,7 @@ pub struct Report {
     pub raw_verify_1_per_s: f64,
     pub raw_verify_batch64_per_s: f64,
     pub steady_rate: u64,
+    pub events_per_person: u64,
     pub lag_p50_ms: f64,
     pub lag_p99_ms: f64,
     pub lag_samples: usize,
@@ -36,7 +37,7 @@ pub struct Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "end-to-end replicated (append → verified+stored at recipient): {:>8.0} events/s over {} events (mean inbox batch {:.0})", self.replicated_per_s, self.events, self.mean_inbox_batch)?;
+        writeln!(f, "end-to-end replicated (append → verified+stored at recipient): {:>8.0} events/s over {} events, {} per person (mean inbox batch {:.0})", self.replicated_per_s, self.events, self.events_per_person, self.mean_inbox_batch)?;
         writeln!(f, "  timeline: all appended at the author {:.2} s, all published {:.2} s, all stored at the recipient {:.2} s", self.appended_s, self.published_s, self.stored_s)?;
         writeln!(
             f,
@@ -106,7 +107,20 @@ async fn wait_for(recipient: &Node, author: Locality, head: u64, within: Duratio
     Ok(())
 }
 
-pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
+pub async fn run(events: u64, steady_secs: u64, per_person: u64) -> Result<Report> {
+    // Event i is about person i / per_person (sealed tiers: one data key message per new person).
+    let draft = move |i: u64| {
+        let mut d = sample_draft(i);
+        d.person_key = sample_draft(i / per_person).person_key;
+        if i % per_person != 0 {
+            // A later service carrying the health tier (identity and contact came with the arrival).
+            d.body = service_body();
+            d.identity = None;
+            d.contact = None;
+            d.health = Some(yipan_proto::v1::HealthTier { contraception_method: "IUD".into(), ..Default::default() });
+        }
+        d
+    };
     let tmp = tempfile::tempdir()?;
     let (a_code, b_code) = (
         Locality::parse("610112").map_err(anyhow::Error::msg)?,
@@ -139,7 +153,7 @@ pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
     let mut i = 0;
     while i < events {
         let n = 1000.min(events - i);
-        author.log.append_batch_async((i..i + n).map(sample_draft).collect()).await?;
+        author.log.append_batch_async((i..i + n).map(draft).collect()).await?;
         i += n;
     }
     let appended_s = t.elapsed().as_secs_f64();
@@ -169,7 +183,8 @@ pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
         let due = start + Duration::from_micros(k * 1_000_000 / steady_rate);
         tokio::time::sleep_until(due.into()).await;
         let log = author.log.clone();
-        tokio::spawn(async move { log.append_async(sample_draft(events + k)).await });
+        let d = draft(events + k);
+        tokio::spawn(async move { log.append_async(d).await });
     }
     wait_for(&recipient, a_code, events + total, Duration::from_secs(120)).await?;
     let lag = &recipient.metrics.lag;
@@ -181,6 +196,7 @@ pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
         raw_verify_1_per_s,
         raw_verify_batch64_per_s,
         steady_rate,
+        events_per_person: per_person,
         lag_p50_ms: pct(0.5),
         lag_p99_ms: pct(0.99),
         lag_samples: lag.count() as usize,
@@ -193,4 +209,14 @@ pub async fn run(events: u64, steady_secs: u64) -> Result<Report> {
     recipient.stop().await?;
     drop(nats);
     Ok(report)
+}
+
+/// A later event about the same person: a service, no second arrival (which validation refuses).
+fn service_body() -> Option<yipan_proto::v1::EventBody> {
+    Some(yipan_proto::v1::EventBody {
+        kind: Some(yipan_proto::v1::event_body::Kind::ServiceRendered(yipan_proto::v1::ServiceRendered {
+            service: yipan_proto::v1::ServiceKind::PersonInformed as i32,
+            provider_ref: String::new(),
+        })),
+    })
 }

@@ -506,6 +506,10 @@ enum BenchWhat {
         /// Seconds of the steady 1,000/s lag phase.
         #[arg(long, default_value_t = 5)]
         steady_secs: u64,
+        /// Events per person: 1 (every event a new person, the worst case for the
+        /// per-person data keys: one key message per event) or more.
+        #[arg(long, default_value_t = 1)]
+        per_person: u64,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -1081,8 +1085,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = runtime()?.block_on(bench_http::run(events, clients.max(1), rounds.max(1)))?;
             print_report(&report, format)
         }
-        Command::Bench { what: BenchWhat::Replicate { events, steady_secs, format } } => {
-            let report = runtime()?.block_on(bench_replicate::run(events, steady_secs))?;
+        Command::Bench { what: BenchWhat::Replicate { events, steady_secs, per_person, format } } => {
+            let report = runtime()?.block_on(bench_replicate::run(events, steady_secs, per_person.max(1)))?;
             print_report(&report, format)
         }
         Command::Bench { what: BenchWhat::Append { events, clients, steady_secs, format } } => {

@@ -24,6 +24,12 @@ pub trait Backend: Send + Sync + 'static {
     fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<Entry>>;
     /// Applies all of `ops` atomically and returns once they are durable.
     fn commit(&self, ops: Vec<Op>) -> Result<()>;
+    /// Applies all of `ops` atomically; durable with the next `commit` (or
+    /// sled's own periodic flush). For records that may be lost in a crash
+    /// without harm (e.g. that a key message was sent: it is sent again).
+    fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        self.commit(ops)
+    }
     /// Calls `f` on every entry with `start <= key < end` in key order, without
     /// collecting them; stops early when `f` returns false.
     fn for_each(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
@@ -102,6 +108,18 @@ impl Backend for SledBackend {
         }
         self.db.apply_batch(batch)?;
         self.db.flush()?;
+        Ok(())
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in ops {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.db.apply_batch(batch)?;
         Ok(())
     }
 

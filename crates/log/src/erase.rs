@@ -122,6 +122,11 @@ impl DataKeys {
         Some((k.version, hex::decode(&k.key).ok()?.try_into().ok()?))
     }
 
+    /// Some recipient holds a key message older than these keys (an erasure's tombstone is due).
+    pub fn is_stale(&self) -> bool {
+        self.published.values().any(|(g, _)| *g != 0 && *g != self.generation)
+    }
+
     /// Recipients whose key message must be (re)published on `day`: never
     /// sent, of an older generation, or sent `refresh_days` or more ago (so
     /// that it outlives, in a stream with the events' age limit, the events sealed with it).
@@ -228,12 +233,12 @@ impl<B: Backend> Log<B> {
         }
         if scope.author.is_none() || scope.author == Some(me) {
             if let Some(mut keys) = self.data_keys(&scope.person)? {
-                let n = keys.keys.len();
+                let (n, before) = (keys.keys.len(), keys.is_stale());
                 keys.keys.retain(|k| !tiers.contains(&k.tier));
                 out.keys_destroyed = n - keys.keys.len();
                 if out.keys_destroyed > 0 {
                     keys.generation += 1;
-                    self.put_data_keys(&mut ops, &scope.person, &keys);
+                    self.put_data_keys(&mut ops, &scope.person, &keys, before);
                 }
             }
         }
@@ -284,6 +289,7 @@ impl<B: Backend> Log<B> {
         let mut out = Vec::with_capacity(wanted.len());
         for (person, tiers, recipients) in wanted {
             let mut keys = self.data_keys(person)?.unwrap_or_default();
+            let before = keys.is_stale();
             let mut changed = false;
             if keys.key_id.is_empty() {
                 keys.key_id = hex::encode(random::<16>()?);
@@ -305,7 +311,7 @@ impl<B: Backend> Log<B> {
                 }
             }
             if changed {
-                self.put_data_keys(&mut ops, person, &keys);
+                self.put_data_keys(&mut ops, person, &keys, before);
             }
             out.push(keys);
         }
@@ -323,25 +329,29 @@ impl<B: Backend> Log<B> {
     /// [`Log::data_keys_published`] for many, in one write.
     pub fn data_keys_published_many(&self, sent: &[(PersonKey, String, u64)], day: i64) -> Result<()> {
         let _guard = self.ingest_guard();
-        let mut changed: BTreeMap<[u8; 16], (PersonKey, DataKeys)> = BTreeMap::new();
+        let mut changed: BTreeMap<[u8; 16], (PersonKey, DataKeys, bool)> = BTreeMap::new();
         for (person, recipient, generation) in sent {
             let entry = match changed.entry(*person.as_bytes()) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => match self.data_keys(person)? {
-                    Some(k) => v.insert((*person, k)),
+                    Some(k) => {
+                        let before = k.is_stale();
+                        v.insert((*person, k, before))
+                    }
                     None => continue,
                 },
             };
             entry.1.published.insert(recipient.clone(), (*generation, day));
         }
         let mut ops = Vec::new();
-        for (person, keys) in changed.values() {
-            self.put_data_keys(&mut ops, person, keys);
+        for (person, keys, before) in changed.values() {
+            self.put_data_keys(&mut ops, person, keys, *before);
         }
         if ops.is_empty() {
             return Ok(());
         }
-        self.backend().commit(ops)
+        // Lost in a crash, the mark only makes the outbox send the key message again.
+        self.backend().apply(ops)
     }
 
     /// Persons with a key message out of date at some recipient (after an erasure), up to `limit`.
@@ -357,10 +367,16 @@ impl<B: Backend> Log<B> {
         Ok(out)
     }
 
-    fn put_data_keys(&self, ops: &mut Vec<Op>, person: &PersonKey, keys: &DataKeys) {
+    /// Writes `keys` and keeps the stale index: a person is in it while a key
+    /// message published before (generation ≠ 0) is older than the keys. A
+    /// recipient never sent one is not stale: the outbox sends it with the
+    /// first event for it. `before`: whether it was stale.
+    fn put_data_keys(&self, ops: &mut Vec<Op>, person: &PersonKey, keys: &DataKeys, before: bool) {
         ops.push((person_key(DATA_KEYS, person).to_vec(), Some(serde_json::to_vec(keys).unwrap_or_default())));
-        let stale = keys.published.values().any(|(g, _)| *g != keys.generation);
-        ops.push((person_key(STALE_KEYS, person).to_vec(), stale.then(Vec::new)));
+        let stale = keys.is_stale();
+        if stale != before {
+            ops.push((person_key(STALE_KEYS, person).to_vec(), stale.then(Vec::new)));
+        }
     }
 
     /// The segment holding `author#seq` and the event.

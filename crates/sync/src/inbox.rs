@@ -127,6 +127,8 @@ async fn process<B: Backend>(
 ) -> Result<()> {
     // Sealed tiers opened with their authors' data keys (dropped where erased).
     let mut keys = HashMap::new();
+    let raw: Vec<Bytes> = msgs.iter().map(|m| m.payload.clone()).collect();
+    crate::seal::prefetch(client, log.locality(), &raw, &mut keys).await?;
     let mut payloads = Vec::with_capacity(msgs.len());
     for m in &msgs {
         payloads.push(crate::seal::open(client, log.locality(), m.payload.clone(), &mut keys).await?);

@@ -136,6 +136,46 @@ pub async fn open(
     Ok(Bytes::from(signed.encode_to_vec()))
 }
 
+/// Fetches, 64 at a time, the key messages the sealed tiers of `payloads`
+/// need and that `cache` does not hold yet (one round trip per author and key
+/// id instead of one after the other).
+pub async fn prefetch(
+    client: &async_nats::Client,
+    me: Locality,
+    payloads: &[Bytes],
+    cache: &mut HashMap<(String, Vec<u8>), Option<TierKeys>>,
+) -> Result<()> {
+    use futures::StreamExt;
+    let mut wanted: Vec<(Locality, Vec<u8>)> = Vec::new();
+    for p in payloads {
+        let Ok(signed) = SignedEvent::decode(p.as_ref()) else { continue };
+        if signed.sealed.is_empty() {
+            continue;
+        }
+        let Ok(envelope) = yipan_proto::v1::Envelope::decode(signed.envelope.as_slice()) else { continue };
+        let Ok(author) = Locality::parse(&envelope.author) else { continue };
+        for s in &signed.sealed {
+            let slot = (author.to_string(), s.key_id.clone());
+            if !cache.contains_key(&slot) && !wanted.iter().any(|(a, k)| *a == author && *k == s.key_id) {
+                wanted.push((author, s.key_id.clone()));
+            }
+        }
+    }
+    let fetched: Vec<Result<((String, Vec<u8>), Option<TierKeys>)>> = futures::stream::iter(wanted)
+        .map(|(author, key_id)| async move {
+            let keys = fetch_keys(client, me, author, &key_id).await?;
+            Ok(((author.to_string(), key_id), keys))
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for f in fetched {
+        let (slot, keys) = f?;
+        cache.insert(slot, keys);
+    }
+    Ok(())
+}
+
 /// The live key message of `author` for `me` (`None`: none, or a tombstone).
 async fn fetch_keys(
     client: &async_nats::Client,
