@@ -46,6 +46,9 @@ pub fn key_subject(recipient: Locality, author: Locality, key_id: &str) -> Strin
     format!("yipan.v1.key.{:02}.{recipient}.{author}.{key_id}", recipient.province())
 }
 
+/// An author and one of its key ids (the key messages of a batch, cached by it).
+pub type KeySlot = (String, Vec<u8>);
+
 /// Today as days since 1970-01-01.
 pub fn today() -> i64 {
     chrono::Utc::now().timestamp().div_euclid(86_400)
@@ -97,7 +100,7 @@ pub async fn open(
     client: &async_nats::Client,
     me: Locality,
     payload: Bytes,
-    cache: &mut HashMap<(String, Vec<u8>), Option<TierKeys>>,
+    cache: &mut HashMap<KeySlot, Option<TierKeys>>,
 ) -> Result<Bytes> {
     let Ok(mut signed) = SignedEvent::decode(payload.as_ref()) else { return Ok(payload) };
     if signed.sealed.is_empty() {
@@ -143,7 +146,7 @@ pub async fn prefetch(
     client: &async_nats::Client,
     me: Locality,
     payloads: &[Bytes],
-    cache: &mut HashMap<(String, Vec<u8>), Option<TierKeys>>,
+    cache: &mut HashMap<KeySlot, Option<TierKeys>>,
 ) -> Result<()> {
     use futures::StreamExt;
     let mut wanted: Vec<(Locality, Vec<u8>)> = Vec::new();
@@ -161,7 +164,7 @@ pub async fn prefetch(
             }
         }
     }
-    let fetched: Vec<Result<((String, Vec<u8>), Option<TierKeys>)>> = futures::stream::iter(wanted)
+    let fetched: Vec<Result<(KeySlot, Option<TierKeys>)>> = futures::stream::iter(wanted)
         .map(|(author, key_id)| async move {
             let keys = fetch_keys(client, me, author, &key_id).await?;
             Ok(((author.to_string(), key_id), keys))
