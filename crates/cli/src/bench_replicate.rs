@@ -112,7 +112,7 @@ pub async fn run(events: u64, steady_secs: u64, per_person: u64) -> Result<Repor
     let draft = move |i: u64| {
         let mut d = sample_draft(i);
         d.person_key = sample_draft(i / per_person).person_key;
-        if i % per_person != 0 {
+        if !i.is_multiple_of(per_person) {
             // A later service carrying the health tier (identity and contact came with the arrival).
             d.body = service_body();
             d.identity = None;
