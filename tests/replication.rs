@@ -1177,3 +1177,207 @@ async fn an_erasure_reaches_every_copy_and_an_offline_recipient_answers_when_bac
     }
     c.stop().await;
 }
+
+/// `schema` with every `$ref` to `#/components/schemas/…` replaced by what it names.
+fn resolve_refs(doc: &serde_json::Value, schema: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match schema {
+        Value::Object(map) => {
+            if let Some(r) = map.get("$ref").and_then(|r| r.as_str()) {
+                let name = r.rsplit('/').next().unwrap();
+                return resolve_refs(doc, &doc["components"]["schemas"][name]);
+            }
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), resolve_refs(doc, v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| resolve_refs(doc, v)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Checks `value` against an OpenAPI 3.0 schema (the subset the document uses:
+/// `type`, `nullable`, `properties`, `required`, `items`, `additionalProperties`,
+/// `oneOf`, `enum`). A property the schema does not list is an error unless
+/// `additionalProperties` allows it: the document must describe every field.
+fn schema_problems(schema: &serde_json::Value, value: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if value.is_null() {
+        if schema["nullable"] != Value::Bool(true) && schema.get("type").is_some() {
+            out.push(format!("{at}: null, but the schema is not nullable"));
+        }
+        return;
+    }
+    if let Some(alts) = schema["oneOf"].as_array() {
+        let fits = alts.iter().any(|s| {
+            let mut p = Vec::new();
+            schema_problems(s, value, at, &mut p);
+            p.is_empty()
+        });
+        if !fits {
+            out.push(format!("{at}: fits none of oneOf"));
+        }
+        return;
+    }
+    if let Some(allowed) = schema["enum"].as_array() {
+        if !allowed.contains(value) {
+            out.push(format!("{at}: {value} is not one of {allowed:?}"));
+        }
+    }
+    let ty = schema["type"].as_str().unwrap_or("");
+    let ok = match ty {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "" => true,
+        other => {
+            out.push(format!("{at}: unknown schema type {other}"));
+            true
+        }
+    };
+    if !ok {
+        out.push(format!(
+            "{at}: {} is not {ty}",
+            serde_json::to_string(value).unwrap().chars().take(60).collect::<String>()
+        ));
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let props = schema["properties"].as_object();
+            for r in schema["required"].as_array().into_iter().flatten().filter_map(|r| r.as_str()) {
+                if !map.contains_key(r) {
+                    out.push(format!("{at}.{r}: required, missing"));
+                }
+            }
+            for (k, v) in map {
+                match (props.and_then(|p| p.get(k)), &schema["additionalProperties"]) {
+                    (Some(s), _) => schema_problems(s, v, &format!("{at}.{k}"), out),
+                    (None, Value::Object(_)) => {
+                        schema_problems(&schema["additionalProperties"], v, &format!("{at}.{k}"), out)
+                    }
+                    (None, Value::Bool(true)) => {}
+                    (None, _) => out.push(format!("{at}.{k}: not in the schema")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if schema.get("items").is_none() {
+                out.push(format!("{at}: array without `items`"));
+            }
+            for (i, v) in items.iter().enumerate().take(50) {
+                schema_problems(&schema["items"], v, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every JSON answer of the API, for every role that reads it, matches the response schema
+/// docs/openapi.json gives it (which must exist and name every field).
+/// `YIPAN_OPENAPI_DUMP=DIR` writes the answers there (to draft a schema).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_answer_matches_its_documented_schema() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("docs/openapi.json")).unwrap()).unwrap();
+    let c = Cluster::start().await;
+    // Data for every view: arrivals with tiers, services, a case-assist and its answer, a notification.
+    let mut arrival = at_residence("610112", 1);
+    arrival.body = body(Kind::ArrivalRegistered(v1::ArrivalRegistered::default()));
+    arrival.identity = Some(v1::IdentityTier { name: "周丽".into(), ..Default::default() });
+    arrival.contact = Some(v1::ContactTier { phone: "13700000000".into(), ..Default::default() });
+    c.append("610112", vec![arrival, at_residence("610112", 1)]).await;
+    let mut ask = at_origin("610112", 1);
+    ask.body = body(Kind::CaseAssistRequested(v1::CaseAssistRequested { urgency: 2, subject: "核实".into() }));
+    ask.health = Some(v1::HealthTier { pregnant: true, ..Default::default() });
+    let asked = c.nodes["411522"].log.append_async(ask).await.unwrap();
+    c.append("411522", vec![at_origin("610112", 2), at_origin("610113", 3)]).await;
+    c.converge(Duration::from_secs(20)).await;
+    let mut answer = at_residence("610112", 1);
+    answer.body = body(Kind::CaseAssistAnswered(v1::CaseAssistAnswered { result: 1, remarks: String::new() }));
+    answer.causation_id = asked.id.as_bytes().to_vec();
+    c.append("610112", vec![answer]).await;
+    c.converge(Duration::from_secs(20)).await;
+    c.await_views().await;
+    let person = PersonKey::derive(&format!("41152219900101{:04}", 1), SECRET).to_string();
+    let event = asked.id.to_string();
+    let erase = format!(r#"{{"person":"{person}","tiers":["contact"],"basis":"person_request","reference":"T-1"}}"#);
+    let (status, _) = api(&c.client("610112", Role::Supervisor), "POST", "/v1/erasures".into(), Some(erase)).await;
+    assert_eq!(status, 201);
+    c.converge(Duration::from_secs(20)).await;
+    let new_event = serde_json::json!({"kind": "ServiceRendered", "origin": "411522", "residence": "610112", "person": person, "body": {"service": "SERVICE_KIND_CONTRACEPTIVES"}});
+    // (role, method, documented path, request path, body)
+    let calls: Vec<(Role, &str, &str, String, Option<String>)> = vec![
+        (Role::Clerk, "get", "/v1/events", format!("/v1/events?person={person}"), None),
+        (Role::Clerk, "get", "/v1/events", "/v1/events?limit=3&reveal=true".into(), None),
+        (Role::Supervisor, "get", "/v1/events", "/v1/events?limit=3".into(), None),
+        (Role::Clerk, "post", "/v1/events", "/v1/events".into(), Some(new_event.to_string())),
+        (Role::Clerk, "get", "/v1/events/{id}", format!("/v1/events/{event}"), None),
+        (Role::Clerk, "get", "/v1/cards/{person}", format!("/v1/cards/{person}"), None),
+        (Role::Supervisor, "get", "/v1/scorecard", "/v1/scorecard".into(), None),
+        (Role::Supervisor, "get", "/v1/scorecard", "/v1/scorecard?pair=610112,411522".into(), None),
+        (Role::Supervisor, "get", "/v1/cases", "/v1/cases".into(), None),
+        (Role::Supervisor, "get", "/v1/flows", "/v1/flows".into(), None),
+        (Role::Auditor, "get", "/v1/digests", "/v1/digests?pair=610112,411522".into(), None),
+        (Role::Auditor, "get", "/v1/raw", "/v1/raw?limit=5".into(), None),
+        (Role::Auditor, "get", "/v1/roster", "/v1/roster".into(), None),
+        (Role::Auditor, "get", "/v1/status", "/v1/status".into(), None),
+        (Role::Monitor, "get", "/v1/quarantine", "/v1/quarantine".into(), None),
+        (Role::Monitor, "get", "/v1/dead-letters", "/v1/dead-letters".into(), None),
+        (Role::Monitor, "get", "/healthz", "/healthz".into(), None),
+        (Role::Clerk, "get", "/v1/whoami", "/v1/whoami".into(), None),
+        (
+            Role::Clerk,
+            "post",
+            "/v1/person-key",
+            "/v1/person-key".into(),
+            Some(r#"{"id_number":"411522199001010001"}"#.into()),
+        ),
+        (Role::Supervisor, "get", "/v1/scorecard/trend", "/v1/scorecard/trend".into(), None),
+        (Role::Supervisor, "get", "/v1/scorecard/counterparts", "/v1/scorecard/counterparts".into(), None),
+        (Role::Supervisor, "get", "/v1/scorecard/overview", "/v1/scorecard/overview".into(), None),
+        (Role::Supervisor, "get", "/v1/quality", "/v1/quality".into(), None),
+        (Role::Clerk, "get", "/v1/divisions", "/v1/divisions?codes=610112,411522".into(), None),
+        (Role::Auditor, "get", "/v1/disclosures", format!("/v1/disclosures?person={person}"), None),
+        (Role::Auditor, "get", "/v1/disclosures/report", "/v1/disclosures/report".into(), None),
+        (Role::Auditor, "get", "/v1/erasures", format!("/v1/erasures?person={person}"), None),
+        (Role::Auditor, "get", "/v1/audit", "/v1/audit".into(), None),
+    ];
+    let dump = std::env::var_os("YIPAN_OPENAPI_DUMP").map(PathBuf::from);
+    let mut problems = Vec::new();
+    for (n, (role, method, documented, path, body)) in calls.into_iter().enumerate() {
+        let client = c.client("610112", role);
+        let (status, value) = api(&client, if method == "get" { "GET" } else { "POST" }, path.clone(), body).await;
+        assert!(status == 200 || status == 201, "{method} {path} as {role}: {status} {value}");
+        if let Some(dir) = &dump {
+            std::fs::create_dir_all(dir).unwrap();
+            let name =
+                format!("{n:02}-{method}-{}.json", documented.trim_start_matches('/').replace(['/', '{', '}'], "_"));
+            std::fs::write(dir.join(name), serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+        }
+        let responses = &doc["paths"][documented][method]["responses"];
+        if documented == "/v1/raw" {
+            // JSON lines: each one against the x-ndjson schema.
+            let schema = resolve_refs(&doc, &responses["200"]["content"]["application/x-ndjson"]["schema"]);
+            let text = value.as_str().unwrap_or_default().to_string();
+            assert!(text.lines().count() >= 1, "{text}");
+            for (i, line) in text.lines().enumerate() {
+                let line: serde_json::Value = serde_json::from_str(line).unwrap();
+                schema_problems(&schema, &line, &format!("get /v1/raw line {i}"), &mut problems);
+            }
+            continue;
+        }
+        let schema = resolve_refs(&doc, &responses[status.to_string()]["content"]["application/json"]["schema"]);
+        if schema.is_null() {
+            problems.push(format!("{method} {documented}: no application/json schema for {status}"));
+            continue;
+        }
+        let mut p = Vec::new();
+        schema_problems(&schema, &value, &format!("{method} {documented}"), &mut p);
+        problems.extend(p);
+    }
+    c.stop().await;
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+}
