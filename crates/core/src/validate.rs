@@ -64,12 +64,67 @@ pub fn uuid_field(field: &str, bytes: &[u8]) -> Result<Option<Uuid>> {
         .map_err(|_| Error::field(field, format!("is {} bytes; a UUID is 16", bytes.len())))
 }
 
-/// The earliest `occurred_at` accepted: older dates are typing errors
-/// (1900, 0000-01-01), not late data entry.
+/// The earliest `occurred_at` accepted by default: older dates are typing
+/// errors (1900, 0000-01-01), not late data entry.
 pub const EARLIEST_OCCURRED: chrono::DateTime<chrono::Utc> =
     chrono::DateTime::from_timestamp_nanos(946_684_800_000_000_000);
-/// How far after its recording an event may say it occurred (clocks and time zones).
+/// How far after its recording an event may say it occurred, by default (clocks and time zones).
 pub const MAX_FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// The plausible range of `occurred_at` relative to the recording instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OccurredBounds {
+    /// The earliest date accepted.
+    pub earliest: chrono::DateTime<chrono::Utc>,
+    /// How far after its recording an event may say it occurred.
+    pub max_future_skew: chrono::TimeDelta,
+}
+
+impl Default for OccurredBounds {
+    /// 2000-01-01 and one day: what a node writes unless configured otherwise.
+    fn default() -> Self {
+        OccurredBounds { earliest: EARLIEST_OCCURRED, max_future_skew: MAX_FUTURE_SKEW }
+    }
+}
+
+impl OccurredBounds {
+    /// What every node accepts from others, whatever an author configured
+    /// within it (1949-10-01, seven days): configuration that differs between
+    /// nodes must never make a recipient refuse an honest author's events.
+    pub const RECEIVED: OccurredBounds = OccurredBounds {
+        earliest: chrono::DateTime::from_timestamp_nanos(-639_100_800_000_000_000),
+        max_future_skew: chrono::TimeDelta::days(7),
+    };
+
+    /// Bounds a deployment configured: an earliest date (a late import of
+    /// older records) and a skew in hours, refused outside [`Self::RECEIVED`].
+    pub fn configured(
+        earliest: Option<chrono::NaiveDate>,
+        skew_hours: Option<u32>,
+    ) -> std::result::Result<OccurredBounds, String> {
+        let mut b = OccurredBounds::default();
+        if let Some(d) = earliest {
+            let t = d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).ok_or("earliest_occurred: not a date")?;
+            if t < Self::RECEIVED.earliest {
+                return Err(format!("earliest_occurred: {d} is before 1949-10-01, the earliest any node accepts"));
+            }
+            if t > chrono::Utc::now() {
+                return Err(format!("earliest_occurred: {d} is in the future"));
+            }
+            b.earliest = t;
+        }
+        if let Some(h) = skew_hours {
+            let skew = chrono::TimeDelta::hours(h.into());
+            if skew > Self::RECEIVED.max_future_skew {
+                return Err(format!(
+                    "max_future_skew_hours: {h} is more than 168 (seven days), the most any node accepts"
+                ));
+            }
+            b.max_future_skew = skew;
+        }
+        Ok(b)
+    }
+}
 
 /// Checks that `occurred_at` lies between [`EARLIEST_OCCURRED`] and
 /// `recorded_at` + [`MAX_FUTURE_SKEW`]: nothing is recorded before it
@@ -79,15 +134,24 @@ pub fn check_occurred(
     occurred: Option<&yipan_proto::Timestamp>,
     recorded: chrono::DateTime<chrono::Utc>,
 ) -> Result<()> {
+    check_occurred_within(occurred, recorded, &OccurredBounds::default())
+}
+
+/// [`check_occurred`] with other bounds.
+pub fn check_occurred_within(
+    occurred: Option<&yipan_proto::Timestamp>,
+    recorded: chrono::DateTime<chrono::Utc>,
+    bounds: &OccurredBounds,
+) -> Result<()> {
     let Some(t) = occurred.and_then(crate::time::from_ts) else { return Ok(()) };
     let fmt = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    if t < EARLIEST_OCCURRED {
+    if t < bounds.earliest {
         return Err(Error::field(
             "occurred_at",
-            format!("{} is before {}: not a plausible date for this work", fmt(t), fmt(EARLIEST_OCCURRED)),
+            format!("{} is before {}: not a plausible date for this work", fmt(t), fmt(bounds.earliest)),
         ));
     }
-    if t > recorded + MAX_FUTURE_SKEW {
+    if t > recorded + bounds.max_future_skew {
         return Err(Error::field(
             "occurred_at",
             format!("{} is in the future (recorded {}): an event is recorded after it happens", fmt(t), fmt(recorded)),

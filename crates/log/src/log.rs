@@ -212,6 +212,8 @@ struct Shared<B> {
     committed_events: AtomicU64,
     /// Largest encoded event accepted, bytes (set from NATS `max_payload`).
     max_event_bytes: std::sync::atomic::AtomicUsize,
+    /// The plausible range of own events' `occurred_at` (configurable per node).
+    occurred_bounds: RwLock<yipan_core::validate::OccurredBounds>,
     /// Jobs submitted and not yet taken by the sequencer.
     queued: std::sync::atomic::AtomicUsize,
     /// The disclosure log's head (count, last hash), read at first use.
@@ -327,6 +329,7 @@ impl<B: Backend> Log<B> {
             in_flight: Mutex::new(HashMap::new()),
             poisoned: AtomicBool::new(false),
             max_event_bytes: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_EVENT_BYTES),
+            occurred_bounds: RwLock::new(Default::default()),
             queued: std::sync::atomic::AtomicUsize::new(0),
             ingest_lock: Mutex::new(bounds),
             erasure_epoch: AtomicU64::new(0),
@@ -429,25 +432,30 @@ impl<B: Backend> Log<B> {
         let mut prepared: Vec<Prepared> = Vec::with_capacity(drafts.len());
         for (index, draft) in drafts.into_iter().enumerate() {
             let p = {
-                let checked = validate_draft(self.shared.locality, &draft)
-                    .and_then(|c| {
-                        yipan_core::validate::check_occurred(draft.occurred_at.as_ref(), chrono::Utc::now()).map(|_| c)
-                    })
-                    .and_then(|c| {
-                        let before: Vec<&EventDraft> = prepared.iter().map(|p| &p.draft).collect();
-                        crate::semantic::check(self, self.shared.locality, &draft, &c, &before)
-                            .and_then(|_| crate::semantic::divisions(self, &draft, &c, &before))
+                let checked =
+                    validate_draft(self.shared.locality, &draft)
+                        .and_then(|c| {
+                            let bounds = *read(&self.shared.occurred_bounds);
+                            yipan_core::validate::check_occurred_within(
+                                draft.occurred_at.as_ref(),
+                                chrono::Utc::now(),
+                                &bounds,
+                            )
                             .map(|_| c)
-                    })
-                    .map_err(
-                        |source| {
+                        })
+                        .and_then(|c| {
+                            let before: Vec<&EventDraft> = prepared.iter().map(|p| &p.draft).collect();
+                            crate::semantic::check(self, self.shared.locality, &draft, &c, &before)
+                                .and_then(|_| crate::semantic::divisions(self, &draft, &c, &before))
+                                .map(|_| c)
+                        })
+                        .map_err(|source| {
                             if single {
                                 Error::Invalid(source)
                             } else {
                                 Error::InvalidInBatch { index, source }
                             }
-                        },
-                    )?;
+                        })?;
                 let digest: [u8; 32] = Sha256::digest(draft.encode_to_vec()).into();
                 let id = if draft.event_id.is_empty() {
                     Uuid::now_v7()
@@ -460,6 +468,13 @@ impl<B: Backend> Log<B> {
             prepared.push(p);
         }
         Ok(prepared)
+    }
+
+    /// Sets the plausible range of `occurred_at` for own events (`[validation]`
+    /// in node.toml); received events are judged by the wider
+    /// [`yipan_core::validate::OccurredBounds::RECEIVED`].
+    pub fn set_occurred_bounds(&self, bounds: yipan_core::validate::OccurredBounds) {
+        *write(&self.shared.occurred_bounds) = bounds;
     }
 
     /// Sets the largest encoded event accepted (the deployment's NATS
@@ -1357,7 +1372,8 @@ impl<B: Backend> Log<B> {
         let checked = validate_draft(author, &draft).map_err(|e| fail(format!("schema: {e}")))?;
         let recorded = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
         let recorded = recorded.ok_or_else(|| fail("schema: recorded_at is missing or not a valid instant".into()))?;
-        yipan_core::validate::check_occurred(ev.envelope.occurred_at.as_ref(), recorded)
+        let bounds = yipan_core::validate::OccurredBounds::RECEIVED;
+        yipan_core::validate::check_occurred_within(ev.envelope.occurred_at.as_ref(), recorded, &bounds)
             .map_err(|e| fail(format!("schema: {e}")))?;
         for d in &ev.envelope.tier_digests {
             if !checked.kind.tiers().iter().any(|t| *t as i32 == d.tier) {

@@ -106,3 +106,35 @@ fn one_active_arrival_per_relationship_and_no_phantom_departures() {
     store.append(arrival(1)).unwrap();
     assert!(store.verify().unwrap().ok());
 }
+
+/// A node configured for a late import of older records writes them; a recipient with
+/// the default setting still accepts them (it judges received events by the fixed, wider
+/// range); nothing before 1949-10-01 or more than a week ahead is ever written.
+#[test]
+fn configured_date_bounds_apply_to_own_events_and_never_refuse_another_nodes() {
+    use yipan_core::validate::OccurredBounds;
+    let at = |y: i32| {
+        let t = chrono::NaiveDate::from_ymd_opt(y, 5, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+        Some(yipan_core::time::to_ts(t))
+    };
+    let (residence, origin) = (mem("610112", 1), mem("411522", 2));
+    let mut old = arrival(1);
+    old.occurred_at = at(1995);
+    refused(residence.append_batch(vec![old.clone()]), "occurred_at", "is before 2000-01-01");
+    let bounds = OccurredBounds::configured(chrono::NaiveDate::from_ymd_opt(1990, 1, 1), Some(48)).unwrap();
+    residence.set_occurred_bounds(bounds);
+    residence.append(old).unwrap();
+    let mut older = arrival(2);
+    older.occurred_at = at(1985);
+    refused(residence.append_batch(vec![older]), "occurred_at", "is before 1990-01-01");
+    // The origin keeps the default and receives the 1995 record.
+    origin.roster_add(loc("610112"), residence.public_key()).unwrap();
+    let bytes = residence.event_at(loc("610112"), 1).unwrap().unwrap().signed.encode_to_vec();
+    let outcome = origin.ingest(&bytes).unwrap();
+    assert!(matches!(outcome, yipan_log::Ingested::Stored { .. }), "{outcome:?}");
+    // Settings outside what every node accepts are refused, naming the setting.
+    let e = OccurredBounds::configured(chrono::NaiveDate::from_ymd_opt(1900, 1, 1), None).unwrap_err();
+    assert!(e.starts_with("earliest_occurred: 1900-01-01 is before 1949-10-01"), "{e}");
+    let e = OccurredBounds::configured(None, Some(24 * 30)).unwrap_err();
+    assert!(e.starts_with("max_future_skew_hours: 720 is more than 168"), "{e}");
+}

@@ -61,6 +61,31 @@ pub struct NodeConfig {
     /// Erasure deadline and retention periods (docs/privacy.md).
     #[serde(default)]
     pub privacy: crate::erasure::PrivacyConfig,
+    /// Bounds of what this node accepts at append.
+    #[serde(default)]
+    pub validation: ValidationConfig,
+}
+
+/// `[validation]`: the plausible range of `occurred_at` for events this node
+/// writes (received events are judged by the wider fixed range 1949-10-01 …
+/// recorded + 7 days, so differing settings never make one node refuse another's).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Earliest `occurred_at` accepted, e.g. `"1995-01-01"` for a late import of
+    /// older records (default 2000-01-01; not before 1949-10-01).
+    #[serde(default)]
+    pub earliest_occurred: Option<chrono::NaiveDate>,
+    /// How many hours after its recording an event may say it occurred (default 24, at most 168).
+    #[serde(default)]
+    pub max_future_skew_hours: Option<u32>,
+}
+
+impl ValidationConfig {
+    /// The bounds, or what is wrong with the settings.
+    pub fn bounds(&self) -> std::result::Result<yipan_core::validate::OccurredBounds, String> {
+        yipan_core::validate::OccurredBounds::configured(self.earliest_occurred, self.max_future_skew_hours)
+    }
 }
 
 /// `[trust]` (docs/trust.md).
@@ -157,12 +182,14 @@ impl NodeConfig {
             trust: TrustConfig::default(),
             sync: SyncConfig { nats_url: nats_url.into(), manage_streams: true, ..Default::default() },
             privacy: Default::default(),
+            validation: Default::default(),
         }
     }
 
     /// Refuses a configuration that would run without authentication or TLS
     /// unless it says `insecure = true`.
     pub fn check(&self) -> Result<()> {
+        self.validation.bounds().map_err(|e| Error::Config(format!("[validation] {e}")))?;
         if self.sync.nats_url.split(',').any(|u| u.contains('@')) {
             return Err(Error::Config(
                 "[sync] nats_url carries credentials (user@host): the NATS client logs URLs at debug level; \
@@ -240,5 +267,17 @@ mod tests {
         assert_eq!(cfg.http.tls.as_ref().unwrap().clients[0].role, yipan_access::Role::Statistics);
         let err = toml::from_str::<NodeConfig>("data_dir = \"x\"\nlisten_on = \"y\"").unwrap_err().to_string();
         assert!(err.contains("unknown field `listen_on`"), "{err}");
+        // [validation] bounds: the example's, and settings outside what any node accepts.
+        assert_eq!(cfg.validation.bounds().unwrap().earliest.date_naive().to_string(), "2000-01-01");
+        let mut early = cfg.clone();
+        early.validation.earliest_occurred = chrono::NaiveDate::from_ymd_opt(1930, 1, 1);
+        let e = early.check().unwrap_err().to_string();
+        assert!(e.contains("[validation] earliest_occurred: 1930-01-01 is before 1949-10-01"), "{e}");
+        let retention: NodeConfig = toml::from_str(
+            "data_dir = \"x\"\n[privacy.retention]\nhealth_years = 5\n[validation]\nearliest_occurred = \"1995-01-01\"",
+        )
+        .unwrap();
+        assert_eq!(retention.privacy.retention.health_years, 5);
+        assert_eq!(retention.validation.bounds().unwrap().earliest.date_naive().to_string(), "1995-01-01");
     }
 }

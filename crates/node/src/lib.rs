@@ -86,6 +86,7 @@ impl Node {
             .map_err(|source| Error::Task { what: "opening the data directory", source })??;
         let locality = opened.locality;
         let log = Arc::new(opened.log);
+        log.set_occurred_bounds(cfg.validation.bounds().map_err(|e| Error::Config(format!("[validation] {e}")))?);
         let client = yipan_sync::connect(
             &cfg.sync,
             &format!("yipan-node-{locality}"),

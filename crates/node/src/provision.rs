@@ -158,6 +158,7 @@ impl Deployment {
             },
             sync: self.sync_config(Principal::Locality(locality), nats_url)?,
             privacy: Default::default(),
+            validation: Default::default(),
         })
     }
 
