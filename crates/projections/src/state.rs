@@ -245,14 +245,16 @@ impl Projections {
     /// counts only when made by the author of the event it amends.
     pub fn effective(&self, id: &Uuid, as_of: DateTime<Utc>) -> Option<Eff<'_>> {
         let fact = self.facts.get(id)?;
-        if fact.recorded > as_of {
+        // Known (recorded) and happened (occurred) by `as_of`: an event dated a little
+        // ahead of its recording (clock skew) counts in no view before its date.
+        if fact.recorded > as_of || fact.occurred > as_of {
             return None;
         }
         let mut eff = Eff { fact, kind: fact.kind, detail: &fact.detail };
         if let Some(ams) = self.amendments.get(id) {
             for (_, aid) in ams {
                 let Some(a) = self.facts.get(aid) else { continue };
-                if a.recorded > as_of || a.author != fact.author {
+                if a.recorded > as_of || a.occurred > as_of || a.author != fact.author {
                     continue;
                 }
                 match (&a.kind, &a.detail) {

@@ -97,3 +97,35 @@ fn accepted_but_doubtful_events_are_flagged_with_stable_codes() {
     // A locality with no relationship has none.
     assert!(p.quality(Some(Locality::parse("110101").unwrap()), t("2026-11-30")).is_empty());
 }
+
+/// An event dated a little ahead of its recording (clock skew, within what append
+/// allows) counts in no view before its date: the card and the digest as of an instant
+/// between the recording and the date are those without it, on both sides.
+#[test]
+fn an_event_counts_only_once_it_has_occurred_and_been_recorded() {
+    let arrival = ev(1, RES, 1, "2026-10-08", false, Kind::ArrivalRegistered(v1::ArrivalRegistered::default()), None);
+    let mut service = ev(
+        2,
+        RES,
+        2,
+        "2026-10-12",
+        false,
+        Kind::ServiceRendered(v1::ServiceRendered { service: 8, ..Default::default() }),
+        None,
+    );
+    // Recorded 20 hours before the time it says it happened.
+    service.recorded_at = Some(yipan_core::time::to_ts(t("2026-10-12") - Duration::hours(20)));
+    let mut p = Projections::new(WorkCalendar::default());
+    p.apply(&arrival);
+    p.apply(&service);
+    let rel = p.relationships().next().copied().unwrap();
+    let between = t("2026-10-12") - Duration::hours(2);
+    let after = t("2026-10-12") + Duration::hours(1);
+    assert_eq!(p.rel_facts(&rel, between).len(), 1, "not yet happened: not counted");
+    assert_eq!(p.rel_facts(&rel, after).len(), 2);
+    let mut without = Projections::new(WorkCalendar::default());
+    without.apply(&arrival);
+    let (r, o) = (Locality::parse(RES).unwrap(), Locality::parse(ORI).unwrap());
+    assert_eq!(p.pair_digest(o, r, between), without.pair_digest(o, r, between));
+    assert_ne!(p.pair_digest(o, r, after), without.pair_digest(o, r, after));
+}
