@@ -158,8 +158,15 @@ pub fn cases(
             ExchangeState::Overdue { days } => format!("OVERDUE {days} d"),
         };
         let urgent = if e.urgent { " urgent" } else { "" };
+        let leg = e
+            .request_leg
+            .map(|l| {
+                let late = if l.on_time { "on time" } else { "LATE" };
+                format!("  (applied {}, asked after {} working days, due {}: {late})", l.applied, l.working_days, l.due)
+            })
+            .unwrap_or_default();
         println!(
-            "  {:<18} {:?}{urgent:<7} {} → {}  person {}  opened {}  due {}  {state}",
+            "  {:<18} {:?}{urgent:<7} {} → {}  person {}  opened {}  due {}  {state}{leg}",
             e.kind.zh(),
             e.kind,
             named(e.from),

@@ -293,6 +293,18 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
         }
     }
     check_body(body)?;
+    if let Body::FirstChildRegistrationRequested(b) = body {
+        let applied = b.applied_at.as_ref().and_then(crate::time::from_ts);
+        let asked = draft.occurred_at.as_ref().and_then(crate::time::from_ts);
+        if let (Some(applied), Some(asked)) = (applied, asked) {
+            if applied > asked {
+                return Err(Error::field(
+                    "body.appliedAt",
+                    "is after the request itself: the person applies first, then the residence asks",
+                ));
+            }
+        }
+    }
 
     Ok(Checked { kind, person, origin, residence, recipients, warnings })
 }

@@ -138,3 +138,24 @@ fn configured_date_bounds_apply_to_own_events_and_never_refuse_another_nodes() {
     let e = OccurredBounds::configured(None, Some(24 * 30)).unwrap_err();
     assert!(e.starts_with("max_future_skew_hours: 720 is more than 168"), "{e}");
 }
+
+/// A first-child request cannot say the person applied after the request was made.
+#[test]
+fn a_first_child_application_comes_before_its_request() {
+    let residence = mem("610112", 1);
+    residence.append(arrival(1)).unwrap();
+    let day = |d: u32| {
+        let t = chrono::NaiveDate::from_ymd_opt(2026, 10, d).unwrap().and_hms_opt(2, 0, 0).unwrap().and_utc();
+        Some(yipan_core::time::to_ts(t))
+    };
+    let request = |applied: u32| {
+        let mut d = about(
+            1,
+            Kind::FirstChildRegistrationRequested(v1::FirstChildRegistrationRequested { applied_at: day(applied) }),
+        );
+        d.occurred_at = day(12);
+        d
+    };
+    refused(residence.append_batch(vec![request(14)]), "body.appliedAt", "is after the request itself");
+    residence.append(request(8)).unwrap();
+}

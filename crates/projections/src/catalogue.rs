@@ -92,8 +92,15 @@ pub struct ExchangeRules {
     pub case_assist_normal_days: u32,
     /// First-child registration: the origin confirms within, working days.
     pub first_child_answer_working_days: u32,
+    /// First-child registration: the residence asks the origin within, working days of the application.
+    #[serde(default = "default_first_child_request")]
+    pub first_child_request_working_days: u32,
     /// Certificate mismatch: the person re-issues within, calendar days.
     pub mismatch_reissue_days: u32,
+}
+
+fn default_first_child_request() -> u32 {
+    7
 }
 
 /// A versioned catalogue.
@@ -233,6 +240,7 @@ impl Default for Catalogue {
                 case_assist_urgent_days: 15,
                 case_assist_normal_days: 30,
                 first_child_answer_working_days: 15,
+                first_child_request_working_days: 7,
                 mismatch_reissue_days: 90,
             },
         }
@@ -258,6 +266,7 @@ impl Catalogue {
             ("case_assist_urgent_days", x.case_assist_urgent_days),
             ("case_assist_normal_days", x.case_assist_normal_days),
             ("first_child_answer_working_days", x.first_child_answer_working_days),
+            ("first_child_request_working_days", x.first_child_request_working_days),
             ("mismatch_reissue_days", x.mismatch_reissue_days),
         ] {
             if days > MAX_DUE_DAYS {

@@ -42,6 +42,8 @@ pub enum Detail {
     Answer(#[serde(serialize_with = "ser_enum")] v1::VerificationResult),
     /// First-child confirmation.
     Approved(bool),
+    /// First-child request: when the person applied at the residence.
+    Applied(Option<DateTime<Utc>>),
     /// Service workers on the roster.
     Staff(u32),
     /// A published catalogue document.
@@ -97,6 +99,9 @@ fn detail_of(body: &Body) -> Detail {
         Body::CaseAssistRequested(b) => Detail::CaseAssist(b.urgency()),
         Body::CaseAssistAnswered(b) => Detail::Answer(b.result()),
         Body::FirstChildRegistrationConfirmed(b) => Detail::Approved(b.approved),
+        Body::FirstChildRegistrationRequested(b) => {
+            Detail::Applied(b.applied_at.as_ref().and_then(yipan_core::time::from_ts))
+        }
         Body::StaffRosterUpdated(b) => Detail::Staff(b.service_workers),
         Body::DutyCatalogPublished(b) => Detail::Catalogue(b.document.clone()),
         Body::EventCorrected(b) => match b.replacement.as_ref().and_then(|r| r.kind.as_ref()) {

@@ -169,6 +169,23 @@ pub struct Exchange {
     /// State as of the query.
     #[serde(flatten)]
     pub state: ExchangeState,
+    /// First-child registration: the residence's own leg, from the person's
+    /// application to the request (absent when the request gives no application date).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_leg: Option<RequestLeg>,
+}
+
+/// The leg before a request: the requester had to ask within a deadline of an earlier date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RequestLeg {
+    /// When the person applied (CST date).
+    pub applied: NaiveDate,
+    /// The request was due by (CST date).
+    pub due: NaiveDate,
+    /// Whether the request was made by then.
+    pub on_time: bool,
+    /// Working days from the application to the request.
+    pub working_days: i64,
 }
 
 impl Exchange {
@@ -387,6 +404,7 @@ impl Projections {
             let answered_by = |kind: EventKind| {
                 facts.iter().find(|a| a.kind == kind && a.fact.author == to && a.fact.causation == Some(req.fact.id))
             };
+            let mut request_leg = None;
             let (kind, urgent, due, answer) = match (req.kind, req.detail) {
                 (EventKind::NotificationSent, _) => (
                     ExchangeKind::Notification,
@@ -399,12 +417,24 @@ impl Projections {
                     let days = if urgent { rules.case_assist_urgent_days } else { rules.case_assist_normal_days };
                     (ExchangeKind::CaseAssist, urgent, plus(days), answered_by(EventKind::CaseAssistAnswered))
                 }
-                (EventKind::FirstChildRegistrationRequested, _) => (
-                    ExchangeKind::FirstChild,
-                    false,
-                    self.calendar.add_working_days(day, rules.first_child_answer_working_days),
-                    answered_by(EventKind::FirstChildRegistrationConfirmed),
-                ),
+                (EventKind::FirstChildRegistrationRequested, d) => {
+                    if let Detail::Applied(Some(applied)) = d {
+                        let applied = date_of(*applied);
+                        let due = self.calendar.add_working_days(applied, rules.first_child_request_working_days);
+                        request_leg = Some(RequestLeg {
+                            applied,
+                            due,
+                            on_time: day <= due,
+                            working_days: self.calendar.working_days_between(applied, day),
+                        });
+                    }
+                    (
+                        ExchangeKind::FirstChild,
+                        false,
+                        self.calendar.add_working_days(day, rules.first_child_answer_working_days),
+                        answered_by(EventKind::FirstChildRegistrationConfirmed),
+                    )
+                }
                 (EventKind::CertificateMismatchFound, _) => (
                     ExchangeKind::CertificateMismatch,
                     false,
@@ -426,7 +456,18 @@ impl Projections {
                 None if date_of(as_of) > due => ExchangeState::Overdue { days: days_past(due, as_of) },
                 None => ExchangeState::Open,
             };
-            out.push(Exchange { kind, urgent, request: req.fact.id, rel: *rel, from, to, opened, due, state });
+            out.push(Exchange {
+                kind,
+                urgent,
+                request: req.fact.id,
+                rel: *rel,
+                from,
+                to,
+                opened,
+                due,
+                state,
+                request_leg,
+            });
         }
         out
     }

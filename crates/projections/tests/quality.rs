@@ -129,3 +129,39 @@ fn an_event_counts_only_once_it_has_occurred_and_been_recorded() {
     assert_eq!(p.pair_digest(o, r, between), without.pair_digest(o, r, between));
     assert_ne!(p.pair_digest(o, r, after), without.pair_digest(o, r, after));
 }
+
+/// First-child registration: the residence asks the origin within 7 working days of the
+/// person's application (DOMAIN.md); the exchange carries that leg when the request
+/// gives the application date, and nothing changes for requests without one.
+#[test]
+fn the_first_child_request_leg_runs_from_the_application() {
+    let applied = Some(yipan_core::time::to_ts(t("2026-10-08")));
+    let request = |n: u16, seq: u64, day: &str, applied_at| {
+        ev(
+            n,
+            RES,
+            seq,
+            day,
+            false,
+            Kind::FirstChildRegistrationRequested(v1::FirstChildRegistrationRequested { applied_at }),
+            None,
+        )
+    };
+    let mut p = Projections::new(WorkCalendar::default());
+    p.apply(&ev(1, RES, 1, "2026-10-08", false, Kind::ArrivalRegistered(v1::ArrivalRegistered::default()), None));
+    // Thursday 8 October + 7 working days = Monday 19 October (Monday–Friday calendar).
+    p.apply(&request(2, 2, "2026-10-19", applied));
+    p.apply(&request(3, 3, "2026-10-20", applied));
+    p.apply(&request(4, 4, "2026-10-21", None));
+    let rel = p.relationships().next().copied().unwrap();
+    let legs: Vec<_> = p
+        .exchanges(&rel, t("2026-11-30"))
+        .into_iter()
+        .filter(|e| e.kind == yipan_projections::ExchangeKind::FirstChild)
+        .map(|e| e.request_leg.map(|l| (l.due.to_string(), l.on_time, l.working_days)))
+        .collect();
+    assert_eq!(legs, [Some(("2026-10-19".to_string(), true, 7)), Some(("2026-10-19".to_string(), false, 8)), None]);
+    // A request without the date serializes exactly as before (no `request_leg` field).
+    let json = serde_json::to_string(&p.exchanges(&rel, t("2026-11-30"))[2]).unwrap();
+    assert!(!json.contains("request_leg"), "{json}");
+}
