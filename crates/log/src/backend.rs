@@ -99,14 +99,7 @@ impl Backend for SledBackend {
     }
 
     fn commit(&self, ops: Vec<Op>) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in ops {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
-        self.db.apply_batch(batch)?;
+        self.apply(ops)?;
         self.db.flush()?;
         Ok(())
     }

@@ -110,7 +110,7 @@ pub async fn open(
         return Ok(payload);
     };
     let Some(author) = ev.author() else { return Ok(payload) };
-    for s in std::mem::take(&mut signed.sealed) {
+    for s in openable(std::mem::take(&mut signed.sealed), &ev.envelope) {
         let slot = (author.to_string(), s.key_id.clone());
         if !cache.contains_key(&slot) {
             let keys = fetch_keys(client, me, author, &s.key_id).await?;
@@ -157,7 +157,7 @@ pub async fn prefetch(
         }
         let Ok(envelope) = yipan_proto::v1::Envelope::decode(signed.envelope.as_slice()) else { continue };
         let Ok(author) = Locality::parse(&envelope.author) else { continue };
-        for s in &signed.sealed {
+        for s in &openable(signed.sealed.clone(), &envelope) {
             let slot = (author.to_string(), s.key_id.clone());
             if !cache.contains_key(&slot) && !wanted.iter().any(|(a, k)| *a == author && *k == s.key_id) {
                 wanted.push((author, s.key_id.clone()));
@@ -177,6 +177,20 @@ pub async fn prefetch(
         cache.insert(slot, keys);
     }
     Ok(())
+}
+
+/// The sealed tiers worth opening: at most one per tier the envelope has a
+/// digest for (the signature does not cover `sealed`, so anything else — a
+/// thousand entries, tiers the event cannot carry — is dropped unread rather
+/// than costing a key lookup each).
+fn openable(sealed: Vec<SealedTier>, envelope: &yipan_proto::v1::Envelope) -> Vec<SealedTier> {
+    let mut out: Vec<SealedTier> = Vec::new();
+    for s in sealed {
+        if envelope.tier_digests.iter().any(|d| d.tier == s.tier) && out.iter().all(|o| o.tier != s.tier) {
+            out.push(s);
+        }
+    }
+    out
 }
 
 /// The live key message of `author` for `me` (`None`: none, or a tombstone).
@@ -306,4 +320,61 @@ pub async fn ensure_key_stream(js: &jetstream::Context, province: u8, cfg: &crat
         js.get_stream(&name).await.map_err(|_| Error::nats(first))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yipan_proto::v1::{Envelope, TierDigest};
+
+    /// Unsigned `sealed` entries cost a key lookup each: only one per tier the signed
+    /// envelope names is ever looked at, however many a message carries.
+    #[test]
+    fn only_one_sealed_entry_per_signed_tier_is_opened() {
+        let envelope = Envelope {
+            tier_digests: vec![
+                TierDigest { tier: 1, sha256: vec![0; 32] },
+                TierDigest { tier: 3, sha256: vec![0; 32] },
+            ],
+            ..Default::default()
+        };
+        let flood: Vec<SealedTier> = (0..1000)
+            .map(|i| SealedTier { tier: (i % 4) as i32, key_id: vec![i as u8; 16], ..Default::default() })
+            .collect();
+        let kept = openable(flood, &envelope);
+        assert_eq!(kept.iter().map(|s| s.tier).collect::<Vec<_>>(), [1, 3]);
+    }
+
+    #[test]
+    fn a_sealed_tier_opens_only_with_its_key_and_event() {
+        let keys = DataKeys {
+            key_id: "00".repeat(16),
+            keys: vec![yipan_log::erase::DataKey { tier: 1, version: 1, key: "11".repeat(32) }],
+            ..Default::default()
+        };
+        let ev = StoredEvent {
+            signed: SignedEvent {
+                envelope: vec![1, 2, 3],
+                signature: vec![0; 64],
+                tiers: vec![TierPayload { tier: 1, content: b"secret".to_vec() }],
+                sealed: vec![],
+            },
+            envelope: Default::default(),
+            hash: [7; 32],
+        };
+        let sealed = seal(&ev, &keys).unwrap();
+        assert!(sealed.tiers.is_empty() && sealed.sealed.len() == 1);
+        let s = &sealed.sealed[0];
+        assert!(!s.ciphertext.windows(6).any(|w| w == b"secret"), "the payload is not in the clear");
+        let open_with = |key: &[u8], hash: &[u8; 32]| {
+            let mut data = s.ciphertext.clone();
+            let nonce = Nonce::assume_unique_for_key(s.nonce.clone().try_into().unwrap());
+            cipher(key).unwrap().open_in_place(nonce, Aad::from(aad(hash, s.tier)), &mut data).map(|p| p.to_vec())
+        };
+        assert_eq!(open_with(&[0x11; 32], &[7; 32]).unwrap(), b"secret");
+        assert!(open_with(&[0x12; 32], &[7; 32]).is_err(), "another key");
+        assert!(open_with(&[0x11; 32], &[8; 32]).is_err(), "moved to another event");
+        // Without a key for the tier, nothing is published in the clear.
+        assert!(seal(&ev, &DataKeys::default()).is_err());
+    }
 }
