@@ -338,9 +338,8 @@ mod tests {
             ],
             ..Default::default()
         };
-        let flood: Vec<SealedTier> = (0..1000)
-            .map(|i| SealedTier { tier: (i % 4) as i32, key_id: vec![i as u8; 16], ..Default::default() })
-            .collect();
+        let flood: Vec<SealedTier> =
+            (0..1000).map(|i| SealedTier { tier: i % 4, key_id: vec![i as u8; 16], ..Default::default() }).collect();
         let kept = openable(flood, &envelope);
         assert_eq!(kept.iter().map(|s| s.tier).collect::<Vec<_>>(), [1, 3]);
     }
