@@ -356,11 +356,7 @@ async fn erasure(
     }
     let registry_of = |n: &Node| {
         let registry = yipan_node::erasure::Registry::default();
-        n.log.scan_envelopes(|batch| {
-            for e in batch {
-                registry.add(std::sync::Arc::new(e));
-            }
-        })?;
+        registry.load(&n.log)?;
         Ok::<_, anyhow::Error>(yipan_node::erasure::views(&registry, n.locality, Some(&person), chrono::Utc::now()))
     };
     let started = Instant::now();

@@ -913,15 +913,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let node = config::open(&dir)?;
             let person = match (person, id_number) {
                 (Some(p), _) => Some(yipan_core::PersonKey::parse(&p).map_err(|e| anyhow::anyhow!("--person: {e}"))?),
-                (None, Some(id)) => {
-                    let secret = node.person_secret.as_deref().context(
-                        "this data directory has no person-key secret; give --person KEY instead of an ID number",
-                    )?;
-                    if yipan_core::person::check_id_number(&id) == yipan_core::person::IdCheck::BadShape {
-                        bail!("--id-number: not 17 digits followed by a digit or X");
-                    }
-                    Some(yipan_core::PersonKey::derive(id.trim(), secret))
-                }
+                (None, Some(id)) => Some(person_of_id_number(&id, node.person_secret.as_deref())?),
                 (None, None) => None,
             };
             let entries = match person {
@@ -950,15 +942,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let person = match (person, id_number) {
                 (Some(p), _) => yipan_core::PersonKey::parse(&p).map_err(|e| anyhow::anyhow!("--person: {e}"))?,
-                (None, Some(id)) => {
-                    let secret = node.person_secret.as_deref().context(
-                        "this data directory has no person-key secret; give --person KEY instead of an ID number",
-                    )?;
-                    if yipan_core::person::check_id_number(id.trim()) != yipan_core::person::IdCheck::Valid {
-                        bail!("--id-number: not a valid resident-ID number (value not shown)");
-                    }
-                    yipan_core::PersonKey::derive(id.trim(), secret)
-                }
+                (None, Some(id)) => person_of_id_number(&id, node.person_secret.as_deref())?,
                 (None, None) => bail!("--person or --id-number: whose data to erase"),
             };
             let tiers = tiers
@@ -1006,11 +990,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let as_of =
                 yipan_node::views::parse_as_of(as_of.as_deref()).map_err(|e| anyhow::anyhow!("--as-of: {e}"))?;
             let registry = yipan_node::erasure::Registry::default();
-            node.log.scan_envelopes(|batch| {
-                for e in batch {
-                    registry.add(std::sync::Arc::new(e));
-                }
-            })?;
+            registry.load(&node.log)?;
             let views = yipan_node::erasure::views(&registry, node.log.locality(), person.as_ref(), as_of);
             if format == Format::Json {
                 for v in &views {
@@ -1137,4 +1117,17 @@ fn print_report<R: serde::Serialize + std::fmt::Display>(report: &R, format: For
         println!("{report}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The person key of an `--id-number` under the data directory's secret; a wrong
+/// check digit is a warning on stderr (such records exist), a wrong shape an error.
+fn person_of_id_number(id: &str, secret: Option<&[u8]>) -> Result<yipan_core::PersonKey> {
+    let secret =
+        secret.context("this data directory has no person-key secret; give --person KEY instead of an ID number")?;
+    let (key, check) =
+        yipan_core::PersonKey::of_id_number(id, secret).map_err(|e| anyhow::anyhow!("--id-number: {e}"))?;
+    if check == yipan_core::person::IdCheck::BadCheckDigit {
+        eprintln!("warning: --id-number: the check digit is wrong (value not shown); is it typed right?");
+    }
+    Ok(key)
 }

@@ -34,6 +34,17 @@ impl PersonKey {
         PersonKey(key)
     }
 
+    /// The key of a resident-ID number typed by staff: refused when it does not
+    /// have the shape of one (the error never repeats the value); a wrong check
+    /// digit is reported as [`IdCheck::BadCheckDigit`] for a warning, not refused
+    /// (records with one exist and must stay reachable).
+    pub fn of_id_number(id_number: &str, secret: &[u8]) -> Result<(PersonKey, IdCheck), String> {
+        match check_id_number(id_number.trim()) {
+            IdCheck::BadShape => Err("is not 17 digits followed by a digit or X (value not shown)".into()),
+            check => Ok((Self::derive(id_number, secret), check)),
+        }
+    }
+
     /// Parses the 32-hex-digit form.
     pub fn parse(s: &str) -> Result<PersonKey, String> {
         let bytes = hex::decode(s).map_err(|_| "is not a 32-hex-digit person key".to_string())?;
@@ -125,6 +136,17 @@ pub fn mask_phone(phone: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_number_typed_by_staff_gives_its_key_and_a_check_digit_warning() {
+        let (key, check) = PersonKey::of_id_number(" 11010519491231002x ", b"s").unwrap();
+        assert_eq!((key, check), (PersonKey::derive("11010519491231002X", b"s"), IdCheck::Valid));
+        // A wrong check digit still reaches the record made with it.
+        let (key, check) = PersonKey::of_id_number("110105194912310021", b"s").unwrap();
+        assert_eq!((key, check), (PersonKey::derive("110105194912310021", b"s"), IdCheck::BadCheckDigit));
+        let e = PersonKey::of_id_number("李秀英", b"s").unwrap_err();
+        assert!(e.contains("value not shown") && !e.contains("李"), "{e}");
+    }
 
     #[test]
     fn id_check_digit() {

@@ -187,6 +187,7 @@ impl<B: Backend> Log<B> {
     pub fn erase(&self, scope: &Scope) -> Result<Erased> {
         let me = self.locality();
         let _guard = self.ingest_guard();
+        let _keys = self.data_keys_guard();
         let tiers: Vec<i32> = scope.tiers.iter().map(|t| *t as i32).collect();
         let mut out = Erased::default();
         // Segment key → (events rewritten there, by seq).
@@ -284,7 +285,7 @@ impl<B: Backend> Log<B> {
 
     /// [`Log::data_keys_for`] for many persons, in one write.
     pub fn data_keys_for_many(&self, wanted: &[(PersonKey, Vec<i32>, Vec<String>)]) -> Result<Vec<DataKeys>> {
-        let _guard = self.ingest_guard();
+        let _guard = self.data_keys_guard();
         let mut ops = Vec::new();
         let mut out = Vec::with_capacity(wanted.len());
         for (person, tiers, recipients) in wanted {
@@ -328,7 +329,7 @@ impl<B: Backend> Log<B> {
 
     /// [`Log::data_keys_published`] for many, in one write.
     pub fn data_keys_published_many(&self, sent: &[(PersonKey, String, u64)], day: i64) -> Result<()> {
-        let _guard = self.ingest_guard();
+        let _guard = self.data_keys_guard();
         let mut changed: BTreeMap<[u8; 16], (PersonKey, DataKeys, bool)> = BTreeMap::new();
         for (person, recipient, generation) in sent {
             let entry = match changed.entry(*person.as_bytes()) {

@@ -220,6 +220,9 @@ struct Shared<B> {
     disclosures: Mutex<Option<(u64, [u8; 32])>>,
     /// Erasures done by this process ([`Log::erasure_count`]).
     erasure_epoch: AtomicU64,
+    /// Serialises read-modify-writes of data-key records (taken after
+    /// `ingest_lock` by an erasure; alone by the outbox, which so never stalls ingest).
+    data_keys_lock: Mutex<()>,
 }
 
 /// Node setting: the last trust-stream sequence applied (kept by the trust follower).
@@ -333,6 +336,7 @@ impl<B: Backend> Log<B> {
             queued: std::sync::atomic::AtomicUsize::new(0),
             ingest_lock: Mutex::new(bounds),
             erasure_epoch: AtomicU64::new(0),
+            data_keys_lock: Mutex::new(()),
             index: RwLock::new(index),
             head: Mutex::new(head),
             head_tx: tokio::sync::watch::channel(head.0).0,
@@ -375,6 +379,11 @@ impl<B: Backend> Log<B> {
     /// Positions (author, seq) of every event about `person`.
     pub(crate) fn person_positions(&self, person: &PersonKey) -> Vec<(u32, u64)> {
         read(&self.shared.index).person(person)
+    }
+
+    /// Serialises data-key record updates (see `Shared::data_keys_lock`).
+    pub(crate) fn data_keys_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.shared.data_keys_lock)
     }
 
     pub(crate) fn erasure_epoch(&self) -> &AtomicU64 {

@@ -1127,21 +1127,19 @@ async fn erase(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
             )
         }
     };
+    let mut bad_check_digit = false;
     let person = match (&b.person, &b.id_number, s.person_secret()) {
         (Some(p), None, _) => match PersonKey::parse(p) {
             Ok(p) => p,
             Err(e) => return field_error(StatusCode::BAD_REQUEST, format!("person: {e}"), "person"),
         },
-        (None, Some(id), Some(secret)) => {
-            if !matches!(yipan_core::person::check_id_number(id), yipan_core::person::IdCheck::Valid) {
-                return field_error(
-                    StatusCode::BAD_REQUEST,
-                    "id_number: is not a valid resident-ID number (value not shown)",
-                    "id_number",
-                );
+        (None, Some(id), Some(secret)) => match PersonKey::of_id_number(id, secret) {
+            Ok((key, check)) => {
+                bad_check_digit = check == yipan_core::person::IdCheck::BadCheckDigit;
+                key
             }
-            PersonKey::derive(id, secret)
-        }
+            Err(e) => return field_error(StatusCode::BAD_REQUEST, format!("id_number: {e}"), "id_number"),
+        },
         (None, Some(_), None) => {
             return field_error(
                 StatusCode::CONFLICT,
@@ -1189,7 +1187,14 @@ async fn erase(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
         tokio::task::spawn_blocking(move || crate::erasure::request(&log, &calendar, days, &req, chrono::Utc::now()))
             .await;
     match done {
-        Ok(Ok(outcome)) => (StatusCode::CREATED, Json(json!(outcome))).into_response(),
+        Ok(Ok(outcome)) => {
+            let mut v = json!(outcome);
+            // As the event API warns: the key exists either way, but was the number typed right?
+            let warnings: Vec<&str> =
+                if bad_check_digit { vec!["id_number: the check digit is wrong"] } else { vec![] };
+            v["warnings"] = json!(warnings);
+            (StatusCode::CREATED, Json(v)).into_response()
+        }
         Ok(Err(r)) => field_error(StatusCode::UNPROCESSABLE_ENTITY, format!("{}: {}", r.field, r.message), r.field),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

@@ -312,6 +312,28 @@ impl Registry {
     pub fn all(&self) -> Vec<Arc<Envelope>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// Adds every request and receipt held in `log` (one scan).
+    pub fn load<B: Backend>(&self, log: &Log<B>) -> yipan_log::Result<()> {
+        log.scan_envelopes(|envs| {
+            for e in envs {
+                self.add(Arc::new(e));
+            }
+        })
+    }
+
+    /// Requests addressed to `me` that `me` has not answered (no receipt of its own held).
+    pub fn unanswered(&self, me: Locality) -> Vec<Arc<Envelope>> {
+        let all = self.all();
+        let me = me.to_string();
+        all.iter()
+            .filter(|e| request_body(e).is_some() && e.author != me && e.recipients.iter().any(|r| r.locality == me))
+            .filter(|req| {
+                !all.iter().any(|c| c.author == me && c.causation_id == req.event_id && request_body(c).is_none())
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 /// The state of one recipient's answer.
@@ -554,19 +576,16 @@ pub async fn run<B: Backend + 'static>(
     let mut feed = log.subscribe_events();
     // Everything held so far (requests that arrived while stopped included).
     let (l, r) = (log.clone(), registry.clone());
-    let scanned = tokio::task::spawn_blocking(move || {
-        l.scan_envelopes(|envs| {
-            for e in envs {
-                r.add(Arc::new(e));
-            }
-        })
-    })
-    .await;
+    let scanned = tokio::task::spawn_blocking(move || r.load(&l)).await;
     if !matches!(scanned, Ok(Ok(()))) {
         tracing::error!("cannot scan the log for erasure requests; retrying at the next restart");
     }
+    // Only requests without a receipt of this node are looked at (respond checks again).
     let answer_all = |log: Arc<Log<B>>, registry: Registry| async move {
-        let pending: Vec<Arc<Envelope>> = registry.all();
+        let pending = registry.unanswered(log.locality());
+        if pending.is_empty() {
+            return;
+        }
         let _ = tokio::task::spawn_blocking(move || {
             for env in pending {
                 if let Err(e) = respond(&log, &env) {
@@ -597,7 +616,7 @@ pub async fn run<B: Backend + 'static>(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     // Missed some: read everything again (idempotent).
                     let (l, r) = (log.clone(), registry.clone());
-                    let _ = tokio::task::spawn_blocking(move || l.scan_envelopes(|envs| for e in envs { r.add(Arc::new(e)) })).await;
+                    let _ = tokio::task::spawn_blocking(move || r.load(&l)).await;
                     answer_all(log.clone(), registry.clone()).await;
                 }
                 Err(_) => return,
@@ -729,6 +748,33 @@ mod tests {
     /// A store restored from a backup taken before an erasure gets it back
     /// from the requests recorded since (here: the request survives, the
     /// payloads are put back as a restore would).
+    /// The background task looks only at requests addressed here without a receipt of
+    /// this node (not at every request ever held, every minute).
+    #[test]
+    fn only_requests_addressed_here_and_unanswered_are_pending() {
+        let env = |id: u8, author: &str, to: &[&str], body: Body, causation: Option<u8>| {
+            Arc::new(Envelope {
+                event_id: vec![id; 16],
+                author: author.into(),
+                recipients: to.iter().map(|l| v1::Recipient { locality: (*l).into(), channel_seq: 1 }).collect(),
+                causation_id: causation.map(|c| vec![c; 16]).unwrap_or_default(),
+                body: Some(EventBody { kind: Some(body) }),
+                ..Default::default()
+            })
+        };
+        let request = || Body::ErasureRequested(v1::ErasureRequested::default());
+        let receipt = || Body::ErasureConfirmed(v1::ErasureConfirmed::default());
+        let r = Registry::default();
+        r.add(env(1, "411522", &["610112"], request(), None)); // answered below
+        r.add(env(2, "411522", &["610112"], request(), None)); // pending
+        r.add(env(3, "411522", &["610113"], request(), None)); // not addressed here
+        r.add(env(4, "610112", &["411522"], request(), None)); // our own request
+        r.add(env(5, "610112", &["411522"], receipt(), Some(1)));
+        r.add(env(6, "610113", &["411522"], receipt(), Some(2))); // someone else's receipt
+        let pending: Vec<u8> = r.unanswered(Locality::parse("610112").unwrap()).iter().map(|e| e.event_id[0]).collect();
+        assert_eq!(pending, [2]);
+    }
+
     #[test]
     fn reapply_erases_again_what_a_restore_brought_back() {
         let dir = tempfile::tempdir().unwrap();
