@@ -156,7 +156,10 @@ async fn a_locality_certified_after_the_nodes_started_is_learned_by_all_and_repl
     w.until("610113 received 411522's events", |w| w.held_from("610113", "411522") == 2).await;
     let verified = EventDraft {
         body: Some(EventBody {
-            kind: Some(Kind::CertificateVerified(v1::CertificateVerified { certificate_ref: "C1".into() })),
+            kind: Some(Kind::CertificateVerified(v1::CertificateVerified {
+                certificate_ref: "C1".into(),
+                ..Default::default()
+            })),
         }),
         ..draft("610113", 1)
     };

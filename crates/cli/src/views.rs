@@ -95,7 +95,7 @@ pub fn scorecard(
 ) -> Result<ExitCode> {
     let (me, p) = open(dir, calendar)?;
     let scope = v::parse_scope(locality, pair, direction, me).map_err(anyhow::Error::msg)?;
-    let period = v::parse_period(period).map_err(anyhow::Error::msg)?;
+    let period = v::parse_period(period, p.closes_on(me, chrono::Utc::now())).map_err(anyhow::Error::msg)?;
     let as_of = v::parse_as_of(as_of).map_err(anyhow::Error::msg)?;
     let card = p.scorecard(scope, period, as_of);
     if json {

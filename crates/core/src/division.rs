@@ -125,6 +125,7 @@ pub fn check_county(field: &str, l: Locality) -> Result<()> {
 /// relationship is new here (`new_relationship`), so the work of a
 /// relationship begun under a code withdrawn since can still be recorded.
 pub fn check_draft(
+    author: Locality,
     draft: &yipan_proto::v1::EventDraft,
     checked: &crate::Checked,
     new_relationship: bool,
@@ -141,12 +142,30 @@ pub fn check_draft(
             check_county(&format!("recipients[{i}]"), *l)?;
         }
     }
+    let township = |field: &str, code: &str, county: Locality| -> Result<()> {
+        if code.is_empty() {
+            return Ok(());
+        }
+        check_township(field, Locality::parse_field(field, code)?, county)
+    };
     match draft.body.as_ref().and_then(|b| b.kind.as_ref()) {
-        Some(Body::ArrivalRegistered(b)) if !b.township.is_empty() => {
+        Some(Body::ArrivalRegistered(b)) => {
             if let Some(r) = checked.residence {
-                check_township("body.township", Locality::parse_field("body.township", &b.township)?, r)?;
+                township("body.township", &b.township, r)?;
+                township("body.community", b.community.get(..9).unwrap_or_default(), r)?;
             }
         }
+        Some(Body::EmployerRegistered(b)) if !b.workplace.is_empty() => {
+            check_county("body.workplace", Locality::parse_field("body.workplace", &b.workplace)?)?;
+        }
+        Some(Body::StaffRosterUpdated(b)) => {
+            for (i, u) in b.units.iter().enumerate() {
+                township(&format!("body.units[{i}].community"), u.community.get(..9).unwrap_or_default(), author)?;
+            }
+        }
+        Some(Body::OutreachActivityHeld(b)) => township("body.township", &b.township, author)?,
+        Some(Body::DistributionPointReported(b)) => township("body.township", &b.township, author)?,
+        Some(Body::SatisfactionSurveyed(b)) => township("body.township", &b.township, author)?,
         Some(Body::DepartureRegistered(b)) if !b.destination.is_empty() => {
             check_county("body.destination", Locality::parse_field("body.destination", &b.destination)?)?;
         }
@@ -243,7 +262,8 @@ mod ingest_tests {
         };
         let checked = validate_draft(Locality::parse("610112").unwrap(), &draft).unwrap();
         // Writing it as a new relationship is refused; on a relationship held here it is not.
-        assert!(super::check_draft(&draft, &checked, true).is_err());
-        super::check_draft(&draft, &checked, false).unwrap();
+        let me = Locality::parse("610112").unwrap();
+        assert!(super::check_draft(me, &draft, &checked, true).is_err());
+        super::check_draft(me, &draft, &checked, false).unwrap();
     }
 }

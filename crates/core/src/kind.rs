@@ -116,6 +116,9 @@ catalogue! {
     KeyRotated => "key_rotated", "签名密钥轮换", Locality, causation: false, tiers: [];
     ErasureRequested => "erasure_requested", "删除个人信息", Either, causation: false, tiers: [];
     ErasureConfirmed => "erasure_confirmed", "删除回执", Either, causation: true, tiers: [];
+    OutreachActivityHeld => "outreach_activity_held", "宣传活动/讲座", Locality, causation: false, tiers: [];
+    DistributionPointReported => "distribution_point_reported", "药具发放点", Locality, causation: false, tiers: [];
+    SatisfactionSurveyed => "satisfaction_surveyed", "评计生满意度调查", Locality, causation: false, tiers: [];
 }
 
 impl EventKind {

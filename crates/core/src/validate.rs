@@ -242,7 +242,27 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
             return Err(Error::field("author", format!("`{author}` may not author this {kind} event: {who} may")));
         }
         let other = if author == origin { residence } else { origin };
-        (Some(person), Some(origin), Some(residence), vec![other])
+        let mut to = vec![other];
+        // The workplace (经营地) is the third party of an employer registration.
+        if let Some(w) = workplace_of(body)? {
+            if w == origin || w == residence {
+                return Err(Error::field(
+                    "body.workplace",
+                    format!("`{w}` is a party already; name the workplace only when it is a third locality"),
+                ));
+            }
+            if draft.contact.is_some() {
+                return Err(Error::field(
+                    "contact",
+                    format!(
+                        "an {kind} naming a workplace goes to `{w}` too, which is no party to the relationship: \
+                         it carries no personal tier (record the contact channel in its own event)"
+                    ),
+                ));
+            }
+            to.push(w);
+        }
+        (Some(person), Some(origin), Some(residence), to)
     };
 
     let recipients = if draft.recipients.is_empty() {
@@ -293,6 +313,21 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
         }
     }
     check_body(body)?;
+    if let Body::ArrivalRegistered(b) = body {
+        if b.birth_year != 0 {
+            use chrono::Datelike;
+            // A draft without occurred_at is stamped now.
+            let at = draft.occurred_at.as_ref().and_then(crate::time::from_ts).unwrap_or_else(chrono::Utc::now);
+            let year = (at + chrono::Duration::hours(8)).year(); // CST
+            let age = i64::from(year) - i64::from(b.birth_year);
+            if !(0..=120).contains(&age) {
+                return Err(Error::field(
+                    "body.birthYear",
+                    format!("gives an age of {age} in {year}, when the arrival occurred; give the year of birth"),
+                ));
+            }
+        }
+    }
     if let Body::FirstChildRegistrationRequested(b) = body {
         let applied = b.applied_at.as_ref().and_then(crate::time::from_ts);
         let asked = draft.occurred_at.as_ref().and_then(crate::time::from_ts);
@@ -346,14 +381,63 @@ fn required<T: PartialEq + Default>(value: T, field: &str, what: &str) -> Result
     Ok(())
 }
 
+/// The workplace an employer registration names, if any.
+fn workplace_of(body: &Body) -> Result<Option<Locality>> {
+    let w = match body {
+        Body::EmployerRegistered(b) if !b.workplace.is_empty() => &b.workplace,
+        _ => return Ok(None),
+    };
+    let l = Locality::parse_field("body.workplace", w)?;
+    if l.county() != l {
+        return Err(Error::field("body.workplace", format!("`{l}` is a township code; give the county-level code")));
+    }
+    Ok(Some(l))
+}
+
+/// A township code (9 digits) in `field`.
+pub(crate) fn township_field(field: &str, code: &str) -> Result<Locality> {
+    let t = Locality::parse_field(field, code)?;
+    if t.county() == t {
+        return Err(Error::field(field, format!("`{t}` is a county code; a township code has 9 digits")));
+    }
+    Ok(t)
+}
+
+/// A village- or community-level statistical code (12 digits) in `field`:
+/// its first nine digits are its township.
+pub fn community_field(field: &str, code: &str) -> Result<Locality> {
+    if code.len() != 12 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::field(
+            field,
+            format!("`{}` is not a 12-digit village or community code", crate::clip(code)),
+        ));
+    }
+    if &code[9..] == "000" {
+        return Err(Error::field(field, format!("`{code}` has village part `000`")));
+    }
+    township_field(field, &code[..9])
+}
+
 fn check_body(body: &Body) -> Result<()> {
     match body {
-        Body::ArrivalRegistered(b) if !b.township.is_empty() => {
-            let t = Locality::parse_field("body.township", &b.township)?;
-            if t.county() == t {
+        Body::ArrivalRegistered(b) => {
+            if !b.township.is_empty() {
+                township_field("body.township", &b.township)?;
+            }
+            if !b.community.is_empty() {
+                let t = community_field("body.community", &b.community)?;
+                if !b.township.is_empty() && t.to_string() != b.township {
+                    return Err(Error::field(
+                        "body.community",
+                        format!("`{}` does not lie in body.township `{}`", b.community, b.township),
+                    ));
+                }
+            }
+            if b.sex() == v1::Sex::Male && (b.birth_year != 0 || b.marital_status != 0) {
                 return Err(Error::field(
-                    "body.township",
-                    format!("`{t}` is a county code; a township code has 9 digits"),
+                    if b.birth_year != 0 { "body.birthYear" } else { "body.maritalStatus" },
+                    "is recorded for women only (it serves the women-of-childbearing-age denominators); \
+                     leave it out for SEX_MALE",
                 ));
             }
         }
@@ -395,6 +479,48 @@ fn check_body(body: &Body) -> Result<()> {
             }
             Some(inner) => check_body(inner)?,
         },
+        Body::StaffRosterUpdated(b) => {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut sum = 0u64;
+            for (i, u) in b.units.iter().enumerate() {
+                let field = format!("body.units[{i}].community");
+                community_field(&field, &u.community)?;
+                if !seen.insert(u.community.as_str()) {
+                    return Err(Error::field(field, format!("`{}` is listed twice", u.community)));
+                }
+                sum += u64::from(u.full_time) + u64::from(u.part_time);
+            }
+            if !b.units.is_empty() && b.service_workers != 0 && u64::from(b.service_workers) != sum {
+                return Err(Error::field(
+                    "body.serviceWorkers",
+                    format!("is {} but the units' workers add up to {sum}; give 0 or their sum", b.service_workers),
+                ));
+            }
+        }
+        Body::OutreachActivityHeld(b) => {
+            required(b.activity, "body.activity", "what was held, e.g. OUTREACH_KIND_LECTURE")?;
+            required(b.township.as_str(), "body.township", "the township (9 digits) where it was held")?;
+            township_field("body.township", &b.township)?;
+        }
+        Body::DistributionPointReported(b) => {
+            required(b.point_ref.as_str(), "body.pointRef", "the point's own id")?;
+            required(b.mode, "body.mode", "how it hands out, e.g. DISTRIBUTION_MODE_SELF_SERVICE")?;
+            required(b.township.as_str(), "body.township", "the township (9 digits) where it is")?;
+            township_field("body.township", &b.township)?;
+        }
+        Body::SatisfactionSurveyed(b) => {
+            required(b.survey_ref.as_str(), "body.surveyRef", "the survey round's reference")?;
+            required(b.respondents, "body.respondents", "how many answered")?;
+            if b.satisfied > b.respondents {
+                return Err(Error::field(
+                    "body.satisfied",
+                    format!("is {} but only {} answered", b.satisfied, b.respondents),
+                ));
+            }
+            if !b.township.is_empty() {
+                township_field("body.township", &b.township)?;
+            }
+        }
         Body::DutyCatalogPublished(b) => {
             required(b.version.as_str(), "body.version", "the catalogue version")?;
             if !b.sha256.is_empty() {

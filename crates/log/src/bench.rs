@@ -124,6 +124,7 @@ pub fn sample_draft(i: u64) -> EventDraft {
                 channel: v1::RegistrationChannel::RentalHousing as i32,
                 township: "610112004".into(),
                 expected_stay_months: 12,
+                ..Default::default()
             })),
         }),
         identity: Some(v1::IdentityTier {

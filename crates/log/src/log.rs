@@ -456,7 +456,7 @@ impl<B: Backend> Log<B> {
                             let before: Vec<&EventDraft> = prepared.iter().map(|p| &p.draft).collect();
                             crate::semantic::check(self, self.shared.locality, &draft, &c, &before)
                                 .and_then(|_| crate::semantic::divisions(self, &draft, &c, &before))
-                                .map(|_| c)
+                                .and_then(|_| crate::semantic::with_workplace(self, &draft, c, &before))
                         })
                         .map_err(|source| {
                             if single {

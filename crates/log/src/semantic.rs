@@ -106,7 +106,53 @@ pub(crate) fn divisions<B: Backend>(
             !in_batch && !held()?
         }
     };
-    yipan_core::division::check_draft(draft, checked, new_relationship)
+    yipan_core::division::check_draft(log.locality(), draft, checked, new_relationship)
+}
+
+/// A residence's departure of a person, with its recipients left to the
+/// node, also goes to the workplace (经营地) the person's latest employer
+/// registration named: the third party learns the person is gone.
+pub(crate) fn with_workplace<B: Backend>(
+    log: &Log<B>,
+    draft: &EventDraft,
+    mut checked: Checked,
+    earlier: &[&EventDraft],
+) -> Result<Checked> {
+    let is_departure = matches!(draft.body.as_ref().and_then(|b| b.kind.as_ref()), Some(Body::DepartureRegistered(_)));
+    let (Some(person), Some(residence)) = (checked.person, checked.residence) else { return Ok(checked) };
+    if !is_departure || !draft.recipients.is_empty() || log.locality() != residence {
+        return Ok(checked);
+    }
+    let same =
+        |d: &EventDraft| d.person_key == draft.person_key && d.origin == draft.origin && d.residence == draft.residence;
+    let workplace = |d: &EventDraft| match d.body.as_ref().and_then(|b| b.kind.as_ref()) {
+        Some(Body::EmployerRegistered(e)) => Some(e.workplace.clone()),
+        _ => None,
+    };
+    let latest = match earlier.iter().rev().filter(|d| same(d)).find_map(|d| workplace(d)) {
+        Some(w) => Some(w),
+        None => {
+            let storage = |e: crate::Error| Error::field("event", format!("cannot be checked against the log: {e}"));
+            let held = log.read_person(person).map_err(storage)?;
+            held.iter()
+                .rev()
+                .filter(|e| {
+                    e.envelope.author == residence.to_string()
+                        && e.envelope.origin == draft.origin
+                        && e.envelope.residence == draft.residence
+                })
+                .find_map(|e| match e.envelope.body.as_ref().and_then(|b| b.kind.as_ref()) {
+                    Some(Body::EmployerRegistered(b)) => Some(b.workplace.clone()),
+                    _ => None,
+                })
+        }
+    };
+    if let Some(w) = latest.and_then(|w| Locality::parse(&w).ok()) {
+        if !checked.recipients.contains(&w) && Some(w) != checked.origin && w != residence {
+            checked.recipients.push(w);
+        }
+    }
+    Ok(checked)
 }
 
 pub(crate) fn check<B: Backend>(

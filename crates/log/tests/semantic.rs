@@ -159,3 +159,140 @@ fn a_first_child_application_comes_before_its_request() {
     refused(residence.append_batch(vec![request(14)]), "body.appliedAt", "is after the request itself");
     residence.append(request(8)).unwrap();
 }
+
+/// The seed's place-level events and the new body fields: every refusal names
+/// its field, nothing is written, and the accepted forms are written.
+#[test]
+fn place_level_events_and_coarse_attributes_are_checked_at_append() {
+    let residence = mem("610112", 1);
+    let place = |kind: Kind| EventDraft { body: body(kind), ..Default::default() };
+    let arrival_with = |f: &dyn Fn(&mut v1::ArrivalRegistered)| {
+        let mut b = v1::ArrivalRegistered { channel: 2, ..Default::default() };
+        f(&mut b);
+        EventDraft { body: body(Kind::ArrivalRegistered(b)), ..arrival(1) }
+    };
+    let outreach = |township: &str, activity: i32| {
+        place(Kind::OutreachActivityHeld(v1::OutreachActivityHeld {
+            activity,
+            township: township.into(),
+            ..Default::default()
+        }))
+    };
+    let point = |r: &str, township: &str, mode: i32| {
+        place(Kind::DistributionPointReported(v1::DistributionPointReported {
+            point_ref: r.into(),
+            mode,
+            township: township.into(),
+            active: true,
+            ..Default::default()
+        }))
+    };
+    let survey = |respondents, satisfied| {
+        place(Kind::SatisfactionSurveyed(v1::SatisfactionSurveyed {
+            survey_ref: "S1".into(),
+            respondents,
+            satisfied,
+            ..Default::default()
+        }))
+    };
+    let roster = |workers, units: &[(&str, u32, u32)]| {
+        place(Kind::StaffRosterUpdated(v1::StaffRosterUpdated {
+            service_workers: workers,
+            units: units
+                .iter()
+                .map(|(c, f, p)| v1::StaffUnit { community: (*c).into(), full_time: *f, part_time: *p })
+                .collect(),
+        }))
+    };
+    let employer = |workplace: &str| EventDraft {
+        body: body(Kind::EmployerRegistered(v1::EmployerRegistered {
+            employer_ref: "E1".into(),
+            workplace: workplace.into(),
+        })),
+        identity: None,
+        ..arrival(1)
+    };
+    let cases: Vec<(EventDraft, &str, &str)> = vec![
+        (outreach("610113004", 1), "body.township", "is a township of `610113` (雁塔区), not of `610112` (未央区)"),
+        (outreach("610112", 1), "body.township", "is a county code"),
+        (outreach("610112004", 0), "body.activity", "missing"),
+        (outreach("", 1), "body.township", "missing"),
+        (point("", "610112004", 2), "body.pointRef", "missing"),
+        (point("P1", "610112004", 0), "body.mode", "missing"),
+        (point("P1", "610112999", 2), "body.township", "no township-level division"),
+        (survey(0, 0), "body.respondents", "missing"),
+        (survey(10, 11), "body.satisfied", "is 11 but only 10 answered"),
+        (roster(0, &[("61011200400", 1, 0)]), "body.units[0].community", "not a 12-digit"),
+        (roster(0, &[("610112004001", 1, 0), ("610112004001", 0, 1)]), "body.units[1].community", "listed twice"),
+        (roster(0, &[("610113004001", 1, 0)]), "body.units[0].community", "is a township of `610113`"),
+        (roster(5, &[("610112004001", 1, 1)]), "body.serviceWorkers", "is 5 but the units' workers add up to 2"),
+        (
+            arrival_with(&|b| {
+                b.sex = v1::Sex::Male as i32;
+                b.birth_year = 1990;
+            }),
+            "body.birthYear",
+            "for women only",
+        ),
+        (
+            arrival_with(&|b| {
+                b.sex = v1::Sex::Male as i32;
+                b.marital_status = v1::MaritalStatus::Married as i32;
+            }),
+            "body.maritalStatus",
+            "for women only",
+        ),
+        (arrival_with(&|b| b.birth_year = 1800), "body.birthYear", "gives an age of"),
+        (
+            arrival_with(&|b| {
+                b.township = "610112004".into();
+                b.community = "610112005001".into();
+            }),
+            "body.community",
+            "does not lie in body.township",
+        ),
+        (arrival_with(&|b| b.community = "610113004001".into()), "body.community", "is a township of `610113`"),
+        (employer("610112"), "body.workplace", "is a party already"),
+        (employer("610112004"), "body.workplace", "is a township code"),
+        (employer("610199"), "body.workplace", "no county-level division"),
+        (
+            EventDraft { contact: Some(v1::ContactTier::default()), ..employer("610113") },
+            "contact",
+            "carries no personal tier",
+        ),
+    ];
+    let before = residence.head().unwrap();
+    for (draft, field, says) in cases {
+        refused(residence.append_batch(vec![draft]), field, says);
+    }
+    assert_eq!(residence.head().unwrap(), before, "nothing written");
+
+    // The accepted forms.
+    residence
+        .append(arrival_with(&|b| {
+            b.township = "610112004".into();
+            b.community = "610112004001".into();
+            b.sex = v1::Sex::Female as i32;
+            b.birth_year = 1990;
+            b.marital_status = v1::MaritalStatus::Married as i32;
+        }))
+        .unwrap();
+    residence.append(outreach("610112004", v1::OutreachKind::Lecture as i32)).unwrap();
+    residence.append(point("P1", "610112004", v1::DistributionMode::SelfService as i32)).unwrap();
+    residence.append(survey(10, 9)).unwrap();
+    residence.append(roster(0, &[("610112004001", 1, 1)])).unwrap();
+    // An employer registration naming a third county as the workplace goes to it as well.
+    let appended = residence.append(employer("610113")).unwrap();
+    let recipients: Vec<String> = appended.recipients.iter().map(|(l, _)| l.to_string()).collect();
+    assert_eq!(recipients, ["411522", "610113"]);
+    // The workplace, no party to the relationship, stores it (it carries no tier).
+    let workplace = mem("610113", 3);
+    workplace.roster_add(loc("610112"), residence.public_key()).unwrap();
+    let bytes = residence.get(appended.id).unwrap().unwrap().signed.encode_to_vec();
+    let outcome = workplace.ingest(&bytes).unwrap();
+    assert!(matches!(outcome, yipan_log::Ingested::Stored { .. }), "{outcome:?}");
+    // The person's departure goes to the workplace too, so it learns the person left.
+    let gone = residence.append(departure(1)).unwrap();
+    let recipients: Vec<String> = gone.recipients.iter().map(|(l, _)| l.to_string()).collect();
+    assert_eq!(recipients, ["411522", "610113"]);
+}

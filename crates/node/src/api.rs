@@ -698,6 +698,11 @@ impl AppState {
     pub(crate) fn read_views(&self) -> std::sync::RwLockReadGuard<'_, yipan_projections::Projections> {
         self.views.read().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The day this locality's statistics months close on (its catalogue in force now).
+    fn closes_now(&self) -> u32 {
+        self.read_views().closes_on(self.log.locality(), chrono::Utc::now())
+    }
 }
 
 /// The `as_of` (default now) and optional `locality` of a view query.
@@ -736,7 +741,8 @@ async fn cards(State(s): State<AppState>, Path(person): Path<String>, Query(q): 
 async fn scorecard(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
     let scope = views::parse_scope(q.locality.as_deref(), q.pair.as_deref(), q.direction.as_deref(), s.log.locality());
     let (scope, period, as_of) =
-        match (scope, views::parse_period(q.period.as_deref()), views::parse_as_of(q.as_of.as_deref())) {
+        match (scope, views::parse_period(q.period.as_deref(), s.closes_now()), views::parse_as_of(q.as_of.as_deref()))
+        {
             (Ok(a), Ok(b), Ok(c)) => (a, b, c),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad(e),
         };
@@ -839,12 +845,21 @@ fn trend_of(
     months: u32,
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> Vec<yipan_projections::scorecard::Scorecard> {
-    v.scorecards(scope, &months_back(yipan_projections::calendar::date_of(as_of), months), as_of)
+    let assessed = match scope {
+        yipan_projections::scorecard::Scope::Locality { locality } => locality,
+        yipan_projections::scorecard::Scope::Direction { assessed, .. } => assessed,
+        yipan_projections::scorecard::Scope::Pair { a, .. } => a,
+    };
+    let last = yipan_projections::Period::month_of_at(
+        yipan_projections::calendar::date_of(as_of),
+        v.closes_on(assessed, as_of),
+    );
+    v.scorecards(scope, &months_back(last, months), as_of)
 }
 
-/// The `n` months ending with the one holding `day`, oldest first.
-fn months_back(day: chrono::NaiveDate, n: u32) -> Vec<yipan_projections::Period> {
-    let mut period = yipan_projections::Period::month_of(day);
+/// The `n` months ending with `last`, oldest first.
+fn months_back(last: yipan_projections::Period, n: u32) -> Vec<yipan_projections::Period> {
+    let mut period = last;
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
         out.push(period);
@@ -865,13 +880,12 @@ async fn overview(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Resp
 }
 
 fn overview_now(s: AppState, q: ViewQuery) -> Response {
-    use chrono::Datelike;
     use yipan_projections::Period;
     let as_of = match views::parse_as_of(q.as_of.as_deref()) {
         Ok(a) => a,
         Err(e) => return bad(e),
     };
-    let month = match views::parse_period(q.period.as_deref()) {
+    let month = match views::parse_period(q.period.as_deref(), s.closes_now()) {
         Ok(p @ Period::Month(..)) => p,
         Ok(p) => return bad(format!("period: `{p}` is not a month such as 2026-11")),
         Err(e) => return bad(e),
@@ -881,10 +895,9 @@ fn overview_now(s: AppState, q: ViewQuery) -> Response {
         return bad(format!("months: {months} is not between 1 and 36"));
     }
     let Period::Month(y, m) = month else { return bad("period: not a month".into()) };
-    let first = chrono::NaiveDate::from_ymd_opt(y, m, 1).unwrap_or_default();
-    let (quarter, year) = (Period::Quarter(y, (first.month() - 1) / 3 + 1), Period::Year(y));
+    let (quarter, year) = (Period::Quarter(y, (m - 1) / 3 + 1), Period::Year(y));
     let mut periods = vec![month, quarter, year];
-    let trend = months_back(first, months);
+    let trend = months_back(month, months);
     periods.extend(trend.iter().filter(|p| **p != month));
     let me = s.log.locality();
     let (o, quality_counts) = {
@@ -984,10 +997,11 @@ async fn counterparts(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> 
 }
 
 fn counterparts_now(s: AppState, q: ViewQuery) -> Response {
-    let (period, as_of) = match (views::parse_period(q.period.as_deref()), views::parse_as_of(q.as_of.as_deref())) {
-        (Ok(p), Ok(a)) => (p, a),
-        (Err(e), _) | (_, Err(e)) => return bad(e),
-    };
+    let (period, as_of) =
+        match (views::parse_period(q.period.as_deref(), s.closes_now()), views::parse_as_of(q.as_of.as_deref())) {
+            (Ok(p), Ok(a)) => (p, a),
+            (Err(e), _) | (_, Err(e)) => return bad(e),
+        };
     let me = s.log.locality();
     let all = s.read_views().counterpart_scorecards(me, period, as_of);
     let failed =
@@ -1334,12 +1348,16 @@ fn instant(t: chrono::DateTime<chrono::Utc>) -> String {
 fn view_table(s: &AppState, table: &str, q: &ViewQuery, en: bool) -> Result<Table, String> {
     use yipan_projections::state::{ExchangeState, ItemState};
     let v = s.read_views();
+    let close = v.closes_on(s.log.locality(), chrono::Utc::now());
     match table {
         "scorecard" => {
             let scope =
                 views::parse_scope(q.locality.as_deref(), q.pair.as_deref(), q.direction.as_deref(), s.log.locality())?;
-            let card =
-                v.scorecard(scope, views::parse_period(q.period.as_deref())?, views::parse_as_of(q.as_of.as_deref())?);
+            let card = v.scorecard(
+                scope,
+                views::parse_period(q.period.as_deref(), close)?,
+                views::parse_as_of(q.as_of.as_deref())?,
+            );
             let mut t = Table::new(
                 "scorecard",
                 h(
@@ -1386,7 +1404,8 @@ fn view_table(s: &AppState, table: &str, q: &ViewQuery, en: bool) -> Result<Tabl
         }
         "counterparts" => {
             let me = s.log.locality();
-            let (period, as_of) = (views::parse_period(q.period.as_deref())?, views::parse_as_of(q.as_of.as_deref())?);
+            let (period, as_of) =
+                (views::parse_period(q.period.as_deref(), close)?, views::parse_as_of(q.as_of.as_deref())?);
             let all = v.counterpart_scorecards(me, period, as_of);
             let mut headers: Vec<&str> =
                 if en { vec!["period", "assessed", "toward"] } else { vec!["期间", "被考核方", "对方"] };

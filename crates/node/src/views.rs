@@ -118,10 +118,13 @@ pub fn parse_scope(
     }
 }
 
-/// Parses a period (default: the current CST month).
-pub fn parse_period(s: Option<&str>) -> Result<yipan_projections::Period, String> {
+/// Parses a period (default: the statistics month holding today, for months
+/// that close on day `close`).
+pub fn parse_period(s: Option<&str>, close: u32) -> Result<yipan_projections::Period, String> {
     match s {
-        None => Ok(yipan_projections::Period::month_of(yipan_projections::calendar::date_of(chrono::Utc::now()))),
+        None => {
+            Ok(yipan_projections::Period::month_of_at(yipan_projections::calendar::date_of(chrono::Utc::now()), close))
+        }
         Some(p) => p.parse().map_err(|e| format!("period: {e}")),
     }
 }
@@ -176,7 +179,8 @@ pub async fn publish_changes<B: Backend>(
                 );
                 out.push((id, "early_warning".into(), serde_json::to_value(&w).unwrap_or_default()));
             }
-            let period = yipan_projections::Period::month_of(yipan_projections::calendar::date_of(now));
+            let period =
+                yipan_projections::Period::month_of_at(yipan_projections::calendar::date_of(now), v.closes_on(me, now));
             let card = v.scorecard(yipan_projections::scorecard::Scope::Locality { locality: me }, period, now);
             let mut body = serde_json::to_value(&card).unwrap_or_default();
             let stable = {

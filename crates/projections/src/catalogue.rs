@@ -95,12 +95,66 @@ pub struct ExchangeRules {
     /// First-child registration: the residence asks the origin within, working days of the application.
     #[serde(default = "default_first_child_request")]
     pub first_child_request_working_days: u32,
+    /// First-child registration: the residence registers and tells the origin
+    /// within, working days of the origin's confirmation.
+    #[serde(default = "default_first_child_notify")]
+    pub first_child_notify_working_days: u32,
     /// Certificate mismatch: the person re-issues within, calendar days.
     pub mismatch_reissue_days: u32,
+    /// Certificate mismatch: the residence tells the origin within, working days.
+    #[serde(default = "default_mismatch_notify")]
+    pub mismatch_notify_working_days: u32,
 }
 
 fn default_first_child_request() -> u32 {
     7
+}
+fn default_first_child_notify() -> u32 {
+    15
+}
+fn default_mismatch_notify() -> u32 {
+    20
+}
+
+/// Statistics rules: when a month closes, and the locality-level targets the
+/// seed sets in words only (its figures are this catalogue's defaults, which
+/// a locality replaces by publishing its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatisticsRules {
+    /// The day a statistics month closes (1–28, or 31 for calendar months).
+    /// DOMAIN.md: the 20th.
+    #[serde(default = "default_close_day")]
+    pub month_closes_on_day: u32,
+    /// A village or community with at least this many resident migrants must
+    /// have at least one full-time worker (seed: 流入人口较多的村、社区应至少配备1名以上专职人员;
+    /// "many" is not a figure there: the default is the 1:500 ratio itself).
+    #[serde(default = "default_full_time_from")]
+    pub full_time_worker_from_migrants: u32,
+    /// Target of the satisfaction rate of the "migrants rate family planning"
+    /// surveys, percent (seed: 不断提高满意率 — no figure; default 90).
+    #[serde(default = "default_satisfaction")]
+    pub satisfaction_target_percent: u32,
+}
+
+fn default_close_day() -> u32 {
+    20
+}
+fn default_full_time_from() -> u32 {
+    500
+}
+fn default_satisfaction() -> u32 {
+    90
+}
+
+impl Default for StatisticsRules {
+    fn default() -> Self {
+        StatisticsRules {
+            month_closes_on_day: default_close_day(),
+            full_time_worker_from_migrants: default_full_time_from(),
+            satisfaction_target_percent: default_satisfaction(),
+        }
+    }
 }
 
 /// A versioned catalogue.
@@ -113,6 +167,9 @@ pub struct Catalogue {
     pub items: Vec<DutyItem>,
     /// Exchange deadlines.
     pub exchanges: ExchangeRules,
+    /// Statistics period and locality-level targets (absent in a document: the defaults).
+    #[serde(default)]
+    pub statistics: StatisticsRules,
 }
 
 fn item(id: &str, side: Side, en: &str, zh: &str, by: &[(&str, &[&str])], days: u32, working_days: u32) -> DutyItem {
@@ -241,8 +298,11 @@ impl Default for Catalogue {
                 case_assist_normal_days: 30,
                 first_child_answer_working_days: 15,
                 first_child_request_working_days: 7,
+                first_child_notify_working_days: 15,
                 mismatch_reissue_days: 90,
+                mismatch_notify_working_days: 20,
             },
+            statistics: StatisticsRules::default(),
         }
     }
 }
@@ -268,10 +328,22 @@ impl Catalogue {
             ("first_child_answer_working_days", x.first_child_answer_working_days),
             ("first_child_request_working_days", x.first_child_request_working_days),
             ("mismatch_reissue_days", x.mismatch_reissue_days),
+            ("first_child_notify_working_days", x.first_child_notify_working_days),
+            ("mismatch_notify_working_days", x.mismatch_notify_working_days),
         ] {
             if days > MAX_DUE_DAYS {
                 return Err(format!("catalogue: exchanges.{name} is over {MAX_DUE_DAYS} days"));
             }
+        }
+        let st = &self.statistics;
+        if !crate::period::valid_close_day(st.month_closes_on_day) {
+            return Err(format!(
+                "catalogue: statistics.month_closes_on_day is {}; give a day 1-28 (every month has it) or 31 for calendar months",
+                st.month_closes_on_day
+            ));
+        }
+        if st.satisfaction_target_percent > 100 {
+            return Err("catalogue: statistics.satisfaction_target_percent is over 100".into());
         }
         let mut ids = std::collections::BTreeSet::new();
         for it in &self.items {
@@ -344,6 +416,14 @@ mod tests {
         );
         let slow = text.replace("\"receipt_days\":30", "\"receipt_days\":4000000000");
         assert!(Catalogue::from_json(&slow).unwrap_err().contains("exchanges.receipt_days"));
+        let bad = text.replace("\"month_closes_on_day\":20", "\"month_closes_on_day\":30");
+        assert!(Catalogue::from_json(&bad).unwrap_err().contains("statistics.month_closes_on_day is 30"));
+        // A document from before the statistics rules gets their defaults.
+        let old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut old = old.as_object().unwrap().clone();
+        old.remove("statistics");
+        let old = Catalogue::from_json(&serde_json::Value::Object(old).to_string()).unwrap();
+        assert_eq!(old.statistics.month_closes_on_day, 20);
         let bad = text.replace("CertificateVerified", "CertificateChecked");
         assert_eq!(
             Catalogue::from_json(&bad).unwrap_err(),

@@ -44,12 +44,73 @@ pub enum Detail {
     Approved(bool),
     /// First-child request: when the person applied at the residence.
     Applied(Option<DateTime<Utc>>),
-    /// Service workers on the roster.
-    Staff(u32),
+    /// Service workers on the roster (with units: their sum when not given)
+    /// and the units: (community code, full-time, part-time).
+    Staff(u32, Box<[(u64, u32, u32)]>),
+    /// An arrival: where (township, community; 0 unknown) and the coarse
+    /// attributes of the indicators' denominators.
+    Arrival(Place, Cohort),
+    /// A certificate check: the marital status it states, if given.
+    Verified(Option<bool>),
+    /// An employer registration naming a third-party workplace.
+    Workplace(Locality),
+    /// An outreach activity: township, attendance, materials.
+    Outreach(u32, u32, u32),
+    /// A distribution point's report: point, township, active, units handed out.
+    Distribution(Box<str>, u32, bool, u32),
+    /// A satisfaction survey round: respondents, satisfied.
+    Survey(u32, u32),
     /// A published catalogue document.
     Catalogue(String),
     /// A correction: the replacement's kind and detail.
     Correction(EventKind, Box<Detail>),
+}
+
+/// Where an arrival lives, coarse: township (9 digits) and village or
+/// community (12 digits), 0 when not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Place {
+    /// Township code.
+    pub township: u32,
+    /// Village or community code.
+    pub community: u64,
+}
+
+/// The coarse attributes of an arrival (DOMAIN.md "Indicators" denominators).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Cohort {
+    /// `Some(true)` female, `Some(false)` male, `None` unknown.
+    pub female: Option<bool>,
+    /// Year of birth (women), 0 unknown.
+    pub birth_year: u16,
+    /// Married now, if known.
+    pub married: Option<bool>,
+}
+
+impl Cohort {
+    /// Whether the person may be a woman aged 15–49 in `year` (unknown
+    /// attributes count in, so data without them counts as before).
+    pub fn woman_15_49(&self, year: i32) -> bool {
+        self.female != Some(false) && (self.birth_year == 0 || (15..=49).contains(&(year - i32::from(self.birth_year))))
+    }
+
+    /// Whether the person may be a married woman aged 15–49 in `year`, with
+    /// `married` the latest known marital status.
+    pub fn married_woman_15_49(&self, year: i32, married: Option<bool>) -> bool {
+        self.woman_15_49(year) && married != Some(false)
+    }
+}
+
+fn married(m: v1::MaritalStatus) -> Option<bool> {
+    match m {
+        v1::MaritalStatus::Married => Some(true),
+        v1::MaritalStatus::NotMarried => Some(false),
+        v1::MaritalStatus::Unspecified => None,
+    }
+}
+
+fn code<T: std::str::FromStr + Default>(s: &str) -> T {
+    s.parse().unwrap_or_default()
 }
 
 fn ser_enum<S: serde::Serializer, T: AsStrName>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -102,7 +163,39 @@ fn detail_of(body: &Body) -> Detail {
         Body::FirstChildRegistrationRequested(b) => {
             Detail::Applied(b.applied_at.as_ref().and_then(yipan_core::time::from_ts))
         }
-        Body::StaffRosterUpdated(b) => Detail::Staff(b.service_workers),
+        Body::StaffRosterUpdated(b) => {
+            let units: Box<[(u64, u32, u32)]> =
+                b.units.iter().map(|u| (code(&u.community), u.full_time, u.part_time)).collect();
+            let sum = units.iter().map(|u| u.1.saturating_add(u.2)).fold(0u32, u32::saturating_add);
+            Detail::Staff(if b.service_workers == 0 { sum } else { b.service_workers }, units)
+        }
+        Body::ArrivalRegistered(b) => {
+            let community: u64 = code(&b.community);
+            let township = if b.township.is_empty() { (community / 1000) as u32 } else { code(&b.township) };
+            let female = match b.sex() {
+                v1::Sex::Female => Some(true),
+                v1::Sex::Male => Some(false),
+                v1::Sex::Unspecified => None,
+            };
+            let birth_year = u16::try_from(b.birth_year).unwrap_or(0);
+            Detail::Arrival(
+                Place { township, community },
+                Cohort { female, birth_year, married: married(b.marital_status()) },
+            )
+        }
+        Body::CertificateVerified(b) => match married(b.marital_status()) {
+            None => Detail::None,
+            m => Detail::Verified(m),
+        },
+        Body::EmployerRegistered(b) => match Locality::parse(&b.workplace) {
+            Ok(w) => Detail::Workplace(w),
+            Err(_) => Detail::None,
+        },
+        Body::OutreachActivityHeld(b) => Detail::Outreach(code(&b.township), b.attendance, b.materials),
+        Body::DistributionPointReported(b) => {
+            Detail::Distribution(b.point_ref.as_str().into(), code(&b.township), b.active, b.units_distributed)
+        }
+        Body::SatisfactionSurveyed(b) => Detail::Survey(b.respondents, b.satisfied),
         Body::DutyCatalogPublished(b) => Detail::Catalogue(b.document.clone()),
         Body::EventCorrected(b) => match b.replacement.as_ref().and_then(|r| r.kind.as_ref()) {
             Some(r) => Detail::Correction(EventKind::of(r), Box::new(detail_of(r))),

@@ -1,6 +1,6 @@
 //! Flow monitoring (流动人口动态监测): arrivals and departures per residence
-//! and origin per month, with an early warning when a month departs from its
-//! trailing baseline.
+//! and origin per statistics month (the residence's close day), with an early
+//! warning when a month departs from its trailing baseline.
 //!
 //! Rule: for each residence (all origins together) and each residence–origin
 //! pair, month M is compared with the mean of the three months before it.
@@ -59,6 +59,23 @@ pub struct Flows {
     pub warnings: Vec<FlowWarning>,
     /// The warning rule, in words.
     pub rule: &'static str,
+    /// Migrants working in a third locality (户籍地、居住地、经营地三方互动): by
+    /// workplace, residence and origin, those whose latest employer
+    /// registration names the workplace and who have not departed, as of the instant.
+    pub workplaces: Vec<WorkplaceRow>,
+}
+
+/// Migrants living at `residence`, registered at `origin`, working at `workplace`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkplaceRow {
+    /// Where they work (经营地).
+    pub workplace: Locality,
+    /// Where they live.
+    pub residence: Locality,
+    /// Where they are registered.
+    pub origin: Locality,
+    /// How many.
+    pub working: u64,
 }
 
 /// The warning rule in words.
@@ -75,9 +92,28 @@ impl Projections {
     /// Monthly flows (of `locality` as residence or origin, or all) and warnings, as of an instant.
     pub fn flows(&self, locality: Option<Locality>, as_of: DateTime<Utc>) -> Flows {
         let mut counts: BTreeMap<(Period, Locality, Locality), (u64, u64)> = BTreeMap::new();
-        for rel in self.relationships().filter(|r| locality.is_none_or(|l| r.residence == l || r.origin == l)) {
-            for e in self.rel_facts(rel, as_of) {
-                let m = Period::month_of(date_of(e.fact.occurred));
+        let mut closes: BTreeMap<Locality, u32> = BTreeMap::new();
+        let mut working: BTreeMap<(Locality, Locality, Locality), u64> = BTreeMap::new();
+        for rel in self.relationships() {
+            let facts = self.rel_facts(rel, as_of);
+            let departed = facts.iter().any(|e| e.kind == EventKind::DepartureRegistered);
+            let workplace =
+                facts.iter().rev().find(|e| e.kind == EventKind::EmployerRegistered).and_then(|e| match e.detail {
+                    crate::fact::Detail::Workplace(w) => Some(*w),
+                    _ => None,
+                });
+            if let (Some(w), false) = (workplace, departed) {
+                if locality.is_none_or(|l| l == w || l == rel.residence || l == rel.origin) {
+                    *working.entry((w, rel.residence, rel.origin)).or_default() += 1;
+                }
+            }
+            if locality.is_some_and(|l| rel.residence != l && rel.origin != l) {
+                continue;
+            }
+            // Months are the residence's statistics months.
+            let close = *closes.entry(rel.residence).or_insert_with(|| self.closes_on(rel.residence, as_of));
+            for e in facts {
+                let m = Period::month_of_at(date_of(e.fact.occurred), close);
                 match e.kind {
                     EventKind::ArrivalRegistered => counts.entry((m, rel.residence, rel.origin)).or_default().0 += 1,
                     EventKind::DepartureRegistered => counts.entry((m, rel.residence, rel.origin)).or_default().1 += 1,
@@ -101,9 +137,9 @@ impl Projections {
             *series.entry((r.residence, None)).or_default().entry(r.period).or_default() += r.arrivals;
             *series.entry((r.residence, Some(r.origin))).or_default().entry(r.period).or_default() += r.arrivals;
         }
-        let last = Period::month_of(date_of(as_of));
         let mut warnings = Vec::new();
         for ((residence, origin), s) in &series {
+            let last = Period::month_of_at(date_of(as_of), closes.get(residence).copied().unwrap_or(31));
             let Some(first) = s.keys().next().copied() else { continue };
             let months: BTreeSet<Period> = {
                 let mut m = last;
@@ -133,6 +169,10 @@ impl Projections {
                 }
             }
         }
-        Flows { rows, warnings, rule: RULE }
+        let workplaces = working
+            .into_iter()
+            .map(|((workplace, residence, origin), working)| WorkplaceRow { workplace, residence, origin, working })
+            .collect();
+        Flows { rows, warnings, rule: RULE, workplaces }
     }
 }

@@ -15,6 +15,7 @@ pub mod calendar;
 pub mod catalogue;
 pub mod fact;
 pub mod flow;
+pub mod locality;
 pub mod period;
 pub mod quality;
 pub mod scorecard;

@@ -72,16 +72,42 @@ pub struct Scorecard {
     pub scope: Scope,
     /// The period.
     pub period: Period,
+    /// Its first day (statistics months close on the assessed locality's
+    /// `statistics.month_closes_on_day`; a pair: the first locality's).
+    pub from: chrono::NaiveDate,
+    /// Its last day.
+    pub to: chrono::NaiveDate,
     /// As of.
     pub as_of: DateTime<Utc>,
     /// Every indicator.
     pub indicators: Vec<Indicator>,
+    /// The cohort's denominators: persons registered (by the assessed side as
+    /// the residence) whose relationship is anchored in the period, and of
+    /// them the women aged 15–49 and the married women aged 15–49 in the
+    /// period's year (an unknown attribute counts a person in).
+    pub population: Population,
+    /// A locality scope: the activity figures behind its locality-level indicators.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<crate::locality::Activity>,
+}
+
+/// See [`Scorecard::population`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Population {
+    /// Registered persons of the cohort.
+    pub registered: u64,
+    /// Of them, women aged 15–49.
+    pub women_15_49: u64,
+    /// Of them, married women aged 15–49 (育龄已婚妇女).
+    pub married_women_15_49: u64,
 }
 
 /// Raw counts for one assessed locality.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     registered: u64,
+    women_15_49: u64,
+    married_women: u64,
     informed: u64,
     served: u64,
     pre_pregnancy: u64,
@@ -102,6 +128,8 @@ impl Counts {
     fn add(&mut self, o: &Counts) {
         let f = |a: &mut u64, b: u64| *a += b;
         f(&mut self.registered, o.registered);
+        f(&mut self.women_15_49, o.women_15_49);
+        f(&mut self.married_women, o.married_women);
         f(&mut self.informed, o.informed);
         f(&mut self.served, o.served);
         f(&mut self.pre_pregnancy, o.pre_pregnancy);
@@ -165,6 +193,9 @@ struct RelFlags {
 }
 
 struct Registered {
+    cohort: crate::fact::Cohort,
+    /// Latest known marital status (a certificate check overrides the arrival's).
+    married: Option<bool>,
     informed: bool,
     served: bool,
     pre_pregnancy: bool,
@@ -177,13 +208,14 @@ struct Registered {
 impl Projections {
     fn counts(&self, a: Locality, b: Option<Locality>, period: Period, as_of: DateTime<Utc>) -> Counts {
         let mut c = [Counts::default()];
+        let close = self.closes_on(a, as_of);
         for rel in self.relationships().filter(|r| {
             (r.residence == a && b.is_none_or(|b| r.origin == b))
                 || (r.origin == a && b.is_none_or(|b| r.residence == b))
         }) {
             let facts = self.rel_facts(rel, as_of);
             let exchanges = self.exchanges_of(rel, &facts, as_of);
-            Self::count_rel(&mut c, &[period], &self.rel_flags(rel, a, &facts), a, &exchanges);
+            Self::count_rel(&mut c, &[period], &self.rel_flags(rel, a, &facts), a, &exchanges, close);
         }
         c[0]
     }
@@ -203,7 +235,24 @@ impl Projections {
                         && *e.detail == Detail::CaseAssist(v1::Urgency::Urgent))
             });
             let contracepting = facts.iter().any(|e| e.kind == EventKind::ContraceptionStatusRecorded);
+            let cohort = by()
+                .find_map(|e| match e.detail {
+                    Detail::Arrival(_, c) if e.kind == EventKind::ArrivalRegistered => Some(*c),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let married = facts
+                .iter()
+                .rev()
+                .filter(|e| e.fact.author == a)
+                .find_map(|e| match e.detail {
+                    Detail::Verified(m) if e.kind == EventKind::CertificateVerified => *m,
+                    _ => None,
+                })
+                .or(cohort.married);
             Registered {
+                cohort,
+                married,
                 informed: by().any(|e| service(e, v1::ServiceKind::PersonInformed)),
                 served: by().any(|e| FREE.iter().any(|s| service(e, *s))),
                 pre_pregnancy: by().any(|e| service(e, v1::ServiceKind::PrePregnancyCheck)),
@@ -215,16 +264,28 @@ impl Projections {
     }
 
     /// Adds what one relationship contributes to `a`'s counts of each period.
-    fn count_rel(out: &mut [Counts], periods: &[Period], f: &RelFlags, a: Locality, exchanges: &[crate::Exchange]) {
+    fn count_rel(
+        out: &mut [Counts],
+        periods: &[Period],
+        f: &RelFlags,
+        a: Locality,
+        exchanges: &[crate::Exchange],
+        close: u32,
+    ) {
         for (c, period) in out.iter_mut().zip(periods) {
-            if f.anchor.is_some_and(|d| period.contains(d)) {
+            if f.anchor.is_some_and(|d| period.contains_at(d, close)) {
                 c.notifications_due += 1;
                 c.notifications_sent += u64::from(f.notified);
                 if let Some(r) = &f.registered {
+                    use chrono::Datelike;
+                    let year = period.bounds_at(close).1.year();
+                    let eligible = r.cohort.married_woman_15_49(year, r.married);
                     c.registered += 1;
+                    c.women_15_49 += u64::from(r.cohort.woman_15_49(year));
+                    c.married_women += u64::from(eligible);
                     c.informed += u64::from(r.informed);
                     c.served += u64::from(r.served);
-                    c.pre_pregnancy += u64::from(r.pre_pregnancy);
+                    c.pre_pregnancy += u64::from(eligible && r.pre_pregnancy);
                     if let Some(checked) = r.pregnant {
                         c.known_pregnant += 1;
                         c.pregnancy_checked += u64::from(checked);
@@ -236,7 +297,7 @@ impl Projections {
                 }
             }
             for ex in exchanges {
-                if ex.to != a || !period.contains(date_of(ex.opened)) {
+                if ex.to != a || !period.contains_at(date_of(ex.opened), close) {
                     continue;
                 }
                 let closed = matches!(ex.state, ExchangeState::Closed { .. });
@@ -273,6 +334,8 @@ impl Projections {
         let k = counterpart_periods.min(periods.len());
         let mut own = vec![Counts::default(); periods.len()];
         let mut by: std::collections::BTreeMap<Locality, (Vec<Counts>, Vec<Counts>)> = Default::default();
+        let close = self.closes_on(me, as_of);
+        let mut closes: std::collections::BTreeMap<Locality, u32> = Default::default();
         for rel in self.relationships() {
             if rel.residence != me && rel.origin != me {
                 continue;
@@ -281,19 +344,23 @@ impl Projections {
             let facts = self.rel_facts(rel, as_of);
             let exchanges = self.exchanges_of(rel, &facts, as_of);
             let mine = self.rel_flags(rel, me, &facts);
-            Self::count_rel(&mut own, periods, &mine, me, &exchanges);
+            Self::count_rel(&mut own, periods, &mine, me, &exchanges, close);
             if k > 0 && other != me {
                 let (out, back) =
                     by.entry(other).or_insert_with(|| (vec![Counts::default(); k], vec![Counts::default(); k]));
-                Self::count_rel(out, &periods[..k], &mine, me, &exchanges);
-                Self::count_rel(back, &periods[..k], &self.rel_flags(rel, other, &facts), other, &exchanges);
+                let other_close = *closes.entry(other).or_insert_with(|| self.closes_on(other, as_of));
+                Self::count_rel(out, &periods[..k], &mine, me, &exchanges, close);
+                let theirs = self.rel_flags(rel, other, &facts);
+                Self::count_rel(back, &periods[..k], &theirs, other, &exchanges, other_close);
             }
         }
         let staffing = self.staffing(me, as_of);
+        let figures = self.locality_figures(me, periods, close, as_of);
         let own = periods
             .iter()
             .zip(&own)
-            .map(|(p, c)| self.card_of(Scope::Locality { locality: me }, *p, as_of, c, Some(staffing)))
+            .zip(figures)
+            .map(|((p, c), f)| self.card_of(Scope::Locality { locality: me }, *p, as_of, c, Some((staffing, f))))
             .collect();
         let counterparts = by
             .into_iter()
@@ -334,16 +401,31 @@ impl Projections {
             Scope::Pair { .. } => return periods.iter().map(|p| self.scorecard(scope, *p, as_of)).collect(),
         };
         let mut counts = vec![Counts::default(); periods.len()];
+        let close = self.closes_on(a, as_of);
         for rel in self.relationships().filter(|r| {
             (r.residence == a && b.is_none_or(|b| r.origin == b))
                 || (r.origin == a && b.is_none_or(|b| r.residence == b))
         }) {
             let facts = self.rel_facts(rel, as_of);
             let exchanges = self.exchanges_of(rel, &facts, as_of);
-            Self::count_rel(&mut counts, periods, &self.rel_flags(rel, a, &facts), a, &exchanges);
+            Self::count_rel(&mut counts, periods, &self.rel_flags(rel, a, &facts), a, &exchanges, close);
         }
-        let staffing = matches!(scope, Scope::Locality { .. }).then(|| self.staffing(a, as_of));
-        periods.iter().zip(&counts).map(|(p, c)| self.card_of(scope, *p, as_of, c, staffing)).collect()
+        let mut figures = match scope {
+            Scope::Locality { .. } => self.locality_figures(a, periods, close, as_of),
+            _ => Vec::new(),
+        }
+        .into_iter();
+        let staffing = self.staffing(a, as_of);
+        periods
+            .iter()
+            .zip(&counts)
+            .map(|(p, c)| self.card_of(scope, *p, as_of, c, figures.next().map(|f| (staffing, f))))
+            .collect()
+    }
+
+    /// The day `l`'s statistics months close on, by its catalogue in force at `as_of`.
+    pub fn closes_on(&self, l: Locality, as_of: DateTime<Utc>) -> u32 {
+        self.catalogue(l, as_of, as_of).statistics.month_closes_on_day
     }
 
     /// Migrants living at `l` as of an instant (arrived, not departed) and its latest staff count.
@@ -364,7 +446,7 @@ impl Projections {
             .rev()
             .filter(|e| e.kind == EventKind::StaffRosterUpdated && e.fact.occurred <= as_of)
             .find_map(|e| match e.detail {
-                Detail::Staff(n) => Some(*n),
+                Detail::Staff(n, _) => Some(*n),
                 _ => None,
             });
         (active, staff)
@@ -384,16 +466,22 @@ impl Projections {
         self.card_of(scope, period, as_of, &c, None)
     }
 
-    /// The scorecard of `scope` from its counts (`staffing`: the locality's
-    /// staffing if already known, else read here for a locality scope).
+    /// The scorecard of `scope` from its counts (`known`: the locality's
+    /// staffing and figures if already known, else read here for a locality scope).
     fn card_of(
         &self,
         scope: Scope,
         period: Period,
         as_of: DateTime<Utc>,
         c: &Counts,
-        staffing: Option<(u64, Option<u32>)>,
+        known: Option<((u64, Option<u32>), crate::locality::Figures)>,
     ) -> Scorecard {
+        let assessed = match scope {
+            Scope::Locality { locality } => locality,
+            Scope::Direction { assessed, .. } => assessed,
+            Scope::Pair { a, .. } => a,
+        };
+        let (from, to) = period.bounds_at(self.closes_on(assessed, as_of));
         let mut indicators = vec![
             indicator("policy_awareness", "policy awareness", "政策知晓率", c.informed, c.registered, 0.90),
             indicator("free_services", "free services at residence", "免费服务落实率", c.served, c.registered, 0.95),
@@ -402,7 +490,7 @@ impl Projections {
                 "free pre-pregnancy consultation",
                 "孕前优生咨询率",
                 c.pre_pregnancy,
-                c.registered,
+                c.married_women,
                 0.80,
             ),
             indicator(
@@ -433,8 +521,13 @@ impl Projections {
             indicator("feedback_rate", "feedback rate", "反馈率", c.assists_answered, c.assists_received, 0.90),
             indicator("timeliness", "timeliness", "及时率", c.answered_on_time, c.assists_answered, 0.90),
         ];
+        let mut activity = None;
         if let Scope::Locality { locality } = scope {
-            let (active, staff) = staffing.unwrap_or_else(|| self.staffing(locality, as_of));
+            let ((active, staff), f) = known.unwrap_or_else(|| {
+                let close = self.closes_on(locality, as_of);
+                let f = self.locality_figures(locality, &[period], close, as_of).pop().unwrap_or_default();
+                (self.staffing(locality, as_of), f)
+            });
             let value = staff.filter(|s| *s > 0).map(|s| active as f64 / f64::from(s));
             indicators.push(Indicator {
                 id: "staffing",
@@ -447,7 +540,46 @@ impl Projections {
                 comparison: "at_most",
                 pass: value.map(|v| v <= 500.0),
             });
+            let rules = self.catalogue(locality, as_of, as_of).statistics;
+            let a = &f.activity;
+            indicators.extend([
+                indicator(
+                    "full_time_staffing",
+                    "villages and communities with many migrants that have a full-time worker",
+                    "流入人口较多的村(社区)配备专职人员率",
+                    f.full_time_covered,
+                    a.communities_needing_full_time,
+                    1.0,
+                ),
+                indicator(
+                    "outreach_coverage",
+                    "townships with migrants reached by publicity",
+                    "宣传活动覆盖率",
+                    f.outreach_covered,
+                    a.townships_with_migrants,
+                    1.0,
+                ),
+                indicator(
+                    "distribution_coverage",
+                    "townships with migrants covered by a contraceptive distribution point",
+                    "药具发放点覆盖率",
+                    f.distribution_covered,
+                    a.townships_with_migrants,
+                    1.0,
+                ),
+                indicator(
+                    "satisfaction",
+                    "satisfaction of migrants with family-planning services",
+                    "流动人口满意率",
+                    f.satisfied,
+                    f.respondents,
+                    f64::from(rules.satisfaction_target_percent) / 100.0,
+                ),
+            ]);
+            activity = Some(f.activity);
         }
-        Scorecard { scope, period, as_of, indicators }
+        let population =
+            Population { registered: c.registered, women_15_49: c.women_15_49, married_women_15_49: c.married_women };
+        Scorecard { scope, period, from, to, as_of, indicators, population, activity }
     }
 }

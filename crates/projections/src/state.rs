@@ -173,6 +173,26 @@ pub struct Exchange {
     /// application to the request (absent when the request gives no application date).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_leg: Option<RequestLeg>,
+    /// The requester's own leg after the request: a first-child registration's
+    /// notice to the origin (due 15 working days after the confirmation; absent
+    /// until confirmed), a certificate mismatch told to the origin (due 20
+    /// working days after it was found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUp>,
+}
+
+/// A leg the requester owes after its request (see [`Exchange::follow_up`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FollowUp {
+    /// What is owed: `notify_origin`.
+    pub duty: &'static str,
+    /// Counted from (CST date).
+    pub from: NaiveDate,
+    /// Due by (CST date).
+    pub due: NaiveDate,
+    /// State as of the query (closed by the notification that did it).
+    #[serde(flatten)]
+    pub state: ExchangeState,
 }
 
 /// The leg before a request: the requester had to ask within a deadline of an earlier date.
@@ -192,6 +212,17 @@ impl Exchange {
     /// Whether it is open past due.
     pub fn overdue(&self) -> bool {
         matches!(self.state, ExchangeState::Overdue { .. })
+    }
+}
+
+/// The state of a leg due on `due`, done by `done` if any.
+fn leg_state(done: Option<&Eff<'_>>, due: NaiveDate, as_of: DateTime<Utc>) -> ExchangeState {
+    match done {
+        Some(a) => {
+            ExchangeState::Closed { by: a.fact.id, at: a.fact.occurred, on_time: date_of(a.fact.occurred) <= due }
+        }
+        None if date_of(as_of) > due => ExchangeState::Overdue { days: days_past(due, as_of) },
+        None => ExchangeState::Open,
     }
 }
 
@@ -405,6 +436,16 @@ impl Projections {
                 facts.iter().find(|a| a.kind == kind && a.fact.author == to && a.fact.causation == Some(req.fact.id))
             };
             let mut request_leg = None;
+            // The requester's notification of `topic` to the other side, on or after `from`.
+            let notice = |topic: v1::NotificationTopic, from: DateTime<Utc>| {
+                facts.iter().find(|a| {
+                    a.kind == EventKind::NotificationSent
+                        && a.fact.author == req.fact.author
+                        && *a.detail == Detail::Notification(topic)
+                        && a.fact.occurred >= from
+                })
+            };
+            let mut follow_up = None;
             let (kind, urgent, due, answer) = match (req.kind, req.detail) {
                 (EventKind::NotificationSent, _) => (
                     ExchangeKind::Notification,
@@ -428,34 +469,40 @@ impl Projections {
                             working_days: self.calendar.working_days_between(applied, day),
                         });
                     }
+                    let answer = answered_by(EventKind::FirstChildRegistrationConfirmed);
+                    if let Some(a) = answer {
+                        let from = date_of(a.fact.occurred);
+                        let due = self.calendar.add_working_days(from, rules.first_child_notify_working_days);
+                        let done = notice(v1::NotificationTopic::FirstChild, a.fact.occurred);
+                        follow_up =
+                            Some(FollowUp { duty: "notify_origin", from, due, state: leg_state(done, due, as_of) });
+                    }
                     (
                         ExchangeKind::FirstChild,
                         false,
                         self.calendar.add_working_days(day, rules.first_child_answer_working_days),
-                        answered_by(EventKind::FirstChildRegistrationConfirmed),
+                        answer,
                     )
                 }
-                (EventKind::CertificateMismatchFound, _) => (
-                    ExchangeKind::CertificateMismatch,
-                    false,
-                    plus(rules.mismatch_reissue_days),
-                    facts.iter().find(|a| {
-                        (a.kind == EventKind::CertificateIssued && a.fact.author == rel.origin
-                            || a.kind == EventKind::CertificateSubmitted && a.fact.author == rel.residence)
-                            && a.fact.occurred > opened
-                    }),
-                ),
+                (EventKind::CertificateMismatchFound, _) => {
+                    let due = self.calendar.add_working_days(day, rules.mismatch_notify_working_days);
+                    let done = notice(v1::NotificationTopic::Certificate, opened);
+                    follow_up =
+                        Some(FollowUp { duty: "notify_origin", from: day, due, state: leg_state(done, due, as_of) });
+                    (
+                        ExchangeKind::CertificateMismatch,
+                        false,
+                        plus(rules.mismatch_reissue_days),
+                        facts.iter().find(|a| {
+                            (a.kind == EventKind::CertificateIssued && a.fact.author == rel.origin
+                                || a.kind == EventKind::CertificateSubmitted && a.fact.author == rel.residence)
+                                && a.fact.occurred > opened
+                        }),
+                    )
+                }
                 _ => continue,
             };
-            let state = match answer {
-                Some(a) => ExchangeState::Closed {
-                    by: a.fact.id,
-                    at: a.fact.occurred,
-                    on_time: date_of(a.fact.occurred) <= due,
-                },
-                None if date_of(as_of) > due => ExchangeState::Overdue { days: days_past(due, as_of) },
-                None => ExchangeState::Open,
-            };
+            let state = leg_state(answer, due, as_of);
             out.push(Exchange {
                 kind,
                 urgent,
@@ -467,6 +514,7 @@ impl Projections {
                 due,
                 state,
                 request_leg,
+                follow_up,
             });
         }
         out

@@ -125,7 +125,14 @@ fn october() -> Vec<Envelope> {
     s.add(3, ORI, Some(2), "2026-10-27", answer(), Some(21));
     s.add(4, ORI, Some(3), "2026-11-10", answer(), Some(31));
     // Staff roster of the residence.
-    s.add(50, RES, None, "2026-10-01", Kind::StaffRosterUpdated(v1::StaffRosterUpdated { service_workers: 2 }), None);
+    s.add(
+        50,
+        RES,
+        None,
+        "2026-10-01",
+        Kind::StaffRosterUpdated(v1::StaffRosterUpdated { service_workers: 2, ..Default::default() }),
+        None,
+    );
     s.events
 }
 
@@ -414,4 +421,273 @@ fn flows_warn_when_a_month_departs_from_its_baseline() {
     assert_eq!(oct.len(), 2, "{:?}", flows.warnings); // all origins, and the 411522 pair
     assert!(oct.iter().all(|w| w.direction == "surge" && (w.baseline - 12.0).abs() < 1e-9));
     assert!(flows.warnings.iter().all(|w| w.period == Period::Month(2026, 10)), "no warning for steady months");
+}
+
+// ---------------------------------------------------------------------------
+// The seed's place-level duties and the statistics month, hand-worked for
+// 610112 (未央区) in the statistics month 2026-11, which runs from 21 October
+// to 20 November (months close on the 20th, DOMAIN.md "monthly cycle").
+
+fn arrival_at(township: &str, community: &str, sex: v1::Sex, birth_year: u32, marital: v1::MaritalStatus) -> Kind {
+    Kind::ArrivalRegistered(v1::ArrivalRegistered {
+        township: township.into(),
+        community: community.into(),
+        sex: sex as i32,
+        birth_year,
+        marital_status: marital as i32,
+        ..Default::default()
+    })
+}
+
+fn outreach(activity: v1::OutreachKind, township: &str, attendance: u32, materials: u32) -> Kind {
+    Kind::OutreachActivityHeld(v1::OutreachActivityHeld {
+        activity: activity as i32,
+        venue: v1::Venue::Community as i32,
+        township: township.into(),
+        attendance,
+        materials,
+    })
+}
+
+fn point(id: &str, township: &str, active: bool, units: u32) -> Kind {
+    Kind::DistributionPointReported(v1::DistributionPointReported {
+        point_ref: id.into(),
+        mode: v1::DistributionMode::SelfService as i32,
+        venue: v1::Venue::Community as i32,
+        township: township.into(),
+        active,
+        units_distributed: units,
+    })
+}
+
+fn survey(respondents: u32, satisfied: u32) -> Kind {
+    Kind::SatisfactionSurveyed(v1::SatisfactionSurveyed {
+        survey_ref: "评计生-2026".into(),
+        township: String::new(),
+        respondents,
+        satisfied,
+    })
+}
+
+fn notify_about(topic: v1::NotificationTopic) -> Kind {
+    Kind::NotificationSent(v1::NotificationSent { topic: topic as i32, about_events: vec![] })
+}
+
+fn catalogue_event(close: u32, full_time_from: u32) -> Kind {
+    let mut cat = yipan_projections::Catalogue { version: format!("610112-close{close}"), ..Default::default() };
+    cat.statistics.month_closes_on_day = close;
+    cat.statistics.full_time_worker_from_migrants = full_time_from;
+    Kind::DutyCatalogPublished(v1::DutyCatalogPublished {
+        version: cat.version.clone(),
+        sha256: vec![],
+        document: serde_json::to_string(&cat).unwrap(),
+    })
+}
+
+/// The November scenario (persons 11–16).
+fn november() -> Vec<Envelope> {
+    use v1::MaritalStatus::{Married, NotMarried, Unspecified as M0};
+    use v1::Sex::{Female, Male, Unspecified as S0};
+    let (t1, t2, t3, t4) = ("610112001", "610112002", "610112003", "610112004");
+    let (c1, c2) = ("610112001001", "610112002003");
+    let mut s = Script::new();
+    // A catalogue that needs a full-time worker from 2 migrants (default 500), months closing on the 20th.
+    s.add(200, RES, None, "2026-09-01", catalogue_event(20, 2), None);
+    // P11: woman born 1990, married; arrives Wed 21 Oct — the first day of statistics month 2026-11.
+    s.add(110, RES, Some(11), "2026-10-21", arrival_at(t1, c1, Female, 1990, Married), None);
+    s.add(111, RES, Some(11), "2026-10-25", service(v1::ServiceKind::PrePregnancyCheck), None);
+    // P12: woman born 1970 (56 in 2026: not of childbearing age), married; consulted all the same.
+    s.add(120, RES, Some(12), "2026-11-02", arrival_at(t1, c1, Female, 1970, Married), None);
+    s.add(121, RES, Some(12), "2026-11-03", service(v1::ServiceKind::PrePregnancyCheck), None);
+    // P13: a man; his certificate does not match on Fri 6 Nov and the origin is never told.
+    s.add(130, RES, Some(13), "2026-11-05", arrival_at(t2, c2, Male, 0, M0), None);
+    s.add(
+        131,
+        RES,
+        Some(13),
+        "2026-11-06",
+        Kind::CertificateMismatchFound(v1::CertificateMismatchFound {
+            certificate_ref: String::new(),
+            reason: v1::MismatchReason::Expired as i32,
+        }),
+        None,
+    );
+    // P14: woman born 2000, unmarried at arrival; her certificate, checked 12 Nov, says married.
+    s.add(140, RES, Some(14), "2026-11-10", arrival_at(t2, c2, Female, 2000, NotMarried), None);
+    s.add(
+        141,
+        RES,
+        Some(14),
+        "2026-11-12",
+        Kind::CertificateVerified(v1::CertificateVerified {
+            certificate_ref: String::new(),
+            marital_status: Married as i32,
+        }),
+        None,
+    );
+    // Her first child: applied 11 Nov, asked 12 Nov, confirmed by the origin Mon 16 Nov, told back 20 Nov.
+    s.add(
+        142,
+        RES,
+        Some(14),
+        "2026-11-12",
+        Kind::FirstChildRegistrationRequested(v1::FirstChildRegistrationRequested {
+            applied_at: Some(yipan_core::time::to_ts(t("2026-11-11"))),
+        }),
+        None,
+    );
+    s.add(
+        143,
+        ORI,
+        Some(14),
+        "2026-11-16",
+        Kind::FirstChildRegistrationConfirmed(v1::FirstChildRegistrationConfirmed { approved: true }),
+        Some(142),
+    );
+    s.add(144, RES, Some(14), "2026-11-20", notify_about(v1::NotificationTopic::FirstChild), None);
+    // P15 arrives 21 Nov: statistics month 2026-12.
+    s.add(150, RES, Some(15), "2026-11-21", arrival_at(t1, c1, Female, 1995, Married), None);
+    // P16: nothing known of sex, age or marriage (counts in every denominator), no community.
+    s.add(160, RES, Some(16), "2026-11-15", arrival_at(t3, "", S0, 0, M0), None);
+
+    // Publicity: a lecture in 610112001 (in the month), posters in 610112004
+    // (no migrants there), a campaign in 610112002 on 21 Nov (next month).
+    s.add(201, RES, None, "2026-10-25", outreach(v1::OutreachKind::Lecture, t1, 40, 100), None);
+    s.add(202, RES, None, "2026-11-03", outreach(v1::OutreachKind::Posters, t4, 0, 0), None);
+    s.add(203, RES, None, "2026-11-21", outreach(v1::OutreachKind::Campaign, t2, 80, 300), None);
+    // Distribution points: A (610112001) open since 1 Oct, reports 300 units on 10 Nov;
+    // B (610112002) opened 30 Oct with 50 units, closed 18 Nov after 20 more; C (610112003) opens 25 Nov.
+    s.add(204, RES, None, "2026-10-01", point("A", t1, true, 0), None);
+    s.add(205, RES, None, "2026-11-10", point("A", t1, true, 300), None);
+    s.add(206, RES, None, "2026-10-30", point("B", t2, true, 50), None);
+    s.add(207, RES, None, "2026-11-18", point("B", t2, false, 20), None);
+    s.add(208, RES, None, "2026-11-25", point("C", t3, true, 0), None);
+    // Satisfaction surveys: 46 of 50 on 15 Nov; 5 of 10 on 25 Nov (next month).
+    s.add(209, RES, None, "2026-11-15", survey(50, 46), None);
+    s.add(210, RES, None, "2026-11-25", survey(10, 5), None);
+    // Staff roster on 1 Nov: community c1 has one full-time worker, c2 two part-time.
+    s.add(
+        211,
+        RES,
+        None,
+        "2026-11-01",
+        Kind::StaffRosterUpdated(v1::StaffRosterUpdated {
+            service_workers: 0,
+            units: vec![
+                v1::StaffUnit { community: c1.into(), full_time: 1, part_time: 0 },
+                v1::StaffUnit { community: c2.into(), full_time: 0, part_time: 2 },
+            ],
+        }),
+        None,
+    );
+    s.events
+}
+
+#[test]
+fn the_seed_duties_of_statistics_month_november_match_the_hand_count() {
+    let p = apply_all(&november());
+    let res = Locality::parse(RES).unwrap();
+    let card = p.scorecard(Scope::Locality { locality: res }, Period::Month(2026, 11), t("2026-11-30"));
+    assert_eq!((card.from.to_string(), card.to.to_string()), ("2026-10-21".into(), "2026-11-20".into()));
+    // Cohort (anchors 21 Oct – 20 Nov): P11, P12, P13, P14, P16 — not P15 (21 Nov).
+    // Women 15–49 in 2026: P11 (36), P14 (26), P16 (unknown counts in) = 3; P12 is 56, P13 a man.
+    // Married women 15–49: P11, P14 (married by her certificate, which overrides the arrival), P16 = 3.
+    assert_eq!(
+        (card.population.registered, card.population.women_15_49, card.population.married_women_15_49),
+        (5, 3, 3)
+    );
+    // Pre-pregnancy consultation: P11 of the 3 (P12's does not count: she is not of childbearing age).
+    assert_eq!(value(&card, "pre_pregnancy"), (1, 3, Some(false)));
+    // Townships with migrants on 20 Nov: 001 (P11, P12), 002 (P13, P14), 003 (P16) = 3.
+    // Outreach in the month: the lecture (001) and the posters (004, no migrants): 1 of 3 reached.
+    assert_eq!(value(&card, "outreach_coverage"), (1, 3, Some(false)));
+    let a = card.activity.clone().unwrap();
+    assert_eq!((a.outreach_activities, a.outreach_attendance, a.outreach_materials), (2, 40, 100));
+    // Points active on 20 Nov: A only (B closed 18 Nov, C opens 25 Nov): 1 of 3 townships.
+    assert_eq!(value(&card, "distribution_coverage"), (1, 3, Some(false)));
+    // Units handed out 21 Oct – 20 Nov: A 300 + B 50 + B 20 = 370.
+    assert_eq!((a.distribution_points, a.units_distributed, a.townships_with_migrants), (1, 370, 3));
+    // Satisfaction: 46 of 50 (the 25 Nov round is December's) = 92% ≥ 90%.
+    assert_eq!(value(&card, "satisfaction"), (46, 50, Some(true)));
+    assert_eq!(a.survey_rounds, 1);
+    // Staffing as of 30 Nov: 6 living there (P15 too), workers 1 + 2 = 3 → 2 per worker.
+    assert_eq!(value(&card, "staffing"), (6, 3, Some(true)));
+    // Communities with ≥ 2 migrants: c1 (P11, P12, P15) and c2 (P13, P14); only c1 has a full-time worker.
+    assert_eq!(value(&card, "full_time_staffing"), (1, 2, Some(false)));
+    assert_eq!(a.communities_needing_full_time, 2);
+
+    // December (21 Nov – 20 Dec) as of 30 Nov: cohort P15 only. Migrants live in 001 (P11, P12,
+    // P15), 002 (P13, P14) and 003 (P16); the campaign (21 Nov) reached 002; points A and C are open.
+    let dec = p.scorecard(Scope::Locality { locality: res }, Period::Month(2026, 12), t("2026-11-30"));
+    assert_eq!(dec.population.registered, 1);
+    assert_eq!(value(&dec, "outreach_coverage"), (1, 3, Some(false)));
+    assert_eq!(value(&dec, "distribution_coverage"), (2, 3, Some(false)));
+    assert_eq!(value(&dec, "satisfaction"), (5, 10, Some(false)));
+
+    // The same events with calendar months (a catalogue closing on 31, recorded before them):
+    // P11's arrival (21 Oct) is October's, P15's (21 Nov) November's.
+    let mut events = november();
+    events[0].body = Some(EventBody { kind: Some(catalogue_event(31, 2)) });
+    let cal = apply_all(&events);
+    let card = cal.scorecard(Scope::Locality { locality: res }, Period::Month(2026, 11), t("2026-11-30"));
+    assert_eq!((card.from.to_string(), card.to.to_string()), ("2026-11-01".into(), "2026-11-30".into()));
+    assert_eq!(card.population.registered, 5); // P12, P13, P14, P15, P16
+                                               // Married women 15–49: P14, P15 (31), P16; the only consultation in November was P12's.
+    assert_eq!(value(&card, "pre_pregnancy"), (0, 3, Some(false)));
+    let oct = cal.scorecard(Scope::Locality { locality: res }, Period::Month(2026, 10), t("2026-11-30"));
+    assert_eq!(oct.population.registered, 1); // P11
+    assert_eq!(value(&oct, "pre_pregnancy"), (1, 1, Some(true)));
+}
+
+#[test]
+fn the_first_child_and_mismatch_legs_after_the_request() {
+    let p = apply_all(&november());
+    let ex = p.all_exchanges(None, t("2026-11-30"));
+    let find = |n: u16| ex.iter().find(|e| e.request == id(n)).unwrap();
+    // First child: asked 12 Nov (applied 11 Nov: 1 working day, due 20 Nov), confirmed Mon 16 Nov;
+    // the residence tells the origin within 15 working days of that: Mon 7 Dec. Told 20 Nov: on time.
+    let fc = find(142);
+    let leg = fc.request_leg.unwrap();
+    assert_eq!((leg.working_days, leg.on_time, leg.due.to_string()), (1, true, "2026-11-20".into()));
+    let up = fc.follow_up.clone().unwrap();
+    assert_eq!((up.from.to_string(), up.due.to_string()), ("2026-11-16".into(), "2026-12-07".into()));
+    assert!(matches!(up.state, ExchangeState::Closed { on_time: true, by, .. } if by == id(144)));
+    // Mismatch found Fri 6 Nov: the origin is told within 20 working days, by Fri 4 Dec. Never told:
+    // open on 30 Nov, 6 days overdue on 10 Dec.
+    let mm = find(131);
+    assert_eq!(mm.follow_up.as_ref().unwrap().due.to_string(), "2026-12-04");
+    assert_eq!(mm.follow_up.as_ref().unwrap().state, ExchangeState::Open);
+    let later = p.all_exchanges(None, t("2026-12-10"));
+    let mm = later.iter().find(|e| e.request == id(131)).unwrap();
+    assert_eq!(mm.follow_up.as_ref().unwrap().state, ExchangeState::Overdue { days: 6 });
+    // Before the confirmation there is no notice leg yet.
+    let early = p.all_exchanges(None, t("2026-11-13"));
+    assert!(early.iter().find(|e| e.request == id(142)).unwrap().follow_up.is_none());
+}
+
+#[test]
+fn the_workplace_sees_who_works_there_until_they_leave() {
+    let mut events = november();
+    let mut s = Script { events: Vec::new(), seqs: [(RES, 30u64)].into_iter().collect() };
+    let employer =
+        |w: &str| Kind::EmployerRegistered(v1::EmployerRegistered { employer_ref: "E1".into(), workplace: w.into() });
+    // P13 and P14 work in 610113 (雁塔区); P14 then changes job to one inside 610112; P11 works in 610113 and leaves.
+    s.add(300, RES, Some(13), "2026-11-06", employer("610113"), None);
+    s.add(301, RES, Some(14), "2026-11-11", employer("610113"), None);
+    s.add(302, RES, Some(14), "2026-11-19", employer(""), None);
+    s.add(303, RES, Some(11), "2026-11-02", employer("610113"), None);
+    s.add(304, RES, Some(11), "2026-11-25", Kind::DepartureRegistered(v1::DepartureRegistered::default()), None);
+    events.extend(s.events);
+    let p = apply_all(&events);
+    let rows = |l: &str, at: &str| -> Vec<(String, u64)> {
+        p.flows(Some(Locality::parse(l).unwrap()), t(at))
+            .workplaces
+            .iter()
+            .map(|r| (format!("{}<{}<{}", r.workplace, r.residence, r.origin), r.working))
+            .collect()
+    };
+    assert_eq!(rows("610113", "2026-11-12"), [("610113<610112<411522".to_string(), 3)]);
+    assert_eq!(rows("610113", "2026-11-30"), [("610113<610112<411522".to_string(), 1)]);
+    assert_eq!(rows("411522", "2026-11-30"), rows("610113", "2026-11-30"), "the origin sees the same row");
+    assert!(rows("110101", "2026-11-30").is_empty());
 }

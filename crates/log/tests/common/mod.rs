@@ -30,6 +30,7 @@ pub fn arrival(n: u64) -> EventDraft {
                 channel: 2,
                 township: String::new(),
                 expected_stay_months: 6,
+                ..Default::default()
             })),
         }),
         identity: Some(v1::IdentityTier {

@@ -1,0 +1,185 @@
+//! Locality-level figures of a scorecard: the seed's duties that are about a
+//! place, not a person — publicity reaching every township where migrants
+//! live, contraceptive distribution points covering them, the satisfaction
+//! surveys of the "migrants rate family planning" activity, and full-time
+//! workers in every village or community with many migrants.
+//!
+//! Where migrants live comes from the residence's arrival registrations
+//! (`township`, `community`) of relationships active at the period's end (or
+//! at the view's instant, if earlier); what was done comes from the
+//! locality's own locality-level events of the period. Staffing units are
+//! judged as of the view's instant, like the staffing ratio.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+use yipan_core::{EventKind, Locality};
+
+use crate::calendar::{cst, date_of};
+use crate::fact::Detail;
+use crate::period::Period;
+use crate::state::Projections;
+
+/// Counts behind the locality-level indicators, and the activity figures a
+/// county reports (no target of their own).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Activity {
+    /// Outreach activities held in the period (campaigns, lectures, materials, posters, consultations).
+    pub outreach_activities: u64,
+    /// People reached by them.
+    pub outreach_attendance: u64,
+    /// Items handed out at them.
+    pub outreach_materials: u64,
+    /// Distribution points active at the period's end.
+    pub distribution_points: u64,
+    /// Contraceptive units handed out by the points in the period.
+    pub units_distributed: u64,
+    /// Satisfaction survey rounds in the period.
+    pub survey_rounds: u64,
+    /// Townships where migrants live (at the period's end).
+    pub townships_with_migrants: u64,
+    /// Villages or communities with at least `full_time_worker_from_migrants` migrants (as of the view).
+    pub communities_needing_full_time: u64,
+}
+
+/// The locality-level indicator counts of one period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Figures {
+    /// Townships with migrants that had an outreach activity in the period.
+    pub outreach_covered: u64,
+    /// Townships with migrants that had an active distribution point at the period's end.
+    pub distribution_covered: u64,
+    /// Survey respondents satisfied, and all respondents.
+    pub satisfied: u64,
+    /// All survey respondents.
+    pub respondents: u64,
+    /// Communities needing a full-time worker that have one.
+    pub full_time_covered: u64,
+    /// The figures shown beside the indicators.
+    pub activity: Activity,
+}
+
+/// One active relationship of the locality as a residence: when it began and
+/// ended, and where the person lives.
+struct Resident {
+    arrived: DateTime<Utc>,
+    left: Option<DateTime<Utc>>,
+    township: u32,
+    community: u64,
+}
+
+/// The last instant of a period's last day (CST).
+fn end_of(day: NaiveDate) -> DateTime<Utc> {
+    let next = day.succ_opt().unwrap_or(day).and_hms_opt(0, 0, 0).unwrap_or_default();
+    cst().from_local_datetime(&next).single().map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+        - chrono::Duration::nanoseconds(1)
+}
+
+impl Projections {
+    fn residents(&self, l: Locality, as_of: DateTime<Utc>) -> Vec<Resident> {
+        let mut out = Vec::new();
+        for rel in self.relationships().filter(|r| r.residence == l) {
+            let facts = self.rel_facts(rel, as_of);
+            let Some(arrival) = facts.iter().find(|e| e.kind == EventKind::ArrivalRegistered && e.fact.author == l)
+            else {
+                continue;
+            };
+            let (township, community) = match arrival.detail {
+                Detail::Arrival(p, _) => (p.township, p.community),
+                _ => (0, 0),
+            };
+            let left = facts.iter().find(|e| e.kind == EventKind::DepartureRegistered).map(|e| e.fact.occurred);
+            out.push(Resident { arrived: arrival.fact.occurred, left, township, community });
+        }
+        out
+    }
+
+    /// The locality-level figures of `l` for each period (months closing on `close`), as of an instant.
+    pub(crate) fn locality_figures(
+        &self,
+        l: Locality,
+        periods: &[Period],
+        close: u32,
+        as_of: DateTime<Utc>,
+    ) -> Vec<Figures> {
+        let residents = self.residents(l, as_of);
+        let facts = self.locality_facts(l, as_of);
+        let rules = self.catalogue(l, as_of, as_of).statistics;
+        // Staffing units as of the view: migrants per community against the latest roster.
+        let here = |r: &Resident, at: DateTime<Utc>| r.arrived <= at && r.left.is_none_or(|d| d > at);
+        let mut per_community: HashMap<u64, u64> = HashMap::new();
+        for r in residents.iter().filter(|r| r.community != 0 && here(r, as_of)) {
+            *per_community.entry(r.community).or_default() += 1;
+        }
+        let roster: HashMap<u64, u32> = facts
+            .iter()
+            .rev()
+            .filter(|e| e.kind == EventKind::StaffRosterUpdated && e.fact.occurred <= as_of)
+            .find_map(|e| match e.detail {
+                Detail::Staff(_, units) => Some(units.iter().map(|u| (u.0, u.1)).collect()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let needing: Vec<u64> = per_community
+            .iter()
+            .filter(|(_, n)| **n >= u64::from(rules.full_time_worker_from_migrants.max(1)))
+            .map(|(c, _)| *c)
+            .collect();
+        let full_time_covered = needing.iter().filter(|c| roster.get(c).is_some_and(|f| *f > 0)).count() as u64;
+
+        periods
+            .iter()
+            .map(|p| {
+                let (first, last) = p.bounds_at(close);
+                let at = end_of(last).min(as_of);
+                let in_period = |t: DateTime<Utc>| {
+                    let d = date_of(t);
+                    first <= d && d <= last && t <= as_of
+                };
+                let townships: BTreeSet<u32> =
+                    residents.iter().filter(|r| r.township != 0 && here(r, at)).map(|r| r.township).collect();
+                let mut f = Figures { full_time_covered, ..Figures::default() };
+                let a = &mut f.activity;
+                a.townships_with_migrants = townships.len() as u64;
+                a.communities_needing_full_time = needing.len() as u64;
+                let mut reached = BTreeSet::new();
+                let mut points: BTreeMap<&str, (u32, bool)> = BTreeMap::new();
+                for e in &facts {
+                    match e.detail {
+                        Detail::Outreach(t, attendance, materials)
+                            if e.kind == EventKind::OutreachActivityHeld && in_period(e.fact.occurred) =>
+                        {
+                            a.outreach_activities += 1;
+                            a.outreach_attendance += u64::from(*attendance);
+                            a.outreach_materials += u64::from(*materials);
+                            reached.insert(*t);
+                        }
+                        Detail::Distribution(point, t, active, units)
+                            if e.kind == EventKind::DistributionPointReported && e.fact.occurred <= at =>
+                        {
+                            // Facts are in occurrence order: the last report of a point is its state.
+                            points.insert(point, (*t, *active));
+                            if in_period(e.fact.occurred) {
+                                a.units_distributed += u64::from(*units);
+                            }
+                        }
+                        Detail::Survey(respondents, satisfied)
+                            if e.kind == EventKind::SatisfactionSurveyed && in_period(e.fact.occurred) =>
+                        {
+                            a.survey_rounds += 1;
+                            f.respondents += u64::from(*respondents);
+                            f.satisfied += u64::from(*satisfied);
+                        }
+                        _ => {}
+                    }
+                }
+                let served: BTreeSet<u32> = points.values().filter(|(_, on)| *on).map(|(t, _)| *t).collect();
+                a.distribution_points = points.values().filter(|(_, on)| *on).count() as u64;
+                f.outreach_covered = townships.intersection(&reached).count() as u64;
+                f.distribution_covered = townships.intersection(&served).count() as u64;
+                f
+            })
+            .collect()
+    }
+}
