@@ -524,8 +524,12 @@ async fn scenario(w: &World, b: &Browser, origin: &Browser, request: &str) {
         .await;
     assert!(refused.as_str().unwrap().contains("nothing was written"), "the node's reason is shown: {refused}");
     assert_eq!(w.node("610112").log.len(), before, "nothing written");
-    // Corrected: recorded once.
+    // Corrected: recorded once, with the coarse attributes of the indicators' denominators.
     fill_arrival(b, "王芳", &newcomer, "610112004").await;
+    b.fill("#record-form [name='body.community']", "610112004001").await;
+    b.select("#record-form [name='body.sex']", "SEX_FEMALE").await;
+    b.fill("#record-form [name='body.birthYear']", "1995").await;
+    b.select("#record-form [name='body.maritalStatus']", "MARITAL_STATUS_MARRIED").await;
     b.click("#record-submit").await;
     b.until(
         "the arrival is recorded",
@@ -534,6 +538,32 @@ async fn scenario(w: &World, b: &Browser, origin: &Browser, request: &str) {
     .await;
     assert_eq!(w.node("610112").log.len(), before + 1, "one event written");
     b.page_shot("record").await;
+
+    // A locality-level record (a lecture): no person, no origin or residence to give.
+    b.select("#record-kind", "OutreachActivityHeld").await;
+    b.until("the locality form", "return !!document.getElementById('rf-locality-note');").await;
+    let parties = b.js("return !!document.querySelector('#record-form [name=\"origin\"]');").await;
+    assert_eq!(parties, json!(false), "a locality record asks for no origin");
+    b.select("#record-form [name='body.activity']", "OUTREACH_KIND_LECTURE").await;
+    b.select("#record-form [name='body.venue']", "VENUE_CONSTRUCTION_SITE").await;
+    b.fill("#record-form [name='body.township']", "610112004").await;
+    b.fill("#record-form [name='body.attendance']", "35").await;
+    b.click("#record-submit").await;
+    b.until(
+        "the lecture is recorded",
+        "var e = document.getElementById('record-result'); return e && e.textContent.trim();",
+    )
+    .await;
+    assert_eq!(w.node("610112").log.len(), before + 2, "one more event written");
+    b.page_shot("record-outreach").await;
+    b.page("overview").await;
+    let coverage = b
+        .until(
+            "the outreach coverage row",
+            "var r = document.querySelector('#overview-table tr[data-indicator=\"outreach_coverage\"]'); return r && r.innerText;",
+        )
+        .await;
+    assert!(coverage.as_str().unwrap().contains("宣传活动覆盖率"), "{coverage}");
 
     // Accepted but doubtful data is shown, never silent: a service without a time.
     w.post(

@@ -263,9 +263,21 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
                     yipan_projections::state::ExchangeState::Overdue { days } => format!("overdue {days} d"),
                 };
                 println!("    exchange {} {}→{} due {}: {state}", ex.kind.zh(), ex.from, ex.to, ex.due);
+                if let Some(up) = &ex.follow_up {
+                    let state = match &up.state {
+                        yipan_projections::state::ExchangeState::Closed { on_time, .. } => {
+                            if *on_time { "done on time" } else { "done late" }.to_string()
+                        }
+                        yipan_projections::state::ExchangeState::Open => "open".into(),
+                        yipan_projections::state::ExchangeState::Overdue { days } => format!("overdue {days} d"),
+                    };
+                    println!("      then {} tells {} (from {}, due {}): {state}", ex.from, ex.to, up.from, up.due);
+                }
             }
         }
     }
+
+    scorecard_of_610112(&nodes, as_of)?;
 
     println!("\n== need-to-know: 610113 holds nothing about persons living in 610112, and vice versa");
     for (a, b) in [("610112", "610113"), ("610113", "610112")] {
@@ -306,6 +318,60 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
     }
     drop(nats);
     println!("done");
+    Ok(())
+}
+
+/// 610112's own scorecard for the statistics quarter 2026-Q4 (21 September –
+/// 20 December, months closing on the 20th): every indicator with its target, the cohort's denominators and
+/// the place-level work (a lecture, a distribution point, a survey, staff by community).
+fn scorecard_of_610112(nodes: &[Node], as_of: chrono::DateTime<chrono::Utc>) -> Result<()> {
+    let n = node(nodes, "610112")?;
+    let v = n.views.read().map_err(|_| anyhow::anyhow!("views lock"))?;
+    let scope = yipan_projections::scorecard::Scope::Locality { locality: n.locality };
+    let card = v.scorecard(scope, yipan_projections::Period::Quarter(2026, 4), as_of);
+    println!(
+        "\n== 610112 {} scorecard for the statistics quarter {} ({} – {}), as of {}",
+        yipan_core::division::name(n.locality).unwrap_or("?"),
+        card.period,
+        card.from,
+        card.to,
+        yipan_projections::calendar::date_of(as_of)
+    );
+    for i in &card.indicators {
+        let value = match (i.value, i.comparison) {
+            (None, _) => "-".to_string(),
+            (Some(v), "at_most") => format!("{v:.1}"),
+            (Some(v), _) => format!("{:.0}%", v * 100.0),
+        };
+        let target =
+            if i.comparison == "at_most" { format!("≤{}", i.target) } else { format!("≥{:.0}%", i.target * 100.0) };
+        let pass = match i.pass {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "no data",
+        };
+        println!(
+            "  {:<22} {:>3}/{:<3} {:>6}  target {:<6} {:<8} {}",
+            i.id, i.numerator, i.denominator, value, target, pass, i.name_zh
+        );
+    }
+    let p = card.population;
+    println!(
+        "  cohort: {} registered, {} women 15–49, {} married women 15–49",
+        p.registered, p.women_15_49, p.married_women_15_49
+    );
+    if let Some(a) = &card.activity {
+        println!(
+            "  place-level work: {} outreach activities reaching {} people, {} distribution points handing out {} units, \
+             {} survey rounds; {} townships with migrants",
+            a.outreach_activities,
+            a.outreach_attendance,
+            a.distribution_points,
+            a.units_distributed,
+            a.survey_rounds,
+            a.townships_with_migrants
+        );
+    }
     Ok(())
 }
 

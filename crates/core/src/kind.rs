@@ -172,7 +172,7 @@ mod tests {
             assert_eq!(EventKind::parse(k.snake()), Some(*k));
         }
         assert_eq!(EventKind::parse("NoSuchThing"), None);
-        assert_eq!(EventKind::ALL.len(), 28);
+        assert_eq!(EventKind::ALL.len(), 31);
     }
 
     #[test]

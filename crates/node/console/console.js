@@ -249,6 +249,24 @@
       f_body_urgency: '紧急程度',
       f_body_subject: '协查事项',
       f_body_destination: '去向地代码',
+      f_body_community: '村（社区）代码',
+      f_body_sex: '性别',
+      f_body_birthYear: '出生年份（仅女性）',
+      f_body_maritalStatus: '婚姻状况（仅女性）',
+      f_body_activity: '活动形式',
+      f_body_venue: '场所',
+      f_body_attendance: '参加人数',
+      f_body_materials: '发放宣传品数',
+      f_body_pointRef: '发放点编号',
+      f_body_mode: '发放方式',
+      f_body_active: '发放点状态',
+      f_body_unitsDistributed: '本期发放药具数',
+      f_body_surveyRef: '调查批次',
+      f_body_respondents: '参加评议人数',
+      f_body_satisfied: '满意人数',
+      rc_locality_event: '本地工作记录，不涉及个人，不发送给其他地区。',
+      v_community: '应为12位村（社区）代码，前9位为本县乡镇',
+      v_year: '应为4位年份',
       v_required: '必填',
       v_code6: '应为6位行政区划代码',
       v_township: '应为9位乡镇代码且属于本县',
@@ -344,13 +362,16 @@
         FirstChildRegistrationRequested: '一孩登记申请', FirstChildRegistrationConfirmed: '一孩登记确认',
         ComplaintFiled: '投诉', ComplaintResolved: '投诉办结', StaffRosterUpdated: '人员配备更新',
         EventCorrected: '更正', EventRetracted: '撤销', DutyCatalogPublished: '发布职责目录',
-        KeyRotated: '密钥轮换',
+        KeyRotated: '密钥轮换', ErasureRequested: '删除个人信息', ErasureConfirmed: '删除回执',
+        OutreachActivityHeld: '宣传活动/讲座', DistributionPointReported: '药具发放点', SatisfactionSurveyed: '满意度调查',
       },
       record_kinds: {
         ArrivalRegistered: '流入登记', CertificateVerified: '查验婚育证明',
         CertificateMismatchFound: '证明不符', ServiceRendered: '免费技术服务',
         AgreementSigned: '签订协议/承诺', NotificationSent: '信息通报',
         CaseAssistRequested: '发起协查', DepartureRegistered: '流出登记',
+        OutreachActivityHeld: '宣传活动/讲座（本地）', DistributionPointReported: '药具发放点报告（本地）',
+        SatisfactionSurveyed: '评计生满意度调查（本地）',
       },
       enums: {
         REGISTRATION_CHANNEL_SERVICE_DESK: '服务窗口', REGISTRATION_CHANNEL_RENTAL_HOUSING: '出租房屋',
@@ -370,6 +391,16 @@
         VERIFICATION_RESULT_CONFIRMED: '情况属实', VERIFICATION_RESULT_NOT_CONFIRMED: '情况不属实',
         VERIFICATION_RESULT_PERSON_UNKNOWN: '查无此人', VERIFICATION_RESULT_INCONCLUSIVE: '无法核实',
         BENEFIT_KIND_LEAVE: '假期', BENEFIT_KIND_REWARD: '奖励',
+        NOTIFICATION_TOPIC_FIRST_CHILD: '一孩登记结果',
+        SEX_FEMALE: '女', SEX_MALE: '男',
+        MARITAL_STATUS_MARRIED: '已婚', MARITAL_STATUS_NOT_MARRIED: '未婚/离婚/丧偶',
+        OUTREACH_KIND_LECTURE: '婚育知识讲座', OUTREACH_KIND_CAMPAIGN: '宣传活动', OUTREACH_KIND_MATERIALS: '发放宣传品',
+        OUTREACH_KIND_POSTERS: '标语/宣传专栏', OUTREACH_KIND_CONSULTATION: '咨询服务',
+        VENUE_CONSTRUCTION_SITE: '建筑工地', VENUE_MARKET: '集贸市场', VENUE_STATION: '车站', VENUE_TOURIST_AREA: '旅游区',
+        VENUE_COMMUNITY: '社区', VENUE_ENTERPRISE: '企业', VENUE_SERVICE_HALL: '服务大厅', VENUE_OTHER: '其他',
+        DISTRIBUTION_MODE_STAFFED: '定点发放', DISTRIBUTION_MODE_SELF_SERVICE: '自助发放', DISTRIBUTION_MODE_DELEGATED: '委托发放',
+        DISTRIBUTION_MODE_DELIVERY: '送药上门', DISTRIBUTION_MODE_CARD_OR_ONLINE: '卡网结合',
+        active_true: '开放', active_false: '已撤销',
       },
       fields: {
         channel: '登记渠道', township: '乡镇', expectedStayMonths: '预计居住月数', destination: '去向',
@@ -379,6 +410,10 @@
         topic: '主题', urgency: '紧急程度', subject: '协查事项', result: '结果', remarks: '备注',
         approved: '同意', category: '类别', outcome: '结果', serviceWorkers: '服务人员数',
         version: '版本', replacement: '更正为', aboutEvents: '关联事件',
+        community: '村（社区）', birthYear: '出生年份', maritalStatus: '婚姻状况', workplace: '经营地',
+        activity: '活动形式', venue: '场所', attendance: '参加人数', materials: '宣传品数', pointRef: '发放点',
+        mode: '发放方式', active: '开放', unitsDistributed: '发放药具数', surveyRef: '调查批次',
+        respondents: '评议人数', satisfied: '满意人数', units: '村（社区）人员',
         name: '姓名', idNumber: '身份证号', birthDate: '出生日期', sex: '性别', married: '已婚',
         phone: '电话', address: '地址', pregnant: '怀孕', expectedDelivery: '预产期',
         contraceptionMethod: '避孕方式', children: '子女数', notes: '备注',
@@ -640,6 +675,24 @@
       f_body_urgency: 'Urgency',
       f_body_subject: 'Subject',
       f_body_destination: 'Destination code',
+      f_body_community: 'Village / community code',
+      f_body_sex: 'Sex',
+      f_body_birthYear: 'Year of birth (women only)',
+      f_body_maritalStatus: 'Marital status (women only)',
+      f_body_activity: 'Activity',
+      f_body_venue: 'Venue',
+      f_body_attendance: 'People reached',
+      f_body_materials: 'Items handed out',
+      f_body_pointRef: 'Point id',
+      f_body_mode: 'Mode',
+      f_body_active: 'Point state',
+      f_body_unitsDistributed: 'Units handed out since the last report',
+      f_body_surveyRef: 'Survey round',
+      f_body_respondents: 'Respondents',
+      f_body_satisfied: 'Satisfied',
+      rc_locality_event: 'A record of this locality\'s own work: about no person, sent to no other locality.',
+      v_community: 'a 12-digit village/community code in a township of this county',
+      v_year: 'a 4-digit year',
       v_required: 'required',
       v_code6: 'a 6-digit division code',
       v_township: 'a 9-digit township code of this county',
@@ -737,12 +790,17 @@
         ComplaintFiled: 'complaint filed', ComplaintResolved: 'complaint resolved',
         StaffRosterUpdated: 'staff roster updated', EventCorrected: 'correction', EventRetracted: 'retraction',
         DutyCatalogPublished: 'duty catalogue published', KeyRotated: 'key rotated',
+        ErasureRequested: 'erasure requested', ErasureConfirmed: 'erasure confirmed',
+        OutreachActivityHeld: 'outreach activity', DistributionPointReported: 'distribution point report',
+        SatisfactionSurveyed: 'satisfaction survey',
       },
       record_kinds: {
         ArrivalRegistered: 'Arrival registration', CertificateVerified: 'Certificate verified',
         CertificateMismatchFound: 'Certificate mismatch', ServiceRendered: 'Free technical service',
         AgreementSigned: 'Agreement / pledge signed', NotificationSent: 'Notification',
         CaseAssistRequested: 'Case-assist request', DepartureRegistered: 'Departure registration',
+        OutreachActivityHeld: 'Outreach activity (locality)', DistributionPointReported: 'Distribution point report (locality)',
+        SatisfactionSurveyed: 'Satisfaction survey (locality)',
       },
       enums: {
         REGISTRATION_CHANNEL_SERVICE_DESK: 'service desk', REGISTRATION_CHANNEL_RENTAL_HOUSING: 'rental housing',
@@ -762,6 +820,18 @@
         VERIFICATION_RESULT_CONFIRMED: 'confirmed', VERIFICATION_RESULT_NOT_CONFIRMED: 'not confirmed',
         VERIFICATION_RESULT_PERSON_UNKNOWN: 'person unknown', VERIFICATION_RESULT_INCONCLUSIVE: 'inconclusive',
         BENEFIT_KIND_LEAVE: 'leave', BENEFIT_KIND_REWARD: 'reward',
+        NOTIFICATION_TOPIC_FIRST_CHILD: 'first-child registration',
+        SEX_FEMALE: 'female', SEX_MALE: 'male',
+        MARITAL_STATUS_MARRIED: 'married', MARITAL_STATUS_NOT_MARRIED: 'not married',
+        OUTREACH_KIND_LECTURE: 'lecture', OUTREACH_KIND_CAMPAIGN: 'campaign', OUTREACH_KIND_MATERIALS: 'materials handed out',
+        OUTREACH_KIND_POSTERS: 'posters / boards', OUTREACH_KIND_CONSULTATION: 'consultation desk',
+        VENUE_CONSTRUCTION_SITE: 'construction site', VENUE_MARKET: 'market', VENUE_STATION: 'station',
+        VENUE_TOURIST_AREA: 'tourist area', VENUE_COMMUNITY: 'community', VENUE_ENTERPRISE: 'enterprise',
+        VENUE_SERVICE_HALL: 'service hall', VENUE_OTHER: 'other',
+        DISTRIBUTION_MODE_STAFFED: 'staffed point', DISTRIBUTION_MODE_SELF_SERVICE: 'self-service',
+        DISTRIBUTION_MODE_DELEGATED: 'delegated', DISTRIBUTION_MODE_DELIVERY: 'delivery',
+        DISTRIBUTION_MODE_CARD_OR_ONLINE: 'card / online',
+        active_true: 'open', active_false: 'closed',
       },
       fields: {
         channel: 'channel', township: 'township', expectedStayMonths: 'expected stay (months)', destination: 'destination',
@@ -771,6 +841,10 @@
         topic: 'topic', urgency: 'urgency', subject: 'subject', result: 'result', remarks: 'remarks',
         approved: 'approved', category: 'category', outcome: 'outcome', serviceWorkers: 'service workers',
         version: 'version', replacement: 'corrected to', aboutEvents: 'about events',
+        community: 'village/community', birthYear: 'birth year', maritalStatus: 'marital status', workplace: 'workplace',
+        activity: 'activity', venue: 'venue', attendance: 'people reached', materials: 'items', pointRef: 'point',
+        mode: 'mode', active: 'open', unitsDistributed: 'units handed out', surveyRef: 'survey round',
+        respondents: 'respondents', satisfied: 'satisfied', units: 'staff by community',
         name: 'name', idNumber: 'ID number', birthDate: 'birth date', sex: 'sex', married: 'married',
         phone: 'phone', address: 'address', pregnant: 'pregnant', expectedDelivery: 'expected delivery',
         contraceptionMethod: 'contraception method', children: 'children', notes: 'notes',
@@ -2712,8 +2786,18 @@
       'SERVICE_KIND_CARE_VISIT', 'SERVICE_KIND_PERSON_INFORMED'],
     agreement: ['AGREEMENT_KIND_PLEDGE', 'AGREEMENT_KIND_SERVICE_AGREEMENT'],
     topic: ['NOTIFICATION_TOPIC_REGISTRATION', 'NOTIFICATION_TOPIC_SERVICES', 'NOTIFICATION_TOPIC_CONTRACEPTION',
-      'NOTIFICATION_TOPIC_CONTACT_CHANNEL', 'NOTIFICATION_TOPIC_CERTIFICATE', 'NOTIFICATION_TOPIC_OTHER'],
+      'NOTIFICATION_TOPIC_CONTACT_CHANNEL', 'NOTIFICATION_TOPIC_CERTIFICATE', 'NOTIFICATION_TOPIC_FIRST_CHILD',
+      'NOTIFICATION_TOPIC_OTHER'],
     urgency: ['URGENCY_NORMAL', 'URGENCY_URGENT'],
+    sex: ['SEX_FEMALE', 'SEX_MALE'],
+    marital: ['MARITAL_STATUS_MARRIED', 'MARITAL_STATUS_NOT_MARRIED'],
+    outreach: ['OUTREACH_KIND_LECTURE', 'OUTREACH_KIND_CAMPAIGN', 'OUTREACH_KIND_MATERIALS', 'OUTREACH_KIND_POSTERS',
+      'OUTREACH_KIND_CONSULTATION'],
+    venue: ['VENUE_CONSTRUCTION_SITE', 'VENUE_MARKET', 'VENUE_STATION', 'VENUE_TOURIST_AREA', 'VENUE_COMMUNITY',
+      'VENUE_ENTERPRISE', 'VENUE_SERVICE_HALL', 'VENUE_OTHER'],
+    mode: ['DISTRIBUTION_MODE_STAFFED', 'DISTRIBUTION_MODE_SELF_SERVICE', 'DISTRIBUTION_MODE_DELEGATED',
+      'DISTRIBUTION_MODE_DELIVERY', 'DISTRIBUTION_MODE_CARD_OR_ONLINE'],
+    active: ['active_true', 'active_false'],
   };
 
   // Field specs: name (JSON path), type, required, check.
@@ -2721,7 +2805,8 @@
     person: { name: 'person_id_number', type: 'id', required: true },
     certificateRef: { name: 'body.certificateRef', type: 'text', required: true, max: 64 },
   };
-  // sides: which sides may author the kind ('residence' only, or both).
+  // sides: which sides may author the kind ('residence' only, or both); `locality`:
+  // a locality-level record (no person, no origin or residence).
   const RECORD_KINDS = {
     ArrivalRegistered: {
       sides: ['residence'],
@@ -2731,7 +2816,11 @@
         { name: 'contact.phone', type: 'phone', required: false },
         { name: 'body.channel', type: 'enum', options: 'channel', required: true },
         { name: 'body.township', type: 'township', required: false },
+        { name: 'body.community', type: 'community', required: false },
         { name: 'body.expectedStayMonths', type: 'int', required: false },
+        { name: 'body.sex', type: 'enum', options: 'sex', required: false },
+        { name: 'body.birthYear', type: 'year', required: false, women: true },
+        { name: 'body.maritalStatus', type: 'enum', options: 'marital', required: false, women: true },
       ],
     },
     CertificateVerified: { sides: ['residence'], fields: [F.person, F.certificateRef] },
@@ -2762,6 +2851,30 @@
       sides: ['residence', 'origin'],
       fields: [F.person, { name: 'body.destination', type: 'code6', required: false }],
     },
+    OutreachActivityHeld: {
+      locality: true,
+      fields: [{ name: 'body.activity', type: 'enum', options: 'outreach', required: true },
+        { name: 'body.venue', type: 'enum', options: 'venue', required: false },
+        { name: 'body.township', type: 'township', required: true },
+        { name: 'body.attendance', type: 'int', required: false },
+        { name: 'body.materials', type: 'int', required: false }],
+    },
+    DistributionPointReported: {
+      locality: true,
+      fields: [{ name: 'body.pointRef', type: 'text', required: true, max: 64, free: true },
+        { name: 'body.mode', type: 'enum', options: 'mode', required: true },
+        { name: 'body.venue', type: 'enum', options: 'venue', required: false },
+        { name: 'body.township', type: 'township', required: true },
+        { name: 'body.active', type: 'enum', options: 'active', required: true },
+        { name: 'body.unitsDistributed', type: 'int', required: false }],
+    },
+    SatisfactionSurveyed: {
+      locality: true,
+      fields: [{ name: 'body.surveyRef', type: 'text', required: true, max: 64, free: true },
+        { name: 'body.township', type: 'township', required: false },
+        { name: 'body.respondents', type: 'int', required: true },
+        { name: 'body.satisfied', type: 'int', required: true }],
+    },
   };
 
   function fieldLabel(name) {
@@ -2783,6 +2896,8 @@
       if (spec.type === 'id') { input.maxLength = 18; input.className = 'w-id'; }
       else if (spec.type === 'code6') { input.maxLength = 6; input.inputMode = 'numeric'; input.className = 'w-code'; input.dataset.codeDigits = '6'; }
       else if (spec.type === 'township') { input.maxLength = 9; input.inputMode = 'numeric'; input.className = 'w-code'; input.dataset.codeDigits = '9'; }
+      else if (spec.type === 'community') { input.maxLength = 12; input.inputMode = 'numeric'; input.className = 'w-id'; }
+      else if (spec.type === 'year') { input.maxLength = 4; input.inputMode = 'numeric'; input.className = 'w-code'; }
       else if (spec.type === 'phone') { input.maxLength = 11; input.inputMode = 'tel'; input.className = 'w-phone'; }
       else if (spec.type === 'int') { input.inputMode = 'numeric'; input.maxLength = 4; input.className = 'w-code'; }
       else if (spec.max) input.maxLength = spec.max;
@@ -2860,9 +2975,21 @@
     clear(form);
     const kind = S.record.kind;
     const def = RECORD_KINDS[kind];
-    if (def.sides.indexOf(S.record.side) < 0) S.record.side = def.sides[0];
     form.dataset.kind = kind;
     form.dataset.eventId = S.record.id;
+    if (def.locality) {
+      form.appendChild(h('p', { className: 'muted', id: 'rf-locality-note', text: t('rc_locality_event') }));
+      const grid = h('div', { className: 'form-grid' });
+      for (const spec of def.fields) {
+        grid.appendChild(formRow(spec.name, fieldLabel(spec.name), buildInput(spec), spec.required, spec.free ? t('hint_no_personal') : null));
+      }
+      const occ = h('input', { id: 'rf-occurred_at', name: 'occurred_at', type: 'datetime-local', required: true, value: cnLocalNow(), min: '2000-01-01T00:00', max: cnLocalNow() });
+      grid.appendChild(formRow('occurred_at', fieldLabel('occurred_at'), occ, true));
+      form.appendChild(grid);
+      recordActions(form);
+      return;
+    }
+    if (def.sides.indexOf(S.record.side) < 0) S.record.side = def.sides[0];
 
     // Which side this locality is.
     const sideBox = h('fieldset', { className: 'side' }, h('legend', { text: t('rc_side') }));
@@ -2885,7 +3012,12 @@
     const occ = h('input', { id: 'rf-occurred_at', name: 'occurred_at', type: 'datetime-local', required: true, value: cnLocalNow(), min: '2000-01-01T00:00', max: cnLocalNow() });
     grid.appendChild(formRow('occurred_at', fieldLabel('occurred_at'), occ, true));
     form.appendChild(grid);
+    recordActions(form);
+    applySide(form);
+  }
 
+  /** The submit and reset buttons of the record form, and its error clearing. */
+  function recordActions(form) {
     const submit = h('button', { type: 'submit', id: 'record-submit', className: 'btn btn-primary', text: t('rc_submit') });
     const reset = h('button', { type: 'button', id: 'record-reset', className: 'btn', text: t('rc_reset') });
     reset.addEventListener('click', () => {
@@ -2897,7 +3029,6 @@
     // Clear a field's error as soon as it is edited.
     form.addEventListener('input', (ev) => clearFieldError(form, ev.target && ev.target.name));
     form.addEventListener('change', (ev) => clearFieldError(form, ev.target && ev.target.name));
-    applySide(form);
   }
 
   function clearFieldError(form, name) {
@@ -2942,9 +3073,13 @@
       if (!v) { if (required) errors[n] = t('v_required'); return; }
       if (!/^\d{6}$/.test(v)) errors[n] = t('v_code6');
     };
-    checkCode('origin', true);
-    checkCode('residence', true);
-    if (!errors.origin && !errors.residence && val('origin') === val('residence')) {
+    if (!def.locality) {
+      checkCode('origin', true);
+      checkCode('residence', true);
+    }
+    // A township or community lies in the residence (a person's record) or in this county.
+    const county = def.locality ? me() : val('residence');
+    if (!def.locality && !errors.origin && !errors.residence && val('origin') === val('residence')) {
       errors[S.record.side === 'residence' ? 'origin' : 'residence'] = t('v_same');
     }
     for (const spec of def.fields) {
@@ -2961,15 +3096,22 @@
           if (!/^\d{6}$/.test(v)) errors[spec.name] = t('v_code6');
           break;
         case 'township': {
-          const res = val('residence');
-          if (!/^\d{9}$/.test(v) || !/^\d{6}$/.test(res) || v.slice(0, 6) !== res) errors[spec.name] = t('v_township');
+          if (!/^\d{9}$/.test(v) || !/^\d{6}$/.test(county) || v.slice(0, 6) !== county) errors[spec.name] = t('v_township');
           break;
         }
+        case 'community': {
+          const tw = val('body.township');
+          if (!/^\d{12}$/.test(v) || v.slice(0, 6) !== county || (tw && v.slice(0, 9) !== tw)) errors[spec.name] = t('v_community');
+          break;
+        }
+        case 'year':
+          if (!/^(19|20)\d{2}$/.test(v)) errors[spec.name] = t('v_year');
+          break;
         case 'phone':
           if (!/^1\d{10}$/.test(v)) errors[spec.name] = t('v_phone');
           break;
         case 'int':
-          if (!/^\d{1,4}$/.test(v)) errors[spec.name] = t('v_int');
+          if (!/^\d{1,6}$/.test(v)) errors[spec.name] = t('v_int');
           break;
         default:
           break;
@@ -3021,16 +3163,22 @@
     const ev = {
       id: S.record.id,
       kind: S.record.kind,
-      origin: val('origin'),
-      residence: val('residence'),
       occurred_at: val('occurred_at').slice(0, 16) + ':00+08:00',
       body: {},
     };
+    if (!def.locality) {
+      ev.origin = val('origin');
+      ev.residence = val('residence');
+    }
+    const male = def.fields.some((f) => f.options === 'sex') && val('body.sex') === 'SEX_MALE';
     for (const spec of def.fields) {
       let v = val(spec.name);
       if (!v) continue;
+      // Year of birth and marital status are recorded for women only (the node refuses them for men).
+      if (spec.women && male) continue;
       if (spec.type === 'id') v = v.toUpperCase();
-      setPath(ev, spec.name, spec.type === 'int' ? parseInt(v, 10) : v);
+      if (spec.options === 'active') setPath(ev, spec.name, v === 'active_true');
+      else setPath(ev, spec.name, spec.type === 'int' || spec.type === 'year' ? parseInt(v, 10) : v);
     }
     return ev;
   }
