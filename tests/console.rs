@@ -564,6 +564,8 @@ async fn scenario(w: &World, b: &Browser, origin: &Browser, request: &str) {
         )
         .await;
     assert!(coverage.as_str().unwrap().contains("宣传活动覆盖率"), "{coverage}");
+    b.page_shot("overview-outreach").await;
+    b.page("cases").await;
 
     // Accepted but doubtful data is shown, never silent: a service without a time.
     w.post(

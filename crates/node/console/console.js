@@ -58,7 +58,7 @@
       ov_month: '考核月份',
       ov_this_month_suffix: '（本月）',
       ov_back_current: '回到本月',
-      ov_note_current: '本月、本季度、本年度均统计至今日（北京时间）；每格下方小字为 分子/分母。',
+      ov_note_current: '统计月截至每月{0}日（各期起止日期见表头）；本月、本季度、本年度均统计至今日（北京时间）；每格下方小字为 分子/分母。',
       ov_note_earlier: '所选月份 {0}，及其所在季度 {1}、所在年度 {2}；每格下方小字为 分子/分母。',
       ov_cur_month: '本月',
       ov_cur_quarter: '本季度',
@@ -487,7 +487,7 @@
       ov_month: 'Month',
       ov_this_month_suffix: ' (this month)',
       ov_back_current: 'Back to this month',
-      ov_note_current: 'Month, quarter and year to date (China time); the small figures under each value are numerator / denominator.',
+      ov_note_current: 'Statistics months close on day {0} (each period\'s days are under its head); month, quarter and year to date (China time); the small figures under each value are numerator / denominator.',
       ov_note_earlier: 'Month {0}, its quarter {1} and its year {2}; the small figures under each value are numerator / denominator.',
       ov_cur_month: 'This month',
       ov_cur_quarter: 'This quarter',
@@ -1353,7 +1353,8 @@
 
   /** The business month today ('YYYY-MM', China time). */
   function currentMonth() {
-    return ((S.who && S.who.today) || cnLocalNow()).slice(0, 7);
+    // The statistics month holding today (months close on the 20th by default).
+    return (S.who && S.who.statistics_month) || ((S.who && S.who.today) || cnLocalNow()).slice(0, 7);
   }
 
   /** The month, the quarter and the year holding `month` ('YYYY-MM'). */
@@ -1412,10 +1413,15 @@
 
   /** Column heads of the three periods: "本月 / 2026-11". */
   function periodHeads(periods, current) {
-    return PERIOD_KINDS.map((k) => h('th', { className: 'period', data: { period: k } }, [
-      h('span', { text: t((current ? 'ov_cur_' : 'ov_sel_') + k) }),
-      h('span', { className: 'period-code', text: periods[k] }),
-    ]));
+    return PERIOD_KINDS.map((k) => {
+      const b = S.bounds && S.bounds.periods && S.bounds.periods[k] === periods[k] ? S.bounds.days[k] : null;
+      const days = b ? b[0].slice(5) + '–' + b[1].slice(5) : '';
+      return h('th', { className: 'period', data: { period: k, from: b ? b[0] : '', to: b ? b[1] : '' }, title: b ? b[0] + ' – ' + b[1] : undefined }, [
+        h('span', { text: t((current ? 'ov_cur_' : 'ov_sel_') + k) }),
+        h('span', { className: 'period-code', text: periods[k] }),
+        days ? h('span', { className: 'period-code period-days', text: days }) : null,
+      ]);
+    });
   }
 
   /** One period cell: the value, the numerator/denominator underneath, pass/fail/na. */
@@ -1527,7 +1533,7 @@
       }));
     }
     pageHeader(root, t('ov_title'), tools);
-    root.appendChild(h('p', { className: 'muted small ov-note', text: current ? t('ov_note_current') : t('ov_note_earlier', periods.month, periods.quarter, periods.year) }));
+    root.appendChild(h('p', { className: 'muted small ov-note', text: current ? t('ov_note_current', (S.who && S.who.month_closes_on_day) || 20) : t('ov_note_earlier', periods.month, periods.quarter, periods.year) }));
 
     const scopes = overviewScopes();
     const trendScope = scopes.some((s) => s.direction === S.trend.scope) ? S.trend.scope : '';
@@ -1544,6 +1550,8 @@
     if (errors.some((e) => e instanceof SignedOut)) return;
     const errorText = (r) => (r.reason && r.reason.message ? r.reason.message : String(r.reason));
     const ov = res[0].status === 'fulfilled' ? res[0].value : null;
+    // Each period's days (statistics months close on the catalogue's day, default the 20th).
+    S.bounds = ov && ov.bounds ? { periods: ov.periods, days: ov.bounds } : null;
     const ovError = ov ? null : errorText(res[0]);
     const trendRes = trendScope ? res[1] : (ov ? { status: 'fulfilled', value: { periods: ov.trend } } : res[0]);
 

@@ -942,6 +942,12 @@ fn overview_now(s: AppState, q: ViewQuery) -> Response {
         "locality": me,
         "as_of": as_of,
         "periods": {"month": month, "quarter": quarter, "year": year},
+        // Each period's first and last day (statistics months close on the catalogue's day).
+        "bounds": {
+            "month": [o.own[0].from, o.own[0].to],
+            "quarter": [o.own[1].from, o.own[1].to],
+            "year": [o.own[2].from, o.own[2].to],
+        },
         "own": cards(&o.own),
         "trend": trend,
         "counterparts": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),

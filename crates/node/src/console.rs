@@ -181,7 +181,9 @@ pub async fn whoami(State(s): State<AppState>, Extension(caller): Extension<Call
     } else {
         Vec::new()
     };
-    let today = yipan_projections::calendar::date_of(chrono::Utc::now());
+    let now = chrono::Utc::now();
+    let today = yipan_projections::calendar::date_of(now);
+    let close = s.read_views().closes_on(me, now);
     Json(json!({
         "locality": me,
         "role": caller.role.name(),
@@ -189,6 +191,9 @@ pub async fn whoami(State(s): State<AppState>, Extension(caller): Extension<Call
         "tiers": tiers,
         "counterparts": counterparts,
         "today": today.to_string(),
+        // Statistics months close on this day (the catalogue's rule); today's month.
+        "month_closes_on_day": close,
+        "statistics_month": yipan_projections::Period::month_of_at(today, close).to_string(),
     }))
     .into_response()
 }

@@ -19,7 +19,7 @@ use yipan_core::{EventKind, Locality};
 use crate::calendar::{cst, date_of};
 use crate::fact::Detail;
 use crate::period::Period;
-use crate::state::Projections;
+use crate::state::{Eff, Projections};
 
 /// Counts behind the locality-level indicators, and the activity figures a
 /// county reports (no target of their own).
@@ -60,9 +60,9 @@ pub(crate) struct Figures {
     pub activity: Activity,
 }
 
-/// One active relationship of the locality as a residence: when it began and
+/// One relationship of the locality as a residence: when it began and
 /// ended, and where the person lives.
-struct Resident {
+pub(crate) struct Resident {
     arrived: DateTime<Utc>,
     left: Option<DateTime<Utc>>,
     township: u32,
@@ -76,40 +76,64 @@ fn end_of(day: NaiveDate) -> DateTime<Utc> {
         - chrono::Duration::nanoseconds(1)
 }
 
-impl Projections {
-    fn residents(&self, l: Locality, as_of: DateTime<Utc>) -> Vec<Resident> {
-        let mut out = Vec::new();
-        for rel in self.relationships().filter(|r| r.residence == l) {
-            let facts = self.rel_facts(rel, as_of);
-            let Some(arrival) = facts.iter().find(|e| e.kind == EventKind::ArrivalRegistered && e.fact.author == l)
-            else {
-                continue;
-            };
-            let (township, community) = match arrival.detail {
-                Detail::Arrival(p, _) => (p.township, p.community),
-                _ => (0, 0),
-            };
-            let left = facts.iter().find(|e| e.kind == EventKind::DepartureRegistered).map(|e| e.fact.occurred);
-            out.push(Resident { arrived: arrival.fact.occurred, left, township, community });
-        }
-        out
+impl Resident {
+    /// Whether the person lived there at `at`.
+    pub(crate) fn here(&self, at: DateTime<Utc>) -> bool {
+        self.arrived <= at && self.left.is_none_or(|d| d > at)
     }
 
-    /// The locality-level figures of `l` for each period (months closing on `close`), as of an instant.
+    /// The resident of `l` a relationship's facts (as of an instant) describe,
+    /// if `l` registered the arrival.
+    pub(crate) fn of(l: Locality, facts: &[Eff<'_>]) -> Option<Resident> {
+        let arrival = facts.iter().find(|e| e.kind == EventKind::ArrivalRegistered && e.fact.author == l)?;
+        let (township, community) = match arrival.detail {
+            Detail::Arrival(p, _) => (p.township, p.community),
+            _ => (0, 0),
+        };
+        let left = facts.iter().find(|e| e.kind == EventKind::DepartureRegistered).map(|e| e.fact.occurred);
+        Some(Resident { arrived: arrival.fact.occurred, left, township, community })
+    }
+}
+
+impl Projections {
+    /// Every resident of `l` as of an instant (one pass over its relationships).
+    pub(crate) fn residents(&self, l: Locality, as_of: DateTime<Utc>) -> Vec<Resident> {
+        self.relationships()
+            .filter(|r| r.residence == l)
+            .filter_map(|rel| Resident::of(l, &self.rel_facts(rel, as_of)))
+            .collect()
+    }
+
+    /// The staffing ratio's counts: residents of `l` as of `as_of`, and the latest roster's workers.
+    pub(crate) fn staffing_of(&self, l: Locality, residents: &[Resident], as_of: DateTime<Utc>) -> (u64, Option<u32>) {
+        let active = residents.iter().filter(|r| r.here(as_of)).count() as u64;
+        let staff = self
+            .locality_facts(l, as_of)
+            .iter()
+            .rev()
+            .filter(|e| e.kind == EventKind::StaffRosterUpdated && e.fact.occurred <= as_of)
+            .find_map(|e| match e.detail {
+                Detail::Staff(n, _) => Some(*n),
+                _ => None,
+            });
+        (active, staff)
+    }
+
+    /// The locality-level figures of `l` for each period (months closing on
+    /// `close`), as of an instant, from its residents.
     pub(crate) fn locality_figures(
         &self,
         l: Locality,
+        residents: &[Resident],
         periods: &[Period],
         close: u32,
         as_of: DateTime<Utc>,
     ) -> Vec<Figures> {
-        let residents = self.residents(l, as_of);
         let facts = self.locality_facts(l, as_of);
         let rules = self.catalogue(l, as_of, as_of).statistics;
         // Staffing units as of the view: migrants per community against the latest roster.
-        let here = |r: &Resident, at: DateTime<Utc>| r.arrived <= at && r.left.is_none_or(|d| d > at);
         let mut per_community: HashMap<u64, u64> = HashMap::new();
-        for r in residents.iter().filter(|r| r.community != 0 && here(r, as_of)) {
+        for r in residents.iter().filter(|r| r.community != 0 && r.here(as_of)) {
             *per_community.entry(r.community).or_default() += 1;
         }
         let roster: HashMap<u64, u32> = facts
@@ -138,7 +162,7 @@ impl Projections {
                     first <= d && d <= last && t <= as_of
                 };
                 let townships: BTreeSet<u32> =
-                    residents.iter().filter(|r| r.township != 0 && here(r, at)).map(|r| r.township).collect();
+                    residents.iter().filter(|r| r.township != 0 && r.here(at)).map(|r| r.township).collect();
                 let mut f = Figures { full_time_covered, ..Figures::default() };
                 let a = &mut f.activity;
                 a.townships_with_migrants = townships.len() as u64;

@@ -336,12 +336,16 @@ impl Projections {
         let mut by: std::collections::BTreeMap<Locality, (Vec<Counts>, Vec<Counts>)> = Default::default();
         let close = self.closes_on(me, as_of);
         let mut closes: std::collections::BTreeMap<Locality, u32> = Default::default();
+        let mut residents = Vec::new();
         for rel in self.relationships() {
             if rel.residence != me && rel.origin != me {
                 continue;
             }
             let other = if rel.residence == me { rel.origin } else { rel.residence };
             let facts = self.rel_facts(rel, as_of);
+            if rel.residence == me {
+                residents.extend(crate::locality::Resident::of(me, &facts));
+            }
             let exchanges = self.exchanges_of(rel, &facts, as_of);
             let mine = self.rel_flags(rel, me, &facts);
             Self::count_rel(&mut own, periods, &mine, me, &exchanges, close);
@@ -354,8 +358,8 @@ impl Projections {
                 Self::count_rel(back, &periods[..k], &theirs, other, &exchanges, other_close);
             }
         }
-        let staffing = self.staffing(me, as_of);
-        let figures = self.locality_figures(me, periods, close, as_of);
+        let staffing = self.staffing_of(me, &residents, as_of);
+        let figures = self.locality_figures(me, &residents, periods, close, as_of);
         let own = periods
             .iter()
             .zip(&own)
@@ -402,20 +406,24 @@ impl Projections {
         };
         let mut counts = vec![Counts::default(); periods.len()];
         let close = self.closes_on(a, as_of);
+        let mut residents = Vec::new();
         for rel in self.relationships().filter(|r| {
             (r.residence == a && b.is_none_or(|b| r.origin == b))
                 || (r.origin == a && b.is_none_or(|b| r.residence == b))
         }) {
             let facts = self.rel_facts(rel, as_of);
+            if rel.residence == a && b.is_none() {
+                residents.extend(crate::locality::Resident::of(a, &facts));
+            }
             let exchanges = self.exchanges_of(rel, &facts, as_of);
             Self::count_rel(&mut counts, periods, &self.rel_flags(rel, a, &facts), a, &exchanges, close);
         }
         let mut figures = match scope {
-            Scope::Locality { .. } => self.locality_figures(a, periods, close, as_of),
+            Scope::Locality { .. } => self.locality_figures(a, &residents, periods, close, as_of),
             _ => Vec::new(),
         }
         .into_iter();
-        let staffing = self.staffing(a, as_of);
+        let staffing = self.staffing_of(a, &residents, as_of);
         periods
             .iter()
             .zip(&counts)
@@ -430,30 +438,17 @@ impl Projections {
 
     /// Migrants living at `l` as of an instant (arrived, not departed) and its latest staff count.
     pub fn staffing(&self, l: Locality, as_of: DateTime<Utc>) -> (u64, Option<u32>) {
-        let active =
-            self.relationships()
-                .filter(|r| r.residence == l)
-                .filter(|r| {
-                    let facts = self.rel_facts(r, as_of);
-                    facts.iter().any(|e| {
-                        e.kind == EventKind::ArrivalRegistered && e.fact.author == l && e.fact.occurred <= as_of
-                    }) && !facts.iter().any(|e| e.kind == EventKind::DepartureRegistered && e.fact.occurred <= as_of)
-                })
-                .count() as u64;
-        let staff = self
-            .locality_facts(l, as_of)
-            .iter()
-            .rev()
-            .filter(|e| e.kind == EventKind::StaffRosterUpdated && e.fact.occurred <= as_of)
-            .find_map(|e| match e.detail {
-                Detail::Staff(n, _) => Some(*n),
-                _ => None,
-            });
-        (active, staff)
+        self.staffing_of(l, &self.residents(l, as_of), as_of)
     }
 
     /// The scorecard of a scope for a period, as of an instant.
     pub fn scorecard(&self, scope: Scope, period: Period, as_of: DateTime<Utc>) -> Scorecard {
+        if let Scope::Locality { .. } = scope {
+            // One pass over the relationships for the counts, the residents and staffing.
+            if let Some(card) = self.scorecards(scope, &[period], as_of).pop() {
+                return card;
+            }
+        }
         let c = match scope {
             Scope::Locality { locality } => self.counts(locality, None, period, as_of),
             Scope::Direction { assessed, counterpart } => self.counts(assessed, Some(counterpart), period, as_of),
@@ -525,8 +520,9 @@ impl Projections {
         if let Scope::Locality { locality } = scope {
             let ((active, staff), f) = known.unwrap_or_else(|| {
                 let close = self.closes_on(locality, as_of);
-                let f = self.locality_figures(locality, &[period], close, as_of).pop().unwrap_or_default();
-                (self.staffing(locality, as_of), f)
+                let residents = self.residents(locality, as_of);
+                let f = self.locality_figures(locality, &residents, &[period], close, as_of).pop().unwrap_or_default();
+                (self.staffing_of(locality, &residents, as_of), f)
             });
             let value = staff.filter(|s| *s > 0).map(|s| active as f64 / f64::from(s));
             indicators.push(Indicator {
