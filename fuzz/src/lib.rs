@@ -89,14 +89,50 @@ pub fn long_strings(v: &serde_json::Value) -> Vec<String> {
 /// Panics if `msg` repeats more than [`MAX_ECHO`] leading characters of any
 /// of `long` (as given, or escaped as `{:?}` does).
 pub fn assert_no_echo(what: &str, msg: &str, long: &[String]) {
-    for s in long {
-        let escaped = format!("{s:?}");
-        for form in [s.as_str(), &escaped[1..escaped.len() - 1]] {
-            let prefix: String = form.chars().take(MAX_ECHO + 1).collect();
-            if prefix.chars().count() > MAX_ECHO {
-                assert!(!msg.contains(&prefix), "{what} echoes a long input value: {msg}");
-            }
+    if let Some(s) = echoed(msg, long).first() {
+        panic!("{what} echoes a long input value ({} chars): {msg}", s.chars().count());
+    }
+}
+
+/// The strings of `long` whose first [`MAX_ECHO`] + 1 characters (as given,
+/// or escaped as `{:?}` does) appear in `msg`.
+pub fn echoed(msg: &str, long: &[String]) -> Vec<String> {
+    long.iter()
+        .filter(|s| {
+            let escaped = format!("{s:?}");
+            [s.as_str(), &escaped[1..escaped.len() - 1]].iter().any(|form| {
+                let prefix: String = form.chars().take(MAX_ECHO + 1).collect();
+                prefix.chars().count() > MAX_ECHO && msg.contains(&prefix)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// `value` with every string (key or value) equal to `s` replaced by as many `q`s.
+pub fn neutralised(value: &serde_json::Value, s: &str) -> serde_json::Value {
+    use serde_json::Value;
+    let q = || "q".repeat(s.chars().count());
+    match value {
+        Value::String(x) if x == s => Value::String(q()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| neutralised(x, s)).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, x)| (if k == s { q() } else { k.clone() }, neutralised(x, s))).collect())
         }
+        other => other.clone(),
+    }
+}
+
+/// Like [`assert_no_echo`], but an input string that merely quotes the
+/// message's own words is not an echo: for each suspect, `rerun` gives the
+/// message for the input with that string replaced by `q`s (see
+/// [`neutralised`]); if that message still holds the same words, they are the
+/// message's, not the input's.
+pub fn assert_no_echo_rerun(what: &str, msg: &str, long: &[String], rerun: impl Fn(&str) -> Option<String>) {
+    for s in echoed(msg, long) {
+        let prefix: String = s.chars().take(MAX_ECHO + 1).collect();
+        let own_words = rerun(&s).is_some_and(|m| m.contains(&prefix));
+        assert!(own_words, "{what} echoes a long input value ({} chars): {msg}", s.chars().count());
     }
 }
 

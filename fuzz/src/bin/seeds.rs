@@ -127,7 +127,8 @@ fn trust_seeds() {
     let by_authority = |c: &LocalityCert| {
         statement::record_of_statement(statement::sign(&key(AUTHORITY_KEY), statement::locality_certificate(c), at))
     };
-    let rotation_cert = statement::sign(&key(AUTHORITY_KEY), statement::locality_certificate(&cert(AUTHOR, 30, 200, 100, 0)), at);
+    let rotation_cert =
+        statement::sign(&key(AUTHORITY_KEY), statement::locality_certificate(&cert(AUTHOR, 30, 200, 100, 0)), at);
     let authority = statement::authority_certificate(61, "陕西", &key(31).verifying_key(), 61, at - year, at + year);
     let seeds: Vec<(&str, u8, Vec<u8>)> = vec![
         ("authority", 0, statement::record_of_statement(statement::sign(&key(ROOT_KEY), authority.clone(), at))),
@@ -141,7 +142,11 @@ fn trust_seeds() {
         (
             "revocation",
             0,
-            statement::record_of_statement(statement::sign(&key(AUTHORITY_KEY), statement::revocation(100, 7, "lost"), at)),
+            statement::record_of_statement(statement::sign(
+                &key(AUTHORITY_KEY),
+                statement::revocation(100, 7, "lost"),
+                at,
+            )),
         ),
         ("rotation_event", 0, statement::record_of_rotation(rotation_event(rotation_cert))),
         ("garbage", 0, b"\x0a\x03abc".to_vec()),
