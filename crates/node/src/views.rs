@@ -29,12 +29,13 @@ pub fn build<B: Backend>(log: &Log<B>, calendar: WorkCalendar) -> Result<Project
     use rayon::prelude::*;
     let mut p = Projections::new(calendar);
     log.scan_envelopes(|envs| {
-        let facts: Vec<Option<yipan_projections::Fact>> =
+        let facts: Vec<Option<yipan_projections::fact::Decoded>> =
             envs.par_iter().map(yipan_projections::Fact::from_envelope).collect();
         for f in facts.into_iter().flatten() {
             p.apply_fact(f);
         }
     })?;
+    p.shrink_to_fit();
     Ok(p)
 }
 

@@ -45,8 +45,9 @@ pub enum Detail {
     /// First-child request: when the person applied at the residence.
     Applied(Option<DateTime<Utc>>),
     /// Service workers on the roster (with units: their sum when not given)
-    /// and the units: (community code, full-time, part-time).
-    Staff(u32, Box<[(u64, u32, u32)]>),
+    /// and the units: (community code, full-time, part-time). Boxed: rare,
+    /// and a detail stays 24 bytes (one per event held).
+    Staff(Box<Roster>),
     /// An arrival: where (township, community; 0 unknown) and the coarse
     /// attributes of the indicators' denominators.
     Arrival(Place, Cohort),
@@ -57,23 +58,39 @@ pub enum Detail {
     /// An outreach activity: township, attendance, materials.
     Outreach(u32, u32, u32),
     /// A distribution point's report: point, township, active, units handed out.
-    Distribution(Box<str>, u32, bool, u32),
+    Distribution(Box<(Box<str>, u32, bool, u32)>),
     /// A satisfaction survey round: respondents, satisfied.
     Survey(u32, u32),
     /// A published catalogue document.
-    Catalogue(String),
+    Catalogue(Box<str>),
     /// A correction: the replacement's kind and detail.
     Correction(EventKind, Box<Detail>),
 }
 
-/// Where an arrival lives, coarse: township (9 digits) and village or
-/// community (12 digits), 0 when not given.
+/// A staff roster: workers in all, and per village or community (code,
+/// full-time, part-time).
+pub type Roster = (u32, Box<[(u64, u32, u32)]>);
+
+/// Where an arrival lives, coarse: township (9 digits) and the village or
+/// community's own three digits (its 12-digit code is the township's and
+/// these), 0 when not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Place {
     /// Township code.
     pub township: u32,
-    /// Village or community code.
-    pub community: u64,
+    /// Village or community part (1–999).
+    pub village: u16,
+}
+
+impl Place {
+    /// The 12-digit village or community code, 0 when not given.
+    pub fn community(&self) -> u64 {
+        if self.village == 0 {
+            0
+        } else {
+            u64::from(self.township) * 1000 + u64::from(self.village)
+        }
+    }
 }
 
 /// The coarse attributes of an arrival (DOMAIN.md "Indicators" denominators).
@@ -142,10 +159,6 @@ pub struct Fact {
     pub occurred: DateTime<Utc>,
     /// When the author recorded it (what was known as of a time).
     pub recorded: DateTime<Utc>,
-    /// The relationship, for person events.
-    pub rel: Option<Rel>,
-    /// Recipients.
-    pub recipients: Vec<Locality>,
     /// The event answered or corrected.
     pub causation: Option<Uuid>,
     /// Body fields the rules read.
@@ -167,7 +180,7 @@ fn detail_of(body: &Body) -> Detail {
             let units: Box<[(u64, u32, u32)]> =
                 b.units.iter().map(|u| (code(&u.community), u.full_time, u.part_time)).collect();
             let sum = units.iter().map(|u| u.1.saturating_add(u.2)).fold(0u32, u32::saturating_add);
-            Detail::Staff(if b.service_workers == 0 { sum } else { b.service_workers }, units)
+            Detail::Staff(Box::new((if b.service_workers == 0 { sum } else { b.service_workers }, units)))
         }
         Body::ArrivalRegistered(b) => {
             let community: u64 = code(&b.community);
@@ -179,7 +192,7 @@ fn detail_of(body: &Body) -> Detail {
             };
             let birth_year = u16::try_from(b.birth_year).unwrap_or(0);
             Detail::Arrival(
-                Place { township, community },
+                Place { township, village: (community % 1000) as u16 },
                 Cohort { female, birth_year, married: married(b.marital_status()) },
             )
         }
@@ -192,11 +205,14 @@ fn detail_of(body: &Body) -> Detail {
             Err(_) => Detail::None,
         },
         Body::OutreachActivityHeld(b) => Detail::Outreach(code(&b.township), b.attendance, b.materials),
-        Body::DistributionPointReported(b) => {
-            Detail::Distribution(b.point_ref.as_str().into(), code(&b.township), b.active, b.units_distributed)
-        }
+        Body::DistributionPointReported(b) => Detail::Distribution(Box::new((
+            b.point_ref.as_str().into(),
+            code(&b.township),
+            b.active,
+            b.units_distributed,
+        ))),
         Body::SatisfactionSurveyed(b) => Detail::Survey(b.respondents, b.satisfied),
-        Body::DutyCatalogPublished(b) => Detail::Catalogue(b.document.clone()),
+        Body::DutyCatalogPublished(b) => Detail::Catalogue(b.document.as_str().into()),
         Body::EventCorrected(b) => match b.replacement.as_ref().and_then(|r| r.kind.as_ref()) {
             Some(r) => Detail::Correction(EventKind::of(r), Box::new(detail_of(r))),
             None => Detail::None,
@@ -205,9 +221,20 @@ fn detail_of(body: &Body) -> Detail {
     }
 }
 
+/// A fact as decoded from an envelope, with the relationship it is filed
+/// under (kept beside the fact, not in it: the projections index facts by
+/// relationship, so a stored fact need not repeat it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// The fact.
+    pub fact: Fact,
+    /// The relationship, for person events.
+    pub rel: Option<Rel>,
+}
+
 impl Fact {
     /// The fact of an envelope; `None` if it lacks what every stored event has.
-    pub fn from_envelope(env: &Envelope) -> Option<Fact> {
+    pub fn from_envelope(env: &Envelope) -> Option<Decoded> {
         let body = env.body.as_ref()?.kind.as_ref()?;
         // Erasure requests and receipts administer privacy, not duties: they are
         // not facts, so erasing changes no card, exchange, scorecard or digest.
@@ -223,17 +250,27 @@ impl Fact {
                 residence: Locality::parse(&env.residence).ok()?,
             })
         };
-        Some(Fact {
+        let fact = Fact {
             id: Uuid::from_slice(&env.event_id).ok()?,
             author: Locality::parse(&env.author).ok()?,
             seq: env.author_seq,
             kind: EventKind::of(body),
             occurred: env.occurred_at.as_ref().and_then(yipan_core::time::from_ts)?,
             recorded: env.recorded_at.as_ref().and_then(yipan_core::time::from_ts)?,
-            rel,
-            recipients: env.recipients.iter().filter_map(|r| Locality::parse(&r.locality).ok()).collect(),
             causation: Uuid::from_slice(&env.causation_id).ok(),
             detail: detail_of(body),
-        })
+        };
+        Some(Decoded { fact, rel })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Projections hold one fact per event: their size is the memory per
+    /// tracked person (docs/benchmarks.md, `yipan bench projections`).
+    #[test]
+    fn a_fact_stays_small() {
+        assert_eq!(std::mem::size_of::<super::Detail>(), 24);
+        assert!(std::mem::size_of::<super::Fact>() <= 104, "{}", std::mem::size_of::<super::Fact>());
     }
 }

@@ -87,7 +87,7 @@ impl Resident {
     pub(crate) fn of(l: Locality, facts: &[Eff<'_>]) -> Option<Resident> {
         let arrival = facts.iter().find(|e| e.kind == EventKind::ArrivalRegistered && e.fact.author == l)?;
         let (township, community) = match arrival.detail {
-            Detail::Arrival(p, _) => (p.township, p.community),
+            Detail::Arrival(p, _) => (p.township, p.community()),
             _ => (0, 0),
         };
         let left = facts.iter().find(|e| e.kind == EventKind::DepartureRegistered).map(|e| e.fact.occurred);
@@ -113,7 +113,7 @@ impl Projections {
             .rev()
             .filter(|e| e.kind == EventKind::StaffRosterUpdated && e.fact.occurred <= as_of)
             .find_map(|e| match e.detail {
-                Detail::Staff(n, _) => Some(*n),
+                Detail::Staff(r) => Some(r.0),
                 _ => None,
             });
         (active, staff)
@@ -141,7 +141,7 @@ impl Projections {
             .rev()
             .filter(|e| e.kind == EventKind::StaffRosterUpdated && e.fact.occurred <= as_of)
             .find_map(|e| match e.detail {
-                Detail::Staff(_, units) => Some(units.iter().map(|u| (u.0, u.1)).collect()),
+                Detail::Staff(r) => Some(r.1.iter().map(|u| (u.0, u.1)).collect()),
                 _ => None,
             })
             .unwrap_or_default();
@@ -179,9 +179,10 @@ impl Projections {
                             a.outreach_materials += u64::from(*materials);
                             reached.insert(*t);
                         }
-                        Detail::Distribution(point, t, active, units)
+                        Detail::Distribution(d)
                             if e.kind == EventKind::DistributionPointReported && e.fact.occurred <= at =>
                         {
+                            let (point, t, active, units) = &**d;
                             // Facts are in occurrence order: the last report of a point is its state.
                             points.insert(point, (*t, *active));
                             if in_period(e.fact.occurred) {

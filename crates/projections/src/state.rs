@@ -3,7 +3,7 @@
 //! by event id and indexed in ordered maps, so it depends on the *set* of
 //! events, not on the order they arrived in.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Serialize;
@@ -17,18 +17,43 @@ use crate::catalogue::{Catalogue, ExchangeRules, Side};
 use crate::fact::{Detail, Fact, Rel};
 
 /// Ordered key of a fact: when it happened, then its id.
-type Key = (DateTime<Utc>, Uuid);
+/// A fact's position in [`Projections::facts`]. Lists of positions are kept
+/// sorted by the facts' (occurred, id): memory per tracked person is the
+/// facts themselves plus four bytes per event per list (a B-tree set of
+/// (time, id) keys per relationship cost ~400 bytes per person).
+type Pos = u32;
 
 /// All projections of one node.
 #[derive(Debug, Default)]
 pub struct Projections {
-    facts: HashMap<Uuid, Fact>,
-    by_rel: BTreeMap<Rel, BTreeSet<Key>>,
+    /// Every fact, in the order applied.
+    facts: Vec<Fact>,
+    /// Event id → position: a table of positions hashed by their fact's id
+    /// (5 bytes a slot; a map from id to position would store the id twice).
+    index: hashbrown::HashTable<Pos>,
+    hasher: std::hash::RandomState,
+    by_rel: BTreeMap<Rel, Vec<Pos>>,
     /// Target event → corrections and retractions naming it.
-    amendments: HashMap<Uuid, BTreeSet<Key>>,
+    amendments: HashMap<Uuid, Vec<Pos>>,
     /// Locality-level events (staff roster, catalogues) by author.
-    by_locality: BTreeMap<Locality, BTreeSet<Key>>,
+    by_locality: BTreeMap<Locality, Vec<Pos>>,
     calendar: WorkCalendar,
+}
+
+/// Inserts `pos` into `list`, kept sorted by the facts' (occurred, id).
+fn insert_sorted(facts: &[Fact], list: &mut Vec<Pos>, pos: Pos) {
+    let key = |p: &Pos| {
+        let f = &facts[*p as usize];
+        (f.occurred, f.id)
+    };
+    let k = key(&pos);
+    // Events mostly come in order: the common case is a push.
+    if list.last().is_none_or(|last| key(last) < k) {
+        list.push(pos);
+    } else {
+        let at = list.partition_point(|p| key(p) < k);
+        list.insert(at, pos);
+    }
 }
 
 /// A fact as in force at some instant: corrected kind and detail applied.
@@ -249,23 +274,47 @@ impl Projections {
         }
     }
 
-    /// Applies a fact; false if already applied.
-    pub fn apply_fact(&mut self, f: Fact) -> bool {
-        if self.facts.contains_key(&f.id) {
+    /// The position of an event id.
+    fn position(&self, id: &Uuid) -> Option<Pos> {
+        use std::hash::BuildHasher;
+        let facts = &self.facts;
+        self.index.find(self.hasher.hash_one(id), |p| facts[*p as usize].id == *id).copied()
+    }
+
+    /// Applies a decoded fact; false if already applied.
+    pub fn apply_fact(&mut self, d: crate::fact::Decoded) -> bool {
+        use std::hash::BuildHasher;
+        let crate::fact::Decoded { fact: f, rel } = d;
+        if self.position(&f.id).is_some() {
             return false;
         }
-        let key = (f.occurred, f.id);
-        if matches!(f.kind, EventKind::EventCorrected | EventKind::EventRetracted) {
-            if let Some(target) = f.causation {
-                self.amendments.entry(target).or_default().insert(key);
+        let Ok(pos) = Pos::try_from(self.facts.len()) else { return false };
+        let (facts, hasher) = (&self.facts, &self.hasher);
+        self.index.insert_unique(hasher.hash_one(f.id), pos, |p| hasher.hash_one(facts[*p as usize].id));
+        let (kind, causation, author) = (f.kind, f.causation, f.author);
+        self.facts.push(f);
+        let list = if matches!(kind, EventKind::EventCorrected | EventKind::EventRetracted) {
+            match causation {
+                Some(target) => self.amendments.entry(target).or_default(),
+                None => return true,
             }
-        } else if let Some(rel) = f.rel {
-            self.by_rel.entry(rel).or_default().insert(key);
+        } else if let Some(rel) = rel {
+            self.by_rel.entry(rel).or_default()
         } else {
-            self.by_locality.entry(f.author).or_default().insert(key);
-        }
-        self.facts.insert(f.id, f);
+            self.by_locality.entry(author).or_default()
+        };
+        insert_sorted(&self.facts, list, pos);
         true
+    }
+
+    /// Gives back the spare capacity of its tables (after a rebuild).
+    pub fn shrink_to_fit(&mut self) {
+        self.facts.shrink_to_fit();
+        let (facts, hasher) = (&self.facts, &self.hasher);
+        self.index.shrink_to_fit(|p| std::hash::BuildHasher::hash_one(hasher, facts[*p as usize].id));
+        for list in self.by_rel.values_mut() {
+            list.shrink_to_fit();
+        }
     }
 
     /// Events applied.
@@ -292,16 +341,21 @@ impl Projections {
     /// then, with the latest correction recorded by then applied. An amendment
     /// counts only when made by the author of the event it amends.
     pub fn effective(&self, id: &Uuid, as_of: DateTime<Utc>) -> Option<Eff<'_>> {
-        let fact = self.facts.get(id)?;
+        self.effective_at(self.position(id)?, as_of)
+    }
+
+    /// [`Projections::effective`] of the fact at a position.
+    fn effective_at(&self, pos: Pos, as_of: DateTime<Utc>) -> Option<Eff<'_>> {
+        let fact = self.facts.get(pos as usize)?;
         // Known (recorded) and happened (occurred) by `as_of`: an event dated a little
         // ahead of its recording (clock skew) counts in no view before its date.
         if fact.recorded > as_of || fact.occurred > as_of {
             return None;
         }
         let mut eff = Eff { fact, kind: fact.kind, detail: &fact.detail };
-        if let Some(ams) = self.amendments.get(id) {
-            for (_, aid) in ams {
-                let Some(a) = self.facts.get(aid) else { continue };
+        if let Some(ams) = self.amendments.get(&fact.id) {
+            for aid in ams {
+                let Some(a) = self.facts.get(*aid as usize) else { continue };
                 if a.recorded > as_of || a.occurred > as_of || a.author != fact.author {
                     continue;
                 }
@@ -322,7 +376,7 @@ impl Projections {
     pub fn rel_facts(&self, rel: &Rel, as_of: DateTime<Utc>) -> Vec<Eff<'_>> {
         self.by_rel
             .get(rel)
-            .map(|keys| keys.iter().filter_map(|(_, id)| self.effective(id, as_of)).collect())
+            .map(|list| list.iter().filter_map(|p| self.effective_at(*p, as_of)).collect())
             .unwrap_or_default()
     }
 
@@ -330,7 +384,7 @@ impl Projections {
     pub fn locality_facts(&self, l: Locality, as_of: DateTime<Utc>) -> Vec<Eff<'_>> {
         self.by_locality
             .get(&l)
-            .map(|keys| keys.iter().filter_map(|(_, id)| self.effective(id, as_of)).collect())
+            .map(|list| list.iter().filter_map(|p| self.effective_at(*p, as_of)).collect())
             .unwrap_or_default()
     }
 
