@@ -148,28 +148,58 @@ pub fn check_draft(
         }
         check_township(field, Locality::parse_field(field, code)?, county)
     };
-    match draft.body.as_ref().and_then(|b| b.kind.as_ref()) {
+    if let Some(w) = crate::validate::workplace_of(body_of(draft).ok_or_else(|| Error::field("kind", "missing"))?)? {
+        check_county("body.workplace", w)?;
+    }
+    // A place-level record of a township-level node lies in its county.
+    let county = author.county();
+    let body = match body_of(draft) {
+        Some(Body::EventCorrected(c)) => c.replacement.as_ref().and_then(|r| r.kind.as_ref()),
+        other => other,
+    };
+    match body {
         Some(Body::ArrivalRegistered(b)) => {
             if let Some(r) = checked.residence {
                 township("body.township", &b.township, r)?;
                 township("body.community", b.community.get(..9).unwrap_or_default(), r)?;
             }
-        }
-        Some(Body::EmployerRegistered(b)) if !b.workplace.is_empty() => {
-            check_county("body.workplace", Locality::parse_field("body.workplace", &b.workplace)?)?;
+            if b.birth_year != 0 {
+                check_birth_year(draft, b.birth_year)?;
+            }
         }
         Some(Body::StaffRosterUpdated(b)) => {
             for (i, u) in b.units.iter().enumerate() {
-                township(&format!("body.units[{i}].community"), u.community.get(..9).unwrap_or_default(), author)?;
+                township(&format!("body.units[{i}].community"), u.community.get(..9).unwrap_or_default(), county)?;
             }
         }
-        Some(Body::OutreachActivityHeld(b)) => township("body.township", &b.township, author)?,
-        Some(Body::DistributionPointReported(b)) => township("body.township", &b.township, author)?,
-        Some(Body::SatisfactionSurveyed(b)) => township("body.township", &b.township, author)?,
+        Some(Body::OutreachActivityHeld(b)) => township("body.township", &b.township, county)?,
+        Some(Body::DistributionPointReported(b)) => township("body.township", &b.township, county)?,
+        Some(Body::SatisfactionSurveyed(b)) => township("body.township", &b.township, county)?,
         Some(Body::DepartureRegistered(b)) if !b.destination.is_empty() => {
             check_county("body.destination", Locality::parse_field("body.destination", &b.destination)?)?;
         }
         _ => {}
+    }
+    Ok(())
+}
+
+fn body_of(draft: &yipan_proto::v1::EventDraft) -> Option<&yipan_proto::v1::event_body::Kind> {
+    draft.body.as_ref().and_then(|b| b.kind.as_ref())
+}
+
+/// A year of birth must give an age of 0–120 when the arrival occurred (a
+/// draft without `occurred_at` is stamped about now). Checked by the author
+/// only: a recipient never refuses an honest author's event over a clock.
+/// The message names no year or age (they are the person's).
+fn check_birth_year(draft: &yipan_proto::v1::EventDraft, birth_year: u32) -> Result<()> {
+    use chrono::Datelike;
+    let at = draft.occurred_at.as_ref().and_then(crate::time::from_ts).unwrap_or_else(chrono::Utc::now);
+    let year = (at + chrono::Duration::hours(8)).year(); // CST
+    if !(0..=120).contains(&(i64::from(year) - i64::from(birth_year))) {
+        return Err(Error::field(
+            "body.birthYear",
+            "is not the year of birth of a person alive when the arrival occurred (age 0–120); give the 4-digit year",
+        ));
     }
     Ok(())
 }

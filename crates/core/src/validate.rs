@@ -284,15 +284,18 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
     };
 
     check_tiers(kind, draft)?;
-    // Personal tiers go only to the parties of the relationship.
-    if draft.identity.is_some() || draft.contact.is_some() || draft.health.is_some() {
+    // Personal tiers, and the body's coarse cohort attributes, go only to the
+    // parties of the relationship.
+    let cohort = personal_body(body);
+    if draft.identity.is_some() || draft.contact.is_some() || draft.health.is_some() || cohort.is_some() {
         if let (Some(o), Some(r)) = (origin, residence) {
             if let Some((i, l)) = recipients.iter().enumerate().find(|(_, l)| **l != o && **l != r) {
+                let what = cohort.map(|f| format!("a person's {f}")).unwrap_or_else(|| "personal tiers".into());
                 return Err(Error::field(
                     format!("recipients[{i}]"),
                     format!(
                         "`{l}` is no party to this relationship (origin {o}, residence {r}): an event carrying \
-                         personal tiers goes only to the origin and the residence"
+                         {what} goes only to the origin and the residence"
                     ),
                 ));
             }
@@ -313,21 +316,6 @@ pub fn validate_draft(author: Locality, draft: &EventDraft) -> Result<Checked> {
         }
     }
     check_body(body)?;
-    if let Body::ArrivalRegistered(b) = body {
-        if b.birth_year != 0 {
-            use chrono::Datelike;
-            // A draft without occurred_at is stamped now.
-            let at = draft.occurred_at.as_ref().and_then(crate::time::from_ts).unwrap_or_else(chrono::Utc::now);
-            let year = (at + chrono::Duration::hours(8)).year(); // CST
-            let age = i64::from(year) - i64::from(b.birth_year);
-            if !(0..=120).contains(&age) {
-                return Err(Error::field(
-                    "body.birthYear",
-                    format!("gives an age of {age} in {year}, when the arrival occurred; give the year of birth"),
-                ));
-            }
-        }
-    }
     if let Body::FirstChildRegistrationRequested(b) = body {
         let applied = b.applied_at.as_ref().and_then(crate::time::from_ts);
         let asked = draft.occurred_at.as_ref().and_then(crate::time::from_ts);
@@ -381,10 +369,34 @@ fn required<T: PartialEq + Default>(value: T, field: &str, what: &str) -> Result
     Ok(())
 }
 
-/// The workplace an employer registration names, if any.
-fn workplace_of(body: &Body) -> Result<Option<Locality>> {
+/// The body field holding a person's coarse cohort attributes or place of
+/// residence (sex, year of birth, marital status, village), if any: personal
+/// like a tier, though in the body (projections must read them).
+fn personal_body(body: &Body) -> Option<&'static str> {
+    match body {
+        Body::ArrivalRegistered(b) => {
+            if b.sex != 0 || b.birth_year != 0 || b.marital_status != 0 {
+                Some("sex, year of birth or marital status")
+            } else if !b.community.is_empty() {
+                Some("village or community")
+            } else {
+                None
+            }
+        }
+        Body::CertificateVerified(b) if b.marital_status != 0 => Some("marital status"),
+        Body::EventCorrected(c) => c.replacement.as_ref().and_then(|r| r.kind.as_ref()).and_then(personal_body),
+        _ => None,
+    }
+}
+
+/// The workplace an employer registration (or a correction to one) names, if any.
+pub fn workplace_of(body: &Body) -> Result<Option<Locality>> {
     let w = match body {
         Body::EmployerRegistered(b) if !b.workplace.is_empty() => &b.workplace,
+        Body::EventCorrected(c) => match c.replacement.as_ref().and_then(|r| r.kind.as_ref()) {
+            Some(Body::EmployerRegistered(b)) if !b.workplace.is_empty() => &b.workplace,
+            _ => return Ok(None),
+        },
         _ => return Ok(None),
     };
     let l = Locality::parse_field("body.workplace", w)?;

@@ -109,49 +109,96 @@ pub(crate) fn divisions<B: Backend>(
     yipan_core::division::check_draft(log.locality(), draft, checked, new_relationship)
 }
 
-/// A residence's departure of a person, with its recipients left to the
-/// node, also goes to the workplace (经营地) the person's latest employer
-/// registration named: the third party learns the person is gone.
+/// The workplace (经营地) of 户籍地、居住地、经营地三方互动 hears what concerns it,
+/// when the residence leaves recipients to the node: a departure of the
+/// person goes to the person's current workplace (the latest employer
+/// registration's, corrections and retractions applied); a new employer
+/// registration, or a correction or retraction of one, goes to the workplace
+/// it takes the person away from. Such an event may then carry no personal
+/// tier (the workplace is no party).
 pub(crate) fn with_workplace<B: Backend>(
     log: &Log<B>,
     draft: &EventDraft,
     mut checked: Checked,
     earlier: &[&EventDraft],
 ) -> Result<Checked> {
-    let is_departure = matches!(draft.body.as_ref().and_then(|b| b.kind.as_ref()), Some(Body::DepartureRegistered(_)));
     let (Some(person), Some(residence)) = (checked.person, checked.residence) else { return Ok(checked) };
-    if !is_departure || !draft.recipients.is_empty() || log.locality() != residence {
+    let body = draft.body.as_ref().and_then(|b| b.kind.as_ref());
+    let concerns = matches!(
+        body,
+        Some(
+            Body::DepartureRegistered(_)
+                | Body::EmployerRegistered(_)
+                | Body::EventCorrected(_)
+                | Body::EventRetracted(_)
+        )
+    );
+    if !concerns || !draft.recipients.is_empty() || log.locality() != residence {
         return Ok(checked);
     }
-    let same =
-        |d: &EventDraft| d.person_key == draft.person_key && d.origin == draft.origin && d.residence == draft.residence;
-    let workplace = |d: &EventDraft| match d.body.as_ref().and_then(|b| b.kind.as_ref()) {
-        Some(Body::EmployerRegistered(e)) => Some(e.workplace.clone()),
-        _ => None,
-    };
-    let latest = match earlier.iter().rev().filter(|d| same(d)).find_map(|d| workplace(d)) {
-        Some(w) => Some(w),
-        None => {
-            let storage = |e: crate::Error| Error::field("event", format!("cannot be checked against the log: {e}"));
-            let held = log.read_person(person).map_err(storage)?;
-            held.iter()
-                .rev()
-                .filter(|e| {
-                    e.envelope.author == residence.to_string()
-                        && e.envelope.origin == draft.origin
-                        && e.envelope.residence == draft.residence
-                })
-                .find_map(|e| match e.envelope.body.as_ref().and_then(|b| b.kind.as_ref()) {
-                    Some(Body::EmployerRegistered(b)) => Some(b.workplace.clone()),
-                    _ => None,
-                })
+    let storage = |e: crate::Error| Error::field("event", format!("cannot be checked against the log: {e}"));
+    let same = |o: &str, r: &str| o == draft.origin && r == draft.residence;
+    // The residence's employer registrations of this relationship, in log order, with
+    // corrections and retractions applied: (event id, workplace).
+    let mut current: Vec<(Option<Uuid>, String)> = Vec::new();
+    for e in log.read_person(person).map_err(storage)? {
+        let env = &e.envelope;
+        if env.author != residence.to_string() || !same(&env.origin, &env.residence) {
+            continue;
         }
-    };
-    if let Some(w) = latest.and_then(|w| Locality::parse(&w).ok()) {
-        if !checked.recipients.contains(&w) && Some(w) != checked.origin && w != residence {
-            checked.recipients.push(w);
+        let id = Uuid::from_slice(&env.event_id).ok();
+        let target = Uuid::from_slice(&env.causation_id).ok();
+        match env.body.as_ref().and_then(|b| b.kind.as_ref()) {
+            Some(Body::EmployerRegistered(b)) => current.push((id, b.workplace.clone())),
+            Some(Body::EventRetracted(_)) => current.retain(|(i, _)| *i != target || target.is_none()),
+            Some(Body::EventCorrected(c)) => {
+                if let Some(slot) = current.iter_mut().find(|(i, _)| target.is_some() && *i == target) {
+                    match c.replacement.as_ref().and_then(|r| r.kind.as_ref()) {
+                        Some(Body::EmployerRegistered(b)) => slot.1 = b.workplace.clone(),
+                        _ => slot.1.clear(),
+                    }
+                }
+            }
+            _ => {}
         }
     }
+    for d in earlier.iter().filter(|d| same(&d.origin, &d.residence) && d.person_key == draft.person_key) {
+        if let Some(Body::EmployerRegistered(b)) = d.body.as_ref().and_then(|b| b.kind.as_ref()) {
+            current.push((Uuid::from_slice(&d.event_id).ok(), b.workplace.clone()));
+        }
+    }
+    let workplace_of_event = |id: Option<Uuid>| -> Option<String> {
+        current.iter().find(|(i, _)| id.is_some() && *i == id).map(|(_, w)| w.clone())
+    };
+    let latest = current.last().map(|(_, w)| w.clone());
+    let target = Uuid::from_slice(&draft.causation_id).ok();
+    let to = match body {
+        Some(Body::DepartureRegistered(_)) => latest,
+        Some(Body::EmployerRegistered(b)) => latest.filter(|w| *w != b.workplace),
+        Some(Body::EventCorrected(_) | Body::EventRetracted(_)) => workplace_of_event(target),
+        _ => None,
+    };
+    let Some(w) = to.and_then(|w| Locality::parse(&w).ok()) else { return Ok(checked) };
+    if checked.recipients.contains(&w) || Some(w) == checked.origin || w == residence {
+        return Ok(checked);
+    }
+    if draft.identity.is_some() || draft.contact.is_some() || draft.health.is_some() {
+        let tier = if draft.identity.is_some() {
+            "identity"
+        } else if draft.contact.is_some() {
+            "contact"
+        } else {
+            "health"
+        };
+        return Err(Error::field(
+            tier,
+            format!(
+                "this event goes to the person's workplace `{w}` too, which is no party to the relationship: \
+                 it carries no personal tier (record the personal data in its own event)"
+            ),
+        ));
+    }
+    checked.recipients.push(w);
     Ok(checked)
 }
 

@@ -242,7 +242,25 @@ fn place_level_events_and_coarse_attributes_are_checked_at_append() {
             "body.maritalStatus",
             "for women only",
         ),
-        (arrival_with(&|b| b.birth_year = 1800), "body.birthYear", "gives an age of"),
+        (arrival_with(&|b| b.birth_year = 1800), "body.birthYear", "is not the year of birth"),
+        (
+            EventDraft {
+                recipients: vec!["411522".into(), "610113".into()],
+                identity: None,
+                ..arrival_with(&|b| b.sex = v1::Sex::Female as i32)
+            },
+            "recipients[1]",
+            "a person's sex, year of birth or marital status goes only to the origin and the residence",
+        ),
+        (
+            EventDraft {
+                recipients: vec!["610113".into()],
+                identity: None,
+                ..arrival_with(&|b| b.community = "610112004001".into())
+            },
+            "recipients[0]",
+            "a person's village or community",
+        ),
         (
             arrival_with(&|b| {
                 b.township = "610112004".into();
@@ -291,8 +309,37 @@ fn place_level_events_and_coarse_attributes_are_checked_at_append() {
     let bytes = residence.get(appended.id).unwrap().unwrap().signed.encode_to_vec();
     let outcome = workplace.ingest(&bytes).unwrap();
     assert!(matches!(outcome, yipan_log::Ingested::Stored { .. }), "{outcome:?}");
-    // The person's departure goes to the workplace too, so it learns the person left.
+    let to = |a: &yipan_log::Appended| a.recipients.iter().map(|(l, _)| l.to_string()).collect::<Vec<_>>();
+    // A new job in 610114: the new workplace and the one left both hear of it.
+    let moved = residence.append(employer("610114")).unwrap();
+    assert_eq!(to(&moved), ["411522", "610114", "610113"]);
+    // A correction naming a party as the workplace is refused like the registration itself.
+    let fix = |workplace: &str| EventDraft {
+        causation_id: moved.id.as_bytes().to_vec(),
+        ..about(
+            1,
+            Kind::EventCorrected(Box::new(v1::EventCorrected {
+                replacement: body(Kind::EmployerRegistered(v1::EmployerRegistered {
+                    employer_ref: "E2".into(),
+                    workplace: workplace.into(),
+                }))
+                .map(Box::new),
+                reason: "wrong county".into(),
+            })),
+        )
+    };
+    refused(residence.append_batch(vec![fix("411522")]), "body.workplace", "is a party already");
+    // Corrected to 610115: the correction reaches the workplace it names and the one it replaces.
+    let corrected = residence.append(fix("610115")).unwrap();
+    assert_eq!(to(&corrected), ["411522", "610115", "610114"]);
+    // Retracted: the workplace hears it; the person's departure then goes to no workplace.
+    let retract = EventDraft {
+        causation_id: moved.id.as_bytes().to_vec(),
+        ..about(1, Kind::EventRetracted(v1::EventRetracted { reason: "entered in error".into() }))
+    };
+    assert_eq!(to(&residence.append(retract).unwrap()), ["411522", "610115"]);
+    // The person's departure goes to the workplace still current (610113's registration is
+    // the latest standing one), so it learns the person left.
     let gone = residence.append(departure(1)).unwrap();
-    let recipients: Vec<String> = gone.recipients.iter().map(|(l, _)| l.to_string()).collect();
-    assert_eq!(recipients, ["411522", "610113"]);
+    assert_eq!(to(&gone), ["411522", "610113"]);
 }

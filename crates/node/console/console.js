@@ -2907,7 +2907,7 @@
       else if (spec.type === 'community') { input.maxLength = 12; input.inputMode = 'numeric'; input.className = 'w-id'; }
       else if (spec.type === 'year') { input.maxLength = 4; input.inputMode = 'numeric'; input.className = 'w-code'; }
       else if (spec.type === 'phone') { input.maxLength = 11; input.inputMode = 'tel'; input.className = 'w-phone'; }
-      else if (spec.type === 'int') { input.inputMode = 'numeric'; input.maxLength = 4; input.className = 'w-code'; }
+      else if (spec.type === 'int') { input.inputMode = 'numeric'; input.maxLength = 6; input.className = 'w-code'; }
       else if (spec.max) input.maxLength = spec.max;
     }
     if (spec.required) input.required = true;
@@ -3086,12 +3086,15 @@
       checkCode('residence', true);
     }
     // A township or community lies in the residence (a person's record) or in this county.
-    const county = def.locality ? me() : val('residence');
+    const county = def.locality ? me().slice(0, 6) : val('residence');
+    // Year of birth and marital status are for women only: not checked (nor sent) for a man.
+    const male = val('body.sex') === 'SEX_MALE';
     if (!def.locality && !errors.origin && !errors.residence && val('origin') === val('residence')) {
       errors[S.record.side === 'residence' ? 'origin' : 'residence'] = t('v_same');
     }
     for (const spec of def.fields) {
       const v = val(spec.name);
+      if (spec.women && male) continue;
       if (!v) { if (spec.required) errors[spec.name] = t('v_required'); continue; }
       switch (spec.type) {
         case 'id': {

@@ -96,12 +96,16 @@ impl Projections {
         let mut working: BTreeMap<(Locality, Locality, Locality), u64> = BTreeMap::new();
         for rel in self.relationships() {
             let facts = self.rel_facts(rel, as_of);
-            let departed = facts.iter().any(|e| e.kind == EventKind::DepartureRegistered);
+            // Gone from the residence (its own departure record); the residence's latest employer registration.
+            let by_residence = |e: &&crate::state::Eff<'_>| e.fact.author == rel.residence;
+            let departed = facts.iter().filter(by_residence).any(|e| e.kind == EventKind::DepartureRegistered);
             let workplace =
-                facts.iter().rev().find(|e| e.kind == EventKind::EmployerRegistered).and_then(|e| match e.detail {
-                    crate::fact::Detail::Workplace(w) => Some(*w),
-                    _ => None,
-                });
+                facts.iter().rev().filter(by_residence).find(|e| e.kind == EventKind::EmployerRegistered).and_then(
+                    |e| match e.detail {
+                        crate::fact::Detail::Workplace(w) => Some(*w),
+                        _ => None,
+                    },
+                );
             if let (Some(w), false) = (workplace, departed) {
                 if locality.is_none_or(|l| l == w || l == rel.residence || l == rel.origin) {
                     *working.entry((w, rel.residence, rel.origin)).or_default() += 1;

@@ -82,15 +82,24 @@ impl Resident {
         self.arrived <= at && self.left.is_none_or(|d| d > at)
     }
 
-    /// The resident of `l` a relationship's facts (as of an instant) describe,
-    /// if `l` registered the arrival.
+    /// The resident of `l` a relationship's facts (as of an instant, in
+    /// occurrence order) describe, if `l` registered the arrival: its latest
+    /// arrival, ended by its own departure after it (an origin's "gone out"
+    /// record is about leaving the origin, not `l`).
     pub(crate) fn of(l: Locality, facts: &[Eff<'_>]) -> Option<Resident> {
-        let arrival = facts.iter().find(|e| e.kind == EventKind::ArrivalRegistered && e.fact.author == l)?;
+        let arrival = facts.iter().rev().find(|e| e.kind == EventKind::ArrivalRegistered && e.fact.author == l)?;
         let (township, community) = match arrival.detail {
             Detail::Arrival(p, _) => (p.township, p.community()),
             _ => (0, 0),
         };
-        let left = facts.iter().find(|e| e.kind == EventKind::DepartureRegistered).map(|e| e.fact.occurred);
+        let left = facts
+            .iter()
+            .find(|e| {
+                e.kind == EventKind::DepartureRegistered
+                    && e.fact.author == l
+                    && (e.fact.occurred, e.fact.id) > (arrival.fact.occurred, arrival.fact.id)
+            })
+            .map(|e| e.fact.occurred);
         Some(Resident { arrived: arrival.fact.occurred, left, township, community })
     }
 }

@@ -81,7 +81,9 @@ impl Period {
             (ymd(first.0, first.1, 1), end)
         } else {
             let (py, pm) = if first.1 == 1 { (first.0 - 1, 12) } else { (first.0, first.1 - 1) };
-            (ymd(py, pm, close + 1), ymd(last.0, last.1, close))
+            // The day after the previous month's close (28 February + 1 is 1 March, not 29 February).
+            let start = ymd(py, pm, close).succ_opt().unwrap_or(NaiveDate::MIN);
+            (start, ymd(last.0, last.1, close))
         }
     }
 
@@ -186,14 +188,21 @@ mod tests {
         assert_eq!(Period::Year(2026).bounds_at(20), (d("2025-12-21"), d("2026-12-20")));
         assert_eq!(Period::Month(2026, 2).bounds_at(CALENDAR_MONTH), (d("2026-02-01"), d("2026-02-28")));
         assert_eq!(Period::Year(2026).bounds_at(CALENDAR_MONTH), (d("2026-01-01"), d("2026-12-31")));
-        // Every day of a year is in exactly one statistics month of it and its bounds agree.
-        let mut day = d("2025-12-21");
-        while day <= d("2026-12-20") {
-            let m = Period::month_of_at(day, 20);
-            let (a, b) = m.bounds_at(20);
-            assert!(a <= day && day <= b && Period::Year(2026).contains_at(day, 20), "{day}");
-            day = day.succ_opt().unwrap();
+        // For every close day, every day of a leap and a common year is in exactly one
+        // statistics month, whose bounds hold it and agree with its neighbours.
+        for close in (1..=28).chain([CALENDAR_MONTH]) {
+            let mut day = d("2023-12-01");
+            while day <= d("2025-01-31") {
+                let m = Period::month_of_at(day, close);
+                let (a, b) = m.bounds_at(close);
+                assert!(a <= day && day <= b, "{day} close {close}: {m} is {a}..{b}");
+                assert!(m.contains_at(day, close) && !m.prev().contains_at(day, close), "{day} close {close}");
+                assert_eq!(m.prev().bounds_at(close).1.succ_opt().unwrap(), a, "{m} close {close}");
+                day = day.succ_opt().unwrap();
+            }
         }
+        assert_eq!(Period::Month(2027, 3).bounds_at(28), (d("2027-03-01"), d("2027-03-28")));
+        assert_eq!(Period::Month(2024, 3).bounds_at(28), (d("2024-02-29"), d("2024-03-28")));
         assert!(valid_close_day(20) && valid_close_day(31) && !valid_close_day(29) && !valid_close_day(0));
         assert_eq!(Period::Quarter(2026, 1).prev(), Period::Quarter(2025, 4));
     }

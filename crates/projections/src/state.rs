@@ -35,8 +35,11 @@ pub struct Projections {
     by_rel: BTreeMap<Rel, Vec<Pos>>,
     /// Target event → corrections and retractions naming it.
     amendments: HashMap<Uuid, Vec<Pos>>,
-    /// Locality-level events (staff roster, catalogues) by author.
+    /// Locality-level events (staff roster, catalogues, outreach, …) by author.
     by_locality: BTreeMap<Locality, Vec<Pos>>,
+    /// Of them, the published catalogues (read for every card and exchange:
+    /// not found by scanning a county's thousands of outreach records).
+    catalogues: BTreeMap<Locality, Vec<Pos>>,
     calendar: WorkCalendar,
 }
 
@@ -301,6 +304,9 @@ impl Projections {
         } else if let Some(rel) = rel {
             self.by_rel.entry(rel).or_default()
         } else {
+            if kind == EventKind::DutyCatalogPublished {
+                insert_sorted(&self.facts, self.catalogues.entry(author).or_default(), pos);
+            }
             self.by_locality.entry(author).or_default()
         };
         insert_sorted(&self.facts, list, pos);
@@ -391,12 +397,10 @@ impl Projections {
     /// The catalogue `l` had in force at `at`, as known (recorded) by `as_of`:
     /// its latest valid published one, else the default.
     pub fn catalogue(&self, l: Locality, at: DateTime<Utc>, as_of: DateTime<Utc>) -> std::sync::Arc<Catalogue> {
-        if !self.by_locality.contains_key(&l) {
-            return Catalogue::default_shared();
-        }
-        self.locality_facts(l, as_of)
-            .into_iter()
+        let Some(list) = self.catalogues.get(&l) else { return Catalogue::default_shared() };
+        list.iter()
             .rev()
+            .filter_map(|p| self.effective_at(*p, as_of))
             .filter(|e| e.kind == EventKind::DutyCatalogPublished && e.fact.occurred <= at)
             .find_map(|e| match e.detail {
                 Detail::Catalogue(doc) => Catalogue::from_json(doc).ok().map(std::sync::Arc::new),
@@ -524,7 +528,8 @@ impl Projections {
                         });
                     }
                     let answer = answered_by(EventKind::FirstChildRegistrationConfirmed);
-                    if let Some(a) = answer {
+                    // Only an approved registration is registered and so notified.
+                    if let Some(a) = answer.filter(|a| *a.detail == Detail::Approved(true)) {
                         let from = date_of(a.fact.occurred);
                         let due = self.calendar.add_working_days(from, rules.first_child_notify_working_days);
                         let done = notice(v1::NotificationTopic::FirstChild, a.fact.occurred);

@@ -691,3 +691,38 @@ fn the_workplace_sees_who_works_there_until_they_leave() {
     assert_eq!(rows("411522", "2026-11-30"), rows("610113", "2026-11-30"), "the origin sees the same row");
     assert!(rows("110101", "2026-11-30").is_empty());
 }
+
+#[test]
+fn only_the_residence_ends_a_residence_and_a_return_counts_again() {
+    let res = Locality::parse(RES).unwrap();
+    let staffing = |events: &[Envelope]| {
+        let p = apply_all(events);
+        let card = p.scorecard(Scope::Locality { locality: res }, Period::Month(2026, 12), t("2026-12-10"));
+        value(&card, "staffing").0
+    };
+    let base = november();
+    assert_eq!(staffing(&base), 6);
+    // The origin records P13 as gone out (from the origin): still living at 610112.
+    let mut events = base.clone();
+    let mut s = Script { events: Vec::new(), seqs: [(ORI, 1u64), (RES, 30u64)].into_iter().collect() };
+    let gone = || Kind::DepartureRegistered(v1::DepartureRegistered::default());
+    s.add(400, ORI, Some(13), "2026-11-25", gone(), None);
+    events.extend(s.events.clone());
+    assert_eq!(staffing(&events), 6);
+    // The residence records P13's departure on 1 Dec: 5; P13 returns on 5 Dec: 6 again.
+    s.events.clear();
+    s.add(401, RES, Some(13), "2026-12-01", gone(), None);
+    events.extend(s.events.clone());
+    assert_eq!(staffing(&events), 5);
+    s.events.clear();
+    s.add(
+        402,
+        RES,
+        Some(13),
+        "2026-12-05",
+        arrival_at("610112002", "", v1::Sex::Male, 0, v1::MaritalStatus::Unspecified),
+        None,
+    );
+    events.extend(s.events);
+    assert_eq!(staffing(&events), 6);
+}
