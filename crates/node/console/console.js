@@ -2831,7 +2831,10 @@
         { name: 'body.maritalStatus', type: 'enum', options: 'marital', required: false, women: true },
       ],
     },
-    CertificateVerified: { sides: ['residence'], fields: [F.person, F.certificateRef] },
+    CertificateVerified: {
+      sides: ['residence'],
+      fields: [F.person, F.certificateRef, { name: 'body.maritalStatus', type: 'enum', options: 'marital', required: false }],
+    },
     CertificateMismatchFound: {
       sides: ['residence'],
       fields: [F.person, F.certificateRef, { name: 'body.reason', type: 'enum', options: 'reason', required: true }],
