@@ -19,6 +19,8 @@ pub struct Report {
     pub generate_s: f64,
     pub raw_scan_per_s: f64,
     pub log_open_s: f64,
+    /// Resident-memory growth of opening the log (its in-memory indexes), per event.
+    pub log_bytes_per_event: f64,
     pub rebuild_per_s: f64,
     pub rebuild_s: f64,
     pub bytes_per_person: f64,
@@ -41,6 +43,7 @@ impl std::fmt::Display for Report {
             self.rebuild_s
         )?;
         writeln!(f, "log open (index rebuild):               {:>10.2} s", self.log_open_s)?;
+        writeln!(f, "memory per event (log indexes):          {:>9.0} bytes", self.log_bytes_per_event)?;
         writeln!(f, "memory per tracked person (projections): {:>9.0} bytes", self.bytes_per_person)?;
         write!(f, "one locality scorecard (this month) over all persons: {:.1} ms", self.scorecard_ms)
     }
@@ -105,9 +108,11 @@ pub fn run(events: u64) -> Result<Report> {
     };
     let raw_scan_per_s = events as f64 / scanned;
 
+    let opened = rss_bytes();
     let t = Instant::now();
     let log = SledStore::open(SledBackend::open(tmp.path())?, me, key)?;
     let log_open_s = t.elapsed().as_secs_f64();
+    let log_bytes_per_event = rss_bytes().saturating_sub(opened) as f64 / events.max(1) as f64;
     let before = rss_bytes();
     let t = Instant::now();
     let p = yipan_node::views::build(&log, WorkCalendar::default())?;
@@ -129,6 +134,7 @@ pub fn run(events: u64) -> Result<Report> {
         generate_s,
         raw_scan_per_s,
         log_open_s,
+        log_bytes_per_event,
         rebuild_per_s: events as f64 / rebuild_s,
         rebuild_s,
         bytes_per_person: after.saturating_sub(before) as f64 / tracked.max(1) as f64,
