@@ -1,29 +1,20 @@
-//! In-memory indexes over the segments: event id → position (with the draft
-//! digest of own events, for idempotency), person → events, and each
+//! In-memory indexes over the segments: person → events, and each
 //! author→recipient channel → author sequences. Rebuilt from the segments on
 //! open, updated after every durable write and before its reply, so reads
-//! see one's own writes.
+//! see one's own writes. The event-id index lives on disk (`x` keys, written
+//! in the same batch as the segments: [`crate::layout::id_key`]), so memory
+//! does not grow by an id per event of history.
 
 use std::collections::HashMap;
 
 use yipan_core::{Locality, PersonKey};
 use yipan_proto::v1::Envelope;
 
-/// Where an event is, and (own events) a digest of the draft it came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdEntry {
-    /// Author locality (numeric code).
-    pub author: u32,
-    /// Author sequence.
-    pub seq: u64,
-    /// First 16 bytes of the draft's SHA-256; zeros for received events.
-    pub digest: [u8; 16],
-}
-
 /// The indexes.
 #[derive(Debug, Default)]
 pub struct Index {
-    ids: HashMap<[u8; 16], IdEntry>,
+    /// Events indexed.
+    count: usize,
     persons: HashMap<[u8; 16], Vec<(u32, u64)>>,
     /// (author, recipient) → author seq of channel position i+1.
     channels: HashMap<(u32, u32), Vec<u64>>,
@@ -31,20 +22,11 @@ pub struct Index {
     max_seq: HashMap<u32, u64>,
 }
 
-/// Truncates a draft digest to its indexed form.
-pub fn short_digest(d: &[u8; 32]) -> [u8; 16] {
-    let mut s = [0u8; 16];
-    s.copy_from_slice(&d[..16]);
-    s
-}
-
 impl Index {
     /// Adds one event. Channel positions that do not continue their channel
     /// are not indexed (only a damaged store has them; `verify` reports them).
-    pub fn add(&mut self, author: u32, seq: u64, digest: &[u8; 32], env: &Envelope) {
-        if let Ok(id) = <[u8; 16]>::try_from(env.event_id.as_slice()) {
-            self.ids.insert(id, IdEntry { author, seq, digest: short_digest(digest) });
-        }
+    pub fn add(&mut self, author: u32, seq: u64, env: &Envelope) {
+        self.count += 1;
         if let Ok(p) = PersonKey::parse(&env.person_key) {
             self.persons.entry(*p.as_bytes()).or_default().push((author, seq));
         }
@@ -58,11 +40,6 @@ impl Index {
         }
         let m = self.max_seq.entry(author).or_insert(0);
         *m = (*m).max(seq);
-    }
-
-    /// Where the event with this id is.
-    pub fn id(&self, id: &[u8; 16]) -> Option<IdEntry> {
-        self.ids.get(id).copied()
     }
 
     /// Every person with events held.
@@ -108,11 +85,11 @@ impl Index {
 
     /// Number of events indexed.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.count
     }
 
     /// True when nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.count == 0
     }
 }

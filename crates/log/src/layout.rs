@@ -16,6 +16,7 @@
 //! | `e`    | author, seq                                | erased tiers (mask) + erasure request id ([`crate::erase`]) |
 //! | `k`    | person key (16)                            | this node's data keys for the person (JSON) |
 //! | `K`    | person key (16)                            | empty: a published key message is out of date |
+//! | `x`    | event id (16)                              | author u32 BE, seq u64 BE, first 16 bytes of the draft's SHA-256 (zeros for received events) |
 //! | `m`    | name                                       | metadata (locality, head)              |
 
 /// Segments of events by author and last sequence.
@@ -28,6 +29,38 @@ pub const TRUST: u8 = b't';
 pub const QUARANTINE: u8 = b'q';
 /// Metadata.
 pub const META: u8 = b'm';
+/// Event id → where the event is (written in the same batch as its segment).
+pub const EVENT_ID: u8 = b'x';
+/// Metadata key: present once every held event has its `x` key (a store
+/// written before the id index lived on disk gets them at its next open).
+pub const META_IDS: &[u8] = b"mids";
+
+/// Key of an event id.
+pub fn id_key(id: &[u8; 16]) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = EVENT_ID;
+    k[1..].copy_from_slice(id);
+    k
+}
+
+/// Value of an event id's key.
+pub fn id_value(author: u32, seq: u64, digest: &[u8; 32]) -> [u8; 28] {
+    let mut v = [0u8; 28];
+    v[..4].copy_from_slice(&author.to_be_bytes());
+    v[4..12].copy_from_slice(&seq.to_be_bytes());
+    v[12..].copy_from_slice(&digest[..16]);
+    v
+}
+
+/// Parses an id key's value: author, seq, short draft digest.
+pub fn parse_id_value(v: &[u8]) -> Option<(u32, u64, [u8; 16])> {
+    if v.len() != 28 {
+        return None;
+    }
+    let author = u32::from_be_bytes(v[..4].try_into().ok()?);
+    let seq = u64::from_be_bytes(v[4..12].try_into().ok()?);
+    Some((author, seq, v[12..].try_into().ok()?))
+}
 
 /// Metadata key: the locality that owns the store.
 pub const META_LOCALITY: &[u8] = b"mlocality";

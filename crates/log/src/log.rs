@@ -41,7 +41,7 @@ use yipan_trust::{Applied, Fault as TrustFault, KeyFault, TrustState};
 use crate::backend::{Backend, Op};
 use crate::error::{Error, Result};
 use crate::event::{hash_envelope, StoredEvent};
-use crate::index::{short_digest, Index};
+use crate::index::Index;
 use crate::layout;
 use crate::reason::Code;
 use crate::segment::{self, Entry};
@@ -287,17 +287,33 @@ impl<B: Backend> Log<B> {
         }
 
         // Rebuild the indexes; damaged records are skipped here and reported by `verify`.
+        // A store written before the event-id index lived on disk gets its `x` keys now.
         let mut index = Index::default();
         let me = locality.as_u32();
         let mut head = (0u64, [0u8; 32]);
         let mut rotations: Vec<(Vec<u8>, chrono::DateTime<chrono::Utc>)> = Vec::new();
+        let migrate = backend.get(layout::META_IDS)?.is_none();
+        let mut id_ops: Vec<Op> = Vec::new();
+        let mut id_err: Option<Error> = None;
         backend.for_each(&[layout::SEGMENT], &[layout::SEGMENT + 1], &mut |k, v| {
             let (Some((author, _)), Ok(entries)) = (layout::parse_segment_key(k), segment::decode(v)) else {
                 return true;
             };
             for e in entries {
                 if let Ok(ev) = StoredEvent::decode(e.bytes) {
-                    index.add(author, e.seq, &e.digest, &ev.envelope);
+                    index.add(author, e.seq, &ev.envelope);
+                    if let (true, Ok(id)) = (migrate, <[u8; 16]>::try_from(ev.envelope.event_id.as_slice())) {
+                        id_ops.push((
+                            layout::id_key(&id).to_vec(),
+                            Some(layout::id_value(author, e.seq, &e.digest).to_vec()),
+                        ));
+                        if id_ops.len() >= 8192 {
+                            if let Err(e) = backend.apply(std::mem::take(&mut id_ops)) {
+                                id_err = Some(e);
+                                return false;
+                            }
+                        }
+                    }
                     if author == me {
                         head = (e.seq, ev.hash);
                     }
@@ -308,6 +324,13 @@ impl<B: Backend> Log<B> {
             }
             true
         })?;
+        if let Some(e) = id_err {
+            return Err(e);
+        }
+        if migrate {
+            id_ops.push((layout::META_IDS.to_vec(), Some(b"1".to_vec())));
+            backend.commit(id_ops)?;
+        }
 
         let (trust, trust_next) = load_trust(&backend, anchor, rotations)?;
         let mut trust = trust;
@@ -592,9 +615,8 @@ impl<B: Backend> Log<B> {
 
     /// The event with this id.
     pub fn get(&self, id: Uuid) -> Result<Option<StoredEvent>> {
-        let entry = read(&self.shared.index).id(id.as_bytes());
-        match entry {
-            Some(e) => event_at(&self.shared.backend, e.author, e.seq),
+        match id_entry(&self.shared.backend, id.as_bytes())? {
+            Some((author, seq, _)) => event_at(&self.shared.backend, author, seq),
             None => Ok(None),
         }
     }
@@ -1138,8 +1160,8 @@ impl<B: Backend> Log<B> {
                             .or_insert_with(|| (index.channel_head(author, me), index.max_seq(author)));
                         let known = match batch_ids.get(&id) {
                             Some(h) => Some(*h),
-                            None => match index.id(&id) {
-                                Some(e) => event_at(&self.shared.backend, e.author, e.seq)?.map(|x| x.hash),
+                            None => match id_entry(&self.shared.backend, &id)? {
+                                Some((a, s, _)) => event_at(&self.shared.backend, a, s)?.map(|x| x.hash),
                                 None => None,
                             },
                         };
@@ -1206,8 +1228,16 @@ impl<B: Backend> Log<B> {
                 outcomes[i] = Some(outcome);
             }
         }
-        // One run of segments per author, in sequence order (the batch order above).
+        // One run of segments per author, in sequence order (the batch order above),
+        // and each stored event's id key in the same batch.
         let zero = [0u8; 32];
+        for (author, i) in &stored {
+            if let Ok((ev, _)) = &checked[*i] {
+                if let Ok(id) = <[u8; 16]>::try_from(ev.envelope.event_id.as_slice()) {
+                    ops.push((layout::id_key(&id).to_vec(), Some(layout::id_value(*author, ev.seq(), &zero).to_vec())));
+                }
+            }
+        }
         for run in stored.chunk_by(|a, b| a.0 == b.0) {
             for chunk in run.chunks(segment::MAX_ENTRIES) {
                 let entries: Vec<Entry<'_>> = chunk
@@ -1238,7 +1268,7 @@ impl<B: Backend> Log<B> {
             let mut index = write(&self.shared.index);
             for (author, i) in &stored {
                 if let Ok((ev, _)) = &checked[*i] {
-                    index.add(*author, ev.seq(), &zero, &ev.envelope);
+                    index.add(*author, ev.seq(), &ev.envelope);
                 }
             }
             drop(index);
@@ -1540,6 +1570,11 @@ enum Existing {
     Different,
 }
 
+/// Where the event with this id is (author, seq, short draft digest), from the on-disk id index.
+fn id_entry<B: Backend>(backend: &B, id: &[u8; 16]) -> Result<Option<(u32, u64, [u8; 16])>> {
+    Ok(backend.get(&layout::id_key(id))?.and_then(|v| layout::parse_id_value(&v)))
+}
+
 fn existing<B: Backend>(shared: &Shared<B>, id: &Uuid, digest: &[u8; 32]) -> Result<Existing> {
     if let Some((d, a)) = lock(&shared.in_flight).get(id.as_bytes()) {
         return Ok(if d == digest {
@@ -1548,20 +1583,20 @@ fn existing<B: Backend>(shared: &Shared<B>, id: &Uuid, digest: &[u8; 32]) -> Res
             Existing::Different
         });
     }
-    let Some(entry) = read(&shared.index).id(id.as_bytes()) else {
+    let Some((author, seq, short)) = id_entry(&shared.backend, id.as_bytes())? else {
         return Ok(Existing::None);
     };
-    if entry.author != shared.locality.as_u32() || entry.digest != short_digest(digest) {
+    if author != shared.locality.as_u32() || short != digest[..16] {
         return Ok(Existing::Different);
     }
-    let ev = event_at(&shared.backend, entry.author, entry.seq)?.ok_or_else(|| Error::Corrupt {
+    let ev = event_at(&shared.backend, author, seq)?.ok_or_else(|| Error::Corrupt {
         author: shared.locality.to_string(),
-        seq: entry.seq,
+        seq,
         problem: "indexed by id but missing".into(),
     })?;
     Ok(Existing::Same(Appended {
         id: *id,
-        seq: entry.seq,
+        seq,
         hash: ev.hash,
         recipients: ev
             .envelope
@@ -1750,6 +1785,11 @@ fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
                 let last = chunk[chunk.len() - 1].seq;
                 ops.push((layout::segment_key(me, last).to_vec(), Some(segment::encode(&entries))));
             }
+            for e in &events {
+                if let Ok(id) = <[u8; 16]>::try_from(e.envelope.event_id.as_slice()) {
+                    ops.push((layout::id_key(&id).to_vec(), Some(layout::id_value(me, e.seq, &e.digest).to_vec())));
+                }
+            }
             let mut h = head.0.to_be_bytes().to_vec();
             h.extend_from_slice(&head.1);
             ops.push((layout::META_HEAD.to_vec(), Some(h)));
@@ -1760,7 +1800,7 @@ fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
                 if !events.is_empty() {
                     let mut index = write(&shared.index);
                     for e in &events {
-                        index.add(me, e.seq, &e.digest, &e.envelope);
+                        index.add(me, e.seq, &e.envelope);
                     }
                     drop(index);
                     *lock(&shared.head) = head;
