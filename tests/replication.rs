@@ -635,11 +635,20 @@ async fn downstream_roles_receive_only_their_tiers_and_projection_changes() {
         subject: String::new(),
     }));
     c.append("411522", vec![assist]).await;
+    // A certificate mismatch found 40 days ago and never told to the origin: its own leg
+    // (20 working days) is overdue, though the re-issue (90 days) is not.
+    let mut mismatch = at_residence("610112", 1);
+    mismatch.occurred_at = Some(yipan_core::time::to_ts(chrono::Utc::now() - chrono::Duration::days(40)));
+    mismatch.body = body(Kind::CertificateMismatchFound(v1::CertificateMismatchFound {
+        certificate_ref: String::new(),
+        reason: v1::MismatchReason::Expired as i32,
+    }));
+    c.append("610112", vec![mismatch]).await;
 
     let key = c.log("610112").public_key();
-    let (mut stats, mut health, mut overdue, mut scorecard) = (0, 0, 0, 0);
+    let (mut stats, mut health, mut overdue, mut leg_overdue, mut scorecard) = (0, 0, 0, 0, 0);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while (stats < 3 || health < 3 || overdue < 1 || scorecard < 1) && Instant::now() < deadline {
+    while (stats < 4 || health < 4 || overdue < 1 || leg_overdue < 1 || scorecard < 1) && Instant::now() < deadline {
         let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(5), sub.next()).await else { break };
         let subject = msg.subject.to_string();
         let encoding =
@@ -664,15 +673,25 @@ async fn downstream_roles_receive_only_their_tiers_and_projection_changes() {
             health += 1;
         } else if subject.ends_with(".views.case_overdue") {
             let v: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
-            assert_eq!(v["kind"], "case_assist");
-            assert_eq!(v["state"], "overdue");
-            overdue += 1;
+            if v["kind"] == "certificate_mismatch" {
+                assert_eq!(v["state"], "open", "the re-issue is not due yet");
+                assert_eq!(v["follow_up"]["state"], "overdue", "{v}");
+                assert_eq!(v["follow_up"]["duty"], "notify_origin");
+                leg_overdue += 1;
+            } else {
+                assert_eq!(v["kind"], "case_assist");
+                assert_eq!(v["state"], "overdue");
+                overdue += 1;
+            }
         } else if subject.ends_with(".views.scorecard") {
             scorecard += 1;
         }
     }
-    assert_eq!((stats, health), (3, 3), "every stored event once per role");
-    assert!(overdue >= 1 && scorecard >= 1, "projection changes: overdue {overdue}, scorecard {scorecard}");
+    assert_eq!((stats, health), (4, 4), "every stored event once per role");
+    assert!(
+        overdue >= 1 && leg_overdue >= 1 && scorecard >= 1,
+        "projection changes: overdue {overdue}, follow-up leg overdue {leg_overdue}, scorecard {scorecard}"
+    );
     // Cases are paged.
     let api = c.client("610112", Role::Supervisor);
     let (all, one, none) = tokio::task::spawn_blocking(move || {

@@ -740,13 +740,17 @@ async fn cards(State(s): State<AppState>, Path(person): Path<String>, Query(q): 
 
 async fn scorecard(State(s): State<AppState>, Query(q): Query<ViewQuery>) -> Response {
     let scope = views::parse_scope(q.locality.as_deref(), q.pair.as_deref(), q.direction.as_deref(), s.log.locality());
-    let (scope, period, as_of) =
-        match (scope, views::parse_period(q.period.as_deref(), s.closes_now()), views::parse_as_of(q.as_of.as_deref()))
-        {
-            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad(e),
-        };
-    Json(s.read_views().scorecard(scope, period, as_of)).into_response()
+    let (scope, as_of) = match (scope, views::parse_as_of(q.as_of.as_deref())) {
+        (Ok(a), Ok(c)) => (a, c),
+        (Err(e), _) | (_, Err(e)) => return bad(e),
+    };
+    let v = s.read_views();
+    // No period given: the statistics month holding today, by the assessed locality's close day.
+    let period = match views::parse_period(q.period.as_deref(), v.closes_on(scope.assessed(), chrono::Utc::now())) {
+        Ok(p) => p,
+        Err(e) => return bad(e),
+    };
+    Json(v.scorecard(scope, period, as_of)).into_response()
 }
 
 /// The exchanges a `/v1/cases` query selects, each with its working days
@@ -845,14 +849,9 @@ fn trend_of(
     months: u32,
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> Vec<yipan_projections::scorecard::Scorecard> {
-    let assessed = match scope {
-        yipan_projections::scorecard::Scope::Locality { locality } => locality,
-        yipan_projections::scorecard::Scope::Direction { assessed, .. } => assessed,
-        yipan_projections::scorecard::Scope::Pair { a, .. } => a,
-    };
     let last = yipan_projections::Period::month_of_at(
         yipan_projections::calendar::date_of(as_of),
-        v.closes_on(assessed, as_of),
+        v.closes_on(scope.assessed(), as_of),
     );
     v.scorecards(scope, &months_back(last, months), as_of)
 }

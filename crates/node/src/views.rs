@@ -164,12 +164,21 @@ pub async fn publish_changes<B: Backend>(
         let mut out: Vec<(String, String, serde_json::Value)> = Vec::new();
         {
             let v = views.read().unwrap_or_else(|p| p.into_inner());
-            for ex in v.all_exchanges(Some(me), now).into_iter().filter(|e| e.overdue()) {
-                out.push((
-                    format!("{}.overdue", ex.request),
-                    "case_overdue".into(),
-                    serde_json::to_value(&ex).unwrap_or_default(),
-                ));
+            for ex in v.all_exchanges(Some(me), now) {
+                // A leg the requester owes after its request (a first-child notice,
+                // a mismatch told to the origin) falls overdue on its own.
+                let leg_overdue = ex
+                    .follow_up
+                    .as_ref()
+                    .is_some_and(|f| matches!(f.state, yipan_projections::state::ExchangeState::Overdue { .. }));
+                for (overdue, id) in [
+                    (ex.overdue(), format!("{}.overdue", ex.request)),
+                    (leg_overdue, format!("{}.follow_up.overdue", ex.request)),
+                ] {
+                    if overdue {
+                        out.push((id, "case_overdue".into(), serde_json::to_value(&ex).unwrap_or_default()));
+                    }
+                }
             }
             for w in v.flows(Some(me), now).warnings {
                 let id = format!(

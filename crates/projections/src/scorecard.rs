@@ -41,6 +41,18 @@ pub enum Scope {
     },
 }
 
+impl Scope {
+    /// The locality whose rules (statistics close day) the scope is counted by:
+    /// the locality, the assessed side, or a pair's first locality.
+    pub fn assessed(&self) -> Locality {
+        match *self {
+            Scope::Locality { locality } => locality,
+            Scope::Direction { assessed, .. } => assessed,
+            Scope::Pair { a, .. } => a,
+        }
+    }
+}
+
 /// One indicator.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Indicator {
@@ -471,12 +483,7 @@ impl Projections {
         c: &Counts,
         known: Option<((u64, Option<u32>), crate::locality::Figures)>,
     ) -> Scorecard {
-        let assessed = match scope {
-            Scope::Locality { locality } => locality,
-            Scope::Direction { assessed, .. } => assessed,
-            Scope::Pair { a, .. } => a,
-        };
-        let (from, to) = period.bounds_at(self.closes_on(assessed, as_of));
+        let (from, to) = period.bounds_at(self.closes_on(scope.assessed(), as_of));
         let mut indicators = vec![
             indicator("policy_awareness", "policy awareness", "政策知晓率", c.informed, c.registered, 0.90),
             indicator("free_services", "free services at residence", "免费服务落实率", c.served, c.registered, 0.95),
