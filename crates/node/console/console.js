@@ -2988,34 +2988,25 @@
     const def = RECORD_KINDS[kind];
     form.dataset.kind = kind;
     form.dataset.eventId = S.record.id;
-    if (def.locality) {
-      form.appendChild(h('p', { className: 'muted', id: 'rf-locality-note', text: t('rc_locality_event') }));
-      const grid = h('div', { className: 'form-grid' });
-      for (const spec of def.fields) {
-        grid.appendChild(formRow(spec.name, fieldLabel(spec.name), buildInput(spec), spec.required, spec.free ? t('hint_no_personal') : null));
-      }
-      const occ = h('input', { id: 'rf-occurred_at', name: 'occurred_at', type: 'datetime-local', required: true, value: cnLocalNow(), min: '2000-01-01T00:00', max: cnLocalNow() });
-      grid.appendChild(formRow('occurred_at', fieldLabel('occurred_at'), occ, true));
-      form.appendChild(grid);
-      recordActions(form);
-      return;
-    }
-    if (def.sides.indexOf(S.record.side) < 0) S.record.side = def.sides[0];
-
-    // Which side this locality is.
-    const sideBox = h('fieldset', { className: 'side' }, h('legend', { text: t('rc_side') }));
-    for (const side of ['residence', 'origin']) {
-      const r = h('input', { type: 'radio', name: 'side', value: side, id: 'rf-side-' + side, checked: S.record.side === side, disabled: def.sides.indexOf(side) < 0 });
-      r.addEventListener('change', () => { if (r.checked) { S.record.side = side; applySide(form); } });
-      sideBox.appendChild(h('label', { className: 'check', htmlFor: r.id }, [r, ' ' + (side === 'residence' ? t('rc_side_res') : t('rc_side_org'))]));
-    }
-    form.appendChild(sideBox);
-
     const grid = h('div', { className: 'form-grid' });
-    const origin = buildInput({ name: 'origin', type: 'code6', required: true });
-    const residence = buildInput({ name: 'residence', type: 'code6', required: true });
-    grid.appendChild(formRow('origin', fieldLabel('origin'), origin, true));
-    grid.appendChild(formRow('residence', fieldLabel('residence'), residence, true));
+    if (def.locality) {
+      // A record of this locality's own work: no person, no origin or residence.
+      form.appendChild(h('p', { className: 'muted', id: 'rf-locality-note', text: t('rc_locality_event') }));
+    } else {
+      if (def.sides.indexOf(S.record.side) < 0) S.record.side = def.sides[0];
+      // Which side this locality is.
+      const sideBox = h('fieldset', { className: 'side' }, h('legend', { text: t('rc_side') }));
+      for (const side of ['residence', 'origin']) {
+        const r = h('input', { type: 'radio', name: 'side', value: side, id: 'rf-side-' + side, checked: S.record.side === side, disabled: def.sides.indexOf(side) < 0 });
+        r.addEventListener('change', () => { if (r.checked) { S.record.side = side; applySide(form); } });
+        sideBox.appendChild(h('label', { className: 'check', htmlFor: r.id }, [r, ' ' + (side === 'residence' ? t('rc_side_res') : t('rc_side_org'))]));
+      }
+      form.appendChild(sideBox);
+      const origin = buildInput({ name: 'origin', type: 'code6', required: true });
+      const residence = buildInput({ name: 'residence', type: 'code6', required: true });
+      grid.appendChild(formRow('origin', fieldLabel('origin'), origin, true));
+      grid.appendChild(formRow('residence', fieldLabel('residence'), residence, true));
+    }
     for (const spec of def.fields) {
       // Free text travels outside the personal tiers: say so where it is typed.
       grid.appendChild(formRow(spec.name, fieldLabel(spec.name), buildInput(spec), spec.required, spec.free ? t('hint_no_personal') : null));
@@ -3024,7 +3015,7 @@
     grid.appendChild(formRow('occurred_at', fieldLabel('occurred_at'), occ, true));
     form.appendChild(grid);
     recordActions(form);
-    applySide(form);
+    if (!def.locality) applySide(form);
   }
 
   /** The submit and reset buttons of the record form, and its error clearing. */
