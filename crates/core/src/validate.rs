@@ -502,6 +502,9 @@ fn check_body(body: &Body) -> Result<()> {
                 }
                 sum += u64::from(u.full_time) + u64::from(u.part_time);
             }
+            if sum > u64::from(u32::MAX) {
+                return Err(Error::field("body.units", format!("add up to {sum} workers, more than any roster holds")));
+            }
             if !b.units.is_empty() && b.service_workers != 0 && u64::from(b.service_workers) != sum {
                 return Err(Error::field(
                     "body.serviceWorkers",

@@ -227,6 +227,11 @@ fn place_level_events_and_coarse_attributes_are_checked_at_append() {
         (roster(0, &[("610113004001", 1, 0)]), "body.units[0].community", "is a township of `610113`"),
         (roster(5, &[("610112004001", 1, 1)]), "body.serviceWorkers", "is 5 but the units' workers add up to 2"),
         (
+            roster(0, &[("610112004001", u32::MAX, 0), ("610112004002", 1, 0)]),
+            "body.units",
+            "more than any roster holds",
+        ),
+        (
             arrival_with(&|b| {
                 b.sex = v1::Sex::Male as i32;
                 b.birth_year = 1990;
