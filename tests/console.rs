@@ -530,12 +530,7 @@ async fn scenario(w: &World, b: &Browser, origin: &Browser, request: &str) {
     b.select("#record-form [name='body.sex']", "SEX_FEMALE").await;
     b.fill("#record-form [name='body.birthYear']", "1995").await;
     b.select("#record-form [name='body.maritalStatus']", "MARITAL_STATUS_MARRIED").await;
-    b.click("#record-submit").await;
-    b.until(
-        "the arrival is recorded",
-        "var e = document.getElementById('record-result'); return e && e.textContent.trim();",
-    )
-    .await;
+    submit_record(b, "the arrival is recorded").await;
     assert_eq!(w.node("610112").log.len(), before + 1, "one event written");
     b.page_shot("record").await;
 
@@ -548,12 +543,7 @@ async fn scenario(w: &World, b: &Browser, origin: &Browser, request: &str) {
     b.select("#record-form [name='body.venue']", "VENUE_CONSTRUCTION_SITE").await;
     b.fill("#record-form [name='body.township']", "610112004").await;
     b.fill("#record-form [name='body.attendance']", "35").await;
-    b.click("#record-submit").await;
-    b.until(
-        "the lecture is recorded",
-        "var e = document.getElementById('record-result'); return e && e.textContent.trim();",
-    )
-    .await;
+    submit_record(b, "the lecture is recorded").await;
     assert_eq!(w.node("610112").log.len(), before + 2, "one more event written");
     b.page_shot("record-outreach").await;
     b.page("overview").await;
@@ -652,6 +642,12 @@ async fn scenario(w: &World, b: &Browser, origin: &Browser, request: &str) {
         held.iter().all(|e| e.signed.tiers.iter().all(|t| t.tier != yipan_proto::v1::Tier::ReproductiveHealth as i32)),
         "no health tier of hers is left at 610112"
     );
+}
+
+/// Submits the record form and waits for the node's answer to be shown.
+async fn submit_record(b: &Browser, what: &str) {
+    b.click("#record-submit").await;
+    b.until(what, "var e = document.getElementById('record-result'); return e && e.textContent.trim();").await;
 }
 
 async fn fill_arrival(b: &Browser, name: &str, id: &str, township: &str) {

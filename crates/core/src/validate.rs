@@ -417,7 +417,7 @@ pub(crate) fn township_field(field: &str, code: &str) -> Result<Locality> {
 
 /// A village- or community-level statistical code (12 digits) in `field`:
 /// its first nine digits are its township.
-pub fn community_field(field: &str, code: &str) -> Result<Locality> {
+pub(crate) fn community_field(field: &str, code: &str) -> Result<Locality> {
     if code.len() != 12 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Error::field(
             field,

@@ -137,6 +137,17 @@ pub(crate) fn with_workplace<B: Backend>(
         return Ok(checked);
     }
     let storage = |e: crate::Error| Error::field("event", format!("cannot be checked against the log: {e}"));
+    // A correction or retraction concerns a workplace only if it amends an employer
+    // registration: say so from the one event it names before reading the person's history.
+    if matches!(body, Some(Body::EventCorrected(_) | Body::EventRetracted(_))) {
+        let Ok(target) = Uuid::from_slice(&draft.causation_id) else { return Ok(checked) };
+        let amends_employer = log.get(target).map_err(storage)?.is_some_and(|e| {
+            matches!(e.envelope.body.as_ref().and_then(|b| b.kind.as_ref()), Some(Body::EmployerRegistered(_)))
+        });
+        if !amends_employer {
+            return Ok(checked);
+        }
+    }
     let same = |o: &str, r: &str| o == draft.origin && r == draft.residence;
     // The residence's employer registrations of this relationship, in log order, with
     // corrections and retractions applied: (event id, workplace).

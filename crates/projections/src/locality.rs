@@ -12,11 +12,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use yipan_core::{EventKind, Locality};
 
-use crate::calendar::{cst, date_of};
+use crate::calendar::{date_of, end_of};
 use crate::fact::Detail;
 use crate::period::Period;
 use crate::state::{Eff, Projections};
@@ -50,7 +50,7 @@ pub(crate) struct Figures {
     pub outreach_covered: u64,
     /// Townships with migrants that had an active distribution point at the period's end.
     pub distribution_covered: u64,
-    /// Survey respondents satisfied, and all respondents.
+    /// Survey respondents satisfied.
     pub satisfied: u64,
     /// All survey respondents.
     pub respondents: u64,
@@ -67,13 +67,6 @@ pub(crate) struct Resident {
     left: Option<DateTime<Utc>>,
     township: u32,
     community: u64,
-}
-
-/// The last instant of a period's last day (CST).
-fn end_of(day: NaiveDate) -> DateTime<Utc> {
-    let next = day.succ_opt().unwrap_or(day).and_hms_opt(0, 0, 0).unwrap_or_default();
-    cst().from_local_datetime(&next).single().map(|t| t.with_timezone(&Utc)).unwrap_or_default()
-        - chrono::Duration::nanoseconds(1)
 }
 
 impl Resident {
@@ -166,10 +159,8 @@ impl Projections {
             .map(|p| {
                 let (first, last) = p.bounds_at(close);
                 let at = end_of(last).min(as_of);
-                let in_period = |t: DateTime<Utc>| {
-                    let d = date_of(t);
-                    first <= d && d <= last && t <= as_of
-                };
+                // The facts are as of `as_of` already: only the day matters here.
+                let in_period = |t: DateTime<Utc>| (first..=last).contains(&date_of(t));
                 let townships: BTreeSet<u32> =
                     residents.iter().filter(|r| r.township != 0 && r.here(at)).map(|r| r.township).collect();
                 let mut f = Figures { full_time_covered, ..Figures::default() };

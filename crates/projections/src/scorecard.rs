@@ -448,11 +448,6 @@ impl Projections {
         self.catalogue(l, as_of, as_of).statistics.month_closes_on_day
     }
 
-    /// Migrants living at `l` as of an instant (arrived, not departed) and its latest staff count.
-    pub fn staffing(&self, l: Locality, as_of: DateTime<Utc>) -> (u64, Option<u32>) {
-        self.staffing_of(l, &self.residents(l, as_of), as_of)
-    }
-
     /// The scorecard of a scope for a period, as of an instant.
     pub fn scorecard(&self, scope: Scope, period: Period, as_of: DateTime<Utc>) -> Scorecard {
         if let Scope::Locality { .. } = scope {
