@@ -354,6 +354,17 @@ async fn an_earlier_release_s_stores_and_streams_are_read_verified_ingested_and_
     }
     let own: Vec<_> = held("610112").into_iter().filter(|e| e.envelope.author == "610112").collect();
     assert_eq!(own.iter().map(|e| e.seq()).collect::<Vec<_>>(), (1..=13).collect::<Vec<_>>());
+    // One chain, two signature forms: the earlier release's per event, this one's per batch.
+    assert!(own[..8].iter().all(|e| !e.batch_signed() && e.signed.signature.len() == 64));
+    assert!(own[8..].iter().all(|e| e.batch_signed() && e.signed.signature.is_empty()));
+    // 610113 received both forms from 411522 and checks each event alone.
+    let key = nodes["411522"].log.public_key();
+    let from_origin: Vec<_> = held("610113").into_iter().filter(|e| e.envelope.author == "411522").collect();
+    assert_eq!(from_origin.len(), 4 + 2);
+    for e in &from_origin {
+        e.verify_signature(&key).unwrap();
+    }
+    assert_eq!(from_origin.iter().filter(|e| e.batch_signed()).count(), 2);
     // Both sides of each pair derive the same digest, and the auditor agrees.
     let as_of = chrono::Utc::now();
     let report = audit(&net, &roster, 15 + 5 + 2 + 5, as_of).await;

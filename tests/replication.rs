@@ -439,7 +439,7 @@ async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never
     let to_112 = origin.read_channel(loc("411522"), loc("610112"), 1, 1).unwrap().remove(0).signed.encode_to_vec();
     let to_113 = origin.read_channel(loc("411522"), loc("610113"), 1, 1).unwrap().remove(0).signed.encode_to_vec();
     let mut forged = v1::SignedEvent::decode(to_112.as_slice()).unwrap();
-    forged.signature[5] ^= 0x40;
+    forged.batch.as_mut().expect("batch-signed").signature[5] ^= 0x40;
     // An author nobody certified, sent on 411522's subject: not the subject's author, so
     // it is set aside at once instead of waiting for a certificate (no redelivery to abuse).
     let stranger =

@@ -107,6 +107,7 @@ mod tests {
             signature: vec![7; 64],
             tiers: vec![tier(Tier::Identity), tier(Tier::Contact), tier(Tier::ReproductiveHealth)],
             sealed: vec![],
+            batch: None,
         };
         let bytes = signed.encode_to_vec();
         let shown = SignedEvent::decode(shown_to(&bytes, Audience::Health).as_ref()).unwrap();

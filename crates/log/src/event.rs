@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use yipan_core::{EventKind, Locality};
 use yipan_proto::v1::{Envelope, SignedEvent, Tier};
+pub use yipan_trust::batch::HeadCache;
 
 /// SHA-256 of envelope bytes: the event's chain hash.
 pub fn hash_envelope(envelope_bytes: &[u8]) -> [u8; 32] {
@@ -63,10 +64,21 @@ impl StoredEvent {
         self.envelope.body.as_ref().and_then(|b| b.kind.as_ref()).map(EventKind::of)
     }
 
-    /// Checks the signature against `key`.
+    /// Checks the author's signature with `key`: per-event, or batch head
+    /// and inclusion proof ([`yipan_trust::batch`]).
     pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), String> {
-        let sig = Signature::from_slice(&self.signed.signature).map_err(|_| "signature is not 64 bytes".to_string())?;
-        key.verify(&self.signed.envelope, &sig).map_err(|_| "signature does not verify".to_string())
+        yipan_trust::batch::verify(&self.signed, &self.envelope, key)
+    }
+
+    /// As [`StoredEvent::verify_signature`], checking each batch head's
+    /// signature once per `cache`.
+    pub fn verify_signature_cached(&self, key: &VerifyingKey, cache: &mut HeadCache) -> Result<(), String> {
+        cache.verify(&self.signed, &self.envelope, key)
+    }
+
+    /// Whether the event is signed through a batch head (else per event).
+    pub fn batch_signed(&self) -> bool {
+        self.signed.batch.is_some()
     }
 
     /// Checks that every tier payload present matches its signed digest and
@@ -115,41 +127,80 @@ pub const BATCH_VERIFY: usize = 64;
 /// Below this many items signatures are checked one by one, without threads.
 const PARALLEL_FROM: usize = 8;
 
-/// Verifies the signature of every `Ok` item against its key. Many items are
-/// checked in ed25519 batches of [`BATCH_VERIFY`] on all cores; a batch that
-/// fails is re-checked one by one so the bad events are named. A bad
-/// signature becomes the error `forged(event, problem)`; `Err` items pass
-/// through untouched.
-pub fn verify_signatures<T: Send, E: Send>(
+/// Verifies the signature of every `Ok` item against its key. Structure and
+/// inclusion proofs are checked first, on all cores; then each distinct
+/// signature once — a batch head shared by many items is verified once —
+/// in ed25519 batches of [`BATCH_VERIFY`]; a batch that fails is re-checked
+/// one by one so the bad events are named. A bad signature becomes the error
+/// `forged(event, problem)`; `Err` items pass through untouched.
+pub fn verify_signatures<T: Send + Sync, E: Send + Sync>(
     items: Vec<Result<(StoredEvent, VerifyingKey, T), E>>,
     forged: impl Fn(&StoredEvent, String) -> E + Sync,
 ) -> Vec<Result<(StoredEvent, T), E>> {
     use rayon::prelude::*;
-    let one = |r: Result<(StoredEvent, VerifyingKey, T), E>, batch_ok: bool| {
-        let (ev, key, extra) = r?;
-        if !batch_ok {
-            if let Err(p) = ev.verify_signature(&key) {
-                return Err(forged(&ev, p));
+    use std::collections::HashMap;
+    let parallel = items.len() >= PARALLEL_FROM;
+    // 1. Everything but the ed25519 operations.
+    type Prepared<'a> = Option<Result<(yipan_trust::batch::Pending<'a>, VerifyingKey), String>>;
+    fn check<T, E>(r: &Result<(StoredEvent, VerifyingKey, T), E>) -> Prepared<'_> {
+        let (ev, key, _) = r.as_ref().ok()?;
+        Some(yipan_trust::batch::prepare(&ev.signed, &ev.envelope).map(|p| (p, *key)))
+    }
+    let prepared: Vec<Prepared<'_>> =
+        if parallel { items.par_iter().map(check).collect() } else { items.iter().map(check).collect() };
+    // 2. Each distinct signature check once (a batch head shared by many items).
+    let mut unique: Vec<(std::borrow::Cow<'_, [u8]>, Signature, VerifyingKey)> = Vec::new();
+    // (signed bytes, head form, signature, key) → index in `unique`.
+    type Check<'a> = (&'a [u8], bool, [u8; 64], [u8; 32]);
+    let mut slot: HashMap<Check<'_>, usize> = HashMap::new();
+    let which: Vec<Option<usize>> = prepared
+        .iter()
+        .map(|p| {
+            let (pending, key) = p.as_ref()?.as_ref().ok()?;
+            let id = (pending.signed, pending.head, pending.signature.to_bytes(), key.to_bytes());
+            Some(*slot.entry(id).or_insert_with(|| {
+                unique.push((pending.message(), pending.signature, *key));
+                unique.len() - 1
+            }))
+        })
+        .collect();
+    let verify_chunk = |chunk: &[(std::borrow::Cow<'_, [u8]>, Signature, VerifyingKey)]| -> Vec<bool> {
+        if chunk.len() > 1 {
+            let msgs: Vec<&[u8]> = chunk.iter().map(|c| c.0.as_ref()).collect();
+            let sigs: Vec<Signature> = chunk.iter().map(|c| c.1).collect();
+            let keys: Vec<VerifyingKey> = chunk.iter().map(|c| c.2).collect();
+            if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
+                return vec![true; chunk.len()];
             }
         }
-        Ok((ev, extra))
+        chunk.iter().map(|(m, s, k)| k.verify(m, s).is_ok()).collect()
     };
-    if items.len() < PARALLEL_FROM {
-        return items.into_iter().map(|r| one(r, false)).collect();
-    }
+    let good: Vec<bool> = if unique.len() >= PARALLEL_FROM {
+        unique.par_chunks(BATCH_VERIFY).flat_map_iter(verify_chunk).collect()
+    } else {
+        unique.chunks(BATCH_VERIFY).flat_map(verify_chunk).collect()
+    };
+    // 3. Each item's outcome.
+    let outcome: Vec<Option<String>> = prepared
+        .into_iter()
+        .zip(&which)
+        .map(|(p, w)| match p? {
+            Err(problem) => Some(problem),
+            Ok(_) if w.is_some_and(|w| good[w]) => None,
+            Ok((pending, _)) if pending.head => Some("batch head signature does not verify".to_string()),
+            Ok(_) => Some("signature does not verify".to_string()),
+        })
+        .collect();
+    drop(unique);
     items
-        .into_par_iter()
-        .chunks(BATCH_VERIFY)
-        .flat_map_iter(|chunk| {
-            let ok: Vec<&(StoredEvent, VerifyingKey, T)> = chunk.iter().filter_map(|r| r.as_ref().ok()).collect();
-            let batch_ok = ok.len() > 1 && {
-                let msgs: Vec<&[u8]> = ok.iter().map(|(e, _, _)| e.signed.envelope.as_slice()).collect();
-                let sigs: Option<Vec<Signature>> =
-                    ok.iter().map(|(e, _, _)| Signature::from_slice(&e.signed.signature).ok()).collect();
-                let keys: Vec<VerifyingKey> = ok.iter().map(|(_, k, _)| *k).collect();
-                sigs.is_some_and(|sigs| ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok())
-            };
-            chunk.into_iter().map(move |r| one(r, batch_ok)).collect::<Vec<_>>()
+        .into_iter()
+        .zip(outcome)
+        .map(|(r, o)| {
+            let (ev, _, extra) = r?;
+            match o {
+                Some(problem) => Err(forged(&ev, problem)),
+                None => Ok((ev, extra)),
+            }
         })
         .collect()
 }

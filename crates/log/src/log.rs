@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use prost::Message;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -233,8 +233,9 @@ pub const JOB_QUEUE: usize = 1024;
 /// Default largest event: NATS's default `max_payload` (1 MiB) less room for headers.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024 - 4096;
 /// What signing adds to a draft's encoded size, at most: envelope fields
-/// (ids, times, hashes, channel positions, tier digests) and the signature.
-const ENVELOPE_OVERHEAD: usize = 1024;
+/// (ids, times, hashes, channel positions, tier digests) and the signature
+/// (a batch head, its signature and an inclusion proof of at most 8 hashes).
+const ENVELOPE_OVERHEAD: usize = 1024 + 512;
 
 /// The append-only log of one locality.
 pub struct Log<B: Backend> {
@@ -1656,20 +1657,53 @@ fn sequencer<B: Backend>(
             }
             replies.push((job.reply, result));
         }
-        let sign = |u: Unsigned| {
-            let signature = u.key.sign(&u.envelope_bytes).to_bytes().to_vec();
-            let bytes =
-                SignedEvent { envelope: u.envelope_bytes, signature, tiers: u.tiers, sealed: vec![] }.encode_to_vec();
-            Signed { seq: u.seq, digest: u.digest, bytes, envelope: u.envelope }
-        };
-        let events: Vec<Signed> = if unsigned.len() >= PARALLEL_SIGN_FROM {
-            unsigned.into_par_iter().map(sign).collect()
-        } else {
-            unsigned.into_iter().map(sign).collect()
-        };
+        let events = sign_batches(&shared.locality.to_string(), unsigned);
         if wtx.send(WriteGroup { events, head: (state.seq, state.hash), replies }).is_err() {
             return;
         }
+    }
+}
+
+/// Signs sequenced events: each run of consecutive events under one key, in
+/// trees of at most [`yipan_trust::batch::MAX_LEAVES`], gets one signed
+/// batch head; every event carries the head and its inclusion proof.
+fn sign_batches(author: &str, unsigned: Vec<Unsigned>) -> Vec<Signed> {
+    let mut batches: Vec<Vec<Unsigned>> = Vec::new();
+    for u in unsigned {
+        match batches.last_mut() {
+            Some(b)
+                if b.len() < yipan_trust::batch::MAX_LEAVES
+                    && Arc::ptr_eq(&b[0].key, &u.key)
+                    && b[b.len() - 1].seq + 1 == u.seq =>
+            {
+                b.push(u)
+            }
+            _ => batches.push(vec![u]),
+        }
+    }
+    let sign = |batch: Vec<Unsigned>| -> Vec<Signed> {
+        let envelopes: Vec<&[u8]> = batch.iter().map(|u| u.envelope_bytes.as_slice()).collect();
+        let proofs = yipan_trust::batch::sign(&batch[0].key, author, batch[0].seq, &envelopes);
+        batch
+            .into_iter()
+            .zip(proofs)
+            .map(|(u, proof)| {
+                let bytes = SignedEvent {
+                    envelope: u.envelope_bytes,
+                    signature: Vec::new(),
+                    tiers: u.tiers,
+                    sealed: vec![],
+                    batch: Some(proof),
+                }
+                .encode_to_vec();
+                Signed { seq: u.seq, digest: u.digest, bytes, envelope: u.envelope }
+            })
+            .collect()
+    };
+    if batches.len() > 1 {
+        batches.into_par_iter().flat_map_iter(sign).collect()
+    } else {
+        batches.into_iter().flat_map(sign).collect()
     }
 }
 

@@ -87,6 +87,7 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
     let erased = crate::erase::erased_of(backend, me.as_u32())?;
 
     let mut ids: std::collections::HashSet<[u8; 16]> = std::collections::HashSet::new();
+    let mut heads = crate::event::HeadCache::default();
     let mut visit = |author: u32, seq: u64, v: &[u8]| -> bool {
         let author_text = author.to_string();
         let fault =
@@ -137,7 +138,7 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
             trust.key_for(a, seq, recorded).map_err(|e| fault(&mut faults, format!("{}: {e}", e.code())))
         });
         if let Ok(key) = key {
-            if let Err(p) = ev.verify_signature(&key) {
+            if let Err(p) = ev.verify_signature_cached(&key, &mut heads) {
                 fault(&mut faults, format!("{p} (with the key certified for #{seq})"));
             }
         }

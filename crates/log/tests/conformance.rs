@@ -122,7 +122,7 @@ conformance! {
         let (origin, bytes) = origin_with(2);
         store.roster_add(loc("411522"), origin.public_key()).unwrap();
         let mut forged = yipan_proto::v1::SignedEvent::decode(bytes[0].as_slice()).unwrap();
-        forged.signature[0] ^= 1;
+        signature_mut(&mut forged)[0] ^= 1;
         let mut altered = yipan_proto::v1::SignedEvent::decode(bytes[0].as_slice()).unwrap();
         let last = altered.envelope.len() - 1;
         altered.envelope[last] ^= 1;
@@ -135,6 +135,56 @@ conformance! {
         other.residence = "610113".into();
         let other = origin.append_batch(vec![other]).unwrap();
         let other = origin.get(other[0].id).unwrap().unwrap().signed.encode_to_vec();
+        // The batch proof of the first event, bent every way: a path hash
+        // flipped, a hash dropped or added, the second event's proof under
+        // the first envelope, a root that is not the signed one, a head of
+        // another author or range, a per-event signature beside the proof.
+        let first = yipan_proto::v1::SignedEvent::decode(bytes[0].as_slice()).unwrap();
+        let second = yipan_proto::v1::SignedEvent::decode(bytes[1].as_slice()).unwrap();
+        let proof = first.batch.clone().expect("written in the batch form");
+        let with = |f: &dyn Fn(&mut yipan_proto::v1::BatchProof)| {
+            let mut s = first.clone();
+            f(s.batch.as_mut().unwrap());
+            s.encode_to_vec()
+        };
+        let rehead = |f: &dyn Fn(&mut yipan_proto::v1::BatchHead)| {
+            with(&|p| {
+                let mut h = yipan_proto::v1::BatchHead::decode(p.head.as_slice()).unwrap();
+                f(&mut h);
+                p.head = h.encode_to_vec();
+            })
+        };
+        let path_flipped = with(&|p| p.path[0][3] ^= 1);
+        let path_short = with(&|p| { p.path.pop(); });
+        let path_long = with(&|p| p.path.push(vec![0; 32]));
+        let path_bad_hash = with(&|p| p.path[0].push(0));
+        let other_leaf = {
+            let mut s = first.clone();
+            s.batch = second.batch.clone();
+            s.encode_to_vec()
+        };
+        let root_forged = rehead(&|h| h.root[0] ^= 1);
+        // A consistent forged tree: an altered envelope as the only leaf of a
+        // head whose root is its hash, under the genuine head's signature.
+        let tree_forged = {
+            let mut s = first.clone();
+            let last = s.envelope.len() - 1;
+            s.envelope[last] ^= 1;
+            let p = s.batch.as_mut().unwrap();
+            let mut h = yipan_proto::v1::BatchHead::decode(p.head.as_slice()).unwrap();
+            (h.last_seq, h.root) = (1, yipan_trust::batch::leaf_hash(&s.envelope).to_vec());
+            p.head = h.encode_to_vec();
+            p.path.clear();
+            s.encode_to_vec()
+        };
+        let head_other_author = rehead(&|h| h.author = "610113".into());
+        let head_other_range = rehead(&|h| h.first_seq += 1);
+        let both = {
+            let mut s = first.clone();
+            s.signature = vec![0; 64];
+            s.encode_to_vec()
+        };
+        assert_eq!(proof.path.len(), 1, "two events: one sibling hash");
         // Own event replayed back to us.
         let own = store.append_batch(vec![arrival(1)]).unwrap();
         let own = store.get(own[0].id).unwrap().unwrap().signed.encode_to_vec();
@@ -143,6 +193,16 @@ conformance! {
             (forged.encode_to_vec(), "forged or altered", "event.forged"),
             (altered.encode_to_vec(), "forged or altered", "event.forged"),
             (fake, "forged or altered", "event.forged"),
+            (path_flipped, "does not lead to the signed batch root", "event.forged"),
+            (path_short, "inclusion proof is too short", "event.forged"),
+            (path_long, "inclusion proof is too long", "event.forged"),
+            (path_bad_hash, "hash of 33 bytes", "event.forged"),
+            (other_leaf, "does not lead to the signed batch root", "event.forged"),
+            (root_forged, "does not lead to the signed batch root", "event.forged"),
+            (tree_forged, "batch head signature does not verify", "event.forged"),
+            (head_other_author, "batch head is 610113's", "event.forged"),
+            (head_other_range, "covers #2..#2, not #1", "event.forged"),
+            (both, "both a per-event signature and a batch proof", "event.forged"),
             (other, "wrong recipient", "event.wrong_recipient"),
             (own, "names this node as its author", "event.author"),
         ];
@@ -171,7 +231,7 @@ conformance! {
         let mut items = bytes.clone();
         // Position 70 is altered in flight; everything after it waits behind the gap.
         let mut bad = yipan_proto::v1::SignedEvent::decode(items[69].as_slice()).unwrap();
-        bad.signature[10] ^= 0x08;
+        signature_mut(&mut bad)[10] ^= 0x08;
         items[69] = bad.encode_to_vec();
         let refs: Vec<&[u8]> = items.iter().map(|b| b.as_slice()).collect();
         let out = store.ingest_batch(&refs).unwrap();

@@ -28,6 +28,7 @@ fn absurd_recorded_at_does_not_overflow() {
     let mut env = Envelope::decode(signed.envelope.as_slice()).unwrap();
     env.recorded_at = Some(yipan_proto::Timestamp { seconds: i64::MAX, nanos: 999_999_999 });
     signed.envelope = env.encode_to_vec();
+    signed.batch = None; // re-signed in the per-event form, which stays valid
     signed.signature = key(2).sign(&signed.envelope).to_bytes().to_vec();
     let store = mem("610112", 1);
     store.roster_add(loc("411522"), key(2).verifying_key()).unwrap();

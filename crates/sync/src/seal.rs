@@ -357,6 +357,7 @@ mod tests {
                 signature: vec![0; 64],
                 tiers: vec![TierPayload { tier: 1, content: b"secret".to_vec() }],
                 sealed: vec![],
+                batch: None,
             },
             envelope: Default::default(),
             hash: [7; 32],

@@ -11,6 +11,7 @@
 //! the log, the audit and the node feed it from sled, from events and from
 //! NATS.
 
+pub mod batch;
 mod fault;
 pub mod state;
 pub mod statement;

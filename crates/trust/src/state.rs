@@ -489,12 +489,9 @@ impl TrustState {
             Err(KeyFault::Unknown { .. }) => return Err(Fault::UnknownAuthor(author.to_string())),
             Err(e) => return Err(Fault::BadRotation(format!("at {author}#{seq}: {e}"))),
         };
-        let sig: [u8; 64] = signed
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| Fault::BadRotation(format!("at {author}#{seq}: signature is not 64 bytes")))?;
-        old.verify_strict(&signed.envelope, &ed25519_dalek::Signature::from_bytes(&sig)).map_err(|_| {
+        let pending =
+            crate::batch::prepare(&signed, &env).map_err(|p| Fault::BadRotation(format!("at {author}#{seq}: {p}")))?;
+        old.verify_strict(&pending.message(), &pending.signature).map_err(|_| {
             Fault::BadRotation(format!("at {author}#{seq}: not signed by {author}'s key for that sequence"))
         })?;
         let revoked = self

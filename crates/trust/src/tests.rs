@@ -64,7 +64,7 @@ fn rotation_event(author: &str, seq: u64, signer: &SigningKey, cert: Vec<u8>) ->
     };
     let bytes = env.encode_to_vec();
     let signature = signer.sign(&bytes).to_bytes().to_vec();
-    SignedEvent { envelope: bytes, signature, tiers: vec![], sealed: vec![] }.encode_to_vec()
+    SignedEvent { envelope: bytes, signature, tiers: vec![], sealed: vec![], batch: None }.encode_to_vec()
 }
 
 fn uuid_v7() -> Vec<u8> {

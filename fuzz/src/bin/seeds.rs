@@ -179,7 +179,7 @@ fn rotation_event(certificate: Vec<u8>) -> Vec<u8> {
     };
     let bytes = env.encode_to_vec();
     let signature = key(AUTHOR_KEY).sign(&bytes).to_bytes().to_vec();
-    SignedEvent { envelope: bytes, signature, tiers: vec![] }.encode_to_vec()
+    SignedEvent { envelope: bytes, signature, ..Default::default() }.encode_to_vec()
 }
 
 fn uuid_v7_bytes() -> Vec<u8> {

@@ -83,3 +83,12 @@ pub fn mem(code: &str, seed: u8) -> MemStore {
 pub fn sled_at(dir: &std::path::Path, code: &str, seed: u8) -> SledStore {
     SledStore::open(SledBackend::open(dir).unwrap(), loc(code), key(seed)).unwrap()
 }
+
+/// The bytes of `signed`'s signature, in whichever form it is signed: the
+/// per-event signature, or the batch head's.
+pub fn signature_mut(signed: &mut v1::SignedEvent) -> &mut Vec<u8> {
+    match &mut signed.batch {
+        Some(b) => &mut b.signature,
+        None => &mut signed.signature,
+    }
+}
