@@ -92,6 +92,7 @@ async fn a_python_consumer_receives_what_its_role_allows() {
         .args([nats.url().as_str(), "yipan.v1.down.61.610112.statistics.>", "2"])
         .arg(deployment.seed(Principal::Downstream(me, Audience::Statistics)).unwrap())
         .arg(deployment.ca())
+        .arg(format!("610112={}", hex::encode(node.log.public_key().as_bytes())))
         .env("PYTHONPATH", pydir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -137,5 +138,12 @@ async fn a_python_consumer_receives_what_its_role_allows() {
     assert_eq!(out[0]["tier_digests"], 1, "the signed envelope still names the identity tier");
     assert_eq!(out[0]["tiers"], 0, "statistics receives no personal tier");
     assert_eq!(out[1]["kind"], "service_rendered");
+    // Python checks each event alone: batch head signature and inclusion proof.
+    for o in &out {
+        assert_eq!(o["signature_form"], "batch", "{o}");
+        assert_eq!(o["proof_hashes"], 1, "two events in one batch: one sibling hash");
+        assert_eq!(o["verified"], true, "{o}");
+        assert_eq!(o["tamper_detected"], true, "{o}");
+    }
     node.stop().await.unwrap();
 }

@@ -325,3 +325,39 @@ mod tests {
         assert!(Envelope::decode(signed_head(b"anything").as_slice()).is_err());
     }
 }
+
+#[cfg(test)]
+mod vectors {
+    use super::*;
+
+    /// The test vectors of docs/formats.md "Event signatures", so the page cannot drift.
+    #[test]
+    fn formats_md_test_vectors() {
+        let envelopes: Vec<Vec<u8>> = (0..5).map(|i| format!("envelope {i}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = envelopes.iter().map(|e| e.as_slice()).collect();
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let proofs = sign(&key, "610112", 41, &refs);
+        let p = &proofs[2];
+        let head = BatchHead::decode(p.head.as_slice()).unwrap();
+        let got = [
+            hex::encode(leaf_hash(&envelopes[2])),
+            hex::encode(&head.root),
+            p.path.iter().map(hex::encode).collect::<Vec<_>>().join(" "),
+            hex::encode(&p.head),
+            hex::encode(&p.signature),
+            hex::encode(key.verifying_key().as_bytes()),
+        ];
+        if std::env::var_os("PRINT_VECTORS").is_some() {
+            for g in &got {
+                println!("{g}");
+            }
+        }
+        let env = Envelope { author: "610112".into(), author_seq: 43, ..Default::default() };
+        let signed = SignedEvent { envelope: envelopes[2].clone(), batch: Some(p.clone()), ..Default::default() };
+        verify(&signed, &env, &key.verifying_key()).unwrap();
+        let doc = include_str!("../../../docs/formats.md");
+        for g in got.iter().flat_map(|g| g.split(' ')) {
+            assert!(doc.contains(g), "docs/formats.md lost {g}");
+        }
+    }
+}
