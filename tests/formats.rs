@@ -213,9 +213,9 @@ async fn audit(
     events: u64,
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> yipan_audit::AuditReport {
-    let mut auditor = yipan_audit::Auditor::new();
+    let mut auditor = yipan_audit::Auditor::new(roster.clone());
     yipan_audit::stream::read_all(net.nats_as(Principal::Auditor).await, &mut auditor, |_| {}).await.unwrap();
-    let (report, _) = auditor.finish("stream", roster, as_of);
+    let (report, _) = auditor.finish("stream", as_of);
     assert!(report.ok(), "{:?}", report.faults);
     assert_eq!(report.events, events);
     report

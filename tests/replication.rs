@@ -556,9 +556,9 @@ async fn an_auditor_with_only_the_stream_verifies_everything_and_reproduces_the_
     let roster = c.log("610112").trust();
     let as_of = chrono::Utc::now();
 
-    let mut auditor = yipan_audit::Auditor::new();
+    let mut auditor = yipan_audit::Auditor::new(roster.clone());
     yipan_audit::stream::read_all(c.nats_as(Principal::Auditor).await, &mut auditor, |_| {}).await.unwrap();
-    let (report, _) = auditor.finish("stream", &roster, as_of);
+    let (report, _) = auditor.finish("stream", as_of);
     assert!(report.ok(), "{:?}", report.faults);
     assert_eq!(report.events, 12 + 5 + 6);
     assert_eq!(report.channels.len(), 4, "{:?}", report.channels);
@@ -580,9 +580,9 @@ async fn an_auditor_with_only_the_stream_verifies_everything_and_reproduces_the_
         .payload(forged.encode_to_vec().into())
         .message_id("forged-for-audit");
     js.send_publish(yipan_sync::subjects::event(loc("610112"), loc("411522")), msg).await.unwrap().await.unwrap();
-    let mut auditor = yipan_audit::Auditor::new();
+    let mut auditor = yipan_audit::Auditor::new(roster.clone());
     yipan_audit::stream::read_all(c.nats_as(Principal::Auditor).await, &mut auditor, |_| {}).await.unwrap();
-    let (report, _) = auditor.finish("stream", &roster, as_of);
+    let (report, _) = auditor.finish("stream", as_of);
     assert!(!report.ok());
     assert!(
         report
@@ -1187,9 +1187,9 @@ async fn an_erasure_reaches_every_copy_and_an_offline_recipient_answers_when_bac
     }
     // An auditor with only the streams verifies every event (sealed copies included) and
     // reproduces the digests the nodes report.
-    let mut auditor = yipan_audit::Auditor::new();
+    let mut auditor = yipan_audit::Auditor::new(c.log(origin).trust());
     yipan_audit::stream::read_all(c.nats_as(Principal::Auditor).await, &mut auditor, |_| {}).await.unwrap();
-    let (report, _) = auditor.finish("stream", &c.log(origin).trust(), as_of);
+    let (report, _) = auditor.finish("stream", as_of);
     assert!(report.ok(), "{:?}", report.faults);
     for (key, d) in [(format!("{origin},{r1}"), before.0), (format!("{origin},{r2}"), before.2)] {
         assert_eq!(report.pair_digests[&key], hex::encode(d), "{key}");

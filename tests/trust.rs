@@ -106,11 +106,11 @@ impl World {
     /// Everything the event streams and the trust stream hold, audited with the anchor alone.
     async fn audit_from_nats(&self) -> yipan_audit::AuditReport {
         let records = yipan_audit::stream::read_trust(self.nats_as(Principal::Auditor).await).await.unwrap();
-        let mut auditor = yipan_audit::Auditor::new();
-        yipan_audit::stream::read_all(self.nats_as(Principal::Auditor).await, &mut auditor, |_| {}).await.unwrap();
         let anchor = self.deployment.authority.anchor().unwrap();
         let (trust, findings) = yipan_audit::trust_from(Some(anchor), &records, &HashMap::new());
-        let (mut report, _) = auditor.finish("nats", &trust, chrono::Utc::now());
+        let mut auditor = yipan_audit::Auditor::new(trust);
+        yipan_audit::stream::read_all(self.nats_as(Principal::Auditor).await, &mut auditor, |_| {}).await.unwrap();
+        let (mut report, _) = auditor.finish("nats", chrono::Utc::now());
         report.faults.extend(findings);
         report
     }
@@ -254,9 +254,7 @@ async fn revocation_stops_a_stolen_key_and_bad_statements_are_quarantined_with_c
 
     // The key and the NATS credential of 411522 are stolen. Henan's authority revokes the key
     // through the highest sequence the streams witness.
-    let mut auditor = yipan_audit::Auditor::without_digests();
-    yipan_audit::stream::read_all(w.nats_as(Principal::Auditor).await, &mut auditor, |_| {}).await.unwrap();
-    let bound = auditor.highest_seq(loc("411522"));
+    let bound = yipan_audit::stream::highest_seq(w.nats_as(Principal::Auditor).await, loc("411522")).await.unwrap();
     assert_eq!(bound, 2);
     w.deployment.authority.revoke(41, w.serials["411522"], bound, "key stolen").unwrap();
     w.deployment.publish_trust(&w.nats.url()).await.unwrap();

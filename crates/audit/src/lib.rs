@@ -13,6 +13,7 @@
 //! - [`trust_from`]: a trust state rebuilt from trust records and an anchor.
 
 pub mod roster;
+pub mod spill;
 pub mod stream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -96,25 +97,84 @@ impl AuditReport {
     }
 }
 
-/// Collects events, then checks them all.
-#[derive(Default)]
+/// Messages decoded and verified together (on all cores).
+pub const CHUNK: usize = 8192;
+/// Records of each kind kept in memory before a sorted run goes to disk.
+pub const RUN: usize = 1 << 18;
+/// Events whose signature or key failed, kept to be checked again once every
+/// key handover has been read (a handover may come later in the stream than
+/// the events its new key signs); beyond this many they are findings at once.
+pub const DEFERRED_MAX: usize = 100_000;
+
+/// Checks events as they are fed, with memory bounded by the number of
+/// authors and channels, not by the number of events: messages are decoded
+/// and verified in chunks of [`CHUNK`], and what must be compared across the
+/// whole input — events at one author sequence, one id, one channel position,
+/// and consecutive sequences' chain links — goes to three sorted spills
+/// ([`spill`]) merged at [`Auditor::finish`]. The projections rebuilt for
+/// the digests grow with the number of persons (none without digests).
 pub struct Auditor {
-    raw: Vec<(Vec<u8>, Channels)>,
+    trust: TrustState,
     /// Skip rebuilding projections (signature, chain and channel checks only).
     no_digests: bool,
     /// The working-day calendar the digests are computed with (nodes use theirs).
     calendar: WorkCalendar,
+    pending: Vec<(Vec<u8>, Channels)>,
+    deferred: Vec<(Vec<u8>, Channels)>,
+    /// Key handovers that did not apply when read (an earlier one not yet read).
+    deferred_rotations: Vec<(Locality, u64, Vec<u8>, DateTime<Utc>)>,
+    report: AuditReport,
+    /// author, seq, hash[..16], prev_hash[..16].
+    seqs: spill::Spill<44>,
+    /// event id, hash[..16], author, seq.
+    ids: spill::Spill<44>,
+    /// author, recipient, channel position, hash[..16].
+    positions: spill::Spill<32>,
+    /// Author sequences already applied to the projections, a bit each.
+    applied: HashMap<u32, Vec<u64>>,
+    projections: Option<Projections>,
+    chunk: usize,
+    io_error: Option<String>,
+}
+
+/// A decoded message on its way through a chunk.
+type Decoded = Result<(StoredEvent, Vec<u8>, Channels), Finding>;
+
+/// A decoded message with the key that must have signed it (and its bytes, to retry).
+type Keyed = Result<(StoredEvent, VerifyingKey, (Vec<u8>, Channels)), Fail>;
+
+/// Why a message failed: for good, or (key or signature) perhaps only until
+/// a key handover later in the input is read.
+enum Fail {
+    Final(Finding),
+    Retry(Finding, Vec<u8>, Channels),
 }
 
 impl Auditor {
-    /// A new auditor.
-    pub fn new() -> Auditor {
-        Auditor::default()
+    /// An auditor checking signatures with the keys `trust` names (key
+    /// handovers found among the events are applied to it as they come).
+    pub fn new(trust: TrustState) -> Auditor {
+        Auditor {
+            trust,
+            no_digests: false,
+            calendar: WorkCalendar::default(),
+            pending: Vec::new(),
+            deferred: Vec::new(),
+            deferred_rotations: Vec::new(),
+            report: AuditReport::default(),
+            seqs: spill::Spill::new(RUN),
+            ids: spill::Spill::new(RUN),
+            positions: spill::Spill::new(RUN),
+            applied: HashMap::new(),
+            projections: None,
+            chunk: CHUNK,
+            io_error: None,
+        }
     }
 
     /// An auditor that checks signatures, chains and channels but rebuilds no projections.
-    pub fn without_digests() -> Auditor {
-        Auditor { no_digests: true, ..Default::default() }
+    pub fn without_digests(trust: TrustState) -> Auditor {
+        Auditor { no_digests: true, ..Auditor::new(trust) }
     }
 
     /// Computes the digests with `calendar` (holidays and make-up days): it
@@ -124,49 +184,65 @@ impl Auditor {
         self
     }
 
-    /// Adds one message as read from a source.
-    pub fn add(&mut self, bytes: Vec<u8>, channels: Channels) {
-        self.raw.push((bytes, channels));
+    /// Checks `chunk` messages at a time and keeps at most `run` records of
+    /// each kind in memory before spilling a sorted run to disk (tests use
+    /// small ones to cross every boundary).
+    pub fn with_limits(mut self, chunk: usize, run: usize) -> Auditor {
+        self.chunk = chunk.max(1);
+        self.seqs = spill::Spill::new(run);
+        self.ids = spill::Spill::new(run);
+        self.positions = spill::Spill::new(run);
+        self
     }
 
-    /// The highest author sequence of `author` among the messages added
-    /// (the witness bound for revoking its key).
-    pub fn highest_seq(&self, author: Locality) -> u64 {
-        let code = author.to_string();
-        self.raw
-            .par_iter()
-            .filter_map(|(b, _)| StoredEvent::decode(b).ok())
-            .filter(|e| e.envelope.author == code)
-            .map(|e| e.seq())
-            .max()
-            .unwrap_or(0)
+    /// Adds one message as read from a source; every [`CHUNK`] messages are checked.
+    pub fn add(&mut self, bytes: Vec<u8>, channels: Channels) {
+        self.report.messages += 1;
+        self.pending.push((bytes, channels));
+        if self.pending.len() >= self.chunk {
+            let chunk = std::mem::take(&mut self.pending);
+            self.check(chunk, false);
+        }
     }
 
     /// Messages added so far.
     pub fn len(&self) -> usize {
-        self.raw.len()
+        self.report.messages as usize
     }
 
     /// True when nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.raw.is_empty()
+        self.report.messages == 0
     }
 
-    /// Verifies everything against `trust` and rebuilds the projections as of `as_of`.
-    pub fn finish(self, source: &str, trust: &TrustState, as_of: DateTime<Utc>) -> (AuditReport, Projections) {
-        let mut report = AuditReport {
-            source: source.into(),
-            messages: self.raw.len() as u64,
-            as_of: Some(as_of),
-            ..Default::default()
-        };
-        // Key handovers are in the chains themselves: apply them in (author, seq) order first.
-        let mut trust = trust.clone();
-        let mut handovers: Vec<(Locality, u64, &[u8], DateTime<Utc>)> = self
-            .raw
-            .par_iter()
-            .filter_map(|(b, _)| {
-                let ev = StoredEvent::decode(b).ok()?;
+    /// Sorted runs written to disk so far (all kinds).
+    pub fn runs_on_disk(&self) -> usize {
+        self.seqs.runs_on_disk() + self.ids.runs_on_disk() + self.positions.runs_on_disk()
+    }
+
+    fn finding(ev: &StoredEvent, problem: String) -> Finding {
+        Finding { author: ev.envelope.author.clone(), seq: ev.seq(), problem }
+    }
+
+    /// Decodes, verifies and records one chunk. `last`: nothing more will
+    /// come, so what fails now is a finding, not deferred.
+    fn check(&mut self, chunk: Vec<(Vec<u8>, Channels)>, last: bool) {
+        let decoded: Vec<Decoded> = chunk
+            .into_par_iter()
+            .map(|(b, ch)| {
+                let ev = StoredEvent::decode(&b).map_err(|p| Finding {
+                    author: "?".into(),
+                    seq: 0,
+                    problem: format!("undecodable message: {p}"),
+                })?;
+                Ok((ev, b, ch))
+            })
+            .collect();
+        // Key handovers are in the chains themselves: apply this chunk's, in (author, seq) order.
+        let mut handovers: Vec<(Locality, u64, &[u8], DateTime<Utc>)> = decoded
+            .iter()
+            .filter_map(|r| {
+                let (ev, b, _) = r.as_ref().ok()?;
                 match ev.envelope.body.as_ref().and_then(|x| x.kind.as_ref()) {
                     Some(yipan_proto::v1::event_body::Kind::KeyRotated(_)) => Some((
                         ev.author()?,
@@ -180,142 +256,130 @@ impl Auditor {
             .collect();
         handovers.sort_by_key(|(a, s, _, _)| (*a, *s));
         for (author, seq, bytes, at) in handovers {
-            if let Err(f) = trust.apply_rotation(bytes, at) {
-                report.faults.push(Finding { author: author.to_string(), seq, problem: format!("{}: {f}", f.code()) });
+            if self.trust.apply_rotation(bytes, at).is_err() {
+                self.deferred_rotations.push((author, seq, bytes.to_vec(), at));
             }
         }
-        let trust = &trust;
-        // Decode in parallel, then verify signatures in batches on all cores.
-        let decoded: Vec<Result<(StoredEvent, VerifyingKey, Channels), Finding>> = self
-            .raw
-            .par_iter()
-            .map(|(b, ch)| {
-                let ev = StoredEvent::decode(b).map_err(|p| Finding {
-                    author: "?".into(),
-                    seq: 0,
-                    problem: format!("undecodable message: {p}"),
-                })?;
-                let author = ev.author().ok_or_else(|| Finding {
-                    author: ev.envelope.author.clone(),
-                    seq: ev.seq(),
-                    problem: "author is not a division code".into(),
-                })?;
+        let trust = &self.trust;
+        let keyed: Vec<Keyed> = decoded
+            .into_par_iter()
+            .map(|r| {
+                let (ev, b, ch) = r.map_err(Fail::Final)?;
+                let author = ev
+                    .author()
+                    .ok_or_else(|| Fail::Final(Self::finding(&ev, "author is not a division code".into())))?;
                 let recorded = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
-                let key = trust.key_for(author, ev.seq(), recorded).map_err(|e| Finding {
-                    author: author.to_string(),
-                    seq: ev.seq(),
-                    problem: format!("{}: {e}", e.code()),
-                })?;
-                Ok((ev, key, *ch))
+                match trust.key_for(author, ev.seq(), recorded) {
+                    Ok(key) => Ok((ev, key, (b, ch))),
+                    Err(e) => Err(Fail::Retry(Self::finding(&ev, format!("{}: {e}", e.code())), b, ch)),
+                }
             })
             .collect();
-        let finding =
-            |ev: &StoredEvent, problem: String| Finding { author: ev.envelope.author.clone(), seq: ev.seq(), problem };
-        let checked: Vec<Result<(StoredEvent, Channels), Finding>> =
-            yipan_log::event::verify_signatures(decoded, |ev, p| finding(ev, format!("forged or altered: {p}")))
-                .into_iter()
-                .map(|r| {
-                    let (ev, ch) = r?;
-                    ev.verify_tiers(false).map_err(|p| finding(&ev, p))?;
-                    Ok((ev, ch))
-                })
-                .collect();
-
-        let mut by_id: HashMap<Uuid, [u8; 32]> = HashMap::new();
-        let mut by_seq: HashMap<(Locality, u64), [u8; 32]> = HashMap::new();
-        let mut channels: BTreeMap<(Locality, Locality), BTreeMap<u64, [u8; 32]>> = BTreeMap::new();
-        let mut events: BTreeMap<(Locality, u64), StoredEvent> = BTreeMap::new();
+        let checked = yipan_log::event::verify_signatures(keyed, |ev, (b, ch), p| {
+            Fail::Retry(Self::finding(ev, format!("forged or altered: {p}")), b.clone(), *ch)
+        });
         for r in checked {
-            let (ev, ch) = match r {
-                Ok(x) => x,
-                Err(f) => {
-                    report.faults.push(f);
-                    continue;
+            match r {
+                Ok((ev, (_, ch))) => match ev.verify_tiers(false) {
+                    Ok(()) => self.record(ev, ch),
+                    Err(p) => self.report.faults.push(Self::finding(&ev, p)),
+                },
+                // Tried again once every key handover is read, unless this is that time.
+                Err(Fail::Retry(_, b, ch)) if !last && self.deferred.len() < DEFERRED_MAX => {
+                    self.deferred.push((b, ch))
                 }
-            };
-            let (Some(author), Some(id)) = (ev.author(), ev.id()) else { continue };
-            let fork = |problem: String| Finding { author: author.to_string(), seq: ev.seq(), problem };
-            match by_id.get(&id) {
-                Some(h) if *h == ev.hash => {
-                    report.duplicates += 1;
-                }
-                Some(_) => {
-                    report.forks += 1;
-                    report.faults.push(fork(format!("fork: event id {id} signed with two different contents")));
-                    continue;
-                }
-                None => {
-                    by_id.insert(id, ev.hash);
-                }
+                Err(Fail::Retry(f, _, _) | Fail::Final(f)) => self.report.faults.push(f),
             }
-            if let Some(h) = by_seq.insert((author, ev.seq()), ev.hash) {
-                if h != ev.hash {
-                    report.forks += 1;
-                    report.faults.push(fork(format!("fork: two different events at author sequence {}", ev.seq())));
-                }
-            }
-            for r in &ev.envelope.recipients {
-                let Ok(rl) = Locality::parse(&r.locality) else { continue };
-                if ch != Channels::All && ch != Channels::Only(rl) {
-                    continue;
-                }
-                let slot = channels.entry((author, rl)).or_default();
-                if let Some(h) = slot.insert(r.channel_seq, ev.hash) {
-                    if h != ev.hash {
-                        report.forks += 1;
-                        report.faults.push(fork(format!(
-                            "fork: two different events at channel position {} to {rl}",
-                            r.channel_seq
-                        )));
-                    }
-                }
-            }
-            events.entry((author, ev.seq())).or_insert(ev);
         }
-        // Chains: where consecutive sequences are held, the links must hold.
-        let mut prev: Option<(Locality, u64, [u8; 32])> = None;
-        for ((author, seq), ev) in &events {
-            *report.authors.entry(author.to_string()).or_default() += 1;
-            if let Some((pa, ps, ph)) = prev {
-                if pa == *author && ps + 1 == *seq && ev.envelope.prev_hash.as_slice() != ph {
-                    report.faults.push(Finding {
-                        author: author.to_string(),
-                        seq: *seq,
-                        problem: format!("prev_hash does not match the hash of #{ps}"),
-                    });
-                }
-            }
-            prev = Some((*author, *seq, ev.hash));
+    }
+
+    /// Records a verified event for the cross-checks and applies it to the projections once.
+    fn record(&mut self, ev: StoredEvent, ch: Channels) {
+        let Some(author) = ev.author() else { return };
+        let seq = ev.seq();
+        let a = author.as_u32();
+        let h16: [u8; 16] = ev.hash[..16].try_into().expect("32-byte hash");
+        let mut rec = [0u8; 44];
+        rec[..4].copy_from_slice(&a.to_be_bytes());
+        rec[4..12].copy_from_slice(&seq.to_be_bytes());
+        rec[12..28].copy_from_slice(&h16);
+        let prev = ev.envelope.prev_hash.get(..16).unwrap_or(&[0u8; 16]);
+        rec[28..44].copy_from_slice(prev);
+        let mut result = self.seqs.push(rec);
+        if let Some(id) = ev.id() {
+            let mut rec = [0u8; 44];
+            rec[..16].copy_from_slice(id.as_bytes());
+            rec[16..32].copy_from_slice(&h16);
+            rec[32..36].copy_from_slice(&a.to_be_bytes());
+            rec[36..44].copy_from_slice(&seq.to_be_bytes());
+            result = result.and(self.ids.push(rec));
         }
-        // Channels: gapless from 1.
-        for ((author, recipient), slots) in &channels {
-            let head = slots.keys().next_back().copied().unwrap_or(0);
-            let missing: Vec<u64> = (1..=head).filter(|p| !slots.contains_key(p)).take(5).collect();
-            if !missing.is_empty() {
-                report.faults.push(Finding {
+        for r in &ev.envelope.recipients {
+            let Ok(rl) = Locality::parse(&r.locality) else { continue };
+            if ch != Channels::All && ch != Channels::Only(rl) {
+                continue;
+            }
+            let mut rec = [0u8; 32];
+            rec[..4].copy_from_slice(&a.to_be_bytes());
+            rec[4..8].copy_from_slice(&rl.as_u32().to_be_bytes());
+            rec[8..16].copy_from_slice(&r.channel_seq.to_be_bytes());
+            rec[16..32].copy_from_slice(&h16);
+            result = result.and(self.positions.push(rec));
+        }
+        if let Err(e) = result {
+            self.io_error.get_or_insert(format!("spilling audit records to a temporary file: {e}"));
+        }
+        // Each author sequence is applied once (the first event seen there, as before).
+        let bits = self.applied.entry(a).or_default();
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if bits.len() <= word {
+            bits.resize(word + 1, 0);
+        }
+        if bits[word] & (1 << bit) == 0 {
+            bits[word] |= 1 << bit;
+            if !self.no_digests {
+                let calendar = &self.calendar;
+                self.projections.get_or_insert_with(|| Projections::new(calendar.clone())).apply(&ev.envelope);
+            }
+        }
+    }
+
+    /// Checks what remains, compares everything with everything, and
+    /// computes the digests as of `as_of`.
+    pub fn finish(mut self, source: &str, as_of: DateTime<Utc>) -> (AuditReport, Projections) {
+        let chunk = std::mem::take(&mut self.pending);
+        self.check(chunk, false);
+        // Handovers that came before the one they follow, in order now.
+        let mut rotations = std::mem::take(&mut self.deferred_rotations);
+        rotations.sort_by_key(|(a, s, _, _)| (*a, *s));
+        for (author, seq, bytes, at) in rotations {
+            if let Err(f) = self.trust.apply_rotation(&bytes, at) {
+                self.report.faults.push(Finding {
                     author: author.to_string(),
-                    seq: 0,
-                    problem: format!(
-                        "channel to {recipient}: positions missing (first: {missing:?}) below head {head}"
-                    ),
+                    seq,
+                    problem: format!("{}: {f}", f.code()),
                 });
             }
-            report.channels.push(ChannelSummary {
-                author: author.to_string(),
-                recipient: recipient.to_string(),
-                head,
-                positions: slots.len() as u64,
-            });
         }
-        report.events = events.len() as u64;
-        // Projections and their digests.
-        let mut p = Projections::new(self.calendar.clone());
+        // Events whose key or signature failed before every handover was read.
+        let deferred = std::mem::take(&mut self.deferred);
+        for chunk in deferred.chunks(self.chunk) {
+            self.check(chunk.to_vec(), true);
+        }
+        let mut report = std::mem::take(&mut self.report);
+        report.source = source.into();
+        report.as_of = Some(as_of);
+        if let Err(e) = self.cross_check(&mut report) {
+            self.io_error.get_or_insert(format!("reading back audit records: {e}"));
+        }
+        if let Some(e) = self.io_error.take() {
+            report.faults.push(Finding { author: "audit".into(), seq: 0, problem: e });
+        }
+        let mut p = self.projections.take().unwrap_or_else(|| Projections::new(self.calendar.clone()));
         if self.no_digests {
             return (report, p);
         }
-        for ev in events.values() {
-            p.apply(&ev.envelope);
-        }
+        p.shrink_to_fit();
         let mut pairs: Vec<(Locality, Locality)> =
             p.relationships().map(|r| (r.origin.min(r.residence), r.origin.max(r.residence))).collect();
         pairs.sort_unstable();
@@ -324,6 +388,110 @@ impl Auditor {
             report.pair_digests.insert(format!("{a},{b}"), hex::encode(p.pair_digest(a, b, as_of)));
         }
         (report, p)
+    }
+
+    /// Forks, duplicates, chain links and channel gaps, from the sorted spills.
+    fn cross_check(&mut self, report: &mut AuditReport) -> std::io::Result<()> {
+        let code = |a: u32| Locality::from_u32(a).map(|l| l.to_string()).unwrap_or_else(|_| a.to_string());
+        let be32 = |b: &[u8]| u32::from_be_bytes(b.try_into().expect("4 bytes"));
+        let be64 = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+        // One id, two contents.
+        let mut ids = std::mem::replace(&mut self.ids, spill::Spill::new(1)).sorted()?;
+        let mut last: Option<[u8; 44]> = None;
+        while let Some(r) = ids.next_record()? {
+            if let Some(l) = last.filter(|l| l[..16] == r[..16]) {
+                if l[16..32] != r[16..32] {
+                    report.forks += 1;
+                    let id = Uuid::from_slice(&r[..16]).unwrap_or_default();
+                    report.faults.push(Finding {
+                        author: code(be32(&r[32..36])),
+                        seq: be64(&r[36..44]),
+                        problem: format!("fork: event id {id} signed with two different contents"),
+                    });
+                }
+                continue;
+            }
+            last = Some(r);
+        }
+        // Author sequences: duplicates, forks, chain links.
+        let mut seqs = std::mem::replace(&mut self.seqs, spill::Spill::new(1)).sorted()?;
+        let mut last: Option<[u8; 44]> = None;
+        while let Some(r) = seqs.next_record()? {
+            let (a, seq) = (be32(&r[..4]), be64(&r[4..12]));
+            if let Some(l) = last.filter(|l| l[..12] == r[..12]) {
+                if l[12..28] == r[12..28] {
+                    report.duplicates += 1;
+                } else {
+                    report.forks += 1;
+                    report.faults.push(Finding {
+                        author: code(a),
+                        seq,
+                        problem: format!("fork: two different events at author sequence {seq}"),
+                    });
+                }
+                continue;
+            }
+            if let Some(l) = last.filter(|l| l[..4] == r[..4] && be64(&l[4..12]) + 1 == seq) {
+                if l[12..28] != r[28..44] {
+                    report.faults.push(Finding {
+                        author: code(a),
+                        seq,
+                        problem: format!("prev_hash does not match the hash of #{}", seq - 1),
+                    });
+                }
+            }
+            report.events += 1;
+            *report.authors.entry(code(a)).or_default() += 1;
+            last = Some(r);
+        }
+        // Channels: gapless from 1, one event per position.
+        let mut positions = std::mem::replace(&mut self.positions, spill::Spill::new(1)).sorted()?;
+        let mut current: Option<(u32, u32, u64, u64, Vec<u64>)> = None; // author, recipient, head, distinct, missing
+        let mut last: Option<[u8; 32]> = None;
+        let close = |c: Option<(u32, u32, u64, u64, Vec<u64>)>, report: &mut AuditReport| {
+            if let Some((a, rl, head, positions, missing)) = c {
+                if !missing.is_empty() {
+                    report.faults.push(Finding {
+                        author: code(a),
+                        seq: 0,
+                        problem: format!(
+                            "channel to {}: positions missing (first: {missing:?}) below head {head}",
+                            code(rl)
+                        ),
+                    });
+                }
+                report.channels.push(ChannelSummary { author: code(a), recipient: code(rl), head, positions });
+            }
+        };
+        while let Some(r) = positions.next_record()? {
+            let (a, rl, pos) = (be32(&r[..4]), be32(&r[4..8]), be64(&r[8..16]));
+            if let Some(l) = last.filter(|l| l[..16] == r[..16]) {
+                if l[16..32] != r[16..32] {
+                    report.forks += 1;
+                    report.faults.push(Finding {
+                        author: code(a),
+                        seq: 0,
+                        problem: format!("fork: two different events at channel position {pos} to {}", code(rl)),
+                    });
+                }
+                continue;
+            }
+            last = Some(r);
+            if !current.as_ref().is_some_and(|c| c.0 == a && c.1 == rl) {
+                close(current.take(), report);
+                current = Some((a, rl, 0, 0, Vec::new()));
+            }
+            let c = current.as_mut().expect("set above");
+            let mut expected = c.2 + 1;
+            while expected < pos && c.4.len() < 5 {
+                c.4.push(expected);
+                expected += 1;
+            }
+            c.2 = pos;
+            c.3 += 1;
+        }
+        close(current.take(), report);
+        Ok(())
     }
 }
 

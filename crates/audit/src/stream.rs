@@ -15,6 +15,36 @@ use crate::{Auditor, Channels};
 pub async fn read_all(
     client: async_nats::Client,
     auditor: &mut Auditor,
+    progress: impl FnMut(u64),
+) -> Result<Vec<String>, String> {
+    for_each(client, |payload, channels| auditor.add(payload, channels), progress).await
+}
+
+/// The highest author sequence of `author` among all event messages (the
+/// witness bound for revoking its key), without checking anything else.
+pub async fn highest_seq(client: async_nats::Client, author: Locality) -> Result<u64, String> {
+    let code = author.to_string();
+    let mut highest = 0;
+    for_each(
+        client,
+        |payload, _| {
+            if let Ok(ev) = yipan_log::StoredEvent::decode(&payload) {
+                if ev.envelope.author == code {
+                    highest = highest.max(ev.seq());
+                }
+            }
+        },
+        |_| {},
+    )
+    .await?;
+    Ok(highest)
+}
+
+/// Calls `each` with every message of every event stream and the channel
+/// its subject vouches for; returns the stream names.
+pub async fn for_each(
+    client: async_nats::Client,
+    mut each: impl FnMut(Vec<u8>, Channels),
     mut progress: impl FnMut(u64),
 ) -> Result<Vec<String>, String> {
     let js = jetstream::new(client);
@@ -44,7 +74,7 @@ pub async fn read_all(
             };
             let recipient = msg.subject.split('.').nth(4).and_then(|r| Locality::parse(r).ok());
             let channels = recipient.map(Channels::Only).unwrap_or(Channels::All);
-            auditor.add(msg.payload.to_vec(), channels);
+            each(msg.payload.to_vec(), channels);
             read += 1;
             if read.is_multiple_of(10_000) {
                 progress(read);

@@ -51,135 +51,136 @@ pub fn run(
         chrono::SubsecRound::trunc_subsecs(yipan_node::views::parse_as_of(as_of).map_err(anyhow::Error::msg)?, 0);
     let show = show_progress || std::io::stderr().is_terminal();
     // The nodes' calendar: digests count working days, so a holiday calendar changes them.
-    let mut auditor = Auditor::new().with_calendar(yipan_node::views::load_calendar(calendar)?);
+    let calendar = yipan_node::views::load_calendar(calendar)?;
     // Every source yields the trust records it holds; trust is rebuilt from
-    // them up to the anchor (the auditor's own, or the node's recorded one).
-    let (label, trust, mut store_faults, quarantined): (
-        String,
-        yipan_audit::TrustState,
-        Vec<yipan_audit::Finding>,
-        u64,
-    ) = match source {
-        Source::DataDir(dir) => {
-            let d = yipan_node::datadir::open(dir)?;
-            let me = d.locality;
-            let mut tick = progress(show);
-            let mut n = 0u64;
-            d.log.for_each_raw(None, usize::MAX, |author, _, bytes| {
-                auditor.add(bytes.to_vec(), if author == me { Channels::All } else { Channels::Only(me) });
-                n += 1;
-                if n.is_multiple_of(10_000) {
-                    tick(n);
+    // them up to the anchor (the auditor's own, or the node's recorded one)
+    // before the events are read, which are checked as they come.
+    let (label, auditor, mut store_faults, quarantined): (String, Auditor, Vec<yipan_audit::Finding>, u64) =
+        match source {
+            Source::DataDir(dir) => {
+                let d = yipan_node::datadir::open(dir)?;
+                let me = d.locality;
+                let recorded = d.log.trust().anchor();
+                let anchor = check_anchor(anchor, recorded)?;
+                let (trust, findings) =
+                    yipan_audit::trust_from(anchor, &d.log.trust_records()?, &hand_added(&d.log.trust()));
+                let mut auditor = Auditor::new(trust).with_calendar(calendar);
+                let mut tick = progress(show);
+                let mut n = 0u64;
+                d.log.for_each_raw(None, usize::MAX, |author, _, bytes| {
+                    auditor.add(bytes.to_vec(), if author == me { Channels::All } else { Channels::Only(me) });
+                    n += 1;
+                    if n.is_multiple_of(10_000) {
+                        tick(n);
+                    }
+                })?;
+                // The store's own checks: segments, recorded head, own chain from 1, tier payloads kept.
+                let v = d.log.verify()?;
+                let faults = v
+                    .faults
+                    .into_iter()
+                    .map(|f| yipan_audit::Finding { author: f.author, seq: f.seq, problem: f.problem })
+                    .collect();
+                let mut faults: Vec<yipan_audit::Finding> = faults;
+                faults.extend(findings);
+                (format!("data directory {} ({me})", dir.display()), auditor, faults, v.quarantined)
+            }
+            Source::Api(addr, url) => {
+                let addr = &addr;
+                let health: serde_json::Value = serde_json::from_str(&get(addr, "/healthz")?)?;
+                let me = Locality::parse(health["locality"].as_str().unwrap_or_default())
+                    .map_err(|e| anyhow!("node locality: {e}"))?;
+                let roster: serde_json::Value = serde_json::from_str(&get(addr, "/v1/roster")?)?;
+                let recorded = roster["anchor"]
+                    .as_str()
+                    .map(|a| yipan_log::keyfile::parse_public(a).map_err(|p| anyhow!("node's anchor {p}")))
+                    .transpose()?;
+                let anchor = check_anchor(anchor, recorded)?;
+                let mut records = Vec::new();
+                for r in roster["records"].as_array().into_iter().flatten() {
+                    let at = chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap_or_default())
+                        .map_err(|e| anyhow!("trust record time: {e}"))?
+                        .with_timezone(&chrono::Utc);
+                    records.push((
+                        at,
+                        base64::engine::general_purpose::STANDARD.decode(r["b64"].as_str().unwrap_or_default())?,
+                    ));
                 }
-            })?;
-            // The store's own checks: segments, recorded head, own chain from 1, tier payloads kept.
-            let v = d.log.verify()?;
-            let faults = v
-                .faults
-                .into_iter()
-                .map(|f| yipan_audit::Finding { author: f.author, seq: f.seq, problem: f.problem })
-                .collect();
-            let recorded = d.log.trust().anchor();
-            let anchor = check_anchor(anchor, recorded)?;
-            let (trust, findings) =
-                yipan_audit::trust_from(anchor, &d.log.trust_records()?, &hand_added(&d.log.trust()));
-            let mut faults: Vec<yipan_audit::Finding> = faults;
-            faults.extend(findings);
-            (format!("data directory {} ({me})", dir.display()), trust, faults, v.quarantined)
-        }
-        Source::Api(addr, url) => {
-            let addr = &addr;
-            let health: serde_json::Value = serde_json::from_str(&get(addr, "/healthz")?)?;
-            let me = Locality::parse(health["locality"].as_str().unwrap_or_default())
-                .map_err(|e| anyhow!("node locality: {e}"))?;
-            let roster: serde_json::Value = serde_json::from_str(&get(addr, "/v1/roster")?)?;
-            let recorded = roster["anchor"]
-                .as_str()
-                .map(|a| yipan_log::keyfile::parse_public(a).map_err(|p| anyhow!("node's anchor {p}")))
-                .transpose()?;
-            let anchor = check_anchor(anchor, recorded)?;
-            let mut records = Vec::new();
-            for r in roster["records"].as_array().into_iter().flatten() {
-                let at = chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap_or_default())
-                    .map_err(|e| anyhow!("trust record time: {e}"))?
-                    .with_timezone(&chrono::Utc);
-                records.push((
-                    at,
-                    base64::engine::general_purpose::STANDARD.decode(r["b64"].as_str().unwrap_or_default())?,
-                ));
+                let mut bootstrap = HashMap::new();
+                for l in roster["localities"].as_array().into_iter().flatten().filter(|l| l["status"] == "bootstrap") {
+                    let code =
+                        Locality::parse(l["locality"].as_str().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+                    let key = yipan_log::keyfile::parse_public(l["public_key"].as_str().unwrap_or_default())
+                        .map_err(anyhow::Error::msg)?;
+                    bootstrap.insert(code, key);
+                }
+                let (trust, findings) = yipan_audit::trust_from(anchor, &records, &bootstrap);
+                let mut auditor = Auditor::new(trust).with_calendar(calendar);
+                let mut after: Option<String> = None;
+                let mut tick = progress(show);
+                loop {
+                    let path = match &after {
+                        Some(a) => format!("/v1/raw?limit=10000&after={a}"),
+                        None => "/v1/raw?limit=10000".to_string(),
+                    };
+                    let body = get(addr, &path)?;
+                    let mut last = None;
+                    for line in body.lines().filter(|l| !l.trim().is_empty()) {
+                        let v: serde_json::Value = serde_json::from_str(line)?;
+                        let bytes =
+                            base64::engine::general_purpose::STANDARD.decode(v["b64"].as_str().unwrap_or_default())?;
+                        let author =
+                            Locality::parse(v["author"].as_str().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+                        auditor.add(bytes, if author == me { Channels::All } else { Channels::Only(me) });
+                        last = Some(format!("{}:{}", author, v["seq"]));
+                    }
+                    tick(auditor.len() as u64);
+                    match last {
+                        Some(l) => after = Some(l),
+                        None => break,
+                    }
+                }
+                (format!("node API {url} ({me})"), auditor, findings, 0)
             }
-            let mut bootstrap = HashMap::new();
-            for l in roster["localities"].as_array().into_iter().flatten().filter(|l| l["status"] == "bootstrap") {
-                let code = Locality::parse(l["locality"].as_str().unwrap_or_default()).map_err(anyhow::Error::msg)?;
-                let key = yipan_log::keyfile::parse_public(l["public_key"].as_str().unwrap_or_default())
-                    .map_err(anyhow::Error::msg)?;
-                bootstrap.insert(code, key);
-            }
-            let (trust, findings) = yipan_audit::trust_from(anchor, &records, &bootstrap);
-            let mut after: Option<String> = None;
-            let mut tick = progress(show);
-            loop {
-                let path = match &after {
-                    Some(a) => format!("/v1/raw?limit=10000&after={a}"),
-                    None => "/v1/raw?limit=10000".to_string(),
+            Source::Nats { cfg, roster } => {
+                let keys = match roster {
+                    Some(roster) => {
+                        let text = std::fs::read_to_string(roster)
+                            .with_context(|| format!("reading roster {}", roster.display()))?;
+                        yipan_audit::roster::parse(&text).map_err(anyhow::Error::msg)?
+                    }
+                    None => HashMap::new(),
                 };
-                let body = get(addr, &path)?;
-                let mut last = None;
-                for line in body.lines().filter(|l| !l.trim().is_empty()) {
-                    let v: serde_json::Value = serde_json::from_str(line)?;
-                    let bytes =
-                        base64::engine::general_purpose::STANDARD.decode(v["b64"].as_str().unwrap_or_default())?;
-                    let author =
-                        Locality::parse(v["author"].as_str().unwrap_or_default()).map_err(anyhow::Error::msg)?;
-                    auditor.add(bytes, if author == me { Channels::All } else { Channels::Only(me) });
-                    last = Some(format!("{}:{}", author, v["seq"]));
-                }
-                tick(auditor.len() as u64);
-                match last {
-                    Some(l) => after = Some(l),
-                    None => break,
-                }
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let url = yipan_access::secret::redact_url(&cfg.nats_url);
+                let (streams, records, findings, auditor) = rt.block_on(async {
+                    let client = yipan_sync::connect_options(&cfg, yipan_access::nats::Principal::Auditor)?
+                        .connect(yipan_sync::servers(&cfg.nats_url).as_slice())
+                        .await
+                        .with_context(|| format!("connecting to {url} as the auditor"))?;
+                    let records = match anchor {
+                        Some(_) => yipan_audit::stream::read_trust(client.clone()).await.map_err(anyhow::Error::msg)?,
+                        None => Vec::new(),
+                    };
+                    let (trust, findings) = yipan_audit::trust_from(anchor, &records, &keys);
+                    let mut auditor = Auditor::new(trust).with_calendar(calendar);
+                    let streams = yipan_audit::stream::read_all(client, &mut auditor, progress(show))
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                    anyhow::Ok((streams, records, findings, auditor))
+                })?;
+                (
+                    format!("JetStream {url} (streams {}, YIPAN_TRUST: {} records)", streams.join(", "), records.len()),
+                    auditor,
+                    findings,
+                    0,
+                )
             }
-            (format!("node API {url} ({me})"), trust, findings, 0)
-        }
-        Source::Nats { cfg, roster } => {
-            let keys = match roster {
-                Some(roster) => {
-                    let text = std::fs::read_to_string(roster)
-                        .with_context(|| format!("reading roster {}", roster.display()))?;
-                    yipan_audit::roster::parse(&text).map_err(anyhow::Error::msg)?
-                }
-                None => HashMap::new(),
-            };
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let url = yipan_access::secret::redact_url(&cfg.nats_url);
-            let (streams, records) = rt.block_on(async {
-                let client = yipan_sync::connect_options(&cfg, yipan_access::nats::Principal::Auditor)?
-                    .connect(yipan_sync::servers(&cfg.nats_url).as_slice())
-                    .await
-                    .with_context(|| format!("connecting to {url} as the auditor"))?;
-                let records = match anchor {
-                    Some(_) => yipan_audit::stream::read_trust(client.clone()).await.map_err(anyhow::Error::msg)?,
-                    None => Vec::new(),
-                };
-                let streams = yipan_audit::stream::read_all(client, &mut auditor, progress(show))
-                    .await
-                    .map_err(anyhow::Error::msg)?;
-                anyhow::Ok((streams, records))
-            })?;
-            let (trust, findings) = yipan_audit::trust_from(anchor, &records, &keys);
-            (
-                format!("JetStream {url} (streams {}, YIPAN_TRUST: {} records)", streams.join(", "), records.len()),
-                trust,
-                findings,
-                0,
-            )
-        }
-    };
+        };
     if show {
         eprintln!();
     }
-    let (mut report, _) = auditor.finish(&label, &trust, as_of);
+    let (mut report, _) = auditor.finish(&label, as_of);
     report.faults.append(&mut store_faults);
     report.quarantined = quarantined;
     compare_digests(&mut report, compare, as_of)?;

@@ -72,14 +72,14 @@ pub fn run(events: u64) -> Result<Report> {
     let roster = log.trust();
     let (verify_1_per_s, verify_batch64_per_s) = yipan_log::bench::raw_verify(40_000, true)?;
     let t = Instant::now();
-    let mut auditor = Auditor::without_digests();
+    let mut auditor = Auditor::without_digests(roster.clone());
     log.for_each_raw(None, usize::MAX, |_, _, b| auditor.add(b.to_vec(), Channels::All))?;
-    let (report, _) = auditor.finish("bench", &roster, chrono::Utc::now());
+    let (report, _) = auditor.finish("bench", chrono::Utc::now());
     let audit_per_s = events as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let mut auditor = Auditor::new();
+    let mut auditor = Auditor::new(roster.clone());
     log.for_each_raw(None, usize::MAX, |_, _, b| auditor.add(b.to_vec(), Channels::All))?;
-    let _ = auditor.finish("bench", &roster, chrono::Utc::now());
+    let _ = auditor.finish("bench", chrono::Utc::now());
     let with_digests_per_s = events as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut bytes = 0usize;
@@ -105,11 +105,11 @@ pub fn run(events: u64) -> Result<Report> {
     };
     let audit_memory = |raw: Vec<Vec<u8>>| {
         let t = Instant::now();
-        let mut auditor = Auditor::without_digests();
+        let mut auditor = Auditor::without_digests(roster.clone());
         for b in raw {
             auditor.add(b, Channels::All);
         }
-        let (report, _) = auditor.finish("bench", &roster, chrono::Utc::now());
+        let (report, _) = auditor.finish("bench", chrono::Utc::now());
         (events as f64 / t.elapsed().as_secs_f64(), report.faults.len())
     };
     let (memory_batch_per_s, _) = audit_memory(batch_form);

@@ -164,9 +164,7 @@ pub fn authority(dir: &Path, action: AuthorityAction, ca: Option<&Path>) -> Resu
                 let client = yipan_sync::connect_options(&cfg, Principal::Auditor)?
                     .connect(yipan_sync::servers(&nats).as_slice())
                     .await?;
-                let mut auditor = yipan_audit::Auditor::without_digests();
-                yipan_audit::stream::read_all(client, &mut auditor, |_| {}).await.map_err(anyhow::Error::msg)?;
-                anyhow::Ok(auditor.highest_seq(l))
+                yipan_audit::stream::highest_seq(client, l).await.map_err(anyhow::Error::msg)
             })?;
             println!("{highest}");
         }

@@ -132,10 +132,10 @@ const PARALLEL_FROM: usize = 8;
 /// signature once — a batch head shared by many items is verified once —
 /// in ed25519 batches of [`BATCH_VERIFY`]; a batch that fails is re-checked
 /// one by one so the bad events are named. A bad signature becomes the error
-/// `forged(event, problem)`; `Err` items pass through untouched.
+/// `forged(event, extra, problem)`; `Err` items pass through untouched.
 pub fn verify_signatures<T: Send + Sync, E: Send + Sync>(
     items: Vec<Result<(StoredEvent, VerifyingKey, T), E>>,
-    forged: impl Fn(&StoredEvent, String) -> E + Sync,
+    forged: impl Fn(&StoredEvent, &T, String) -> E + Sync,
 ) -> Vec<Result<(StoredEvent, T), E>> {
     use rayon::prelude::*;
     use std::collections::HashMap;
@@ -157,6 +157,11 @@ pub fn verify_signatures<T: Send + Sync, E: Send + Sync>(
         .iter()
         .map(|p| {
             let (pending, key) = p.as_ref()?.as_ref().ok()?;
+            if !pending.head {
+                // A per-event signature is its own: nothing to share.
+                unique.push((pending.message(), pending.signature, *key));
+                return Some(unique.len() - 1);
+            }
             let id = (pending.signed, pending.head, pending.signature.to_bytes(), key.to_bytes());
             Some(*slot.entry(id).or_insert_with(|| {
                 unique.push((pending.message(), pending.signature, *key));
@@ -198,7 +203,7 @@ pub fn verify_signatures<T: Send + Sync, E: Send + Sync>(
         .map(|(r, o)| {
             let (ev, _, extra) = r?;
             match o {
-                Some(problem) => Err(forged(&ev, problem)),
+                Some(problem) => Err(forged(&ev, &extra, problem)),
                 None => Ok((ev, extra)),
             }
         })

@@ -1318,7 +1318,7 @@ impl<B: Backend> Log<B> {
         } else {
             decoded.into_iter().map(|r| r.and_then(|ev| self.foreign_head(&trust, ev))).collect()
         };
-        let forged = |ev: &StoredEvent, p: String| {
+        let forged = |ev: &StoredEvent, _: &(), p: String| {
             // Signed by the author's certified next key before its handover reached us: wait for it.
             if let Some(a) = ev.author() {
                 if trust.pending_key(a).is_some_and(|k| ev.verify_signature(&k).is_ok()) {
