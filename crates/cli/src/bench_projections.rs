@@ -80,7 +80,7 @@ fn draft(p: u64, k: u64) -> EventDraft {
 
 /// Resident memory, after handing freed heap back to the system (else memory
 /// freed by an earlier stage of the run is reused and a stage's growth reads as ~0).
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
@@ -89,6 +89,23 @@ fn rss_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
         .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// Resets the process's peak resident memory (Linux `clear_refs` 5), so that
+/// [`peak_rss_bytes`] reports the peak of what runs after.
+pub(crate) fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last [`reset_peak_rss`] (`VmHWM`).
+pub(crate) fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
 

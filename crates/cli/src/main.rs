@@ -489,6 +489,10 @@ enum BenchWhat {
     Audit {
         #[arg(long, default_value_t = 200_000)]
         events: u64,
+        /// Also audit this many events generated and signed on the fly, never stored
+        /// (the auditor's memory for a stream of any length; 0: skip).
+        #[arg(long, default_value_t = 1_000_000)]
+        stream: u64,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -1049,8 +1053,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime()?.block_on(demo::run(keep, serve))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { what: BenchWhat::Audit { events, format } } => {
-            let report = bench_audit::run(events)?;
+        Command::Bench { what: BenchWhat::Audit { events, stream, format } } => {
+            let report = bench_audit::run(events, stream)?;
             print_report(&report, format)
         }
         Command::Bench { what: BenchWhat::Trust { format } } => {
