@@ -37,6 +37,8 @@ from yipan.v1 import envelope_pb2
 
 # What a batch head signature covers before the encoded head.
 HEAD_CONTEXT = b"\0yipan batch head v2\0"
+# Largest tree a verifier accepts (as yipan_trust::batch::MAX_VERIFIED_LEAVES).
+MAX_VERIFIED_LEAVES = 1 << 20
 
 
 def leaf_hash(envelope: bytes) -> bytes:
@@ -81,10 +83,15 @@ def verify(signed, env, key: VerifyKey) -> str:
         raise ValueError("holds both a per-event signature and a batch proof")
     head = envelope_pb2.BatchHead()
     head.ParseFromString(signed.batch.head)
+    # Python keeps unknown fields when re-serialising: drop them, so that a
+    # padded head no longer re-encodes to the bytes received.
+    head.DiscardUnknownFields()
     if head.SerializeToString(deterministic=True) != signed.batch.head:
         raise ValueError("batch head is not in canonical form")
-    if head.author != env.author or not head.first_seq <= env.author_seq <= head.last_seq:
+    if head.author != env.author or not 1 <= head.first_seq <= env.author_seq <= head.last_seq:
         raise ValueError("batch head does not cover this event")
+    if head.last_seq - head.first_seq + 1 > MAX_VERIFIED_LEAVES:
+        raise ValueError("batch head covers too many events")
     root = root_from_path(
         env.author_seq - head.first_seq,
         head.last_seq - head.first_seq + 1,

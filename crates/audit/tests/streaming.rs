@@ -135,6 +135,23 @@ fn events_signed_with_a_key_whose_handover_comes_later_in_the_input_verify() {
     let r = audit(trust.clone(), &input);
     assert!(r.ok(), "{:?}", problems(&r));
     assert_eq!(r.events, 9);
+    // A thief with the old key signs #12 after the handover; read before the
+    // handover, it verifies then — and is named once the handover is known.
+    let thief =
+        MemStore::open_with_anchor(MemBackend::new(), loc("411522"), key(10), Some(key(ROOT).verifying_key())).unwrap();
+    for r in [&authority, &first] {
+        thief.apply_trust_record(r, now).unwrap().unwrap();
+    }
+    thief.append_batch((100..112).map(certificate).collect()).unwrap();
+    let stolen = bytes(&thief).pop().unwrap();
+    let mut input = vec![stolen];
+    input.extend(all.iter().cloned());
+    let r = audit(trust.clone(), &input);
+    let p = problems(&r);
+    assert!(
+        p.iter().any(|x| x.starts_with("411522#12: forged or altered: signed by a key that a key handover")),
+        "{p:?}"
+    );
     // Without the handover at all, the new key's events are forged.
     let r = audit(trust, &all[4..]);
     assert_eq!(r.faults.len(), 5, "{:?}", problems(&r));
@@ -156,4 +173,22 @@ fn memory_does_not_grow_with_events_the_spills_do() {
     let (r, _) = a.finish("test", Utc::now());
     assert!(r.ok(), "{:?}", problems(&r));
     assert_eq!(r.events, 1000);
+}
+
+#[test]
+fn a_sequence_number_near_the_top_of_u64_costs_nothing_special() {
+    use ed25519_dalek::Signer;
+    let s = store(2);
+    s.append_batch(vec![certificate(1)]).unwrap();
+    let mut signed = v1::SignedEvent::decode(bytes(&s)[0].as_slice()).unwrap();
+    let mut env = v1::Envelope::decode(signed.envelope.as_slice()).unwrap();
+    for seq in [1u64 << 40, u64::MAX - 1] {
+        env.author_seq = seq;
+        signed.envelope = env.encode_to_vec();
+        signed.batch = None;
+        signed.signature = key(2).sign(&signed.envelope).to_bytes().to_vec();
+        let r = audit(roster(2), &[signed.encode_to_vec()]);
+        assert_eq!(r.events, 1, "{:?}", problems(&r));
+        assert_eq!(r.authors["411522"], 1);
+    }
 }
