@@ -152,8 +152,8 @@ pub struct QuarantineEntry {
 }
 
 /// A draft validated in the caller's thread, ready for sequencing.
-struct Prepared {
-    draft: EventDraft,
+pub(crate) struct Prepared {
+    pub(crate) draft: EventDraft,
     checked: Checked,
     id: Uuid,
     digest: [u8; 32],
@@ -463,6 +463,7 @@ impl<B: Backend> Log<B> {
             }
         }
         let mut prepared: Vec<Prepared> = Vec::with_capacity(drafts.len());
+        let mut earlier = crate::semantic::BatchIndex::default();
         for (index, draft) in drafts.into_iter().enumerate() {
             let p = {
                 let checked =
@@ -477,7 +478,7 @@ impl<B: Backend> Log<B> {
                             .map(|_| c)
                         })
                         .and_then(|c| {
-                            let before: Vec<&EventDraft> = prepared.iter().map(|p| &p.draft).collect();
+                            let before = crate::semantic::Earlier::new(&prepared, &earlier);
                             crate::semantic::check(self, self.shared.locality, &draft, &c, &before)
                                 .and_then(|_| crate::semantic::divisions(self, &draft, &c, &before))
                                 .and_then(|_| crate::semantic::with_workplace(self, &draft, c, &before))
@@ -498,6 +499,7 @@ impl<B: Backend> Log<B> {
                 };
                 Prepared { draft, checked, id, digest }
             };
+            earlier.add(prepared.len(), &p.draft);
             prepared.push(p);
         }
         Ok(prepared)
