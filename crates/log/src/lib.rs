@@ -2,7 +2,8 @@
 //! events plus the verified events other localities addressed to it.
 //!
 //! - [`store`]: the [`EventStore`] trait every implementation offers.
-//! - [`log`]: [`Log`], the implementation over a byte [`Backend`]: validation,
+//! - [`log`]: [`Log`], the implementation over a byte [`Backend`] (split into
+//!   append, ingest, reads and roster files): validation,
 //!   sequencing, chaining and signing, group commit, idempotent appends,
 //!   ingest of foreign events with quarantine, reads.
 //! - [`backend`]: the two backends, sled on disk ([`SledBackend`]) and memory
