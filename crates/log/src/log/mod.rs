@@ -311,31 +311,26 @@ impl<B: Backend> Log<B> {
         let migrate = backend.get(layout::META_IDS)?.is_none();
         let mut id_ops: Vec<Op> = Vec::new();
         let mut id_err: Option<Error> = None;
-        backend.for_each(&[layout::SEGMENT], &[layout::SEGMENT + 1], &mut |k, v| {
-            let (Some((author, _)), Ok(entries)) = (layout::parse_segment_key(k), segment::decode(v)) else {
-                return true;
-            };
-            for e in entries {
-                if let Ok(ev) = StoredEvent::decode(e.bytes) {
-                    index.add(author, e.seq, &ev.envelope);
-                    if let (true, Ok(id)) = (migrate, <[u8; 16]>::try_from(ev.envelope.event_id.as_slice())) {
-                        id_ops.push((
-                            layout::id_key(&id).to_vec(),
-                            Some(layout::id_value(author, e.seq, &e.digest).to_vec()),
-                        ));
-                        if id_ops.len() >= 8192 {
-                            if let Err(e) = backend.apply(std::mem::take(&mut id_ops)) {
-                                id_err = Some(e);
-                                return false;
-                            }
+        each_stored(&backend, &[layout::SEGMENT], &[layout::SEGMENT + 1], Damaged::Skip, |author, e| {
+            if let Ok(ev) = StoredEvent::decode(e.bytes) {
+                index.add(author, e.seq, &ev.envelope);
+                if let (true, Ok(id)) = (migrate, <[u8; 16]>::try_from(ev.envelope.event_id.as_slice())) {
+                    id_ops.push((
+                        layout::id_key(&id).to_vec(),
+                        Some(layout::id_value(author, e.seq, &e.digest).to_vec()),
+                    ));
+                    if id_ops.len() >= 8192 {
+                        if let Err(e) = backend.apply(std::mem::take(&mut id_ops)) {
+                            id_err = Some(e);
+                            return false;
                         }
                     }
-                    if author == me {
-                        head = (e.seq, ev.hash);
-                    }
-                    if let Some(at) = rotation_time(&ev) {
-                        rotations.push((e.bytes.to_vec(), at));
-                    }
+                }
+                if author == me {
+                    head = (e.seq, ev.hash);
+                }
+                if let Some(at) = rotation_time(&ev) {
+                    rotations.push((e.bytes.to_vec(), at));
                 }
             }
             true

@@ -73,27 +73,17 @@ impl<B: Backend> Log<B> {
     ) -> Result<Vec<StoredEvent>> {
         let mut out = Vec::new();
         let mut failure = None;
-        self.shared.backend.for_each(start, end, &mut |k, v| {
-            let Some((author, last)) = layout::parse_segment_key(k) else { return true };
-            let entries = match segment::decode(v) {
-                Ok(e) => e,
-                Err(problem) => {
-                    failure = Some(Error::Corrupt { author: author.to_string(), seq: last, problem });
-                    return false;
-                }
-            };
-            for e in entries {
-                if out.len() >= limit {
-                    return false;
-                }
-                if keep(author, e.seq) {
-                    match decode_at(author, e.seq, e.bytes) {
-                        Ok(ev) if matches(&ev) => out.push(ev),
-                        Ok(_) => {}
-                        Err(err) => {
-                            failure = Some(err);
-                            return false;
-                        }
+        each_stored(&self.shared.backend, start, end, Damaged::Fail, |author, e| {
+            if out.len() >= limit {
+                return false;
+            }
+            if keep(author, e.seq) {
+                match decode_at(author, e.seq, e.bytes) {
+                    Ok(ev) if matches(&ev) => out.push(ev),
+                    Ok(_) => {}
+                    Err(err) => {
+                        failure = Some(err);
+                        return false;
                     }
                 }
             }
@@ -126,15 +116,8 @@ impl<B: Backend> Log<B> {
             batch.clear();
             out
         };
-        self.shared.backend.for_each(&[layout::SEGMENT], &[layout::SEGMENT + 1], &mut |k, v| {
-            let Some((author, last)) = layout::parse_segment_key(k) else { return true };
-            match segment::decode(v) {
-                Ok(entries) => pending.extend(entries.iter().map(|e| (author, e.seq, e.bytes.to_vec()))),
-                Err(problem) => {
-                    failure = Some(Error::Corrupt { author: author.to_string(), seq: last, problem });
-                    return false;
-                }
-            }
+        each_stored(&self.shared.backend, &[layout::SEGMENT], &[layout::SEGMENT + 1], Damaged::Fail, |author, e| {
+            pending.push((author, e.seq, e.bytes.to_vec()));
             if pending.len() >= CHUNK {
                 match decode(&mut pending) {
                     Ok(envs) => f(envs),
@@ -168,35 +151,19 @@ impl<B: Backend> Log<B> {
             Some((a, s)) => layout::segment_key(a.as_u32(), s.saturating_add(1)).to_vec(),
             None => vec![layout::SEGMENT],
         };
-        let mut failure = None;
         let mut n = 0usize;
-        self.shared.backend.for_each(&start, &[layout::SEGMENT + 1], &mut |k, v| {
-            let Some((author, last)) = layout::parse_segment_key(k) else { return true };
+        each_stored(&self.shared.backend, &start, &[layout::SEGMENT + 1], Damaged::Fail, |author, e| {
             let Ok(a) = Locality::from_u32(author) else { return true };
-            match segment::decode(v) {
-                Ok(entries) => {
-                    for e in entries {
-                        if after.is_some_and(|(aa, ss)| aa == a && e.seq <= ss) {
-                            continue;
-                        }
-                        if n >= limit {
-                            return false;
-                        }
-                        f(a, e.seq, e.bytes);
-                        n += 1;
-                    }
-                    true
-                }
-                Err(problem) => {
-                    failure = Some(Error::Corrupt { author: author.to_string(), seq: last, problem });
-                    false
-                }
+            if after.is_some_and(|(aa, ss)| aa == a && e.seq <= ss) {
+                return true;
             }
-        })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+            if n >= limit {
+                return false;
+            }
+            f(a, e.seq, e.bytes);
+            n += 1;
+            true
+        })
     }
 
     /// Every person with events held here.
@@ -293,4 +260,38 @@ pub(super) fn event_at<B: Backend>(backend: &B, author: u32, seq: u64) -> Result
         Some(e) => decode_at(author, seq, e.bytes).map(Some),
         None => Ok(None),
     }
+}
+
+/// What a walk over the stored segments does with a segment whose framing is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Damaged {
+    /// Stop with [`Error::Corrupt`] naming its author and last sequence.
+    Fail,
+    /// Skip it (`verify` reports it).
+    Skip,
+}
+
+/// The one walk over stored events behind every bulk read and the index
+/// rebuild at open: calls `f(author, entry)` for each event of the segments
+/// keyed in `start..end`, in (author, seq) order, until `f` returns false.
+pub(crate) fn each_stored<B: Backend>(
+    backend: &B,
+    start: &[u8],
+    end: &[u8],
+    damaged: Damaged,
+    mut f: impl FnMut(u32, Entry<'_>) -> bool,
+) -> Result<()> {
+    let mut failure = None;
+    backend.for_each(start, end, &mut |k, v| {
+        let Some((author, last)) = layout::parse_segment_key(k) else { return true };
+        match segment::decode(v) {
+            Ok(entries) => entries.into_iter().all(|e| f(author, e)),
+            Err(_) if damaged == Damaged::Skip => true,
+            Err(problem) => {
+                failure = Some(Error::Corrupt { author: author.to_string(), seq: last, problem });
+                false
+            }
+        }
+    })?;
+    failure.map_or(Ok(()), Err)
 }
