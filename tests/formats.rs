@@ -41,53 +41,48 @@ fn body(kind: Kind) -> Option<EventBody> {
     Some(EventBody { kind: Some(kind) })
 }
 
-/// An arrival of person `n` at `residence`, with identity and contact tiers.
-fn arrival(residence: &str, n: u64) -> EventDraft {
+/// An event about person `n` (from origin 411522) living at `residence`.
+fn draft(residence: &str, n: u64, kind: Kind) -> EventDraft {
     EventDraft {
         person_key: person(n),
         origin: "411522".into(),
         residence: residence.into(),
-        body: body(Kind::ArrivalRegistered(v1::ArrivalRegistered {
-            channel: 2,
-            expected_stay_months: 6,
-            ..Default::default()
-        })),
+        body: body(kind),
+        ..Default::default()
+    }
+}
+
+/// An arrival of person `n` at `residence`, with identity and contact tiers.
+fn arrival(residence: &str, n: u64) -> EventDraft {
+    EventDraft {
         identity: Some(v1::IdentityTier {
             name: "张三".into(),
             id_number: "11010519491231002X".into(),
             ..Default::default()
         }),
         contact: Some(v1::ContactTier { phone: "13800001234".into(), ..Default::default() }),
-        ..Default::default()
+        ..draft(
+            residence,
+            n,
+            Kind::ArrivalRegistered(v1::ArrivalRegistered {
+                channel: 2,
+                expected_stay_months: 6,
+                ..Default::default()
+            }),
+        )
     }
 }
 
 /// A service the residence rendered to person `n`.
 fn service(residence: &str, n: u64) -> EventDraft {
-    EventDraft {
-        person_key: person(n),
-        origin: "411522".into(),
-        residence: residence.into(),
-        body: body(Kind::ServiceRendered(v1::ServiceRendered {
-            service: v1::ServiceKind::PersonInformed as i32,
-            provider_ref: String::new(),
-        })),
-        ..Default::default()
-    }
+    let kind = v1::ServiceRendered { service: v1::ServiceKind::PersonInformed as i32, provider_ref: String::new() };
+    draft(residence, n, Kind::ServiceRendered(kind))
 }
 
 /// A certificate the origin issued to person `n` living at `residence`.
 fn certificate(residence: &str, n: u64) -> EventDraft {
-    EventDraft {
-        person_key: person(n),
-        origin: "411522".into(),
-        residence: residence.into(),
-        body: body(Kind::CertificateIssued(v1::CertificateIssued {
-            certificate_ref: format!("C{n}"),
-            valid_until: None,
-        })),
-        ..Default::default()
-    }
+    let kind = v1::CertificateIssued { certificate_ref: format!("C{n}"), valid_until: None };
+    draft(residence, n, Kind::CertificateIssued(kind))
 }
 
 /// Every file under `from`, relative path → bytes.
