@@ -18,6 +18,8 @@ pub mod stream;
 
 use std::collections::{BTreeMap, HashMap};
 
+use yipan_proto::Message;
+
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
 use rayon::prelude::*;
@@ -150,7 +152,7 @@ pub struct Auditor {
 type Decoded = Result<(StoredEvent, Vec<u8>, Channels), Finding>;
 
 /// A decoded message with the key that must have signed it (and its bytes, to retry).
-type Keyed = Result<(StoredEvent, VerifyingKey, (Vec<u8>, Channels, VerifyingKey)), Fail>;
+type Keyed = Result<(StoredEvent, VerifyingKey, (Channels, VerifyingKey)), Fail>;
 
 /// Why a message failed: for good, or (key or signature) perhaps only until
 /// a key handover later in the input is read.
@@ -237,6 +239,21 @@ impl Auditor {
         Finding { author: ev.envelope.author.clone(), seq: ev.seq(), problem }
     }
 
+    /// A message whose key or signature failed, to be tried again at the end:
+    /// kept without its tier payloads (checked against their digests now), so
+    /// that no personal value goes to the temporary file and only the signed
+    /// part, which is all the retry checks, is kept.
+    fn retry(ev: &StoredEvent, problem: String, ch: Channels) -> Fail {
+        let f = Self::finding(ev, problem);
+        if ev.verify_tiers(false).is_err() {
+            return Fail::Final(f);
+        }
+        let mut signed = ev.signed.clone();
+        signed.tiers.clear();
+        signed.sealed.clear();
+        Fail::Retry(f, signed.encode_to_vec(), ch)
+    }
+
     /// Decodes, verifies and records one chunk. `last`: nothing more will
     /// come, so what fails now is a finding, not deferred.
     fn check(&mut self, chunk: Vec<(Vec<u8>, Channels)>, last: bool) {
@@ -279,23 +296,23 @@ impl Auditor {
         let keyed: Vec<Keyed> = decoded
             .into_par_iter()
             .map(|r| {
-                let (ev, b, ch) = r.map_err(Fail::Final)?;
+                let (ev, _, ch) = r.map_err(Fail::Final)?;
                 let author = ev
                     .author()
                     .ok_or_else(|| Fail::Final(Self::finding(&ev, "author is not a division code".into())))?;
                 let recorded = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
                 match trust.key_for(author, ev.seq(), recorded) {
-                    Ok(key) => Ok((ev, key, (b, ch, key))),
-                    Err(e) => Err(Fail::Retry(Self::finding(&ev, format!("{}: {e}", e.code())), b, ch)),
+                    Ok(key) => Ok((ev, key, (ch, key))),
+                    Err(e) => Err(Self::retry(&ev, format!("{}: {e}", e.code()), ch)),
                 }
             })
             .collect();
-        let checked = yipan_log::event::verify_signatures(keyed, |ev, (b, ch, _), p| {
-            Fail::Retry(Self::finding(ev, format!("forged or altered: {p}")), b.clone(), *ch)
+        let checked = yipan_log::event::verify_signatures(keyed, |ev, (ch, _), p| {
+            Self::retry(ev, format!("forged or altered: {p}"), *ch)
         });
         for r in checked {
             match r {
-                Ok((ev, (_, ch, key))) => match ev.verify_tiers(false) {
+                Ok((ev, (ch, key))) => match ev.verify_tiers(false) {
                     Ok(()) => self.record(ev, ch, &key),
                     Err(p) => self.report.faults.push(Self::finding(&ev, p)),
                 },
