@@ -244,18 +244,6 @@ impl HeadCache {
         Ok(())
     }
 
-    /// Whether the head check `pending` with `key` is known good.
-    pub fn knows(&self, pending: &Pending<'_>, key: &VerifyingKey) -> bool {
-        pending.head && self.verified.contains(&pending.id(key))
-    }
-
-    /// Records that the head check `pending` with `key` passed.
-    pub fn record(&mut self, pending: &Pending<'_>, key: &VerifyingKey) {
-        if pending.head {
-            self.remember(pending.id(key));
-        }
-    }
-
     fn remember(&mut self, id: [u8; 32]) {
         if self.verified.len() >= Self::CAPACITY {
             self.verified.clear();
