@@ -812,3 +812,98 @@ impl World {
         serde_json::from_str::<Value>(&body).unwrap()["outbox_pending"].as_u64().unwrap_or(u64::MAX)
     }
 }
+
+/// A host's tenant has its console under `/t/<code>/console/`: it signs in
+/// with the tenant's own token, talks to the tenant's API only (the header
+/// names that locality and the card it finds is the tenant's), and the other
+/// tenant's console on the same host refuses that token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hosted_tenants_console_in_a_real_browser() {
+    let base = tempfile::tempdir().unwrap();
+    let codes = ["610112", "610113"];
+    let localities: Vec<Locality> = codes.iter().map(|c| loc(c)).collect();
+    let deployment = Deployment::create(&base.path().join("secrets"), &localities, &[]).unwrap();
+    let secure = deployment.nats_server();
+    let nats = tokio::task::spawn_blocking(move || NatsServer::start_secure(secure)).await.unwrap().unwrap();
+    deployment.provision(&nats.url(), &[61]).await.unwrap();
+    let host_dir = base.path().join("host");
+    yipan_node::host::init(&host_dir).unwrap();
+    let mut tokens = BTreeMap::new();
+    for code in codes {
+        yipan_node::host::add_tenant(&host_dir, loc(code), Some(SECRET)).unwrap();
+        let dir = yipan_node::host::tenants_dir(&host_dir).join(code);
+        deployment.certify(loc(code), code, &dir).unwrap();
+        tokens.insert(code, issue_token(&dir, Role::Clerk, "hosted console clerk").unwrap());
+    }
+    deployment.publish_trust(&nats.url()).await.unwrap();
+    let cfg = deployment.host_config(host_dir, &nats.url()).unwrap();
+    let host =
+        yipan_node::host::Host::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    // A person of 610112 living in 610113: the arrival is written at 610113.
+    let clerk = http::Client::new(host.addr, Some(deployment.client_tls().unwrap()), Some(tokens["610113"].clone()));
+    let arrival = json!({"kind": "ArrivalRegistered", "occurred_at": at(3), "origin": "610112", "residence": "610113",
+        "person_id_number": ID_NUMBER, "identity": {"name": NAME, "idNumber": ID_NUMBER},
+        "body": {"channel": "REGISTRATION_CHANNEL_EMPLOYER"}});
+    let (status, body) =
+        tokio::task::spawn_blocking(move || clerk.request("POST", "/t/610113/v1/events", Some(&arrival.to_string())))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let t12 = host.log(loc("610112")).unwrap();
+    let start = Instant::now();
+    while t12.channel_head(loc("610113"), loc("610112")).unwrap() < 1 {
+        assert!(start.elapsed() < Duration::from_secs(20), "the arrival did not reach 610112");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(t12);
+
+    let driver = tokio::task::spawn_blocking(Driver::start).await.unwrap();
+    let b = Browser::open(&driver, &base.path().join("downloads")).await;
+    let console = |code: &str| format!("https://{}/t/{code}/console/", host.addr);
+    let outcome = std::panic::AssertUnwindSafe(async {
+        // The bare tenant address leads to its console.
+        b.goto(&format!("https://{}/t/610113", host.addr)).await;
+        b.until("the sign-in form", "return !!document.getElementById('signin-token');").await;
+        let url = b.client.current_url().await.unwrap();
+        assert_eq!(url.path(), "/t/610113/console/");
+        b.fill("#signin-token", &tokens["610113"]).await;
+        b.click("#signin-submit").await;
+        b.ready("overview").await;
+        let text = b.js("return document.body.innerText;").await;
+        assert!(text.as_str().unwrap().contains("610113"), "the header names the tenant");
+        b.page_shot("hosted-overview").await;
+        b.shot("hosted-tenant-overview").await;
+        // The card of the person, as the residence tenant holds it.
+        look_up(&b, ID_NUMBER).await;
+        let card = card_rows(&b).await;
+        assert!(card.contains(&("residence.registration".into(), "done".into())), "{card:?}");
+        b.shot("hosted-tenant-card").await;
+        // The other tenant's console on the same host: this token means nothing there.
+        b.goto(&format!("{}#token={}", console("610112"), tokens["610113"])).await;
+        b.until(
+            "the refusal is shown",
+            "var e = document.getElementById('signin-error'); return e && e.offsetParent && e.textContent.trim();",
+        )
+        .await;
+        // Its own token opens it, and it holds the same person from 610113's event.
+        b.fill("#signin-token", &tokens["610112"]).await;
+        b.click("#signin-submit").await;
+        b.ready("overview").await;
+        let text = b.js("return document.body.innerText;").await;
+        assert!(text.as_str().unwrap().contains("610112"), "the header names the other tenant");
+        look_up(&b, ID_NUMBER).await;
+        let card = card_rows(&b).await;
+        assert!(card.contains(&("residence.registration".into(), "done".into())), "{card:?}");
+        b.shot("hosted-other-tenant-card").await;
+    })
+    .catch_unwind()
+    .await;
+    if let Err(panic) = outcome {
+        b.shot("failure-hosted").await;
+        let _ = b.client.clone().close().await;
+        std::panic::resume_unwind(panic);
+    }
+    b.client.clone().close().await.unwrap();
+    host.stop().await.unwrap();
+}

@@ -318,8 +318,11 @@ async fn a_client_certificate_is_a_credential_mapped_to_a_role() {
     let mut env = Env::start(&["610112", "411522"], &[]).await;
     env.start_node("610112", |cfg| {
         let tls = cfg.http.tls.as_mut().unwrap();
-        tls.clients =
-            vec![yipan_node::config::ClientCertificate { name: "shaanxi-platform".into(), role: Role::Statistics }];
+        tls.clients = vec![yipan_node::config::ClientCertificate {
+            name: "shaanxi-platform".into(),
+            role: Role::Statistics,
+            tenant: None,
+        }];
     })
     .await;
     let clerk = env.client("610112", Role::Clerk);

@@ -315,6 +315,13 @@ enum Command {
         #[command(subcommand)]
         action: NodeAction,
     },
+    /// Host many localities (tenants) in one process, as a provincial or municipal
+    /// government cloud does: one HTTP listener (`/t/<code>/…` per tenant), one
+    /// storage engine, each tenant with its own key, log, NATS NKey and tokens.
+    Host {
+        #[command(subcommand)]
+        action: HostAction,
+    },
     /// The main job: a local NATS and three locality nodes (residences 610112 and
     /// 610113 in Xi'an, origin 411522 in Henan) running a scripted scenario.
     Demo {
@@ -484,6 +491,36 @@ enum NodeAction {
 }
 
 #[derive(Subcommand)]
+enum HostAction {
+    /// Create a host directory: the shared store and `tenants/`.
+    Init {
+        /// The host directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Prepare a tenant (key pair, yipan.toml); prints its public key for the
+    /// province authority. A running host starts it on `POST /host/tenants`;
+    /// its API tokens: `yipan token create --data-dir <dir>/tenants/<code>`.
+    AddTenant {
+        /// The host directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// GB/T 2260 code of the county-level locality, e.g. 610112.
+        #[arg(long)]
+        locality: String,
+        /// Deployment-wide secret (hex) for deriving person keys from ID numbers.
+        #[arg(long, env = "YIPAN_PERSON_KEY_SECRET", hide_env_values = true)]
+        person_key_secret: Option<String>,
+    },
+    /// Serve every tenant of the host until SIGINT or SIGTERM.
+    Run {
+        /// host.toml (host_dir, listen, nats_nkey_dir, [sync] nats_url, …).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchWhat {
     /// Audit throughput with full signature verification vs raw ed25519 verification.
     Audit {
@@ -567,7 +604,10 @@ enum Format {
 fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Node { .. } | Command::Demo { .. } | Command::Bench { .. }) {
+    if !matches!(
+        cli.command,
+        Command::Node { .. } | Command::Host { .. } | Command::Demo { .. } | Command::Bench { .. }
+    ) {
         restore_sigpipe();
     }
     match run(cli) {
@@ -1045,6 +1085,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let scheme = if cfg.http.tls.is_some() { "https" } else { "http" };
                 println!("node listening on {scheme}://{}", listener.local_addr()?);
                 yipan_node::run(cfg, listener, shutdown_signal()).await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Host { action: HostAction::Init { dir } } => {
+            yipan_node::host::init(&dir)?;
+            println!("initialised host directory {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Host { action: HostAction::AddTenant { dir, locality, person_key_secret } } => {
+            let locality = Locality::parse(&locality).map_err(|p| anyhow::anyhow!("--locality: {p}"))?;
+            yipan_core::division::check_county("--locality", locality).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let secret = person_key_secret
+                .map(|s| hex::decode(s.trim()).context("--person-key-secret must be hex"))
+                .transpose()?;
+            let public = yipan_node::host::add_tenant(&dir, locality, secret.as_deref())?;
+            let name = yipan_core::division::name(locality).unwrap_or("");
+            println!(
+                "prepared tenant {locality} {name} in {}",
+                yipan_node::host::tenants_dir(&dir).join(locality.to_string()).display()
+            );
+            println!("public key: {}", hex::encode(public.to_bytes()));
+            println!("next: certify the key, add NATS user locality-{locality}, then POST /host/tenants {{\"locality\": \"{locality}\"}}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Host { action: HostAction::Run { config } } => {
+            let cfg = yipan_node::host::HostConfig::load(&config)?;
+            runtime()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&cfg.listen)
+                    .await
+                    .with_context(|| format!("binding {}", cfg.listen))?;
+                let scheme = if cfg.http.tls.is_some() { "https" } else { "http" };
+                println!("host listening on {scheme}://{}", listener.local_addr()?);
+                yipan_node::host::run(cfg, listener, shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)

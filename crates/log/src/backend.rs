@@ -35,37 +35,51 @@ pub trait Backend: Send + Sync + 'static {
     fn for_each(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
 }
 
-/// sled on disk. One tree; a batch is one `apply_batch` plus one `flush`.
+/// sled on disk: one tree of one database; a batch is one `apply_batch` plus
+/// one `flush` of the database. A node has a database of its own
+/// ([`SledBackend::open`]); a host of many localities opens one database and
+/// gives each tenant a tree of it ([`SharedSled::tenant`]), so its cache,
+/// files and flusher are shared and one fsync makes every tenant's pending
+/// group commit durable.
 pub struct SledBackend {
     db: sled::Db,
+    tree: sled::Tree,
+}
+
+/// Opens a sled database, turning sled's panics on some on-disk damage into
+/// [`Error::Damaged`].
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
+    let path = dir.display().to_string();
+    let config = sled::Config::new().path(dir).cache_capacity(cache_bytes).flush_every_ms(None);
+    // sled 0.34 can panic on some on-disk damage; a damaged store must be
+    // an error the operator can act on.
+    // The default hook would print the panic as if the program crashed;
+    // hold it back while opening so only the error below reaches the user.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(Error::Damaged { path, problem: e.to_string() }),
+        Err(panic) => {
+            let problem = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the storage engine failed while recovering".into());
+            Err(Error::Damaged { path, problem })
+        }
+    }
 }
 
 impl SledBackend {
     /// Opens (or creates) the database in `dir`. A damaged database gives
     /// [`Error::Damaged`], never a panic.
     pub fn open(dir: &Path) -> Result<Self> {
-        let path = dir.display().to_string();
-        let config = sled::Config::new().path(dir).cache_capacity(256 << 20).flush_every_ms(None);
-        // sled 0.34 can panic on some on-disk damage; a damaged store must be
-        // an error the operator can act on.
-        // The default hook would print the panic as if the program crashed;
-        // hold it back while opening so only the error below reaches the user.
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()));
-        std::panic::set_hook(hook);
-        match opened {
-            Ok(Ok(db)) => Ok(SledBackend { db }),
-            Ok(Err(e)) => Err(Error::Damaged { path, problem: e.to_string() }),
-            Err(panic) => {
-                let problem = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "the storage engine failed while recovering".into());
-                Err(Error::Damaged { path, problem })
-            }
-        }
+        let db = open_db(dir, 256 << 20)?;
+        let tree = (*db).clone();
+        Ok(SledBackend { db, tree })
     }
 
     /// The sled database (for the raw baseline of the benchmark).
@@ -74,14 +88,56 @@ impl SledBackend {
     }
 }
 
+/// One sled database holding the logs of many localities, one tree each
+/// (`tenant/<name>`). Trees never see each other's keys: a tenant's log
+/// reads and writes only its own.
+#[derive(Clone)]
+pub struct SharedSled {
+    db: sled::Db,
+}
+
+impl SharedSled {
+    /// Opens (or creates) the shared database in `dir` with a page cache of
+    /// `cache_bytes` for all tenants together.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        Ok(SharedSled { db: open_db(dir, cache_bytes)? })
+    }
+
+    /// The backend of tenant `name` (created empty on first use).
+    pub fn tenant(&self, name: &str) -> Result<SledBackend> {
+        let tree = self.db.open_tree(format!("tenant/{name}"))?;
+        Ok(SledBackend { db: self.db.clone(), tree })
+    }
+
+    /// The tenants that have a tree.
+    pub fn tenants(&self) -> Vec<String> {
+        self.db
+            .tree_names()
+            .iter()
+            .filter_map(|n| std::str::from_utf8(n).ok()?.strip_prefix("tenant/").map(String::from))
+            .collect()
+    }
+
+    /// Makes every tenant's writes durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
 impl Backend for SledBackend {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
     }
 
     fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
-        for item in self.db.range(start..end).take(limit) {
+        for item in self.tree.range(start..end).take(limit) {
             let (k, v) = item?;
             out.push((k.to_vec(), v.to_vec()));
         }
@@ -89,7 +145,7 @@ impl Backend for SledBackend {
     }
 
     fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<Entry>> {
-        match self.db.range(start..end).next_back() {
+        match self.tree.range(start..end).next_back() {
             Some(item) => {
                 let (k, v) = item?;
                 Ok(Some((k.to_vec(), v.to_vec())))
@@ -112,12 +168,12 @@ impl Backend for SledBackend {
                 None => batch.remove(k),
             }
         }
-        self.db.apply_batch(batch)?;
+        self.tree.apply_batch(batch)?;
         Ok(())
     }
 
     fn for_each(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
-        for item in self.db.range(start..end) {
+        for item in self.tree.range(start..end) {
             let (k, v) = item?;
             if !f(&k, &v) {
                 break;

@@ -31,7 +31,7 @@ mod semantic;
 pub mod store;
 pub mod verify;
 
-pub use backend::{Backend, MemBackend, SledBackend};
+pub use backend::{Backend, MemBackend, SharedSled, SledBackend};
 pub use error::{Error, Result};
 pub use event::StoredEvent;
 pub use log::{Appended, Ingested, Log, QuarantineEntry};

@@ -10,6 +10,10 @@
 (function () {
   'use strict';
 
+  // A host serves each of its localities' consoles under /t/<code>/console/;
+  // that locality's API is then /t/<code>/v1/…. A node's is /console/ and /v1/….
+  const BASE = location.pathname.replace(/\/console(\/.*)?$/, '');
+
   // ---------------------------------------------------------------- strings
 
   const I18N = {
@@ -877,7 +881,7 @@
 
   // ---------------------------------------------------------------- state
 
-  const TOKEN_KEY = 'yipan.token';
+  const TOKEN_KEY = 'yipan.token' + BASE; // one per tenant of a host
   const LANG_KEY = 'yipan.lang';
   const PAGES = ['overview', 'cases', 'person', 'record', 'flows', 'health'];
 
@@ -1061,7 +1065,7 @@
     }
     let r;
     try {
-      r = await fetch(path, init);
+      r = await fetch(BASE + path, init);
     } catch (e) {
       throw new ApiError(0, t('network_error', e && e.message ? e.message : e));
     }
@@ -1124,7 +1128,7 @@
     const ctl = typeof AbortController === 'function' ? new AbortController() : null;
     const timer = ctl ? setTimeout(() => ctl.abort(), NAMES_WAIT_MS) : null;
     try {
-      const r = await fetch('/v1/divisions?' + qs({ codes: batch.join(',') }), {
+      const r = await fetch(BASE + '/v1/divisions?' + qs({ codes: batch.join(',') }), {
         headers: { Authorization: 'Bearer ' + S.token, Accept: 'application/json' },
         cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer',
         signal: ctl ? ctl.signal : undefined,
@@ -3835,7 +3839,7 @@
     const btn = $('#signin-submit');
     btn.disabled = true;
     try {
-      const r = await fetch('/v1/whoami', { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' });
+      const r = await fetch(BASE + '/v1/whoami', { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' });
       if (attempt !== S.signin) return; // a later sign-in (another link) took over
       if (r.status === 401) { signOut(t('signin_invalid')); return; }
       if (!r.ok) { const e = await errorOf(r); S.token = null; showSignin(t('signin_failed', e.message)); return; }

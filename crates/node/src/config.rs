@@ -126,6 +126,19 @@ pub struct HttpConfig {
     pub tls: Option<HttpTls>,
 }
 
+impl HttpConfig {
+    /// The roles of the client certificates that name no tenant (a node's
+    /// own; on a host, those for the host's endpoints), by common name.
+    pub fn certificate_roles(&self) -> std::collections::HashMap<String, yipan_access::Role> {
+        self.tls
+            .iter()
+            .flat_map(|t| t.clients.iter())
+            .filter(|c| c.tenant.is_none())
+            .map(|c| (c.name.clone(), c.role))
+            .collect()
+    }
+}
+
 /// `[http.tls]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,6 +163,11 @@ pub struct ClientCertificate {
     pub name: String,
     /// Its role.
     pub role: yipan_access::Role,
+    /// In a host's configuration: the tenant (locality code) whose API the
+    /// certificate may call; absent, it may call only the host's own
+    /// endpoints (`/host/…`). Never set in a node's configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 fn default_views_interval() -> u64 {

@@ -65,9 +65,10 @@ pub fn is_static(path: &str) -> bool {
     path == "/" || path == "/console" || path.starts_with("/console/")
 }
 
-/// `/` and `/console` lead to the console.
+/// `/` and `/console` lead to the console. Relative, so that a host's tenant
+/// (`/t/<code>/`, `/t/<code>/console`) leads to its own console.
 pub async fn to_console() -> Redirect {
-    Redirect::permanent("/console/")
+    Redirect::permanent("console/")
 }
 
 /// `/console/{*file}`.

@@ -35,6 +35,17 @@ fn config_path(dir: &Path) -> std::path::PathBuf {
 
 /// Creates a data directory; refuses to touch an initialised one.
 pub fn init(dir: &Path, locality: Locality, secret: Option<&[u8]>) -> Result<VerifyingKey> {
+    let key = prepare(dir, locality, secret)?;
+    // Opening the store records the locality and puts the key in the roster.
+    let signing = keyfile::load(dir)?;
+    SledStore::open(SledBackend::open(&dir.join("log"))?, locality, signing)?;
+    Ok(key)
+}
+
+/// Creates `yipan.toml` and the key pair of a data directory whose log lives
+/// elsewhere (a host's tenant: its log is a tree of the host's shared store,
+/// recorded when the host first opens it). Refuses an initialised directory.
+pub fn prepare(dir: &Path, locality: Locality, secret: Option<&[u8]>) -> Result<VerifyingKey> {
     if config_path(dir).exists() {
         return Err(Error::file(dir, "is already initialised (found yipan.toml)"));
     }
@@ -44,8 +55,6 @@ pub fn init(dir: &Path, locality: Locality, secret: Option<&[u8]>) -> Result<Ver
     let config = Config { locality: locality.to_string(), person_key_secret: secret.map(hex::encode) };
     let text = toml::to_string(&config).map_err(|e| Error::file(&config_path(dir), e))?;
     write_private(&config_path(dir), text.as_bytes())?;
-    // Opening the store records the locality and puts the key in the roster.
-    SledStore::open(SledBackend::open(&dir.join("log"))?, locality, key.clone())?;
     Ok(key.verifying_key())
 }
 
@@ -70,6 +79,13 @@ pub fn open(dir: &Path) -> Result<DataDir> {
 /// Opens an initialised data directory verifying trust up to `anchor`
 /// (recorded in the store; `None` keeps the recorded one).
 pub fn open_with(dir: &Path, anchor: Option<VerifyingKey>) -> Result<DataDir> {
+    let log = dir.join("log");
+    open_in(dir, anchor, || Ok(SledBackend::open(&log)?))
+}
+
+/// Opens an initialised data directory whose log is the backend `store`
+/// gives (called again if an interrupted key handover must be finished).
+pub fn open_in(dir: &Path, anchor: Option<VerifyingKey>, store: impl Fn() -> Result<SledBackend>) -> Result<DataDir> {
     let path = config_path(dir);
     if path.exists() {
         // It holds the person-key secret.
@@ -93,12 +109,12 @@ pub fn open_with(dir: &Path, anchor: Option<VerifyingKey>) -> Result<DataDir> {
         .map(|s| hex::decode(s).map_err(|_| Error::file(&path, "person_key_secret is not hex")))
         .transpose()?;
     let key = keyfile::load(dir)?;
-    let log = match SledStore::open_with_anchor(SledBackend::open(&dir.join("log"))?, locality, key, anchor) {
+    let log = match SledStore::open_with_anchor(store()?, locality, key, anchor) {
         // A handover that was made durable before the key file was swapped
         // (`yipan key rotate` interrupted): finish it with the waiting next key.
         Err(yipan_log::Error::KeyMismatch { .. }) if keyfile::load_next(dir)?.is_some() => {
             let next = keyfile::load_next(dir)?.ok_or_else(|| Error::file(dir, "next key vanished"))?;
-            let log = SledStore::open_with_anchor(SledBackend::open(&dir.join("log"))?, locality, next, anchor)?;
+            let log = SledStore::open_with_anchor(store()?, locality, next, anchor)?;
             keyfile::promote_next(dir)?;
             tracing::warn!(%locality, "finished an interrupted key handover: the next key is now this node's key");
             log

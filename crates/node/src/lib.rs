@@ -9,6 +9,10 @@
 //! - [`provision`]: a whole secured deployment (CA, certificates, NATS users,
 //!   tokens, node configurations) for the main job, tests and benchmarks.
 //! - [`views`]: projections kept current as events land.
+//! - [`service`]: one locality's running work (replication, projections,
+//!   audits, erasures, API state), for a node or a host's tenant.
+//! - [`host`]: many localities (tenants) in one process, one HTTP listener
+//!   and one storage engine, each isolated as if it ran alone.
 //! - [`Node::start`] / [`run`]: the service; [`run`] takes an already bound
 //!   listener and a shutdown future, so tests bind port 0.
 
@@ -21,8 +25,10 @@ pub mod datadir;
 pub mod erasure;
 pub mod error;
 pub mod export;
+pub mod host;
 pub mod http;
 pub mod provision;
+pub mod service;
 pub mod views;
 
 use std::future::Future;
@@ -35,7 +41,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use yipan_core::Locality;
 use yipan_log::SledStore;
-use yipan_sync::{Replication, SyncMetrics};
+use yipan_sync::SyncMetrics;
 
 pub use config::NodeConfig;
 
@@ -55,105 +61,60 @@ pub struct Node {
     task: JoinHandle<Result<()>>,
 }
 
+/// Warns about the settings a node and a host share.
+pub(crate) fn announce(insecure: bool, anchor: Option<&ed25519_dalek::VerifyingKey>) {
+    if insecure {
+        tracing::warn!(
+            "INSECURE MODE: plain HTTP and anonymous, unencrypted NATS (`insecure = true`). \
+             Local experiments only; never with real data."
+        );
+    }
+    if anchor.is_none() {
+        tracing::warn!(
+            "no [trust] anchor: only hand-added keys (`yipan roster add`) are trusted; certificates are refused"
+        );
+    }
+    if std::env::var_os(console::DEV_DIR_ENV).is_some() {
+        tracing::warn!(
+            "{} is set: the console's files are read from that directory, not the ones built in (development only)",
+            console::DEV_DIR_ENV
+        );
+    }
+}
+
 impl Node {
     /// Opens the data directory, starts replication and serves the API on `listener`.
     pub async fn start(cfg: NodeConfig, listener: TcpListener) -> Result<Node> {
         cfg.check()?;
-        if cfg.insecure {
-            tracing::warn!(
-                "INSECURE MODE: plain HTTP and anonymous, unencrypted NATS (`insecure = true`). \
-                 Local experiments only; never with real data."
-            );
+        if cfg.http.tls.iter().flat_map(|t| t.clients.iter()).any(|c| c.tenant.is_some()) {
+            return Err(Error::Config(
+                "[http.tls] clients name a `tenant`: that is for a host's configuration (host.toml)".into(),
+            ));
         }
         let tls = match &cfg.http.tls {
             Some(t) => Some(yipan_access::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?),
             None => None,
         };
-        let certificates =
-            cfg.http.tls.iter().flat_map(|t| t.clients.iter()).map(|c| (c.name.clone(), c.role)).collect();
-        let auth = Arc::new(auth::Auth::new(&cfg.tokens_path(), certificates)?);
-        let calendar = views::load_calendar(cfg.calendar.as_deref())?;
-        let work_calendar = calendar.clone();
-        let dir = cfg.data_dir.clone();
         let anchor = cfg.trust.anchor_key()?;
-        if anchor.is_none() {
-            tracing::warn!(
-                "no [trust] anchor: only hand-added keys (`yipan roster add`) are trusted; certificates are refused"
-            );
-        }
+        announce(cfg.insecure, anchor.as_ref());
+        let dir = cfg.data_dir.clone();
         let opened = tokio::task::spawn_blocking(move || datadir::open_with(&dir, anchor))
             .await
             .map_err(|source| Error::Task { what: "opening the data directory", source })??;
-        let locality = opened.locality;
-        let log = Arc::new(opened.log);
-        log.set_occurred_bounds(cfg.validation.bounds().map_err(|e| Error::Config(format!("[validation] {e}")))?);
-        let client = yipan_sync::connect(
-            &cfg.sync,
-            &format!("yipan-node-{locality}"),
-            yipan_access::nats::Principal::Locality(locality),
-        )
-        .await?;
-        let sync = Replication::start(log.clone(), client.clone(), cfg.sync.clone());
-        let metrics = sync.metrics();
         let addr =
             listener.local_addr().map_err(|e| Error::Config(format!("the HTTP listener has no address: {e}")))?;
-        let views: views::Views = Default::default();
-        let (views_stop, views_stopped) = tokio::sync::watch::channel(false);
-        let projector = {
-            let (log, views, rx) = (log.clone(), views.clone(), views_stopped.clone());
-            tokio::spawn(yipan_sync::supervise("projections", views_stopped.clone(), metrics.clone(), move || {
-                views::run(log.clone(), views.clone(), calendar.clone(), rx.clone())
-            }))
-        };
-        let changes = (!cfg.sync.downstream.is_empty()).then(|| {
-            let (log, views, client, sync_cfg, rx) =
-                (log.clone(), views.clone(), client.clone(), cfg.sync.clone(), views_stopped.clone());
-            let every = std::time::Duration::from_secs(cfg.views_interval_s.max(1));
-            tokio::spawn(yipan_sync::supervise("projection changes", views_stopped, metrics.clone(), move || {
-                views::publish_changes(log.clone(), views.clone(), client.clone(), sync_cfg.clone(), every, rx.clone())
-            }))
-        });
+        let service = service::Service::start(&cfg, opened).await?;
+        let (locality, log, metrics, views) =
+            (service.locality, service.log.clone(), service.metrics.clone(), service.views.clone());
+        let router = service.router();
         let (stop, stopped) = watch::channel(false);
-        let state = api::AppState::new(
-            log.clone(),
-            opened.person_secret,
-            metrics.clone(),
-            views.clone(),
-            auth,
-            cfg.insecure,
-            stopped.clone(),
-        )
-        .with_privacy(work_calendar.clone(), cfg.privacy.clone());
-        let audits = tokio::spawn(console::audit_daily(log.clone(), state.audits().clone(), stopped.clone()));
-        let erasures = {
-            let (log, registry, calendar, privacy, rx) =
-                (log.clone(), state.erasures().clone(), work_calendar, cfg.privacy.clone(), stopped.clone());
-            tokio::spawn(yipan_sync::supervise("erasures", stopped.clone(), metrics.clone(), move || {
-                erasure::run(log.clone(), registry.clone(), calendar.clone(), privacy.clone(), rx.clone())
-            }))
-        };
-        if std::env::var_os(console::DEV_DIR_ENV).is_some() {
-            tracing::warn!(
-                "{} is set: the console's files are read from that directory, not the ones built in (development only)",
-                console::DEV_DIR_ENV
-            );
-        }
         let task = tokio::spawn(async move {
             let mut stopped = stopped;
-            http::serve(listener, tls, api::router(state), async move {
+            http::serve(listener, tls, router, async move {
                 let _ = stopped.wait_for(|s| *s).await;
             })
             .await;
-            sync.stop().await;
-            let _ = views_stop.send(true);
-            let _ = projector.await;
-            let _ = audits.await;
-            let _ = erasures.await;
-            if let Some(c) = changes {
-                let _ = c.await;
-            }
-            // Bounded: with NATS unreachable a flush would wait for the reconnect.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.flush()).await;
+            service.stop().await;
             Ok(())
         });
         let scheme = if cfg.http.tls.is_some() { "https" } else { "http" };

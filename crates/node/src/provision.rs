@@ -162,6 +162,39 @@ impl Deployment {
         })
     }
 
+    /// A secured host configuration for `host_dir` (each tenant's NKey is
+    /// this deployment's `locality-<code>.nk`).
+    pub fn host_config(&self, host_dir: PathBuf, nats_url: &str) -> Result<crate::host::HostConfig> {
+        let any = self
+            .users
+            .keys()
+            .find(|p| matches!(p, Principal::Locality(_)))
+            .copied()
+            .ok_or_else(|| Error::Config("this deployment has no locality".into()))?;
+        let node = self.node_config(
+            match any {
+                Principal::Locality(l) => l,
+                _ => unreachable!("found a locality"),
+            },
+            host_dir.clone(),
+            nats_url,
+        )?;
+        Ok(crate::host::HostConfig {
+            host_dir,
+            listen: node.listen,
+            nats_nkey_dir: self.seed(any)?.parent().map(Path::to_path_buf),
+            cache_mib: 64,
+            calendar: None,
+            views_interval_s: node.views_interval_s,
+            insecure: false,
+            http: node.http,
+            trust: node.trust,
+            sync: SyncConfig { nats_nkey_file: None, ..node.sync },
+            privacy: Default::default(),
+            validation: Default::default(),
+        })
+    }
+
     /// A TLS client configuration trusting this deployment's CA.
     pub fn client_tls(&self) -> Result<Arc<rustls::ClientConfig>> {
         Ok(yipan_access::tls::client_config(&self.ca(), None)?)

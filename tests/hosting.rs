@@ -1,0 +1,312 @@
+//! Many localities in one process (crates/node/src/host.rs): a host serves
+//! two tenants beside a node of its own, on a secured nats-server, real TLS
+//! and tokens. Events replicate between tenants of one host and with the
+//! other node as between separate processes; each tenant's tokens open only
+//! its own API, the host's only the host's; a tenant holds only what is
+//! addressed to it; a third tenant is prepared and started while the host
+//! runs; and a restart brings every tenant back from the host directory.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use yipan_access::Role;
+use yipan_core::Locality;
+use yipan_node::host::{self, Host};
+use yipan_node::provision::{issue_token, Deployment};
+use yipan_node::Node;
+use yipan_testkit::{http, NatsServer};
+
+const SECRET: &[u8] = b"hosting-test-secret";
+
+fn loc(code: &str) -> Locality {
+    Locality::parse(code).unwrap()
+}
+
+fn event(kind: &str, origin: &str, residence: &str, n: u32, body: &str) -> String {
+    format!(
+        r#"{{"kind":"{kind}","origin":"{origin}","residence":"{residence}","person_id_number":"{origin}19900101{n:03}X","body":{body}}}"#
+    )
+}
+
+fn arrival(origin: &str, residence: &str, n: u32) -> String {
+    event("ArrivalRegistered", origin, residence, n, r#"{"channel":"REGISTRATION_CHANNEL_EMPLOYER"}"#)
+}
+
+async fn call(c: &http::Client, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let (c, method, path, body) = (c.clone(), method.to_string(), path.to_string(), body.map(str::to_string));
+    tokio::task::spawn_blocking(move || c.request(&method, &path, body.as_deref())).await.unwrap().unwrap()
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+async fn until(what: &str, within: Duration, check: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < within, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Env {
+    base: tempfile::TempDir,
+    deployment: Deployment,
+    nats: NatsServer,
+}
+
+impl Env {
+    fn host_dir(&self) -> PathBuf {
+        self.base.path().join("host")
+    }
+
+    fn tenant_dir(&self, code: &str) -> PathBuf {
+        host::tenants_dir(&self.host_dir()).join(code)
+    }
+
+    async fn start_host(&self) -> Host {
+        let mut cfg = self.deployment.host_config(self.host_dir(), &self.nats.url()).unwrap();
+        cfg.sync.head_interval_ms = 300;
+        cfg.sync.repair_grace_ms = 300;
+        cfg.sync.trust_poll_ms = 200;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Host::start(cfg, listener).await.unwrap()
+    }
+
+    /// Prepares tenant `code` in the host directory and has its key certified.
+    async fn prepare_tenant(&self, code: &str) {
+        host::add_tenant(&self.host_dir(), loc(code), Some(SECRET)).unwrap();
+        self.deployment.certify(loc(code), code, &self.tenant_dir(code)).unwrap();
+        self.deployment.publish_trust(&self.nats.url()).await.unwrap();
+    }
+
+    fn client(&self, addr: std::net::SocketAddr, dir: &Path, role: Role) -> http::Client {
+        let token = issue_token(dir, role, &format!("test {role}")).unwrap();
+        http::Client::new(addr, Some(self.deployment.client_tls().unwrap()), Some(token))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_serves_many_localities_each_isolated_and_adds_one_while_running() {
+    let base = tempfile::tempdir().unwrap();
+    let codes = ["610112", "610113", "610115", "411522"];
+    let localities: Vec<Locality> = codes.iter().map(|c| loc(c)).collect();
+    let deployment = Deployment::create(&base.path().join("secrets"), &localities, &[]).unwrap();
+    let secure = deployment.nats_server();
+    let nats = tokio::task::spawn_blocking(move || NatsServer::start_secure(secure)).await.unwrap().unwrap();
+    deployment.provision(&nats.url(), &[61, 41]).await.unwrap();
+    let env = Env { base, deployment, nats };
+
+    // A host with two tenants, and 411522 as a node of its own.
+    host::init(&env.host_dir()).unwrap();
+    assert!(host::init(&env.host_dir()).unwrap_err().to_string().contains("already a host directory"));
+    env.prepare_tenant("610112").await;
+    env.prepare_tenant("610113").await;
+    let node_dir = env.base.path().join("411522");
+    yipan_node::datadir::init(&node_dir, loc("411522"), Some(SECRET)).unwrap();
+    env.deployment.certify(loc("411522"), "411522", &node_dir).unwrap();
+    env.deployment.publish_trust(&env.nats.url()).await.unwrap();
+    let mut node_cfg = env.deployment.node_config(loc("411522"), node_dir.clone(), &env.nats.url()).unwrap();
+    node_cfg.sync.head_interval_ms = 300;
+    node_cfg.sync.repair_grace_ms = 300;
+    node_cfg.sync.trust_poll_ms = 200;
+    let node = Node::start(node_cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    let host = env.start_host().await;
+    assert_eq!(host.tenants(), vec![loc("610112"), loc("610113")]);
+    let (t12, t13) = (host.log(loc("610112")).unwrap(), host.log(loc("610113")).unwrap());
+    until("every tenant and the node know every key", Duration::from_secs(60), || {
+        [&t12, &t13, &node.log]
+            .iter()
+            .all(|log| ["610112", "610113", "411522"].iter().all(|c| log.trust().is_certified(loc(c))))
+    })
+    .await;
+
+    let clerk12 = env.client(host.addr, &env.tenant_dir("610112"), Role::Clerk);
+    let clerk13 = env.client(host.addr, &env.tenant_dir("610113"), Role::Clerk);
+    let admin = env.client(host.addr, &env.host_dir(), Role::Admin);
+    let monitor = env.client(host.addr, &env.host_dir(), Role::Monitor);
+    let node_clerk = env.client(node.addr, &node_dir, Role::Clerk);
+
+    // Each tenant appends through its own address, with its own token.
+    let (status, reply) = call(&clerk12, "POST", "/t/610112/v1/events", Some(&arrival("411522", "610112", 1))).await;
+    assert_eq!(status, 200, "{reply}");
+    let to_node = json(&reply)["id"].as_str().unwrap().to_string();
+    // A pair inside the host: a person of 610112 living in 610113.
+    let (status, reply) = call(&clerk13, "POST", "/t/610113/v1/events", Some(&arrival("610112", "610113", 2))).await;
+    assert_eq!(status, 200, "{reply}");
+    let inside = json(&reply)["id"].as_str().unwrap().to_string();
+    // And the node writes to a tenant.
+    let certificate = event("CertificateIssued", "411522", "610113", 3, r#"{"certificateRef":"HN-GS-2026-0001"}"#);
+    let (status, reply) = call(&node_clerk, "POST", "/v1/events", Some(&certificate)).await;
+    assert_eq!(status, 200, "{reply}");
+
+    until("each event reaches its recipient", Duration::from_secs(30), || {
+        node.log.channel_head(loc("610112"), loc("411522")).unwrap() == 1
+            && t12.channel_head(loc("610113"), loc("610112")).unwrap() == 1
+            && t13.channel_head(loc("411522"), loc("610113")).unwrap() == 1
+    })
+    .await;
+    let (status, reply) = call(&clerk12, "GET", &format!("/t/610112/v1/events/{inside}"), None).await;
+    assert_eq!(status, 200, "the origin tenant reads the event the other tenant sent it: {reply}");
+
+    // One storage engine for all tenants; none has a store of its own.
+    assert!(host::store_dir(&env.host_dir()).join("conf").exists());
+    assert!(!env.tenant_dir("610112").join("log").exists());
+    // Isolation: a tenant holds only its own events and what is addressed to it.
+    assert_eq!(t12.len(), 2, "610112: its arrival and the one 610113 sent it");
+    assert_eq!(t13.len(), 2, "610113: its arrival and the one 411522 sent it");
+    assert_eq!(t13.channel_head(loc("610112"), loc("610113")).unwrap(), 0);
+    let clerk13_reads = call(&clerk13, "GET", &format!("/t/610113/v1/events/{to_node}"), None).await;
+    assert_eq!(clerk13_reads.0, 404, "610113 never received 610112's event for 411522: {}", clerk13_reads.1);
+
+    // Each credential opens only what it was issued for.
+    for (who, client, path) in [
+        ("610112's clerk at 610113", &clerk12, "/t/610113/v1/events"),
+        ("610113's clerk at 610112", &clerk13, "/t/610112/v1/status"),
+        ("the host admin at a tenant", &admin, "/t/610112/v1/status"),
+        ("a tenant's clerk at the host", &clerk12, "/host/tenants"),
+    ] {
+        let (status, body) = call(client, "GET", path, None).await;
+        assert_eq!(status, 401, "{who}: {body}");
+    }
+    let node_token_at_host = env.client(host.addr, &node_dir, Role::Clerk);
+    assert_eq!(call(&node_token_at_host, "GET", "/t/610112/v1/status", None).await.0, 401);
+    // A tenant cannot write for a pair it is not part of.
+    let (status, body) = call(&clerk12, "POST", "/t/610112/v1/events", Some(&arrival("411522", "610113", 4))).await;
+    assert!((400..500).contains(&status), "610112 wrote for the pair 411522–610113: {status} {body}");
+    let (status, body) = call(&monitor, "POST", "/host/tenants", Some(r#"{"locality":"610115"}"#)).await;
+    assert_eq!(status, 403, "only an admin starts tenants: {body}");
+    for (path, want) in [("/t/999999/v1/status", 404), ("/t/610115/v1/status", 404), ("/t/abc/v1/status", 404)] {
+        let (status, body) = call(&clerk12, "GET", path, None).await;
+        assert_eq!(status, want, "{path}: {body}");
+        assert!(json(&body)["error"].as_str().unwrap().contains("no tenant"), "{body}");
+    }
+
+    // A third tenant, prepared and started while the host runs.
+    let (status, body) = call(&admin, "POST", "/host/tenants", Some(r#"{"locality":"610115"}"#)).await;
+    assert_eq!(status, 404, "not prepared yet: {body}");
+    assert!(json(&body)["error"].as_str().unwrap().contains("yipan host add-tenant"), "{body}");
+    env.prepare_tenant("610115").await;
+    let (status, body) = call(&admin, "POST", "/host/tenants", Some(r#"{"locality":"610115"}"#)).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(&admin, "POST", "/host/tenants", Some(r#"{"locality":"610115"}"#)).await;
+    assert_eq!(status, 409, "{body}");
+    for bad in [r#"{"locality":"61011"}"#, r#"{"code":"610115"}"#, "not json"] {
+        let (status, body) = call(&admin, "POST", "/host/tenants", Some(bad)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let t15 = host.log(loc("610115")).unwrap();
+    until("the new tenant knows every key", Duration::from_secs(30), || {
+        ["610112", "610113", "411522"].iter().all(|c| t15.trust().is_certified(loc(c)))
+            && [&node.log, &t12].iter().all(|log| log.trust().is_certified(loc("610115")))
+    })
+    .await;
+    let clerk15 = env.client(host.addr, &env.tenant_dir("610115"), Role::Clerk);
+    let (status, reply) = call(&clerk15, "POST", "/t/610115/v1/events", Some(&arrival("411522", "610115", 5))).await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = call(&clerk15, "POST", "/t/610115/v1/events", Some(&arrival("610112", "610115", 6))).await;
+    assert_eq!(status, 200, "{reply}");
+    until("the new tenant's events arrive", Duration::from_secs(30), || {
+        node.log.channel_head(loc("610115"), loc("411522")).unwrap() == 1
+            && t12.channel_head(loc("610115"), loc("610112")).unwrap() == 1
+    })
+    .await;
+    let (status, body) = call(&monitor, "GET", "/host/tenants", None).await;
+    assert_eq!(status, 200, "{body}");
+    let listed = json(&body);
+    let listed: Vec<(&str, u64, bool)> = listed["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (t["locality"].as_str().unwrap(), t["events"].as_u64().unwrap(), t["nats_connected"].as_bool().unwrap())
+        })
+        .collect();
+    assert_eq!(listed, vec![("610112", 3, true), ("610113", 2, true), ("610115", 2, true)]);
+
+    // The console of each tenant is under its own address.
+    assert_eq!(call(&clerk12, "GET", "/t/610112", None).await.0, 308);
+    let (status, page) = call(&clerk12, "GET", "/t/610112/console/", None).await;
+    assert!(status == 200 && page.contains("console.js"), "{status}");
+    let (status, who) = call(&clerk12, "GET", "/t/610112/v1/whoami", None).await;
+    assert_eq!(status, 200, "{who}");
+    let (status, health) = call(&clerk12, "GET", "/healthz", None).await;
+    assert_eq!((status, json(&health)["tenants"].as_u64()), (200, Some(3)), "{health}");
+
+    // A restart brings every tenant back from the host directory, its log intact and verifying.
+    drop((t12, t13, t15));
+    host.stop().await.unwrap();
+    let host = env.start_host().await;
+    assert_eq!(host.tenants(), vec![loc("610112"), loc("610113"), loc("610115")]);
+    for (code, events) in [("610112", 3), ("610113", 2), ("610115", 2)] {
+        let log = host.log(loc(code)).unwrap();
+        assert_eq!(log.len(), events, "{code}");
+        let report = log.verify().unwrap();
+        assert!(report.ok(), "{code}: {:?}", report.faults);
+    }
+    let clerk13 = env.client(host.addr, &env.tenant_dir("610113"), Role::Clerk);
+    let (status, reply) = call(&clerk13, "POST", "/t/610113/v1/events", Some(&arrival("411522", "610113", 7))).await;
+    assert_eq!(status, 200, "{reply}");
+    until("events flow after the restart", Duration::from_secs(30), || {
+        node.log.channel_head(loc("610113"), loc("411522")).unwrap() == 1
+    })
+    .await;
+    host.stop().await.unwrap();
+    node.stop().await.unwrap();
+}
+
+#[test]
+fn a_host_configuration_is_secure_or_says_why_not() {
+    let base = tempfile::tempdir().unwrap();
+    let deployment = Deployment::create(base.path(), &[loc("610112")], &[]).unwrap();
+    let cfg = deployment.host_config(base.path().join("host"), "tls://127.0.0.1:4222").unwrap();
+    cfg.check().expect("a provisioned host is secure");
+    let tenant = cfg.tenant(loc("610112"));
+    assert!(tenant.sync.nats_nkey_file.unwrap().ends_with("locality-610112.nk"));
+    assert_eq!(tenant.data_dir, base.path().join("host/tenants/610112"));
+    assert_eq!(tenant.http.tokens, None, "a tenant's tokens are its own, never the host's");
+
+    let mut keyed = cfg.clone();
+    keyed.sync.nats_nkey_file = Some("x.nk".into());
+    assert!(keyed.check().unwrap_err().to_string().contains("each connect with their own NKey"));
+    let mut keyless = cfg.clone();
+    keyless.nats_nkey_dir = None;
+    let e = keyless.check().unwrap_err().to_string();
+    assert!(e.contains("nats_nkey_dir"), "{e}");
+    let mut open = cfg.clone();
+    open.http.tls = None;
+    assert!(open.check().unwrap_err().to_string().contains("[http.tls]"));
+    let mut wrong = cfg.clone();
+    if let Some(t) = &mut wrong.http.tls {
+        t.clients.push(yipan_node::config::ClientCertificate {
+            name: "stats".into(),
+            role: Role::Statistics,
+            tenant: Some("6101".into()),
+        });
+    }
+    assert!(wrong.check().unwrap_err().to_string().contains("client `stats`: tenant"));
+    // Certificates name their tenant; each tenant sees only its own, the host only those without one.
+    let mut mapped = cfg.clone();
+    if let Some(t) = &mut mapped.http.tls {
+        t.clients = vec![
+            yipan_node::config::ClientCertificate {
+                name: "a".into(),
+                role: Role::Statistics,
+                tenant: Some("610112".into()),
+            },
+            yipan_node::config::ClientCertificate {
+                name: "b".into(),
+                role: Role::Health,
+                tenant: Some("610113".into()),
+            },
+            yipan_node::config::ClientCertificate { name: "ops".into(), role: Role::Monitor, tenant: None },
+        ];
+    }
+    let mine = mapped.tenant(loc("610112")).http.tls.unwrap().clients;
+    assert_eq!(mine.iter().map(|c| (c.name.as_str(), c.tenant.clone())).collect::<Vec<_>>(), vec![("a", None)]);
+
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/host/host.toml");
+    let shipped = host::HostConfig::load(&shipped).unwrap();
+    shipped.check().expect("the shipped example is secure");
+    assert!(shipped.sync.nats_url.contains(','), "the example connects to its province cluster");
+}
