@@ -50,9 +50,29 @@ fn registry() -> &'static Registry {
     })
 }
 
+/// Whether `code` (6 digits) is a current county-level unit.
+pub(crate) fn is_county_level(code: u32) -> bool {
+    code < 1_000_000 && registry().current.contains_key(&code)
+}
+
 /// The current Chinese name of a county- or township-level code.
 pub fn name(l: Locality) -> Option<&'static str> {
     registry().current.get(&l.as_u32()).map(|(n, _)| *n)
+}
+
+/// Every current county-level code with its name, in code order (the
+/// statistics bureau's list also has functional zones — development zones,
+/// industrial parks — at county level; callers that want only the
+/// administrative units filter them by name).
+pub fn counties() -> Vec<(Locality, &'static str)> {
+    let mut out: Vec<(Locality, &'static str)> = registry()
+        .current
+        .iter()
+        .filter(|(code, _)| **code < 1_000_000)
+        .filter_map(|(code, (name, _))| Some((Locality::parse(&code.to_string()).ok()?, *name)))
+        .collect();
+    out.sort();
+    out
 }
 
 /// Number of current county-level and township-level codes.
@@ -241,6 +261,11 @@ mod tests {
         assert_eq!(name(l("411522")), Some("光山县"));
         let (counties, townships) = counts();
         assert!(counties > 2_900 && townships > 40_000, "{counties} counties, {townships} townships");
+        let list = super::counties();
+        assert_eq!(list.len(), counties);
+        assert!(list.windows(2).all(|w| w[0].0 < w[1].0), "in code order");
+        assert!(list.iter().all(|(c, _)| check_county("c", *c).is_ok()));
+        assert!(list.contains(&(l("610112"), "未央区")));
     }
 
     #[test]

@@ -68,7 +68,10 @@ impl Locality {
         if province_name(province).is_none() {
             return Err(format!("`{}` starts with `{province:02}`, which is no province code", crate::clip(code)));
         }
-        if &code[4..6] == "00" {
+        // A code ending in `00` names a province or prefecture, except the
+        // few prefecture-level cities without counties (东莞 441900, 中山
+        // 442000, 儋州 460400) that the registry lists at county level.
+        if &code[4..6] == "00" && !code[..6].parse().is_ok_and(crate::division::is_county_level) {
             return Err(format!("`{}` names a province or prefecture, not a county-level unit", crate::clip(code)));
         }
         if code.len() == 9 && &code[6..9] == "000" {
@@ -174,10 +177,19 @@ mod tests {
             ("610100", "prefecture"),
             ("610000", "prefecture"),
             ("610112000", "township part"),
+            ("441800", "prefecture"),
         ];
         for (code, want) in cases {
             let err = Locality::parse(code).unwrap_err();
             assert!(err.contains(want), "{code}: {err}");
+        }
+    }
+
+    #[test]
+    fn cities_without_counties_are_county_level_units() {
+        for code in ["441900", "442000", "460400", "441900003"] {
+            let l = Locality::parse(code).unwrap_or_else(|e| panic!("{code}: {e}"));
+            assert_eq!(l.county().to_string(), &code[..6]);
         }
     }
 

@@ -225,6 +225,28 @@ impl Deployment {
             stream_cluster_prefix: cluster_prefix.map(String::from),
             ..self.sync_config(Principal::Admin, nats_url)?
         };
+        self.provision_as_admin(nats_url, provinces, cfg).await
+    }
+
+    /// Like [`Deployment::provision_replicated`] on a supercluster whose
+    /// clusters serve groups of provinces: province `pp`'s streams placed in
+    /// `clusters["pp"]`.
+    pub async fn provision_mapped(
+        &self,
+        nats_url: &str,
+        provinces: &[u8],
+        replicas: usize,
+        clusters: std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let cfg = SyncConfig {
+            stream_replicas: replicas,
+            stream_clusters: clusters,
+            ..self.sync_config(Principal::Admin, nats_url)?
+        };
+        self.provision_as_admin(nats_url, provinces, cfg).await
+    }
+
+    async fn provision_as_admin(&self, nats_url: &str, provinces: &[u8], cfg: SyncConfig) -> Result<()> {
         let client = yipan_sync::connect_options(&cfg, Principal::Admin)?
             .connect(yipan_sync::servers(nats_url).as_slice())
             .await

@@ -608,6 +608,19 @@ impl Projections {
         h.finalize().into()
     }
 
+    /// [`Projections::pair_digest`] of every pair `l` is party to, in one
+    /// pass (a national simulation compares each pair's digest at both
+    /// sides; asking pair by pair would read every relationship per pair).
+    /// Keys are `(lower code, higher code)`.
+    pub fn pair_digests(&self, l: Locality, as_of: DateTime<Utc>) -> BTreeMap<(Locality, Locality), [u8; 32]> {
+        let mut hashers: BTreeMap<(Locality, Locality), Sha256> = BTreeMap::new();
+        for rel in self.by_rel.keys().filter(|r| r.origin == l || r.residence == l) {
+            let key = (rel.origin.min(rel.residence), rel.origin.max(rel.residence));
+            hashers.entry(key).or_default().update(self.rel_digest(rel, as_of));
+        }
+        hashers.into_iter().map(|(k, h)| (k, h.finalize().into())).collect()
+    }
+
     /// Digest over every relationship `l` is party to and its locality-level events.
     pub fn locality_digest(&self, l: Locality, as_of: DateTime<Utc>) -> [u8; 32] {
         let mut h = Sha256::new();

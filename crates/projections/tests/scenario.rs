@@ -392,6 +392,13 @@ proptest! {
         let (res, ori) = (Locality::parse(RES).unwrap(), Locality::parse(ORI).unwrap());
         for as_of in [t("2026-10-15"), t("2026-11-30")] {
             prop_assert_eq!(p.pair_digest(res, ori, as_of), reference.pair_digest(res, ori, as_of));
+            // All pairs at once, from either side, give the same digest as one pair asked for.
+            let key = (res.min(ori), res.max(ori));
+            for side in [res, ori] {
+                let all = p.pair_digests(side, as_of);
+                prop_assert_eq!(all.get(&key), Some(&reference.pair_digest(ori, res, as_of)));
+                prop_assert!(all.keys().all(|(a, b)| a < b && (*a == side || *b == side)));
+            }
             prop_assert_eq!(p.locality_digest(res, as_of), reference.locality_digest(res, as_of));
             for n in 1..=4 {
                 prop_assert_eq!(p.rel_digest(&rel(n), as_of), reference.rel_digest(&rel(n), as_of));

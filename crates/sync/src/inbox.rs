@@ -67,6 +67,7 @@ async fn consume<B: Backend>(
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
                 max_ack_pending: 50_000,
+                num_replicas: cfg.consumer_replicas,
                 ..Default::default()
             },
         )

@@ -78,6 +78,16 @@ pub struct SyncConfig {
     /// cluster named this prefix followed by `pp` (e.g. `province-` →
     /// `province-61`), so a province's events live in its own cluster.
     pub stream_cluster_prefix: Option<String>,
+    /// In a supercluster where clusters serve groups of provinces: the
+    /// cluster of each province's streams by its two-digit code
+    /// (`{"61" = "northwest", "41" = "central"}`); takes precedence over
+    /// `stream_cluster_prefix`.
+    pub stream_clusters: std::collections::BTreeMap<String, String>,
+    /// Replicas of each locality's inbox consumer; 0 takes the stream's.
+    /// An R3 consumer is one Raft group: thousands of them cost about a core
+    /// per cluster while idle (docs/scale.md), an R1 consumer nothing until
+    /// its server is lost, and then only a pause until that server is back.
+    pub consumer_replicas: usize,
 }
 
 impl Default for SyncConfig {
@@ -99,6 +109,8 @@ impl Default for SyncConfig {
             trust_poll_ms: 2000,
             stream_replicas: 1,
             stream_cluster_prefix: None,
+            stream_clusters: Default::default(),
+            consumer_replicas: 0,
         }
     }
 }
@@ -157,9 +169,12 @@ pub async fn connect(
 /// Where a province's stream goes in a supercluster: the cluster of the
 /// province its name ends with (`YIPAN_EV_61` → `province-61`).
 pub(crate) fn placement(cfg: &SyncConfig, stream: &str) -> Option<jetstream::stream::Placement> {
-    let prefix = cfg.stream_cluster_prefix.as_ref()?;
     let province = stream.rsplit('_').next().filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))?;
-    Some(jetstream::stream::Placement { cluster: Some(format!("{prefix}{province}")), tags: Vec::new() })
+    let cluster = match cfg.stream_clusters.get(province) {
+        Some(c) => c.clone(),
+        None => format!("{}{province}", cfg.stream_cluster_prefix.as_ref()?),
+    };
+    Some(jetstream::stream::Placement { cluster: Some(cluster), tags: Vec::new() })
 }
 
 /// The server URLs of a comma-separated `nats_url` (every server of the

@@ -114,7 +114,17 @@ impl LagHistogram {
 
     /// The `q` quantile in milliseconds, interpolated within its bucket; 0 when empty.
     pub fn quantile_ms(&self, q: f64) -> f64 {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        Self::quantile_of(&self.counts(), q)
+    }
+
+    /// The bucket counts (to merge many nodes' histograms, or subtract an
+    /// earlier snapshot for one interval's percentiles).
+    pub fn counts(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect()
+    }
+
+    /// The `q` quantile in milliseconds of bucket counts from [`LagHistogram::counts`].
+    pub fn quantile_of(counts: &[u64], q: f64) -> f64 {
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return 0.0;
@@ -129,7 +139,7 @@ impl LagHistogram {
             }
             seen += c;
         }
-        bound_us(BUCKETS - 1) / 1000.0
+        bound_us(counts.len().max(1) - 1) / 1000.0
     }
 
     /// Forgets everything recorded (benchmarks measure one phase at a time).
