@@ -65,9 +65,16 @@ pub async fn for_each(
         if info.state.messages == 0 {
             continue;
         }
-        // Direct reads by stream sequence: no consumer is created, nothing is acked.
-        for seq in first..=last {
-            let msg = match tokio::time::timeout(Duration::from_secs(10), stream.get_raw_message(seq)).await {
+        // Direct reads by stream sequence: no consumer is created, nothing is
+        // acked. Up to 64 in flight, handed on in stream order.
+        let stream = &stream;
+        let mut reads = futures::stream::iter(first..=last)
+            .map(|seq| async move {
+                (seq, tokio::time::timeout(Duration::from_secs(10), stream.get_raw_message(seq)).await)
+            })
+            .buffered(64);
+        while let Some((seq, got)) = reads.next().await {
+            let msg = match got {
                 Ok(Ok(m)) => m,
                 Ok(Err(_)) => continue, // deleted or expired
                 Err(_) => return Err(format!("{name}: timed out reading message {seq}")),

@@ -66,7 +66,7 @@ impl std::fmt::Display for Report {
 /// Raw pipelined JetStream publishes over the same secured connection a node
 /// uses (TLS, the author's NKey user), to a subject of the author's own
 /// downstream stream: the same file-backed stream write, with no Yipan work.
-async fn raw_publish(cfg: &yipan_sync::SyncConfig, author: Locality, n: u64, size: usize) -> Result<f64> {
+pub(crate) async fn raw_publish(cfg: &yipan_sync::SyncConfig, author: Locality, n: u64, size: usize) -> Result<f64> {
     let client = yipan_sync::connect_options(cfg, Principal::Locality(author))?
         .connect(yipan_sync::servers(&cfg.nats_url).as_slice())
         .await?;

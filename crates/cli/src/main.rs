@@ -11,6 +11,7 @@ mod bench_replicate;
 mod bench_trust;
 mod demo;
 mod output;
+mod sim;
 mod tail;
 mod trust;
 mod views;
@@ -322,6 +323,13 @@ enum Command {
         #[command(subcommand)]
         action: HostAction,
     },
+    /// The national simulation (docs/scale.md): every county-level locality hosted
+    /// in a few processes over a supercluster, a census-weighted population,
+    /// a server killed in each cluster, convergence, an audit, plots.
+    Sim {
+        #[command(subcommand)]
+        action: SimAction,
+    },
     /// The main job: a local NATS and three locality nodes (residences 610112 and
     /// 610113 in Xi'an, origin 411522 in Henan) running a scripted scenario.
     Demo {
@@ -491,6 +499,51 @@ enum NodeAction {
 }
 
 #[derive(Subcommand)]
+enum SimAction {
+    /// Runs the whole simulation; writes summary.json, summary.md, series.csv and
+    /// events.svg, lag.svg, memory.svg into --out. Exit 1 if anything was lost,
+    /// doubled, differs between the two sides of a pair, or fails the audit.
+    National {
+        /// Persons drawn (about five events each).
+        #[arg(long, default_value_t = 1_000_000)]
+        persons: u64,
+        /// Localities per province; 0 hosts every county-level unit.
+        #[arg(long, default_value_t = 0)]
+        per_province: usize,
+        /// Hosting processes (each serves a group of provinces).
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// JetStream clusters joined by gateways.
+        #[arg(long, default_value_t = 2)]
+        clusters: usize,
+        /// Servers per cluster (streams are R3 from 3).
+        #[arg(long, default_value_t = 3)]
+        servers: usize,
+        /// Do not kill a server of each cluster mid-run.
+        #[arg(long)]
+        no_kill: bool,
+        /// Share of arrivals carrying the identity tier (each a sealed tier with a data key).
+        #[arg(long, default_value_t = 0.1)]
+        tiers: f64,
+        /// Seed of the population.
+        #[arg(long, default_value_t = 2020)]
+        seed: u64,
+        /// Events per append batch of one locality.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Output directory.
+        #[arg(long, default_value = "target/sim-national")]
+        out: PathBuf,
+    },
+    /// One hosting process of the simulation (started by `sim national`).
+    Worker {
+        /// The worker's spec (JSON), written by `sim national`.
+        #[arg(long)]
+        spec: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum HostAction {
     /// Create a host directory: the shared store and `tenants/`.
     Init {
@@ -606,7 +659,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(
         cli.command,
-        Command::Node { .. } | Command::Host { .. } | Command::Demo { .. } | Command::Bench { .. }
+        Command::Node { .. }
+            | Command::Host { .. }
+            | Command::Sim { .. }
+            | Command::Demo { .. }
+            | Command::Bench { .. }
     ) {
         restore_sigpipe();
     }
@@ -1087,6 +1144,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 yipan_node::run(cfg, listener, shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim {
+            action:
+                SimAction::National { persons, per_province, workers, clusters, servers, no_kill, tiers, seed, batch, out },
+        } => {
+            let opts = sim::Options {
+                persons,
+                per_province,
+                workers: workers.max(1),
+                clusters: clusters.max(1),
+                servers: servers.max(1),
+                kill: !no_kill,
+                tiers: tiers.clamp(0.0, 1.0),
+                seed,
+                batch: batch.max(1),
+                out: out.clone(),
+            };
+            let summary = runtime()?.block_on(sim::run(opts))?;
+            print!("{}", sim::markdown(&summary));
+            println!(
+                "
+written to {}",
+                out.display()
+            );
+            Ok(if sim::passed(&summary) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Sim { action: SimAction::Worker { spec } } => {
+            runtime()?.block_on(sim::worker::run(spec))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Host { action: HostAction::Init { dir } } => {

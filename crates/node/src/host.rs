@@ -369,6 +369,11 @@ impl Host {
         self.inner.with_tenant(locality, |t| t.service.views.clone())
     }
 
+    /// The replication metrics of tenant `locality`, if it runs here.
+    pub fn metrics(&self, locality: Locality) -> Option<Arc<yipan_sync::SyncMetrics>> {
+        self.inner.with_tenant(locality, |t| t.service.metrics.clone())
+    }
+
     /// Resolves if a tenant's log failed a write (the shared store is then
     /// reopened by restarting the host).
     pub async fn failed(&self) -> String {
