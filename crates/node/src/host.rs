@@ -266,6 +266,10 @@ struct Inner {
     /// Serialises starting tenants (two requests for one tenant start it once).
     starting: tokio::sync::Mutex<()>,
     auth: Auth,
+    /// The trust stream, read once for every tenant (started with the first tenant's connection).
+    trust: Arc<yipan_sync::trust::TrustFeed>,
+    trust_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    trust_stop: watch::Sender<bool>,
 }
 
 /// A running host.
@@ -321,6 +325,9 @@ impl Host {
             tenants: RwLock::new(BTreeMap::new()),
             starting: tokio::sync::Mutex::new(()),
             auth,
+            trust: yipan_sync::trust::TrustFeed::new(),
+            trust_task: std::sync::Mutex::new(None),
+            trust_stop: watch::channel(false).0,
         });
         for locality in prepared(&inner.cfg.host_dir)? {
             inner.start_tenant(locality).await?;
@@ -337,6 +344,11 @@ impl Host {
                 .await;
                 let tenants = std::mem::take(&mut *inner.tenants.write().unwrap_or_else(|p| p.into_inner()));
                 futures::future::join_all(tenants.into_values().map(|t| t.service.stop())).await;
+                let _ = inner.trust_stop.send(true);
+                let task = inner.trust_task.lock().ok().and_then(|mut t| t.take());
+                if let Some(task) = task {
+                    let _ = task.await;
+                }
             })
         };
         let scheme = if inner.cfg.http.tls.is_some() { "https" } else { "http" };
@@ -439,7 +451,15 @@ impl Inner {
                 format!("holds locality {} but is the directory of tenant {locality}", opened.locality),
             ));
         }
-        let service = Service::start(&cfg, opened).await?;
+        let service = Service::start_with(&cfg, opened, Some(self.trust.clone())).await?;
+        // The first tenant's connection reads the trust stream for all (it is public to every locality).
+        if let Ok(mut task) = self.trust_task.lock() {
+            if task.is_none() {
+                let js = async_nats::jetstream::new(service.client());
+                let every = std::time::Duration::from_millis(cfg.sync.trust_poll_ms.max(50));
+                *task = Some(tokio::spawn(self.trust.clone().run(js, every, self.trust_stop.subscribe())));
+            }
+        }
         let router = service.router();
         self.tenants.write().unwrap_or_else(|p| p.into_inner()).insert(locality, Tenant { service, router });
         tracing::info!(%locality, "tenant started");

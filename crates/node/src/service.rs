@@ -40,6 +40,15 @@ impl Service {
     /// `[sync]` credentials, token file and client certificates are this
     /// locality's own). `cfg` must have passed [`NodeConfig::check`].
     pub async fn start(cfg: &NodeConfig, opened: DataDir) -> Result<Service> {
+        Self::start_with(cfg, opened, None).await
+    }
+
+    /// [`Service::start`] with trust records from a host's shared feed.
+    pub async fn start_with(
+        cfg: &NodeConfig,
+        opened: DataDir,
+        feed: Option<Arc<yipan_sync::trust::TrustFeed>>,
+    ) -> Result<Service> {
         let auth = Arc::new(auth::Auth::new(&cfg.tokens_path(), cfg.http.certificate_roles())?);
         let calendar = views::load_calendar(cfg.calendar.as_deref())?;
         let locality = opened.locality;
@@ -51,7 +60,7 @@ impl Service {
             yipan_access::nats::Principal::Locality(locality),
         )
         .await?;
-        let sync = Replication::start(log.clone(), client.clone(), cfg.sync.clone());
+        let sync = Replication::start_with(log.clone(), client.clone(), cfg.sync.clone(), feed);
         let metrics = sync.metrics();
         let views: views::Views = Default::default();
         let (views_stop, views_stopped) = watch::channel(false);
@@ -105,6 +114,11 @@ impl Service {
             })));
         }
         Ok(Service { locality, log, metrics, views, state, client, sync, stop, views_stop, tasks })
+    }
+
+    /// Its NATS connection.
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     /// The locality's HTTP API.

@@ -226,6 +226,17 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 impl Replication {
     /// Starts the outbox, inbox, announcer, repair service and repair client.
     pub fn start<B: Backend>(log: Arc<Log<B>>, client: async_nats::Client, cfg: SyncConfig) -> Replication {
+        Self::start_with(log, client, cfg, None)
+    }
+
+    /// [`Replication::start`] taking trust records from a host's shared
+    /// [`trust::TrustFeed`] instead of reading the trust stream itself.
+    pub fn start_with<B: Backend>(
+        log: Arc<Log<B>>,
+        client: async_nats::Client,
+        cfg: SyncConfig,
+        feed: Option<Arc<trust::TrustFeed>>,
+    ) -> Replication {
         let metrics = Arc::new(SyncMetrics::default());
         let js = jetstream::ContextBuilder::new()
             .ack_timeout(Duration::from_millis(cfg.ack_timeout_ms))
@@ -284,7 +295,11 @@ impl Replication {
                 [log, js, cfg, downstream_roles, stop_rx],
                 downstream::run(log, js, cfg, downstream_roles, stop_rx)
             ),
-            supervised!("trust", [log, js, cfg, metrics, stop_rx], trust::follow(log, js, cfg, metrics, stop_rx)),
+            supervised!(
+                "trust",
+                [log, js, cfg, metrics, feed, stop_rx],
+                trust::follow(log, js, cfg, metrics, feed, stop_rx)
+            ),
             supervised!(
                 "connection watch",
                 [client, metrics, stop_rx],

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
+use futures::StreamExt;
 use tokio::sync::watch;
 use yipan_log::{Backend, Log};
 use yipan_trust::Applied;
@@ -50,13 +51,117 @@ pub async fn ensure_stream(js: &jetstream::Context, cfg: &SyncConfig) -> Result<
     Ok(())
 }
 
-/// Reads new trust records every `trust_poll_ms` until `stop`, and publishes
-/// own handovers not yet on the stream.
+/// The trust stream read once for many logs: a host's tenants all need every
+/// record of the same public stream, and each reading it alone costs the
+/// servers one direct get per record per tenant (8 million for a national
+/// stream in one province group's host). One task keeps the records, in
+/// stream order with the server's timestamps; each tenant applies them to
+/// its own trust state and log exactly as if it had read them itself.
+#[derive(Default)]
+pub struct TrustFeed {
+    records: std::sync::RwLock<Vec<FeedRecord>>,
+}
+
+/// One record of the trust stream.
+#[derive(Clone)]
+struct FeedRecord {
+    seq: u64,
+    subject: String,
+    payload: bytes::Bytes,
+    when: chrono::DateTime<chrono::Utc>,
+}
+
+impl TrustFeed {
+    /// An empty feed.
+    pub fn new() -> Arc<TrustFeed> {
+        Arc::new(TrustFeed::default())
+    }
+
+    fn last(&self) -> u64 {
+        self.records.read().map(|r| r.last().map(|x| x.seq).unwrap_or(0)).unwrap_or(0)
+    }
+
+    fn after(&self, seq: u64) -> Vec<FeedRecord> {
+        self.records
+            .read()
+            .map(|r| {
+                let from = r.partition_point(|x| x.seq <= seq);
+                r[from..].to_vec()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Reads what the stream holds beyond the feed; returns how many records.
+    pub async fn refresh(&self, js: &jetstream::Context) -> Result<usize> {
+        let stream = js.get_stream(subjects::TRUST_STREAM).await.map_err(Error::nats)?;
+        let state = &stream.cached_info().state;
+        let (first, last) = (state.first_sequence, state.last_sequence);
+        let mut have = self.last();
+        if last < have {
+            tracing::warn!(have, last, "trust stream is behind the host's feed (recreated?); reading it again");
+            if let Ok(mut r) = self.records.write() {
+                r.clear();
+            }
+            have = 0;
+        }
+        let mut got = Vec::new();
+        let mut s = direct_gets(&stream, (have + 1).max(first), last);
+        while let Some(r) = s.next().await {
+            if let Some(r) = r? {
+                got.push(r);
+            }
+        }
+        let n = got.len();
+        if let Ok(mut r) = self.records.write() {
+            r.extend(got);
+        }
+        Ok(n)
+    }
+
+    /// Keeps the feed current every `every` until `stop`.
+    pub async fn run(self: Arc<Self>, js: jetstream::Context, every: Duration, mut stop: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.refresh(&js).await {
+                tracing::debug!(error = %e, "trust stream not read for the host's feed; retrying");
+            }
+            if sleep_or_stop(every, &mut stop).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Direct gets of `from..=last`, 64 in flight, in stream order; `None` for
+/// a position an operator deleted.
+fn direct_gets<'a>(
+    stream: &'a jetstream::stream::Stream,
+    from: u64,
+    last: u64,
+) -> impl futures::Stream<Item = Result<Option<FeedRecord>>> + 'a {
+    futures::stream::iter(from..=last)
+        .map(move |seq| async move { (seq, stream.get_raw_message(seq).await) })
+        .buffered(64)
+        .map(|(seq, got)| match got {
+            Ok(msg) => {
+                let nanos = msg.time.unix_timestamp_nanos();
+                let when = chrono::DateTime::from_timestamp_nanos(nanos.clamp(0, i64::MAX as i128) as i64);
+                Ok(Some(FeedRecord { seq, subject: msg.subject.to_string(), payload: msg.payload, when }))
+            }
+            // Deleted by an operator: nothing to apply at this position.
+            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(Error::nats(e)),
+        })
+}
+
+/// Reads new trust records every `trust_poll_ms` until `stop` (from the
+/// host's `feed` when there is one), and publishes own handovers not yet on
+/// the stream.
 pub(crate) async fn follow<B: Backend>(
     log: Arc<Log<B>>,
     js: jetstream::Context,
     cfg: SyncConfig,
     metrics: Arc<SyncMetrics>,
+    feed: Option<Arc<TrustFeed>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let interval = Duration::from_millis(cfg.trust_poll_ms.max(50));
@@ -64,7 +169,11 @@ pub(crate) async fn follow<B: Backend>(
         if let Err(e) = publish_handovers(&log, &js).await {
             tracing::debug!(error = %e, "own key handovers not published yet; retrying");
         }
-        if let Err(e) = read_new(&log, &js, &metrics).await {
+        let read = match &feed {
+            Some(feed) => read_from_feed(&log, feed, &metrics).await,
+            None => read_new(&log, &js, &metrics).await,
+        };
+        if let Err(e) = read {
             tracing::debug!(error = %e, "trust stream not read; retrying");
         }
         if sleep_or_stop(interval, &mut stop).await {
@@ -87,48 +196,86 @@ pub async fn read_new<B: Backend>(log: &Arc<Log<B>>, js: &jetstream::Context, me
         tracing::warn!(cursor = at, last, "trust stream is behind this node's cursor (recreated?); reading it again");
         at = 0;
     }
-    let mut read = 0u64;
-    for seq in (at + 1).max(first)..=last {
-        let msg = match stream.get_raw_message(seq).await {
-            Ok(m) => m,
-            // Deleted by an operator: nothing to apply at this position.
-            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => continue,
-            Err(e) => return Err(Error::nats(e)),
-        };
-        // What a subject may carry: a locality's rotation subject only its own
-        // handovers, an authority's subject only statements. Anything else is
-        // dropped and counted, neither quarantined nor alerted on (a locality's
-        // NATS user may publish on its rotation subject: no flood of alerts from it).
-        if let Some(problem) = misplaced(&msg.subject, &msg.payload) {
-            tracing::warn!(subject = %msg.subject, seq, %problem, "trust-stream message dropped");
-            SyncMetrics::add(&metrics.trust_refused, 1);
-            read += 1;
-            continue;
-        }
-        let nanos = msg.time.unix_timestamp_nanos();
-        let when = chrono::DateTime::from_timestamp_nanos(nanos.clamp(0, i64::MAX as i128) as i64);
-        let l = log.clone();
-        let payload = msg.payload.clone();
-        let outcome = tokio::task::spawn_blocking(move || l.apply_trust_record(&payload, when))
-            .await
-            .map_err(|e| Error::Nats(format!("trust task failed: {e}")))??;
-        match outcome {
-            Ok(Applied::Duplicate) => {}
-            Ok(_) => SyncMetrics::add(&metrics.trust_applied, 1),
-            Err(_) => SyncMetrics::add(&metrics.trust_refused, 1),
-        }
-        read += 1;
-        // The cursor every 256 records and at the end of the round, not a flush per
-        // record: records read again after a crash are duplicates (kept records
-        // are replayed at open).
-        if read.is_multiple_of(256) {
-            log.meta_put(CURSOR, &seq.to_be_bytes())?;
-        }
-    }
+    let records = direct_gets(&stream, (at + 1).max(first), last);
+    let read = apply_in_chunks(log, metrics, records).await?;
     if read > 0 && last > at {
         log.meta_put(CURSOR, &last.to_be_bytes())?;
     }
     Ok(read)
+}
+
+/// Applies the host feed's records after the cursor; returns how many.
+async fn read_from_feed<B: Backend>(log: &Arc<Log<B>>, feed: &TrustFeed, metrics: &SyncMetrics) -> Result<u64> {
+    let mut at = cursor(log, CURSOR);
+    let last = feed.last();
+    if last == 0 {
+        return Ok(0);
+    }
+    if last < at {
+        tracing::warn!(cursor = at, last, "trust stream is behind this node's cursor (recreated?); reading it again");
+        at = 0;
+    }
+    let records = feed.after(at);
+    let read = apply_in_chunks(log, metrics, futures::stream::iter(records.into_iter().map(|r| Ok(Some(r))))).await?;
+    if read > 0 && last > at {
+        log.meta_put(CURSOR, &last.to_be_bytes())?;
+    }
+    Ok(read)
+}
+
+/// Applies records 256 at a time, each chunk with one durable write, and
+/// moves the cursor after each chunk (records read again after a crash are
+/// duplicates: kept records are replayed at open).
+async fn apply_in_chunks<B: Backend>(
+    log: &Arc<Log<B>>,
+    metrics: &SyncMetrics,
+    records: impl futures::Stream<Item = Result<Option<FeedRecord>>>,
+) -> Result<u64> {
+    let mut records = std::pin::pin!(records);
+    let mut read = 0u64;
+    let mut chunk: Vec<(Vec<u8>, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    let mut chunk_last = 0;
+    loop {
+        let next = records.next().await;
+        let finished = next.is_none();
+        if let Some(r) = next {
+            let Some(r) = r? else { continue };
+            // What a subject may carry: a locality's rotation subject only its own
+            // handovers, an authority's subject only statements. Anything else is
+            // dropped and counted, neither quarantined nor alerted on (a locality's
+            // NATS user may publish on its rotation subject: no flood of alerts from it).
+            if let Some(problem) = misplaced(&r.subject, &r.payload) {
+                tracing::warn!(subject = %r.subject, seq = r.seq, %problem, "trust-stream message dropped");
+                SyncMetrics::add(&metrics.trust_refused, 1);
+                read += 1;
+                continue;
+            }
+            chunk.push((r.payload.to_vec(), r.when));
+            chunk_last = r.seq;
+            if chunk.len() < 256 {
+                continue;
+            }
+        }
+        if !chunk.is_empty() {
+            let (l, records) = (log.clone(), std::mem::take(&mut chunk));
+            let n = records.len() as u64;
+            let outcomes = tokio::task::spawn_blocking(move || l.apply_trust_records(&records))
+                .await
+                .map_err(|e| Error::Nats(format!("trust task failed: {e}")))??;
+            for outcome in outcomes {
+                match outcome {
+                    Ok(Applied::Duplicate) => {}
+                    Ok(_) => SyncMetrics::add(&metrics.trust_applied, 1),
+                    Err(_) => SyncMetrics::add(&metrics.trust_refused, 1),
+                }
+            }
+            read += n;
+            log.meta_put(CURSOR, &chunk_last.to_be_bytes())?;
+        }
+        if finished {
+            return Ok(read);
+        }
+    }
 }
 
 /// Publishes this node's key handovers (from its own chain) that the trust

@@ -222,9 +222,20 @@ impl TrustState {
                 .ok_or_else(|| Fault::UnknownIssuer { key: short(&d.issuer) })?;
             Some(a.clone())
         };
-        d.issuer
-            .verify_strict(&d.bytes, &ed25519_dalek::Signature::from_bytes(&d.signature))
-            .map_err(|_| Fault::BadSignature { key: short(&d.issuer) })?;
+        // Unambiguous: the issuer, the statement's length, the statement, the signature.
+        let checked: [u8; 32] = Sha256::new()
+            .chain_update(d.issuer.as_bytes())
+            .chain_update((d.bytes.len() as u64).to_be_bytes())
+            .chain_update(&d.bytes)
+            .chain_update(d.signature)
+            .finalize()
+            .into();
+        if !verified_before(&checked) {
+            d.issuer
+                .verify_strict(&d.bytes, &ed25519_dalek::Signature::from_bytes(&d.signature))
+                .map_err(|_| Fault::BadSignature { key: short(&d.issuer) })?;
+            remember_verified(checked);
+        }
         if let Some(a) = &issuer_entry {
             let problem = if a.revoked.is_some() {
                 Some("was revoked".to_string())
@@ -709,4 +720,29 @@ fn validity(
         return Err(Fault::NotYetValid { serial, from: text(from), at: text(at) });
     }
     Ok((from, until))
+}
+
+/// Statements whose signature this process has verified, by the digest of
+/// statement and signature (which names the issuer): every tenant of a host
+/// reads the same national trust stream, so only the first pays the
+/// ed25519 verification of each record. A signature that verified once
+/// verifies again; validity, revocation and order are still judged by each
+/// tenant's own state. Bounded: forgotten wholesale past a million.
+fn verified_cache() -> &'static std::sync::Mutex<std::collections::HashSet<[u8; 32]>> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>> =
+        std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn verified_before(id: &[u8; 32]) -> bool {
+    verified_cache().lock().map(|c| c.contains(id)).unwrap_or(false)
+}
+
+fn remember_verified(id: [u8; 32]) {
+    if let Ok(mut c) = verified_cache().lock() {
+        if c.len() >= 1 << 20 {
+            c.clear();
+        }
+        c.insert(id);
+    }
 }

@@ -292,3 +292,30 @@ fn review_findings_revocations_tighten_and_handovers_cannot_be_forged_by_a_revok
     assert_eq!(e.code(), "trust.bad_rotation");
     assert_eq!(t3.pending_key(l("610112")), None, "a refused handover leaves no trace, not even its certificate");
 }
+
+#[test]
+fn a_signature_verified_before_in_this_process_never_vouches_for_another() {
+    // One tenant of a host verifies a certificate; another then receives the
+    // same statement with a signature altered in each possible way.
+    let (mut first, _, shaanxi, _) = world();
+    let c = cert("610113", &key(11).verifying_key(), 101, 0, 0);
+    let genuine = statement::sign(&shaanxi, statement::locality_certificate(&c), at());
+    assert!(matches!(first.apply_statement(&genuine, at()), Ok(Applied::Locality { .. })));
+    let s = yipan_proto::v1::SignedStatement::decode(genuine.as_slice()).unwrap();
+    for i in 0..s.signature.len() {
+        let mut bent = s.clone();
+        bent.signature[i] ^= 0x01;
+        let (mut other, _, _, _) = world();
+        let e = other.apply_statement(&bent.encode_to_vec(), at()).unwrap_err();
+        assert_eq!(e.code(), "trust.bad_signature", "signature byte {i}: {e}");
+    }
+    // The signature moved into the statement's bytes: never the same check.
+    let mut shifted = s.clone();
+    shifted.statement.extend_from_slice(&s.signature[..1]);
+    shifted.signature = s.signature[1..].to_vec();
+    let (mut other, _, _, _) = world();
+    assert!(other.apply_statement(&shifted.encode_to_vec(), at()).is_err());
+    // The genuine one is still accepted by a fresh state (from the cache or not).
+    let (mut again, _, _, _) = world();
+    assert!(matches!(again.apply_statement(&genuine, at()), Ok(Applied::Locality { .. })));
+}

@@ -397,6 +397,7 @@ pub async fn run(opts: Options) -> Result<Summary> {
 
     // Every tenant must know the keys before the load: then no event waits for one.
     let trust_start = Instant::now();
+    let mut told = Instant::now();
     loop {
         pump(&mut workers, &mut answers, Duration::from_secs(1));
         alive(&mut workers)?;
@@ -404,7 +405,8 @@ pub async fn run(opts: Options) -> Result<Summary> {
         if certified == localities.len() as u64 && workers.iter().all(|w| w.last.connected == w.last.tenants) {
             break;
         }
-        if trust_start.elapsed().as_secs().is_multiple_of(10) {
+        if told.elapsed() >= Duration::from_secs(10) {
+            told = Instant::now();
             say(format!("waiting for trust: {certified}/{} tenants know every key", localities.len()));
         }
         if trust_start.elapsed() > Duration::from_secs(1800) {

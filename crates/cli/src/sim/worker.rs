@@ -120,7 +120,7 @@ impl State {
         let mut lag = Vec::new();
         for l in &self.tenants {
             let (Some(log), Some(m)) = (self.host.log(*l), self.host.metrics(*l)) else { continue };
-            if self.sentinels.iter().all(|s| log.trust().is_certified(*s)) {
+            if self.sentinels.iter().all(|s| log.trusts(*s)) {
                 r.certified += 1;
             }
             r.connected += usize::from(m.nats_connected.load(Ordering::Relaxed) == 1);

@@ -65,9 +65,6 @@ use roster::*;
 const MAX_GROUP: usize = 4096;
 /// Groups signed (and received batches verified) in parallel from this size on.
 const PARALLEL_SIGN_FROM: usize = 8;
-/// Newly stored events buffered for slow subscribers before they must rebuild.
-const EVENT_FEED: usize = 1 << 16;
-
 /// Why a foreign event was not taken.
 enum Reject {
     /// Rejected for good: claimed author (if readable), code and reason (quarantined).
@@ -357,6 +354,7 @@ impl<B: Backend> Log<B> {
         }
         check_own_key(&trust, locality, head.0 + 1, &own)?;
         let bounds = crate::quarantine::Bounds::load(&backend, &meta_key(crate::quarantine::EVICTED))?;
+        let feed = backend.event_feed_capacity();
         let shared = Arc::new(Shared {
             backend,
             locality,
@@ -374,7 +372,7 @@ impl<B: Backend> Log<B> {
             index: RwLock::new(index),
             head: Mutex::new(head),
             head_tx: tokio::sync::watch::channel(head.0).0,
-            events_tx: tokio::sync::broadcast::channel(EVENT_FEED).0,
+            events_tx: tokio::sync::broadcast::channel(feed).0,
             commits: AtomicU64::new(0),
             committed_events: AtomicU64::new(0),
             disclosures: Mutex::new(None),

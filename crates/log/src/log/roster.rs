@@ -101,6 +101,60 @@ impl<B: Backend> Log<B> {
         }
     }
 
+    /// [`Log::apply_trust_record`] for records read together, in their order,
+    /// with one durable write for all that are kept (a national trust stream
+    /// holds a record per locality: one fsync each made a node's first start
+    /// take minutes, and a host's thousands of tenants hours).
+    pub fn apply_trust_records(
+        &self,
+        records: &[(Vec<u8>, chrono::DateTime<chrono::Utc>)],
+    ) -> Result<Vec<std::result::Result<Applied, TrustFault>>> {
+        let mut out = Vec::with_capacity(records.len());
+        let mut kept: Vec<(&[u8], chrono::DateTime<chrono::Utc>)> = Vec::new();
+        for (record, at) in records {
+            if let Ok(yipan_trust::statement::Record::Rotation(_)) = yipan_trust::statement::decode_record(record) {
+                // Handovers keep their own path (they touch the chain); what was
+                // kept before them is made durable first, in order.
+                self.keep_trust_records(std::mem::take(&mut kept))?;
+                out.push(self.apply_trust_record(record, *at)?);
+                continue;
+            }
+            let mut t = write(&self.shared.trust);
+            match t.apply_record(record, *at) {
+                Ok(Applied::Duplicate) => out.push(Ok(Applied::Duplicate)),
+                Ok(applied) => {
+                    kept.push((record, *at));
+                    out.push(Ok(applied));
+                }
+                Err(fault) => {
+                    drop(t);
+                    out.push(self.refuse_trust_record(record, fault)?);
+                }
+            }
+        }
+        self.keep_trust_records(kept)?;
+        Ok(out)
+    }
+
+    fn keep_trust_records(&self, records: Vec<(&[u8], chrono::DateTime<chrono::Utc>)>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let ops = records
+            .into_iter()
+            .map(|(record, at)| {
+                let n = self.shared.trust_next.fetch_add(1, Ordering::Relaxed);
+                let mut value = at.timestamp_micros().to_be_bytes().to_vec();
+                value.extend_from_slice(record);
+                (layout::trust_key(n).to_vec(), Some(value))
+            })
+            .collect();
+        self.shared.backend.commit(ops).inspect_err(|e| {
+            self.shared.poisoned.store(true, Ordering::Release);
+            tracing::error!(error = %e, "trust records failed to write; log poisoned until reopened");
+        })
+    }
+
     /// Quarantines a refused trust record with its code (and alerts when it
     /// may be a compromise).
     pub(super) fn refuse_trust_record(
@@ -164,13 +218,7 @@ impl<B: Backend> Log<B> {
     /// of the disk: like a failed append, the log stops until reopened (the
     /// stream cursor was not advanced, so the record is read again then).
     pub(super) fn keep_trust_record(&self, record: &[u8], at: chrono::DateTime<chrono::Utc>) -> Result<()> {
-        let n = self.shared.trust_next.fetch_add(1, Ordering::Relaxed);
-        let mut value = at.timestamp_micros().to_be_bytes().to_vec();
-        value.extend_from_slice(record);
-        self.shared.backend.commit(vec![(layout::trust_key(n).to_vec(), Some(value))]).inspect_err(|e| {
-            self.shared.poisoned.store(true, Ordering::Release);
-            tracing::error!(error = %e, "trust record failed to write; log poisoned until reopened");
-        })
+        self.keep_trust_records(vec![(record, at)])
     }
 
     /// Hands this log's chain over to `next`: appends a `KeyRotated` event
