@@ -50,11 +50,6 @@ fn registry() -> &'static Registry {
     })
 }
 
-/// Whether `code` (6 digits) is a current county-level unit.
-pub(crate) fn is_county_level(code: u32) -> bool {
-    code < 1_000_000 && registry().current.contains_key(&code)
-}
-
 /// The current Chinese name of a county- or township-level code.
 pub fn name(l: Locality) -> Option<&'static str> {
     registry().current.get(&l.as_u32()).map(|(n, _)| *n)
@@ -266,6 +261,10 @@ mod tests {
         assert!(list.windows(2).all(|w| w[0].0 < w[1].0), "in code order");
         assert!(list.iter().all(|(c, _)| check_county("c", *c).is_ok()));
         assert!(list.contains(&(l("610112"), "未央区")));
+        // The fixed list of cities without counties matches the registry.
+        for c in crate::locality::COUNTY_LEVEL_CITIES {
+            assert!(name(l(c)).is_some(), "{c}");
+        }
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub const PROVINCES: &[(u8, &str)] = &[
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Locality(u32);
 
+/// Prefecture-level cities without counties (东莞, 中山, 儋州): their own
+/// codes are county-level units, their townships' codes start with them.
+pub const COUNTY_LEVEL_CITIES: [&str; 3] = ["441900", "442000", "460400"];
+
 impl Locality {
     /// Parses and checks a code; the error says what is wrong with it.
     pub fn parse(code: &str) -> Result<Self, String> {
@@ -69,9 +73,10 @@ impl Locality {
             return Err(format!("`{}` starts with `{province:02}`, which is no province code", crate::clip(code)));
         }
         // A code ending in `00` names a province or prefecture, except the
-        // few prefecture-level cities without counties (东莞 441900, 中山
-        // 442000, 儋州 460400) that the registry lists at county level.
-        if &code[4..6] == "00" && !code[..6].parse().is_ok_and(crate::division::is_county_level) {
+        // prefecture-level cities without counties that are county-level
+        // units themselves. A fixed list, not the registry: whether a stored
+        // or received code parses must never depend on the registry's version.
+        if &code[4..6] == "00" && !COUNTY_LEVEL_CITIES.contains(&&code[..6]) {
             return Err(format!("`{}` names a province or prefecture, not a county-level unit", crate::clip(code)));
         }
         if code.len() == 9 && &code[6..9] == "000" {

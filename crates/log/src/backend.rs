@@ -36,7 +36,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Slots of the log's live event feed (what projections follow; one that
     /// falls further behind rebuilds from the log). Allocated when the log
     /// opens: a node's 65,536 cost ~2.6 MB, nothing for one node but 7 GB
-    /// for a host of 2,800 localities, whose tenants take 2,048.
+    /// for a host of 2,800 localities, whose tenants take 2,048 — or one per
+    /// 16 events held, up to 65,536, so that a large tenant's rebuild does
+    /// not overflow the feed it catches up from.
     fn event_feed_capacity(&self) -> usize {
         1 << 16
     }
@@ -96,7 +98,9 @@ impl Flusher {
                 s.flushing = true;
                 let target = s.issued;
                 drop(s);
-                let outcome = db.flush();
+                // Should sled panic, the waiters are told it failed (not left waiting forever).
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.flush()))
+                    .unwrap_or_else(|_| Err(sled::Error::ReportableBug("flush panicked".into())));
                 s = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 s.flushing = false;
                 match outcome {

@@ -230,7 +230,15 @@ impl HostConfig {
             ));
         }
         if let Some(t) = &self.http.tls {
+            let mut names = std::collections::HashSet::new();
             for c in &t.clients {
+                // A certificate is known by its common name alone: one name, one tenant and role.
+                if !names.insert(c.name.as_str()) {
+                    return Err(Error::Config(format!(
+                        "[http.tls] client `{}` is listed twice: a certificate's name must map to one tenant and role",
+                        yipan_core::clip(&c.name)
+                    )));
+                }
                 if let Some(code) = &c.tenant {
                     Locality::parse(code).map_err(|p| {
                         Error::Config(format!("[http.tls] client `{}`: tenant {p}", yipan_core::clip(&c.name)))
@@ -270,6 +278,8 @@ struct Inner {
     trust: Arc<yipan_sync::trust::TrustFeed>,
     trust_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     trust_stop: watch::Sender<bool>,
+    /// Tenants that did not start, with why.
+    failed: std::sync::Mutex<BTreeMap<Locality, String>>,
 }
 
 /// A running host.
@@ -292,6 +302,9 @@ pub struct TenantStatus {
     pub outbox_pending: u64,
     /// Events in its log (own and received).
     pub events: u64,
+    /// Why it is not running, if it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Host {
@@ -328,9 +341,15 @@ impl Host {
             trust: yipan_sync::trust::TrustFeed::new(),
             trust_task: std::sync::Mutex::new(None),
             trust_stop: watch::channel(false).0,
+            failed: Default::default(),
         });
+        // A tenant that cannot start (its NKey not there yet, say) is reported
+        // in `/host/tenants` and started later on request; the others run.
         for locality in prepared(&inner.cfg.host_dir)? {
-            inner.start_tenant(locality).await?;
+            if let Err(e) = inner.start_tenant(locality).await {
+                tracing::error!(%locality, error = %e, "tenant not started");
+                inner.failed.lock().unwrap_or_else(|p| p.into_inner()).insert(locality, e.to_string());
+            }
         }
         let (stop, stopped) = watch::channel(false);
         let router = router(inner.clone());
@@ -452,14 +471,16 @@ impl Inner {
             ));
         }
         let service = Service::start_with(&cfg, opened, Some(self.trust.clone())).await?;
-        // The first tenant's connection reads the trust stream for all (it is public to every locality).
+        // Every tenant's connection can read the trust stream (public to every
+        // locality): the feed reads through the first that works.
+        self.trust.add_source(async_nats::jetstream::new(service.client()));
         if let Ok(mut task) = self.trust_task.lock() {
             if task.is_none() {
-                let js = async_nats::jetstream::new(service.client());
                 let every = std::time::Duration::from_millis(cfg.sync.trust_poll_ms.max(50));
-                *task = Some(tokio::spawn(self.trust.clone().run(js, every, self.trust_stop.subscribe())));
+                *task = Some(tokio::spawn(self.trust.clone().run(every, self.trust_stop.subscribe())));
             }
         }
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).remove(&locality);
         let router = service.router();
         self.tenants.write().unwrap_or_else(|p| p.into_inner()).insert(locality, Tenant { service, router });
         tracing::info!(%locality, "tenant started");
@@ -474,9 +495,19 @@ impl Inner {
                     nats_connected: t.service.metrics.nats_connected.load(Ordering::Relaxed) == 1,
                     outbox_pending: t.service.metrics.outbox_pending.load(Ordering::Relaxed),
                     events: t.service.log.len() as u64,
+                    error: None,
                 })
-                .collect()
+                .collect::<Vec<_>>()
         })
+        .into_iter()
+        .chain(self.failed.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(l, e)| TenantStatus {
+            locality: l.to_string(),
+            nats_connected: false,
+            outbox_pending: 0,
+            events: 0,
+            error: Some(e.clone()),
+        }))
+        .collect()
     }
 
     /// Authenticates a request to a `/host/…` endpoint and checks its role.
@@ -583,25 +614,28 @@ async fn to_tenant_console(UrlPath(code): UrlPath<String>) -> Response {
 }
 
 async fn forward_root(State(h): State<Arc<Inner>>, UrlPath(code): UrlPath<String>, req: Request) -> Response {
-    dispatch(h, &code, "", req).await
+    dispatch(h, &code, req).await
 }
 
-async fn forward(
-    State(h): State<Arc<Inner>>,
-    UrlPath((code, rest)): UrlPath<(String, String)>,
-    req: Request,
-) -> Response {
-    dispatch(h, &code, &rest, req).await
+async fn forward(State(h): State<Arc<Inner>>, UrlPath((code, _)): UrlPath<(String, String)>, req: Request) -> Response {
+    dispatch(h, &code, req).await
 }
 
 /// Hands the request to the tenant's own API with the `/t/<code>` prefix
 /// removed; its own authentication (its tokens, its certificates) decides.
 /// The request is rebuilt with only the peer's certificate name as an
 /// extension, so nothing of the host's routing reaches the tenant's.
-async fn dispatch(h: Arc<Inner>, code: &str, rest: &str, req: Request) -> Response {
+async fn dispatch(h: Arc<Inner>, code: &str, req: Request) -> Response {
     let Some(router) = Locality::parse(code).ok().and_then(|l| h.with_tenant(l, |t| t.router.clone())) else {
         return error(StatusCode::NOT_FOUND, format!("no tenant `{}` on this host", yipan_core::clip(code)));
     };
+    // The rest of the path exactly as sent (still percent-encoded): the
+    // tenant's router decodes it once, as a node's would.
+    let prefix = format!("/t/{code}");
+    let Some(rest) = req.uri().path().strip_prefix(prefix.as_str()) else {
+        return error(StatusCode::NOT_FOUND, "the tenant is named in the path as /t/<code>/…");
+    };
+    let rest = rest.trim_start_matches('/');
     let path = match req.uri().query() {
         Some(q) => format!("/{rest}?{q}"),
         None => format!("/{rest}"),

@@ -60,6 +60,8 @@ pub async fn ensure_stream(js: &jetstream::Context, cfg: &SyncConfig) -> Result<
 #[derive(Default)]
 pub struct TrustFeed {
     records: std::sync::RwLock<Vec<FeedRecord>>,
+    /// Connections to read through (each tenant's): the first that works.
+    sources: std::sync::Mutex<Vec<jetstream::Context>>,
 }
 
 /// One record of the trust stream.
@@ -118,11 +120,41 @@ impl TrustFeed {
         Ok(n)
     }
 
-    /// Keeps the feed current every `every` until `stop`.
-    pub async fn run(self: Arc<Self>, js: jetstream::Context, every: Duration, mut stop: watch::Receiver<bool>) {
+    /// Adds a connection the feed may read through.
+    pub fn add_source(&self, js: jetstream::Context) {
+        if let Ok(mut s) = self.sources.lock() {
+            s.push(js);
+        }
+    }
+
+    /// Keeps the feed current every `every` until `stop`, through the first
+    /// source that works (one tenant's NATS user revoked or missing must not
+    /// starve the others of trust records).
+    pub async fn run(self: Arc<Self>, every: Duration, mut stop: watch::Receiver<bool>) {
+        let mut failing = 0u32;
         loop {
-            if let Err(e) = self.refresh(&js).await {
-                tracing::debug!(error = %e, "trust stream not read for the host's feed; retrying");
+            let sources: Vec<jetstream::Context> = self.sources.lock().map(|s| s.clone()).unwrap_or_default();
+            let mut last_error = None;
+            for js in &sources {
+                match self.refresh(js).await {
+                    Ok(_) => {
+                        last_error = None;
+                        break;
+                    }
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            match last_error {
+                Some(e) => {
+                    failing += 1;
+                    // Loud once it lasts: no tenant learns new keys or revocations meanwhile.
+                    if failing.is_multiple_of(30) {
+                        tracing::warn!(error = %e, sources = sources.len(), "the host cannot read the trust stream");
+                    } else {
+                        tracing::debug!(error = %e, "trust stream not read for the host's feed; retrying");
+                    }
+                }
+                None => failing = 0,
             }
             if sleep_or_stop(every, &mut stop).await {
                 return;

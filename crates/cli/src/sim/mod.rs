@@ -648,6 +648,7 @@ fn compare_channels(work: &Path, workers: usize) -> Result<(usize, u64, u64)> {
     let mut sent: HashMap<(String, String), u64> = HashMap::new();
     let mut held: HashMap<(String, String), u64> = HashMap::new();
     let mut twice = 0u64;
+    let mut missing = 0u64;
     for w in 0..workers {
         let text = std::fs::read_to_string(work.join(format!("channels-{w}.txt")))?;
         for line in text.lines() {
@@ -659,15 +660,17 @@ fn compare_channels(work: &Path, workers: usize) -> Result<(usize, u64, u64)> {
                 ["in", a, r, h] => {
                     held.insert((a.to_string(), r.to_string()), h.parse()?);
                 }
-                ["len", _, len, own, inbound] => {
-                    let (len, own, inbound): (u64, u64, u64) = (len.parse()?, own.parse()?, inbound.parse()?);
-                    twice += len.saturating_sub(own + inbound);
+                ["len", _, stored, own, inbound] => {
+                    let (stored, own, inbound): (u64, u64, u64) = (stored.parse()?, own.parse()?, inbound.parse()?);
+                    // More on disk than the heads account for: stored twice; fewer: lost.
+                    twice += stored.saturating_sub(own + inbound);
+                    missing += (own + inbound).saturating_sub(stored);
                 }
                 _ => bail!("channels-{w}.txt: unexpected line `{line}`"),
             }
         }
     }
-    let lost = sent.iter().map(|(k, h)| h.saturating_sub(held.get(k).copied().unwrap_or(0))).sum();
+    let lost = sent.iter().map(|(k, h)| h.saturating_sub(held.get(k).copied().unwrap_or(0))).sum::<u64>() + missing;
     Ok((sent.len(), lost, twice))
 }
 
@@ -870,7 +873,9 @@ pub fn markdown(s: &Summary) -> String {
 /// Whether the run proved what it must: everything converged, nothing lost
 /// or doubled, every pair equal, a clean audit, nothing refused.
 pub fn passed(s: &Summary) -> bool {
-    s.convergence_s.is_some()
+    s.channels > 0
+        && s.pairs > 0
+        && s.convergence_s.is_some()
         && s.lost == 0
         && s.applied_twice == 0
         && s.pairs_differing == 0

@@ -318,7 +318,8 @@ fn refuse(state: &State, n: u64, why: String) {
 }
 
 /// Writes every channel's head as its author and as its recipient sees it,
-/// and each tenant's log length and own head: `out A R H`, `in A R H`, `len L N OWN`.
+/// and each tenant's events read back from its store with its own head and
+/// the sum of its inbound heads: `out A R H`, `in A R H`, `len L STORED OWN IN`.
 fn channels(state: &State, file: &std::path::Path) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
     for l in &state.tenants {
@@ -337,7 +338,10 @@ fn channels(state: &State, file: &std::path::Path) -> Result<()> {
             }
         }
         let own = log.head().map(|(s, _)| s).unwrap_or(0);
-        writeln!(out, "len {l} {} {own} {inbound}", log.len())?;
+        // What is on disk, read back: one record per stored event.
+        let mut stored = 0u64;
+        log.for_each_raw(None, usize::MAX, |_, _, _| stored += 1)?;
+        writeln!(out, "len {l} {stored} {own} {inbound}")?;
     }
     out.flush()?;
     Ok(())

@@ -354,7 +354,7 @@ impl<B: Backend> Log<B> {
         }
         check_own_key(&trust, locality, head.0 + 1, &own)?;
         let bounds = crate::quarantine::Bounds::load(&backend, &meta_key(crate::quarantine::EVICTED))?;
-        let feed = backend.event_feed_capacity();
+        let feed = backend.event_feed_capacity().max((index.len() / 16).min(1 << 16));
         let shared = Arc::new(Shared {
             backend,
             locality,

@@ -109,30 +109,44 @@ impl<B: Backend> Log<B> {
         &self,
         records: &[(Vec<u8>, chrono::DateTime<chrono::Utc>)],
     ) -> Result<Vec<std::result::Result<Applied, TrustFault>>> {
+        let is_rotation = |r: &[u8]| {
+            matches!(yipan_trust::statement::decode_record(r), Ok(yipan_trust::statement::Record::Rotation(_)))
+        };
         let mut out = Vec::with_capacity(records.len());
-        let mut kept: Vec<(&[u8], chrono::DateTime<chrono::Utc>)> = Vec::new();
-        for (record, at) in records {
-            if let Ok(yipan_trust::statement::Record::Rotation(_)) = yipan_trust::statement::decode_record(record) {
-                // Handovers keep their own path (they touch the chain); what was
-                // kept before them is made durable first, in order.
-                self.keep_trust_records(std::mem::take(&mut kept))?;
-                out.push(self.apply_trust_record(record, *at)?);
+        let mut i = 0;
+        while i < records.len() {
+            if is_rotation(&records[i].0) {
+                // Handovers keep their own path (they touch the chain).
+                out.push(self.apply_trust_record(&records[i].0, records[i].1)?);
+                i += 1;
                 continue;
             }
+            // A run of statements applied under one write lock and written
+            // before it is released: nothing (a handover met in a channel)
+            // is kept between them, and no reader outlives an unwritten one
+            // unless the write fails, which poisons the log.
             let mut t = write(&self.shared.trust);
-            match t.apply_record(record, *at) {
-                Ok(Applied::Duplicate) => out.push(Ok(Applied::Duplicate)),
-                Ok(applied) => {
-                    kept.push((record, *at));
-                    out.push(Ok(applied));
+            let mut kept: Vec<(&[u8], chrono::DateTime<chrono::Utc>)> = Vec::new();
+            let mut refused = None;
+            while i < records.len() && refused.is_none() && !is_rotation(&records[i].0) {
+                let (record, at) = &records[i];
+                match t.apply_record(record, *at) {
+                    Ok(Applied::Duplicate) => out.push(Ok(Applied::Duplicate)),
+                    Ok(applied) => {
+                        kept.push((record, *at));
+                        out.push(Ok(applied));
+                    }
+                    Err(fault) => refused = Some((record, fault)),
                 }
-                Err(fault) => {
-                    drop(t);
-                    out.push(self.refuse_trust_record(record, fault)?);
-                }
+                i += 1;
+            }
+            self.keep_trust_records(kept)?;
+            drop(t);
+            // Quarantined outside the trust lock (ingest takes its lock first, then trust).
+            if let Some((record, fault)) = refused {
+                out.push(self.refuse_trust_record(record, fault)?);
             }
         }
-        self.keep_trust_records(kept)?;
         Ok(out)
     }
 
