@@ -302,6 +302,17 @@ fn a_host_configuration_is_secure_or_says_why_not() {
             yipan_node::config::ClientCertificate { name: "ops".into(), role: Role::Monitor, tenant: None },
         ];
     }
+    mapped.check().expect("distinct names");
+    let mut twice = mapped.clone();
+    if let Some(t) = &mut twice.http.tls {
+        t.clients.push(yipan_node::config::ClientCertificate {
+            name: "a".into(),
+            role: Role::Clerk,
+            tenant: Some("610113".into()),
+        });
+    }
+    let e = twice.check().unwrap_err().to_string();
+    assert!(e.contains("client `a` is listed twice"), "{e}");
     let mine = mapped.tenant(loc("610112")).http.tls.unwrap().clients;
     assert_eq!(mine.iter().map(|c| (c.name.as_str(), c.tenant.clone())).collect::<Vec<_>>(), vec![("a", None)]);
 
