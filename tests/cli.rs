@@ -1258,3 +1258,37 @@ fn no_personal_value_leaks_into_subjects_logs_metrics_errors_views_or_files() {
         .unwrap();
     assert!(values.iter().any(|v| contains(&tiers, v.as_bytes())), "the values are there, in tier payloads only");
 }
+
+/// `yipan sim national` end to end at its smallest: one locality per
+/// province (31) in two hosting processes over two two-server clusters
+/// joined by gateways (R2 streams). It must converge, lose and double nothing, agree on
+/// every pair's digest at both sides, audit clean from the streams, and
+/// write its summary and plots. (The long runs are in docs/scale.md.)
+#[test]
+fn the_national_simulation_runs_end_to_end_at_its_smallest() {
+    if yipan_testkit::nats_server_current_bin().is_err() {
+        panic!("the simulation needs the current nats-server: run scripts/test, which installs it");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_yipan"))
+        .args(["sim", "national", "--per-province", "1", "--persons", "400", "--workers", "2"])
+        .args(["--clusters", "2", "--servers", "2", "--no-kill", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+    assert!(run.status.success(), "sim failed: {stdout}\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["localities"], 31);
+    assert_eq!((summary["lost"].as_u64(), summary["applied_twice"].as_u64()), (Some(0), Some(0)), "{summary}");
+    assert!(summary["pairs"].as_u64().unwrap() > 0 && summary["pairs_differing"] == 0, "{summary}");
+    assert_eq!(summary["audit_faults"], 0);
+    assert!(summary["events"].as_u64().unwrap() >= 2_000, "{summary}");
+    assert_eq!(summary["refused"], 0, "{summary}");
+    assert_eq!(summary["audited_events"], summary["events"]);
+    for f in ["summary.md", "series.csv", "events.svg", "lag.svg", "memory.svg"] {
+        assert!(out.path().join(f).exists(), "{f} written");
+    }
+    assert!(!stderr.contains("1990010"), "no ID number in the progress output");
+}

@@ -148,8 +148,13 @@ impl Country {
         let residence = county(residence_p, 50);
         let mut origin = county(origin_p, 51);
         if origin == residence {
-            let at = origin_p.counties.iter().position(|c| *c == origin).unwrap_or(0);
-            origin = origin_p.counties[(at + 1) % origin_p.counties.len()];
+            if origin_p.counties.len() > 1 {
+                let at = origin_p.counties.iter().position(|c| *c == origin).unwrap_or(0);
+                origin = origin_p.counties[(at + 1) % origin_p.counties.len()];
+            } else {
+                // A province of one locality (a small run): the origin is next door.
+                origin = county(&self.provinces[(rp + 1) % self.provinces.len()], 52);
+            }
         }
         (origin, residence)
     }
@@ -356,6 +361,11 @@ mod tests {
         assert!(c.localities().contains(&Locality::parse("441900").unwrap()), "东莞 is a locality");
         let small = Country::load(3).unwrap();
         assert_eq!(small.localities().len(), 31 * 3, "three of each province");
+        let one = Country::load(1).unwrap();
+        for i in 0..2_000 {
+            let (o, r) = one.draw(9, i);
+            assert_ne!(o, r, "person {i}: origin and residence differ even with one locality per province");
+        }
     }
 
     #[test]

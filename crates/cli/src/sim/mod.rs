@@ -216,6 +216,12 @@ impl Worker {
 
 /// Runs the simulation.
 pub async fn run(opts: Options) -> Result<Summary> {
+    if opts.servers < 2 {
+        bail!(
+            "--servers {}: a JetStream cluster here has at least 2 servers (3 for R3 streams and the server kill)",
+            opts.servers
+        );
+    }
     let setup = Instant::now();
     let work = opts.out.join("run");
     if work.exists() {
