@@ -348,7 +348,20 @@ pub async fn run(opts: Options) -> Result<Summary> {
         let spec_path = work.join(format!("worker-{w}.json"));
         std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec)?)?;
         let log = std::fs::File::create(work.join(format!("worker-{w}.log")))?;
-        let mut child = Command::new(std::env::current_exe()?)
+        // `YIPAN_SIM_WRAPPER=heaptrack` (or `perf record -g --`) runs each worker under a profiler.
+        let exe = std::env::current_exe()?;
+        let wrapper: Vec<String> = std::env::var("YIPAN_SIM_WRAPPER")
+            .map(|w| w.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let mut child = command
             .args(["sim", "worker", "--spec"])
             .arg(&spec_path)
             .env("YIPAN_LOG", std::env::var("YIPAN_LOG").unwrap_or_else(|_| "warn".into()))
