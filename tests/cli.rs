@@ -1290,5 +1290,22 @@ fn the_national_simulation_runs_end_to_end_at_its_smallest() {
     for f in ["summary.md", "series.csv", "events.svg", "lag.svg", "memory.svg"] {
         assert!(out.path().join(f).exists(), "{f} written");
     }
-    assert!(!stderr.contains("1990010"), "no ID number in the progress output");
+    // No resident-ID number (the sim's persons have valid check digits) in its output or the workers' logs.
+    let mut texts = vec![stdout, stderr];
+    for w in 0..2 {
+        texts.push(std::fs::read_to_string(out.path().join(format!("run/worker-{w}.log"))).unwrap());
+    }
+    for t in &texts {
+        assert_eq!(id_number_in(t), None, "an ID number was printed");
+    }
+    assert!(id_number_in("x 11010519491231002X y").is_some(), "the scan finds one");
+}
+
+/// The first resident-ID number (18 characters, valid check digit) in `text`.
+fn id_number_in(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.windows(18).map(|w| w.iter().collect::<String>()).find(|w| {
+        w.chars().all(|c| c.is_ascii_digit() || c == 'X')
+            && yipan_core::person::check_id_number(w) == yipan_core::person::IdCheck::Valid
+    })
 }

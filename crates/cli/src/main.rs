@@ -783,12 +783,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             views::flows(&dir, cal, locality.as_deref(), as_of.as_deref(), format == Format::Json)
         }
         Command::Init { locality, person_key_secret } => {
-            let locality = Locality::parse(&locality).map_err(|p| anyhow::anyhow!("--locality: {p}"))?;
-            // A node is a current county-level unit (the registry names it).
-            yipan_core::division::check_county("--locality", locality).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let secret = person_key_secret
-                .map(|s| hex::decode(s.trim()).context("--person-key-secret must be hex"))
-                .transpose()?;
+            let (locality, secret) = new_locality(&locality, person_key_secret.as_deref())?;
             let public = config::init(&dir, locality, secret.as_deref())?;
             let name = yipan_core::division::name(locality).unwrap_or("");
             println!("initialised locality {locality} {name} in {}", dir.display());
@@ -1135,16 +1130,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Node { action: NodeAction::Run { config } } => {
             let cfg = yipan_node::NodeConfig::load(&config)?;
-            runtime()?.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&cfg.listen)
-                    .await
-                    .with_context(|| format!("binding {}", cfg.listen))?;
-                let scheme = if cfg.http.tls.is_some() { "https" } else { "http" };
-                println!("node listening on {scheme}://{}", listener.local_addr()?);
-                yipan_node::run(cfg, listener, shutdown_signal()).await?;
-                anyhow::Ok(())
-            })?;
-            Ok(ExitCode::SUCCESS)
+            let (listen, tls) = (cfg.listen.clone(), cfg.http.tls.is_some());
+            serve_until_signal("node", &listen, tls, |l| yipan_node::run(cfg, l, shutdown_signal()))
         }
         Command::Sim {
             action:
@@ -1181,11 +1168,7 @@ written to {}",
             Ok(ExitCode::SUCCESS)
         }
         Command::Host { action: HostAction::AddTenant { dir, locality, person_key_secret } } => {
-            let locality = Locality::parse(&locality).map_err(|p| anyhow::anyhow!("--locality: {p}"))?;
-            yipan_core::division::check_county("--locality", locality).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let secret = person_key_secret
-                .map(|s| hex::decode(s.trim()).context("--person-key-secret must be hex"))
-                .transpose()?;
+            let (locality, secret) = new_locality(&locality, person_key_secret.as_deref())?;
             let public = yipan_node::host::add_tenant(&dir, locality, secret.as_deref())?;
             let name = yipan_core::division::name(locality).unwrap_or("");
             println!(
@@ -1198,16 +1181,8 @@ written to {}",
         }
         Command::Host { action: HostAction::Run { config } } => {
             let cfg = yipan_node::host::HostConfig::load(&config)?;
-            runtime()?.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&cfg.listen)
-                    .await
-                    .with_context(|| format!("binding {}", cfg.listen))?;
-                let scheme = if cfg.http.tls.is_some() { "https" } else { "http" };
-                println!("host listening on {scheme}://{}", listener.local_addr()?);
-                yipan_node::host::run(cfg, listener, shutdown_signal()).await?;
-                anyhow::Ok(())
-            })?;
-            Ok(ExitCode::SUCCESS)
+            let (listen, tls) = (cfg.listen.clone(), cfg.http.tls.is_some());
+            serve_until_signal("host", &listen, tls, |l| yipan_node::host::run(cfg, l, shutdown_signal()))
         }
         Command::Demo { keep, serve } => {
             runtime()?.block_on(demo::run(keep, serve))?;
@@ -1280,6 +1255,36 @@ fn print_report<R: serde::Serialize + std::fmt::Display>(report: &R, format: For
     } else {
         println!("{report}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A locality about to get a data directory or a host's tenant directory:
+/// a current county-level unit (the registry names it), with the
+/// deployment's person-key secret if given.
+fn new_locality(code: &str, secret: Option<&str>) -> Result<(Locality, Option<Vec<u8>>)> {
+    let locality = Locality::parse(code).map_err(|p| anyhow::anyhow!("--locality: {p}"))?;
+    yipan_core::division::check_county("--locality", locality).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secret = secret.map(|s| hex::decode(s.trim()).context("--person-key-secret must be hex")).transpose()?;
+    Ok((locality, secret))
+}
+
+/// Binds `listen`, says where `what` listens, and serves until SIGINT or SIGTERM.
+fn serve_until_signal<F>(
+    what: &str,
+    listen: &str,
+    tls: bool,
+    serve: impl FnOnce(tokio::net::TcpListener) -> F,
+) -> Result<ExitCode>
+where
+    F: std::future::Future<Output = yipan_node::Result<()>>,
+{
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        let scheme = if tls { "https" } else { "http" };
+        println!("{what} listening on {scheme}://{}", listener.local_addr()?);
+        serve(listener).await?;
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

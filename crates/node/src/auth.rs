@@ -54,6 +54,23 @@ impl Auth {
         })
     }
 
+    /// The 401 answer to a refused credential, counted.
+    pub(crate) fn unauthenticated(&self, refused: &Refused) -> Response {
+        self.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        let mut r = error(StatusCode::UNAUTHORIZED, refused.to_string());
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        r
+    }
+
+    /// The 403 answer to a caller whose role may not do `req`, counted.
+    pub(crate) fn forbidden(&self, caller: &Caller, req: &Request) -> Response {
+        self.forbidden.fetch_add(1, Ordering::Relaxed);
+        error(
+            StatusCode::FORBIDDEN,
+            format!("role `{}` may not {} {}", caller.role, req.method(), yipan_core::clip(req.uri().path())),
+        )
+    }
+
     /// Who the request's credential stands for.
     pub fn authenticate(&self, authorization: Option<&str>, certificate: Option<&str>) -> Result<Caller, Refused> {
         if let Some(value) = authorization {
@@ -132,7 +149,9 @@ fn required(method: &Method, path: &str) -> Option<&'static [Permission]> {
     Some(p)
 }
 
-fn is_json(req: &Request) -> bool {
+/// Whether a write is sent as JSON (the only way in: a web page cannot send one
+/// without a CORS preflight, which nothing here grants).
+pub(crate) fn is_json(req: &Request) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -152,22 +171,13 @@ pub async fn layer(State(s): State<AppState>, mut req: Request, next: Next) -> R
     let certificate = req.extensions().get::<PeerCertificate>().and_then(|p| p.0.as_deref());
     let caller = match auth.authenticate(authorization, certificate) {
         Ok(c) => c,
-        Err(refused) => {
-            auth.unauthenticated.fetch_add(1, Ordering::Relaxed);
-            let mut r = error(StatusCode::UNAUTHORIZED, refused.to_string());
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-            return r;
-        }
+        Err(refused) => return auth.unauthenticated(&refused),
     };
     let Some(needs) = required(req.method(), req.uri().path()) else {
         return error(StatusCode::NOT_FOUND, format!("no such path `{}`", yipan_core::clip(req.uri().path())));
     };
     if !needs.iter().any(|p| caller.role.allows(*p)) {
-        auth.forbidden.fetch_add(1, Ordering::Relaxed);
-        return error(
-            StatusCode::FORBIDDEN,
-            format!("role `{}` may not {} {}", caller.role, req.method(), yipan_core::clip(req.uri().path())),
-        );
+        return auth.forbidden(&caller, &req);
     }
     if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE) && !is_json(&req) {
         auth.unsupported_media.fetch_add(1, Ordering::Relaxed);

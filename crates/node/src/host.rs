@@ -514,18 +514,12 @@ impl Inner {
     fn admit(&self, req: &Request, roles: &[Role]) -> std::result::Result<Caller, Box<Response>> {
         let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("?"));
         let certificate = req.extensions().get::<PeerCertificate>().and_then(|p| p.0.as_deref());
-        let caller = self.auth.authenticate(authorization, certificate).map_err(|refused| {
-            self.auth.unauthenticated.fetch_add(1, Ordering::Relaxed);
-            let mut r = error(StatusCode::UNAUTHORIZED, refused.to_string());
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-            Box::new(r)
-        })?;
+        let caller = self
+            .auth
+            .authenticate(authorization, certificate)
+            .map_err(|refused| Box::new(self.auth.unauthenticated(&refused)))?;
         if !roles.contains(&caller.role) {
-            self.auth.forbidden.fetch_add(1, Ordering::Relaxed);
-            return Err(Box::new(error(
-                StatusCode::FORBIDDEN,
-                format!("role `{}` may not {} {}", caller.role, req.method(), yipan_core::clip(req.uri().path())),
-            )));
+            return Err(Box::new(self.auth.forbidden(&caller, req)));
         }
         Ok(caller)
     }
@@ -574,12 +568,7 @@ async fn start(State(h): State<Arc<Inner>>, req: Request) -> Response {
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
-    if !is_json {
+    if !crate::auth::is_json(&req) {
         return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "writes must be sent as Content-Type: application/json");
     }
     let body = match axum::body::to_bytes(req.into_body(), 4096).await {
