@@ -46,9 +46,7 @@ pub fn run(
     json: bool,
     show_progress: bool,
 ) -> Result<ExitCode> {
-    // Whole seconds: the instant travels to nodes as text, and digests cover it.
-    let as_of =
-        chrono::SubsecRound::trunc_subsecs(yipan_node::views::parse_as_of(as_of).map_err(anyhow::Error::msg)?, 0);
+    let as_of = audit_instant(as_of)?;
     let show = show_progress || std::io::stderr().is_terminal();
     // The nodes' calendar: digests count working days, so a holiday calendar changes them.
     let calendar = yipan_node::views::load_calendar(calendar)?;
@@ -192,12 +190,27 @@ pub fn run(
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// The instant the digests are computed as of: the one given, or now
+/// rounded *up* to a whole second. Up, not down: an event recorded earlier in
+/// the current second is one this audit has read, and an instant truncated
+/// to the second would leave it out of the digests (the audit of a node
+/// that had just taken a batch compared digests of half the batch). Whole
+/// seconds keep the printed instant short and a re-run with `--as-of` exact.
+fn audit_instant(given: Option<&str>) -> Result<chrono::DateTime<chrono::Utc>> {
+    if given.is_some() {
+        return yipan_node::views::parse_as_of(given).map_err(anyhow::Error::msg);
+    }
+    let now = chrono::Utc::now();
+    let whole = chrono::SubsecRound::trunc_subsecs(now, 0);
+    Ok(if whole == now { whole } else { whole + chrono::TimeDelta::seconds(1) })
+}
+
 fn compare_digests(
     report: &mut AuditReport,
     nodes: &[http::Client],
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> Result<()> {
-    let t = as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let t = as_of.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     for addr in nodes {
         let health: serde_json::Value = serde_json::from_str(&get(addr, "/healthz")?)?;
         let me = health["locality"].as_str().unwrap_or_default().to_string();
@@ -244,4 +257,22 @@ fn hand_added(trust: &yipan_audit::TrustState) -> HashMap<Locality, VerifyingKey
             Some((Locality::parse(&l.locality).ok()?, yipan_log::keyfile::parse_public(&l.public_key).ok()?))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::audit_instant;
+
+    #[test]
+    fn the_default_instant_is_a_whole_second_not_before_now() {
+        for _ in 0..50 {
+            let before = chrono::Utc::now();
+            let t = audit_instant(None).unwrap();
+            assert!(t >= before, "{t} is before {before}: events recorded just now would be left out");
+            assert_eq!(chrono::Timelike::nanosecond(&t), 0, "{t}");
+            assert!(t - before <= chrono::TimeDelta::seconds(1), "{t} vs {before}");
+        }
+        let given = "2026-11-30T16:07:18.250Z";
+        assert_eq!(audit_instant(Some(given)).unwrap().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), given);
+    }
 }
