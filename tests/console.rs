@@ -281,6 +281,7 @@ impl World {
             let sent = |from: &Node, to: &Node| {
                 from.log
                     .outbound_heads(u64::MAX)
+                    .unwrap()
                     .into_iter()
                     .find(|(r, _)| *r == to.locality)
                     .map(|(_, h)| h)

@@ -187,8 +187,13 @@ async fn converge(nodes: &HashMap<&str, Node>, within: Duration) {
         for (a, an) in nodes {
             for (r, rn) in nodes {
                 if a != r {
-                    let sent =
-                        an.log.outbound_heads(u64::MAX).into_iter().find(|(x, _)| *x == loc(r)).map_or(0, |(_, h)| h);
+                    let sent = an
+                        .log
+                        .outbound_heads(u64::MAX)
+                        .unwrap()
+                        .into_iter()
+                        .find(|(x, _)| *x == loc(r))
+                        .map_or(0, |(_, h)| h);
                     behind += sent - rn.log.channel_head(loc(a), loc(r)).unwrap();
                 }
             }

@@ -126,8 +126,13 @@ impl Cluster {
 
     /// Events `author` has addressed to `recipient` that `recipient` does not hold yet.
     fn behind(&self, author: &str, recipient: &str) -> u64 {
-        let sent =
-            self.log(author).outbound_heads(u64::MAX).into_iter().find(|(r, _)| *r == loc(recipient)).map(|(_, h)| h);
+        let sent = self
+            .log(author)
+            .outbound_heads(u64::MAX)
+            .unwrap()
+            .into_iter()
+            .find(|(r, _)| *r == loc(recipient))
+            .map(|(_, h)| h);
         sent.unwrap_or(0) - self.log(recipient).channel_head(loc(author), loc(recipient)).unwrap()
     }
 

@@ -139,7 +139,7 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
     loop {
         let mut behind = 0u64;
         for author in &nodes {
-            for (recipient, head) in author.log.outbound_heads(u64::MAX) {
+            for (recipient, head) in author.log.outbound_heads(u64::MAX)? {
                 if let Some(r) = nodes.iter().find(|n| n.locality == recipient) {
                     behind += head.saturating_sub(r.log.channel_head(author.locality, recipient)?);
                 }

@@ -193,7 +193,7 @@ impl<B: Backend> Log<B> {
         // Segment key → (events rewritten there, by seq).
         let mut segments: BTreeMap<Vec<u8>, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
         let mut ops: Vec<Op> = Vec::new();
-        for (author, seq) in self.person_positions(&scope.person) {
+        for (author, seq) in self.person_positions(&scope.person)? {
             if scope.author.is_some_and(|a| a.as_u32() != author) || scope.before_seq.is_some_and(|b| seq >= b) {
                 continue;
             }

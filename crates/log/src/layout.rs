@@ -1,6 +1,7 @@
 //! Key layout. Everything lives in one ordered keyspace so that one atomic
 //! batch covers a group of events and the head. The id, person and channel
-//! indexes are kept in memory and rebuilt from the segments on open
+//! indexes are keys written in the same batch as the segments they point
+//! into; only channel heads and per-author highest sequences stay in memory
 //! ([`crate::index`]). Localities are stored as
 //! their numeric code (big-endian u32), sequences as big-endian u64, so keys
 //! sort by author, then sequence.
@@ -17,6 +18,8 @@
 //! | `k`    | person key (16)                            | this node's data keys for the person (JSON) |
 //! | `K`    | person key (16)                            | empty: a published key message is out of date |
 //! | `x`    | event id (16)                              | author u32 BE, seq u64 BE, first 16 bytes of the draft's SHA-256 (zeros for received events) |
+//! | `P`    | person key (16), author, seq               | empty (events about a person)          |
+//! | `C`    | author, recipient, channel position (u64)  | author seq (u64 BE)                    |
 //! | `m`    | name                                       | metadata (locality, head)              |
 
 /// Segments of events by author and last sequence.
@@ -34,6 +37,60 @@ pub const EVENT_ID: u8 = b'x';
 /// Metadata key: present once every held event has its `x` key (a store
 /// written before the id index lived on disk gets them at its next open).
 pub const META_IDS: &[u8] = b"mids";
+
+/// Person index: person key, author, seq (written with the segment).
+pub const PERSON: u8 = b'P';
+/// Channel index: author, recipient, position → author seq (written with the segment).
+pub const CHANNEL: u8 = b'C';
+/// Metadata key: present once every held event has its `P` and `C` keys (a
+/// store written before those indexes lived on disk gets them at its next open).
+pub const META_PERSON_CHANNEL: &[u8] = b"mpc";
+
+/// Key of one event about a person.
+pub fn person_key(person: &[u8; 16], author: u32, seq: u64) -> [u8; 29] {
+    let mut k = [0u8; 29];
+    k[..17].copy_from_slice(&person_prefix(person));
+    k[17..21].copy_from_slice(&author.to_be_bytes());
+    k[21..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Prefix of every event about a person.
+pub fn person_prefix(person: &[u8; 16]) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = PERSON;
+    k[1..].copy_from_slice(person);
+    k
+}
+
+/// Splits a person key into person, author and seq.
+pub fn parse_person_key(k: &[u8]) -> Option<([u8; 16], u32, u64)> {
+    if k.len() != 29 || k[0] != PERSON {
+        return None;
+    }
+    Some((
+        k[1..17].try_into().ok()?,
+        u32::from_be_bytes(k[17..21].try_into().ok()?),
+        u64::from_be_bytes(k[21..].try_into().ok()?),
+    ))
+}
+
+/// Key of one channel position.
+pub fn channel_key(author: u32, recipient: u32, position: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&channel_prefix(author, recipient));
+    k[9..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// Prefix of every position of one channel.
+pub fn channel_prefix(author: u32, recipient: u32) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = CHANNEL;
+    k[1..5].copy_from_slice(&author.to_be_bytes());
+    k[5..9].copy_from_slice(&recipient.to_be_bytes());
+    k
+}
 
 /// Key of an event id.
 pub fn id_key(id: &[u8; 16]) -> [u8; 17] {

@@ -489,7 +489,7 @@ pub fn expired<B: Backend>(
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    for person in log.persons() {
+    for person in log.persons()? {
         let events = log.read_person(person)?;
         // Per relationship: the last arrival and the last departure.
         let mut rels: BTreeMap<(String, String), Span> = BTreeMap::new();

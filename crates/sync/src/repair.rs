@@ -136,7 +136,14 @@ pub(crate) async fn announce<B: Backend>(
         if client.connection_state() != async_nats::connection::State::Connected {
             continue;
         }
-        for (recipient, head) in log.outbound_heads(published.load(Ordering::Relaxed)) {
+        let heads = match log.outbound_heads(published.load(Ordering::Relaxed)) {
+            Ok(heads) => heads,
+            Err(e) => {
+                tracing::warn!(locality = %me, error = %e, "cannot read channel heads to announce");
+                continue;
+            }
+        };
+        for (recipient, head) in heads {
             let _ = client.publish(subjects::head(recipient, me), head.to_string().into()).await;
         }
     }

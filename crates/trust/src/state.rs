@@ -2,6 +2,7 @@
 //! and which key signs which author sequence.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use ed25519_dalek::VerifyingKey;
@@ -74,7 +75,7 @@ pub struct AuthorityEntry {
 }
 
 /// A locality certificate as accepted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CertEntry {
     /// Serial.
     pub serial: u64,
@@ -107,7 +108,7 @@ pub struct CertEntry {
 }
 
 /// A revocation as applied.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RevokedEntry {
     /// Events of the key with a higher author sequence are refused.
     pub valid_through_seq: u64,
@@ -116,7 +117,7 @@ pub struct RevokedEntry {
 }
 
 /// Which key signs an author's sequences from `from_seq` on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Span {
     /// First author sequence.
     pub from_seq: u64,
@@ -134,7 +135,7 @@ pub struct Span {
 }
 
 /// Everything known about one locality.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LocalityEntry {
     /// Certificates in the order accepted.
     pub certificates: Vec<CertEntry>,
@@ -168,7 +169,9 @@ pub struct LocalityView {
 pub struct TrustState {
     anchor: Option<VerifyingKey>,
     authorities: HashMap<[u8; 32], AuthorityEntry>,
-    localities: BTreeMap<u32, LocalityEntry>,
+    /// Entries are shared: an entry equal to one another state holds (the
+    /// same certificates and schedule) is the same allocation, see [`intern`].
+    localities: BTreeMap<u32, Arc<LocalityEntry>>,
     /// Serial → authority key or locality code.
     serials: HashMap<u64, SerialOf>,
     applied: HashSet<[u8; 32]>,
@@ -333,7 +336,8 @@ impl TrustState {
                         if r.valid_through_seq == u64::MAX {
                             return Err(Fault::Malformed("valid_through_seq is the largest sequence: no bound".into()));
                         }
-                        let entry = self.localities.get_mut(&code).ok_or(Fault::UnknownSerial(r.serial))?;
+                        let slot = self.localities.get_mut(&code).ok_or(Fault::UnknownSerial(r.serial))?;
+                        let entry = Arc::make_mut(slot);
                         let cert = entry
                             .certificates
                             .iter_mut()
@@ -365,6 +369,7 @@ impl TrustState {
                                 entry.pending_rotation = None;
                             }
                         }
+                        intern(code, slot);
                     }
                 }
                 Applied::Revoked { serial: r.serial }
@@ -385,7 +390,13 @@ impl TrustState {
     }
 
     fn accept_locality(&mut self, l: Locality, cert: CertEntry) -> Result<(), Fault> {
-        let entry = self.localities.entry(l.as_u32()).or_default();
+        let slot = self.localities.entry(l.as_u32()).or_default();
+        let result = Self::accept_into(Arc::make_mut(slot), l, cert);
+        intern(l.as_u32(), slot);
+        result
+    }
+
+    fn accept_into(entry: &mut LocalityEntry, l: Locality, cert: CertEntry) -> Result<(), Fault> {
         let current = entry.spans.last().cloned();
         let Some(current) = current else {
             if cert.replaces_serial != 0 {
@@ -537,7 +548,8 @@ impl TrustState {
             Ok(_) => {}
             Err(f) => return Err(Fault::BadRotation(format!("at {author}#{seq}: certificate {serial}: {f}"))),
         }
-        let entry = probe.localities.entry(author.as_u32()).or_default();
+        let slot = probe.localities.entry(author.as_u32()).or_default();
+        let entry = Arc::make_mut(slot);
         if let Some(s) = entry.spans.iter().find(|s| s.serial == serial) {
             if s.from_seq == next_seq {
                 self.applied.insert(id);
@@ -558,6 +570,7 @@ impl TrustState {
         }
         entry.spans.push(Span { rotation_at: Some(seq), ..span(next_seq, new, format!("rotation at #{seq}"), serial) });
         entry.pending_rotation = None;
+        intern(author.as_u32(), slot);
         probe.applied.insert(id);
         *self = probe;
         Ok(Applied::Rotated { locality: author, from_seq: next_seq })
@@ -566,12 +579,13 @@ impl TrustState {
     /// Adds a hand-copied key (`yipan roster add`, an air-gapped site's
     /// bootstrap). Returns false when it was already known.
     pub fn add_bootstrap(&mut self, l: Locality, k: VerifyingKey) -> Result<bool, Fault> {
-        let entry = self.localities.entry(l.as_u32()).or_default();
-        match entry.spans.last() {
+        let slot = self.localities.entry(l.as_u32()).or_default();
+        match slot.spans.last() {
             Some(s) if s.key == k => Ok(false),
             Some(s) => Err(Fault::KeyConflict { locality: l.to_string(), held: s.serial, new: 0 }),
             None => {
-                entry.spans.push(span(1, k, "bootstrap".into(), 0));
+                Arc::make_mut(slot).spans.push(span(1, k, "bootstrap".into(), 0));
+                intern(l.as_u32(), slot);
                 Ok(true)
             }
         }
@@ -646,6 +660,12 @@ impl TrustState {
         self.localities.iter().filter_map(|(c, e)| Some((Locality::from_u32(*c).ok()?, e.spans.last()?.key))).collect()
     }
 
+    /// How many localities' entries this state shares (one allocation) with `other`.
+    #[cfg(test)]
+    pub(crate) fn shared_entries(&self, other: &TrustState) -> usize {
+        self.localities.iter().filter(|(c, e)| other.localities.get(c).is_some_and(|o| Arc::ptr_eq(e, o))).count()
+    }
+
     /// The certified authorities.
     pub fn authorities(&self) -> Vec<AuthorityEntry> {
         let mut v: Vec<AuthorityEntry> = self.authorities.values().cloned().collect();
@@ -696,6 +716,38 @@ impl TrustState {
             })
             .collect()
     }
+}
+
+/// Entries by locality, shared process-wide: the states of the many
+/// localities one process hosts (each verifies the same national trust
+/// stream, so each holds an entry for every locality, almost always equal to
+/// the others') keep one allocation per distinct entry instead of one per
+/// state — 2,854 tenants of 2,854 localities would otherwise hold 8 million
+/// entries of ~1.4 KB. Equality is checked in full, so sharing never changes
+/// what a state holds; a changed entry is copied first (`Arc::make_mut`).
+fn interned() -> &'static Mutex<HashMap<u32, Vec<Weak<LocalityEntry>>>> {
+    static INTERNED: OnceLock<Mutex<HashMap<u32, Vec<Weak<LocalityEntry>>>>> = OnceLock::new();
+    INTERNED.get_or_init(Default::default)
+}
+
+/// Replaces `slot` by an equal entry already held elsewhere in the
+/// process, or makes it the one others will share.
+fn intern(code: u32, slot: &mut Arc<LocalityEntry>) {
+    let mut table = interned().lock().unwrap_or_else(|p| p.into_inner());
+    let known = table.entry(code).or_default();
+    known.retain(|w| w.strong_count() > 0);
+    for w in known.iter() {
+        if let Some(e) = w.upgrade() {
+            if Arc::ptr_eq(&e, slot) {
+                return;
+            }
+            if *e == **slot {
+                *slot = e;
+                return;
+            }
+        }
+    }
+    known.push(Arc::downgrade(slot));
 }
 
 fn span(from_seq: u64, key: VerifyingKey, how: String, serial: u64) -> Span {

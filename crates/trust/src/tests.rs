@@ -319,3 +319,34 @@ fn a_signature_verified_before_in_this_process_never_vouches_for_another() {
     let (mut again, _, _, _) = world();
     assert!(matches!(again.apply_statement(&genuine, at()), Ok(Applied::Locality { .. })));
 }
+
+#[test]
+fn states_of_one_process_share_equal_entries_and_never_each_others_changes() {
+    let (mut a, _, shaanxi, henan) = world();
+    let (mut b, _, _, _) = world();
+    let certs = [("610112", 10u8, 100u64), ("610113", 11, 101), ("411522", 12, 102)];
+    for (code, k, serial) in certs {
+        let by = if code.starts_with("61") { &shaanxi } else { &henan };
+        certify(&mut a, by, &cert(code, &key(k).verifying_key(), serial, 0, 0)).unwrap();
+        certify(&mut b, by, &cert(code, &key(k).verifying_key(), serial, 0, 0)).unwrap();
+    }
+    assert_eq!(a.shared_entries(&b), 3, "equal entries are one allocation");
+    // A hand-added key in one state is its own.
+    assert!(b.add_bootstrap(l("610115"), key(20).verifying_key()).unwrap());
+    assert_eq!(a.shared_entries(&b), 3);
+    assert!(!a.knows(l("610115")));
+    // A revocation applied to one state changes that state only.
+    let revocation = statement::sign(&shaanxi, statement::revocation(100, 80, "stolen laptop"), at());
+    a.apply_statement(&revocation, at()).unwrap();
+    assert_eq!(a.shared_entries(&b), 2);
+    assert!(a.key_for(l("610112"), 81, None).is_err());
+    assert_eq!(b.key_for(l("610112"), 81, None), Ok(key(10).verifying_key()), "b never saw the revocation");
+    // Once b applies it too, the two share the revoked entry again.
+    b.apply_statement(&revocation, at()).unwrap();
+    assert_eq!(a.shared_entries(&b), 3);
+    assert!(b.key_for(l("610112"), 81, None).is_err());
+    // A rotation tried and refused on a copy leaves both as they were.
+    let forged = rotation_event("610113", 5, &key(99), vec![]);
+    assert!(a.apply_rotation(&forged, at()).is_err());
+    assert_eq!(a.shared_entries(&b), 3);
+}

@@ -125,7 +125,7 @@ impl State {
             }
             r.connected += usize::from(m.nats_connected.load(Ordering::Relaxed) == 1);
             r.outbox_pending += m.outbox_pending.load(Ordering::Relaxed);
-            r.sent += log.outbound_heads(u64::MAX).iter().map(|(_, h)| *h).sum::<u64>();
+            r.sent += log.outbound_heads(u64::MAX).unwrap_or_default().iter().map(|(_, h)| *h).sum::<u64>();
             let own = log.head().map(|(seq, _)| seq).unwrap_or(0);
             r.received += (log.len() as u64).saturating_sub(own);
             let counts = m.lag.counts();
@@ -324,7 +324,7 @@ fn channels(state: &State, file: &std::path::Path) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
     for l in &state.tenants {
         let Some(log) = state.host.log(*l) else { continue };
-        for (r, h) in log.outbound_heads(u64::MAX) {
+        for (r, h) in log.outbound_heads(u64::MAX)? {
             writeln!(out, "out {l} {r} {h}")?;
         }
         let mut inbound = 0u64;

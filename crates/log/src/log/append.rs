@@ -443,6 +443,7 @@ pub(super) fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<Writ
                     ops.push((layout::id_key(&id).to_vec(), Some(layout::id_value(me, e.seq, &e.digest).to_vec())));
                 }
             }
+            ops.extend(read(&shared.index).keys(events.iter().map(|e| (me, e.seq, &e.envelope))));
             let mut h = head.0.to_be_bytes().to_vec();
             h.extend_from_slice(&head.1);
             ops.push((layout::META_HEAD.to_vec(), Some(h)));

@@ -146,6 +146,13 @@ impl<B: Backend> Log<B> {
                 }
             }
         }
+        ops.extend(
+            read(&self.shared.index).keys(
+                stored.iter().filter_map(|(author, i)| {
+                    checked[*i].as_ref().ok().map(|(ev, _)| (*author, ev.seq(), &ev.envelope))
+                }),
+            ),
+        );
         for run in stored.chunk_by(|a, b| a.0 == b.0) {
             for chunk in run.chunks(segment::MAX_ENTRIES) {
                 let entries: Vec<Entry<'_>> = chunk

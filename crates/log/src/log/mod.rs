@@ -299,28 +299,36 @@ impl<B: Backend> Log<B> {
             None => backend.commit(vec![(layout::META_LOCALITY.to_vec(), Some(locality.to_string().into_bytes()))])?,
         }
 
-        // Rebuild the indexes; damaged records are skipped here and reported by `verify`.
-        // A store written before the event-id index lived on disk gets its `x` keys now.
-        let mut index = Index::default();
+        // Rebuild the in-memory heads; damaged records are skipped here and reported by
+        // `verify`. A store written before the id, person and channel indexes lived on
+        // disk gets their keys now (in batches; the marker last, so an interrupted
+        // migration is redone).
         let me = locality.as_u32();
+        let mut index = Index::new(me);
         let mut head = (0u64, [0u8; 32]);
         let mut rotations: Vec<(Vec<u8>, chrono::DateTime<chrono::Utc>)> = Vec::new();
-        let migrate = backend.get(layout::META_IDS)?.is_none();
-        let mut id_ops: Vec<Op> = Vec::new();
-        let mut id_err: Option<Error> = None;
+        let migrate_ids = backend.get(layout::META_IDS)?.is_none();
+        let migrate_pc = backend.get(layout::META_PERSON_CHANNEL)?.is_none();
+        let mut ops: Vec<Op> = Vec::new();
+        let mut err: Option<Error> = None;
         each_stored(&backend, &[layout::SEGMENT], &[layout::SEGMENT + 1], Damaged::Skip, |author, e| {
             if let Ok(ev) = StoredEvent::decode(e.bytes) {
-                index.add(author, e.seq, &ev.envelope);
-                if let (true, Ok(id)) = (migrate, <[u8; 16]>::try_from(ev.envelope.event_id.as_slice())) {
-                    id_ops.push((
-                        layout::id_key(&id).to_vec(),
-                        Some(layout::id_value(author, e.seq, &e.digest).to_vec()),
-                    ));
-                    if id_ops.len() >= 8192 {
-                        if let Err(e) = backend.apply(std::mem::take(&mut id_ops)) {
-                            id_err = Some(e);
-                            return false;
-                        }
+                let indexed = index.add(author, e.seq, &ev.envelope);
+                if let (true, Ok(id)) = (migrate_ids, <[u8; 16]>::try_from(ev.envelope.event_id.as_slice())) {
+                    ops.push((layout::id_key(&id).to_vec(), Some(layout::id_value(author, e.seq, &e.digest).to_vec())));
+                }
+                if migrate_pc {
+                    if let Ok(p) = yipan_core::PersonKey::parse(&ev.envelope.person_key) {
+                        ops.push((layout::person_key(p.as_bytes(), author, e.seq).to_vec(), Some(Vec::new())));
+                    }
+                    for (r, pos) in indexed {
+                        ops.push((layout::channel_key(author, r, pos).to_vec(), Some(e.seq.to_be_bytes().to_vec())));
+                    }
+                }
+                if ops.len() >= 8192 {
+                    if let Err(e) = backend.apply(std::mem::take(&mut ops)) {
+                        err = Some(e);
+                        return false;
                     }
                 }
                 if author == me {
@@ -332,12 +340,13 @@ impl<B: Backend> Log<B> {
             }
             true
         })?;
-        if let Some(e) = id_err {
+        if let Some(e) = err {
             return Err(e);
         }
-        if migrate {
-            id_ops.push((layout::META_IDS.to_vec(), Some(b"1".to_vec())));
-            backend.commit(id_ops)?;
+        if migrate_ids || migrate_pc {
+            ops.push((layout::META_IDS.to_vec(), Some(b"1".to_vec())));
+            ops.push((layout::META_PERSON_CHANNEL.to_vec(), Some(b"1".to_vec())));
+            backend.commit(ops)?;
         }
 
         let (trust, trust_next) = load_trust(&backend, anchor, rotations)?;
@@ -409,8 +418,8 @@ impl<B: Backend> Log<B> {
     }
 
     /// Positions (author, seq) of every event about `person`.
-    pub(crate) fn person_positions(&self, person: &PersonKey) -> Vec<(u32, u64)> {
-        read(&self.shared.index).person(person)
+    pub(crate) fn person_positions(&self, person: &PersonKey) -> Result<Vec<(u32, u64)>> {
+        crate::index::person(&self.shared.backend, person)
     }
 
     /// Serialises data-key record updates (see `Shared::data_keys_lock`).

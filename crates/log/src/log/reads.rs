@@ -167,13 +167,13 @@ impl<B: Backend> Log<B> {
     }
 
     /// Every person with events held here.
-    pub fn persons(&self) -> Vec<PersonKey> {
-        read(&self.shared.index).persons()
+    pub fn persons(&self) -> Result<Vec<PersonKey>> {
+        crate::index::persons(&self.shared.backend)
     }
 
-    /// Every event about `person`, in the order they were stored.
+    /// Every event about `person`, by author and sequence.
     pub fn read_person(&self, person: PersonKey) -> Result<Vec<StoredEvent>> {
-        let positions = read(&self.shared.index).person(&person);
+        let positions = crate::index::person(&self.shared.backend, &person)?;
         self.at_positions(positions)
     }
 
@@ -195,7 +195,7 @@ impl<B: Backend> Log<B> {
         from: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        let seqs = read(&self.shared.index).channel(author.as_u32(), recipient.as_u32(), from, limit);
+        let seqs = crate::index::channel(&self.shared.backend, author.as_u32(), recipient.as_u32(), from, limit)?;
         self.at_positions(seqs.into_iter().map(|(_, s)| (author.as_u32(), s)).collect())
     }
 
@@ -223,12 +223,17 @@ impl<B: Backend> Log<B> {
 
     /// For every outbound channel: the recipient and the last position whose
     /// event has a sequence ≤ `max_seq`.
-    pub fn outbound_heads(&self, max_seq: u64) -> Vec<(Locality, u64)> {
-        read(&self.shared.index)
-            .outbound_heads(self.shared.locality.as_u32(), max_seq)
-            .into_iter()
-            .filter_map(|(r, h)| Locality::from_u32(r).ok().map(|l| (l, h)))
-            .collect()
+    pub fn outbound_heads(&self, max_seq: u64) -> Result<Vec<(Locality, u64)>> {
+        let me = self.shared.locality.as_u32();
+        let channels = read(&self.shared.index).channels_of(me);
+        let mut out = Vec::with_capacity(channels.len());
+        for (r, head, head_seq) in channels {
+            let h = crate::index::last_position_through(&self.shared.backend, me, r, (head, head_seq), max_seq)?;
+            if let (true, Ok(l)) = (h > 0, Locality::from_u32(r)) {
+                out.push((l, h));
+            }
+        }
+        Ok(out)
     }
 
     /// Reads a named node setting (e.g. the outbox cursor) stored beside the log.

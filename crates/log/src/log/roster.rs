@@ -269,7 +269,7 @@ impl<B: Backend> Log<B> {
                 .into());
             }
         }
-        let recipients: Vec<String> = self.outbound_heads(u64::MAX).into_iter().map(|(l, _)| l.to_string()).collect();
+        let recipients: Vec<String> = self.outbound_heads(u64::MAX)?.into_iter().map(|(l, _)| l.to_string()).collect();
         let draft = EventDraft {
             recipients,
             body: Some(yipan_proto::v1::EventBody {
