@@ -19,6 +19,9 @@ pub struct Report {
     pub generate_s: f64,
     pub raw_scan_per_s: f64,
     pub log_open_s: f64,
+    /// Heap of the log's in-memory indexes after opening (channel heads and
+    /// authors' highest sequences; the indexes themselves are on disk), bytes.
+    pub index_heap_bytes: usize,
     /// Resident-memory growth of opening the log (its in-memory indexes), per event.
     pub log_bytes_per_event: f64,
     pub rebuild_per_s: f64,
@@ -43,6 +46,12 @@ impl std::fmt::Display for Report {
             self.rebuild_s
         )?;
         writeln!(f, "log open (index rebuild):               {:>10.2} s", self.log_open_s)?;
+        writeln!(
+            f,
+            "in-memory log indexes (channel heads, authors' highest seqs; the rest on disk): {} bytes ({:.3} per event)",
+            self.index_heap_bytes,
+            self.index_heap_bytes as f64 / self.events.max(1) as f64
+        )?;
         writeln!(
             f,
             "memory per event opening the log (indexes + sled page cache, capped at 256 MB): {:.0} bytes",
@@ -140,6 +149,7 @@ pub fn run(events: u64) -> Result<Report> {
     let log = SledStore::open(SledBackend::open(tmp.path())?, me, key)?;
     let log_open_s = t.elapsed().as_secs_f64();
     let log_bytes_per_event = rss_bytes().saturating_sub(opened) as f64 / events.max(1) as f64;
+    let index_heap_bytes = log.index_heap_bytes();
     let before = rss_bytes();
     let t = Instant::now();
     let p = yipan_node::views::build(&log, WorkCalendar::default())?;
@@ -162,6 +172,7 @@ pub fn run(events: u64) -> Result<Report> {
         raw_scan_per_s,
         log_open_s,
         log_bytes_per_event,
+        index_heap_bytes,
         rebuild_per_s: events as f64 / rebuild_s,
         rebuild_s,
         bytes_per_person: after.saturating_sub(before) as f64 / tracked.max(1) as f64,

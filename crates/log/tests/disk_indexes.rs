@@ -36,7 +36,8 @@ fn answers(store: &SledStore, people: &[PersonKey], pairs: &[(Locality, Locality
     let mut channels = BTreeMap::new();
     let mut heads = BTreeMap::new();
     for (a, r) in pairs {
-        // Read in pages of 7 from each position, to exercise `from` and `limit`.
+        // Read in pages of 7 from each position, to exercise `from` and `limit`
+        // (starting inside runs and across their ends).
         let mut seqs = Vec::new();
         loop {
             let page = store.read_channel(*a, *r, seqs.len() as u64 + 1, 7).unwrap();
@@ -45,6 +46,8 @@ fn answers(store: &SledStore, people: &[PersonKey], pairs: &[(Locality, Locality
             }
             seqs.extend(page.iter().map(|e| e.seq()));
         }
+        let whole: Vec<u64> = store.read_channel(*a, *r, 1, usize::MAX).unwrap().iter().map(|e| e.seq()).collect();
+        assert_eq!(whole, seqs);
         channels.insert((a.as_u32(), r.as_u32()), seqs);
         heads.insert((a.as_u32(), r.as_u32()), store.channel_head(*a, *r).unwrap());
     }
@@ -101,7 +104,7 @@ fn person_and_channel_answers_come_from_disk_and_survive_reopen_and_migration() 
     let dir = tempfile::tempdir().unwrap();
     let (henan, hebei) = (mem("411522", 2), mem("130102", 3));
     let me = loc("610112");
-    let people: Vec<PersonKey> = (1..=25).map(person).collect();
+    let people: Vec<PersonKey> = (1..=25).chain([100, 350, 699]).map(person).collect();
     let pairs = [
         (me, loc("411522")),
         (me, loc("130102")),
@@ -129,6 +132,10 @@ fn person_and_channel_answers_come_from_disk_and_survive_reopen_and_migration() 
                 assert!(matches!(store.ingest(&bytes).unwrap(), Ingested::Stored { .. }));
             }
         }
+        // One batch of 600 arrivals to one origin: one channel run of 600 positions
+        // (cut into runs of 512 when a store from before is migrated).
+        let batch: Vec<EventDraft> = (100..700).map(arrival).collect();
+        assert_eq!(store.append_batch(batch).unwrap().len(), 600);
         let head = store.head().unwrap().0;
         let want = expected(&store, &people, &pairs, head);
         assert!(want.channels.values().all(|c| !c.is_empty()) || want.channels[&(411522, 130102)].is_empty());

@@ -212,7 +212,8 @@ struct Shared<B> {
     /// Serialises ingest (channel positions are checked then written) and
     /// holds the quarantine's bounds.
     ingest_lock: Mutex<crate::quarantine::Bounds>,
-    /// Id, person and channel indexes over everything stored.
+    /// Channel heads and authors' highest sequences (the id, person and
+    /// channel indexes themselves are on disk).
     index: RwLock<Index>,
     /// The own chain's durable head (seq, hash).
     head: Mutex<(u64, [u8; 32])>,
@@ -310,6 +311,7 @@ impl<B: Backend> Log<B> {
         let migrate_ids = backend.get(layout::META_IDS)?.is_none();
         let migrate_pc = backend.get(layout::META_PERSON_CHANNEL)?.is_none();
         let mut ops: Vec<Op> = Vec::new();
+        let mut runs: HashMap<(u32, u32), crate::index::Run> = HashMap::new();
         let mut err: Option<Error> = None;
         each_stored(&backend, &[layout::SEGMENT], &[layout::SEGMENT + 1], Damaged::Skip, |author, e| {
             if let Ok(ev) = StoredEvent::decode(e.bytes) {
@@ -322,7 +324,9 @@ impl<B: Backend> Log<B> {
                         ops.push((layout::person_key(p.as_bytes(), author, e.seq).to_vec(), Some(Vec::new())));
                     }
                     for (r, pos) in indexed {
-                        ops.push((layout::channel_key(author, r, pos).to_vec(), Some(e.seq.to_be_bytes().to_vec())));
+                        let run = runs.entry((author, r)).or_insert_with(|| crate::index::Run::after(pos - 1));
+                        run.push(pos, e.seq);
+                        ops.extend(run.cut(author, r, 512));
                     }
                 }
                 if ops.len() >= 8192 {
@@ -344,6 +348,7 @@ impl<B: Backend> Log<B> {
             return Err(e);
         }
         if migrate_ids || migrate_pc {
+            ops.extend(runs.into_iter().filter_map(|((a, r), run)| run.op(a, r)));
             ops.push((layout::META_IDS.to_vec(), Some(b"1".to_vec())));
             ops.push((layout::META_PERSON_CHANNEL.to_vec(), Some(b"1".to_vec())));
             backend.commit(ops)?;
@@ -400,6 +405,12 @@ impl<B: Backend> Log<B> {
             .spawn(move || writer(s2, wrx))
             .map_err(|e| Error::Storage(format!("cannot start writer thread: {e}")))?;
         Ok(Log { shared, tx: Some(tx), threads: vec![sequencer, writer] })
+    }
+
+    /// Heap held by the in-memory indexes (channel heads, authors' highest
+    /// sequences), bytes: bounded by channels and authors, not by events.
+    pub fn index_heap_bytes(&self) -> usize {
+        read(&self.shared.index).heap_bytes()
     }
 
     /// The locality that owns this log.
