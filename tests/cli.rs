@@ -822,7 +822,7 @@ fn secured_config(tmp: &Path, code: &str, port: u16, nats_url: &str) -> PathBuf 
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[http.tls]\ncert = {:?}\nkey = {:?}\n[trust]\nanchor = {:?}\n[sync]\nnats_url = {:?}\nnats_nkey_file = {:?}\nnats_ca_file = {:?}\nhead_interval_ms = 300\nrepair_grace_ms = 300\ntrust_poll_ms = 300\n",
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[http.tls]\ncert = {:?}\nkey = {:?}\n[trust]\nanchor = {:?}\n[sync]\nnats_url = {:?}\nnats_nkey_file = {:?}\nnats_ca_file = {:?}\nhead_interval_ms = 300\nhead_refresh_ms = 1500\nrepair_grace_ms = 300\ntrust_poll_ms = 300\n",
             tmp.join(code).display().to_string(),
             tls.join("node.pem").display().to_string(),
             tls.join("node.key").display().to_string(),

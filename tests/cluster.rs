@@ -72,6 +72,7 @@ async fn start_nodes(deployment: &Deployment, base: &std::path::Path, urls: [&st
     for (code, urls) in codes.into_iter().zip(urls) {
         let mut cfg = deployment.node_config(loc(code), base.join(code), urls).unwrap();
         cfg.sync.head_interval_ms = 300;
+        cfg.sync.head_refresh_ms = 1_500;
         cfg.sync.repair_grace_ms = 300;
         cfg.sync.trust_poll_ms = 200;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

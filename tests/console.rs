@@ -220,6 +220,7 @@ impl World {
             let dir = base.path().join(code);
             let mut cfg = deployment.node_config(loc(code), dir.clone(), &nats.url()).unwrap();
             cfg.sync.head_interval_ms = 300;
+            cfg.sync.head_refresh_ms = 1_500;
             cfg.sync.repair_grace_ms = 300;
             cfg.sync.trust_poll_ms = 200;
             clerks.insert(code, issue_token(&dir, Role::Clerk, "console test clerk").unwrap());

@@ -163,6 +163,7 @@ impl Net {
     fn config(&self, code: &str) -> NodeConfig {
         let mut cfg = self.deployment.node_config(loc(code), self.base.path().join(code), &self.nats.url()).unwrap();
         cfg.sync.head_interval_ms = 300;
+        cfg.sync.head_refresh_ms = 1_500;
         cfg.sync.repair_grace_ms = 300;
         cfg.sync.ack_timeout_ms = 2000;
         cfg

@@ -67,6 +67,7 @@ impl Env {
     async fn start_host(&self) -> Host {
         let mut cfg = self.deployment.host_config(self.host_dir(), &self.nats.url()).unwrap();
         cfg.sync.head_interval_ms = 300;
+        cfg.sync.head_refresh_ms = 1_500;
         cfg.sync.repair_grace_ms = 300;
         cfg.sync.trust_poll_ms = 200;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -108,6 +109,7 @@ async fn a_host_serves_many_localities_each_isolated_and_adds_one_while_running(
     env.deployment.publish_trust(&env.nats.url()).await.unwrap();
     let mut node_cfg = env.deployment.node_config(loc("411522"), node_dir.clone(), &env.nats.url()).unwrap();
     node_cfg.sync.head_interval_ms = 300;
+    node_cfg.sync.head_refresh_ms = 1_500;
     node_cfg.sync.repair_grace_ms = 300;
     node_cfg.sync.trust_poll_ms = 200;
     let node = Node::start(node_cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();

@@ -81,6 +81,7 @@ impl Cluster {
     fn config(&self, code: &str) -> NodeConfig {
         let mut cfg = self.deployment.node_config(loc(code), self.dir(code), &self.nats.url()).unwrap();
         cfg.sync.head_interval_ms = 300;
+        cfg.sync.head_refresh_ms = 1_500;
         cfg.sync.repair_grace_ms = 300;
         cfg.sync.ack_timeout_ms = 2000;
         cfg
@@ -403,6 +404,38 @@ async fn appends_continue_while_nats_is_down_and_all_converge() {
     for code in CODES {
         assert!(c.log(code).verify().unwrap().ok(), "{code}");
     }
+    c.stop().await;
+}
+
+/// A channel head is announced when it changes, and an unchanged one only
+/// every `head_refresh_ms`: at national scale (hundreds of thousands of
+/// channels) announcing every head every interval sent more messages than events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_channel_is_not_announced_again_until_its_refresh() {
+    let mut c = Cluster::start().await;
+    c.restart_node_with("610112", |cfg| cfg.sync.head_refresh_ms = 600_000).await;
+    let announced = |c: &Cluster| c.nodes["610112"].metrics.heads_announced.load(Ordering::Relaxed);
+    let wait_for = |c: &Cluster, n: u64| {
+        let start = Instant::now();
+        while announced(c) < n {
+            assert!(start.elapsed() < Duration::from_secs(20), "{} of {n} heads announced", announced(c));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    c.append("610112", (0..5).map(|n| at_residence("610112", n)).collect()).await;
+    c.converge(Duration::from_secs(30)).await;
+    // One channel (610112 → 411522), announced once its events were published.
+    wait_for(&c, 1);
+    let first = announced(&c);
+    // Ten intervals of quiet: nothing more is said.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    assert_eq!(announced(&c), first, "an unchanged head was announced again before its refresh");
+    // A new event moves the head: announced once more, and only once.
+    c.append("610112", vec![at_residence("610112", 5)]).await;
+    c.converge(Duration::from_secs(30)).await;
+    wait_for(&c, first + 1);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(announced(&c), first + 1);
     c.stop().await;
 }
 

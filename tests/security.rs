@@ -67,6 +67,7 @@ impl Env {
         }
         let mut cfg = self.deployment.node_config(loc(code), self.base.path().join(code), &self.nats.url()).unwrap();
         cfg.sync.head_interval_ms = 300;
+        cfg.sync.head_refresh_ms = 1_500;
         cfg.sync.repair_grace_ms = 300;
         f(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -67,6 +67,7 @@ impl World {
     fn config(&self, code: &str) -> NodeConfig {
         let mut cfg = self.deployment.node_config(loc(code), self.dir(code), &self.nats.url()).unwrap();
         cfg.sync.head_interval_ms = 300;
+        cfg.sync.head_refresh_ms = 1_500;
         cfg.sync.repair_grace_ms = 300;
         cfg.sync.trust_poll_ms = 200;
         cfg

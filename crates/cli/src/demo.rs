@@ -68,6 +68,7 @@ pub async fn run(keep: Option<PathBuf>, serve: bool) -> Result<()> {
     for ((code, name), locality) in LOCALITIES.iter().zip(&localities) {
         let mut cfg = deployment.node_config(*locality, base.join(code), &nats.url())?;
         cfg.sync.head_interval_ms = 500;
+        cfg.sync.head_refresh_ms = 5_000;
         let token = issue_token(&base.join(code), Role::Clerk, "demo clerk")?;
         // Kept beside the data (0600) so `--keep DIR` leaves a usable credential.
         yipan_access::secret::write_private(&base.join(code).join("clerk.token"), token.as_bytes())?;

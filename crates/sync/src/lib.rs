@@ -55,8 +55,14 @@ pub struct SyncConfig {
     pub publish_chunk: usize,
     /// Messages the inbox verifies and stores per batch (one flush each).
     pub fetch_batch: usize,
-    /// How often channel heads are announced, in milliseconds.
+    /// How often changed channel heads are announced, in milliseconds.
     pub head_interval_ms: u64,
+    /// How often an unchanged channel head is announced again, ms (a
+    /// recipient that was offline, or lost an announcement, learns it then).
+    /// Announcing every head every interval costs one message per channel
+    /// per interval: at national scale (hundreds of thousands of channels)
+    /// more messages than events.
+    pub head_refresh_ms: u64,
     /// How long a recipient waits for missing events before asking the author to re-send, ms.
     pub repair_grace_ms: u64,
     /// How long the event streams keep messages, in days (audit retention).
@@ -101,6 +107,7 @@ impl Default for SyncConfig {
             publish_chunk: 2048,
             fetch_batch: 512,
             head_interval_ms: 2000,
+            head_refresh_ms: 60_000,
             repair_grace_ms: 1000,
             stream_max_age_days: 400,
             downstream_max_age_days: 30,
@@ -270,8 +277,8 @@ impl Replication {
             ),
             supervised!(
                 "head announcer",
-                [log, client, cfg, published, stop_rx],
-                repair::announce(log, client, cfg, published, stop_rx)
+                [log, client, cfg, metrics, published, stop_rx],
+                repair::announce(log, client, cfg, metrics, published, stop_rx)
             ),
             supervised!(
                 "repair service",

@@ -52,6 +52,7 @@ metrics! {
     trust_applied: "yipan_trust_records_applied_total", "counter", "Trust records (certificates, revocations, key handovers) verified up to the anchor and applied.";
     trust_refused: "yipan_trust_records_refused_total", "counter", "Trust records refused and quarantined with a trust.* code (ALERT for trust.key_conflict, trust.bad_signature, trust.unknown_issuer).";
     forks: "yipan_forks_total", "counter", "ALERT: two different events signed at one channel position (or an author sequence going back); quarantined.";
+    heads_announced: "yipan_heads_announced_total", "counter", "Channel heads announced to recipients (a changed head at once, an unchanged one every head_refresh_ms).";
     repair_requests: "yipan_repair_requests_total", "counter", "Re-send requests this node sent to authors.";
     repair_served: "yipan_repair_served_total", "counter", "Re-send requests this node answered as an author.";
     repair_refused: "yipan_repair_refused_total", "counter", "Re-send requests refused by the per-recipient rate limit.";

@@ -125,15 +125,21 @@ pub(crate) async fn announce<B: Backend>(
     log: Arc<Log<B>>,
     client: async_nats::Client,
     cfg: SyncConfig,
+    metrics: Arc<SyncMetrics>,
     published: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) {
     let me = log.locality();
+    let refresh = Duration::from_millis(cfg.head_refresh_ms.max(cfg.head_interval_ms));
+    // What each recipient was last told, and when.
+    let mut told: HashMap<Locality, (u64, Instant)> = HashMap::new();
     loop {
         if crate::sleep_or_stop(Duration::from_millis(cfg.head_interval_ms), &mut stop).await {
             return;
         }
         if client.connection_state() != async_nats::connection::State::Connected {
+            // Whatever was said before the break may not have arrived: say it all again.
+            told.clear();
             continue;
         }
         let heads = match log.outbound_heads(published.load(Ordering::Relaxed)) {
@@ -143,9 +149,25 @@ pub(crate) async fn announce<B: Backend>(
                 continue;
             }
         };
+        let now = Instant::now();
         for (recipient, head) in heads {
-            let _ = client.publish(subjects::head(recipient, me), head.to_string().into()).await;
+            if !announcement_due(told.get(&recipient), head, now, refresh) {
+                continue;
+            }
+            if client.publish(subjects::head(recipient, me), head.to_string().into()).await.is_ok() {
+                told.insert(recipient, (head, now));
+                SyncMetrics::add(&metrics.heads_announced, 1);
+            }
         }
+    }
+}
+
+/// Whether a channel's head is announced now: when it changed since it was
+/// last told (or never was), or when it was last told `refresh` ago.
+fn announcement_due(told: Option<&(u64, Instant)>, head: u64, now: Instant, refresh: Duration) -> bool {
+    match told {
+        None => true,
+        Some((last, at)) => *last != head || now.saturating_duration_since(*at) >= refresh,
     }
 }
 
@@ -416,6 +438,16 @@ mod tests {
         assert_eq!(parse_head(b" 42\n"), Some(42));
         assert_eq!(parse_head(b"18446744073709551616"), None);
         assert_eq!(parse_head(b"-1"), None);
+    }
+
+    #[test]
+    fn a_head_is_announced_when_new_changed_or_due_for_refresh() {
+        let t0 = Instant::now();
+        let refresh = Duration::from_secs(60);
+        assert!(announcement_due(None, 0, t0, refresh), "never told");
+        assert!(!announcement_due(Some(&(7, t0)), 7, t0 + Duration::from_secs(59), refresh), "unchanged, not yet due");
+        assert!(announcement_due(Some(&(7, t0)), 8, t0 + Duration::from_millis(1), refresh), "changed");
+        assert!(announcement_due(Some(&(7, t0)), 7, t0 + refresh, refresh), "refresh due");
     }
 
     #[test]
