@@ -130,7 +130,7 @@ impl<B: Backend> Log<B> {
         let drafts = self.prepare(drafts, rotate.is_some())?;
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
-        let job = Job { drafts, reply, rotate };
+        let job = Box::new(Job { drafts, reply, rotate });
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
         let sent = if wait {
             tx.send(job).map_err(|_| Error::Closed)
@@ -241,7 +241,7 @@ pub(super) struct Unsigned {
 
 pub(super) fn sequencer<B: Backend>(
     shared: Arc<Shared<B>>,
-    rx: mpsc::Receiver<Job>,
+    rx: mpsc::Receiver<Box<Job>>,
     wtx: mpsc::SyncSender<WriteGroup>,
     mut state: SeqState,
 ) {
