@@ -328,8 +328,10 @@ pub async fn run(opts: Options) -> Result<Summary> {
         cfg.sync.consumer_replicas = 1;
         cfg.sync.head_interval_ms = 5_000;
         cfg.sync.repair_grace_ms = 5_000;
-        // Per tenant at most 4 × 64 messages pulled ahead (docs/scale.md).
+        // Per tenant at most 4 × 64 messages pulled ahead and 128 own events read per
+        // outbox round: thousands of tenants multiply both (docs/scale.md).
         cfg.sync.fetch_batch = 64;
+        cfg.sync.publish_chunk = 128;
         cfg.sync.trust_poll_ms = 1_000;
         cfg.views_interval_s = 3_600;
         let cfg_path = work.join(format!("host-{w}.toml"));
