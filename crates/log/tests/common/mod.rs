@@ -80,8 +80,21 @@ pub fn mem(code: &str, seed: u8) -> MemStore {
     MemStore::open(MemBackend::new(), loc(code), key(seed)).unwrap()
 }
 
+/// Opens (or reopens) a sled store. sled releases its file lock from a
+/// background thread after the last handle is dropped, so a reopen right
+/// after a drop may find the lock still held for a moment: retried then.
 pub fn sled_at(dir: &std::path::Path, code: &str, seed: u8) -> SledStore {
-    SledStore::open(SledBackend::open(dir).unwrap(), loc(code), key(seed)).unwrap()
+    let start = std::time::Instant::now();
+    let backend = loop {
+        match SledBackend::open(dir) {
+            Ok(b) => break b,
+            Err(e) if e.to_string().contains("could not acquire lock") && start.elapsed().as_secs() < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    SledStore::open(backend, loc(code), key(seed)).unwrap()
 }
 
 /// The bytes of `signed`'s signature, in whichever form it is signed: the
