@@ -415,17 +415,18 @@ async fn a_quiet_channel_is_not_announced_again_until_its_refresh() {
     let mut c = Cluster::start().await;
     c.restart_node_with("610112", |cfg| cfg.sync.head_refresh_ms = 600_000).await;
     let announced = |c: &Cluster| c.nodes["610112"].metrics.heads_announced.load(Ordering::Relaxed);
-    let wait_for = |c: &Cluster, n: u64| {
+    async fn wait_for(c: &Cluster, n: u64) {
+        let announced = || c.nodes["610112"].metrics.heads_announced.load(Ordering::Relaxed);
         let start = Instant::now();
-        while announced(c) < n {
-            assert!(start.elapsed() < Duration::from_secs(20), "{} of {n} heads announced", announced(c));
-            std::thread::sleep(Duration::from_millis(20));
+        while announced() < n {
+            assert!(start.elapsed() < Duration::from_secs(20), "{} of {n} heads announced", announced());
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    };
+    }
     c.append("610112", (0..5).map(|n| at_residence("610112", n)).collect()).await;
     c.converge(Duration::from_secs(30)).await;
     // One channel (610112 → 411522), announced once its events were published.
-    wait_for(&c, 1);
+    wait_for(&c, 1).await;
     let first = announced(&c);
     // Ten intervals of quiet: nothing more is said.
     tokio::time::sleep(Duration::from_millis(3_000)).await;
@@ -433,7 +434,7 @@ async fn a_quiet_channel_is_not_announced_again_until_its_refresh() {
     // A new event moves the head: announced once more, and only once.
     c.append("610112", vec![at_residence("610112", 5)]).await;
     c.converge(Duration::from_secs(30)).await;
-    wait_for(&c, first + 1);
+    wait_for(&c, first + 1).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(announced(&c), first + 1);
     c.stop().await;

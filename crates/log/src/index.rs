@@ -222,9 +222,10 @@ pub fn channel<B: Backend + ?Sized>(
     let prefix = layout::channel_prefix(author, recipient);
     let end = layout::prefix_end(&prefix);
     // Start at the run holding `from` (the last one starting at or before it).
-    let start = match backend
-        .last_in(&layout::channel_key(author, recipient, 0), &layout::channel_key(author, recipient, from + 1))?
-    {
+    let start = match backend.last_in(
+        &layout::channel_key(author, recipient, 0),
+        &layout::channel_key(author, recipient, from.saturating_add(1)),
+    )? {
         Some((k, _)) => k,
         None => prefix.to_vec(),
     };
@@ -247,8 +248,10 @@ pub fn channel<B: Backend + ?Sized>(
 
 /// The seq at one channel position, if indexed.
 fn seq_at<B: Backend + ?Sized>(backend: &B, author: u32, recipient: u32, position: u64) -> Result<Option<u64>> {
-    let run = backend
-        .last_in(&layout::channel_key(author, recipient, 0), &layout::channel_key(author, recipient, position + 1))?;
+    let run = backend.last_in(
+        &layout::channel_key(author, recipient, 0),
+        &layout::channel_key(author, recipient, position.saturating_add(1)),
+    )?;
     Ok(run.and_then(|(k, v)| {
         let (first, mut seqs) = parse_run(&k, &v)?;
         seqs.nth(usize::try_from(position.checked_sub(first)?).ok()?)

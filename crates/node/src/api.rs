@@ -510,13 +510,10 @@ async fn get_event(
 async fn status(State(s): State<AppState>) -> Response {
     let me = s.log.locality();
     let (seq, hash) = s.log.head().unwrap_or((0, [0; 32]));
-    let outbound: Vec<Value> = s
-        .log
-        .outbound_heads(u64::MAX)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(r, h)| json!({"recipient": r, "head": h}))
-        .collect();
+    let outbound: Vec<Value> = match s.log.outbound_heads(u64::MAX) {
+        Ok(heads) => heads.into_iter().map(|(r, h)| json!({"recipient": r, "head": h})).collect(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     // Only authors that have sent something: at national scale the roster lists thousands.
     let inbound: Vec<Value> = s
         .log

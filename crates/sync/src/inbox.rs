@@ -75,9 +75,10 @@ async fn consume<B: Backend>(
         .map_err(Error::nats)?;
     // Messages in memory per consumer are bounded by `fetch_batch`: up to two
     // batches pulled ahead and two queued. A host runs thousands of consumers,
-    // so what one holds ahead is multiplied by thousands (with 2,854 tenants
-    // and a backlog, 6 × 512 messages each held ~10 GB), and every delivered,
-    // unacknowledged message is also state the server re-encodes per consumer.
+    // so what one holds ahead is multiplied by thousands (before: up to 12 ×
+    // 512 per tenant, ~9 GB at ~1.5 KB a message for 2,854 tenants with a
+    // backlog), and every delivered, unacknowledged message is also state the
+    // server keeps per consumer.
     let mut messages =
         consumer.stream().max_messages_per_batch(cfg.fetch_batch * 2).messages().await.map_err(Error::nats)?;
     // A receiver task queues messages while the previous batch is being

@@ -336,11 +336,12 @@ impl TrustState {
                         if r.valid_through_seq == u64::MAX {
                             return Err(Fault::Malformed("valid_through_seq is the largest sequence: no bound".into()));
                         }
+                        // Checked on the (possibly shared) entry first: a refused
+                        // revocation leaves it shared, not copied.
                         let slot = self.localities.get_mut(&code).ok_or(Fault::UnknownSerial(r.serial))?;
-                        let entry = Arc::make_mut(slot);
-                        let cert = entry
+                        let cert = slot
                             .certificates
-                            .iter_mut()
+                            .iter()
                             .find(|c| c.serial == r.serial)
                             .ok_or(Fault::UnknownSerial(r.serial))?;
                         if !by_root && cert.issuer != d.issuer.to_bytes() {
@@ -356,6 +357,10 @@ impl TrustState {
                                 )))
                             }
                             _ => r.valid_through_seq,
+                        };
+                        let entry = Arc::make_mut(slot);
+                        let Some(cert) = entry.certificates.iter_mut().find(|c| c.serial == r.serial) else {
+                            return Err(Fault::UnknownSerial(r.serial));
                         };
                         let revoked_key = cert.key;
                         cert.revoked = Some(RevokedEntry { valid_through_seq: through, reason: r.reason.clone() });

@@ -345,6 +345,10 @@ fn states_of_one_process_share_equal_entries_and_never_each_others_changes() {
     b.apply_statement(&revocation, at()).unwrap();
     assert_eq!(a.shared_entries(&b), 3);
     assert!(b.key_for(l("610112"), 81, None).is_err());
+    // A refused revocation (loosening the bound) leaves the entry shared, not copied.
+    let looser = statement::sign(&shaanxi, statement::revocation(100, 90, "again"), at());
+    assert_eq!(a.apply_statement(&looser, at()).unwrap_err().code(), "trust.bad_replacement");
+    assert_eq!(a.shared_entries(&b), 3);
     // A rotation tried and refused on a copy leaves both as they were.
     let forged = rotation_event("610113", 5, &key(99), vec![]);
     assert!(a.apply_rotation(&forged, at()).is_err());
