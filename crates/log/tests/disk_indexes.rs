@@ -53,7 +53,14 @@ fn answers(store: &SledStore, people: &[PersonKey], pairs: &[(Locality, Locality
         channels.insert((a.as_u32(), r.as_u32()), seqs);
         heads.insert((a.as_u32(), r.as_u32()), store.channel_head(*a, *r).unwrap());
     }
-    let outbound = (0..=own_head + 1).map(|m| (m, store.outbound_heads(m).unwrap())).collect();
+    let outbound: BTreeMap<u64, Vec<(Locality, u64)>> =
+        (0..=own_head + 1).map(|m| (m, store.outbound_heads(m).unwrap())).collect();
+    // Settled heads (memory only) are the outbound heads that reached the channel's head.
+    for (m, heads) in &outbound {
+        let settled: Vec<(Locality, u64)> =
+            heads.iter().copied().filter(|(r, h)| *h == store.channel_head(store.locality(), *r).unwrap()).collect();
+        assert_eq!(store.settled_heads(*m), settled, "max_seq {m}");
+    }
     Answers { persons, by_person, channels, heads, outbound }
 }
 

@@ -1,8 +1,9 @@
 //! Gap repair, so nothing depends on the stream never losing data:
 //!
 //! - every author announces, per recipient, the channel head it has
-//!   published (`yipan.v1.head.…`, core NATS, every `head_interval_ms`), so a
-//!   recipient notices even the loss of the *last* events;
+//!   published (`yipan.v1.head.…`, core NATS) once that channel is published
+//!   to its head — within `head_interval_ms` of a change, otherwise every
+//!   `head_refresh_ms` — so a recipient notices even the loss of the *last* events;
 //! - a recipient that is behind an announced head, or holds events beyond a
 //!   gap, waits `repair_grace_ms` for stragglers, then asks the author
 //!   (`yipan.v1.repair.<author>.<recipient>`, request/reply) to re-send the
@@ -142,15 +143,11 @@ pub(crate) async fn announce<B: Backend>(
             told.clear();
             continue;
         }
-        let heads = match log.outbound_heads(published.load(Ordering::Relaxed)) {
-            Ok(heads) => heads,
-            Err(e) => {
-                tracing::warn!(locality = %me, error = %e, "cannot read channel heads to announce");
-                continue;
-            }
-        };
+        // Only channels published to their head: from memory (this loop runs on the
+        // async runtime, thousands of times per tick in a host), and a channel still
+        // being published is delivering through the stream; it is announced once settled.
         let now = Instant::now();
-        for (recipient, head) in heads {
+        for (recipient, head) in log.settled_heads(published.load(Ordering::Relaxed)) {
             if !announcement_due(told.get(&recipient), head, now, refresh) {
                 continue;
             }

@@ -236,6 +236,20 @@ impl<B: Backend> Log<B> {
         Ok(out)
     }
 
+    /// The channels whose whole content is published (head's sequence ≤
+    /// `max_seq`), with their heads: from memory alone, so an async loop may
+    /// ask it every tick (a channel still being published is left out until
+    /// it is; [`Log::outbound_heads`] answers for it with reads from disk).
+    pub fn settled_heads(&self, max_seq: u64) -> Vec<(Locality, u64)> {
+        let me = self.shared.locality.as_u32();
+        read(&self.shared.index)
+            .channels_of(me)
+            .into_iter()
+            .filter(|(_, head, head_seq)| *head > 0 && *head_seq <= max_seq)
+            .filter_map(|(r, head, _)| Some((Locality::from_u32(r).ok()?, head)))
+            .collect()
+    }
+
     /// Reads a named node setting (e.g. the outbox cursor) stored beside the log.
     pub fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.shared.backend.get(&meta_key(name))
