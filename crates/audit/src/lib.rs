@@ -26,7 +26,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 use yipan_core::Locality;
-use yipan_log::StoredEvent;
+use yipan_log::check::Seen;
+use yipan_log::{Code, StoredEvent};
 use yipan_projections::{Projections, WorkCalendar};
 pub use yipan_trust::TrustState;
 
@@ -46,8 +47,31 @@ pub struct Finding {
     pub author: String,
     /// Its author sequence (0: the whole chain or channel).
     pub seq: u64,
+    /// Stable code of the problem (`chain.link`, `fork.channel`, `event.forged`, …:
+    /// docs/formats.md), for matching; `problem` is for people.
+    pub code: &'static str,
     /// What is wrong.
     pub problem: String,
+}
+
+impl Finding {
+    /// A finding about `author#seq`.
+    pub fn new(author: impl Into<String>, seq: u64, code: &'static str, problem: impl Into<String>) -> Finding {
+        Finding { author: author.into(), seq, code, problem: problem.into() }
+    }
+}
+
+impl From<yipan_log::check::Finding> for Finding {
+    fn from(f: yipan_log::check::Finding) -> Finding {
+        let author = Locality::from_u32(f.author()).map(|l| l.to_string()).unwrap_or_else(|_| f.author().to_string());
+        Finding { author, seq: f.seq(), code: f.code(), problem: f.to_string() }
+    }
+}
+
+impl From<yipan_log::Fault> for Finding {
+    fn from(f: yipan_log::Fault) -> Finding {
+        Finding { author: f.author, seq: f.seq, code: f.code, problem: f.problem }
+    }
 }
 
 /// Per author→recipient channel.
@@ -235,16 +259,16 @@ impl Auditor {
         self.seqs.runs_on_disk() + self.ids.runs_on_disk() + self.positions.runs_on_disk() + self.keys.runs_on_disk()
     }
 
-    fn finding(ev: &StoredEvent, problem: String) -> Finding {
-        Finding { author: ev.envelope.author.clone(), seq: ev.seq(), problem }
+    fn finding(ev: &StoredEvent, code: &'static str, problem: String) -> Finding {
+        Finding::new(ev.envelope.author.clone(), ev.seq(), code, problem)
     }
 
     /// A message whose key or signature failed, to be tried again at the end:
     /// kept without its tier payloads (checked against their digests now), so
     /// that no personal value goes to the temporary file and only the signed
     /// part, which is all the retry checks, is kept.
-    fn retry(ev: &StoredEvent, problem: String, ch: Channels) -> Fail {
-        let f = Self::finding(ev, problem);
+    fn retry(ev: &StoredEvent, code: &'static str, problem: String, ch: Channels) -> Fail {
+        let f = Self::finding(ev, code, problem);
         if ev.verify_tiers(false).is_err() {
             return Fail::Final(f);
         }
@@ -260,11 +284,8 @@ impl Auditor {
         let decoded: Vec<Decoded> = chunk
             .into_par_iter()
             .map(|(b, ch)| {
-                let ev = StoredEvent::decode(&b).map_err(|p| Finding {
-                    author: "?".into(),
-                    seq: 0,
-                    problem: format!("undecodable message: {p}"),
-                })?;
+                let ev = StoredEvent::decode(&b)
+                    .map_err(|p| Finding::new("?", 0, Code::Malformed.as_str(), format!("undecodable message: {p}")))?;
                 Ok((ev, b, ch))
             })
             .collect();
@@ -297,24 +318,24 @@ impl Auditor {
             .into_par_iter()
             .map(|r| {
                 let (ev, _, ch) = r.map_err(Fail::Final)?;
-                let author = ev
-                    .author()
-                    .ok_or_else(|| Fail::Final(Self::finding(&ev, "author is not a division code".into())))?;
+                let author = ev.author().ok_or_else(|| {
+                    Fail::Final(Self::finding(&ev, Code::Author.as_str(), "author is not a division code".into()))
+                })?;
                 let recorded = ev.envelope.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
                 match trust.key_for(author, ev.seq(), recorded) {
                     Ok(key) => Ok((ev, key, (ch, key))),
-                    Err(e) => Err(Self::retry(&ev, format!("{}: {e}", e.code()), ch)),
+                    Err(e) => Err(Self::retry(&ev, e.code(), format!("{}: {e}", e.code()), ch)),
                 }
             })
             .collect();
         let checked = yipan_log::event::verify_signatures(keyed, |ev, (ch, _), p| {
-            Self::retry(ev, format!("forged or altered: {p}"), *ch)
+            Self::retry(ev, Code::Forged.as_str(), format!("forged or altered: {p}"), *ch)
         });
         for r in checked {
             match r {
                 Ok((ev, (ch, key))) => match ev.verify_tiers(false) {
                     Ok(()) => self.record(ev, ch, &key),
-                    Err(p) => self.report.faults.push(Self::finding(&ev, p)),
+                    Err(p) => self.report.faults.push(Self::finding(&ev, "event.tiers", p)),
                 },
                 // Tried again once every key handover is read, unless this is that time.
                 Err(Fail::Retry(f, b, ch)) if !last => {
@@ -406,7 +427,7 @@ impl Auditor {
         let prev: [u8; 32] = match ev.envelope.prev_hash.as_slice().try_into() {
             Ok(p) => p,
             Err(_) => {
-                self.report.faults.push(Self::finding(&ev, "prev_hash is not 32 bytes".into()));
+                self.report.faults.push(Self::finding(&ev, Code::Schema.as_str(), "prev_hash is not 32 bytes".into()));
                 [0u8; 32]
             }
         };
@@ -467,11 +488,12 @@ impl Auditor {
             match self.trust.apply_rotation(&bytes, at) {
                 Ok(yipan_trust::Applied::Duplicate) => {}
                 Ok(_) => self.rekey |= !self.keys.is_empty(),
-                Err(f) => self.report.faults.push(Finding {
-                    author: author.to_string(),
+                Err(f) => self.report.faults.push(Finding::new(
+                    author.to_string(),
                     seq,
-                    problem: format!("{}: {f}", f.code()),
-                }),
+                    f.code(),
+                    format!("{}: {f}", f.code()),
+                )),
             }
         }
         // Events whose key or signature failed before every handover was read.
@@ -485,7 +507,7 @@ impl Auditor {
             self.io_error.get_or_insert(format!("reading back audit records: {e}"));
         }
         if let Some(e) = self.io_error.take() {
-            report.faults.push(Finding { author: "audit".into(), seq: 0, problem: e });
+            report.faults.push(Finding::new("audit", 0, "audit.io", e));
         }
         let mut p = self.projections.take().unwrap_or_else(|| Projections::new(self.calendar.clone()));
         if self.no_digests {
@@ -520,6 +542,7 @@ impl Auditor {
                     report.faults.push(Finding {
                         author: code(be32(&r[48..52])),
                         seq: be64(&r[52..60]),
+                        code: Code::IdConflict.as_str(),
                         problem: format!("fork: event id {id} signed with two different contents"),
                     });
                 }
@@ -527,94 +550,43 @@ impl Auditor {
             }
             last = Some(r);
         }
-        // Author sequences: repeats, forks, and chain links — every version held
-        // at #s+1 must link to one of the versions held at #s.
+        // Author sequences (repeats, forks, chain links) and channels (gapless
+        // from 1, one event per position): the rules every reader shares.
+        let mut found = Vec::new();
+        let mut chains = yipan_log::check::Chains::default();
         let mut seqs = std::mem::replace(&mut self.seqs, spill::Spill::new(1)).sorted()?;
-        // (author, seq, hashes of its versions) of the previous sequence seen, and of this one.
-        let mut before: Option<(u32, u64, Vec<[u8; 32]>)> = None;
-        let mut here: Option<(u32, u64, Vec<[u8; 32]>)> = None;
         while let Some(r) = seqs.next_record()? {
             let (a, seq) = (be32(&r[..4]), be64(&r[4..12]));
             let hash: [u8; 32] = r[12..44].try_into().expect("32 bytes");
             let prev: [u8; 32] = r[44..76].try_into().expect("32 bytes");
-            match &mut here {
-                Some((ha, hs, versions)) if *ha == a && *hs == seq => {
-                    if versions.contains(&hash) {
-                        report.duplicates += 1;
-                        continue;
-                    }
-                    report.forks += 1;
-                    report.faults.push(Finding {
-                        author: code(a),
-                        seq,
-                        problem: format!("fork: two different events at author sequence {seq}"),
-                    });
-                    versions.push(hash);
-                }
-                _ => {
-                    before = here.take();
-                    here = Some((a, seq, vec![hash]));
+            // Streams hold what was addressed to each recipient: chains are partial.
+            match chains.push(a, seq, hash, prev, false, &mut found) {
+                Seen::New => {
                     report.events += 1;
                     *report.authors.entry(code(a)).or_default() += 1;
                 }
-            }
-            if let Some((ba, bs, versions)) = &before {
-                if *ba == a && bs + 1 == seq && !versions.contains(&prev) {
-                    report.faults.push(Finding {
-                        author: code(a),
-                        seq,
-                        problem: format!("prev_hash does not match the hash of #{bs}"),
-                    });
-                }
+                Seen::Duplicate => report.duplicates += 1,
+                Seen::Fork => report.forks += 1,
             }
         }
-        // Channels: gapless from 1, one event per position.
+        let mut channels = yipan_log::check::Channels::default();
         let mut positions = std::mem::replace(&mut self.positions, spill::Spill::new(1)).sorted()?;
-        let mut current: Option<(u32, u32, u64, u64, Vec<u64>)> = None; // author, recipient, head, distinct, missing
-        let mut last: Option<[u8; 48]> = None;
-        let close = |c: Option<(u32, u32, u64, u64, Vec<u64>)>, report: &mut AuditReport| {
-            if let Some((a, rl, head, positions, missing)) = c {
-                if !missing.is_empty() {
-                    report.faults.push(Finding {
-                        author: code(a),
-                        seq: 0,
-                        problem: format!(
-                            "channel to {}: positions missing (first: {missing:?}) below head {head}",
-                            code(rl)
-                        ),
-                    });
-                }
-                report.channels.push(ChannelSummary { author: code(a), recipient: code(rl), head, positions });
-            }
-        };
         while let Some(r) = positions.next_record()? {
             let (a, rl, pos) = (be32(&r[..4]), be32(&r[4..8]), be64(&r[8..16]));
-            if let Some(l) = last.filter(|l| l[..16] == r[..16]) {
-                if l[16..48] != r[16..48] {
-                    report.forks += 1;
-                    report.faults.push(Finding {
-                        author: code(a),
-                        seq: 0,
-                        problem: format!("fork: two different events at channel position {pos} to {}", code(rl)),
-                    });
-                }
-                continue;
+            let hash: [u8; 32] = r[16..48].try_into().expect("32 bytes");
+            if channels.push(a, rl, pos, 0, hash, &mut found) == Seen::Fork {
+                report.forks += 1;
             }
-            last = Some(r);
-            if !current.as_ref().is_some_and(|c| c.0 == a && c.1 == rl) {
-                close(current.take(), report);
-                current = Some((a, rl, 0, 0, Vec::new()));
-            }
-            let c = current.as_mut().expect("set above");
-            let mut expected = c.2 + 1;
-            while expected < pos && c.4.len() < 5 {
-                c.4.push(expected);
-                expected += 1;
-            }
-            c.2 = pos;
-            c.3 += 1;
         }
-        close(current.take(), report);
+        for ((a, rl), c) in channels.finish(&mut found) {
+            report.channels.push(ChannelSummary {
+                author: code(a),
+                recipient: code(rl),
+                head: c.head,
+                positions: c.positions,
+            });
+        }
+        report.faults.extend(found.into_iter().map(Finding::from));
         // Keys: an event accepted before a handover read later must still be
         // signed by the key certified for its sequence once all are known.
         let keys = std::mem::replace(&mut self.keys, spill::Spill::new(1));
@@ -632,6 +604,7 @@ impl Auditor {
                     report.faults.push(Finding {
                         author: author.to_string(),
                         seq,
+                        code: Code::Forged.as_str(),
                         problem: "forged or altered: signed by a key that a key handover read later in the input \
                                   replaced before this sequence"
                             .into(),
@@ -716,16 +689,17 @@ pub fn trust_from(
     keys.sort_by_key(|(l, _)| **l);
     for (l, k) in keys {
         if let Err(f) = t.add_bootstrap(*l, *k) {
-            findings.push(Finding { author: l.to_string(), seq: 0, problem: format!("{}: {f}", f.code()) });
+            findings.push(Finding::new(l.to_string(), 0, f.code(), format!("{}: {f}", f.code())));
         }
     }
     for (i, (at, r)) in records.iter().enumerate() {
         if let Err(f) = t.apply_record(r, *at) {
-            findings.push(Finding {
-                author: "trust".into(),
-                seq: i as u64 + 1,
-                problem: format!("record {}: {}: {f}", i + 1, f.code()),
-            });
+            findings.push(Finding::new(
+                "trust",
+                i as u64 + 1,
+                f.code(),
+                format!("record {}: {}: {f}", i + 1, f.code()),
+            ));
         }
     }
     (t, findings)

@@ -86,7 +86,12 @@ fn forks_broken_links_gaps_and_forgeries_are_named_across_chunks_and_runs() {
     assert!(has("411522#4: fork: two different events at author sequence 4"), "{p:?}");
     assert!(has("411522#5: fork: two different events at author sequence 5"), "{p:?}");
     assert!(has("fork: two different events at channel position 4 to 610112"), "{p:?}");
-    assert!(has("channel to 610112: positions missing (first: [2, 3]) below head 6"), "{p:?}");
+    assert!(has("channel to 610112: positions 2..3 are missing"), "{p:?}");
+    // Every finding carries its stable code.
+    let codes: Vec<&str> = r.faults.iter().map(|f| f.code).collect();
+    for want in ["event.forged", "fork.sequence", "fork.channel", "channel.gap"] {
+        assert!(codes.contains(&want), "{want} in {codes:?}");
+    }
     // #6 follows the fork's #5; whichever #5 sorts first, one link is named or both #5s fork.
     assert!(r.forks >= 4, "{p:?}");
     assert_eq!(r.events, 4, "distinct sequences 1, 4, 5 and 6 (the forged #2 is not counted)");

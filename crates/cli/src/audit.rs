@@ -74,11 +74,7 @@ pub fn run(
                 })?;
                 // The store's own checks: segments, recorded head, own chain from 1, tier payloads kept.
                 let v = d.log.verify()?;
-                let faults = v
-                    .faults
-                    .into_iter()
-                    .map(|f| yipan_audit::Finding { author: f.author, seq: f.seq, problem: f.problem })
-                    .collect();
+                let faults = v.faults.into_iter().map(yipan_audit::Finding::from).collect();
                 let mut faults: Vec<yipan_audit::Finding> = faults;
                 faults.extend(findings);
                 (format!("data directory {} ({me})", dir.display()), auditor, faults, v.quarantined)

@@ -9,6 +9,7 @@
 //! - [`backend`]: the two backends, sled on disk ([`SledBackend`]) and memory
 //!   ([`MemBackend`]).
 //! - [`layout`]: how keys are laid out in the backend.
+//! - [`check`]: the chain and channel rules every reader shares (sans IO).
 //! - [`event`]: [`StoredEvent`], a decoded stored event, and hashing.
 //! - [`keyfile`]: the locality's ed25519 key on disk.
 //! - [`verify`]: the audit of a whole store ([`VerifyReport`]).
@@ -16,6 +17,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod check;
 pub mod disclosure;
 pub mod erase;
 pub mod error;

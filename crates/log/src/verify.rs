@@ -1,16 +1,18 @@
 //! The audit of a whole store: every chain, signature, sequence gap, channel
 //! position and index entry, with each fault named by author and sequence.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use yipan_core::Locality;
 use yipan_trust::TrustState;
 
 use crate::backend::Backend;
+use crate::check;
 use crate::error::Result;
 use crate::event::StoredEvent;
 use crate::layout;
+use crate::reason::Code;
 use crate::segment;
 
 /// One problem found by [`run`].
@@ -20,8 +22,18 @@ pub struct Fault {
     pub author: String,
     /// Author sequence of the faulty event (0 when about the whole chain).
     pub seq: u64,
+    /// Stable code of the problem (`chain.link`, `fork.channel`, `event.forged`, …:
+    /// docs/formats.md), for matching; `problem` is for people.
+    pub code: &'static str,
     /// What is wrong.
     pub problem: String,
+}
+
+impl From<check::Finding> for Fault {
+    fn from(f: check::Finding) -> Fault {
+        let author = Locality::from_u32(f.author()).map(|l| l.to_string()).unwrap_or_else(|_| f.author().to_string());
+        Fault { author, seq: f.seq(), code: f.code(), problem: f.to_string() }
+    }
 }
 
 impl fmt::Display for Fault {
@@ -66,20 +78,16 @@ impl VerifyReport {
     }
 }
 
-struct Chain {
-    author: u32,
-    own: bool,
-    prev: Option<(u64, [u8; 32])>,
-}
-
 /// Verifies every event of `backend` as the store of `me`, each signature
 /// with the key `trust` names for its author and sequence.
 pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<VerifyReport> {
     let mut report = VerifyReport { locality: me.to_string(), ..Default::default() };
     let mut faults: Vec<Fault> = Vec::new();
-    let mut chain: Option<Chain> = None;
-    let mut out_channels: HashMap<String, u64> = HashMap::new();
-    let mut in_channels: HashMap<u32, u64> = HashMap::new();
+    // Chain links, the own chain's completeness and channel positions: the
+    // rules every reader shares (`crate::check`).
+    let mut chains = check::Chains::default();
+    let mut channels = check::Channels::default();
+    let mut found: Vec<check::Finding> = Vec::new();
     let me_text = me.to_string();
     let mut own_last: Option<(u64, [u8; 32])> = None;
     let mut index_errors: Vec<Fault> = Vec::new();
@@ -90,13 +98,10 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
     let mut heads = crate::event::HeadCache::default();
     let mut visit = |author: u32, seq: u64, v: &[u8]| -> bool {
         let author_text = author.to_string();
-        let fault =
-            |faults: &mut Vec<Fault>, problem: String| faults.push(Fault { author: author_text.clone(), seq, problem });
-        if chain.as_ref().map(|c| c.author) != Some(author) {
-            let own = author == me.as_u32();
-            chain = Some(Chain { author, own, prev: None });
-        }
-        let Some(c) = chain.as_mut() else { return true };
+        let fault = |faults: &mut Vec<Fault>, code: &'static str, problem: String| {
+            faults.push(Fault { author: author_text.clone(), seq, code, problem })
+        };
+        let own = author == me.as_u32();
         report.events += 1;
         let summary = report.authors.entry(author_text.clone()).or_default();
         summary.events += 1;
@@ -105,21 +110,11 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
         }
         summary.last_seq = seq;
 
-        // Sequence continuity of the own chain (foreign chains are partial by design).
-        if c.own {
-            let expected = c.prev.map(|(s, _)| s + 1).unwrap_or(1);
-            if seq != expected {
-                fault(
-                    &mut faults,
-                    format!("events {expected}..{} are missing from the own chain", seq.saturating_sub(1)),
-                );
-            }
-        }
         let ev = match StoredEvent::decode(v) {
             Ok(ev) => ev,
             Err(problem) => {
-                fault(&mut faults, problem);
-                c.prev = None;
+                fault(&mut faults, Code::Malformed.as_str(), problem);
+                chains.unreadable(author, seq, own, &mut found);
                 return true;
             }
         };
@@ -127,6 +122,7 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
         if env.author != author_text || env.author_seq != seq {
             fault(
                 &mut faults,
+                "store.moved",
                 format!(
                     "stored under {author_text}#{seq} but says {}#{} (moved or reordered)",
                     env.author, env.author_seq
@@ -135,58 +131,53 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
         }
         let recorded = env.recorded_at.as_ref().and_then(yipan_core::time::from_ts);
         let key = Locality::from_u32(author).map_err(|_| ()).and_then(|a| {
-            trust.key_for(a, seq, recorded).map_err(|e| fault(&mut faults, format!("{}: {e}", e.code())))
+            trust.key_for(a, seq, recorded).map_err(|e| fault(&mut faults, e.code(), format!("{}: {e}", e.code())))
         });
         if let Ok(key) = key {
             if let Err(p) = ev.verify_signature_cached(&key, &mut heads) {
-                fault(&mut faults, format!("{p} (with the key certified for #{seq})"));
+                fault(&mut faults, Code::Forged.as_str(), format!("{p} (with the key certified for #{seq})"));
             }
         }
         if let Err(p) = ev.verify_tiers(false) {
-            fault(&mut faults, p);
+            fault(&mut faults, "event.tiers", p);
         }
-        if c.own {
+        if own {
             let gone = erased.get(&seq).map_or(0, |(m, _)| *m);
             for d in &env.tier_digests {
                 let held = ev.signed.tiers.iter().any(|p| p.tier == d.tier);
                 if !held && (d.tier < 1 || d.tier > 7 || gone & (1 << d.tier) == 0) {
                     let name =
                         yipan_proto::v1::Tier::try_from(d.tier).map(yipan_core::kind::tier_name).unwrap_or("unknown");
-                    fault(&mut faults, format!("{name} tier payload is missing and was not erased"));
+                    fault(&mut faults, "event.tiers", format!("{name} tier payload is missing and was not erased"));
                 }
             }
         }
         if !ev.signed.sealed.is_empty() {
-            fault(&mut faults, "holds sealed tiers (only the wire form may)".into());
+            fault(&mut faults, "event.tiers", "holds sealed tiers (only the wire form may)".into());
         }
-        if let Some((prev_seq, prev_hash)) = c.prev {
-            if prev_seq + 1 == seq && env.prev_hash.as_slice() != prev_hash {
-                fault(&mut faults, format!("prev_hash does not match the hash of #{prev_seq}"));
-            }
-        } else if c.own && seq == 1 && env.prev_hash.as_slice() != [0u8; 32] {
-            fault(&mut faults, "first event's prev_hash is not zero".into());
-        }
-        if c.own {
+        let prev: [u8; 32] = env.prev_hash.as_slice().try_into().unwrap_or([0xff; 32]);
+        chains.push(author, seq, ev.hash, prev, own, &mut found);
+        if own {
             for r in &env.recipients {
-                let last = out_channels.entry(r.locality.clone()).or_insert(0);
-                if r.channel_seq != *last + 1 {
-                    fault(&mut faults, format!("channel to {} jumps from {} to {}", r.locality, last, r.channel_seq));
+                match r.locality.parse::<u32>() {
+                    Ok(to) => {
+                        channels.push(author, to, r.channel_seq, seq, ev.hash, &mut found);
+                    }
+                    Err(_) => {
+                        fault(&mut faults, Code::Schema.as_str(), format!("recipient {:?} is not a code", r.locality))
+                    }
                 }
-                *last = r.channel_seq;
             }
             own_last = Some((seq, ev.hash));
         } else {
             match env.recipients.iter().find(|r| r.locality == me_text) {
-                None => fault(&mut faults, format!("held here but not addressed to {me_text}")),
+                None => fault(
+                    &mut faults,
+                    Code::WrongRecipient.as_str(),
+                    format!("held here but not addressed to {me_text}"),
+                ),
                 Some(r) => {
-                    let last = in_channels.entry(author).or_insert(0);
-                    if r.channel_seq != *last + 1 {
-                        fault(
-                            &mut faults,
-                            format!("channel from {author_text} jumps from {} to {}", last, r.channel_seq),
-                        );
-                    }
-                    *last = r.channel_seq;
+                    channels.push(author, me.as_u32(), r.channel_seq, seq, ev.hash, &mut found);
                 }
             }
         }
@@ -194,16 +185,18 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
             Ok(id) if !ids.insert(id) => index_errors.push(Fault {
                 author: author_text.clone(),
                 seq,
+                code: Code::IdConflict.as_str(),
                 problem: "event id is used by another stored event".into(),
             }),
             Ok(_) => {}
             Err(_) => index_errors.push(Fault {
                 author: author_text.clone(),
                 seq,
+                code: Code::Schema.as_str(),
                 problem: "event id is not 16 bytes".into(),
             }),
         }
-        c.prev = Some((seq, ev.hash));
+        faults.extend(found.drain(..).map(Fault::from));
         true
     };
     let mut segment_faults: Vec<Fault> = Vec::new();
@@ -212,6 +205,7 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
             segment_faults.push(Fault {
                 author: "?".into(),
                 seq: 0,
+                code: "store.segment",
                 problem: format!("unreadable segment key {}", hex::encode(k)),
             });
             return true;
@@ -220,6 +214,7 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
             Err(problem) => segment_faults.push(Fault {
                 author: author.to_string(),
                 seq: last,
+                code: "store.segment",
                 problem: format!("segment ending at #{last}: {problem}"),
             }),
             Ok(entries) => {
@@ -227,6 +222,7 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
                     segment_faults.push(Fault {
                         author: author.to_string(),
                         seq: last,
+                        code: "store.segment",
                         problem: format!("segment keyed by #{last} does not end with it"),
                     });
                 }
@@ -250,21 +246,29 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
                 Some((s, _)) if s != seq => faults.push(Fault {
                     author: me_text.clone(),
                     seq,
+                    code: "store.head",
                     problem: format!("recorded head is #{seq} but the own chain ends at #{s}"),
                 }),
                 Some(_) => faults.push(Fault {
                     author: me_text.clone(),
                     seq,
+                    code: "store.head",
                     problem: "hash of the last event differs from the recorded head".into(),
                 }),
                 None => faults.push(Fault {
                     author: me_text.clone(),
                     seq,
+                    code: "store.head",
                     problem: format!("recorded head is #{seq} but the own chain is empty"),
                 }),
             }
         } else {
-            faults.push(Fault { author: me_text.clone(), seq: 0, problem: "recorded head is malformed".into() });
+            faults.push(Fault {
+                author: me_text.clone(),
+                seq: 0,
+                code: "store.head",
+                problem: "recorded head is malformed".into(),
+            });
         }
     }
     let mut quarantined = 0u64;

@@ -91,6 +91,19 @@ fn deleting_the_last_event_is_caught_by_the_recorded_head() {
 }
 
 #[test]
+fn deleting_a_middle_event_is_named_with_stable_codes() {
+    let (store, _, _) = populated();
+    store.raw_edit_event(loc("610112"), 5, |b| *b = None).unwrap();
+    let report = store.verify().unwrap();
+    let named =
+        |code: &str, seq: u64| report.faults.iter().any(|f| f.code == code && f.seq == seq && f.author == "610112");
+    // The own chain lacks #5, and each channel #5 was on jumps at #6 or later.
+    assert!(named("chain.missing", 6), "{:?}", report.faults);
+    assert!(report.faults.iter().any(|f| f.code == "channel.gap" && f.seq >= 6), "{:?}", report.faults);
+    assert!(report.faults.iter().all(|f| f.author == "610112" && f.seq >= 6), "{:?}", report.faults);
+}
+
+#[test]
 fn sled_tamper_is_named_by_author_and_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let store = sled_at(dir.path(), "610112", 1);

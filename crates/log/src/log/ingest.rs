@@ -3,6 +3,7 @@
 //! write in one batch; and the quarantine of what was refused.
 
 use super::*;
+use crate::check::{place, Place};
 
 impl<B: Backend> Log<B> {
     /// Sets bytes aside in quarantine with `reason` (e.g. an event whose
@@ -83,53 +84,57 @@ impl<B: Backend> Log<B> {
                                 Code::IdConflict,
                                 format!("event id {uuid} is already held with different content"),
                             )?,
-                            None if *ch <= head => quarantine(
-                                &mut ops,
-                                items[i],
-                                author_text,
-                                Code::ForkChannel,
-                                format!(
-                                    "fork: channel position {ch} from {} to {} already holds another event",
-                                    ev.envelope.author, self.shared.locality
-                                ),
-                            )?,
-                            None if *ch > head + 1 => Ingested::Gap {
-                                author: ev.author().unwrap_or(self.shared.locality),
-                                expected: head + 1,
-                                got: *ch,
-                            },
-                            None if ev.seq() <= max_seq => quarantine(
-                                &mut ops,
-                                items[i],
-                                author_text,
-                                Code::ForkSequence,
-                                format!(
-                                    "fork: author sequence {} is not after {max_seq}, already held from {}",
-                                    ev.seq(),
-                                    ev.envelope.author
-                                ),
-                            )?,
-                            None => {
-                                heads.insert(author, (*ch, ev.seq()));
-                                batch_ids.insert(id, ev.hash);
-                                stored.push((author, i));
-                                Ingested::Stored {
-                                    id: uuid,
+                            None => match (place(head, *ch), place(max_seq, ev.seq())) {
+                                (Place::Held, _) => quarantine(
+                                    &mut ops,
+                                    items[i],
+                                    author_text,
+                                    Code::ForkChannel,
+                                    format!(
+                                        "fork: channel position {ch} from {} to {} already holds another event",
+                                        ev.envelope.author, self.shared.locality
+                                    ),
+                                )?,
+                                (Place::Beyond, _) => Ingested::Gap {
                                     author: ev.author().unwrap_or(self.shared.locality),
-                                    seq: ev.seq(),
-                                    channel_seq: *ch,
-                                    recorded_at_us: ev
-                                        .envelope
-                                        .recorded_at
-                                        // Signed by the author but unchecked: saturate, never overflow.
-                                        .map(|t| {
-                                            t.seconds
-                                                .saturating_mul(1_000_000)
-                                                .saturating_add(i64::from(t.nanos / 1_000))
-                                        })
-                                        .unwrap_or(0),
+                                    expected: head + 1,
+                                    got: *ch,
+                                },
+                                // A foreign chain is partial here: any sequence after
+                                // the highest held is fine, one at or below it is not.
+                                (Place::Next, Place::Held) => quarantine(
+                                    &mut ops,
+                                    items[i],
+                                    author_text,
+                                    Code::ForkSequence,
+                                    format!(
+                                        "fork: author sequence {} is not after {max_seq}, already held from {}",
+                                        ev.seq(),
+                                        ev.envelope.author
+                                    ),
+                                )?,
+                                (Place::Next, _) => {
+                                    heads.insert(author, (*ch, ev.seq()));
+                                    batch_ids.insert(id, ev.hash);
+                                    stored.push((author, i));
+                                    Ingested::Stored {
+                                        id: uuid,
+                                        author: ev.author().unwrap_or(self.shared.locality),
+                                        seq: ev.seq(),
+                                        channel_seq: *ch,
+                                        recorded_at_us: ev
+                                            .envelope
+                                            .recorded_at
+                                            // Signed by the author but unchecked: saturate, never overflow.
+                                            .map(|t| {
+                                                t.seconds
+                                                    .saturating_mul(1_000_000)
+                                                    .saturating_add(i64::from(t.nanos / 1_000))
+                                            })
+                                            .unwrap_or(0),
+                                    }
                                 }
-                            }
+                            },
                         }
                     }
                 };

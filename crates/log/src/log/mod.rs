@@ -480,6 +480,7 @@ impl<B: Backend> Log<B> {
         report.faults.extend(d.problems.into_iter().map(|problem| crate::verify::Fault {
             author: "disclosures".into(),
             seq: 0,
+            code: "disclosure.chain",
             problem,
         }));
         Ok(report)
