@@ -469,6 +469,71 @@ async fn a_wiped_stream_is_repaired_from_the_authors() {
     c.stop().await;
 }
 
+/// With `consumer_state = "memory"` the node's own cursor is the record of
+/// what it has settled. A consumer whose state went back below the cursor
+/// (here: replaced by the admin with one that starts from the beginning, as a
+/// clustered consumer restarts when its server lost its memory) resumes from
+/// the cursor — not from the start of the stream, which would deliver every
+/// event again. A consumer that is gone altogether (a single server restarted
+/// under memory consumers) starts over from the stream: duplicates, no loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_lost_its_state_resumes_from_the_node_cursor() {
+    use yipan_sync::{inbox, subjects, ConsumerState};
+    let mut c = Cluster::start().await;
+    c.restart_node_with("411522", |cfg| cfg.sync.consumer_state = ConsumerState::Memory).await;
+    c.append("610112", (0..30).map(|n| at_residence("610112", n)).collect()).await;
+    c.converge(Duration::from_secs(30)).await;
+    let start = Instant::now();
+    while inbox::cursor(c.log("411522")).unwrap() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the idle inbox never wrote its cursor");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 1. The single server restarts: memory consumers are gone with it.
+    c.nats.restart().unwrap();
+    c.append("610112", (30..40).map(|n| at_residence("610112", n)).collect()).await;
+    c.converge(Duration::from_secs(60)).await;
+    let origin = c.log("411522");
+    assert_eq!(origin.channel_head(loc("610112"), loc("411522")).unwrap(), 40);
+    assert_eq!(origin.len(), 40, "no loss, no duplicate stored");
+    let start = Instant::now();
+    while inbox::cursor(c.log("411522")).unwrap() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the cursor was not counted again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 2. The node is away while its consumer is replaced by one that starts
+    //    from the beginning of the stream (ack floor 0, below the cursor).
+    c.stop_node("411522").await;
+    let admin = async_nats::jetstream::new(c.nats_as(Principal::Admin).await);
+    let stream = admin.get_stream_no_info(subjects::stream(41)).await.unwrap();
+    let name = subjects::consumer(loc("411522"));
+    stream.delete_consumer(&name).await.unwrap();
+    let reset = async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subject: subjects::inbox_filter(loc("411522")),
+        ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+        memory_storage: true,
+        ..Default::default()
+    };
+    let _: async_nats::jetstream::consumer::PullConsumer = stream.create_consumer(reset).await.unwrap();
+    c.append("610112", (40..45).map(|n| at_residence("610112", n)).collect()).await;
+    let mut cfg = c.config("411522");
+    cfg.sync.consumer_state = ConsumerState::Memory;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    c.nodes.insert("411522", Node::start(cfg, listener).await.unwrap());
+    c.converge(Duration::from_secs(60)).await;
+    let node = &c.nodes["411522"];
+    assert!(node.metrics.consumers_recreated.load(Ordering::Relaxed) >= 1, "re-created from the cursor");
+    // A re-send the node asked for may race the stream (a few duplicates); the
+    // reset consumer alone would deliver all 45 again.
+    let again = node.metrics.duplicates.load(Ordering::Relaxed);
+    assert!(again < 40, "the events before the cursor were delivered again ({again} duplicates)");
+    assert_eq!(c.log("411522").len(), 45);
+    assert!(c.log("411522").verify().unwrap().ok());
+    c.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_misaddressed_replayed_and_unknown_messages_are_quarantined_never_applied() {
     let c = Cluster::start().await;

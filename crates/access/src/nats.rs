@@ -88,6 +88,8 @@ impl Principal {
                         format!("$JS.API.DIRECT.GET.YIPAN_KEY_{pp}.yipan.v1.key.{pp}.{l}.>"),
                         format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
                         format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.yipan.v1.ev.{pp}.{l}.*"),
+                        // Its own consumer only: re-created from the node's cursor when its server lost it.
+                        format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}"),
                         format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
                         format!("$JS.ACK.{stream}.{consumer}.>"),
                         // Trust: publish its own key handovers, read every certificate.

@@ -4,8 +4,16 @@
 //! quarantine. An event beyond a gap is held, unacknowledged, until the
 //! missing positions arrive (from the stream or re-sent by the author); if the
 //! node stops meanwhile, JetStream redelivers it.
+//!
+//! The node keeps its own cursor: the stream sequence at or below which every
+//! message delivered to it is settled (stored, a duplicate, or in quarantine),
+//! written beside the log with each batch. The consumer's state on the server
+//! is then only a cache: a consumer whose server lost it (`consumer_state =
+//! "memory"`, a server restarted) is re-created from the cursor, so its state
+//! need not be written to disk — at thousands of consumers, each active one
+//! rewrites a state file ten times a second (docs/scale.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -18,10 +26,82 @@ use yipan_log::{Backend, Ingested, Log};
 
 use crate::metrics::SyncMetrics;
 use crate::repair::RepairState;
-use crate::{outbox, subjects, Error, Result, SyncConfig};
+use crate::{outbox, subjects, ConsumerState, Error, Result, SyncConfig};
 
 /// Events held beyond a gap: author → channel position → (bytes, message to ack).
 type Held = HashMap<u32, BTreeMap<u64, (Bytes, Message)>>;
+
+/// Name of the inbox cursor in the log's metadata (8 bytes, big-endian).
+pub const CURSOR: &str = "inbox.cursor";
+
+/// The node's inbox cursor (0: none yet).
+pub fn cursor<B: Backend>(log: &Log<B>) -> Result<u64> {
+    Ok(log.meta_get(CURSOR)?.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_be_bytes))
+}
+
+/// Stream sequences delivered and not yet settled, and the highest delivered:
+/// what the cursor is computed from.
+#[derive(Debug)]
+struct Settling {
+    open: BTreeSet<u64>,
+    highest: u64,
+    /// The cursor as last written.
+    written: u64,
+}
+
+impl Settling {
+    fn new(cursor: u64) -> Self {
+        Settling { open: BTreeSet::new(), highest: cursor, written: cursor }
+    }
+
+    fn delivered(&mut self, seq: u64) {
+        self.open.insert(seq);
+        self.highest = self.highest.max(seq);
+    }
+
+    fn settled(&mut self, msg: &Message) {
+        if let Ok(info) = msg.info() {
+            self.settled_seq(info.stream_sequence);
+        }
+    }
+
+    fn settled_seq(&mut self, seq: u64) {
+        self.open.remove(&seq);
+    }
+
+    /// Every delivered message at or below this is settled (never below what
+    /// was written: those were settled before).
+    fn current(&self) -> u64 {
+        self.open.first().map_or(self.highest, |s| s - 1).max(self.written)
+    }
+
+    fn moved(&self) -> bool {
+        self.current() > self.written
+    }
+
+    /// The cursor to write, if it moved.
+    fn advance(&mut self) -> Option<u64> {
+        let now = self.current();
+        (now > self.written).then(|| {
+            self.written = now;
+            now
+        })
+    }
+}
+
+/// How long the inbox waits idle before writing a cursor that moved.
+const CURSOR_IDLE: Duration = Duration::from_millis(500);
+
+/// Durably writes the cursor if it moved (idle, or stopping). A failure only
+/// means more redelivered duplicates after a restart: logged, not fatal.
+async fn persist_cursor<B: Backend>(log: &Arc<Log<B>>, settling: &mut Settling) {
+    let Some(c) = settling.advance() else { return };
+    let l = log.clone();
+    let written = tokio::task::spawn_blocking(move || l.meta_put(CURSOR, &c.to_be_bytes())).await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::warn!(locality = %log.locality(), cursor = c, "inbox cannot persist its cursor; more redeliveries after a restart");
+    }
+}
 
 /// Runs the consumer until `stop`, reconnecting after failures.
 pub(crate) async fn run<B: Backend>(
@@ -58,21 +138,13 @@ async fn consume<B: Backend>(
     let me = log.locality();
     let stream = outbox::ensure_stream(js, me.province(), cfg).await?;
     let name = subjects::consumer(me);
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            &name,
-            pull::Config {
-                durable_name: Some(name.clone()),
-                filter_subject: subjects::inbox_filter(me),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_ack_pending: 50_000,
-                num_replicas: cfg.consumer_replicas,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(Error::nats)?;
+    let stored_cursor = {
+        let l = log.clone();
+        tokio::task::spawn_blocking(move || cursor(&l))
+            .await
+            .map_err(|e| Error::Nats(format!("cursor task failed: {e}")))??
+    };
+    let (consumer, cursor) = open_consumer(log, &stream, &name, cfg, metrics, stored_cursor).await?;
     // Messages in memory per consumer are bounded by `fetch_batch`: up to two
     // batches pulled ahead and two queued. A host runs thousands of consumers,
     // so what one holds ahead is multiplied by thousands (before: up to 12 ×
@@ -95,11 +167,21 @@ async fn consume<B: Backend>(
     });
     let _abort = AbortOnDrop(receiver);
     let mut held: Held = HashMap::new();
-    tracing::info!(locality = %me, consumer = %name, "inbox consuming");
+    let mut settling = Settling::new(cursor);
+    tracing::info!(locality = %me, consumer = %name, cursor, "inbox consuming");
     loop {
         let first = tokio::select! {
-            _ = stop.changed() => return Ok(()),
+            _ = stop.changed() => {
+                persist_cursor(log, &mut settling).await;
+                return Ok(());
+            }
             m = rx.recv() => m,
+            // Idle with a cursor that moved since it was written: write it now
+            // (otherwise it would wait for the next batch).
+            _ = tokio::time::sleep(CURSOR_IDLE), if settling.moved() => {
+                persist_cursor(log, &mut settling).await;
+                continue;
+            }
         };
         let Some(first) = first else { return Err(Error::Nats("consumer stream ended".into())) };
         let mut msgs = vec![first?];
@@ -109,9 +191,86 @@ async fn consume<B: Backend>(
                 Err(_) => break,
             }
         }
+        for m in &msgs {
+            let Ok(info) = m.info() else { continue };
+            // A first delivery at or below the cursor: the consumer started
+            // again from an earlier position (its server lost its state).
+            if info.delivered == 1 && info.stream_sequence <= settling.written {
+                return Err(Error::Nats(format!(
+                    "consumer {name} delivered stream sequence {} again below the cursor {}; re-creating it",
+                    info.stream_sequence, settling.written
+                )));
+            }
+            settling.delivered(info.stream_sequence);
+        }
         SyncMetrics::add(&metrics.inbox_batches, 1);
-        process(log, metrics, repair, &mut held, msgs, &js.client()).await?;
+        // The cursor as of the previous batch is written with this one (durable with its flush).
+        let cursor = settling.advance();
+        process(log, metrics, repair, &mut held, &mut settling, cursor, msgs, &js.client()).await?;
     }
+}
+
+/// Opens the node's consumer, deciding where it starts:
+/// - none on the server (first start, a wiped JetStream store — which takes the
+///   consumers with the streams — or a single server restarted with memory
+///   state): created from the start of the stream, and the cursor starts
+///   again from 0, since it may count sequences of a stream that is gone;
+/// - one whose ack floor is behind the cursor (its server lost its state: a
+///   clustered consumer outlives its state in the meta layer; or acks never
+///   reached it), or kept in another storage than configured: deleted and
+///   created again to start at cursor + 1 (from the start with no cursor yet);
+/// - otherwise: used as it is.
+///
+/// Returns the consumer and the cursor to count from.
+async fn open_consumer<B: Backend>(
+    log: &Arc<Log<B>>,
+    stream: &jetstream::stream::Stream<()>,
+    name: &str,
+    cfg: &SyncConfig,
+    metrics: &SyncMetrics,
+    cursor: u64,
+) -> Result<(jetstream::consumer::PullConsumer, u64)> {
+    let me = log.locality();
+    let config = |cursor: u64| pull::Config {
+        durable_name: Some(name.to_string()),
+        filter_subject: subjects::inbox_filter(me),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_ack_pending: 50_000,
+        num_replicas: cfg.consumer_replicas,
+        memory_storage: cfg.consumer_state == ConsumerState::Memory,
+        deliver_policy: match cursor {
+            0 => jetstream::consumer::DeliverPolicy::All,
+            c => jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: c + 1 },
+        },
+        ..Default::default()
+    };
+    let info = match stream.consumer_info(name).await {
+        Ok(info) => info,
+        Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => {
+            if cursor > 0 {
+                tracing::info!(locality = %me, consumer = %name, cursor, "inbox consumer missing; created from the start of the stream");
+                let l = log.clone();
+                tokio::task::spawn_blocking(move || l.meta_put(CURSOR, &0u64.to_be_bytes()))
+                    .await
+                    .map_err(|e| Error::Nats(format!("cursor task failed: {e}")))??;
+            }
+            let consumer = stream.create_consumer(config(0)).await.map_err(Error::nats)?;
+            return Ok((consumer, 0));
+        }
+        Err(e) => return Err(Error::nats(e)),
+    };
+    let memory = cfg.consumer_state == ConsumerState::Memory;
+    let floor = info.ack_floor.stream_sequence;
+    if floor < cursor || info.config.memory_storage != memory {
+        tracing::info!(locality = %me, consumer = %name, floor, cursor, "inbox consumer re-created from the node's cursor");
+        SyncMetrics::add(&metrics.consumers_recreated, 1);
+        stream.delete_consumer(name).await.map_err(Error::nats)?;
+        let consumer = stream.create_consumer(config(cursor)).await.map_err(Error::nats)?;
+        return Ok((consumer, cursor));
+    }
+    let consumer = stream.get_consumer(name).await.map_err(Error::nats)?;
+    Ok((consumer, cursor))
 }
 
 /// Aborts the receiver task when the consumer loop ends.
@@ -124,11 +283,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// Verifies and stores a batch, acks what is durable, holds gaps.
+#[allow(clippy::too_many_arguments)]
 async fn process<B: Backend>(
     log: &Arc<Log<B>>,
     metrics: &SyncMetrics,
     repair: &RepairState,
     held: &mut Held,
+    settling: &mut Settling,
+    cursor: Option<u64>,
     msgs: Vec<Message>,
     client: &async_nats::Client,
 ) -> Result<()> {
@@ -140,7 +302,7 @@ async fn process<B: Backend>(
     for m in &msgs {
         payloads.push(crate::seal::open(client, log.locality(), m.payload.clone(), &mut keys).await?);
     }
-    let outcomes = ingest(log, payloads.clone()).await?;
+    let outcomes = ingest_with(log, payloads.clone(), cursor).await?;
     for ((msg, outcome), payload) in msgs.into_iter().zip(outcomes).zip(payloads) {
         match outcome {
             Ingested::Gap { author, got, .. } => {
@@ -148,14 +310,19 @@ async fn process<B: Backend>(
                 repair.want(author.as_u32(), got.saturating_sub(1));
                 held.entry(author.as_u32()).or_default().insert(got, (payload, msg));
             }
-            other => settle(log, metrics, msg, other).await?,
+            other => settle(log, metrics, settling, msg, other).await?,
         }
     }
-    release_held(log, metrics, held).await
+    release_held(log, metrics, settling, held).await
 }
 
 /// Stores held events whose predecessors have arrived, and acks them.
-async fn release_held<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, held: &mut Held) -> Result<()> {
+async fn release_held<B: Backend>(
+    log: &Arc<Log<B>>,
+    metrics: &SyncMetrics,
+    settling: &mut Settling,
+    held: &mut Held,
+) -> Result<()> {
     let me = log.locality();
     let authors: Vec<u32> = held.keys().copied().collect();
     for author in authors {
@@ -171,6 +338,7 @@ async fn release_held<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, held
                 let (_, (_, msg)) = entry.remove_entry();
                 SyncMetrics::add(&metrics.duplicates, 1);
                 msg.ack().await.map_err(Error::nats)?;
+                settling.settled(&msg);
             }
             let mut run: Vec<(Bytes, Message)> = Vec::new();
             let mut next = head + 1;
@@ -194,7 +362,7 @@ async fn release_held<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, held
                     }
                     other => {
                         pending |= matches!(other, Ingested::Pending { .. });
-                        settle(log, metrics, msg, other).await?;
+                        settle(log, metrics, settling, msg, other).await?;
                     }
                 }
             }
@@ -215,7 +383,13 @@ pub const PENDING_DELIVERIES: i64 = 60;
 /// author's key has not arrived; after [`PENDING_DELIVERIES`] it is set
 /// aside in quarantine (its channel is then repaired from the author once
 /// the key is known).
-async fn settle<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, msg: Message, outcome: Ingested) -> Result<()> {
+async fn settle<B: Backend>(
+    log: &Arc<Log<B>>,
+    metrics: &SyncMetrics,
+    settling: &mut Settling,
+    msg: Message,
+    outcome: Ingested,
+) -> Result<()> {
     if let Ingested::Pending { author, reason } = &outcome {
         // Waiting is for the author's own messages only: one that claims another
         // author than its subject names is set aside at once (no redelivery to abuse).
@@ -228,7 +402,9 @@ async fn settle<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, msg: Messa
                 .await
                 .map_err(|e| Error::Nats(format!("quarantine task failed: {e}")))??;
             SyncMetrics::add(&metrics.quarantined, 1);
-            return msg.ack().await.map_err(Error::nats);
+            msg.ack().await.map_err(Error::nats)?;
+            settling.settled(&msg);
+            return Ok(());
         }
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
         if delivered < PENDING_DELIVERIES {
@@ -244,10 +420,14 @@ async fn settle<B: Backend>(log: &Arc<Log<B>>, metrics: &SyncMetrics, msg: Messa
             .await
             .map_err(|e| Error::Nats(format!("quarantine task failed: {e}")))??;
         SyncMetrics::add(&metrics.quarantined, 1);
-        return msg.ack().await.map_err(Error::nats);
+        msg.ack().await.map_err(Error::nats)?;
+        settling.settled(&msg);
+        return Ok(());
     }
     account(metrics, &outcome);
-    msg.ack().await.map_err(Error::nats)
+    msg.ack().await.map_err(Error::nats)?;
+    settling.settled(&msg);
+    Ok(())
 }
 
 /// Counts an outcome and records the lag of stored events.
@@ -276,12 +456,51 @@ fn account(metrics: &SyncMetrics, outcome: &Ingested) {
 
 /// Runs `ingest_batch` on the blocking pool (it flushes and uses all cores).
 pub(crate) async fn ingest<B: Backend>(log: &Arc<Log<B>>, payloads: Vec<Bytes>) -> Result<Vec<Ingested>> {
+    ingest_with(log, payloads, None).await
+}
+
+/// [`ingest`], writing the inbox cursor first so that the batch's flush makes it durable.
+async fn ingest_with<B: Backend>(
+    log: &Arc<Log<B>>,
+    payloads: Vec<Bytes>,
+    cursor: Option<u64>,
+) -> Result<Vec<Ingested>> {
     let log = log.clone();
     tokio::task::spawn_blocking(move || {
+        if let Some(c) = cursor {
+            log.meta_put_lazy(CURSOR, &c.to_be_bytes())?;
+        }
         let refs: Vec<&[u8]> = payloads.iter().map(|b| b.as_ref()).collect();
         log.ingest_batch(&refs)
     })
     .await
     .map_err(|e| Error::Nats(format!("ingest task failed: {e}")))?
     .map_err(Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settling;
+
+    #[test]
+    fn the_cursor_stays_below_every_unsettled_message_and_never_goes_back() {
+        let mut s = Settling::new(10);
+        assert_eq!(s.advance(), None, "nothing delivered: the cursor read at start");
+        for seq in [12, 15, 17] {
+            s.delivered(seq);
+        }
+        assert_eq!(s.current(), 11, "12 is open");
+        s.settled_seq(12);
+        s.settled_seq(17);
+        assert_eq!(s.advance(), Some(14), "15 is still open (held beyond a gap, or waiting for a key)");
+        assert!(!s.moved());
+        s.settled_seq(15);
+        assert!(s.moved());
+        assert_eq!(s.advance(), Some(17));
+        // A redelivery of one settled before (its ack was lost) does not take it back.
+        s.delivered(13);
+        assert_eq!(s.current(), 17);
+        s.settled_seq(13);
+        assert_eq!(s.advance(), None);
+    }
 }

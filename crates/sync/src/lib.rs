@@ -94,6 +94,28 @@ pub struct SyncConfig {
     /// per cluster while idle (docs/scale.md), an R1 consumer nothing until
     /// its server is lost, and then only a pause until that server is back.
     pub consumer_replicas: usize,
+    /// Where the server keeps each inbox consumer's state: `file` (the
+    /// default, as JetStream does) or `memory`. The node's own cursor
+    /// (`inbox.cursor`, written with each batch) is the record either way; a
+    /// clustered consumer whose server lost its state is re-created from it.
+    /// On file, every active consumer rewrites a state file up to ten times a
+    /// second — at thousands of consumers the largest part of a server's work
+    /// (measured: docs/scale.md) — so hosts on a JetStream cluster take
+    /// `memory`. On a single server, a restart drops memory consumers
+    /// altogether and each node then reads its inbox again from the start of
+    /// the stream (duplicates only): keep `file` there.
+    pub consumer_state: ConsumerState,
+}
+
+/// Where the server keeps an inbox consumer's state ([`SyncConfig::consumer_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumerState {
+    /// In a file on the server (as JetStream does by default).
+    #[default]
+    File,
+    /// In the server's memory; re-created from the node's cursor when lost.
+    Memory,
 }
 
 impl Default for SyncConfig {
@@ -118,6 +140,7 @@ impl Default for SyncConfig {
             stream_cluster_prefix: None,
             stream_clusters: Default::default(),
             consumer_replicas: 0,
+            consumer_state: ConsumerState::File,
         }
     }
 }

@@ -326,6 +326,9 @@ pub async fn run(opts: Options) -> Result<Summary> {
         cfg.cache_mib = 256;
         cfg.sync.stream_clusters = placement.clone();
         cfg.sync.consumer_replicas = 1;
+        // Consumer state in the servers' memory, the tenants' cursors the record:
+        // on file each active consumer rewrites a state file ten times a second.
+        cfg.sync.consumer_state = yipan_sync::ConsumerState::Memory;
         cfg.sync.head_interval_ms = 5_000;
         cfg.sync.repair_grace_ms = 5_000;
         // Per tenant at most 4 × 64 messages pulled ahead and 128 own events read per

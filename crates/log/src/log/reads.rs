@@ -259,6 +259,13 @@ impl<B: Backend> Log<B> {
     pub fn meta_put(&self, name: &str, value: &[u8]) -> Result<()> {
         self.shared.backend.commit(vec![(meta_key(name), Some(value.to_vec()))])
     }
+
+    /// Stores a named node setting, durable with the next flush of the log
+    /// (for values that may go back to an earlier one in a crash without
+    /// harm, such as the inbox cursor).
+    pub fn meta_put_lazy(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.shared.backend.apply(vec![(meta_key(name), Some(value.to_vec()))])
+    }
 }
 
 pub(super) fn decode_at(author: u32, seq: u64, bytes: &[u8]) -> Result<StoredEvent> {
