@@ -210,7 +210,7 @@ impl<B: Backend> Log<B> {
         let mut h = n.to_be_bytes().to_vec();
         h.extend_from_slice(&prev);
         ops.push((HEAD.to_vec(), Some(h)));
-        if let Err(e) = backend.commit(ops) {
+        if let Err(e) = self.commit(ops) {
             // The batch may or may not be on disk: read the head again next time.
             *head = None;
             return Err(e);

@@ -244,7 +244,7 @@ impl<B: Backend> Log<B> {
             }
         }
         if !ops.is_empty() {
-            self.backend().commit(ops)?;
+            self.commit(ops)?;
         }
         self.erasure_epoch().fetch_add(1, Ordering::AcqRel);
         Ok(out)
@@ -317,7 +317,7 @@ impl<B: Backend> Log<B> {
             out.push(keys);
         }
         if !ops.is_empty() {
-            self.backend().commit(ops)?;
+            self.commit(ops)?;
         }
         Ok(out)
     }

@@ -242,7 +242,7 @@ pub(super) struct Unsigned {
 pub(super) fn sequencer<B: Backend>(
     shared: Arc<Shared<B>>,
     rx: mpsc::Receiver<Box<Job>>,
-    wtx: mpsc::SyncSender<WriteGroup>,
+    wtx: mpsc::SyncSender<Write>,
     mut state: SeqState,
 ) {
     while let Ok(first) = rx.recv() {
@@ -277,7 +277,7 @@ pub(super) fn sequencer<B: Backend>(
             replies.push((job.reply, result));
         }
         let events = sign_batches(&shared.locality.to_string(), unsigned);
-        if wtx.send(WriteGroup { events, head: (state.seq, state.hash), replies }).is_err() {
+        if wtx.send(Write::Own(WriteGroup { events, head: (state.seq, state.hash), replies })).is_err() {
             return;
         }
     }
@@ -412,12 +412,22 @@ pub(super) fn sequence_job<B: Backend>(
     Ok(appended)
 }
 
-pub(super) fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<WriteGroup>) {
+/// The writer thread: every write of an open log goes through here. What is
+/// waiting when it wakes — own events from the sequencer, received events,
+/// quarantine, metadata, roster, disclosures, erasures — becomes one sled
+/// batch and one flush (group commit across all writers).
+pub(super) fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<Write>) {
     let me = shared.locality.as_u32();
     while let Ok(first) = rx.recv() {
-        let mut groups = vec![first];
-        while let Ok(g) = rx.try_recv() {
-            groups.push(g);
+        let mut groups = Vec::new();
+        let mut others: Vec<(Vec<Op>, mpsc::SyncSender<Result<()>>)> = Vec::new();
+        let mut take = |w: Write| match w {
+            Write::Own(g) => groups.push(g),
+            Write::Ops { ops, reply } => others.push((ops, reply)),
+        };
+        take(first);
+        while let Ok(w) = rx.try_recv() {
+            take(w);
         }
         let head = groups.last().map(|g| g.head).unwrap_or((0, [0u8; 32]));
         let mut events: Vec<Signed> = Vec::new();
@@ -426,12 +436,17 @@ pub(super) fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<Writ
             events.extend(g.events);
             replies.extend(g.replies);
         }
+        let other_ops: Vec<Op> = others.iter_mut().flat_map(|(ops, _)| std::mem::take(ops)).collect();
         let result = if shared.poisoned.load(Ordering::Acquire) {
             Err(Error::Poisoned)
         } else if events.is_empty() {
-            Ok(())
+            if other_ops.is_empty() {
+                Ok(())
+            } else {
+                shared.backend.commit(other_ops)
+            }
         } else {
-            let mut ops: Vec<Op> = Vec::with_capacity(events.len() / segment::MAX_ENTRIES + 2);
+            let mut ops: Vec<Op> = Vec::with_capacity(events.len() / segment::MAX_ENTRIES + 2 + other_ops.len());
             for chunk in events.chunks(segment::MAX_ENTRIES) {
                 let entries: Vec<Entry<'_>> =
                     chunk.iter().map(|e| Entry { seq: e.seq, digest: e.digest, bytes: &e.bytes }).collect();
@@ -447,6 +462,7 @@ pub(super) fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<Writ
             let mut h = head.0.to_be_bytes().to_vec();
             h.extend_from_slice(&head.1);
             ops.push((layout::META_HEAD.to_vec(), Some(h)));
+            ops.extend(other_ops);
             shared.backend.commit(ops)
         };
         match result {
@@ -465,13 +481,19 @@ pub(super) fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<Writ
                 for (reply, r) in replies {
                     let _ = reply.send(r);
                 }
+                for (_, reply) in others {
+                    let _ = reply.send(Ok(()));
+                }
             }
             Err(e) => {
                 shared.poisoned.store(true, Ordering::Release);
-                tracing::error!(error = %e, "append batch failed to write; log poisoned until reopened");
+                tracing::error!(error = %e, "a group commit failed to write; log poisoned until reopened");
                 let msg = e.to_string();
                 for (reply, r) in replies {
                     let _ = reply.send(r.and(Err(Error::Storage(msg.clone()))));
+                }
+                for (_, reply) in others {
+                    let _ = reply.send(Err(Error::Storage(msg.clone())));
                 }
             }
         }

@@ -14,7 +14,7 @@ impl<B: Backend> Log<B> {
         let mut bounds = lock(&self.shared.ingest_lock);
         let mut next = bounds.clone();
         next.admit(&mut ops, &meta_key(crate::quarantine::EVICTED));
-        self.shared.backend.commit(ops)?;
+        self.shared.commit(ops)?;
         *bounds = next;
         Ok(())
     }
@@ -179,7 +179,7 @@ impl<B: Backend> Log<B> {
             next
         });
         if !ops.is_empty() {
-            self.shared.backend.commit(ops)?;
+            self.shared.commit(ops)?;
         }
         if let Some(next) = next {
             *bounds = next;

@@ -257,7 +257,7 @@ impl<B: Backend> Log<B> {
 
     /// Durably stores a named node setting.
     pub fn meta_put(&self, name: &str, value: &[u8]) -> Result<()> {
-        self.shared.backend.commit(vec![(meta_key(name), Some(value.to_vec()))])
+        self.shared.commit(vec![(meta_key(name), Some(value.to_vec()))])
     }
 
     /// Stores a named node setting, durable with the next flush of the log

@@ -163,7 +163,7 @@ impl<B: Backend> Log<B> {
                 (layout::trust_key(n).to_vec(), Some(value))
             })
             .collect();
-        self.shared.backend.commit(ops).inspect_err(|e| {
+        self.shared.commit(ops).inspect_err(|e| {
             self.shared.poisoned.store(true, Ordering::Release);
             tracing::error!(error = %e, "trust records failed to write; log poisoned until reopened");
         })
