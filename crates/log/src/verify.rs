@@ -13,7 +13,6 @@ use crate::error::Result;
 use crate::event::StoredEvent;
 use crate::layout;
 use crate::reason::Code;
-use crate::segment;
 
 /// One problem found by [`run`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -200,8 +199,8 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
         true
     };
     let mut segment_faults: Vec<Fault> = Vec::new();
-    backend.for_each(&[layout::SEGMENT], &[layout::SEGMENT + 1], &mut |k, v| {
-        let Some((author, last)) = layout::parse_segment_key(k) else {
+    crate::log::each_segment(backend, &[layout::SEGMENT], &[layout::SEGMENT + 1], |k, at, entries| {
+        let Some((author, last)) = at else {
             segment_faults.push(Fault {
                 author: "?".into(),
                 seq: 0,
@@ -210,7 +209,7 @@ pub fn run<B: Backend>(backend: &B, me: Locality, trust: &TrustState) -> Result<
             });
             return true;
         };
-        match segment::decode(v) {
+        match entries {
             Err(problem) => segment_faults.push(Fault {
                 author: author.to_string(),
                 seq: last,

@@ -58,6 +58,7 @@ mod reads;
 mod roster;
 
 use append::*;
+pub(crate) use reads::each_segment;
 use reads::*;
 use roster::*;
 

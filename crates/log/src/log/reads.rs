@@ -297,9 +297,22 @@ pub(crate) enum Damaged {
     Skip,
 }
 
-/// The one walk over stored events behind every bulk read and the index
-/// rebuild at open: calls `f(author, entry)` for each event of the segments
-/// keyed in `start..end`, in (author, seq) order, until `f` returns false.
+/// The one walk over stored segments behind every scan (bulk reads, the
+/// index rebuild at open, `verify`): calls `f(key, segment)` for each segment
+/// keyed in `start..end`, in (author, seq) order, with its author and last
+/// sequence (`None` for a key that is not a segment key) and its decoded
+/// entries (or why they cannot be decoded), until `f` returns false.
+pub(crate) fn each_segment<B: Backend>(
+    backend: &B,
+    start: &[u8],
+    end: &[u8],
+    mut f: impl FnMut(&[u8], Option<(u32, u64)>, std::result::Result<Vec<Entry<'_>>, String>) -> bool,
+) -> Result<()> {
+    backend.for_each(start, end, &mut |k, v| f(k, layout::parse_segment_key(k), segment::decode(v)))
+}
+
+/// Every stored event of the segments keyed in `start..end`: calls
+/// `f(author, entry)` in (author, seq) order until `f` returns false.
 pub(crate) fn each_stored<B: Backend>(
     backend: &B,
     start: &[u8],
@@ -308,9 +321,9 @@ pub(crate) fn each_stored<B: Backend>(
     mut f: impl FnMut(u32, Entry<'_>) -> bool,
 ) -> Result<()> {
     let mut failure = None;
-    backend.for_each(start, end, &mut |k, v| {
-        let Some((author, last)) = layout::parse_segment_key(k) else { return true };
-        match segment::decode(v) {
+    each_segment(backend, start, end, |_, at, entries| {
+        let Some((author, last)) = at else { return true };
+        match entries {
             Ok(entries) => entries.into_iter().all(|e| f(author, e)),
             Err(_) if damaged == Damaged::Skip => true,
             Err(problem) => {
