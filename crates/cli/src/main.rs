@@ -654,6 +654,13 @@ enum Format {
     Table,
 }
 
+/// jemalloc instead of glibc's allocator (`--features jemalloc`): glibc's
+/// `_int_malloc` was ~12% of the machine's CPU hosting the whole country
+/// (docs/scale.md).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
