@@ -75,6 +75,12 @@ async fn start_nodes(deployment: &Deployment, base: &std::path::Path, urls: [&st
         cfg.sync.head_refresh_ms = 1_500;
         cfg.sync.repair_grace_ms = 300;
         cfg.sync.trust_poll_ms = 200;
+        // Consumer state in the servers' memory (deploy/host/host.toml), replicated like the
+        // stream (R3), the node's cursor the record. (With R1 consumers a node whose consumer
+        // sits on the killed server receives nothing until that server is back — the
+        // documented price of R1 — so this test, which expects progress during the loss,
+        // keeps R3.)
+        cfg.sync.consumer_state = yipan_sync::ConsumerState::Memory;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         nodes.push(Node::start(cfg, listener).await.unwrap());
     }
