@@ -196,7 +196,11 @@ impl Chains {
             }
         };
         if let Some(b) = &self.before {
-            if b.author == author && b.seq + 1 == seq && !b.versions.is_empty() && !b.versions.contains(&prev) {
+            if b.author == author
+                && b.seq.checked_add(1) == Some(seq)
+                && !b.versions.is_empty()
+                && !b.versions.contains(&prev)
+            {
                 out.push(Finding::ChainLink { author, seq });
             }
         }
@@ -215,7 +219,7 @@ impl Chains {
     fn advance(&mut self, author: u32, seq: u64, whole: bool, out: &mut Vec<Finding>) {
         if whole {
             let expected = match &self.here {
-                Some(h) if h.author == author => h.seq + 1,
+                Some(h) if h.author == author => h.seq.saturating_add(1),
                 _ => 1,
             };
             if seq > expected {
@@ -370,6 +374,21 @@ mod tests {
         assert!(out.is_empty(), "{out:?}");
         c.push(9, 4, h(4), h(0xee), true, &mut out);
         assert_eq!(out, [Finding::ChainLink { author: 9, seq: 4 }]);
+    }
+
+    #[test]
+    fn signed_extreme_sequences_never_overflow() {
+        let (mut c, mut out) = (Chains::default(), Vec::new());
+        c.push(7, u64::MAX - 1, h(1), h(0), true, &mut out);
+        c.push(7, u64::MAX, h(2), h(9), true, &mut out);
+        c.push(7, u64::MAX, h(3), h(9), true, &mut out);
+        c.push(8, u64::MAX, h(4), h(9), false, &mut out);
+        let codes: Vec<_> = out.iter().map(|f| f.code()).collect();
+        assert_eq!(codes, ["chain.missing", "chain.link", "fork.sequence", "chain.link"], "{out:?}");
+        let (mut ch, mut out) = (Channels::default(), Vec::new());
+        ch.push(1, 2, u64::MAX, 5, h(1), &mut out);
+        ch.push(1, 2, u64::MAX, 6, h(2), &mut out);
+        assert_eq!(out.iter().map(|f| f.code()).collect::<Vec<_>>(), ["channel.gap", "fork.channel"]);
     }
 
     #[test]
