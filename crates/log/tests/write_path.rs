@@ -61,7 +61,14 @@ fn concurrent_writers_share_group_commits_and_nothing_is_lost() {
     let (commits, _) = store.commit_stats();
     let writes = 200 + 200 + 200 + 50;
     eprintln!("{} group commits for {writes} writes", commits - commits_before);
-    assert!(commits - commits_before <= writes, "one commit at most per write");
+    // Four writers each wait for their own commit, so whenever the writer is
+    // flushing the others queue behind it: over 650 writes some must share
+    // (measured: 377–406 commits); one commit per write would mean none did.
+    // Each thread's writes are sequential, so the busiest needs 200 commits.
+    // (That settings and quarantine go through the writer at all is shown by
+    // the next test: refused once the log failed.)
+    assert!(commits - commits_before < writes, "no group commit was shared");
+    assert!(commits - commits_before >= 200, "a thread's sequential writes shared a commit");
     assert_eq!(store.len(), 400);
     assert_eq!(store.channel_head(loc("411522"), loc("610112")).unwrap(), 200);
     assert_eq!(store.meta_get("test.counter").unwrap(), Some(199u64.to_be_bytes().to_vec()));
