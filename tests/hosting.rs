@@ -56,6 +56,33 @@ struct Env {
 }
 
 impl Env {
+    /// A secured nats-server with the province streams of 61 and 41, and the
+    /// credentials of 610112, 610113, 610115 and 411522.
+    async fn create() -> Env {
+        let base = tempfile::tempdir().unwrap();
+        let codes = ["610112", "610113", "610115", "411522"];
+        let localities: Vec<Locality> = codes.iter().map(|c| loc(c)).collect();
+        let deployment = Deployment::create(&base.path().join("secrets"), &localities, &[]).unwrap();
+        let secure = deployment.nats_server();
+        let nats = tokio::task::spawn_blocking(move || NatsServer::start_secure(secure)).await.unwrap().unwrap();
+        deployment.provision(&nats.url(), &[61, 41]).await.unwrap();
+        Env { base, deployment, nats }
+    }
+
+    /// Starts `code` as a node of its own, certified; returns it and its data directory.
+    async fn start_node(&self, code: &str) -> (Node, PathBuf) {
+        let dir = self.base.path().join(code);
+        yipan_node::datadir::init(&dir, loc(code), Some(SECRET)).unwrap();
+        self.deployment.certify(loc(code), code, &dir).unwrap();
+        self.deployment.publish_trust(&self.nats.url()).await.unwrap();
+        let mut cfg = self.deployment.node_config(loc(code), dir.clone(), &self.nats.url()).unwrap();
+        cfg.sync.head_interval_ms = 300;
+        cfg.sync.head_refresh_ms = 1_500;
+        cfg.sync.repair_grace_ms = 300;
+        cfg.sync.trust_poll_ms = 200;
+        (Node::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap(), dir)
+    }
+
     fn host_dir(&self) -> PathBuf {
         self.base.path().join("host")
     }
@@ -89,30 +116,14 @@ impl Env {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_serves_many_localities_each_isolated_and_adds_one_while_running() {
-    let base = tempfile::tempdir().unwrap();
-    let codes = ["610112", "610113", "610115", "411522"];
-    let localities: Vec<Locality> = codes.iter().map(|c| loc(c)).collect();
-    let deployment = Deployment::create(&base.path().join("secrets"), &localities, &[]).unwrap();
-    let secure = deployment.nats_server();
-    let nats = tokio::task::spawn_blocking(move || NatsServer::start_secure(secure)).await.unwrap().unwrap();
-    deployment.provision(&nats.url(), &[61, 41]).await.unwrap();
-    let env = Env { base, deployment, nats };
+    let env = Env::create().await;
 
     // A host with two tenants, and 411522 as a node of its own.
     host::init(&env.host_dir()).unwrap();
     assert!(host::init(&env.host_dir()).unwrap_err().to_string().contains("already a host directory"));
     env.prepare_tenant("610112").await;
     env.prepare_tenant("610113").await;
-    let node_dir = env.base.path().join("411522");
-    yipan_node::datadir::init(&node_dir, loc("411522"), Some(SECRET)).unwrap();
-    env.deployment.certify(loc("411522"), "411522", &node_dir).unwrap();
-    env.deployment.publish_trust(&env.nats.url()).await.unwrap();
-    let mut node_cfg = env.deployment.node_config(loc("411522"), node_dir.clone(), &env.nats.url()).unwrap();
-    node_cfg.sync.head_interval_ms = 300;
-    node_cfg.sync.head_refresh_ms = 1_500;
-    node_cfg.sync.repair_grace_ms = 300;
-    node_cfg.sync.trust_poll_ms = 200;
-    let node = Node::start(node_cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    let (node, node_dir) = env.start_node("411522").await;
     let host = env.start_host().await;
     assert_eq!(host.tenants(), vec![loc("610112"), loc("610113")]);
     let (t12, t13) = (host.log(loc("610112")).unwrap(), host.log(loc("610113")).unwrap());
@@ -322,4 +333,116 @@ fn a_host_configuration_is_secure_or_says_why_not() {
     let shipped = host::HostConfig::load(&shipped).unwrap();
     shipped.check().expect("the shipped example is secure");
     assert!(shipped.sync.nats_url.contains(','), "the example connects to its province cluster");
+}
+
+/// The consumers of the event stream of `province`, by name (read as the admin).
+async fn consumers(env: &Env, province: u8) -> Vec<String> {
+    use futures::StreamExt;
+    let principal = yipan_access::nats::Principal::Admin;
+    let cfg = env.deployment.sync_config(principal, &env.nats.url()).unwrap();
+    let client = yipan_sync::connect_options(&cfg, principal).unwrap().connect(env.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream(format!("YIPAN_EV_{province:02}")).await.unwrap();
+    let mut names: Vec<String> = stream.consumer_names().map(|n| n.unwrap()).collect().await;
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_serving_a_whole_province_reads_it_through_one_consumer() {
+    let env = Env::create().await;
+    host::init(&env.host_dir()).unwrap();
+    env.prepare_tenant("610112").await;
+    env.prepare_tenant("610113").await;
+    let (node, node_dir) = env.start_node("411522").await;
+    let node_clerk = env.client(node.addr, &node_dir, Role::Clerk);
+    let send = |residence: &'static str, n: u32| {
+        let c = node_clerk.clone();
+        async move {
+            let certificate =
+                event("CertificateIssued", "411522", residence, n, r#"{"certificateRef":"HN-GS-2026-0001"}"#);
+            let (status, reply) = call(&c, "POST", "/v1/events", Some(&certificate)).await;
+            assert_eq!(status, 200, "{reply}");
+        }
+    };
+    // Sent before anyone in 61 reads: to a tenant, to one prepared later, to one never hosted here.
+    send("610112", 1).await;
+    for n in 2..5 {
+        send("610115", n).await;
+    }
+    send("610116", 5).await;
+    until("the node published them", Duration::from_secs(30), || {
+        node.metrics.outbox_pending.load(std::sync::atomic::Ordering::Relaxed) == 0
+            && node.log.channel_head(loc("411522"), loc("610115")).unwrap() == 3
+    })
+    .await;
+
+    let start = |env: &Env| {
+        let mut cfg = env.deployment.host_config(env.host_dir(), &env.nats.url()).unwrap();
+        cfg.inbox_provinces = vec!["61".into()];
+        cfg.sync.head_interval_ms = 300;
+        cfg.sync.repair_grace_ms = 300;
+        cfg.sync.trust_poll_ms = 200;
+        async move { Host::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap() }
+    };
+    let host = start(&env).await;
+    let inbox = |host: &Host| host.inboxes().into_iter().next().unwrap();
+    // First start: no tenant is covered yet; each reads its own address once, then the province's consumer covers it.
+    until("both tenants are covered", Duration::from_secs(30), || inbox(&host).members == 2).await;
+    let t12 = host.log(loc("610112")).unwrap();
+    until("610112 holds what was sent before", Duration::from_secs(30), || {
+        t12.channel_head(loc("411522"), loc("610112")).unwrap() == 1
+    })
+    .await;
+    send("610113", 6).await;
+    send("610112", 7).await;
+    let t13 = host.log(loc("610113")).unwrap();
+    until("new events arrive through the province's consumer", Duration::from_secs(30), || {
+        t12.channel_head(loc("411522"), loc("610112")).unwrap() == 2
+            && t13.channel_head(loc("411522"), loc("610113")).unwrap() == 1
+    })
+    .await;
+    until("what no tenant here is for is counted", Duration::from_secs(30), || inbox(&host).unrouted == 4).await;
+    let status = inbox(&host);
+    assert_eq!((status.consumer.as_str(), status.catching_up), ("inbox-61", 0), "{status:?}");
+    assert_eq!(consumers(&env, 61).await, vec!["inbox-61".to_string()], "the tenants' own consumers are gone");
+
+    // A tenant added while the host runs reads what was sent to it before, then joins.
+    env.prepare_tenant("610115").await;
+    host.start_tenant(loc("610115")).await.unwrap();
+    let t15 = host.log(loc("610115")).unwrap();
+    until("the new tenant caught up and is covered", Duration::from_secs(30), || {
+        t15.channel_head(loc("411522"), loc("610115")).unwrap() == 3 && inbox(&host).members == 3
+    })
+    .await;
+    send("610115", 8).await;
+    until("and receives through the province's consumer", Duration::from_secs(30), || {
+        t15.channel_head(loc("411522"), loc("610115")).unwrap() == 4
+    })
+    .await;
+    assert_eq!(consumers(&env, 61).await, vec!["inbox-61".to_string()]);
+    assert_eq!((t12.len(), t13.len(), t15.len()), (2, 1, 4), "each holds its own, once");
+
+    // A restart: every tenant is covered at once (no catching up), and events go on.
+    drop((t12, t13, t15));
+    host.stop().await.unwrap();
+    send("610113", 9).await;
+    let host = start(&env).await;
+    let status = inbox(&host);
+    assert_eq!((status.members, status.catching_up), (3, 0), "{status:?}");
+    let t13 = host.log(loc("610113")).unwrap();
+    until("what was sent while the host was down arrives", Duration::from_secs(30), || {
+        t13.channel_head(loc("411522"), loc("610113")).unwrap() == 2
+    })
+    .await;
+    assert_eq!(consumers(&env, 61).await, vec!["inbox-61".to_string()]);
+    for (code, events) in [("610112", 2), ("610113", 2), ("610115", 4)] {
+        let log = host.log(loc(code)).unwrap();
+        assert_eq!(log.len(), events, "{code}");
+        assert!(log.verify().unwrap().ok(), "{code}");
+        assert!(log.quarantine().unwrap().is_empty(), "{code}");
+    }
+    drop(t13);
+    host.stop().await.unwrap();
+    node.stop().await.unwrap();
 }

@@ -439,6 +439,9 @@ async fn one_stolen_locality_credential_reaches_only_that_locality() {
         "$JS.API.CONSUMER.CREATE.YIPAN_EV_61.node-610112.yipan.v1.ev.61.>",
         "$JS.API.CONSUMER.DELETE.YIPAN_EV_41.node-411522",
         "$JS.API.CONSUMER.DURABLE.CREATE.YIPAN_EV_61.node-610112",
+        // The shared inbox of a host serving the whole province is not a locality's.
+        "$JS.API.CONSUMER.CREATE.YIPAN_EV_61.inbox-61.yipan.v1.ev.61.>",
+        "$JS.API.CONSUMER.MSG.NEXT.YIPAN_EV_61.inbox-61",
     ];
     // All at once: a denied request is never answered, so each waits out its timeout.
     let answers =
@@ -522,6 +525,46 @@ async fn one_stolen_locality_credential_reaches_only_that_locality() {
         let _sub = down.subscribe(subject).await.unwrap();
         down.flush().await.unwrap();
         violation(&down_errors, subject).await;
+    }
+
+    // A stolen province inbox credential (a host's shared consumer) reads its
+    // province through its one consumer, and does nothing else.
+    let (inbox, inbox_errors) = env.nats_as(Principal::Inbox(61)).await;
+    let ok = serde_json::json!({
+        "stream_name": "YIPAN_EV_61",
+        "config": {"durable_name": "inbox-61", "name": "inbox-61", "filter_subject": "yipan.v1.ev.61.>", "ack_policy": "explicit"}
+    });
+    let reply = inbox
+        .request("$JS.API.CONSUMER.CREATE.YIPAN_EV_61.inbox-61.yipan.v1.ev.61.>", ok.to_string().into())
+        .await
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(reply.get("error").is_none(), "its own consumer: {reply}");
+    inbox.publish("yipan.v1.ev.61.610112.411522", "x".into()).await.unwrap();
+    inbox.flush().await.unwrap();
+    violation(&inbox_errors, "yipan.v1.ev.61.610112.411522").await;
+    for subject in ["yipan.v1.ev.61.>", "yipan.v1.head.61.610112.*", "_INBOX_locality_610112.>"] {
+        let _sub = inbox.subscribe(subject).await.unwrap();
+        inbox.flush().await.unwrap();
+        violation(&inbox_errors, subject).await;
+    }
+    let api = [
+        "$JS.API.CONSUMER.CREATE.YIPAN_EV_41.inbox-61.yipan.v1.ev.41.>",
+        "$JS.API.CONSUMER.CREATE.YIPAN_EV_61.node-610112.yipan.v1.ev.61.610112.*",
+        "$JS.API.CONSUMER.CREATE.YIPAN_EV_61.inbox-62.yipan.v1.ev.61.>",
+        "$JS.API.CONSUMER.DELETE.YIPAN_EV_61.node-610112",
+        "$JS.API.STREAM.MSG.GET.YIPAN_EV_61",
+        "$JS.API.DIRECT.GET.YIPAN_KEY_61.yipan.v1.key.61.610112.411522.k",
+        "$JS.API.STREAM.PURGE.YIPAN_EV_61",
+    ];
+    let answers =
+        futures::future::join_all(api.iter().map(|subject| {
+            tokio::time::timeout(Duration::from_secs(3), inbox.request(subject.to_string(), "{}".into()))
+        }))
+        .await;
+    for (subject, answer) in api.iter().zip(answers) {
+        assert!(!matches!(answer, Ok(Ok(_))), "{subject} answered");
+        violation(&inbox_errors, subject).await;
     }
     for (_, n) in env.nodes {
         n.stop().await.unwrap();

@@ -7,6 +7,7 @@
 //! | user | publishes | subscribes |
 //! | --- | --- | --- |
 //! | locality `L` (province `pp`) | its own events `yipan.v1.ev.*.*.L`, its data keys `yipan.v1.key.*.*.L.*` (and direct reads of the keys addressed to it, `$JS.API.DIRECT.GET.YIPAN_KEY_pp.yipan.v1.key.pp.L.>`), heads `yipan.v1.head.*.*.L`, repair answers `yipan.v1.repaired.*.*.L`, repair requests for its own channels `yipan.v1.repair.*.L`, its downstream feed `yipan.v1.down.pp.L.>`, its own consumer's JetStream API (create pinned to its own filter, info, next, ack), its key handovers `yipan.v1.trust.pp.rotation.L`, info and message reads of `YIPAN_TRUST` | heads and repair answers to it, repair requests to it, its private inbox `_INBOX_locality_L.>` |
+//! | province inbox `pp` (`inbox-pp`: a host serving every locality of the province) | its own consumer's JetStream API on `YIPAN_EV_pp` (create pinned to the province's subjects, info, delete, next, ack) | its inbox |
 //! | downstream `L`/role | its own consumer's JetStream API on `YIPAN_DOWN_pp` | `yipan.v1.down.pp.L.<role>.>`, `yipan.v1.down.pp.L.views.>`, its inbox |
 //! | auditor | stream names, info and message reads of the event streams `YIPAN_EV_<pp>` and of `YIPAN_TRUST` | its inbox |
 //! | authority `pp` (`00`: the root) | its statements `yipan.v1.trust.pp.statement` | its inbox |
@@ -33,6 +34,9 @@ pub enum Principal {
     Locality(Locality),
     /// A downstream system of a locality, with its role.
     Downstream(Locality, Audience),
+    /// The shared inbox of a host serving every locality of a province
+    /// (two-digit code): reads what is addressed to any of them.
+    Inbox(u8),
     /// An auditor reading the event streams.
     Auditor,
     /// The publisher of a trust authority: a province (two-digit code) or, as `0`, the national root.
@@ -58,6 +62,7 @@ impl Principal {
         match self {
             Principal::Locality(l) => format!("locality-{l}"),
             Principal::Downstream(l, a) => format!("down-{l}-{a}"),
+            Principal::Inbox(p) => format!("inbox-{p:02}"),
             Principal::Auditor => "auditor".into(),
             Principal::Authority(p) => format!("authority-{p:02}"),
             Principal::Admin => "admin".into(),
@@ -121,6 +126,23 @@ impl Principal {
                         format!("yipan.v1.down.{pp}.{l}.views.>"),
                         inbox,
                     ],
+                    allow_responses: false,
+                }
+            }
+            Principal::Inbox(p) => {
+                // One consumer, named after the user, reading the province's
+                // stream; it opens nothing else (sealed tiers are opened with
+                // each tenant's own credentials).
+                let (stream, consumer) = (format!("YIPAN_EV_{p:02}"), format!("inbox-{p:02}"));
+                Permissions {
+                    publish: vec![
+                        format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+                        format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.yipan.v1.ev.{p:02}.>"),
+                        format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}"),
+                        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+                        format!("$JS.ACK.{stream}.{consumer}.>"),
+                    ],
+                    subscribe: vec![inbox],
                     allow_responses: false,
                 }
             }

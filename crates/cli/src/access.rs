@@ -128,7 +128,7 @@ fn localities(list: &str) -> Result<Vec<Locality>> {
 }
 
 /// `yipan nats users`: NKey seeds and the server's authorization block.
-pub fn nats_users(list: &str, downstream: &[String], out: &Path) -> Result<ExitCode> {
+pub fn nats_users(list: &str, downstream: &[String], inbox_provinces: &str, out: &Path) -> Result<ExitCode> {
     let mut principals: Vec<Principal> = localities(list)?.into_iter().map(Principal::Locality).collect();
     let mut seen = std::collections::HashSet::new();
     for d in downstream {
@@ -141,6 +141,7 @@ pub fn nats_users(list: &str, downstream: &[String], out: &Path) -> Result<ExitC
     // The publisher of each province's trust authority (docs/trust.md).
     let provinces: std::collections::BTreeSet<u8> = localities(list)?.iter().map(|l| l.province()).collect();
     principals.extend(provinces.into_iter().map(Principal::Authority));
+    principals.extend(province_codes(inbox_provinces, "--inbox-provinces")?.into_iter().map(Principal::Inbox));
     // nats-server refuses a config that lists one key twice.
     principals.retain(|p| seen.insert(*p));
     let keys = out.join("nkeys");
@@ -154,6 +155,22 @@ pub fn nats_users(list: &str, downstream: &[String], out: &Path) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// Province codes of a comma-separated list (`61,41`): each one of the 31
+/// provinces (or `00`, never a province here).
+fn province_codes(list: &str, flag: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for p in list.split(',').filter(|s| !s.trim().is_empty()) {
+        let n: u8 = p
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| yipan_core::locality::PROVINCES.iter().any(|(c, _)| c == n))
+            .ok_or_else(|| anyhow!("{flag}: `{}` is not the 2-digit code of a province", yipan_core::clip(p)))?;
+        out.push(n);
+    }
+    Ok(out)
+}
+
 /// `yipan nats provision`: the admin creates the event and downstream streams.
 pub fn nats_provision(
     url: &str,
@@ -163,14 +180,7 @@ pub fn nats_provision(
     provinces: &str,
     localities_list: &str,
 ) -> Result<ExitCode> {
-    let mut list: Vec<u8> = Vec::new();
-    for p in provinces.split(',').filter(|s| !s.trim().is_empty()) {
-        let n: u8 = p
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("--provinces: `{}` is not a 2-digit province code", yipan_core::clip(p)))?;
-        list.push(n);
-    }
+    let mut list = province_codes(provinces, "--provinces")?;
     list.extend(localities(localities_list)?.iter().map(|l| l.province()));
     list.sort();
     list.dedup();

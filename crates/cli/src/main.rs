@@ -411,6 +411,11 @@ enum NatsAction {
         /// Downstream users, `LOCALITY:ROLE` (statistics, health, public_security, full), repeatable.
         #[arg(long)]
         downstream: Vec<String>,
+        /// Provinces (two-digit codes, comma-separated) whose every locality one
+        /// host serves: a user `inbox-<pp>` each, for that host's shared
+        /// inbox (`inbox_provinces` in host.toml).
+        #[arg(long, default_value = "")]
+        inbox_provinces: String,
         #[arg(long)]
         out: PathBuf,
     },
@@ -522,6 +527,10 @@ enum SimAction {
         /// Do not kill a server of each cluster mid-run.
         #[arg(long)]
         no_kill: bool,
+        /// One inbox consumer per tenant instead of one per province and
+        /// hosting process (to compare the two).
+        #[arg(long)]
+        tenant_consumers: bool,
         /// Share of arrivals carrying the identity tier (each a sealed tier with a data key).
         #[arg(long, default_value_t = 0.1)]
         tiers: f64,
@@ -730,8 +739,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             TokenAction::List { format } => access::token_list(&dir, tokens.as_deref(), format == Format::Json),
             TokenAction::Revoke { id } => access::token_revoke(&dir, tokens.as_deref(), &id),
         },
-        Command::Nats { action: NatsAction::Users { localities, downstream, out } } => {
-            access::nats_users(&localities, &downstream, &out)
+        Command::Nats { action: NatsAction::Users { localities, downstream, inbox_provinces, out } } => {
+            access::nats_users(&localities, &downstream, &inbox_provinces, &out)
         }
         Command::Nats {
             action: NatsAction::Provision { nats, nkey, replicas, cluster_prefix, provinces, localities },
@@ -1142,7 +1151,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Sim {
             action:
-                SimAction::National { persons, per_province, workers, clusters, servers, no_kill, tiers, seed, batch, out },
+                SimAction::National {
+                    persons,
+                    per_province,
+                    workers,
+                    clusters,
+                    servers,
+                    no_kill,
+                    tenant_consumers,
+                    tiers,
+                    seed,
+                    batch,
+                    out,
+                },
         } => {
             let opts = sim::Options {
                 persons,
@@ -1151,6 +1172,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 clusters: clusters.max(1),
                 servers: servers.max(1),
                 kill: !no_kill,
+                shared_inbox: !tenant_consumers,
                 tiers: tiers.clamp(0.0, 1.0),
                 seed,
                 batch: batch.max(1),

@@ -179,6 +179,13 @@ impl SharedSled {
         Ok(SledBackend { db: self.db.clone(), tree, event_feed: 1 << 11, flusher: self.flusher.clone() })
     }
 
+    /// The host's own tree (`host`): what belongs to no tenant, such as the
+    /// cursors of the consumers it shares between its tenants.
+    pub fn host(&self) -> Result<SledBackend> {
+        let tree = self.db.open_tree("host")?;
+        Ok(SledBackend { db: self.db.clone(), tree, event_feed: 1 << 11, flusher: self.flusher.clone() })
+    }
+
     /// The tenants that have a tree.
     pub fn tenants(&self) -> Vec<String> {
         self.db

@@ -46,7 +46,8 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use yipan_access::{Caller, Role};
 use yipan_core::Locality;
-use yipan_log::{SharedSled, SledStore};
+use yipan_log::{Backend, SharedSled, SledBackend, SledStore};
+use yipan_sync::province::{ProvinceInbox, ProvinceStatus};
 use yipan_sync::SyncConfig;
 
 use crate::api::error;
@@ -108,6 +109,14 @@ pub struct HostConfig {
     /// Whom to trust.
     #[serde(default)]
     pub trust: TrustConfig,
+    /// Provinces (two-digit codes) whose every locality this host serves:
+    /// their tenants share one inbox consumer per province (`inbox-<pp>`,
+    /// read with the NKey `<nats_nkey_dir>/inbox-<pp>.nk`) instead of one
+    /// each — at thousands of tenants the servers' and the host's largest
+    /// cost (docs/scale.md). Only the host that runs a province's localities
+    /// may hold that user. Tenants of other provinces keep their own.
+    #[serde(default)]
+    pub inbox_provinces: Vec<String>,
     /// Replication settings shared by every tenant (`nats_nkey_file` stays
     /// unset: each tenant connects with its own NKey).
     #[serde(default)]
@@ -246,12 +255,45 @@ impl HostConfig {
                 }
             }
         }
+        self.inbox_provinces()?;
         // A tenant's settings with a placeholder locality: TLS, anchor, NATS CA, NKey directory.
         let probe = self.tenant(Locality::parse("110101").map_err(|p| Error::Config(p.to_string()))?);
         probe.check().map_err(|e| match e {
             Error::Config(m) => Error::Config(m.replace("[sync] nats_nkey_file", "nats_nkey_dir")),
             other => other,
         })
+    }
+
+    /// The provinces of [`HostConfig::inbox_provinces`], checked.
+    pub fn inbox_provinces(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for p in &self.inbox_provinces {
+            let n = p
+                .parse::<u8>()
+                .ok()
+                .filter(|n| p.len() == 2 && yipan_core::locality::PROVINCES.iter().any(|(c, _)| c == n))
+                .ok_or_else(|| {
+                    Error::Config(format!("inbox_provinces: `{}` is not the code of a province", yipan_core::clip(p)))
+                })?;
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        if !out.is_empty() && self.nats_nkey_dir.is_none() && !self.insecure {
+            return Err(Error::Config(
+                "inbox_provinces needs nats_nkey_dir (the province's NKey is <nats_nkey_dir>/inbox-<pp>.nk)".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Replication settings of the shared inbox of `province`: the host's, connecting as `inbox-<pp>`.
+    fn inbox_sync(&self, province: u8) -> SyncConfig {
+        let nats_nkey_file = self
+            .nats_nkey_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.nk", yipan_access::nats::Principal::Inbox(province).name())));
+        SyncConfig { nats_nkey_file, ..self.sync.clone() }
     }
 
     fn tokens_path(&self) -> PathBuf {
@@ -280,6 +322,10 @@ struct Inner {
     trust_stop: watch::Sender<bool>,
     /// Tenants that did not start, with why.
     failed: std::sync::Mutex<BTreeMap<Locality, String>>,
+    /// The shared inbox of each province whose localities this host serves.
+    inboxes: BTreeMap<u8, Arc<ProvinceInbox<SledBackend>>>,
+    inbox_tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    inbox_stop: watch::Sender<bool>,
 }
 
 /// A running host.
@@ -329,6 +375,8 @@ impl Host {
             .await
             .map_err(|source| Error::Task { what: "opening the host store", source })??;
         let auth = Auth::new(&cfg.tokens_path(), cfg.http.certificate_roles())?;
+        let own: Arc<dyn Backend> = Arc::new(store.host()?);
+        let inboxes = cfg.inbox_provinces()?.into_iter().map(|p| (p, ProvinceInbox::new(p, own.clone()))).collect();
         let addr =
             listener.local_addr().map_err(|e| Error::Config(format!("the HTTP listener has no address: {e}")))?;
         let inner = Arc::new(Inner {
@@ -342,6 +390,9 @@ impl Host {
             trust_task: std::sync::Mutex::new(None),
             trust_stop: watch::channel(false).0,
             failed: Default::default(),
+            inboxes,
+            inbox_tasks: Default::default(),
+            inbox_stop: watch::channel(false).0,
         });
         // A tenant that cannot start (its NKey not there yet, say) is reported
         // in `/host/tenants` and started later on request; the others run.
@@ -350,6 +401,14 @@ impl Host {
                 tracing::error!(%locality, error = %e, "tenant not started");
                 inner.failed.lock().unwrap_or_else(|p| p.into_inner()).insert(locality, e.to_string());
             }
+        }
+        // Every tenant running now has joined its province's inbox: start the consumers.
+        for (p, inbox) in &inner.inboxes {
+            let sync = inner.cfg.inbox_sync(*p);
+            let principal = yipan_access::nats::Principal::Inbox(*p);
+            let client = yipan_sync::connect(&sync, &format!("yipan-host-{}", principal.name()), principal).await?;
+            let task = tokio::spawn(inbox.clone().run(client, sync, inner.inbox_stop.subscribe()));
+            inner.inbox_tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
         }
         let (stop, stopped) = watch::channel(false);
         let router = router(inner.clone());
@@ -361,6 +420,10 @@ impl Host {
                     let _ = stopped.wait_for(|s| *s).await;
                 })
                 .await;
+                // The shared inboxes first: a tenant stops after the last message handed to it.
+                let _ = inner.inbox_stop.send(true);
+                let tasks = std::mem::take(&mut *inner.inbox_tasks.lock().unwrap_or_else(|p| p.into_inner()));
+                futures::future::join_all(tasks).await;
                 let tenants = std::mem::take(&mut *inner.tenants.write().unwrap_or_else(|p| p.into_inner()));
                 futures::future::join_all(tenants.into_values().map(|t| t.service.stop())).await;
                 let _ = inner.trust_stop.send(true);
@@ -388,6 +451,11 @@ impl Host {
     /// The tenants running, in code order.
     pub fn tenants(&self) -> Vec<Locality> {
         self.inner.tenants()
+    }
+
+    /// The shared inbox of each province this host serves whole.
+    pub fn inboxes(&self) -> Vec<ProvinceStatus> {
+        self.inner.inboxes.values().map(|i| i.status()).collect()
     }
 
     /// The log of tenant `locality`, if it runs here.
@@ -470,7 +538,11 @@ impl Inner {
                 format!("holds locality {} but is the directory of tenant {locality}", opened.locality),
             ));
         }
-        let service = Service::start_with(&cfg, opened, Some(self.trust.clone())).await?;
+        let shared = yipan_sync::Shared {
+            feed: Some(self.trust.clone()),
+            inbox: self.inboxes.get(&locality.province()).cloned(),
+        };
+        let service = Service::start_with(&cfg, opened, shared).await?;
         // Every tenant's connection can read the trust stream (public to every
         // locality): the feed reads through the first that works.
         self.trust.add_source(async_nats::jetstream::new(service.client()));
@@ -554,7 +626,8 @@ async fn list(State(h): State<Arc<Inner>>, req: Request) -> Response {
     if let Err(r) = h.admit(&req, &[Role::Admin, Role::Auditor, Role::Monitor]) {
         return *r;
     }
-    Json(json!({ "tenants": h.status() })).into_response()
+    let inboxes: Vec<ProvinceStatus> = h.inboxes.values().map(|i| i.status()).collect();
+    Json(json!({ "tenants": h.status(), "inboxes": inboxes })).into_response()
 }
 
 #[derive(Deserialize)]

@@ -46,6 +46,8 @@ impl Deployment {
         principals.extend(downstream.iter().map(|(l, a)| Principal::Downstream(*l, *a)));
         principals.extend([Principal::Auditor, Principal::Admin, Principal::Authority(0)]);
         principals.extend(provinces.iter().map(|p| Principal::Authority(*p)));
+        // A host serving a whole province reads it through one shared inbox.
+        principals.extend(provinces.iter().map(|p| Principal::Inbox(*p)));
         let keys = dir.join("nkeys");
         let users = principals
             .into_iter()
@@ -184,6 +186,7 @@ impl Deployment {
             listen: node.listen,
             nats_nkey_dir: self.seed(any)?.parent().map(Path::to_path_buf),
             cache_mib: 64,
+            inbox_provinces: Vec::new(),
             calendar: None,
             views_interval_s: node.views_interval_s,
             insecure: false,

@@ -40,14 +40,15 @@ impl Service {
     /// `[sync]` credentials, token file and client certificates are this
     /// locality's own). `cfg` must have passed [`NodeConfig::check`].
     pub async fn start(cfg: &NodeConfig, opened: DataDir) -> Result<Service> {
-        Self::start_with(cfg, opened, None).await
+        Self::start_with(cfg, opened, Default::default()).await
     }
 
-    /// [`Service::start`] with trust records from a host's shared feed.
+    /// [`Service::start`] with what a host shares between its tenants
+    /// (trust records, its province's inbox consumer).
     pub async fn start_with(
         cfg: &NodeConfig,
         opened: DataDir,
-        feed: Option<Arc<yipan_sync::trust::TrustFeed>>,
+        shared: yipan_sync::Shared<yipan_log::SledBackend>,
     ) -> Result<Service> {
         let auth = Arc::new(auth::Auth::new(&cfg.tokens_path(), cfg.http.certificate_roles())?);
         let calendar = views::load_calendar(cfg.calendar.as_deref())?;
@@ -60,7 +61,7 @@ impl Service {
             yipan_access::nats::Principal::Locality(locality),
         )
         .await?;
-        let sync = Replication::start_with(log.clone(), client.clone(), cfg.sync.clone(), feed);
+        let sync = Replication::start_with(log.clone(), client.clone(), cfg.sync.clone(), shared);
         let metrics = sync.metrics();
         let views: views::Views = Default::default();
         let (views_stop, views_stopped) = watch::channel(false);

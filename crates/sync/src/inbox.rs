@@ -1,19 +1,30 @@
-//! The inbox: one durable pull consumer per node, filtered to its own address.
+//! The inbox: a durable pull consumer on the recipient province's stream.
 //! Messages are verified and stored in batches (one flush per batch) and
 //! acknowledged only after their event is durably in the log — or durably in
 //! quarantine. An event beyond a gap is held, unacknowledged, until the
 //! missing positions arrive (from the stream or re-sent by the author); if the
 //! node stops meanwhile, JetStream redelivers it.
 //!
-//! The node keeps its own cursor: the stream sequence at or below which every
-//! message delivered to it is settled (stored, a duplicate, or in quarantine),
-//! written beside the log with each batch. The consumer's state on the server
-//! is then only a cache: a consumer whose server lost it (`consumer_state =
-//! "memory"`, a server restarted) is re-created from the cursor, so its state
-//! need not be written to disk — at thousands of consumers, each active one
-//! rewrites a state file ten times a second (docs/scale.md).
+//! Two shapes share this code ([`consume`] drives a consumer, a [`Sink`]
+//! takes its batches):
+//! - a node (and by default each tenant of a host) reads its own address
+//!   through its own consumer `node-<code>` ([`run`], one [`Recipient`]);
+//! - a host that serves every locality of a province reads the province's
+//!   stream through one consumer `inbox-<pp>` and hands each message to the
+//!   tenant its subject names ([`crate::province::ProvinceInbox`]): one
+//!   consumer per province instead of one per locality (docs/scale.md).
+//!
+//! Each consumer keeps its own cursor: the stream sequence at or below which
+//! every message delivered to it is settled (stored, a duplicate, or in
+//! quarantine), written beside the log with each batch. The consumer's state
+//! on the server is then only a cache: a consumer whose server lost it
+//! (`consumer_state = "memory"`, a server restarted) is re-created from the
+//! cursor, so its state need not be written to disk — at thousands of
+//! consumers, each active one rewrites a state file ten times a second
+//! (docs/scale.md).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -39,10 +50,40 @@ pub fn cursor<B: Backend>(log: &Log<B>) -> Result<u64> {
     Ok(log.meta_get(CURSOR)?.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_be_bytes))
 }
 
+/// Where a consumer's cursor is kept: a node's log, or a host's own tree.
+pub(crate) trait CursorStore: Send + Sync + 'static {
+    /// The cursor (0: none yet).
+    fn get(&self) -> Result<u64>;
+    /// Writes it durably now.
+    fn put(&self, c: u64) -> Result<()>;
+    /// Writes it, durable with the next commit of the same storage.
+    fn put_lazy(&self, c: u64) -> Result<()>;
+}
+
+impl<B: Backend> CursorStore for Log<B> {
+    fn get(&self) -> Result<u64> {
+        cursor(self)
+    }
+    fn put(&self, c: u64) -> Result<()> {
+        Ok(self.meta_put(CURSOR, &c.to_be_bytes())?)
+    }
+    fn put_lazy(&self, c: u64) -> Result<()> {
+        Ok(self.meta_put_lazy(CURSOR, &c.to_be_bytes())?)
+    }
+}
+
+/// Runs `f` on the blocking pool (sled writes wait for an fsync).
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Nats(format!("{what} task failed: {e}")))?
+}
+
 /// Stream sequences delivered and not yet settled, and the highest delivered:
 /// what the cursor is computed from.
 #[derive(Debug)]
-struct Settling {
+pub(crate) struct Settling {
     open: BTreeSet<u64>,
     highest: u64,
     /// The cursor as last written.
@@ -57,12 +98,6 @@ impl Settling {
     fn delivered(&mut self, seq: u64) {
         self.open.insert(seq);
         self.highest = self.highest.max(seq);
-    }
-
-    fn settled(&mut self, msg: &Message) {
-        if let Ok(info) = msg.info() {
-            self.settled_seq(info.stream_sequence);
-        }
     }
 
     fn settled_seq(&mut self, seq: u64) {
@@ -94,16 +129,43 @@ const CURSOR_IDLE: Duration = Duration::from_millis(500);
 
 /// Durably writes the cursor if it moved (idle, or stopping). A failure only
 /// means more redelivered duplicates after a restart: logged, not fatal.
-async fn persist_cursor<B: Backend>(log: &Arc<Log<B>>, settling: &mut Settling) {
+async fn persist_cursor(store: &Arc<dyn CursorStore>, settling: &mut Settling, who: &str) {
     let Some(c) = settling.advance() else { return };
-    let l = log.clone();
-    let written = tokio::task::spawn_blocking(move || l.meta_put(CURSOR, &c.to_be_bytes())).await;
-    if !matches!(written, Ok(Ok(()))) {
-        tracing::warn!(locality = %log.locality(), cursor = c, "inbox cannot persist its cursor; more redeliveries after a restart");
+    let s = store.clone();
+    if blocking("cursor", move || s.put(c)).await.is_err() {
+        tracing::warn!(consumer = %who, cursor = c, "inbox cannot persist its cursor; more redeliveries after a restart");
     }
 }
 
-/// Runs the consumer until `stop`, reconnecting after failures.
+/// What takes a consumer's batches.
+pub(crate) trait Sink: Send {
+    /// Verifies and stores `msgs`, acks what is settled and returns the
+    /// stream sequences settled (now, or earlier messages released by
+    /// these). `cursor`, if set, is the consumer's cursor as of the previous
+    /// batch, to be written with this one's flush.
+    fn batch(&mut self, msgs: Vec<Message>, cursor: Option<u64>) -> impl Future<Output = Result<Vec<u64>>> + Send;
+}
+
+/// One durable consumer: its stream, name and filter.
+pub(crate) struct ConsumerSpec {
+    /// The province whose stream it reads.
+    pub province: u8,
+    /// Its durable name.
+    pub name: String,
+    /// Its filter subject.
+    pub filter: String,
+}
+
+/// Why [`consume`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// `stop` fired.
+    Stopped,
+    /// Asked to end once drained: nothing pending and everything settled.
+    Drained,
+}
+
+/// Runs a node's own consumer until `stop`, reconnecting after failures.
 pub(crate) async fn run<B: Backend>(
     log: Arc<Log<B>>,
     js: jetstream::Context,
@@ -112,45 +174,78 @@ pub(crate) async fn run<B: Backend>(
     repair: Arc<RepairState>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match consume(&log, &js, &cfg, &metrics, &repair, &mut stop).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(locality = %log.locality(), error = %e, "inbox consumer failed; restarting");
-                if crate::sleep_or_stop(backoff, &mut stop).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+    let mut recipient = Recipient::new(log, metrics, repair, js.client());
+    let mut backoff = Backoff::default();
+    while let Err(e) = own(&js, &cfg, &mut recipient, &mut stop, false).await {
+        if backoff.failed(&e, &mut stop).await {
+            return;
         }
     }
 }
 
-async fn consume<B: Backend>(
-    log: &Arc<Log<B>>,
+/// Waits between a consumer's failed attempts: 100 ms doubling to 5 s.
+pub(crate) struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    /// Logs the failure and waits; true if `stop` fired meanwhile.
+    pub(crate) async fn failed(&mut self, e: &Error, stop: &mut watch::Receiver<bool>) -> bool {
+        tracing::warn!(error = %e, "inbox consumer failed; restarting");
+        let stopped = crate::sleep_or_stop(self.0, stop).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        stopped
+    }
+}
+
+/// One run of a locality's own consumer `node-<code>`.
+pub(crate) async fn own<B: Backend>(
     js: &jetstream::Context,
     cfg: &SyncConfig,
-    metrics: &Arc<SyncMetrics>,
-    repair: &Arc<RepairState>,
+    recipient: &mut Recipient<B>,
     stop: &mut watch::Receiver<bool>,
-) -> Result<()> {
-    let me = log.locality();
-    let stream = outbox::ensure_stream(js, me.province(), cfg).await?;
-    let name = subjects::consumer(me);
+    until_drained: bool,
+) -> Result<Ended> {
+    let me = recipient.log.locality();
+    let spec =
+        ConsumerSpec { province: me.province(), name: subjects::consumer(me), filter: subjects::inbox_filter(me) };
+    let store: Arc<dyn CursorStore> = recipient.log.clone();
+    let metrics = recipient.metrics.clone();
+    consume(js, cfg, &spec, &store, &metrics, stop, recipient, until_drained).await
+}
+
+/// Drives one consumer: opens it from its cursor, hands its batches to
+/// `sink`, advances and writes the cursor. Returns when `stop` fires, or —
+/// with `until_drained` — once the consumer has nothing pending and every
+/// message it delivered is settled.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn consume<S: Sink>(
+    js: &jetstream::Context,
+    cfg: &SyncConfig,
+    spec: &ConsumerSpec,
+    store: &Arc<dyn CursorStore>,
+    metrics: &SyncMetrics,
+    stop: &mut watch::Receiver<bool>,
+    sink: &mut S,
+    until_drained: bool,
+) -> Result<Ended> {
+    let stream = outbox::ensure_stream(js, spec.province, cfg).await?;
     let stored_cursor = {
-        let l = log.clone();
-        tokio::task::spawn_blocking(move || cursor(&l))
-            .await
-            .map_err(|e| Error::Nats(format!("cursor task failed: {e}")))??
+        let s = store.clone();
+        blocking("cursor", move || s.get()).await?
     };
-    let (consumer, cursor) = open_consumer(log, &stream, &name, cfg, metrics, stored_cursor).await?;
+    let (consumer, cursor) = open_consumer(&stream, spec, cfg, metrics, store, stored_cursor).await?;
+    let name = &spec.name;
     // Messages in memory per consumer are bounded by `fetch_batch`: up to two
-    // batches pulled ahead and two queued. A host runs thousands of consumers,
-    // so what one holds ahead is multiplied by thousands (before: up to 12 ×
-    // 512 per tenant, ~9 GB at ~1.5 KB a message for 2,854 tenants with a
-    // backlog), and every delivered, unacknowledged message is also state the
-    // server keeps per consumer.
+    // batches pulled ahead and two queued. A host of per-locality consumers
+    // runs thousands, so what one holds ahead is multiplied by thousands
+    // (before: up to 12 × 512 per tenant, ~9 GB at ~1.5 KB a message for
+    // 2,854 tenants with a backlog), and every delivered, unacknowledged
+    // message is also state the server keeps per consumer.
     let mut messages =
         consumer.stream().max_messages_per_batch(cfg.fetch_batch * 2).messages().await.map_err(Error::nats)?;
     // A receiver task queues messages while the previous batch is being
@@ -166,20 +261,26 @@ async fn consume<B: Backend>(
         let _ = tx.send(Err(Error::Nats("consumer stream ended".into()))).await;
     });
     let _abort = AbortOnDrop(receiver);
-    let mut held: Held = HashMap::new();
     let mut settling = Settling::new(cursor);
-    tracing::info!(locality = %me, consumer = %name, cursor, "inbox consuming");
+    tracing::info!(consumer = %name, cursor, "inbox consuming");
     loop {
         let first = tokio::select! {
             _ = stop.changed() => {
-                persist_cursor(log, &mut settling).await;
-                return Ok(());
+                persist_cursor(store, &mut settling, name).await;
+                return Ok(Ended::Stopped);
             }
             m = rx.recv() => m,
             // Idle with a cursor that moved since it was written: write it now
-            // (otherwise it would wait for the next batch).
-            _ = tokio::time::sleep(CURSOR_IDLE), if settling.moved() => {
-                persist_cursor(log, &mut settling).await;
+            // (otherwise it would wait for the next batch). Catching up: see
+            // whether everything is read.
+            _ = tokio::time::sleep(CURSOR_IDLE), if settling.moved() || until_drained => {
+                persist_cursor(store, &mut settling, name).await;
+                if until_drained && settling.open.is_empty() {
+                    let info = consumer.get_info().await.map_err(Error::nats)?;
+                    if info.num_pending == 0 && info.num_ack_pending == 0 {
+                        return Ok(Ended::Drained);
+                    }
+                }
                 continue;
             }
         };
@@ -206,11 +307,13 @@ async fn consume<B: Backend>(
         SyncMetrics::add(&metrics.inbox_batches, 1);
         // The cursor as of the previous batch is written with this one (durable with its flush).
         let cursor = settling.advance();
-        process(log, metrics, repair, &mut held, &mut settling, cursor, msgs, &js.client()).await?;
+        for seq in sink.batch(msgs, cursor).await? {
+            settling.settled_seq(seq);
+        }
     }
 }
 
-/// Opens the node's consumer, deciding where it starts:
+/// Opens a consumer, deciding where it starts:
 /// - none on the server (first start, a wiped JetStream store — which takes the
 ///   consumers with the streams — or a single server restarted with memory
 ///   state): created from the start of the stream, and the cursor starts
@@ -222,18 +325,18 @@ async fn consume<B: Backend>(
 /// - otherwise: used as it is.
 ///
 /// Returns the consumer and the cursor to count from.
-async fn open_consumer<B: Backend>(
-    log: &Arc<Log<B>>,
+async fn open_consumer(
     stream: &jetstream::stream::Stream<()>,
-    name: &str,
+    spec: &ConsumerSpec,
     cfg: &SyncConfig,
     metrics: &SyncMetrics,
+    store: &Arc<dyn CursorStore>,
     cursor: u64,
 ) -> Result<(jetstream::consumer::PullConsumer, u64)> {
-    let me = log.locality();
+    let name = spec.name.as_str();
     let config = |cursor: u64| pull::Config {
         durable_name: Some(name.to_string()),
-        filter_subject: subjects::inbox_filter(me),
+        filter_subject: spec.filter.clone(),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
         max_ack_pending: 50_000,
@@ -249,11 +352,9 @@ async fn open_consumer<B: Backend>(
         Ok(info) => info,
         Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => {
             if cursor > 0 {
-                tracing::info!(locality = %me, consumer = %name, cursor, "inbox consumer missing; created from the start of the stream");
-                let l = log.clone();
-                tokio::task::spawn_blocking(move || l.meta_put(CURSOR, &0u64.to_be_bytes()))
-                    .await
-                    .map_err(|e| Error::Nats(format!("cursor task failed: {e}")))??;
+                tracing::info!(consumer = %name, cursor, "inbox consumer missing; created from the start of the stream");
+                let s = store.clone();
+                blocking("cursor", move || s.put(0)).await?;
             }
             let consumer = stream.create_consumer(config(0)).await.map_err(Error::nats)?;
             return Ok((consumer, 0));
@@ -263,7 +364,7 @@ async fn open_consumer<B: Backend>(
     let memory = cfg.consumer_state == ConsumerState::Memory;
     let floor = info.ack_floor.stream_sequence;
     if floor < cursor || info.config.memory_storage != memory {
-        tracing::info!(locality = %me, consumer = %name, floor, cursor, "inbox consumer re-created from the node's cursor");
+        tracing::info!(consumer = %name, floor, cursor, "inbox consumer re-created from the cursor");
         SyncMetrics::add(&metrics.consumers_recreated, 1);
         stream.delete_consumer(name).await.map_err(Error::nats)?;
         let consumer = stream.create_consumer(config(cursor)).await.map_err(Error::nats)?;
@@ -282,96 +383,121 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Verifies and stores a batch, acks what is durable, holds gaps.
-#[allow(clippy::too_many_arguments)]
-async fn process<B: Backend>(
-    log: &Arc<Log<B>>,
-    metrics: &SyncMetrics,
-    repair: &RepairState,
-    held: &mut Held,
-    settling: &mut Settling,
-    cursor: Option<u64>,
-    msgs: Vec<Message>,
-    client: &async_nats::Client,
-) -> Result<()> {
-    // Sealed tiers opened with their authors' data keys (dropped where erased).
-    let mut keys = HashMap::new();
-    let raw: Vec<Bytes> = msgs.iter().map(|m| m.payload.clone()).collect();
-    crate::seal::prefetch(client, log.locality(), &raw, &mut keys).await?;
-    let mut payloads = Vec::with_capacity(msgs.len());
-    for m in &msgs {
-        payloads.push(crate::seal::open(client, log.locality(), m.payload.clone(), &mut keys).await?);
-    }
-    let outcomes = ingest_with(log, payloads.clone(), cursor).await?;
-    for ((msg, outcome), payload) in msgs.into_iter().zip(outcomes).zip(payloads) {
-        match outcome {
-            Ingested::Gap { author, got, .. } => {
-                SyncMetrics::add(&metrics.gaps, 1);
-                repair.want(author.as_u32(), got.saturating_sub(1));
-                held.entry(author.as_u32()).or_default().insert(got, (payload, msg));
-            }
-            other => settle(log, metrics, settling, msg, other).await?,
-        }
-    }
-    release_held(log, metrics, settling, held).await
+/// One locality receiving: its log, counters, repair wants and the events it
+/// holds beyond gaps. A node's consumer feeds one; a province's feeds one per tenant.
+pub(crate) struct Recipient<B: Backend> {
+    pub(crate) log: Arc<Log<B>>,
+    pub(crate) metrics: Arc<SyncMetrics>,
+    repair: Arc<RepairState>,
+    /// Its own NATS connection: sealed tiers are opened with the data keys
+    /// its own credentials may read.
+    client: async_nats::Client,
+    held: Held,
 }
 
-/// Stores held events whose predecessors have arrived, and acks them.
-async fn release_held<B: Backend>(
-    log: &Arc<Log<B>>,
-    metrics: &SyncMetrics,
-    settling: &mut Settling,
-    held: &mut Held,
-) -> Result<()> {
-    let me = log.locality();
-    let authors: Vec<u32> = held.keys().copied().collect();
-    for author in authors {
-        let Ok(a) = Locality::from_u32(author) else { continue };
-        loop {
-            let head = log.channel_head(a, me)?;
-            let Some(queue) = held.get_mut(&author) else { break };
-            // Anything at or below the head arrived another way: ack it as a duplicate.
-            while let Some(entry) = queue.first_entry() {
-                if *entry.key() > head {
-                    break;
+impl<B: Backend> Sink for Recipient<B> {
+    async fn batch(&mut self, msgs: Vec<Message>, cursor: Option<u64>) -> Result<Vec<u64>> {
+        self.process(msgs, cursor).await
+    }
+}
+
+impl<B: Backend> Recipient<B> {
+    pub(crate) fn new(
+        log: Arc<Log<B>>,
+        metrics: Arc<SyncMetrics>,
+        repair: Arc<RepairState>,
+        client: async_nats::Client,
+    ) -> Self {
+        Recipient { log, metrics, repair, client, held: HashMap::new() }
+    }
+
+    /// Verifies and stores a batch addressed to this locality, acks what is
+    /// durable, holds gaps; `cursor` (this locality's own) is written with
+    /// the batch. Returns the stream sequences settled.
+    pub(crate) async fn process(&mut self, msgs: Vec<Message>, cursor: Option<u64>) -> Result<Vec<u64>> {
+        let mut settled = Vec::with_capacity(msgs.len());
+        // Sealed tiers opened with their authors' data keys (dropped where erased).
+        let mut keys = HashMap::new();
+        let me = self.log.locality();
+        let raw: Vec<Bytes> = msgs.iter().map(|m| m.payload.clone()).collect();
+        crate::seal::prefetch(&self.client, me, &raw, &mut keys).await?;
+        let mut payloads = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            payloads.push(crate::seal::open(&self.client, me, m.payload.clone(), &mut keys).await?);
+        }
+        let outcomes = ingest_with(&self.log, payloads.clone(), cursor).await?;
+        for ((msg, outcome), payload) in msgs.into_iter().zip(outcomes).zip(payloads) {
+            match outcome {
+                Ingested::Gap { author, got, .. } => {
+                    SyncMetrics::add(&self.metrics.gaps, 1);
+                    self.repair.want(author.as_u32(), got.saturating_sub(1));
+                    self.held.entry(author.as_u32()).or_default().insert(got, (payload, msg));
                 }
-                let (_, (_, msg)) = entry.remove_entry();
-                SyncMetrics::add(&metrics.duplicates, 1);
-                msg.ack().await.map_err(Error::nats)?;
-                settling.settled(&msg);
-            }
-            let mut run: Vec<(Bytes, Message)> = Vec::new();
-            let mut next = head + 1;
-            while let Some(item) = queue.remove(&next) {
-                run.push(item);
-                next += 1;
-            }
-            if queue.is_empty() {
-                held.remove(&author);
-            }
-            if run.is_empty() {
-                break;
-            }
-            let outcomes = ingest(log, run.iter().map(|(b, _)| b.clone()).collect()).await?;
-            let mut pending = false;
-            for ((bytes, msg), outcome) in run.into_iter().zip(outcomes) {
-                match outcome {
-                    // Behind one that was not stored: held again, not acked.
-                    Ingested::Gap { got, .. } => {
-                        held.entry(author).or_default().insert(got, (bytes, msg));
-                    }
-                    other => {
-                        pending |= matches!(other, Ingested::Pending { .. });
-                        settle(log, metrics, settling, msg, other).await?;
-                    }
-                }
-            }
-            if pending {
-                break;
+                other => settled.extend(settle(&self.log, &self.metrics, msg, other).await?),
             }
         }
+        self.release_held(&mut settled).await?;
+        Ok(settled)
     }
-    Ok(())
+
+    /// Stores held events whose predecessors have arrived, and acks them.
+    async fn release_held(&mut self, settled: &mut Vec<u64>) -> Result<()> {
+        let (log, metrics, held) = (&self.log, &self.metrics, &mut self.held);
+        let me = log.locality();
+        let authors: Vec<u32> = held.keys().copied().collect();
+        for author in authors {
+            let Ok(a) = Locality::from_u32(author) else { continue };
+            loop {
+                let head = log.channel_head(a, me)?;
+                let Some(queue) = held.get_mut(&author) else { break };
+                // Anything at or below the head arrived another way: ack it as a duplicate.
+                while let Some(entry) = queue.first_entry() {
+                    if *entry.key() > head {
+                        break;
+                    }
+                    let (_, (_, msg)) = entry.remove_entry();
+                    SyncMetrics::add(&metrics.duplicates, 1);
+                    msg.ack().await.map_err(Error::nats)?;
+                    settled.extend(sequence(&msg));
+                }
+                let mut run: Vec<(Bytes, Message)> = Vec::new();
+                let mut next = head + 1;
+                while let Some(item) = queue.remove(&next) {
+                    run.push(item);
+                    next += 1;
+                }
+                if queue.is_empty() {
+                    held.remove(&author);
+                }
+                if run.is_empty() {
+                    break;
+                }
+                let outcomes = ingest(log, run.iter().map(|(b, _)| b.clone()).collect()).await?;
+                let mut pending = false;
+                for ((bytes, msg), outcome) in run.into_iter().zip(outcomes) {
+                    match outcome {
+                        // Behind one that was not stored: held again, not acked.
+                        Ingested::Gap { got, .. } => {
+                            held.entry(author).or_default().insert(got, (bytes, msg));
+                        }
+                        other => {
+                            pending |= matches!(other, Ingested::Pending { .. });
+                            settled.extend(settle(log, metrics, msg, other).await?);
+                        }
+                    }
+                }
+                if pending {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The stream sequence of a delivered message.
+fn sequence(msg: &Message) -> Option<u64> {
+    msg.info().ok().map(|i| i.stream_sequence)
 }
 
 /// How long an event whose author's key is not known yet waits before redelivery.
@@ -379,17 +505,16 @@ pub const PENDING_DELAY: Duration = Duration::from_secs(5);
 /// Deliveries after which such an event is quarantined (about 5 minutes).
 pub const PENDING_DELIVERIES: i64 = 60;
 
-/// Acks a processed message, or asks for a later redelivery of one whose
-/// author's key has not arrived; after [`PENDING_DELIVERIES`] it is set
-/// aside in quarantine (its channel is then repaired from the author once
-/// the key is known).
+/// Acks a processed message (returning its stream sequence: settled), or
+/// asks for a later redelivery of one whose author's key has not arrived
+/// (not settled); after [`PENDING_DELIVERIES`] it is set aside in quarantine
+/// (its channel is then repaired from the author once the key is known).
 async fn settle<B: Backend>(
     log: &Arc<Log<B>>,
     metrics: &SyncMetrics,
-    settling: &mut Settling,
     msg: Message,
     outcome: Ingested,
-) -> Result<()> {
+) -> Result<Option<u64>> {
     if let Ingested::Pending { author, reason } = &outcome {
         // Waiting is for the author's own messages only: one that claims another
         // author than its subject names is set aside at once (no redelivery to abuse).
@@ -398,36 +523,31 @@ async fn settle<B: Backend>(
             let (payload, who) = (msg.payload.clone(), author.to_string());
             let reason =
                 format!("claims author {author} but came on the subject of {}", subjects::last_token(&msg.subject));
-            tokio::task::spawn_blocking(move || l.set_aside(&payload, Some(who), yipan_log::Code::Author, reason))
-                .await
-                .map_err(|e| Error::Nats(format!("quarantine task failed: {e}")))??;
+            blocking("quarantine", move || Ok(l.set_aside(&payload, Some(who), yipan_log::Code::Author, reason)?))
+                .await?;
             SyncMetrics::add(&metrics.quarantined, 1);
             msg.ack().await.map_err(Error::nats)?;
-            settling.settled(&msg);
-            return Ok(());
+            return Ok(sequence(&msg));
         }
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
         if delivered < PENDING_DELIVERIES {
             SyncMetrics::add(&metrics.pending, 1);
             tracing::debug!(%author, %reason, delivered, "event waits for its author's key");
-            return msg.ack_with(jetstream::AckKind::Nak(Some(PENDING_DELAY))).await.map_err(Error::nats);
+            msg.ack_with(jetstream::AckKind::Nak(Some(PENDING_DELAY))).await.map_err(Error::nats)?;
+            return Ok(None);
         }
         let reason = format!("key.unknown: {reason} (after {delivered} deliveries)");
         let l = log.clone();
         let (payload, who) = (msg.payload.clone(), author.to_string());
         let code = yipan_log::Code::Trust("key.unknown");
-        tokio::task::spawn_blocking(move || l.set_aside(&payload, Some(who), code, reason))
-            .await
-            .map_err(|e| Error::Nats(format!("quarantine task failed: {e}")))??;
+        blocking("quarantine", move || Ok(l.set_aside(&payload, Some(who), code, reason)?)).await?;
         SyncMetrics::add(&metrics.quarantined, 1);
         msg.ack().await.map_err(Error::nats)?;
-        settling.settled(&msg);
-        return Ok(());
+        return Ok(sequence(&msg));
     }
     account(metrics, &outcome);
     msg.ack().await.map_err(Error::nats)?;
-    settling.settled(&msg);
-    Ok(())
+    Ok(sequence(&msg))
 }
 
 /// Counts an outcome and records the lag of stored events.
@@ -466,16 +586,14 @@ async fn ingest_with<B: Backend>(
     cursor: Option<u64>,
 ) -> Result<Vec<Ingested>> {
     let log = log.clone();
-    tokio::task::spawn_blocking(move || {
+    blocking("ingest", move || {
         if let Some(c) = cursor {
-            log.meta_put_lazy(CURSOR, &c.to_be_bytes())?;
+            log.put_lazy(c)?;
         }
         let refs: Vec<&[u8]> = payloads.iter().map(|b| b.as_ref()).collect();
-        log.ingest_batch(&refs)
+        Ok(log.ingest_batch(&refs)?)
     })
     .await
-    .map_err(|e| Error::Nats(format!("ingest task failed: {e}")))?
-    .map_err(Error::from)
 }
 
 #[cfg(test)]

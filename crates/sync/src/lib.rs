@@ -7,6 +7,8 @@
 //!   from a durable cursor; appends never wait for NATS.
 //! - [`inbox`]: one durable consumer per node; verifies and stores received
 //!   events, acks only once durable, holds gaps until repaired.
+//! - [`province`]: for a host serving a whole province, one consumer for
+//!   all of its tenants, each message handed to the tenant it is for.
 //! - [`repair`]: channel-head announcements, the re-send service each author
 //!   answers from its own log, and the repair requests of recipients.
 //! - [`downstream`]: role-filtered feeds for downstream systems.
@@ -20,6 +22,7 @@ pub mod downstream;
 pub mod inbox;
 pub mod metrics;
 pub mod outbox;
+pub mod province;
 pub mod repair;
 pub mod seal;
 pub mod subjects;
@@ -249,6 +252,20 @@ pub struct Replication {
     metrics: Arc<SyncMetrics>,
 }
 
+/// What a host shares between the replication of its tenants ([`Replication::start_with`]).
+pub struct Shared<B: Backend> {
+    /// Trust records, read once for every tenant.
+    pub feed: Option<Arc<trust::TrustFeed>>,
+    /// The consumer of the tenant's province, if the host serves all of it.
+    pub inbox: Option<Arc<province::ProvinceInbox<B>>>,
+}
+
+impl<B: Backend> Default for Shared<B> {
+    fn default() -> Self {
+        Shared { feed: None, inbox: None }
+    }
+}
+
 /// How long [`Replication::stop`] waits for its tasks before aborting them (a task
 /// blocked on an unreachable NATS server must not hold the node).
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -256,17 +273,20 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 impl Replication {
     /// Starts the outbox, inbox, announcer, repair service and repair client.
     pub fn start<B: Backend>(log: Arc<Log<B>>, client: async_nats::Client, cfg: SyncConfig) -> Replication {
-        Self::start_with(log, client, cfg, None)
+        Self::start_with(log, client, cfg, Shared::default())
     }
 
-    /// [`Replication::start`] taking trust records from a host's shared
-    /// [`trust::TrustFeed`] instead of reading the trust stream itself.
+    /// [`Replication::start`] with what a host shares between its tenants:
+    /// trust records from its [`trust::TrustFeed`] instead of reading the
+    /// trust stream itself, and messages from its province's consumer
+    /// ([`province::ProvinceInbox`]) instead of a consumer of its own.
     pub fn start_with<B: Backend>(
         log: Arc<Log<B>>,
         client: async_nats::Client,
         cfg: SyncConfig,
-        feed: Option<Arc<trust::TrustFeed>>,
+        shared: Shared<B>,
     ) -> Replication {
+        let Shared { feed, inbox: province } = shared;
         let metrics = Arc::new(SyncMetrics::default());
         let js = jetstream::ContextBuilder::new()
             .ack_timeout(Duration::from_millis(cfg.ack_timeout_ms))
@@ -293,11 +313,28 @@ impl Replication {
                 [log, js, cfg, metrics, published, stop_rx],
                 outbox::run(log, js, cfg, metrics, published, stop_rx)
             ),
-            supervised!(
-                "inbox",
-                [log, js, cfg, metrics, repair, stop_rx],
-                inbox::run(log, js, cfg, metrics, repair, stop_rx)
-            ),
+            match &province {
+                None => supervised!(
+                    "inbox",
+                    [log, js, cfg, metrics, repair, stop_rx],
+                    inbox::run(log, js, cfg, metrics, repair, stop_rx)
+                ),
+                Some(province) => {
+                    // Joined here, not in the task: the tenants running at a
+                    // host's start have joined before its consumer starts.
+                    let joined = province.join(inbox::Recipient::new(
+                        log.clone(),
+                        metrics.clone(),
+                        repair.clone(),
+                        client.clone(),
+                    ));
+                    supervised!(
+                        "inbox",
+                        [province, joined, log, js, cfg, metrics, repair, stop_rx],
+                        province::take_part(province, joined, log, js, cfg, metrics, repair, stop_rx)
+                    )
+                }
+            },
             supervised!(
                 "head announcer",
                 [log, client, cfg, metrics, published, stop_rx],

@@ -60,6 +60,7 @@ metrics! {
     nats_connected: "yipan_nats_connected", "gauge", "1 while the NATS connection is up.";
     inbox_batches: "yipan_inbox_batches_total", "counter", "Batches the inbox verified and stored (one flush each).";
     consumers_recreated: "yipan_inbox_consumer_recreated_total", "counter", "Inbox consumers re-created from the node's cursor (their server lost their state, e.g. restarted with consumer_state = memory).";
+    unrouted: "yipan_inbox_unrouted_total", "counter", "Messages a province's shared inbox consumer acknowledged unread because no tenant of this host is their recipient (a tenant started later reads them with its own consumer first).";
     dead_letters: "yipan_outbox_dead_letters_total", "counter", "ALERT: messages set aside because they can never be published (larger than the server's max_payload).";
     task_restarts: "yipan_task_restarts_total", "counter", "ALERT: background tasks that ended or panicked unexpectedly and were restarted.";
 }

@@ -43,6 +43,12 @@ pub fn consumer(me: Locality) -> String {
     format!("node-{me}")
 }
 
+/// Durable consumer name of a host's shared inbox for every locality of
+/// `province` (read by the NATS user of the same name).
+pub fn province_consumer(province: u8) -> String {
+    format!("inbox-{province:02}")
+}
+
 /// Subject of `author`'s channel-head announcement to `recipient`.
 pub fn head(recipient: Locality, author: Locality) -> String {
     format!("yipan.v1.head.{:02}.{recipient}.{author}", recipient.province())

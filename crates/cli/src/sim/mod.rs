@@ -45,6 +45,8 @@ pub struct Options {
     pub servers: usize,
     /// Kill one server of each cluster mid-run and start it again.
     pub kill: bool,
+    /// One inbox consumer per province and hosting process (else one per tenant).
+    pub shared_inbox: bool,
     /// Share of arrivals carrying the identity tier (sealed, with a data key).
     pub tiers: f64,
     /// The population's seed.
@@ -329,6 +331,10 @@ pub async fn run(opts: Options) -> Result<Summary> {
         // Consumer state in the servers' memory, the tenants' cursors the record:
         // on file each active consumer rewrites a state file ten times a second.
         cfg.sync.consumer_state = yipan_sync::ConsumerState::Memory;
+        // Each worker hosts whole provinces: one consumer per province reads for all of its tenants.
+        if opts.shared_inbox {
+            cfg.inbox_provinces = g.iter().map(|p| format!("{p:02}")).collect();
+        }
         cfg.sync.head_interval_ms = 5_000;
         cfg.sync.repair_grace_ms = 5_000;
         // Per tenant at most 4 × 64 messages pulled ahead and 128 own events read per

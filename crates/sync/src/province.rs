@@ -1,0 +1,369 @@
+//! One inbox consumer per province for a host that serves every locality of
+//! that province (`inbox_provinces` in `host.toml`, docs/scale.md).
+//!
+//! A per-locality consumer costs the server its own delivery loop, pull
+//! requests and acknowledgements, and a host of thousands of tenants its own
+//! batch per tenant — at national scale a tenant receives a message every
+//! few seconds, so every batch holds one message and every message pays
+//! for a whole round. The province's consumer `inbox-<pp>` reads the
+//! province's stream (filter `yipan.v1.ev.<pp>.>`) with the province's own
+//! NATS user `inbox-<pp>`, and hands each message to the tenant its subject
+//! names; the tenant verifies, stores and acknowledges it exactly as its own
+//! consumer would ([`Recipient`]), so its log, its quarantine and its checks
+//! (an event not addressed to it is quarantined) are unchanged.
+//!
+//! **Coverage.** The consumer keeps its own cursor in the host's store
+//! (`inbox/<pp>/cursor`), and a record per tenant that it *covers*
+//! (`inbox/<pp>/member/<code>`): every message addressed to a member at or
+//! below the cursor is settled in the member's log. A tenant that joins
+//! while the consumer already runs (added without a restart, or one that
+//! failed to start before) is not a member: the consumer acknowledges the
+//! messages addressed to a locality it does not serve (counted, never read
+//! by anyone here), so the joining tenant first reads its own address through
+//! its own consumer `node-<code>` from its own cursor until nothing is
+//! pending ("catching up"; duplicates with what the province's consumer
+//! hands it meanwhile are dropped by the log), then becomes a member and
+//! its own consumer is deleted. Before the consumer starts, the records of
+//! tenants not running are removed, so a record never outlives a gap in
+//! coverage. Should a count of pending messages be wrong (seen right after a
+//! failover), the channel heads and re-send requests of [`crate::repair`]
+//! still fill what catching up missed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, Message};
+use tokio::sync::watch;
+use yipan_core::Locality;
+use yipan_log::{Backend, Log};
+
+use crate::inbox::{self, blocking, Backoff, ConsumerSpec, CursorStore, Ended, Recipient, Sink};
+use crate::metrics::SyncMetrics;
+use crate::repair::RepairState;
+use crate::{subjects, Error, Result, SyncConfig};
+
+/// How often one unserved locality is named in the log.
+const UNROUTED_WARN_EVERY: Duration = Duration::from_secs(600);
+
+/// A tenant as the province's consumer sees it.
+pub(crate) struct Member<B: Backend> {
+    recipient: tokio::sync::Mutex<Recipient<B>>,
+    /// Holds everything addressed to it up to the consumer's cursor (else catching up).
+    covered: AtomicBool,
+}
+
+/// The province's consumer and the tenants it serves.
+pub struct ProvinceInbox<B: Backend> {
+    province: u8,
+    /// The host's own tree of the shared store (cursor, member records).
+    state: Arc<dyn Backend>,
+    members: RwLock<HashMap<Locality, Arc<Member<B>>>>,
+    /// Set once the consumer hands out messages: a tenant joining after it must catch up.
+    dispatching: AtomicBool,
+    metrics: Arc<SyncMetrics>,
+    /// The cursor as last written (for status).
+    cursor: AtomicU64,
+    warned: Mutex<HashMap<String, Instant>>,
+}
+
+/// The consumer's cursor in the host's tree.
+struct HostCursor {
+    state: Arc<dyn Backend>,
+    key: Vec<u8>,
+    seen: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl CursorStore for HostCursor {
+    fn get(&self) -> Result<u64> {
+        let c = self
+            .state
+            .get(&self.key)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
+        (self.seen)(c);
+        Ok(c)
+    }
+    fn put(&self, c: u64) -> Result<()> {
+        self.state.commit(vec![(self.key.clone(), Some(c.to_be_bytes().to_vec()))])?;
+        (self.seen)(c);
+        Ok(())
+    }
+    fn put_lazy(&self, c: u64) -> Result<()> {
+        self.state.apply(vec![(self.key.clone(), Some(c.to_be_bytes().to_vec()))])?;
+        (self.seen)(c);
+        Ok(())
+    }
+}
+
+/// What `GET /host/tenants` shows of a province's consumer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ProvinceStatus {
+    /// Two-digit province code.
+    pub province: String,
+    /// Its durable consumer.
+    pub consumer: String,
+    /// The cursor as last written.
+    pub cursor: u64,
+    /// Tenants it covers.
+    pub members: usize,
+    /// Tenants still reading their own address before it covers them.
+    pub catching_up: usize,
+    /// Messages addressed to localities this host does not run (acknowledged unread).
+    pub unrouted: u64,
+}
+
+impl<B: Backend> ProvinceInbox<B> {
+    /// The inbox of `province`, keeping its state in `state` (the host's own tree).
+    pub fn new(province: u8, state: Arc<dyn Backend>) -> Arc<Self> {
+        Arc::new(ProvinceInbox {
+            province,
+            state,
+            members: Default::default(),
+            dispatching: AtomicBool::new(false),
+            metrics: Default::default(),
+            cursor: AtomicU64::new(0),
+            warned: Default::default(),
+        })
+    }
+
+    /// Its province.
+    pub fn province(&self) -> u8 {
+        self.province
+    }
+
+    /// Its counters (batches, unrouted messages, re-created consumers).
+    pub fn metrics(&self) -> Arc<SyncMetrics> {
+        self.metrics.clone()
+    }
+
+    /// How it stands.
+    pub fn status(&self) -> ProvinceStatus {
+        let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+        let covered = members.values().filter(|m| m.covered.load(Ordering::Acquire)).count();
+        ProvinceStatus {
+            province: format!("{:02}", self.province),
+            consumer: subjects::province_consumer(self.province),
+            cursor: self.cursor.load(Ordering::Relaxed),
+            members: covered,
+            catching_up: members.len() - covered,
+            unrouted: self.metrics.unrouted.load(Ordering::Relaxed),
+        }
+    }
+
+    fn key(&self, rest: &str) -> Vec<u8> {
+        format!("inbox/{:02}/{rest}", self.province).into_bytes()
+    }
+
+    fn member_key(&self, l: Locality) -> Vec<u8> {
+        self.key(&format!("member/{l}"))
+    }
+
+    /// Registers a tenant (as its replication starts, so that the tenants
+    /// running at start have joined before the consumer starts); true if it
+    /// is covered already: its record is there and the consumer has not
+    /// started handing out messages. A record that cannot be read counts as
+    /// absent (the tenant catches up: duplicates, never a gap).
+    pub(crate) fn join(&self, recipient: Recipient<B>) -> (Arc<Member<B>>, bool) {
+        let l = recipient.log.locality();
+        // Under the lock that starting the consumer takes: a tenant joins
+        // wholly before the first message is handed out, or wholly after.
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = members.get(&l) {
+            return (m.clone(), m.covered.load(Ordering::Acquire));
+        }
+        let covered =
+            !self.dispatching.load(Ordering::Acquire) && matches!(self.state.get(&self.member_key(l)), Ok(Some(_)));
+        let m = Arc::new(Member { recipient: tokio::sync::Mutex::new(recipient), covered: AtomicBool::new(covered) });
+        members.insert(l, m.clone());
+        (m, covered)
+    }
+
+    /// Records that the consumer covers `l` from now on (it caught up).
+    async fn admit(&self, l: Locality, member: &Member<B>) -> Result<()> {
+        let (state, key) = (self.state.clone(), self.member_key(l));
+        blocking("member record", move || Ok(state.commit(vec![(key, Some(Vec::new()))])?)).await?;
+        member.covered.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Before the consumer starts: removes the records of localities not
+    /// running here (they lose coverage from now on and catch up when they
+    /// join), and from then on a tenant that joins is not covered.
+    fn start_dispatching(&self) -> Result<usize> {
+        let members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        let (start, end) = (self.key("member/"), self.key("member0"));
+        let mut stale = Vec::new();
+        self.state.for_each(&start, &end, &mut |k, _| {
+            let code = std::str::from_utf8(&k[start.len()..]).ok().and_then(|c| Locality::parse(c).ok());
+            if !code.is_some_and(|c| members.contains_key(&c)) {
+                stale.push((k.to_vec(), None));
+            }
+            true
+        })?;
+        let n = stale.len();
+        if n > 0 {
+            self.state.commit(stale)?;
+        }
+        self.dispatching.store(true, Ordering::Release);
+        Ok(n)
+    }
+
+    /// Runs the province's consumer until `stop` (with `client`, connected as
+    /// the province's NATS user `inbox-<pp>`), reconnecting after failures.
+    /// Start it once the tenants running at start have joined.
+    pub async fn run(self: Arc<Self>, client: async_nats::Client, cfg: SyncConfig, mut stop: watch::Receiver<bool>) {
+        let this = self.clone();
+        match blocking("member records", move || this.start_dispatching()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(province = self.province, tenants = n, "no longer covered (not running here)"),
+            Err(e) => {
+                // Without this the records could claim coverage that a gap broke: do not hand out anything.
+                tracing::error!(province = self.province, error = %e, "cannot update the member records; province inbox not started");
+                return;
+            }
+        }
+        let js = jetstream::ContextBuilder::new()
+            .ack_timeout(Duration::from_millis(cfg.ack_timeout_ms))
+            .timeout(Duration::from_millis(cfg.ack_timeout_ms))
+            .build(client);
+        let spec = ConsumerSpec {
+            province: self.province,
+            name: subjects::province_consumer(self.province),
+            filter: subjects::stream_subjects(self.province),
+        };
+        let seen = {
+            let this = self.clone();
+            Arc::new(move |c: u64| this.cursor.store(c, Ordering::Relaxed))
+        };
+        let store: Arc<dyn CursorStore> =
+            Arc::new(HostCursor { state: self.state.clone(), key: self.key("cursor"), seen });
+        let mut backoff = Backoff::default();
+        let mut router = Router { inbox: &self };
+        while let Err(e) = inbox::consume(&js, &cfg, &spec, &store, &self.metrics, &mut stop, &mut router, false).await
+        {
+            if backoff.failed(&e, &mut stop).await {
+                return;
+            }
+        }
+    }
+
+    fn unrouted(&self, to: &str, n: usize) {
+        crate::metrics::SyncMetrics::add(&self.metrics.unrouted, n as u64);
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let due = warned.get(to).is_none_or(|t| now.duration_since(*t) >= UNROUTED_WARN_EVERY);
+        if due {
+            warned.insert(to.to_string(), now);
+            tracing::warn!(
+                province = self.province,
+                recipient = %yipan_core::clip(to),
+                messages = n,
+                "events addressed to a locality this host does not run: acknowledged unread (a tenant started \
+                 here later reads them with its own consumer first)"
+            );
+        }
+    }
+}
+
+/// The province's consumer handing each batch out by recipient.
+struct Router<'a, B: Backend> {
+    inbox: &'a ProvinceInbox<B>,
+}
+
+impl<B: Backend> Sink for Router<'_, B> {
+    async fn batch(&mut self, msgs: Vec<Message>, cursor: Option<u64>) -> Result<Vec<u64>> {
+        let inbox = self.inbox;
+        let mut settled = Vec::with_capacity(msgs.len());
+        let mut by: HashMap<Locality, Vec<Message>> = HashMap::new();
+        let mut unrouted: HashMap<String, Vec<Message>> = HashMap::new();
+        {
+            let members = inbox.members.read().unwrap_or_else(|p| p.into_inner());
+            for m in msgs {
+                // yipan.v1.ev.<pp>.<recipient>.<author>
+                let to = m.subject.split('.').nth(4).unwrap_or("").to_string();
+                match Locality::parse(&to).ok().filter(|l| members.contains_key(l)) {
+                    Some(l) => by.entry(l).or_default().push(m),
+                    None => unrouted.entry(to).or_default().push(m),
+                }
+            }
+        }
+        for (to, msgs) in unrouted {
+            inbox.unrouted(&to, msgs.len());
+            for m in msgs {
+                m.ack().await.map_err(Error::nats)?;
+                settled.extend(m.info().ok().map(|i| i.stream_sequence));
+            }
+        }
+        let work: Vec<_> = {
+            let members = inbox.members.read().unwrap_or_else(|p| p.into_inner());
+            by.into_iter().filter_map(|(l, msgs)| Some((l, members.get(&l)?.clone(), msgs))).collect()
+        };
+        // Tenants store their share side by side: their commits share the store's fsyncs.
+        let done = futures::future::join_all(work.into_iter().map(|(l, member, msgs)| async move {
+            let mut r = member.recipient.lock().await;
+            // A member's own cursor moves with the province's (it is covered up to it).
+            let own = cursor.filter(|_| member.covered.load(Ordering::Acquire));
+            (l, r.process(msgs, own).await)
+        }))
+        .await;
+        for (l, outcome) in done {
+            match outcome {
+                Ok(s) => settled.extend(s),
+                // Its messages stay unacknowledged: redelivered after the ack wait, the others go on.
+                Err(e) => {
+                    tracing::warn!(locality = %l, error = %e, "tenant could not take its messages; redelivered later")
+                }
+            }
+        }
+        Ok(settled)
+    }
+}
+
+/// A tenant's part of the province's inbox, run as its replication's inbox
+/// task after it joined ([`ProvinceInbox::join`]): if not covered, it reads
+/// its own address through its own consumer until nothing is pending, then
+/// becomes a member and deletes that consumer; then it waits for `stop`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn take_part<B: Backend>(
+    inbox: Arc<ProvinceInbox<B>>,
+    joined: (Arc<Member<B>>, bool),
+    log: Arc<Log<B>>,
+    js: jetstream::Context,
+    cfg: SyncConfig,
+    metrics: Arc<SyncMetrics>,
+    repair: Arc<RepairState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = log.locality();
+    let (member, _) = joined;
+    let mut backoff = Backoff::default();
+    // Read again: a restarted task finds the member covered once it caught up.
+    if !member.covered.load(Ordering::Acquire) {
+        tracing::info!(locality = %me, "catching up through its own consumer before the province's covers it");
+        let mut own = Recipient::new(log.clone(), metrics.clone(), repair.clone(), js.client());
+        loop {
+            match inbox::own(&js, &cfg, &mut own, &mut stop, true).await {
+                Ok(Ended::Drained) => break,
+                Ok(Ended::Stopped) => return,
+                Err(e) => {
+                    if backoff.failed(&e, &mut stop).await {
+                        return;
+                    }
+                }
+            }
+        }
+        while let Err(e) = inbox.admit(me, &member).await {
+            if backoff.failed(&e, &mut stop).await {
+                return;
+            }
+        }
+        let stream = subjects::stream(me.province());
+        if let Err(e) = js.delete_consumer_from_stream(subjects::consumer(me), &stream).await {
+            tracing::debug!(locality = %me, error = %e, "own consumer not deleted");
+        }
+        tracing::info!(locality = %me, "caught up; the province's consumer covers it from now on");
+    }
+    let _ = stop.wait_for(|s| *s).await;
+}
