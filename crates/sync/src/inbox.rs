@@ -144,6 +144,12 @@ pub(crate) trait Sink: Send {
     /// these). `cursor`, if set, is the consumer's cursor as of the previous
     /// batch, to be written with this one's flush.
     fn batch(&mut self, msgs: Vec<Message>, cursor: Option<u64>) -> impl Future<Output = Result<Vec<u64>>> + Send;
+    /// Stream sequences settled later by work the sink runs on its own
+    /// (a province's tenants storing their share side by side); never
+    /// resolves for a sink that settles everything in `batch`.
+    fn later(&mut self) -> impl Future<Output = Vec<u64>> + Send {
+        std::future::pending()
+    }
 }
 
 /// One durable consumer: its stream, name and filter.
@@ -154,6 +160,11 @@ pub(crate) struct ConsumerSpec {
     pub name: String,
     /// Its filter subject.
     pub filter: String,
+    /// Messages delivered and not yet acknowledged before the server waits:
+    /// what one consumer may hold in memory (with events held beyond gaps).
+    pub max_ack_pending: i64,
+    /// Told when the consumer has more messages waiting (repairs wait for them).
+    pub backlog: Arc<crate::repair::Backlog>,
 }
 
 /// Why [`consume`] returned.
@@ -211,8 +222,13 @@ pub(crate) async fn own<B: Backend>(
     until_drained: bool,
 ) -> Result<Ended> {
     let me = recipient.log.locality();
-    let spec =
-        ConsumerSpec { province: me.province(), name: subjects::consumer(me), filter: subjects::inbox_filter(me) };
+    let spec = ConsumerSpec {
+        province: me.province(),
+        name: subjects::consumer(me),
+        filter: subjects::inbox_filter(me),
+        max_ack_pending: 50_000,
+        backlog: recipient.repair.backlog.clone(),
+    };
     let store: Arc<dyn CursorStore> = recipient.log.clone();
     let metrics = recipient.metrics.clone();
     consume(js, cfg, &spec, &store, &metrics, stop, recipient, until_drained).await
@@ -270,6 +286,12 @@ pub(crate) async fn consume<S: Sink>(
                 return Ok(Ended::Stopped);
             }
             m = rx.recv() => m,
+            done = sink.later() => {
+                for seq in done {
+                    settling.settled_seq(seq);
+                }
+                continue;
+            }
             // Idle with a cursor that moved since it was written: write it now
             // (otherwise it would wait for the next batch). Catching up: see
             // whether everything is read.
@@ -303,6 +325,9 @@ pub(crate) async fn consume<S: Sink>(
                 )));
             }
             settling.delivered(info.stream_sequence);
+        }
+        if msgs.last().and_then(|m| m.info().ok()).is_some_and(|i| i.pending > 0) {
+            spec.backlog.mark();
         }
         SyncMetrics::add(&metrics.inbox_batches, 1);
         // The cursor as of the previous batch is written with this one (durable with its flush).
@@ -339,7 +364,7 @@ async fn open_consumer(
         filter_subject: spec.filter.clone(),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
-        max_ack_pending: 50_000,
+        max_ack_pending: spec.max_ack_pending,
         num_replicas: cfg.consumer_replicas,
         memory_storage: cfg.consumer_state == ConsumerState::Memory,
         deliver_policy: match cursor {

@@ -293,7 +293,10 @@ impl Replication {
             .timeout(Duration::from_millis(cfg.ack_timeout_ms))
             .build(client.clone());
         let (stop, stop_rx) = watch::channel(false);
-        let repair = Arc::new(repair::RepairState::default());
+        let repair = Arc::new(match &province {
+            Some(p) => repair::RepairState::sharing(p.backlog()),
+            None => repair::RepairState::default(),
+        });
         let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // Each task runs under `supervise`: one that ends or panics before
         // `stop` is logged, counted and restarted with backoff.

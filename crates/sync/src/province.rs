@@ -65,6 +65,8 @@ pub struct ProvinceInbox<B: Backend> {
     metrics: Arc<SyncMetrics>,
     /// The cursor as last written (for status).
     cursor: AtomicU64,
+    /// Its consumer's backlog, which its tenants' repairs wait for.
+    backlog: Arc<crate::repair::Backlog>,
     warned: Mutex<HashMap<String, Instant>>,
 }
 
@@ -124,6 +126,7 @@ impl<B: Backend> ProvinceInbox<B> {
             dispatching: AtomicBool::new(false),
             metrics: Default::default(),
             cursor: AtomicU64::new(0),
+            backlog: Default::default(),
             warned: Default::default(),
         })
     }
@@ -131,6 +134,11 @@ impl<B: Backend> ProvinceInbox<B> {
     /// Its province.
     pub fn province(&self) -> u8 {
         self.province
+    }
+
+    /// Its consumer's backlog (its tenants' repair requests wait while there is one).
+    pub fn backlog(&self) -> Arc<crate::repair::Backlog> {
+        self.backlog.clone()
     }
 
     /// Its counters (batches, unrouted messages, re-created consumers).
@@ -232,6 +240,8 @@ impl<B: Backend> ProvinceInbox<B> {
             province: self.province,
             name: subjects::province_consumer(self.province),
             filter: subjects::stream_subjects(self.province),
+            max_ack_pending: PROVINCE_MAX_ACK_PENDING,
+            backlog: self.backlog.clone(),
         };
         let seen = {
             let this = self.clone();
@@ -240,11 +250,16 @@ impl<B: Backend> ProvinceInbox<B> {
         let store: Arc<dyn CursorStore> =
             Arc::new(HostCursor { state: self.state.clone(), key: self.key("cursor"), seen });
         let mut backoff = Backoff::default();
-        let mut router = Router { inbox: &self };
-        while let Err(e) = inbox::consume(&js, &cfg, &spec, &store, &self.metrics, &mut stop, &mut router, false).await
-        {
-            if backoff.failed(&e, &mut stop).await {
-                return;
+        loop {
+            // A new router for each attempt: the previous one's tenant tasks finish what they hold.
+            let mut router = Router::new(&self);
+            match inbox::consume(&js, &cfg, &spec, &store, &self.metrics, &mut stop, &mut router, false).await {
+                Ok(_) => return,
+                Err(e) => {
+                    if backoff.failed(&e, &mut stop).await {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -267,25 +282,91 @@ impl<B: Backend> ProvinceInbox<B> {
     }
 }
 
-/// The province's consumer handing each batch out by recipient.
+/// Messages per province consumer delivered and not yet settled: the
+/// tenants' queues and the events they hold beyond gaps (~1.5 KB each).
+const PROVINCE_MAX_ACK_PENDING: i64 = 16_384;
+
+/// Messages one tenant takes per round from its queue.
+const TENANT_ROUND: usize = 1_024;
+
+/// A share of a batch for one tenant, with the province's cursor to write.
+type Share = (Vec<Message>, Option<u64>);
+
+/// The province's consumer handing each batch out by recipient. Each tenant
+/// takes its share in a task of its own, in order, while the consumer reads
+/// on: waiting for every tenant of a batch before reading the next made a
+/// batch as slow as its slowest tenant (measured: ~200 ms per batch of ~60
+/// messages for ~8 tenants, 3× fewer events a second than a consumer each).
 struct Router<'a, B: Backend> {
     inbox: &'a ProvinceInbox<B>,
+    queues: HashMap<Locality, tokio::sync::mpsc::UnboundedSender<Share>>,
+    settled_tx: tokio::sync::mpsc::UnboundedSender<Vec<u64>>,
+    settled_rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u64>>,
+}
+
+impl<'a, B: Backend> Router<'a, B> {
+    fn new(inbox: &'a ProvinceInbox<B>) -> Self {
+        let (settled_tx, settled_rx) = tokio::sync::mpsc::unbounded_channel();
+        Router { inbox, queues: HashMap::new(), settled_tx, settled_rx }
+    }
+
+    /// The queue of tenant `l`, its task started on first use (it ends when the router is dropped).
+    fn queue(&mut self, l: Locality, member: Arc<Member<B>>) -> &tokio::sync::mpsc::UnboundedSender<Share> {
+        let settled = self.settled_tx.clone();
+        self.queues.entry(l).or_insert_with(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(serve_tenant(l, member, rx, settled));
+            tx
+        })
+    }
+}
+
+/// Takes a tenant's shares in order, everything queued at once.
+async fn serve_tenant<B: Backend>(
+    l: Locality,
+    member: Arc<Member<B>>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Share>,
+    settled: tokio::sync::mpsc::UnboundedSender<Vec<u64>>,
+) {
+    while let Some((mut msgs, mut cursor)) = queue.recv().await {
+        while msgs.len() < TENANT_ROUND {
+            match queue.try_recv() {
+                Ok((more, c)) => {
+                    msgs.extend(more);
+                    cursor = cursor.max(c);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut r = member.recipient.lock().await;
+        // A member's own cursor moves with the province's (it is covered up to it).
+        let own = cursor.filter(|_| member.covered.load(Ordering::Acquire));
+        match r.process(msgs, own).await {
+            Ok(done) => {
+                let _ = settled.send(done);
+            }
+            // Its messages stay unacknowledged: redelivered after the ack wait; the others go on.
+            Err(e) => {
+                tracing::warn!(locality = %l, error = %e, "tenant could not take its messages; redelivered later")
+            }
+        }
+    }
 }
 
 impl<B: Backend> Sink for Router<'_, B> {
     async fn batch(&mut self, msgs: Vec<Message>, cursor: Option<u64>) -> Result<Vec<u64>> {
         let inbox = self.inbox;
-        let mut settled = Vec::with_capacity(msgs.len());
-        let mut by: HashMap<Locality, Vec<Message>> = HashMap::new();
+        let mut settled = Vec::new();
+        let mut by: HashMap<Locality, (Arc<Member<B>>, Vec<Message>)> = HashMap::new();
         let mut unrouted: HashMap<String, Vec<Message>> = HashMap::new();
         {
             let members = inbox.members.read().unwrap_or_else(|p| p.into_inner());
             for m in msgs {
                 // yipan.v1.ev.<pp>.<recipient>.<author>
-                let to = m.subject.split('.').nth(4).unwrap_or("").to_string();
-                match Locality::parse(&to).ok().filter(|l| members.contains_key(l)) {
-                    Some(l) => by.entry(l).or_default().push(m),
-                    None => unrouted.entry(to).or_default().push(m),
+                let to = m.subject.split('.').nth(4).unwrap_or("");
+                match Locality::parse(to).ok().and_then(|l| Some((l, members.get(&l)?))) {
+                    Some((l, member)) => by.entry(l).or_insert_with(|| (member.clone(), Vec::new())).1.push(m),
+                    None => unrouted.entry(to.to_string()).or_default().push(m),
                 }
             }
         }
@@ -296,28 +377,20 @@ impl<B: Backend> Sink for Router<'_, B> {
                 settled.extend(m.info().ok().map(|i| i.stream_sequence));
             }
         }
-        let work: Vec<_> = {
-            let members = inbox.members.read().unwrap_or_else(|p| p.into_inner());
-            by.into_iter().filter_map(|(l, msgs)| Some((l, members.get(&l)?.clone(), msgs))).collect()
-        };
-        // Tenants store their share side by side: their commits share the store's fsyncs.
-        let done = futures::future::join_all(work.into_iter().map(|(l, member, msgs)| async move {
-            let mut r = member.recipient.lock().await;
-            // A member's own cursor moves with the province's (it is covered up to it).
-            let own = cursor.filter(|_| member.covered.load(Ordering::Acquire));
-            (l, r.process(msgs, own).await)
-        }))
-        .await;
-        for (l, outcome) in done {
-            match outcome {
-                Ok(s) => settled.extend(s),
-                // Its messages stay unacknowledged: redelivered after the ack wait, the others go on.
-                Err(e) => {
-                    tracing::warn!(locality = %l, error = %e, "tenant could not take its messages; redelivered later")
-                }
+        for (l, (member, msgs)) in by {
+            if self.queue(l, member).send((msgs, cursor)).is_err() {
+                // Cannot happen while the router lives; the messages would be redelivered.
+                tracing::warn!(locality = %l, "tenant queue closed");
             }
         }
         Ok(settled)
+    }
+
+    async fn later(&mut self) -> Vec<u64> {
+        match self.settled_rx.recv().await {
+            Some(done) => done,
+            None => std::future::pending().await,
+        }
     }
 }
 
