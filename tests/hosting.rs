@@ -443,6 +443,35 @@ async fn a_host_serving_a_whole_province_reads_it_through_one_consumer() {
         assert!(log.quarantine().unwrap().is_empty(), "{code}");
     }
     drop(t13);
+
+    // A tenant that cannot start (its NKey gone) is no longer covered: what is sent to it
+    // meanwhile is acknowledged unread, and it reads that with its own consumer once back.
+    host.stop().await.unwrap();
+    let seed = env.deployment.seed(yipan_access::nats::Principal::Locality(loc("610115"))).unwrap().to_path_buf();
+    let aside = seed.with_extension("away");
+    std::fs::rename(&seed, &aside).unwrap();
+    let host = start(&env).await;
+    assert_eq!(host.tenants(), vec![loc("610112"), loc("610113")]);
+    assert_eq!(inbox(&host).members, 2);
+    send("610115", 10).await;
+    until("the consumer passes it by", Duration::from_secs(30), || inbox(&host).unrouted == 1).await;
+    // Back at the next start: its record went when it failed, so it catches up first
+    // (not the author's re-sends: those would come only after a head announcement).
+    host.stop().await.unwrap();
+    std::fs::rename(&aside, &seed).unwrap();
+    let served = || node.metrics.repair_served.load(std::sync::atomic::Ordering::Relaxed);
+    let served_before = served();
+    let host = start(&env).await;
+    assert_eq!(inbox(&host).catching_up, 1, "{:?}", inbox(&host));
+    let t15 = host.log(loc("610115")).unwrap();
+    until("back, it reads what it missed and is covered again", Duration::from_secs(30), || {
+        t15.channel_head(loc("411522"), loc("610115")).unwrap() == 5 && inbox(&host).members == 3
+    })
+    .await;
+    assert_eq!(served(), served_before, "caught up from the stream, not repaired");
+    assert_eq!(t15.len(), 5);
+    assert_eq!(consumers(&env, 61).await, vec!["inbox-61".to_string()]);
+    drop(t15);
     host.stop().await.unwrap();
     node.stop().await.unwrap();
 }

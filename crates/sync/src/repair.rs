@@ -452,6 +452,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_backlog_holds_repairs_back_only_while_it_is_recent() {
+        let b = Backlog::default();
+        assert!(!b.within(Duration::from_secs(5)), "never reported: repairs go ahead");
+        b.mark();
+        assert!(b.within(Duration::from_secs(5)));
+        assert!(!b.within(Duration::ZERO), "older than the grace: repairs go ahead");
+        let shared = Arc::new(Backlog::default());
+        let (a, c) = (RepairState::sharing(shared.clone()), RepairState::sharing(shared.clone()));
+        shared.mark();
+        assert!(a.backlog.within(Duration::from_secs(1)) && c.backlog.within(Duration::from_secs(1)));
+    }
+
+    #[test]
     fn payloads_parse_and_errors_do_not_echo() {
         assert_eq!(parse_request(br#"{"from":1,"to":9}"#), Ok(RepairRequest { from: 1, to: 9 }));
         assert_eq!(parse_reply(br#"{"resent":2}"#), Ok(RepairReply { resent: 2, error: None }));

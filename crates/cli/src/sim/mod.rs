@@ -2,7 +2,8 @@
 //! county-level locality of the 31 provinces hosted in a few `yipan sim
 //! worker` processes (one per province group, each a [`yipan_node::host::Host`]),
 //! over a supercluster of secured JetStream clusters on loopback (R3 streams
-//! placed in the cluster serving the province, R1 inbox consumers), with a
+//! placed in the cluster serving the province, one R1 inbox consumer per
+//! province and worker — or per tenant with `--tenant-consumers`), with a
 //! population drawn from the 2020 census. One server of each cluster is
 //! killed while the load runs and started again. The run ends when every
 //! channel's recipient holds what its author sent; then it checks each
