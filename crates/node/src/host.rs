@@ -9,7 +9,10 @@
 //! database (no other tenant's code path holds it), NATS enforces its NKey's
 //! permissions (it cannot publish as another locality nor read what is not
 //! addressed to it, whatever the process does), and its tokens open only its
-//! own API. What is shared is what makes thousands feasible: the process and
+//! own API. A host serving every locality of a province may read that
+//! province through one shared consumer instead (`inbox_provinces`): then
+//! each message goes to the tenant its subject names, whose ingest still
+//! refuses what is not addressed to it (docs/design.md "Who reads an address"). What is shared is what makes thousands feasible: the process and
 //! its runtime, one HTTP listener and TLS certificate, and one storage engine
 //! (one page cache, one set of files, one fsync for every tenant's group
 //! commit).

@@ -165,6 +165,8 @@ pub(crate) struct ConsumerSpec {
     pub max_ack_pending: i64,
     /// Told when the consumer has more messages waiting (repairs wait for them).
     pub backlog: Arc<crate::repair::Backlog>,
+    /// Its replicas (0: the stream's).
+    pub replicas: usize,
 }
 
 /// Why [`consume`] returned.
@@ -228,6 +230,9 @@ pub(crate) async fn own<B: Backend>(
         filter: subjects::inbox_filter(me),
         max_ack_pending: 50_000,
         backlog: recipient.repair.backlog.clone(),
+        // Catching up before a province's consumer covers it: a consumer for a
+        // moment, not worth a Raft group of its own (thousands at a host's first start).
+        replicas: if until_drained { 1 } else { cfg.consumer_replicas },
     };
     let store: Arc<dyn CursorStore> = recipient.log.clone();
     let metrics = recipient.metrics.clone();
@@ -365,7 +370,7 @@ async fn open_consumer(
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
         max_ack_pending: spec.max_ack_pending,
-        num_replicas: cfg.consumer_replicas,
+        num_replicas: spec.replicas,
         memory_storage: cfg.consumer_state == ConsumerState::Memory,
         deliver_policy: match cursor {
             0 => jetstream::consumer::DeliverPolicy::All,

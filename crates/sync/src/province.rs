@@ -242,6 +242,7 @@ impl<B: Backend> ProvinceInbox<B> {
             filter: subjects::stream_subjects(self.province),
             max_ack_pending: PROVINCE_MAX_ACK_PENDING,
             backlog: self.backlog.clone(),
+            replicas: cfg.consumer_replicas,
         };
         let seen = {
             let this = self.clone();

@@ -328,6 +328,10 @@ pub async fn run(opts: Options) -> Result<Summary> {
         let mut cfg = deployment.host_config(host_dirs[w].clone(), &urls[cluster_of_worker(w)])?;
         cfg.cache_mib = 256;
         cfg.sync.stream_clusters = placement.clone();
+        // R1 consumers: one per tenant, an R3 consumer each would be a Raft group (thousands
+        // of them cost about a core per cluster idle). One per province, R3 (31 Raft groups)
+        // was measured no faster through the server kills (docs/scale.md), so R1 here too:
+        // a killed server pauses the provinces whose consumer it held until it is back.
         cfg.sync.consumer_replicas = 1;
         // Consumer state in the servers' memory, the tenants' cursors the record:
         // on file each active consumer rewrites a state file ten times a second.
