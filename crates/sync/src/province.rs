@@ -222,14 +222,22 @@ impl<B: Backend> ProvinceInbox<B> {
     /// the province's NATS user `inbox-<pp>`), reconnecting after failures.
     /// Start it once the tenants running at start have joined.
     pub async fn run(self: Arc<Self>, client: async_nats::Client, cfg: SyncConfig, mut stop: watch::Receiver<bool>) {
-        let this = self.clone();
-        match blocking("member records", move || this.start_dispatching()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(province = self.province, tenants = n, "no longer covered (not running here)"),
-            Err(e) => {
-                // Without this the records could claim coverage that a gap broke: do not hand out anything.
-                tracing::error!(province = self.province, error = %e, "cannot update the member records; province inbox not started");
-                return;
+        let mut backoff = Backoff::default();
+        // Until the records are right nothing is handed out: a record could claim coverage that a gap broke.
+        loop {
+            let this = self.clone();
+            match blocking("member records", move || this.start_dispatching()).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    tracing::info!(province = self.province, tenants = n, "no longer covered (not running here)");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(province = self.province, error = %e, "cannot update the member records; retrying");
+                    if backoff.failed(&e, &mut stop).await {
+                        return;
+                    }
+                }
             }
         }
         let js = jetstream::ContextBuilder::new()
@@ -250,7 +258,6 @@ impl<B: Backend> ProvinceInbox<B> {
         };
         let store: Arc<dyn CursorStore> =
             Arc::new(HostCursor { state: self.state.clone(), key: self.key("cursor"), seen });
-        let mut backoff = Backoff::default();
         loop {
             // A new router for each attempt: the previous one's tenant tasks finish what they hold.
             let mut router = Router::new(&self);
