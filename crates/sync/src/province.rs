@@ -274,18 +274,29 @@ impl<B: Backend> ProvinceInbox<B> {
 
     fn unrouted(&self, to: &str, n: usize) {
         crate::metrics::SyncMetrics::add(&self.metrics.unrouted, n as u64);
+        // Named only if it is a locality code: a subject token is whatever its
+        // author wrote, and nothing but codes goes into the log (nor into this map).
+        let named = Locality::parse(to).ok().map(|l| l.to_string());
+        let key = named.clone().unwrap_or_default();
         let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let due = warned.get(to).is_none_or(|t| now.duration_since(*t) >= UNROUTED_WARN_EVERY);
-        if due {
-            warned.insert(to.to_string(), now);
-            tracing::warn!(
+        if warned.get(&key).is_some_and(|t| now.duration_since(*t) < UNROUTED_WARN_EVERY) {
+            return;
+        }
+        warned.insert(key, now);
+        match named {
+            Some(code) => tracing::warn!(
                 province = self.province,
-                recipient = %yipan_core::clip(to),
+                recipient = %code,
                 messages = n,
                 "events addressed to a locality this host does not run: acknowledged unread (a tenant started \
                  here later reads them with its own consumer first)"
-            );
+            ),
+            None => tracing::warn!(
+                province = self.province,
+                messages = n,
+                "events on a subject that names no locality: acknowledged unread"
+            ),
         }
     }
 }
