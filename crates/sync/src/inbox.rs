@@ -188,10 +188,28 @@ pub(crate) async fn run<B: Backend>(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut recipient = Recipient::new(log, metrics, repair, js.client());
+    own_until(&js, &cfg, &mut recipient, &mut stop, false).await;
+}
+
+/// Runs a locality's own consumer until `stop` (None) or, with
+/// `until_drained`, until it is drained, retrying failures with backoff.
+pub(crate) async fn own_until<B: Backend>(
+    js: &jetstream::Context,
+    cfg: &SyncConfig,
+    recipient: &mut Recipient<B>,
+    stop: &mut watch::Receiver<bool>,
+    until_drained: bool,
+) -> Option<Ended> {
     let mut backoff = Backoff::default();
-    while let Err(e) = own(&js, &cfg, &mut recipient, &mut stop, false).await {
-        if backoff.failed(&e, &mut stop).await {
-            return;
+    loop {
+        match own(js, cfg, recipient, stop, until_drained).await {
+            Ok(Ended::Stopped) => return None,
+            Ok(ended) => return Some(ended),
+            Err(e) => {
+                if backoff.failed(&e, stop).await {
+                    return None;
+                }
+            }
         }
     }
 }
@@ -216,7 +234,7 @@ impl Backoff {
 }
 
 /// One run of a locality's own consumer `node-<code>`.
-pub(crate) async fn own<B: Backend>(
+async fn own<B: Backend>(
     js: &jetstream::Context,
     cfg: &SyncConfig,
     recipient: &mut Recipient<B>,

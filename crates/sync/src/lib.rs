@@ -325,7 +325,7 @@ impl Replication {
                 Some(province) => {
                     // Joined here, not in the task: the tenants running at a
                     // host's start have joined before its consumer starts.
-                    let joined = province.join(inbox::Recipient::new(
+                    let member = province.join(inbox::Recipient::new(
                         log.clone(),
                         metrics.clone(),
                         repair.clone(),
@@ -333,8 +333,8 @@ impl Replication {
                     ));
                     supervised!(
                         "inbox",
-                        [province, joined, log, js, cfg, metrics, repair, stop_rx],
-                        province::take_part(province, joined, log, js, cfg, metrics, repair, stop_rx)
+                        [province, member, log, js, cfg, metrics, repair, stop_rx],
+                        province::take_part(province, member, log, js, cfg, metrics, repair, stop_rx)
                     )
                 }
             },

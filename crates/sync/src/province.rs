@@ -169,23 +169,23 @@ impl<B: Backend> ProvinceInbox<B> {
     }
 
     /// Registers a tenant (as its replication starts, so that the tenants
-    /// running at start have joined before the consumer starts); true if it
-    /// is covered already: its record is there and the consumer has not
+    /// running at start have joined before the consumer starts). It is
+    /// covered already if its record is there and the consumer has not
     /// started handing out messages. A record that cannot be read counts as
     /// absent (the tenant catches up: duplicates, never a gap).
-    pub(crate) fn join(&self, recipient: Recipient<B>) -> (Arc<Member<B>>, bool) {
+    pub(crate) fn join(&self, recipient: Recipient<B>) -> Arc<Member<B>> {
         let l = recipient.log.locality();
         // Under the lock that starting the consumer takes: a tenant joins
         // wholly before the first message is handed out, or wholly after.
         let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = members.get(&l) {
-            return (m.clone(), m.covered.load(Ordering::Acquire));
+            return m.clone();
         }
         let covered =
             !self.dispatching.load(Ordering::Acquire) && matches!(self.state.get(&self.member_key(l)), Ok(Some(_)));
         let m = Arc::new(Member { recipient: tokio::sync::Mutex::new(recipient), covered: AtomicBool::new(covered) });
         members.insert(l, m.clone());
-        (m, covered)
+        m
     }
 
     /// Records that the consumer covers `l` from now on (it caught up).
@@ -259,9 +259,10 @@ impl<B: Backend> ProvinceInbox<B> {
         let store: Arc<dyn CursorStore> =
             Arc::new(HostCursor { state: self.state.clone(), key: self.key("cursor"), seen });
         loop {
-            // A new router for each attempt: the previous one's tenant tasks finish what they hold.
             let mut router = Router::new(&self);
-            match inbox::consume(&js, &cfg, &spec, &store, &self.metrics, &mut stop, &mut router, false).await {
+            let ended = inbox::consume(&js, &cfg, &spec, &store, &self.metrics, &mut stop, &mut router, false).await;
+            router.finish().await;
+            match ended {
                 Ok(_) => return,
                 Err(e) => {
                     if backoff.failed(&e, &mut stop).await {
@@ -319,6 +320,7 @@ type Share = (Vec<Message>, Option<u64>);
 struct Router<'a, B: Backend> {
     inbox: &'a ProvinceInbox<B>,
     queues: HashMap<Locality, tokio::sync::mpsc::UnboundedSender<Share>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     settled_tx: tokio::sync::mpsc::UnboundedSender<Vec<u64>>,
     settled_rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u64>>,
 }
@@ -326,17 +328,25 @@ struct Router<'a, B: Backend> {
 impl<'a, B: Backend> Router<'a, B> {
     fn new(inbox: &'a ProvinceInbox<B>) -> Self {
         let (settled_tx, settled_rx) = tokio::sync::mpsc::unbounded_channel();
-        Router { inbox, queues: HashMap::new(), settled_tx, settled_rx }
+        Router { inbox, queues: HashMap::new(), tasks: Vec::new(), settled_tx, settled_rx }
     }
 
-    /// The queue of tenant `l`, its task started on first use (it ends when the router is dropped).
+    /// The queue of tenant `l`, its task started on first use.
     fn queue(&mut self, l: Locality, member: Arc<Member<B>>) -> &tokio::sync::mpsc::UnboundedSender<Share> {
-        let settled = self.settled_tx.clone();
+        let (settled, tasks) = (&self.settled_tx, &mut self.tasks);
         self.queues.entry(l).or_insert_with(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(serve_tenant(l, member, rx, settled));
+            tasks.push(tokio::spawn(serve_tenant(l, member, rx, settled.clone())));
             tx
         })
+    }
+
+    /// Closes the queues and waits until every tenant has taken what it was
+    /// handed: before the host stops its tenants, and before a new attempt
+    /// hands out messages again (so a tenant never takes two shares at once).
+    async fn finish(self) {
+        drop(self.queues);
+        futures::future::join_all(self.tasks).await;
     }
 }
 
@@ -420,7 +430,7 @@ impl<B: Backend> Sink for Router<'_, B> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn take_part<B: Backend>(
     inbox: Arc<ProvinceInbox<B>>,
-    joined: (Arc<Member<B>>, bool),
+    member: Arc<Member<B>>,
     log: Arc<Log<B>>,
     js: jetstream::Context,
     cfg: SyncConfig,
@@ -429,22 +439,13 @@ pub(crate) async fn take_part<B: Backend>(
     mut stop: watch::Receiver<bool>,
 ) {
     let me = log.locality();
-    let (member, _) = joined;
     let mut backoff = Backoff::default();
     // Read again: a restarted task finds the member covered once it caught up.
     if !member.covered.load(Ordering::Acquire) {
         tracing::info!(locality = %me, "catching up through its own consumer before the province's covers it");
         let mut own = Recipient::new(log.clone(), metrics.clone(), repair.clone(), js.client());
-        loop {
-            match inbox::own(&js, &cfg, &mut own, &mut stop, true).await {
-                Ok(Ended::Drained) => break,
-                Ok(Ended::Stopped) => return,
-                Err(e) => {
-                    if backoff.failed(&e, &mut stop).await {
-                        return;
-                    }
-                }
-            }
+        if inbox::own_until(&js, &cfg, &mut own, &mut stop, true).await != Some(Ended::Drained) {
+            return;
         }
         while let Err(e) = inbox.admit(me, &member).await {
             if backoff.failed(&e, &mut stop).await {
