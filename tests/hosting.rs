@@ -475,3 +475,114 @@ async fn a_host_serving_a_whole_province_reads_it_through_one_consumer() {
     host.stop().await.unwrap();
     node.stop().await.unwrap();
 }
+
+/// Messages the consumer `name` of province 61 has delivered and not yet had acknowledged.
+async fn ack_pending(env: &Env, name: &str) -> u64 {
+    let principal = yipan_access::nats::Principal::Admin;
+    let cfg = env.deployment.sync_config(principal, &env.nats.url()).unwrap();
+    let client = yipan_sync::connect_options(&cfg, principal).unwrap().connect(env.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        js.get_stream("YIPAN_EV_61").await.unwrap().get_consumer(name).await.unwrap();
+    consumer.info().await.unwrap().num_ack_pending as u64
+}
+
+/// A certificate carrying the identity tier: sealed for its recipient, which
+/// opens it with its own NATS credentials (the data key's subject is its own).
+fn sealed_certificate(residence: &str, n: u32) -> String {
+    format!(
+        r#"{{"kind":"CertificateIssued","origin":"411522","residence":"{residence}","person_id_number":"41152219900101{n:03}X","identity":{{"name":"测试{n}"}},"body":{{"certificateRef":"HN-GS-2026-{n:04}"}}}}"#
+    )
+}
+
+/// A certificate without sealed tiers.
+fn certificate(residence: &str, n: u32) -> String {
+    event("CertificateIssued", "411522", residence, n, r#"{"certificateRef":"HN-GS-2026-0001"}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_keeps_failing_its_share_loses_coverage_instead_of_holding_up_its_province() {
+    let mut env = Env::create().await;
+    host::init(&env.host_dir()).unwrap();
+    env.prepare_tenant("610112").await;
+    env.prepare_tenant("610113").await;
+    let (node, node_dir) = env.start_node("411522").await;
+    let node_clerk = env.client(node.addr, &node_dir, Role::Clerk);
+    let send = |body: String| {
+        let c = node_clerk.clone();
+        async move {
+            let (status, reply) = call(&c, "POST", "/v1/events", Some(&body)).await;
+            assert_eq!(status, 200, "{reply}");
+        }
+    };
+    let mut cfg = env.deployment.host_config(env.host_dir(), &env.nats.url()).unwrap();
+    cfg.inbox_provinces = vec!["61".into()];
+    cfg.sync.head_interval_ms = 300;
+    cfg.sync.repair_grace_ms = 300;
+    cfg.sync.trust_poll_ms = 200;
+    // Three failed shares in a row are enough here (30 s in production).
+    cfg.sync.uncover_after_ms = 0;
+    let host = Host::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    let inbox = |host: &Host| host.inboxes().into_iter().next().unwrap();
+    until("both tenants are covered", Duration::from_secs(30), || inbox(&host).members == 2).await;
+    let (t12, t13) = (host.log(loc("610112")).unwrap(), host.log(loc("610113")).unwrap());
+    let head = |log: &yipan_log::Log<_>, to: &str| log.channel_head(loc("411522"), loc(to)).unwrap() as u32;
+    send(sealed_certificate("610113", 1)).await;
+    until("a sealed arrival is opened and stored", Duration::from_secs(30), || head(&t13, "610113") == 1).await;
+
+    // 610113's NATS user is revoked: the server closes its connection, so it can no longer
+    // open sealed tiers (their keys are read with its own credentials) and fails its shares.
+    let t13_user = yipan_access::nats::Principal::Locality(loc("610113"));
+    env.nats.reload_authorization(env.deployment.authorization_without(&[t13_user])).unwrap();
+    let (mut to13, mut to12) = (1, 0);
+    let start = Instant::now();
+    while inbox(&host).coverage_lost == 0 {
+        assert!(start.elapsed() < Duration::from_secs(120), "never lost coverage: {:?}", inbox(&host));
+        to13 += 1;
+        send(sealed_certificate("610113", to13)).await;
+        to12 += 1;
+        send(certificate("610112", 100 + to12)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    // Meanwhile its neighbour went on receiving through the same consumer.
+    until("610112 received all the while", Duration::from_secs(30), || head(&t12, "610112") == to12).await;
+    let status = inbox(&host);
+    assert_eq!((status.members, status.catching_up, status.coverage_lost), (1, 1, 1), "{status:?}");
+    // What is addressed to it now is passed by, and what it failed is passed by at its
+    // redelivery: nothing of the province's consumer stays unacknowledged on its account.
+    send(sealed_certificate("610113", to13 + 1)).await;
+    send(certificate("610113", 200)).await;
+    to13 += 1;
+    let plain13 = 1;
+    until("what is addressed to it is passed by", Duration::from_secs(90), || inbox(&host).passed_by >= 2).await;
+    let start = Instant::now();
+    while ack_pending(&env, "inbox-61").await > 0 {
+        assert!(start.elapsed() < Duration::from_secs(90), "inbox-61 keeps messages unacknowledged");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    send(certificate("610112", 300)).await;
+    until("610112 still receives", Duration::from_secs(30), || head(&t12, "610112") == to12 + 1).await;
+
+    // Its user restored: it reconnects, reads what it was passed by through its own
+    // consumer, and is covered again.
+    env.nats.reload_authorization(env.deployment.authorization()).unwrap();
+    until("610113 caught up and is covered again", Duration::from_secs(90), || {
+        head(&t13, "610113") == to13 + plain13 && inbox(&host).members == 2
+    })
+    .await;
+    send(certificate("610113", 400)).await;
+    until("and receives through the province's consumer", Duration::from_secs(30), || {
+        head(&t13, "610113") == to13 + plain13 + 1
+    })
+    .await;
+    assert_eq!(consumers(&env, 61).await, vec!["inbox-61".to_string()], "its own consumer is gone again");
+    assert_eq!(t13.len(), (to13 + plain13 + 1) as usize, "each event once");
+    assert_eq!(t12.len(), (to12 + 1) as usize);
+    for log in [&t12, &t13] {
+        assert!(log.verify().unwrap().ok());
+        assert!(log.quarantine().unwrap().is_empty());
+    }
+    drop((t12, t13));
+    host.stop().await.unwrap();
+    node.stop().await.unwrap();
+}

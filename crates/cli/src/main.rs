@@ -540,6 +540,9 @@ enum SimAction {
         /// Events per append batch of one locality.
         #[arg(long, default_value_t = 256)]
         batch: usize,
+        /// Page cache of each hosting process's shared store, MiB (`cache_mib`).
+        #[arg(long, default_value_t = 256)]
+        cache_mib: u64,
         /// Output directory.
         #[arg(long, default_value = "target/sim-national")]
         out: PathBuf,
@@ -1162,6 +1165,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     tiers,
                     seed,
                     batch,
+                    cache_mib,
                     out,
                 },
         } => {
@@ -1176,6 +1180,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 tiers: tiers.clamp(0.0, 1.0),
                 seed,
                 batch: batch.max(1),
+                cache_mib,
                 out: out.clone(),
             };
             let summary = runtime()?.block_on(sim::run(opts))?;

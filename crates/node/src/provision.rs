@@ -105,7 +105,14 @@ impl Deployment {
 
     /// The `authorization` block for nats-server.
     pub fn authorization(&self) -> String {
-        let mut users: Vec<NatsUser> = self.users.values().cloned().collect();
+        self.authorization_without(&[])
+    }
+
+    /// The `authorization` block without the users of `revoked` (a server
+    /// reloaded with it closes their connections and refuses them).
+    pub fn authorization_without(&self, revoked: &[Principal]) -> String {
+        let mut users: Vec<NatsUser> =
+            self.users.values().filter(|u| !revoked.contains(&u.principal)).cloned().collect();
         users.sort_by_key(|u| u.principal.name());
         render_authorization(&users)
     }

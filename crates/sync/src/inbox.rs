@@ -488,6 +488,20 @@ impl<B: Backend> Recipient<B> {
         Ok(settled)
     }
 
+    /// Acknowledges, unread, every event it holds beyond a gap (it lost the
+    /// coverage of its province's consumer and reads them again through its
+    /// own); returns their stream sequences.
+    pub(crate) async fn pass_by_held(&mut self) -> Result<Vec<u64>> {
+        let mut done = Vec::new();
+        for (_, queue) in std::mem::take(&mut self.held) {
+            for (_, (_, msg)) in queue {
+                msg.ack().await.map_err(Error::nats)?;
+                done.extend(sequence(&msg));
+            }
+        }
+        Ok(done)
+    }
+
     /// Stores held events whose predecessors have arrived, and acks them.
     async fn release_held(&mut self, settled: &mut Vec<u64>) -> Result<()> {
         let (log, metrics, held) = (&self.log, &self.metrics, &mut self.held);

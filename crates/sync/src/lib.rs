@@ -68,6 +68,12 @@ pub struct SyncConfig {
     pub head_refresh_ms: u64,
     /// How long a recipient waits for missing events before asking the author to re-send, ms.
     pub repair_grace_ms: u64,
+    /// A tenant of a province's shared inbox (`inbox_provinces`) whose shares
+    /// have failed three times in a row for at least this long loses that
+    /// inbox's coverage and reads its own address through its own consumer
+    /// until it caught up (docs/scale.md), ms. What it cannot take would
+    /// otherwise stay unacknowledged and hold up its whole province.
+    pub uncover_after_ms: u64,
     /// How long the event streams keep messages, in days (audit retention).
     pub stream_max_age_days: u64,
     /// How long the downstream streams keep messages, in days: a delivery
@@ -134,6 +140,7 @@ impl Default for SyncConfig {
             head_interval_ms: 2000,
             head_refresh_ms: 60_000,
             repair_grace_ms: 1000,
+            uncover_after_ms: 30_000,
             stream_max_age_days: 400,
             downstream_max_age_days: 30,
             ack_timeout_ms: 5000,

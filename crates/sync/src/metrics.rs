@@ -61,6 +61,8 @@ metrics! {
     inbox_batches: "yipan_inbox_batches_total", "counter", "Batches the inbox verified and stored (one flush each).";
     consumers_recreated: "yipan_inbox_consumer_recreated_total", "counter", "Inbox consumers re-created from the node's cursor (their server lost their state, e.g. restarted with consumer_state = memory).";
     unrouted: "yipan_inbox_unrouted_total", "counter", "Messages a province's shared inbox consumer acknowledged unread because no tenant of this host is their recipient (a tenant started later reads them with its own consumer first).";
+    coverage_lost: "yipan_inbox_coverage_lost_total", "counter", "Times a tenant lost the coverage of its province's shared inbox consumer because it kept failing to take its messages (it then reads its own address again through its own consumer).";
+    passed_by: "yipan_inbox_passed_by_total", "counter", "Messages a province's shared inbox consumer acknowledged unread for a tenant that lost its coverage (the tenant reads them again through its own consumer).";
     dead_letters: "yipan_outbox_dead_letters_total", "counter", "ALERT: messages set aside because they can never be published (larger than the server's max_payload).";
     task_restarts: "yipan_task_restarts_total", "counter", "ALERT: background tasks that ended or panicked unexpectedly and were restarted.";
 }

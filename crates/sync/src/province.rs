@@ -52,6 +52,21 @@ pub(crate) struct Member<B: Backend> {
     recipient: tokio::sync::Mutex<Recipient<B>>,
     /// Holds everything addressed to it up to the consumer's cursor (else catching up).
     covered: AtomicBool,
+    /// Counts its losses of coverage, under the lock that record changes
+    /// take: a catch-up that began before the last loss does not admit it.
+    losses: tokio::sync::Mutex<u64>,
+    /// Wakes its part ([`take_part`]) when it lost coverage.
+    lost: tokio::sync::Notify,
+    /// It lost coverage for failing to take its shares, and has not caught up
+    /// since: what is addressed to it is passed by (its own consumer reads it).
+    passed_by: AtomicBool,
+}
+
+impl<B: Backend> Member<B> {
+    /// Losses of coverage so far (read before catching up; [`ProvinceInbox::admit`] checks it).
+    async fn losses(&self) -> u64 {
+        *self.losses.lock().await
+    }
 }
 
 /// The province's consumer and the tenants it serves.
@@ -114,6 +129,12 @@ pub struct ProvinceStatus {
     pub catching_up: usize,
     /// Messages addressed to localities this host does not run (acknowledged unread).
     pub unrouted: u64,
+    /// Times a tenant lost coverage for failing to take its messages.
+    #[serde(default)]
+    pub coverage_lost: u64,
+    /// Messages acknowledged unread for tenants that lost coverage (they read them again).
+    #[serde(default)]
+    pub passed_by: u64,
 }
 
 impl<B: Backend> ProvinceInbox<B> {
@@ -157,6 +178,8 @@ impl<B: Backend> ProvinceInbox<B> {
             members: covered,
             catching_up: members.len() - covered,
             unrouted: self.metrics.unrouted.load(Ordering::Relaxed),
+            coverage_lost: self.metrics.coverage_lost.load(Ordering::Relaxed),
+            passed_by: self.metrics.passed_by.load(Ordering::Relaxed),
         }
     }
 
@@ -183,16 +206,45 @@ impl<B: Backend> ProvinceInbox<B> {
         }
         let covered =
             !self.dispatching.load(Ordering::Acquire) && matches!(self.state.get(&self.member_key(l)), Ok(Some(_)));
-        let m = Arc::new(Member { recipient: tokio::sync::Mutex::new(recipient), covered: AtomicBool::new(covered) });
+        let m = Arc::new(Member {
+            recipient: tokio::sync::Mutex::new(recipient),
+            covered: AtomicBool::new(covered),
+            losses: Default::default(),
+            lost: Default::default(),
+            passed_by: AtomicBool::new(false),
+        });
         members.insert(l, m.clone());
         m
     }
 
-    /// Records that the consumer covers `l` from now on (it caught up).
-    async fn admit(&self, l: Locality, member: &Member<B>) -> Result<()> {
+    /// Records that the consumer covers `l` from now on: it caught up, and
+    /// has not lost coverage since `losses` was read before it began (else false:
+    /// what it was passed by meanwhile may be newer than what it caught up to).
+    async fn admit(&self, l: Locality, member: &Member<B>, losses: u64) -> Result<bool> {
+        let now = member.losses.lock().await;
+        if *now != losses {
+            return Ok(false);
+        }
         let (state, key) = (self.state.clone(), self.member_key(l));
         blocking("member record", move || Ok(state.commit(vec![(key, Some(Vec::new()))])?)).await?;
         member.covered.store(true, Ordering::Release);
+        member.passed_by.store(false, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Takes coverage from `l` (it keeps failing to take its share): its
+    /// record goes first — were it kept, a restart would take the tenant as
+    /// covered — then it reads its own address again through its own
+    /// consumer ([`take_part`]), and what it failed to take may be passed by.
+    async fn uncover(&self, l: Locality, member: &Member<B>) -> Result<()> {
+        let mut losses = member.losses.lock().await;
+        let (state, key) = (self.state.clone(), self.member_key(l));
+        blocking("member record", move || Ok(state.commit(vec![(key, None)])?)).await?;
+        member.covered.store(false, Ordering::Release);
+        member.passed_by.store(true, Ordering::Release);
+        crate::metrics::SyncMetrics::add(&self.metrics.coverage_lost, 1);
+        *losses += 1;
+        member.lost.notify_one();
         Ok(())
     }
 
@@ -259,7 +311,7 @@ impl<B: Backend> ProvinceInbox<B> {
         let store: Arc<dyn CursorStore> =
             Arc::new(HostCursor { state: self.state.clone(), key: self.key("cursor"), seen });
         loop {
-            let mut router = Router::new(&self);
+            let mut router = Router::new(self.clone(), Duration::from_millis(cfg.uncover_after_ms));
             let ended = inbox::consume(&js, &cfg, &spec, &store, &self.metrics, &mut stop, &mut router, false).await;
             router.finish().await;
             match ended {
@@ -271,6 +323,10 @@ impl<B: Backend> ProvinceInbox<B> {
                 }
             }
         }
+    }
+
+    fn passed_by(&self, n: usize) {
+        crate::metrics::SyncMetrics::add(&self.metrics.passed_by, n as u64);
     }
 
     fn unrouted(&self, to: &str, n: usize) {
@@ -309,6 +365,14 @@ const PROVINCE_MAX_ACK_PENDING: i64 = 16_384;
 /// Messages one tenant takes per round from its queue.
 const TENANT_ROUND: usize = 1_024;
 
+/// A tenant whose shares fail this many times in a row, for at least
+/// `uncover_after_ms` ([`SyncConfig`]), loses coverage: what it fails to take
+/// stays unacknowledged and counts against the province's
+/// [`PROVINCE_MAX_ACK_PENDING`], so one tenant failing for long (its own NATS
+/// connection down: sealed tiers are opened with its own credentials) would
+/// slow every tenant of its province. A failover's seconds of errors stay below it.
+const UNCOVER_AFTER_FAILURES: u32 = 3;
+
 /// A share of a batch for one tenant, with the province's cursor to write.
 type Share = (Vec<Message>, Option<u64>);
 
@@ -317,26 +381,29 @@ type Share = (Vec<Message>, Option<u64>);
 /// on: waiting for every tenant of a batch before reading the next made a
 /// batch as slow as its slowest tenant (measured: ~200 ms per batch of ~60
 /// messages for ~8 tenants, 3× fewer events a second than a consumer each).
-struct Router<'a, B: Backend> {
-    inbox: &'a ProvinceInbox<B>,
+struct Router<B: Backend> {
+    inbox: Arc<ProvinceInbox<B>>,
+    /// See [`UNCOVER_AFTER_FAILURES`].
+    uncover_after: Duration,
     queues: HashMap<Locality, tokio::sync::mpsc::UnboundedSender<Share>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     settled_tx: tokio::sync::mpsc::UnboundedSender<Vec<u64>>,
     settled_rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u64>>,
 }
 
-impl<'a, B: Backend> Router<'a, B> {
-    fn new(inbox: &'a ProvinceInbox<B>) -> Self {
+impl<B: Backend> Router<B> {
+    fn new(inbox: Arc<ProvinceInbox<B>>, uncover_after: Duration) -> Self {
         let (settled_tx, settled_rx) = tokio::sync::mpsc::unbounded_channel();
-        Router { inbox, queues: HashMap::new(), tasks: Vec::new(), settled_tx, settled_rx }
+        Router { inbox, uncover_after, queues: HashMap::new(), tasks: Vec::new(), settled_tx, settled_rx }
     }
 
     /// The queue of tenant `l`, its task started on first use.
     fn queue(&mut self, l: Locality, member: Arc<Member<B>>) -> &tokio::sync::mpsc::UnboundedSender<Share> {
-        let (settled, tasks) = (&self.settled_tx, &mut self.tasks);
+        let (settled, tasks, inbox, after) = (&self.settled_tx, &mut self.tasks, &self.inbox, self.uncover_after);
         self.queues.entry(l).or_insert_with(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            tasks.push(tokio::spawn(serve_tenant(l, member, rx, settled.clone())));
+            let tenant = Tenant { inbox: inbox.clone(), l, member, uncover_after: after };
+            tasks.push(tokio::spawn(tenant.serve(rx, settled.clone())));
             tx
         })
     }
@@ -350,42 +417,105 @@ impl<'a, B: Backend> Router<'a, B> {
     }
 }
 
-/// Takes a tenant's shares in order, everything queued at once.
-async fn serve_tenant<B: Backend>(
+/// Takes a tenant's shares in order, everything queued at once; takes its
+/// coverage when it keeps failing ([`UNCOVER_AFTER_FAILURES`]).
+struct Tenant<B: Backend> {
+    inbox: Arc<ProvinceInbox<B>>,
     l: Locality,
     member: Arc<Member<B>>,
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<Share>,
-    settled: tokio::sync::mpsc::UnboundedSender<Vec<u64>>,
-) {
-    while let Some((mut msgs, mut cursor)) = queue.recv().await {
-        while msgs.len() < TENANT_ROUND {
-            match queue.try_recv() {
-                Ok((more, c)) => {
-                    msgs.extend(more);
-                    cursor = cursor.max(c);
+    uncover_after: Duration,
+}
+
+impl<B: Backend> Tenant<B> {
+    async fn serve(
+        self,
+        mut queue: tokio::sync::mpsc::UnboundedReceiver<Share>,
+        settled: tokio::sync::mpsc::UnboundedSender<Vec<u64>>,
+    ) {
+        let Tenant { inbox, l, member, uncover_after } = self;
+        // Since when, and how many times in a row, its shares failed.
+        let mut failing: Option<(Instant, u32)> = None;
+        while let Some((mut msgs, mut cursor)) = queue.recv().await {
+            while msgs.len() < TENANT_ROUND {
+                match queue.try_recv() {
+                    Ok((more, c)) => {
+                        msgs.extend(more);
+                        cursor = cursor.max(c);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
-        let mut r = member.recipient.lock().await;
-        // A member's own cursor moves with the province's (it is covered up to it).
-        let own = cursor.filter(|_| member.covered.load(Ordering::Acquire));
-        match r.process(msgs, own).await {
-            Ok(done) => {
-                let _ = settled.send(done);
+            // It lost coverage after these were queued: passed by as well.
+            if member.passed_by.load(Ordering::Acquire) {
+                let n = msgs.len();
+                match ack_unread(msgs).await {
+                    Ok(done) => {
+                        inbox.passed_by(n);
+                        let _ = settled.send(done);
+                    }
+                    Err(e) => tracing::warn!(locality = %l, error = %e, "not passed by; redelivered later"),
+                }
+                continue;
             }
-            // Its messages stay unacknowledged: redelivered after the ack wait; the others go on.
-            Err(e) => {
-                tracing::warn!(locality = %l, error = %e, "tenant could not take its messages; redelivered later")
+            let mut r = member.recipient.lock().await;
+            // A member's own cursor moves with the province's (it is covered up to it).
+            let own = cursor.filter(|_| member.covered.load(Ordering::Acquire));
+            match r.process(msgs, own).await {
+                Ok(done) => {
+                    failing = None;
+                    let _ = settled.send(done);
+                }
+                // Its messages stay unacknowledged: redelivered after the ack wait; the others go on.
+                Err(e) => {
+                    let (since, times) = failing.get_or_insert((Instant::now(), 0));
+                    *times += 1;
+                    if *times < UNCOVER_AFTER_FAILURES || since.elapsed() < uncover_after {
+                        tracing::warn!(locality = %l, error = %e, "tenant could not take its messages; redelivered later");
+                        continue;
+                    }
+                    match inbox.uncover(l, &member).await {
+                        Ok(()) => {
+                            failing = None;
+                            tracing::warn!(
+                                locality = %l,
+                                error = %e,
+                                "tenant keeps failing to take its messages: no longer covered; what is addressed to \
+                                 it is passed by until it has read its own address again through its own consumer"
+                            );
+                            // What it holds beyond gaps is passed by too (read again the same way).
+                            match r.pass_by_held().await {
+                                Ok(done) => {
+                                    inbox.passed_by(done.len());
+                                    let _ = settled.send(done);
+                                }
+                                Err(e) => tracing::warn!(locality = %l, error = %e, "held events not passed by"),
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(locality = %l, error = %e, "cannot take its coverage; redelivered later")
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-impl<B: Backend> Sink for Router<'_, B> {
+/// Acknowledges messages no tenant here reads now; returns their stream sequences.
+async fn ack_unread(msgs: Vec<Message>) -> Result<Vec<u64>> {
+    let mut done = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        m.ack().await.map_err(Error::nats)?;
+        done.extend(m.info().ok().map(|i| i.stream_sequence));
+    }
+    Ok(done)
+}
+
+impl<B: Backend> Sink for Router<B> {
     async fn batch(&mut self, msgs: Vec<Message>, cursor: Option<u64>) -> Result<Vec<u64>> {
-        let inbox = self.inbox;
+        let inbox = self.inbox.clone();
         let mut settled = Vec::new();
+        let mut passed = Vec::new();
         let mut by: HashMap<Locality, (Arc<Member<B>>, Vec<Message>)> = HashMap::new();
         let mut unrouted: HashMap<String, Vec<Message>> = HashMap::new();
         {
@@ -394,17 +524,19 @@ impl<B: Backend> Sink for Router<'_, B> {
                 // yipan.v1.ev.<pp>.<recipient>.<author>
                 let to = m.subject.split('.').nth(4).unwrap_or("");
                 match Locality::parse(to).ok().and_then(|l| Some((l, members.get(&l)?))) {
+                    Some((_, member)) if member.passed_by.load(Ordering::Acquire) => passed.push(m),
                     Some((l, member)) => by.entry(l).or_insert_with(|| (member.clone(), Vec::new())).1.push(m),
                     None => unrouted.entry(to.to_string()).or_default().push(m),
                 }
             }
         }
+        if !passed.is_empty() {
+            inbox.passed_by(passed.len());
+            settled.extend(ack_unread(passed).await?);
+        }
         for (to, msgs) in unrouted {
             inbox.unrouted(&to, msgs.len());
-            for m in msgs {
-                m.ack().await.map_err(Error::nats)?;
-                settled.extend(m.info().ok().map(|i| i.stream_sequence));
-            }
+            settled.extend(ack_unread(msgs).await?);
         }
         for (l, (member, msgs)) in by {
             if self.queue(l, member).send((msgs, cursor)).is_err() {
@@ -424,9 +556,10 @@ impl<B: Backend> Sink for Router<'_, B> {
 }
 
 /// A tenant's part of the province's inbox, run as its replication's inbox
-/// task after it joined ([`ProvinceInbox::join`]): if not covered, it reads
-/// its own address through its own consumer until nothing is pending, then
-/// becomes a member and deletes that consumer; then it waits for `stop`.
+/// task after it joined ([`ProvinceInbox::join`]): whenever it is not covered
+/// (at first, or after it lost coverage), it reads its own address through
+/// its own consumer until nothing is pending, then becomes a member and
+/// deletes that consumer; in between it waits for `stop`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn take_part<B: Backend>(
     inbox: Arc<ProvinceInbox<B>>,
@@ -440,23 +573,35 @@ pub(crate) async fn take_part<B: Backend>(
 ) {
     let me = log.locality();
     let mut backoff = Backoff::default();
-    // Read again: a restarted task finds the member covered once it caught up.
-    if !member.covered.load(Ordering::Acquire) {
-        tracing::info!(locality = %me, "catching up through its own consumer before the province's covers it");
-        let mut own = Recipient::new(log.clone(), metrics.clone(), repair.clone(), js.client());
-        if inbox::own_until(&js, &cfg, &mut own, &mut stop, true).await != Some(Ended::Drained) {
-            return;
-        }
-        while let Err(e) = inbox.admit(me, &member).await {
-            if backoff.failed(&e, &mut stop).await {
+    loop {
+        // Read again each time: a restarted task finds the member covered once it caught up.
+        if !member.covered.load(Ordering::Acquire) {
+            let losses = member.losses().await;
+            tracing::info!(locality = %me, "catching up through its own consumer before the province's covers it");
+            let mut own = Recipient::new(log.clone(), metrics.clone(), repair.clone(), js.client());
+            if inbox::own_until(&js, &cfg, &mut own, &mut stop, true).await != Some(Ended::Drained) {
                 return;
             }
+            match inbox.admit(me, &member, losses).await {
+                // Lost again while catching up: what was passed by meanwhile may be newer.
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(e) => {
+                    if backoff.failed(&e, &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            let stream = subjects::stream(me.province());
+            if let Err(e) = js.delete_consumer_from_stream(subjects::consumer(me), &stream).await {
+                tracing::debug!(locality = %me, error = %e, "own consumer not deleted");
+            }
+            tracing::info!(locality = %me, "caught up; the province's consumer covers it from now on");
         }
-        let stream = subjects::stream(me.province());
-        if let Err(e) = js.delete_consumer_from_stream(subjects::consumer(me), &stream).await {
-            tracing::debug!(locality = %me, error = %e, "own consumer not deleted");
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = member.lost.notified() => {}
         }
-        tracing::info!(locality = %me, "caught up; the province's consumer covers it from now on");
     }
-    let _ = stop.wait_for(|s| *s).await;
 }

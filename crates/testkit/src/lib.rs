@@ -244,6 +244,29 @@ impl NatsServer {
         }
     }
 
+    /// Rewrites its configuration with `authorization` (the users and their
+    /// permissions) and has the running server reload it (`SIGHUP`), as an
+    /// operator revokes or restores a user: connections of a user no longer
+    /// there are closed by the server.
+    pub fn reload_authorization(&mut self, authorization: String) -> Result<(), String> {
+        let secure = self.secure.as_mut().ok_or("an insecure server has no users to reload")?;
+        secure.authorization = authorization;
+        let conf = self.store.with_extension("conf");
+        std::fs::write(&conf, self.config_text()).map_err(|e| e.to_string())?;
+        let pid = self.pid().ok_or("the server is not running")?;
+        let status = Command::new(&self.bin)
+            .arg("--signal")
+            .arg(format!("reload={pid}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("nats-server --signal reload={pid} failed ({status})"));
+        }
+        Ok(())
+    }
+
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();

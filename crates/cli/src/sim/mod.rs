@@ -54,6 +54,8 @@ pub struct Options {
     pub seed: u64,
     /// Events per append batch of one locality.
     pub batch: usize,
+    /// Page cache of each hosting process's shared store, MiB.
+    pub cache_mib: u64,
     /// Where the summary, the plots and the run's files go.
     pub out: PathBuf,
 }
@@ -326,7 +328,7 @@ pub async fn run(opts: Options) -> Result<Summary> {
     let mut workers = Vec::new();
     for (w, g) in groups.iter().enumerate() {
         let mut cfg = deployment.host_config(host_dirs[w].clone(), &urls[cluster_of_worker(w)])?;
-        cfg.cache_mib = 256;
+        cfg.cache_mib = opts.cache_mib;
         cfg.sync.stream_clusters = placement.clone();
         // R1 consumers: one per tenant, an R3 consumer each would be a Raft group (thousands
         // of them cost about a core per cluster idle). One per province, R3 (31 Raft groups)
