@@ -540,8 +540,9 @@ enum SimAction {
         /// Events per append batch of one locality.
         #[arg(long, default_value_t = 256)]
         batch: usize,
-        /// Page cache of each hosting process's shared store, MiB (`cache_mib`).
-        #[arg(long, default_value_t = 256)]
+        /// Page cache of each hosting process's shared store, MiB (`cache_mib`;
+        /// sled holds ~2–3× this in memory, docs/scale.md).
+        #[arg(long, default_value_t = 64)]
         cache_mib: u64,
         /// Output directory.
         #[arg(long, default_value = "target/sim-national")]
