@@ -488,6 +488,11 @@ impl<B: Backend> Recipient<B> {
         Ok(settled)
     }
 
+    /// Whether its own NATS connection is up (sealed tiers are opened through it).
+    pub(crate) fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     /// Acknowledges, unread, every event it holds beyond a gap (it lost the
     /// coverage of its province's consumer and reads them again through its
     /// own); returns their stream sequences.
