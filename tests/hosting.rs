@@ -520,7 +520,7 @@ async fn a_tenant_that_keeps_failing_its_share_loses_coverage_instead_of_holding
     cfg.sync.head_interval_ms = 300;
     cfg.sync.repair_grace_ms = 300;
     cfg.sync.trust_poll_ms = 200;
-    // Three failed shares in a row are enough here (30 s in production).
+    // Three failed shares in a row are enough here (two minutes by default).
     cfg.sync.uncover_after_ms = 0;
     let host = Host::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
     let inbox = |host: &Host| host.inboxes().into_iter().next().unwrap();

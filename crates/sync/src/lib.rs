@@ -69,7 +69,8 @@ pub struct SyncConfig {
     /// How long a recipient waits for missing events before asking the author to re-send, ms.
     pub repair_grace_ms: u64,
     /// A tenant of a province's shared inbox (`inbox_provinces`) whose shares
-    /// have failed three times in a row for at least this long loses that
+    /// have failed three times in a row for at least this long, with its own
+    /// NATS connection down, loses that
     /// inbox's coverage and reads its own address through its own consumer
     /// until it caught up (docs/scale.md), ms. What it cannot take would
     /// otherwise stay unacknowledged and hold up its whole province.
@@ -140,7 +141,7 @@ impl Default for SyncConfig {
             head_interval_ms: 2000,
             head_refresh_ms: 60_000,
             repair_grace_ms: 1000,
-            uncover_after_ms: 30_000,
+            uncover_after_ms: 120_000,
             stream_max_age_days: 400,
             downstream_max_age_days: 30,
             ack_timeout_ms: 5000,
