@@ -57,8 +57,9 @@ pub(crate) struct Member<B: Backend> {
     losses: tokio::sync::Mutex<u64>,
     /// Wakes its part ([`take_part`]) when it lost coverage.
     lost: tokio::sync::Notify,
-    /// It lost coverage for failing to take its shares, and has not caught up
-    /// since: what is addressed to it is passed by (its own consumer reads it).
+    /// It lost coverage for failing to take its shares, and its own consumer
+    /// has not read its address to the end since: what is addressed to it is
+    /// passed by (that consumer reads it).
     passed_by: AtomicBool,
 }
 
@@ -228,7 +229,6 @@ impl<B: Backend> ProvinceInbox<B> {
         let (state, key) = (self.state.clone(), self.member_key(l));
         blocking("member record", move || Ok(state.commit(vec![(key, Some(Vec::new()))])?)).await?;
         member.covered.store(true, Ordering::Release);
-        member.passed_by.store(false, Ordering::Release);
         Ok(true)
     }
 
@@ -594,6 +594,14 @@ pub(crate) async fn take_part<B: Backend>(
             tracing::info!(locality = %me, "catching up through its own consumer before the province's covers it");
             let mut own = Recipient::new(log.clone(), metrics.clone(), repair.clone(), js.client());
             if inbox::own_until(&js, &cfg, &mut own, &mut stop, true).await != Some(Ended::Drained) {
+                return;
+            }
+            // It lost coverage before: from now on the province's consumer hands it its
+            // messages again, and what it passed by between the end of that catch-up and
+            // now is read by a second one (short: the same consumer, drained a moment ago).
+            if member.passed_by.swap(false, Ordering::AcqRel)
+                && inbox::own_until(&js, &cfg, &mut own, &mut stop, true).await != Some(Ended::Drained)
+            {
                 return;
             }
             match inbox.admit(me, &member, losses).await {
