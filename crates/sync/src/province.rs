@@ -60,7 +60,7 @@ pub(crate) struct Member<B: Backend> {
     /// It lost coverage for failing to take its shares, and its own consumer
     /// has not read its address to the end since: what is addressed to it is
     /// passed by (that consumer reads it).
-    passed_by: AtomicBool,
+    passing_by: AtomicBool,
 }
 
 impl<B: Backend> Member<B> {
@@ -212,7 +212,7 @@ impl<B: Backend> ProvinceInbox<B> {
             covered: AtomicBool::new(covered),
             losses: Default::default(),
             lost: Default::default(),
-            passed_by: AtomicBool::new(false),
+            passing_by: AtomicBool::new(false),
         });
         members.insert(l, m.clone());
         m
@@ -241,7 +241,7 @@ impl<B: Backend> ProvinceInbox<B> {
         let (state, key) = (self.state.clone(), self.member_key(l));
         blocking("member record", move || Ok(state.commit(vec![(key, None)])?)).await?;
         member.covered.store(false, Ordering::Release);
-        member.passed_by.store(true, Ordering::Release);
+        member.passing_by.store(true, Ordering::Release);
         crate::metrics::SyncMetrics::add(&self.metrics.coverage_lost, 1);
         *losses += 1;
         member.lost.notify_one();
@@ -325,7 +325,7 @@ impl<B: Backend> ProvinceInbox<B> {
         }
     }
 
-    fn passed_by(&self, n: usize) {
+    fn count_passed_by(&self, n: usize) {
         crate::metrics::SyncMetrics::add(&self.metrics.passed_by, n as u64);
     }
 
@@ -452,11 +452,11 @@ impl<B: Backend> Tenant<B> {
                 }
             }
             // It lost coverage after these were queued: passed by as well.
-            if member.passed_by.load(Ordering::Acquire) {
+            if member.passing_by.load(Ordering::Acquire) {
                 let n = msgs.len();
                 match ack_unread(msgs).await {
                     Ok(done) => {
-                        inbox.passed_by(n);
+                        inbox.count_passed_by(n);
                         let _ = settled.send(done);
                     }
                     Err(e) => tracing::warn!(locality = %l, error = %e, "not passed by; redelivered later"),
@@ -499,7 +499,7 @@ impl<B: Backend> Tenant<B> {
                             // What it holds beyond gaps is passed by too (read again the same way).
                             match r.pass_by_held().await {
                                 Ok(done) => {
-                                    inbox.passed_by(done.len());
+                                    inbox.count_passed_by(done.len());
                                     let _ = settled.send(done);
                                 }
                                 Err(e) => tracing::warn!(locality = %l, error = %e, "held events not passed by"),
@@ -538,14 +538,14 @@ impl<B: Backend> Sink for Router<B> {
                 // yipan.v1.ev.<pp>.<recipient>.<author>
                 let to = m.subject.split('.').nth(4).unwrap_or("");
                 match Locality::parse(to).ok().and_then(|l| Some((l, members.get(&l)?))) {
-                    Some((_, member)) if member.passed_by.load(Ordering::Acquire) => passed.push(m),
+                    Some((_, member)) if member.passing_by.load(Ordering::Acquire) => passed.push(m),
                     Some((l, member)) => by.entry(l).or_insert_with(|| (member.clone(), Vec::new())).1.push(m),
                     None => unrouted.entry(to.to_string()).or_default().push(m),
                 }
             }
         }
         if !passed.is_empty() {
-            inbox.passed_by(passed.len());
+            inbox.count_passed_by(passed.len());
             settled.extend(ack_unread(passed).await?);
         }
         for (to, msgs) in unrouted {
@@ -599,7 +599,7 @@ pub(crate) async fn take_part<B: Backend>(
             // It lost coverage before: from now on the province's consumer hands it its
             // messages again, and what it passed by between the end of that catch-up and
             // now is read by a second one (short: the same consumer, drained a moment ago).
-            if member.passed_by.swap(false, Ordering::AcqRel)
+            if member.passing_by.swap(false, Ordering::AcqRel)
                 && inbox::own_until(&js, &cfg, &mut own, &mut stop, true).await != Some(Ended::Drained)
             {
                 return;
