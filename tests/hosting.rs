@@ -586,3 +586,70 @@ async fn a_tenant_that_keeps_failing_its_share_loses_coverage_instead_of_holding
     host.stop().await.unwrap();
     node.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosts_tenants_publish_within_one_budget_that_halves_when_the_server_stalls() {
+    let env = Env::create().await;
+    host::init(&env.host_dir()).unwrap();
+    env.prepare_tenant("610112").await;
+    env.prepare_tenant("610113").await;
+    let (node, _node_dir) = env.start_node("411522").await;
+    let mut cfg = env.deployment.host_config(env.host_dir(), &env.nats.url()).unwrap();
+    cfg.publish_budget = 256;
+    cfg.sync.ack_timeout_ms = 1_000;
+    cfg.sync.head_interval_ms = 300;
+    cfg.sync.repair_grace_ms = 300;
+    cfg.sync.trust_poll_ms = 200;
+    let host = Host::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    let clerks: Vec<(&str, http::Client)> = ["610112", "610113"]
+        .into_iter()
+        .map(|code| (code, env.client(host.addr, &env.tenant_dir(code), Role::Clerk)))
+        .collect();
+    let budget = || host.publish_budget().expect("a host has a publish budget by default");
+    const EACH: u32 = 300;
+    let append = |from: u32, to: u32| {
+        let clerks = clerks.clone();
+        async move {
+            for n in from..=to {
+                for (code, clerk) in &clerks {
+                    let (status, reply) =
+                        call(clerk, "POST", &format!("/t/{code}/v1/events"), Some(&arrival("411522", code, n))).await;
+                    assert_eq!(status, 200, "{reply}");
+                }
+            }
+        }
+    };
+    append(1, 20).await;
+    let at_node = |code: &str| node.log.channel_head(loc(code), loc("411522")).unwrap();
+    until("the first events arrive", Duration::from_secs(60), || at_node("610112") == 20 && at_node("610113") == 20)
+        .await;
+    assert_eq!(budget().shrunk, 0, "{:?}", budget());
+
+    // The server stalls (suspended) while both tenants append: their publishes wait
+    // longer than the acknowledgement timeout, and the host's budget is halved once.
+    env.nats.freeze().unwrap();
+    let stalled = Instant::now();
+    append(21, EACH).await;
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(stalled.elapsed())).await;
+    env.nats.thaw().unwrap();
+    until("every event arrives after the stall", Duration::from_secs(120), || {
+        at_node("610112") == EACH as u64 && at_node("610113") == EACH as u64
+    })
+    .await;
+    let status = budget();
+    assert!(status.shrunk >= 1, "acknowledgements timed out and the budget never shrank: {status:?}");
+    assert!(status.peak_in_flight > 0, "the tenants' publishes never took from the budget: {status:?}");
+    assert!(status.peak_in_flight <= 256, "more publishes in flight than the budget: {status:?}");
+    assert!(status.limit >= host::MIN_PUBLISH_BUDGET as u64 && status.limit < 256, "{status:?}");
+    until("every permit is given back", Duration::from_secs(30), || budget().in_flight == 0).await;
+    assert_eq!(node.log.len(), 2 * EACH as usize, "each event once");
+    assert!(node.log.verify().unwrap().ok());
+    assert!(node.log.quarantine().unwrap().is_empty());
+    // The host's status shows the budget.
+    let admin = env.client(host.addr, &env.host_dir(), Role::Admin);
+    let (code, body) = call(&admin, "GET", "/host/tenants", None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["publish_budget"]["max"], 256, "{body}");
+    host.stop().await.unwrap();
+    node.stop().await.unwrap();
+}

@@ -544,6 +544,10 @@ enum SimAction {
         /// sled holds ~2–3× this in memory, docs/scale.md).
         #[arg(long, default_value_t = 64)]
         cache_mib: u64,
+        /// Publishes in flight per hosting process, all of its tenants together
+        /// (`publish_budget`; 0: none beyond each tenant's window).
+        #[arg(long, default_value_t = 4096)]
+        publish_budget: usize,
         /// Output directory.
         #[arg(long, default_value = "target/sim-national")]
         out: PathBuf,
@@ -1167,6 +1171,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     seed,
                     batch,
                     cache_mib,
+                    publish_budget,
                     out,
                 },
         } => {
@@ -1182,6 +1187,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 seed,
                 batch: batch.max(1),
                 cache_mib,
+                publish_budget,
                 out: out.clone(),
             };
             let summary = runtime()?.block_on(sim::run(opts))?;

@@ -96,6 +96,12 @@ pub struct HostConfig {
     /// Page cache of the shared store for all tenants together, MiB.
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u64,
+    /// JetStream publishes all tenants together keep waiting for an
+    /// acknowledgement (outboxes and re-sends); halved when acknowledgements
+    /// time out, grown back as they arrive (docs/scale.md). 0: no bound
+    /// beyond each tenant's `sync.publish_window`.
+    #[serde(default = "default_publish_budget")]
+    pub publish_budget: usize,
     /// Working-day calendar (JSON); Monday–Friday if absent.
     #[serde(default)]
     pub calendar: Option<PathBuf>,
@@ -139,6 +145,13 @@ fn default_listen() -> String {
 fn default_cache_mib() -> u64 {
     512
 }
+
+pub(crate) fn default_publish_budget() -> usize {
+    4096
+}
+
+/// The smallest a host's publish budget shrinks to.
+pub const MIN_PUBLISH_BUDGET: usize = 128;
 
 fn default_views_interval() -> u64 {
     60
@@ -327,6 +340,8 @@ struct Inner {
     failed: std::sync::Mutex<BTreeMap<Locality, String>>,
     /// The shared inbox of each province whose localities this host serves.
     inboxes: BTreeMap<u8, Arc<ProvinceInbox<SledBackend>>>,
+    /// Publishes in flight for all tenants together.
+    publish_budget: Option<Arc<yipan_sync::budget::PublishBudget>>,
     inbox_tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     inbox_stop: watch::Sender<bool>,
 }
@@ -380,6 +395,10 @@ impl Host {
         let auth = Auth::new(&cfg.tokens_path(), cfg.http.certificate_roles())?;
         let own: Arc<dyn Backend> = Arc::new(store.host()?);
         let inboxes = cfg.inbox_provinces()?.into_iter().map(|p| (p, ProvinceInbox::new(p, own.clone()))).collect();
+        let publish_budget = (cfg.publish_budget > 0).then(|| {
+            let hold_off = std::time::Duration::from_millis(cfg.sync.ack_timeout_ms.max(100));
+            yipan_sync::budget::PublishBudget::new(cfg.publish_budget, MIN_PUBLISH_BUDGET, hold_off)
+        });
         let addr =
             listener.local_addr().map_err(|e| Error::Config(format!("the HTTP listener has no address: {e}")))?;
         let inner = Arc::new(Inner {
@@ -394,6 +413,7 @@ impl Host {
             trust_stop: watch::channel(false).0,
             failed: Default::default(),
             inboxes,
+            publish_budget,
             inbox_tasks: Default::default(),
             inbox_stop: watch::channel(false).0,
         });
@@ -459,6 +479,11 @@ impl Host {
     /// The shared inbox of each province this host serves whole.
     pub fn inboxes(&self) -> Vec<ProvinceStatus> {
         self.inner.inboxes.values().map(|i| i.status()).collect()
+    }
+
+    /// The publish budget of all tenants together, if it has one.
+    pub fn publish_budget(&self) -> Option<yipan_sync::budget::BudgetStatus> {
+        self.inner.publish_budget.as_ref().map(|b| b.status())
     }
 
     /// The log of tenant `locality`, if it runs here.
@@ -544,6 +569,7 @@ impl Inner {
         let shared = yipan_sync::Shared {
             feed: Some(self.trust.clone()),
             inbox: self.inboxes.get(&locality.province()).cloned(),
+            publish_budget: self.publish_budget.clone(),
         };
         let service = Service::start_with(&cfg, opened, shared).await?;
         // Every tenant's connection can read the trust stream (public to every
@@ -630,7 +656,8 @@ async fn list(State(h): State<Arc<Inner>>, req: Request) -> Response {
         return *r;
     }
     let inboxes: Vec<ProvinceStatus> = h.inboxes.values().map(|i| i.status()).collect();
-    Json(json!({ "tenants": h.status(), "inboxes": inboxes })).into_response()
+    let budget = h.publish_budget.as_ref().map(|b| b.status());
+    Json(json!({ "tenants": h.status(), "inboxes": inboxes, "publish_budget": budget })).into_response()
 }
 
 #[derive(Deserialize)]

@@ -193,6 +193,7 @@ impl Deployment {
             listen: node.listen,
             nats_nkey_dir: self.seed(any)?.parent().map(Path::to_path_buf),
             cache_mib: 64,
+            publish_budget: crate::host::default_publish_budget(),
             inbox_provinces: Vec::new(),
             calendar: None,
             views_interval_s: node.views_interval_s,

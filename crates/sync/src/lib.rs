@@ -7,6 +7,7 @@
 //!   from a durable cursor; appends never wait for NATS.
 //! - [`inbox`]: one durable consumer per node; verifies and stores received
 //!   events, acks only once durable, holds gaps until repaired.
+//! - [`budget`]: the publishes in flight for all tenants of a host together.
 //! - [`province`]: for a host serving a whole province, one consumer for
 //!   all of its tenants, each message handed to the tenant it is for.
 //! - [`repair`]: channel-head announcements, the re-send service each author
@@ -18,6 +19,7 @@
 //!
 //! [`Replication::start`] runs all of it on a tokio runtime and [`Replication::stop`] ends it.
 
+pub mod budget;
 pub mod downstream;
 pub mod inbox;
 pub mod metrics;
@@ -266,11 +268,13 @@ pub struct Shared<B: Backend> {
     pub feed: Option<Arc<trust::TrustFeed>>,
     /// The consumer of the tenant's province, if the host serves all of it.
     pub inbox: Option<Arc<province::ProvinceInbox<B>>>,
+    /// The host's publish budget, shared by every tenant's outbox and re-sends.
+    pub publish_budget: Option<Arc<budget::PublishBudget>>,
 }
 
 impl<B: Backend> Default for Shared<B> {
     fn default() -> Self {
-        Shared { feed: None, inbox: None }
+        Shared { feed: None, inbox: None, publish_budget: None }
     }
 }
 
@@ -294,7 +298,7 @@ impl Replication {
         cfg: SyncConfig,
         shared: Shared<B>,
     ) -> Replication {
-        let Shared { feed, inbox: province } = shared;
+        let Shared { feed, inbox: province, publish_budget } = shared;
         let metrics = Arc::new(SyncMetrics::default());
         let js = jetstream::ContextBuilder::new()
             .ack_timeout(Duration::from_millis(cfg.ack_timeout_ms))
@@ -321,8 +325,8 @@ impl Replication {
         let tasks = vec![
             supervised!(
                 "outbox",
-                [log, js, cfg, metrics, published, stop_rx],
-                outbox::run(log, js, cfg, metrics, published, stop_rx)
+                [log, js, cfg, metrics, published, publish_budget, stop_rx],
+                outbox::run(log, js, cfg, metrics, published, publish_budget, stop_rx)
             ),
             match &province {
                 None => supervised!(
@@ -353,8 +357,8 @@ impl Replication {
             ),
             supervised!(
                 "repair service",
-                [log, client, js, metrics, stop_rx],
-                repair::serve(log, client, js, metrics, stop_rx)
+                [log, client, js, metrics, publish_budget, stop_rx],
+                repair::serve(log, client, js, metrics, publish_budget, stop_rx)
             ),
             supervised!("payload limit", [log, client, stop_rx], follow_max_payload(log, client, stop_rx)),
             supervised!("repair answers", [log, client, stop_rx], repair::listen_answers(log, client, stop_rx)),

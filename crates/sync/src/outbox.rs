@@ -3,10 +3,11 @@
 //! the log; the publisher reads on from it, publishes each event once per
 //! recipient with a `Nats-Msg-Id` of `<event id>.<recipient>` (so re-sends
 //! inside the stream's duplicate window are dropped by the server), keeps a
-//! bounded window of acknowledgements in flight, and advances the cursor only
+//! bounded window of acknowledgements in flight (on a host, also within the
+//! host's [`crate::budget::PublishBudget`]), and advances the cursor only
 //! when a whole chunk is acknowledged. Appends never wait for any of this.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use yipan_core::Locality;
 use yipan_log::{Backend, Log, StoredEvent};
 use yipan_proto::Message;
 
+use crate::budget::{PublishBudget, Window};
 use crate::metrics::SyncMetrics;
 use crate::{subjects, Error, Result, SyncConfig};
 
@@ -126,6 +128,7 @@ pub(crate) async fn run<B: Backend>(
     cfg: SyncConfig,
     metrics: Arc<SyncMetrics>,
     published: Arc<AtomicU64>,
+    budget: Option<Arc<PublishBudget>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let me = log.locality();
@@ -177,7 +180,7 @@ pub(crate) async fn run<B: Backend>(
             Err(_) => return,
         };
         let Some(last) = events.last().map(|e| e.seq()) else { continue };
-        match publish_chunk(&log, &js, &cfg, &events, &mut ensured, epoch).await {
+        match publish_chunk(&log, &js, &cfg, &events, &mut ensured, epoch, budget.as_ref()).await {
             Ok(None) => continue,
             Ok(Some((n, dead))) => {
                 if !dead.is_empty() {
@@ -262,6 +265,7 @@ async fn publish_chunk<B: Backend>(
     events: &[StoredEvent],
     ensured: &mut HashSet<u8>,
     epoch: u64,
+    budget: Option<&Arc<PublishBudget>>,
 ) -> Result<Option<(u64, Vec<DeadLetter>)>> {
     for ev in events {
         for r in &ev.envelope.recipients {
@@ -277,24 +281,14 @@ async fn publish_chunk<B: Backend>(
     if log.erasure_count() != epoch {
         return Ok(None);
     }
-    let mut in_flight: VecDeque<PublishAckFuture> = VecDeque::with_capacity(cfg.publish_window);
-    let mut n = 0u64;
+    let mut window = Window::new(budget.cloned(), cfg.publish_window);
     let mut dead_letters = Vec::new();
     for ev in events {
+        let permit = window.room(ev.envelope.recipients.len()).await?;
         let (acks, dead) = publish_event(js, ev, "", None, &keys).await?;
         dead_letters.extend(dead);
-        for ack in acks {
-            in_flight.push_back(ack);
-            n += 1;
-            if in_flight.len() >= cfg.publish_window {
-                if let Some(a) = in_flight.pop_front() {
-                    a.await.map_err(Error::nats)?;
-                }
-            }
-        }
+        window.push(acks, permit);
     }
-    while let Some(a) = in_flight.pop_front() {
-        a.await.map_err(Error::nats)?;
-    }
+    let n = window.settle().await?;
     Ok(Some((n, dead_letters)))
 }

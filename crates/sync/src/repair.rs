@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use yipan_core::Locality;
 use yipan_log::{Backend, Log};
 
+use crate::budget::{PublishBudget, Window};
 use crate::metrics::SyncMetrics;
 use crate::{outbox, subjects, Error, SyncConfig};
 
@@ -210,6 +211,7 @@ pub(crate) async fn serve<B: Backend>(
     client: async_nats::Client,
     js: jetstream::Context,
     metrics: Arc<SyncMetrics>,
+    publish_budget: Option<Arc<PublishBudget>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let me = log.locality();
@@ -251,7 +253,7 @@ pub(crate) async fn serve<B: Backend>(
                                 error: Some(format!("budget spent: {RESEND_BUDGET_PER_MINUTE} events a minute")),
                             }
                         } else {
-                            let reply = resend(&log, &js, recipient, &req, left).await;
+                            let reply = resend(&log, &js, recipient, &req, left, publish_budget.clone()).await;
                             *spent += reply.resent;
                             reply
                         }
@@ -327,6 +329,7 @@ async fn resend<B: Backend>(
     recipient: Locality,
     req: &RepairRequest,
     budget: u64,
+    publish_budget: Option<Arc<PublishBudget>>,
 ) -> RepairReply {
     let fail = |e: String| RepairReply { resent: 0, error: Some(e) };
     let count = match req.count(budget) {
@@ -351,23 +354,24 @@ async fn resend<B: Backend>(
     if log.erasure_count() != epoch {
         return fail("an erasure happened while re-sending; ask again".into());
     }
-    let mut acks = Vec::new();
+    let mut window = Window::new(publish_budget, usize::MAX);
     for ev in &events {
+        let permit = match window.room(1).await {
+            Ok(p) => p,
+            Err(e) => return RepairReply { resent: window.acked(), error: Some(e.to_string()) },
+        };
         match outbox::publish_event(js, ev, &suffix, Some(recipient), &keys).await {
-            Ok((a, dead)) if dead.is_empty() => acks.extend(a),
+            Ok((a, dead)) if dead.is_empty() => window.push(a, permit),
             Ok(_) => {
                 return fail(format!("event {} is too large for this server's max_payload (a dead letter)", ev.seq()))
             }
             Err(e) => return fail(e.to_string()),
         }
     }
-    let mut resent = 0;
-    for a in acks {
-        match a.await {
-            Ok(_) => resent += 1,
-            Err(e) => return RepairReply { resent, error: Some(e.to_string()) },
-        }
-    }
+    let resent = match window.settle().await {
+        Ok(n) => n,
+        Err(e) => return RepairReply { resent: window.acked(), error: Some(e.to_string()) },
+    };
     tracing::info!(author = %me, %recipient, from = req.from, resent, "re-sent on request");
     RepairReply { resent, error: None }
 }

@@ -267,6 +267,26 @@ impl NatsServer {
         Ok(())
     }
 
+    /// Suspends the process (`SIGSTOP`): connections stay open and nothing
+    /// is answered, as a server stalled under load answers nothing in time.
+    pub fn freeze(&self) -> Result<(), String> {
+        self.signal("-STOP")
+    }
+
+    /// Resumes a frozen server (`SIGCONT`).
+    pub fn thaw(&self) -> Result<(), String> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), String> {
+        let pid = self.pid().ok_or("the server is not running")?;
+        let status = Command::new("kill").arg(signal).arg(pid.to_string()).status().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("kill {signal} {pid} failed ({status})"));
+        }
+        Ok(())
+    }
+
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();

@@ -56,6 +56,8 @@ pub struct Options {
     pub batch: usize,
     /// Page cache of each hosting process's shared store, MiB.
     pub cache_mib: u64,
+    /// Publishes in flight per hosting process (`publish_budget`; 0: none).
+    pub publish_budget: usize,
     /// Where the summary, the plots and the run's files go.
     pub out: PathBuf,
 }
@@ -329,6 +331,7 @@ pub async fn run(opts: Options) -> Result<Summary> {
     for (w, g) in groups.iter().enumerate() {
         let mut cfg = deployment.host_config(host_dirs[w].clone(), &urls[cluster_of_worker(w)])?;
         cfg.cache_mib = opts.cache_mib;
+        cfg.publish_budget = opts.publish_budget;
         cfg.sync.stream_clusters = placement.clone();
         // R1 consumers: one per tenant, an R3 consumer each would be a Raft group (thousands
         // of them cost about a core per cluster idle). One per province, R3 (31 Raft groups)
