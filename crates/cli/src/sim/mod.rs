@@ -150,6 +150,10 @@ pub struct Summary {
     pub servers_peak_rss: Vec<u64>,
     /// OS threads of the workers at the end of the load.
     pub workers_threads: u64,
+    /// Each worker's publish budget at the end (limit, most in flight, times halved).
+    pub workers_budget: Vec<Option<yipan_sync::budget::BudgetStatus>>,
+    /// Times tenants lost their province inbox's coverage, all workers.
+    pub coverage_lost: u64,
     /// Streams, consumers, messages, bytes and distinct subjects in JetStream at the end.
     pub jetstream: JetStreamFigures,
     /// Servers killed and started again, with when (seconds since `go`).
@@ -625,6 +629,8 @@ pub async fn run(opts: Options) -> Result<Summary> {
     }
     drop(supercluster);
 
+    let workers_budget: Vec<_> = workers.iter().map(|w| w.last.budget).collect();
+    let coverage_lost = total(&workers, |r| r.coverage_lost);
     let replicated_per_s = received as f64 / (load_s + convergence_s.unwrap_or(end - load_s)).max(1e-3);
     let summary = Summary {
         localities: localities.len(),
@@ -657,6 +663,8 @@ pub async fn run(opts: Options) -> Result<Summary> {
         workers_peak_rss,
         servers_peak_rss: servers_peak,
         workers_threads,
+        workers_budget,
+        coverage_lost,
         jetstream,
         kills,
     };
@@ -893,6 +901,18 @@ pub fn markdown(s: &Summary) -> String {
         ("peak RSS per worker".into(), s.workers_peak_rss.iter().map(|b| mb(*b)).collect::<Vec<_>>().join(", ")),
         ("peak RSS per nats-server".into(), s.servers_peak_rss.iter().map(|b| mb(*b)).collect::<Vec<_>>().join(", ")),
         ("worker threads".into(), s.workers_threads.to_string()),
+        (
+            "publish budget per worker at the end: limit / most in flight / times halved".into(),
+            s.workers_budget
+                .iter()
+                .map(|b| match b {
+                    Some(b) => format!("{} / {} / {}", b.limit, b.peak_in_flight, b.shrunk),
+                    None => "none".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("tenants that lost their province inbox's coverage".into(), s.coverage_lost.to_string()),
         (
             "JetStream: streams / consumers / messages / subjects".into(),
             format!(

@@ -81,6 +81,10 @@ pub struct Report {
     pub rss: u64,
     /// OS threads of this process.
     pub threads: u64,
+    /// The host's publish budget.
+    pub budget: Option<yipan_sync::budget::BudgetStatus>,
+    /// Times a tenant lost its province inbox's coverage.
+    pub coverage_lost: u64,
 }
 
 fn proc_status(field: &str) -> u64 {
@@ -115,6 +119,8 @@ impl State {
             first_refusal: self.first_refusal.lock().ok().and_then(|f| f.clone()),
             rss: proc_status("VmRSS:") * 1024,
             threads: proc_status("Threads:"),
+            budget: self.host.publish_budget(),
+            coverage_lost: self.host.inboxes().iter().map(|i| i.coverage_lost).sum(),
             ..Default::default()
         };
         let mut lag = Vec::new();
