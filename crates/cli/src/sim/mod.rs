@@ -176,6 +176,9 @@ pub struct JetStreamFigures {
 }
 
 const SECRET: &[u8] = b"yipan national simulation secret";
+/// How long the run waits for convergence with nothing more received before it checks
+/// what is missing.
+const STALL: Duration = Duration::from_secs(600);
 
 fn say(msg: impl AsRef<str>) {
     eprintln!("[sim] {}", msg.as_ref());
@@ -475,6 +478,9 @@ pub async fn run(opts: Options) -> Result<Summary> {
     let mut loaded_at: Option<Instant> = None;
     let mut converged_at: Option<Instant> = None;
     let mut stable = 0;
+    // The last time anything more was received: the run waits for convergence as long as
+    // events keep arriving (a 1 M-person run needs more than an hour on two cores).
+    let mut progress = (0u64, Instant::now());
     let mut servers_peak = vec![0u64; opts.clusters * opts.servers];
     let mut last_print = Instant::now();
     let mut workers_threads = 0;
@@ -560,7 +566,7 @@ pub async fn run(opts: Options) -> Result<Summary> {
             let s = samples.last().cloned();
             if let Some(s) = s {
                 say(format!(
-                    "{t:>5.0} s  appended {appended:>9} ({:>6.0}/s)  received {received:>9} ({:>6.0}/s) of {sent}  lag p99 {:>7.0} ms  workers {} MB",
+                    "{t:>5.0} s  appended {appended:>9} ({:>6.0}/s)  unpublished {pending:>9}  received {received:>9} ({:>6.0}/s) of {sent}  lag p99 {:>7.0} ms  workers {} MB",
                     s.appended_per_s,
                     s.received_per_s,
                     s.lag_p99_ms,
@@ -568,11 +574,15 @@ pub async fn run(opts: Options) -> Result<Summary> {
                 ));
             }
         }
-        if let Some(l) = loaded_at {
-            if l.elapsed() > Duration::from_secs(1800) {
-                say("not converged 30 minutes after the load; checking what is missing");
-                break;
-            }
+        if received > progress.0 {
+            progress = (received, Instant::now());
+        }
+        if loaded_at.is_some() && progress.1.elapsed() > STALL {
+            say(format!(
+                "not converged: nothing received for {} minutes; checking what is missing",
+                STALL.as_secs() / 60
+            ));
+            break;
         }
     }
     let end = go.elapsed().as_secs_f64();
