@@ -379,6 +379,34 @@ const TENANT_ROUND: usize = 1_024;
 /// the overload.
 const UNCOVER_AFTER_FAILURES: u32 = 3;
 
+/// How a tenant's shares have been failing: since when, and how many times in a row.
+#[derive(Debug, Default)]
+struct Failing(Option<(Instant, u32)>);
+
+impl Failing {
+    /// Records a failed share; true when the tenant is to lose coverage
+    /// ([`UNCOVER_AFTER_FAILURES`] in a row spanning at least `after`).
+    /// Slow servers fail every tenant alike (requests time out under
+    /// overload): taking coverage then would add a consumer per tenant to what
+    /// overloads them. Only a tenant whose own connection is down — the
+    /// failure that is its own — is counted; one failing while connected
+    /// starts the count again.
+    fn failed(&mut self, connected: bool, now: Instant, after: Duration) -> bool {
+        if connected {
+            self.0 = None;
+            return false;
+        }
+        let (since, times) = self.0.get_or_insert((now, 0));
+        *times += 1;
+        *times >= UNCOVER_AFTER_FAILURES && now.saturating_duration_since(*since) >= after
+    }
+
+    /// A share was taken (or coverage lost): the count starts again.
+    fn reset(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// A share of a batch for one tenant, with the province's cursor to write.
 type Share = (Vec<Message>, Option<u64>);
 
@@ -439,8 +467,7 @@ impl<B: Backend> Tenant<B> {
         settled: tokio::sync::mpsc::UnboundedSender<Vec<u64>>,
     ) {
         let Tenant { inbox, l, member, uncover_after } = self;
-        // Since when, and how many times in a row, its shares failed.
-        let mut failing: Option<(Instant, u32)> = None;
+        let mut failing = Failing::default();
         while let Some((mut msgs, mut cursor)) = queue.recv().await {
             while msgs.len() < TENANT_ROUND {
                 match queue.try_recv() {
@@ -468,28 +495,18 @@ impl<B: Backend> Tenant<B> {
             let own = cursor.filter(|_| member.covered.load(Ordering::Acquire));
             match r.process(msgs, own).await {
                 Ok(done) => {
-                    failing = None;
+                    failing.reset();
                     let _ = settled.send(done);
                 }
                 // Its messages stay unacknowledged: redelivered after the ack wait; the others go on.
-                // Slow servers fail every tenant alike (requests time out under
-                // overload): taking coverage then would add a consumer per tenant to
-                // what overloads them. Only a tenant whose own connection is down —
-                // the failure that is its own — is counted.
-                Err(e) if r.connected() => {
-                    failing = None;
-                    tracing::warn!(locality = %l, error = %e, "tenant could not take its messages; redelivered later");
-                }
                 Err(e) => {
-                    let (since, times) = failing.get_or_insert((Instant::now(), 0));
-                    *times += 1;
-                    if *times < UNCOVER_AFTER_FAILURES || since.elapsed() < uncover_after {
+                    if !failing.failed(r.connected(), Instant::now(), uncover_after) {
                         tracing::warn!(locality = %l, error = %e, "tenant could not take its messages; redelivered later");
                         continue;
                     }
                     match inbox.uncover(l, &member).await {
                         Ok(()) => {
-                            failing = None;
+                            failing.reset();
                             tracing::warn!(
                                 locality = %l,
                                 error = %e,
@@ -625,5 +642,53 @@ pub(crate) async fn take_part<B: Backend>(
             _ = stop.wait_for(|s| *s) => return,
             _ = member.lost.notified() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AFTER: Duration = Duration::from_secs(120);
+
+    #[test]
+    fn failures_while_the_tenants_own_connection_is_up_never_take_its_coverage() {
+        let mut f = Failing::default();
+        let t0 = Instant::now();
+        for i in 0..100u64 {
+            assert!(!f.failed(true, t0 + Duration::from_secs(i * 10), AFTER), "failure {i} while connected");
+        }
+    }
+
+    #[test]
+    fn three_failures_in_a_row_with_its_connection_down_over_the_period_take_it() {
+        let mut f = Failing::default();
+        let t0 = Instant::now();
+        assert!(!f.failed(false, t0, AFTER));
+        assert!(!f.failed(false, t0 + Duration::from_secs(60), AFTER));
+        // Three, but not yet over the period.
+        assert!(!f.failed(false, t0 + Duration::from_secs(119), AFTER));
+        assert!(f.failed(false, t0 + Duration::from_secs(120), AFTER));
+        // Over the period, but only two failures.
+        let mut f = Failing::default();
+        assert!(!f.failed(false, t0, AFTER));
+        assert!(!f.failed(false, t0 + Duration::from_secs(500), AFTER));
+        assert!(f.failed(false, t0 + Duration::from_secs(501), AFTER));
+    }
+
+    #[test]
+    fn a_share_taken_or_a_failure_while_connected_starts_the_count_again() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut f = Failing::default();
+        assert!(!f.failed(false, at(0), AFTER));
+        assert!(!f.failed(false, at(100), AFTER));
+        f.reset();
+        assert!(!f.failed(false, at(200), AFTER));
+        assert!(!f.failed(false, at(300), AFTER));
+        assert!(!f.failed(true, at(310), AFTER));
+        assert!(!f.failed(false, at(400), AFTER));
+        assert!(!f.failed(false, at(500), AFTER));
+        assert!(f.failed(false, at(520), AFTER), "three in a row over 120 s since the failure at 400 s");
     }
 }
