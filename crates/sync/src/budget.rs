@@ -8,7 +8,9 @@
 //! timeout, every timed-out chunk is published again from its cursor, and the
 //! re-sends add to the overload (measured at 1 M persons: docs/scale.md).
 //!
-//! The budget bounds the sum. It is a semaphore of permits, one per publish,
+//! The budget bounds the sum: every publish of the outboxes, of the re-sends
+//! answering repair requests and of the data-key messages of sealed tiers.
+//! It is a semaphore of permits, one per publish,
 //! taken before the publish and given back when its acknowledgement arrives
 //! (or its window is dropped). Its size adapts: halved when an
 //! acknowledgement times out (at most once per `hold_off`, so one overload

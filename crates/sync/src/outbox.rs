@@ -146,7 +146,7 @@ pub(crate) async fn run<B: Backend>(
         }
         // Key messages made stale by erasures first (their tombstones), also when
         // idle; an erasure while a chunk is sealed makes it read again.
-        if let Err(e) = crate::seal::publish_stale(&log, &js).await {
+        if let Err(e) = crate::seal::publish_stale(&log, &js, budget.as_ref()).await {
             SyncMetrics::add(&metrics.publish_errors, 1);
             tracing::warn!(locality = %me, error = %e, "cannot publish updated data keys; will retry");
             if crate::sleep_or_stop(backoff, &mut stop).await {
@@ -277,7 +277,7 @@ async fn publish_chunk<B: Backend>(
             }
         }
     }
-    let keys = crate::seal::prepare(log, js, events).await?;
+    let keys = crate::seal::prepare(log, js, events, budget).await?;
     if log.erasure_count() != epoch {
         return Ok(None);
     }

@@ -347,7 +347,7 @@ async fn resend<B: Backend>(
     // in the window of a stream that lost them, while repeated requests within
     // one window are deduplicated by the server instead of filling the stream.
     let suffix = format!(".r{}", chrono::Utc::now().timestamp() / 120);
-    let keys = match crate::seal::prepare(log, js, &events).await {
+    let keys = match crate::seal::prepare(log, js, &events, publish_budget.as_ref()).await {
         Ok(k) => k,
         Err(e) => return fail(e.to_string()),
     };

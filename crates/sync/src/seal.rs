@@ -217,6 +217,7 @@ pub async fn prepare<B: Backend>(
     log: &std::sync::Arc<Log<B>>,
     js: &jetstream::Context,
     events: &[StoredEvent],
+    budget: Option<&std::sync::Arc<crate::budget::PublishBudget>>,
 ) -> Result<HashMap<PersonKey, DataKeys>> {
     let mut need: HashMap<PersonKey, (Vec<i32>, Vec<String>)> = HashMap::new();
     for ev in events {
@@ -243,20 +244,22 @@ pub async fn prepare<B: Backend>(
         .await
         .map_err(|e| Error::Nats(format!("data key task failed: {e}")))??;
     let all: Vec<(PersonKey, DataKeys)> = persons.into_iter().zip(keys).collect();
-    publish_due(log, js, &all).await?;
+    publish_due(log, js, &all, budget).await?;
     Ok(all.into_iter().collect())
 }
 
 /// Publishes each person's key message to every recipient it is due for
-/// (pipelined: all sent, then every acknowledgement awaited) and records them.
+/// (pipelined, within the host's publish `budget` if it has one: all sent,
+/// then every acknowledgement awaited) and records them.
 pub async fn publish_due<B: Backend>(
     log: &std::sync::Arc<Log<B>>,
     js: &jetstream::Context,
     keys: &[(PersonKey, DataKeys)],
+    budget: Option<&std::sync::Arc<crate::budget::PublishBudget>>,
 ) -> Result<()> {
     let me = log.locality();
     let day = today();
-    let mut acks = Vec::new();
+    let mut window = crate::budget::Window::new(budget.cloned(), usize::MAX);
     let mut sent = Vec::new();
     for (person, k) in keys {
         let due = k.due(day, REFRESH_DAYS);
@@ -266,16 +269,16 @@ pub async fn publish_due<B: Backend>(
         let payload = Bytes::from(k.message().encode_to_vec());
         for r in due {
             let Ok(recipient) = Locality::parse(&r) else { continue };
-            acks.push(js.publish(key_subject(recipient, me, &k.key_id), payload.clone()).await.map_err(Error::nats)?);
+            let permit = window.room(1).await?;
+            let ack = js.publish(key_subject(recipient, me, &k.key_id), payload.clone()).await.map_err(Error::nats)?;
+            window.push(vec![ack], permit);
             sent.push((*person, r, k.generation));
         }
     }
     if sent.is_empty() {
         return Ok(());
     }
-    for a in acks {
-        a.await.map_err(Error::nats)?;
-    }
+    window.settle().await?;
     let l = log.clone();
     tokio::task::spawn_blocking(move || l.data_keys_published_many(&sent, day))
         .await
@@ -284,13 +287,17 @@ pub async fn publish_due<B: Backend>(
 }
 
 /// Replaces every out-of-date key message (after erasures): the tombstones.
-pub async fn publish_stale<B: Backend>(log: &std::sync::Arc<Log<B>>, js: &jetstream::Context) -> Result<usize> {
+pub async fn publish_stale<B: Backend>(
+    log: &std::sync::Arc<Log<B>>,
+    js: &jetstream::Context,
+    budget: Option<&std::sync::Arc<crate::budget::PublishBudget>>,
+) -> Result<usize> {
     let l = log.clone();
     let stale = tokio::task::spawn_blocking(move || l.data_keys_stale(256))
         .await
         .map_err(|e| Error::Nats(format!("data key task failed: {e}")))??;
     let n = stale.len();
-    publish_due(log, js, &stale).await?;
+    publish_due(log, js, &stale, budget).await?;
     Ok(n)
 }
 
