@@ -52,9 +52,23 @@ pub fn nats_server_bin() -> Result<PathBuf, String> {
     Err("nats-server not found: set NATS_SERVER_BIN or install it (scripts/test installs Debian's nats-server)".into())
 }
 
+/// A port free now and never handed out before by this process. The port is
+/// released before a server binds it, so the kernel may offer it again to the
+/// next caller — a test starting servers in parallel with another — and two
+/// servers (or a cluster route and another cluster's gateway) would then
+/// share it: clusters that never join, streams with "no suitable peers".
 fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..100 {
+        let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+        let port = l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())?;
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err("no port free that was not handed out before".into())
 }
 
 /// TLS and users of a secured server.
