@@ -34,14 +34,23 @@ fn service(n: u64) -> EventDraft {
     }
 }
 
-/// Creates the streams once the JetStream meta group has its leader (it needs a moment).
-async fn provision(deployment: &Deployment, urls: &str, prefix: Option<&str>) {
+/// Creates the streams once the JetStream meta group has its leader (it needs
+/// a moment); if it never does, fails with the tail of every server's log.
+async fn provision<'a>(
+    deployment: &Deployment,
+    urls: &str,
+    prefix: Option<&str>,
+    servers: impl Iterator<Item = &'a yipan_testkit::NatsServer> + Clone,
+) {
     let start = Instant::now();
     loop {
         match deployment.provision_placed(urls, &[61, 41], 3, prefix).await {
             Ok(()) => return,
             Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(90), "streams not created: {e}");
+                if start.elapsed() >= Duration::from_secs(90) {
+                    let logs: Vec<String> = servers.clone().map(|s| s.log_tail(30)).collect();
+                    panic!("streams not created: {e}\n{}", logs.join("\n"));
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
@@ -111,7 +120,7 @@ async fn a_province_cluster_replicates_with_r3_streams_through_a_server_loss() {
         .unwrap()
         .unwrap();
     let urls = cluster.urls();
-    provision(&deployment, &urls, None).await;
+    provision(&deployment, &urls, None, cluster.servers.iter()).await;
     // Every stream has three replicas on three different servers.
     let js = admin(&deployment, &urls).await;
     let mut stream = js.get_stream(yipan_sync::subjects::stream(41)).await.unwrap();
@@ -173,7 +182,7 @@ async fn two_province_clusters_joined_by_gateways_replicate_through_server_losse
             .unwrap()
             .unwrap();
     let (urls61, urls41) = (sc.cluster("province-61").urls(), sc.cluster("province-41").urls());
-    provision(&deployment, &urls61, Some("province-")).await;
+    provision(&deployment, &urls61, Some("province-"), sc.clusters.iter().flat_map(|(_, c)| c.servers.iter())).await;
     let js = admin(&deployment, &urls41).await;
     for (p, cluster) in [(61, "province-61"), (41, "province-41")] {
         let info = js.get_stream(yipan_sync::subjects::stream(p)).await.unwrap().info().await.unwrap().clone();

@@ -195,9 +195,11 @@ impl NatsServer {
         let conf = self.store.with_extension("conf");
         std::fs::write(&conf, self.config_text()).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&self.bin);
-        if let Some(log) = &self.trace_log {
-            cmd.arg("-V").arg("-l").arg(log);
-        }
+        match &self.trace_log {
+            Some(log) => cmd.arg("-V").arg("-l").arg(log),
+            // Its notices, warnings and errors, for a test that fails to say why.
+            None => cmd.arg("-l").arg(self.log_path()),
+        };
         let child = cmd
             .arg("-c")
             .arg(&conf)
@@ -238,6 +240,18 @@ impl NatsServer {
     /// The JetStream store directory.
     pub fn store_dir(&self) -> &Path {
         &self.store
+    }
+
+    /// Where it logs (notices, warnings and errors; every start appends).
+    pub fn log_path(&self) -> PathBuf {
+        self.trace_log.clone().unwrap_or_else(|| self.store.with_extension("log"))
+    }
+
+    /// The last `lines` lines of its log, headed by its port.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        format!("--- nats-server on port {} ---\n{}", self.port, all[all.len().saturating_sub(lines)..].join("\n"))
     }
 
     /// The process id while it runs (to read its memory from `/proc`).
@@ -454,6 +468,10 @@ mod tests {
         assert!(s.store_dir().join("marker").exists());
         s.restart_wiped().unwrap();
         assert!(!s.store_dir().join("marker").exists());
+        // Its log is kept across starts, for a failing test to show.
+        let tail = s.log_tail(200);
+        assert!(tail.contains(&format!("port {port}")), "{tail}");
+        assert!(tail.matches("Server is ready").count() >= 3, "three starts logged: {tail}");
         s.stop();
         assert!(!s.is_running());
     }
