@@ -329,6 +329,13 @@ fn a_host_configuration_is_secure_or_says_why_not() {
     let mine = mapped.tenant(loc("610112")).http.tls.unwrap().clients;
     assert_eq!(mine.iter().map(|c| (c.name.as_str(), c.tenant.clone())).collect::<Vec<_>>(), vec![("a", None)]);
 
+    let mut flood = cfg.clone();
+    flood.publish_budget = usize::MAX;
+    let e = flood.check().unwrap_err().to_string();
+    assert!(e.contains("publish_budget") && e.contains("0 turns the budget off"), "{e}");
+    flood.publish_budget = 0;
+    flood.check().expect("0: no budget beyond each tenant's window");
+
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/host/host.toml");
     let shipped = host::HostConfig::load(&shipped).unwrap();
     shipped.check().expect("the shipped example is secure");

@@ -152,6 +152,10 @@ pub(crate) fn default_publish_budget() -> usize {
 
 /// The smallest a host's publish budget shrinks to.
 pub const MIN_PUBLISH_BUDGET: usize = 128;
+/// The largest `publish_budget` a host accepts (a thousand times the default
+/// window of one node's outbox is far beyond what a server acknowledges in
+/// time; larger values are a typo).
+pub const MAX_PUBLISH_BUDGET: usize = 2_048_000;
 
 fn default_views_interval() -> u64 {
     60
@@ -270,6 +274,12 @@ impl HostConfig {
                     })?;
                 }
             }
+        }
+        if self.publish_budget > MAX_PUBLISH_BUDGET {
+            return Err(Error::Config(format!(
+                "publish_budget = {} is more than {MAX_PUBLISH_BUDGET} publishes in flight; 0 turns the budget off",
+                self.publish_budget
+            )));
         }
         self.inbox_provinces()?;
         // A tenant's settings with a placeholder locality: TLS, anchor, NATS CA, NKey directory.
