@@ -49,6 +49,11 @@ async fn until(what: &str, within: Duration, check: impl Fn() -> bool) {
     }
 }
 
+/// Starts a host on a free port.
+async fn start(cfg: host::HostConfig) -> Host {
+    Host::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap()
+}
+
 struct Env {
     base: tempfile::TempDir,
     deployment: Deployment,
@@ -91,14 +96,21 @@ impl Env {
         host::tenants_dir(&self.host_dir()).join(code)
     }
 
-    async fn start_host(&self) -> Host {
+    /// The host's configuration with short intervals for tests (unchanged heads
+    /// are announced again at the default refresh: a test that checks a catch-up
+    /// came from the stream, not from repairs, relies on that).
+    fn host_config(&self) -> host::HostConfig {
         let mut cfg = self.deployment.host_config(self.host_dir(), &self.nats.url()).unwrap();
         cfg.sync.head_interval_ms = 300;
-        cfg.sync.head_refresh_ms = 1_500;
         cfg.sync.repair_grace_ms = 300;
         cfg.sync.trust_poll_ms = 200;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Host::start(cfg, listener).await.unwrap()
+        cfg
+    }
+
+    async fn start_host(&self) -> Host {
+        let mut cfg = self.host_config();
+        cfg.sync.head_refresh_ms = 1_500;
+        start(cfg).await
     }
 
     /// Prepares tenant `code` in the host directory and has its key certified.
@@ -385,12 +397,9 @@ async fn a_host_serving_a_whole_province_reads_it_through_one_consumer() {
     .await;
 
     let start = |env: &Env| {
-        let mut cfg = env.deployment.host_config(env.host_dir(), &env.nats.url()).unwrap();
+        let mut cfg = env.host_config();
         cfg.inbox_provinces = vec!["61".into()];
-        cfg.sync.head_interval_ms = 300;
-        cfg.sync.repair_grace_ms = 300;
-        cfg.sync.trust_poll_ms = 200;
-        async move { Host::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap() }
+        start(cfg)
     };
     let host = start(&env).await;
     let inbox = |host: &Host| host.inboxes().into_iter().next().unwrap();
@@ -522,14 +531,11 @@ async fn a_tenant_that_keeps_failing_its_share_loses_coverage_instead_of_holding
             assert_eq!(status, 200, "{reply}");
         }
     };
-    let mut cfg = env.deployment.host_config(env.host_dir(), &env.nats.url()).unwrap();
+    let mut cfg = env.host_config();
     cfg.inbox_provinces = vec!["61".into()];
-    cfg.sync.head_interval_ms = 300;
-    cfg.sync.repair_grace_ms = 300;
-    cfg.sync.trust_poll_ms = 200;
     // Three failed shares in a row are enough here (two minutes by default).
     cfg.sync.uncover_after_ms = 0;
-    let host = Host::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    let host = start(cfg).await;
     let inbox = |host: &Host| host.inboxes().into_iter().next().unwrap();
     until("both tenants are covered", Duration::from_secs(30), || inbox(&host).members == 2).await;
     let (t12, t13) = (host.log(loc("610112")).unwrap(), host.log(loc("610113")).unwrap());
@@ -601,13 +607,10 @@ async fn a_hosts_tenants_publish_within_one_budget_that_halves_when_the_server_s
     env.prepare_tenant("610112").await;
     env.prepare_tenant("610113").await;
     let (node, _node_dir) = env.start_node("411522").await;
-    let mut cfg = env.deployment.host_config(env.host_dir(), &env.nats.url()).unwrap();
+    let mut cfg = env.host_config();
     cfg.publish_budget = 256;
     cfg.sync.ack_timeout_ms = 1_000;
-    cfg.sync.head_interval_ms = 300;
-    cfg.sync.repair_grace_ms = 300;
-    cfg.sync.trust_poll_ms = 200;
-    let host = Host::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    let host = start(cfg).await;
     let clerks: Vec<(&str, http::Client)> = ["610112", "610113"]
         .into_iter()
         .map(|code| (code, env.client(host.addr, &env.tenant_dir(code), Role::Clerk)))
