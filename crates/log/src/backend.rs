@@ -30,6 +30,16 @@ pub trait Backend: Send + Sync + 'static {
     fn apply(&self, ops: Vec<Op>) -> Result<()> {
         self.commit(ops)
     }
+    /// Returns once everything applied before the call is durable (a backend
+    /// whose `apply` is already durable has nothing to do).
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Backends answering with the same number share their durability: one
+    /// `sync` of any of them makes all of their applied writes durable.
+    fn sync_group(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
     /// Calls `f` on every entry with `start <= key < end` in key order, without
     /// collecting them; stops early when `f` returns false.
     fn for_each(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
@@ -238,6 +248,14 @@ impl Backend for SledBackend {
     fn commit(&self, ops: Vec<Op>) -> Result<()> {
         self.apply(ops)?;
         self.flusher.flush(&self.db)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.flusher.flush(&self.db)
+    }
+
+    fn sync_group(&self) -> usize {
+        Arc::as_ptr(&self.flusher) as usize
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<()> {

@@ -95,3 +95,65 @@ fn a_write_after_the_log_failed_is_refused_for_every_writer() {
     assert!(store.set_aside(b"bytes", None, Code::Malformed, "test".into()).is_err());
     assert_eq!(store.meta_get("x").unwrap(), None);
 }
+
+/// Threads of this process running log work (sequencer and writer pools).
+fn log_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("yipan-seq") || name.starts_with("yipan-wr"))
+        .count()
+}
+
+/// A host's logs (200 tenants of one database here) run on the process's two
+/// small pools, never on threads of their own, append concurrently, and keep
+/// every acknowledged event and their own order across closing and reopening.
+#[test]
+fn many_logs_share_a_few_log_threads_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes: Vec<String> = yipan_core::division::counties()
+        .into_iter()
+        .map(|(l, _)| l.to_string())
+        .filter(|c| c != "411522")
+        .take(200)
+        .collect();
+    let resident = |code: &str, n: u64| {
+        let mut d = arrival(n);
+        d.residence = code.to_string();
+        d
+    };
+    let open = |db: &yipan_log::SharedSled| -> Vec<yipan_log::SledStore> {
+        codes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| yipan_log::SledStore::open(db.tenant(c).unwrap(), loc(c), key(i as u8 + 1)).unwrap())
+            .collect()
+    };
+    {
+        let db = yipan_log::SharedSled::open(dir.path(), 16 << 20).unwrap();
+        let logs = open(&db);
+        std::thread::scope(|s| {
+            for chunk in logs.chunks(25) {
+                s.spawn(move || {
+                    for n in 0..5 {
+                        for l in chunk {
+                            let a = l.append(resident(&l.locality().to_string(), n)).unwrap();
+                            assert_eq!(a.seq, n + 1, "each log's events keep their order");
+                        }
+                    }
+                });
+            }
+        });
+        // Every pool thread has started by now; two pools of at most 8 each,
+        // whatever the number of logs (it was two threads a log).
+        let threads = log_threads();
+        assert!((2..=16).contains(&threads), "{threads} log threads for {} open logs", logs.len());
+        drop(logs);
+        db.flush().unwrap();
+    }
+    let db = yipan_log::SharedSled::open(dir.path(), 16 << 20).unwrap();
+    for l in open(&db) {
+        assert_eq!(l.head().unwrap().0, 5, "{}: every acknowledged append is there after reopening", l.locality());
+        assert!(l.verify().unwrap().faults.is_empty(), "{}: its chain verifies", l.locality());
+    }
+}

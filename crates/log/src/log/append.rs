@@ -129,21 +129,21 @@ impl<B: Backend> Log<B> {
         }
         let drafts = self.prepare(drafts, rotate.is_some())?;
         let (reply, rx) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let job = Box::new(Job { drafts, reply, rotate });
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        let sent = if wait {
-            tx.send(job).map_err(|_| Error::Closed)
-        } else {
-            tx.try_send(job).map_err(|e| match e {
-                mpsc::TrySendError::Full(_) => Error::Busy { queued: JOB_QUEUE },
-                mpsc::TrySendError::Disconnected(_) => Error::Closed,
-            })
-        };
-        if sent.is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        match self.shared.jobs.push(job, wait) {
+            Ok(idle) => {
+                self.shared.schedule_sequencer(idle);
+                Ok(rx)
+            }
+            Err(refused) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(match refused {
+                    pool::Refused::Full(_) => Error::Busy { queued: JOB_QUEUE },
+                    pool::Refused::Closed(_) => Error::Closed,
+                })
+            }
         }
-        sent.map(|_| rx)
     }
 
     /// Submits without waiting (the benchmark's open-loop load generator).
@@ -239,47 +239,59 @@ pub(super) struct Unsigned {
     key: Arc<SigningKey>,
 }
 
-pub(super) fn sequencer<B: Backend>(
-    shared: Arc<Shared<B>>,
-    rx: mpsc::Receiver<Box<Job>>,
-    wtx: mpsc::SyncSender<Write>,
-    mut state: SeqState,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        let mut count = jobs[0].drafts.len();
-        while count < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => {
-                    count += j.drafts.len();
-                    jobs.push(j);
-                }
-                Err(_) => break,
+impl<B: Backend> pool::SeqStrand for Shared<B> {
+    fn run(&self) -> bool {
+        let (jobs, closed) = self.jobs.take(MAX_GROUP, |j| j.drafts.len());
+        if jobs.is_empty() {
+            if closed {
+                // Every job is sequenced and handed on: the writer may finish.
+                let idle = self.writes.close();
+                self.schedule_writer(idle);
+                self.jobs.finish();
             }
+            return self.jobs.settle();
         }
-        shared.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
-        if shared.poisoned.load(Ordering::Acquire) {
+        self.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
+        if self.poisoned.load(Ordering::Acquire) {
             for j in jobs {
                 let _ = j.reply.send(Err(Error::Poisoned));
             }
-            continue;
+            return self.jobs.settle();
         }
+        let count = jobs.iter().map(|j| j.drafts.len()).sum();
         let now = yipan_core::time::to_ts(chrono::Utc::now());
         let mut unsigned: Vec<Unsigned> = Vec::with_capacity(count);
         let mut replies = Vec::with_capacity(jobs.len());
+        let mut state = lock(&self.seq);
         for job in jobs {
-            let result = sequence_job(&shared, &mut state, job.drafts, &now, &mut unsigned);
+            let result = sequence_job(self, &mut state, job.drafts, &now, &mut unsigned);
             if let (Ok(_), Some(next)) = (&result, job.rotate) {
                 // Everything sequenced after the handover event is signed with the new key.
-                *write(&shared.public) = next.verifying_key();
+                *write(&self.public) = next.verifying_key();
                 state.signing = Arc::new(next);
             }
             replies.push((job.reply, result));
         }
-        let events = sign_batches(&shared.locality.to_string(), unsigned);
-        if wtx.send(Write::Own(WriteGroup { events, head: (state.seq, state.hash), replies })).is_err() {
-            return;
+        let head = (state.seq, state.hash);
+        drop(state);
+        let events = sign_batches(&self.locality.to_string(), unsigned);
+        match self.writes.push(Write::Own(WriteGroup { events, head, replies }), true) {
+            Ok(idle) => self.schedule_writer(idle),
+            // Only the sequencer closes the writes, after its last job: unreachable,
+            // but answered rather than lost.
+            Err(pool::Refused::Closed(Write::Own(g)) | pool::Refused::Full(Write::Own(g))) => {
+                for (reply, _) in g.replies {
+                    let _ = reply.send(Err(Error::Closed));
+                }
+            }
+            Err(_) => {}
         }
+        self.jobs.settle()
+    }
+
+    fn panicked(&self) {
+        self.poisoned.store(true, Ordering::Release);
+        tracing::error!(locality = %self.locality, "the sequencer panicked; log poisoned until reopened");
     }
 }
 
@@ -412,22 +424,28 @@ pub(super) fn sequence_job<B: Backend>(
     Ok(appended)
 }
 
-/// The writer thread: every write of an open log goes through here. What is
-/// waiting when it wakes — own events from the sequencer, received events,
+/// The writer: every write of an open log goes through here. What is
+/// waiting when it runs — own events from the sequencer, received events,
 /// quarantine, metadata, roster, disclosures, erasures — becomes one sled
-/// batch and one flush (group commit across all writers).
-pub(super) fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<Write>) {
-    let me = shared.locality.as_u32();
-    while let Ok(first) = rx.recv() {
+/// batch, made durable by one flush shared with every other log the same
+/// writer thread took (`pool.rs`).
+impl<B: Backend> pool::WriteStrand for Shared<B> {
+    fn stage(&self) -> Option<pool::Staged> {
+        let (writes, closed) = self.writes.take(usize::MAX, |_| 1);
+        if writes.is_empty() {
+            if closed {
+                self.writes.finish();
+            }
+            return None;
+        }
+        let me = self.locality.as_u32();
         let mut groups = Vec::new();
         let mut others: Vec<(Vec<Op>, mpsc::SyncSender<Result<()>>)> = Vec::new();
-        let mut take = |w: Write| match w {
-            Write::Own(g) => groups.push(g),
-            Write::Ops { ops, reply } => others.push((ops, reply)),
-        };
-        take(first);
-        while let Ok(w) = rx.try_recv() {
-            take(w);
+        for w in writes {
+            match w {
+                Write::Own(g) => groups.push(g),
+                Write::Ops { ops, reply } => others.push((ops, reply)),
+            }
         }
         let head = groups.last().map(|g| g.head).unwrap_or((0, [0u8; 32]));
         let mut events: Vec<Signed> = Vec::new();
@@ -437,13 +455,13 @@ pub(super) fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<Writ
             replies.extend(g.replies);
         }
         let other_ops: Vec<Op> = others.iter_mut().flat_map(|(ops, _)| std::mem::take(ops)).collect();
-        let result = if shared.poisoned.load(Ordering::Acquire) {
+        let applied = if self.poisoned.load(Ordering::Acquire) {
             Err(Error::Poisoned)
         } else if events.is_empty() {
             if other_ops.is_empty() {
                 Ok(())
             } else {
-                shared.backend.commit(other_ops)
+                self.backend.apply(other_ops)
             }
         } else {
             let mut ops: Vec<Op> = Vec::with_capacity(events.len() / segment::MAX_ENTRIES + 2 + other_ops.len());
@@ -458,56 +476,84 @@ pub(super) fn writer<B: Backend>(shared: Arc<Shared<B>>, rx: mpsc::Receiver<Writ
                     ops.push((layout::id_key(&id).to_vec(), Some(layout::id_value(me, e.seq, &e.digest).to_vec())));
                 }
             }
-            ops.extend(read(&shared.index).keys(events.iter().map(|e| (me, e.seq, &e.envelope))));
+            ops.extend(read(&self.index).keys(events.iter().map(|e| (me, e.seq, &e.envelope))));
             let mut h = head.0.to_be_bytes().to_vec();
             h.extend_from_slice(&head.1);
             ops.push((layout::META_HEAD.to_vec(), Some(h)));
             ops.extend(other_ops);
-            shared.backend.commit(ops)
+            self.backend.apply(ops)
         };
-        match result {
+        Some(pool::Staged {
+            events,
+            replies,
+            others: others.into_iter().map(|(_, reply)| reply).collect(),
+            head,
+            applied: applied.map_err(|e| e.to_string()),
+        })
+    }
+
+    fn sync_group(&self) -> usize {
+        self.backend.sync_group()
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.backend.sync()
+    }
+
+    fn finish(&self, staged: pool::Staged, synced: std::result::Result<(), String>) {
+        let me = self.locality.as_u32();
+        let pool::Staged { events, replies, others, head, applied } = staged;
+        match applied.and(synced) {
             Ok(()) => {
                 if !events.is_empty() {
-                    let mut index = write(&shared.index);
+                    let mut index = write(&self.index);
                     for e in &events {
                         index.add(me, e.seq, &e.envelope);
                     }
                     drop(index);
-                    *lock(&shared.head) = head;
-                    shared.head_tx.send_replace(head.0);
+                    *lock(&self.head) = head;
+                    self.head_tx.send_replace(head.0);
                 }
-                shared.commits.fetch_add(1, Ordering::Relaxed);
-                shared.committed_events.fetch_add(events.len() as u64, Ordering::Relaxed);
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                self.committed_events.fetch_add(events.len() as u64, Ordering::Relaxed);
                 for (reply, r) in replies {
                     let _ = reply.send(r);
                 }
-                for (_, reply) in others {
+                for reply in others {
                     let _ = reply.send(Ok(()));
                 }
             }
-            Err(e) => {
-                shared.poisoned.store(true, Ordering::Release);
-                tracing::error!(error = %e, "a group commit failed to write; log poisoned until reopened");
-                let msg = e.to_string();
+            Err(msg) => {
+                self.poisoned.store(true, Ordering::Release);
+                tracing::error!(error = %msg, "a group commit failed to write; log poisoned until reopened");
                 for (reply, r) in replies {
                     let _ = reply.send(r.and(Err(Error::Storage(msg.clone()))));
                 }
-                for (_, reply) in others {
+                for reply in others {
                     let _ = reply.send(Err(Error::Storage(msg.clone())));
                 }
             }
         }
-        let mut in_flight = lock(&shared.in_flight);
+        let mut in_flight = lock(&self.in_flight);
         for e in &events {
             if let Ok(id) = <[u8; 16]>::try_from(e.envelope.event_id.as_slice()) {
                 in_flight.remove(&id);
             }
         }
         drop(in_flight);
-        if !shared.poisoned.load(Ordering::Acquire) && shared.events_tx.receiver_count() > 0 {
+        if !self.poisoned.load(Ordering::Acquire) && self.events_tx.receiver_count() > 0 {
             for e in events {
-                let _ = shared.events_tx.send(Arc::new(e.envelope));
+                let _ = self.events_tx.send(Arc::new(e.envelope));
             }
         }
+    }
+
+    fn settle(&self) -> bool {
+        self.writes.settle()
+    }
+
+    fn panicked(&self) {
+        self.poisoned.store(true, Ordering::Release);
+        tracing::error!(locality = %self.locality, "the writer panicked; log poisoned until reopened");
     }
 }

@@ -4,12 +4,17 @@
 //! share one flush (group commit) and signing overlaps with flushing:
 //!
 //! ```text
-//! callers ──validate──► sequencer thread ──────────────► writer thread
+//! callers ──validate──► sequencer ─────────────────────► writer
 //!                       idempotency check                 merge queued groups
 //!                       author_seq, channel positions     one atomic batch
 //!                       prev_hash chain                   one flush (durable)
 //!                       sign (rayon, both cores)          update indexes, reply
 //! ```
+//!
+//! Sequencer and writer are strands run by two small thread pools shared by
+//! every log of the process (`pool.rs`), not threads of each log: a host of
+//! thousands of localities runs a handful of log threads, and one flush makes
+//! every log's waiting group durable.
 //!
 //! A group is stored as segments (runs of up to 256 events in one sled value,
 //! [`crate::segment`]), so a durable append costs one sled insert per group,
@@ -30,8 +35,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{mpsc, Arc, Mutex, RwLock, Weak};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use prost::Message;
@@ -54,6 +58,7 @@ use crate::segment::{self, Entry};
 
 mod append;
 mod ingest;
+mod pool;
 mod reads;
 mod roster;
 
@@ -247,9 +252,15 @@ struct Shared<B> {
     /// Serialises read-modify-writes of data-key records (taken after
     /// `ingest_lock` by an erasure; alone by the outbox, which so never stalls ingest).
     data_keys_lock: Mutex<()>,
-    /// The writer thread's queue for records other than own events (taken
-    /// away when the log closes, so the writer can finish).
-    writes: Mutex<Option<mpsc::SyncSender<Write>>>,
+    /// This log itself, to hand its strands to the pools.
+    me: Weak<Shared<B>>,
+    /// Jobs waiting for the sequencer (closed when the log closes).
+    jobs: pool::Inbox<Box<Job>>,
+    /// The sequencer's own chain state; only the strand's runner touches it.
+    seq: Mutex<SeqState>,
+    /// Everything waiting for the writer: own groups from the sequencer and
+    /// any other records (closed by the sequencer once the log's jobs are done).
+    writes: pool::Inbox<Write>,
 }
 
 impl<B: Backend> Shared<B> {
@@ -258,10 +269,29 @@ impl<B: Backend> Shared<B> {
     /// other writer's records waiting at that moment. Before the writer runs
     /// (opening, migrations) and after it stopped, directly.
     fn commit(&self, ops: Vec<Op>) -> Result<()> {
-        let Some(tx) = lock(&self.writes).clone() else { return self.backend.commit(ops) };
         let (reply, answer) = mpsc::sync_channel(1);
-        tx.send(Write::Ops { ops, reply }).map_err(|_| Error::Storage("the log's writer has stopped".into()))?;
+        match self.writes.push(Write::Ops { ops, reply }, true) {
+            Ok(idle) => self.schedule_writer(idle),
+            Err(pool::Refused::Closed(Write::Ops { ops, .. }) | pool::Refused::Full(Write::Ops { ops, .. })) => {
+                return self.backend.commit(ops)
+            }
+            Err(_) => unreachable!("an Ops write is handed back as it was pushed"),
+        }
         answer.recv().map_err(|_| Error::Storage("the log's writer has stopped".into()))?
+    }
+
+    /// Hands the writes strand to the writer pool if a push found it idle.
+    fn schedule_writer(&self, idle: bool) {
+        if let (true, Some(me)) = (idle, self.me.upgrade()) {
+            pool::writers().schedule(me);
+        }
+    }
+
+    /// Hands the jobs strand to the sequencer pool if a push found it idle.
+    fn schedule_sequencer(&self, idle: bool) {
+        if let (true, Some(me)) = (idle, self.me.upgrade()) {
+            pool::sequencers().schedule(me);
+        }
     }
 }
 
@@ -270,6 +300,10 @@ pub const TRUST_CURSOR: &str = "trust_cursor";
 
 /// Batches that may wait for the sequencer before appends are refused as busy.
 pub const JOB_QUEUE: usize = 1024;
+/// Groups and other writes that may wait for the writer before the sequencer
+/// (and anyone committing other records) waits: bounds what is sequenced but
+/// not yet durable.
+const WRITE_QUEUE: usize = 16;
 /// Default largest event: NATS's default `max_payload` (1 MiB) less room for headers.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024 - 4096;
 /// What signing adds to a draft's encoded size, at most: envelope fields
@@ -280,11 +314,9 @@ const ENVELOPE_OVERHEAD: usize = 1024 + 512;
 /// The append-only log of one locality.
 pub struct Log<B: Backend> {
     shared: Arc<Shared<B>>,
-    tx: Option<mpsc::SyncSender<Box<Job>>>,
-    threads: Vec<JoinHandle<()>>,
 }
 
-/// Own-chain state kept by the sequencer thread.
+/// Own-chain state kept by the sequencer.
 struct SeqState {
     /// The key that signs the next event.
     signing: Arc<SigningKey>,
@@ -396,7 +428,8 @@ impl<B: Backend> Log<B> {
         check_own_key(&trust, locality, head.0 + 1, &own)?;
         let bounds = crate::quarantine::Bounds::load(&backend, &meta_key(crate::quarantine::EVICTED))?;
         let feed = backend.event_feed_capacity().max((index.len() / 16).min(1 << 16));
-        let shared = Arc::new(Shared {
+        let state = SeqState { signing: Arc::new(signing), seq: head.0, hash: head.1, channels: HashMap::new() };
+        let shared = Arc::new_cyclic(|me| Shared {
             backend,
             locality,
             public: RwLock::new(own),
@@ -417,26 +450,12 @@ impl<B: Backend> Log<B> {
             commits: AtomicU64::new(0),
             committed_events: AtomicU64::new(0),
             disclosures: Mutex::new(None),
-            writes: Mutex::new(None),
+            me: me.clone(),
+            jobs: pool::Inbox::new(JOB_QUEUE),
+            seq: Mutex::new(state),
+            writes: pool::Inbox::new(WRITE_QUEUE),
         });
-        // Boxed: a bounded channel allocates all its slots when made, and a job
-        // (with its optional next key) is ~260 bytes — 278 KB per log measured
-        // (heaptrack), ~790 MB for a host of 2,854 tenants; a pointer a slot is 8 KB.
-        let (tx, rx) = mpsc::sync_channel::<Box<Job>>(JOB_QUEUE);
-        let (wtx, wrx) = mpsc::sync_channel::<Write>(4);
-        *lock(&shared.writes) = Some(wtx.clone());
-        let state = SeqState { signing: Arc::new(signing), seq: head.0, hash: head.1, channels: HashMap::new() };
-        let s1 = shared.clone();
-        let s2 = shared.clone();
-        let sequencer = std::thread::Builder::new()
-            .name(format!("yipan-seq-{locality}"))
-            .spawn(move || sequencer(s1, rx, wtx, state))
-            .map_err(|e| Error::Storage(format!("cannot start sequencer thread: {e}")))?;
-        let writer = std::thread::Builder::new()
-            .name(format!("yipan-wr-{locality}"))
-            .spawn(move || writer(s2, wrx))
-            .map_err(|e| Error::Storage(format!("cannot start writer thread: {e}")))?;
-        Ok(Log { shared, tx: Some(tx), threads: vec![sequencer, writer] })
+        Ok(Log { shared })
     }
 
     /// Heap held by the in-memory indexes (channel heads, authors' highest
@@ -565,12 +584,16 @@ impl<B: Backend> Log<B> {
 
 impl<B: Backend> Drop for Log<B> {
     fn drop(&mut self) {
-        // Closing the job channel lets the sequencer finish queued jobs and
-        // exit, which closes the writer's channel; joining waits for the last flush.
-        self.tx.take();
-        lock(&self.shared.writes).take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        // Closing the jobs lets the sequencer finish what is queued and then
+        // close the writes; the writer drains those and finishes after the last flush.
+        let idle = self.shared.jobs.close();
+        self.shared.schedule_sequencer(idle);
+        self.shared.writes.wait_finished();
+        // The pool thread that ran the last write lets go of the log right
+        // after: wait for it, so that the storage closes before `drop` returns
+        // (as a test that damages the files, or a reopen, relies on).
+        while Arc::strong_count(&self.shared) > 1 {
+            std::thread::sleep(std::time::Duration::from_micros(50));
         }
     }
 }
