@@ -289,3 +289,28 @@ fn settle(pool: &Pool<dyn WriteStrand>, strand: Arc<dyn WriteStrand>) {
         pool.schedule(strand);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_that_arrives_while_the_strand_runs_gets_it_run_once_more() {
+        let inbox = Inbox::new(2);
+        assert!(matches!(inbox.push(1, false), Ok(true)), "an idle strand is handed to its pool");
+        assert!(matches!(inbox.push(2, false), Ok(false)), "a scheduled one is not handed again");
+        assert!(matches!(inbox.push(3, false), Err(Refused::Full(3))));
+        let (taken, closed) = inbox.take(usize::MAX, |_| 1);
+        assert_eq!((taken, closed), (vec![1, 2], false));
+        // The log closes while its strand runs: nobody schedules it again...
+        assert!(!inbox.close(), "still scheduled: the closer must not hand it twice");
+        assert!(matches!(inbox.push(4, true), Err(Refused::Closed(4))));
+        // ...so the runner must keep it scheduled and run it once more.
+        assert!(inbox.settle(), "closed and not finished: runs once more");
+        let (taken, closed) = inbox.take(usize::MAX, |_| 1);
+        assert!(taken.is_empty() && closed);
+        inbox.finish();
+        assert!(!inbox.settle(), "finished: idle for good");
+        inbox.wait_finished();
+    }
+}
