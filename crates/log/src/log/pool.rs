@@ -260,19 +260,21 @@ fn writer_thread(pool: &'static Pool<dyn WriteStrand>) {
                 }
             }
         }
+        // Every group is applied before the first sync, so one sync per
+        // database covers all of them; later strands of a database reuse its outcome.
         let mut synced: Vec<(usize, std::result::Result<(), String>)> = Vec::new();
-        for (strand, _) in &staged {
-            let group = strand.sync_group();
-            if !synced.iter().any(|(g, _)| *g == group) {
-                let r = guarded(|| strand.sync())
-                    .unwrap_or_else(|| Err(crate::error::Error::Storage("sync panicked".into())))
-                    .map_err(|e| e.to_string());
-                synced.push((group, r));
-            }
-        }
         for (strand, s) in staged {
             let group = strand.sync_group();
-            let r = synced.iter().find(|(g, _)| *g == group).map(|(_, r)| r.clone()).unwrap_or(Ok(()));
+            let r = match synced.iter().find(|(g, _)| *g == group) {
+                Some((_, r)) => r.clone(),
+                None => {
+                    let r = guarded(|| strand.sync())
+                        .unwrap_or_else(|| Err(crate::error::Error::Storage("sync panicked".into())))
+                        .map_err(|e| e.to_string());
+                    synced.push((group, r.clone()));
+                    r
+                }
+            };
             if guarded(|| strand.finish(s, r)).is_none() {
                 strand.panicked();
             }
